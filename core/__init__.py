@@ -1,0 +1,1 @@
+"""Shared modules used by both `train/` and `tasks/`: one module per concern."""

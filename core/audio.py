@@ -1,0 +1,150 @@
+"""Audio input shared by speech recognition, keyword spotting and the training scripts.
+
+Everything that reaches a speech model goes through `load_audio`: Gradio's `(rate, samples)`
+tuples from the microphone or an upload, and file paths from `train/`. Decoding uses
+`soundfile` (libsndfile) rather than the torchcodec/FFmpeg stack, which needs system libraries
+and CUDA-only wheels on recent versions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+TARGET_RATE = 16_000
+MIN_RATE, MAX_RATE = 8_000, 192_000
+MIN_DURATION_S = 0.1
+# Ten minutes by default: long enough for a lecture excerpt, short enough that one upload
+# cannot tie the server up. `AUDIO_MAX_SECONDS` changes it for the whole app.
+DEFAULT_MAX_DURATION_S = float(os.environ.get("AUDIO_MAX_SECONDS", 600))
+# Peak below -80 dBFS: nothing a microphone picked up, only digital silence or dither.
+SILENCE_PEAK = 1e-4
+SUPPORTED_FILES = "wav, flac or ogg (mp3 where the installed libsndfile decodes it)"
+
+AudioInput = Union[None, str, os.PathLike, tuple, dict]
+
+
+class AudioInputError(ValueError):
+    """Audio a user gave that cannot be used; the message is a sentence meant for them."""
+
+
+_INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+_FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def load_audio(source: AudioInput, *, max_duration_s: float | None = None) -> np.ndarray:
+    """Return `source` as float32 mono samples at 16 kHz, or raise `AudioInputError`.
+
+    `source` is Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
+    `(n, channels)`), a path to an audio file, or Gradio's file dict with a `"path"` key.
+    """
+    limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
+    if source is None or (isinstance(source, str) and not source.strip()):
+        raise AudioInputError("No audio was received: record with the microphone or upload a file.")
+    if isinstance(source, dict) and source.get("path"):
+        source = source["path"]
+    if isinstance(source, (str, os.PathLike)):
+        rate, samples = _read_file(Path(source), limit)
+    elif isinstance(source, tuple) and len(source) == 2:
+        rate, samples = _check_rate(source[0]), _as_float(np.asarray(source[1]))
+    else:
+        raise AudioInputError(
+            f"Audio must be a file path or a (sample_rate, samples) pair, not {type(source).__name__}."
+        )
+    samples = _to_mono(samples)
+    _check_content(samples, rate, limit)
+    return resample(samples, rate, TARGET_RATE)
+
+
+def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
+    """Polyphase resampling with scipy's Kaiser-windowed low-pass, so nothing above the new
+    Nyquist frequency folds back into the band (plain decimation would alias)."""
+    if rate == target:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    g = math.gcd(int(rate), int(target))
+    out = resample_poly(samples.astype(np.float32, copy=False), target // g, rate // g)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
+    return len(samples) / float(rate)
+
+
+def _read_file(path: Path, limit: float) -> tuple[int, np.ndarray]:
+    if not path.is_file():
+        raise AudioInputError(f"Audio file '{path.name}' was not found.")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioInputError(
+            f"Could not read '{path.name}' as audio ({err}). Use {SUPPORTED_FILES}."
+        ) from err
+    # Refuse an over-long file from its header, before decoding it into memory.
+    if info.frames > 0 and info.frames / info.samplerate > limit:
+        raise AudioInputError(_too_long(info.frames / info.samplerate, limit))
+    rate = _check_rate(info.samplerate)
+    try:
+        samples, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioInputError(f"Could not decode '{path.name}': {err}.") from err
+    return rate, samples
+
+
+def _check_rate(rate: object) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float)) or rate != int(rate):
+        raise AudioInputError(f"The sample rate must be a whole number of Hz, not {rate!r}.")
+    if not MIN_RATE <= int(rate) <= MAX_RATE:
+        raise AudioInputError(
+            f"Sample rate {int(rate)} Hz is not supported: use {MIN_RATE} to {MAX_RATE} Hz."
+        )
+    return int(rate)
+
+
+def _as_float(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype in _INT_SCALE:
+        return samples.astype(np.float32) / np.float32(_INT_SCALE[samples.dtype])
+    if samples.dtype in _FLOAT_TYPES:
+        if not np.all(np.isfinite(samples)):
+            raise AudioInputError("The audio contains NaN or infinite samples; it looks corrupted.")
+        return samples.astype(np.float32, copy=False)
+    raise AudioInputError(
+        f"Samples of type {samples.dtype} are not supported: use int16, int32, float32 or float64."
+    )
+
+
+def _to_mono(samples: np.ndarray) -> np.ndarray:
+    if samples.ndim == 1:
+        return samples
+    if samples.ndim != 2:
+        raise AudioInputError(f"Audio must be 1-D or (samples, channels), got shape {samples.shape}.")
+    # Gradio and soundfile give (samples, channels); libraries like torchaudio give
+    # (channels, samples). A short first axis with a long second one can only be the latter.
+    if samples.shape[0] <= 8 < samples.shape[1]:
+        samples = samples.T
+    return samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+
+
+def _check_content(samples: np.ndarray, rate: int, limit: float) -> None:
+    if samples.size == 0:
+        raise AudioInputError("The audio is empty (0 samples).")
+    seconds = duration_s(samples, rate)
+    if seconds < MIN_DURATION_S:
+        raise AudioInputError(
+            f"The audio is {seconds * 1000:.0f} ms long; at least {MIN_DURATION_S * 1000:.0f} ms is needed."
+        )
+    if seconds > limit:
+        raise AudioInputError(_too_long(seconds, limit))
+    if not np.all(np.isfinite(samples)):
+        raise AudioInputError("The audio contains NaN or infinite samples; it looks corrupted.")
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        raise AudioInputError("The audio is silent: check that the microphone is on and not muted.")
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return f"The audio is {seconds:.1f} s long; the limit is {limit:.0f} s (AUDIO_MAX_SECONDS)."

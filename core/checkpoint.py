@@ -1,0 +1,165 @@
+"""The checkpoint contract between `train/` (writer) and the app (reader).
+
+A checkpoint is a folder that `from_pretrained` loads as it is:
+
+    checkpoints/<slot>/
+        config.json              model config, label maps (id2label/label2id) included
+        model.safetensors        weights; pickled *.bin weights are refused
+        preprocessor_config.json / tokenizer files / vocab.json   processor or tokenizer
+        metrics.json             see `Metrics`
+
+A checkpoint is published atomically (`publish`): it is written into a hidden folder beside the
+target and renamed into place only once complete, so a reader never sees half a checkpoint and a
+crashed run leaves the previous one untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "model.safetensors"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Metrics:
+    """What `metrics.json` holds. Every task writes the same top-level keys."""
+
+    task: str  # "asr", "kws" or "qa"
+    final: dict[str, dict[str, Any]] = field(default_factory=dict)  # split -> metric -> value
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per log/eval step
+    dataset_sizes: dict[str, int] = field(default_factory=dict)  # split -> examples
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    hardware: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # task-specific (class weights, thresholds)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+
+
+def hardware_info() -> dict[str, Any]:
+    """Where a run happened, for `metrics.json`."""
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def write_metrics(folder: Path, metrics: Metrics) -> Path:
+    path = Path(folder) / METRICS_FILE
+    path.write_text(json.dumps(asdict(metrics), indent=2, default=_json_default) + "\n")
+    return path
+
+
+def read_metrics(folder: Path) -> dict[str, Any] | None:
+    """The checkpoint's metrics, or None when the folder has none (e.g. a hub model)."""
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def validate(folder: Path) -> None:
+    """Raise ValueError unless `folder` fulfils the contract."""
+    folder = Path(folder)
+    missing = [name for name in ("config.json", WEIGHTS_FILE, METRICS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"checkpoint {folder} lacks {', '.join(missing)}")
+    pickled = sorted(p.name for p in folder.glob("*.bin") if p.name != "training_args.bin")
+    if pickled:
+        raise ValueError(f"checkpoint {folder} holds pickled weights {pickled}; only safetensors are allowed")
+    metrics = read_metrics(folder) or {}
+    absent = [key for key in ("task", "final", "history", "dataset_sizes", "hyperparameters") if key not in metrics]
+    if absent:
+        raise ValueError(f"{folder / METRICS_FILE} lacks {', '.join(absent)}")
+
+
+@contextmanager
+def publish(target: Path) -> Iterator[Path]:
+    """Yield a staging folder beside `target`; on success, validate it and swap it into place.
+
+    If the body raises (or the process dies) the staging folder is discarded and whatever was at
+    `target` before is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(target)
+    staging = target.parent / f".{target.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+        validate(staging)
+        _swap(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics) -> Path:
+    """Publish `model` + `processor` (tokenizer or feature extractor) + metrics at `target`."""
+    with publish(target) as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        write_metrics(staging, metrics)
+    return Path(target)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete staging folders left by runs that died (their pid is gone); a live run's stay."""
+    for folder in target.parent.glob(f".{target.name}.staging-*"):
+        pid = folder.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _swap(staging: Path, target: Path) -> None:
+    # Two renames on one file system: the old folder moves aside, the new one moves in. A reader
+    # sees the old checkpoint, the new one, or (for microseconds) none; never a mixture.
+    retired = None
+    if target.exists():
+        retired = target.parent / f".{target.name}.retired-{uuid.uuid4().hex[:8]}"
+        os.rename(target, retired)
+    os.rename(staging, target)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,48 @@
+"""Character vocabulary, processor and greedy decoding for CTC speech recognition."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+PAD, UNK, WORD_DELIMITER = "[PAD]", "[UNK]", "|"  # PAD doubles as the CTC blank (id 0)
+
+
+def normalize_transcript(text: str) -> str:
+    """Lower case, letters and apostrophes only, single spaces: the form the vocabulary covers."""
+    text = "".join(ch if ch.isalpha() or ch == "'" else " " for ch in text.lower())
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def build_char_vocab(transcripts: Iterable[str]) -> dict[str, int]:
+    """Vocabulary from training transcripts: blank/pad 0, unk 1, word delimiter 2, then characters."""
+    chars = sorted({ch for text in transcripts for ch in normalize_transcript(text) if ch != " "})
+    vocab = {PAD: 0, UNK: 1, WORD_DELIMITER: 2}
+    vocab.update({ch: i + 3 for i, ch in enumerate(chars)})
+    return vocab
+
+
+def make_processor(vocab: dict[str, int], sampling_rate: int = 16_000):
+    """A `Wav2Vec2Processor`: CTC tokenizer over `vocab` + a 16 kHz feature extractor."""
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = Path(tmp) / "vocab.json"
+        vocab_file.write_text(json.dumps(vocab))
+        tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token=UNK, pad_token=PAD,
+                                         word_delimiter_token=WORD_DELIMITER, do_lower_case=False)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sampling_rate, padding_value=0.0,
+                                         do_normalize=True, return_attention_mask=True)
+    return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def greedy_decode(logits: np.ndarray, lengths: Sequence[int], tokenizer) -> list[str]:
+    """Argmax per frame, cut at each utterance's true frame count (padded frames would otherwise
+    add characters), then the CTC rule: merge repeats, drop blanks."""
+    ids = np.asarray(logits).argmax(axis=-1)
+    return [tokenizer.decode(row[: int(n)].tolist()).strip() for row, n in zip(ids, lengths)]

@@ -1,0 +1,41 @@
+"""The report's model structure table, read from a loaded model's config (never hard-coded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Row label -> config attributes that hold it, by model family (BERT-like, DistilBERT, Hubert).
+ROWS: dict[str, tuple[str, ...]] = {
+    "activation": ("hidden_act", "activation"),
+    "hidden size": ("hidden_size", "dim"),
+    "feed-forward size": ("intermediate_size", "hidden_dim"),
+    "attention heads": ("num_attention_heads", "n_heads"),
+    "layers": ("num_hidden_layers", "n_layers"),
+}
+
+
+def structure(config: Any, parameters: int | None = None, size_bytes: int | None = None) -> dict[str, Any]:
+    """Rows of the structure table for one model. The vocabulary row is the token vocabulary for
+    CTC and QA models; a classifier shows its number of labels instead."""
+    row: dict[str, Any] = {"model type": getattr(config, "model_type", "?")}
+    for label, names in ROWS.items():
+        row[label] = next((getattr(config, n) for n in names if getattr(config, n, None) is not None), None)
+    architectures = getattr(config, "architectures", None) or []
+    if any("SequenceClassification" in a for a in architectures):
+        row["vocabulary"] = f"{config.num_labels} labels"
+    else:
+        row["vocabulary"] = getattr(config, "vocab_size", None)
+    row["parameters"] = parameters
+    row["size on disk"] = human_bytes(size_bytes) if size_bytes is not None else None
+    return row
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = n / 1024
+    for unit in ("KB", "MB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"

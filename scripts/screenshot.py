@@ -1,0 +1,64 @@
+"""Screenshot the running app in headless Chromium (Debian's /usr/bin/chromium via Playwright).
+
+    python scripts/screenshot.py --url http://127.0.0.1:7860 --tab Models --out docs/models.png
+
+Prints the visible tab names, so a script or test can check what rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    # This machine's network is closed: background fetches would fail noisily at every start.
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        raise RuntimeError("Chromium is not installed: `apt-get install -y chromium` (see .ci/run).")
+    return path
+
+
+def screenshot(url: str, out: Path, tab: str | None = None, wait_for: str | None = None,
+               extra_args: tuple[str, ...] = (), timeout_ms: int = 30_000) -> list[str]:
+    """Open `url`, optionally click `tab` and wait for `wait_for` text, save a full-page PNG.
+    Returns the names of the tabs on the page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS + list(extra_args))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url, timeout=timeout_ms)
+            page.get_by_role("tab").first.wait_for(timeout=timeout_ms)
+            if tab:
+                page.get_by_role("tab", name=tab).click()
+            if wait_for:
+                page.get_by_text(wait_for).first.wait_for(timeout=timeout_ms)
+            page.wait_for_timeout(1000)  # let plots and cards finish drawing
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+            return [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+        finally:
+            browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:7860")
+    parser.add_argument("--out", type=Path, default=Path("screenshot.png"))
+    parser.add_argument("--tab", help="tab to open before the screenshot, e.g. Models")
+    parser.add_argument("--wait-for", help="text to wait for before the screenshot")
+    args = parser.parse_args()
+    print("tabs:", ", ".join(screenshot(args.url, args.out, args.tab, args.wait_for)))
+    print("saved", args.out)
+
+
+if __name__ == "__main__":
+    main()

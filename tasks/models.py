@@ -1,0 +1,71 @@
+"""Models tab: the report's structure table for every slot, read from the loaded configs, and the
+`status` endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.slots import Registry
+from core.structure import ROWS, structure
+from tasks.common import status_card
+
+TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
+
+
+def structure_table(registry: Registry) -> pd.DataFrame:
+    """Rows = the report's attributes, one column per slot; '—' where a slot has no model."""
+    columns: dict[str, list[Any]] = {"": list(TABLE_ROWS)}
+    for name, slot in registry.slots.items():
+        loaded = slot.peek()
+        rows = structure(loaded.model.config, loaded.parameters, loaded.size_bytes) if loaded else {}
+        columns[name] = [_cell(rows.get(key)) for key in TABLE_ROWS]
+    return pd.DataFrame(columns)
+
+
+def status(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Per slot: state, source, parameters, size on disk, device, load time, or the error."""
+    return registry.status(load=True)
+
+
+def overview(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
+    report = status(registry)
+    cards = "\n\n".join(status_card(slot, load=False) for slot in registry.slots.values())
+    return structure_table(registry), cards, report
+
+
+def reload(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
+    registry.reload()
+    return overview(registry)
+
+
+def build(registry: Registry) -> gr.Blocks:
+    with gr.Blocks() as demo:
+        gr.Markdown("Structure of the model behind each slot, read from its config "
+                    "(the report's table), and where each model comes from.")
+        models_table = gr.Dataframe(label="Model structure", interactive=False, wrap=True)
+        models_cards = gr.Markdown()
+        with gr.Row():
+            models_refresh = gr.Button("Refresh status")
+            models_reload = gr.Button("Reload models", variant="secondary")
+        with gr.Accordion("Status (JSON, as the `status` endpoint returns it)", open=False):
+            models_status = gr.JSON()
+        outputs = [models_table, models_cards, models_status]
+        demo.load(lambda: overview(registry), outputs=outputs, api_name=False)
+        models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
+        models_reload.click(lambda: reload(registry), outputs=outputs, api_name="reload")
+
+        def slot_status() -> dict:
+            """Per slot: state, source, parameters, size on disk, device, load time or error."""
+            return status(registry)
+
+        gr.api(slot_status, api_name="status")
+    return demo
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)

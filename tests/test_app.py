@@ -1,0 +1,89 @@
+"""The app shell: starts offline with nothing to serve, reports every slot, serves tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+
+from gradio_client import Client
+from safetensors.torch import load_file
+
+from core.slots import SLOTS, Registry
+from tasks import models
+from tasks.common import status_card
+from tests.conftest import free_port, wait_for_http
+
+TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
+
+
+def tab_labels(url: str) -> list[str]:
+    with urllib.request.urlopen(url + "config", timeout=5) as response:
+        config = json.load(response)
+    return [c["props"]["label"] for c in config["components"] if c["type"] == "tabitem"]
+
+
+def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_process, tmp_path):
+    proc, url = app_process("--checkpoints", str(tmp_path / "none"))
+    assert wait_for_http(url, timeout_s=15) < 15
+    assert tab_labels(url) == TAB_NAMES
+    status = Client(url, verbose=False).predict(api_name="/status")
+    assert sorted(status) == sorted(SLOTS)
+    for name, info in status.items():
+        assert info["state"] == "unavailable", name
+        assert info["attempts"][0]["error"].startswith("no folder at"), info
+        assert "outgoing traffic has been disabled" in info["attempts"][1]["error"]
+
+
+def test_port_and_host_come_from_the_spaces_environment(app_process, tmp_path):
+    port = free_port()
+    proc, url = app_process("--checkpoints", str(tmp_path), env={"GRADIO_SERVER_PORT": str(port),
+                                                                 "GRADIO_SERVER_NAME": "127.0.0.1"})
+    assert url == f"http://127.0.0.1:{port}/"
+    wait_for_http(url, timeout_s=15)
+    assert tab_labels(url) == TAB_NAMES
+
+
+def test_status_reports_all_four_tiny_models_with_true_counts(launch, tiny_checkpoints):
+    url = launch(tiny_checkpoints)
+    status = Client(url, verbose=False).predict(api_name="/status")
+    for name, info in status.items():
+        assert info["state"] == "loaded"
+        assert info["source"] == str(tiny_checkpoints / name)
+        assert info["device"] == "cpu" and info["load_time_s"] >= 0
+        weights = tiny_checkpoints / name / "model.safetensors"
+        assert info["parameters"] == sum(t.numel() for t in load_file(weights).values())
+        assert info["size_bytes"] == sum(p.stat().st_size for p in (tiny_checkpoints / name).iterdir())
+
+
+def test_structure_table_is_read_from_the_configs(tiny_checkpoints):
+    registry = Registry(tiny_checkpoints)
+    registry.status()
+    table = models.structure_table(registry).set_index("")
+    assert table.loc["model type"].tolist() == ["hubert", "hubert", "distilbert", "xlm-roberta"]
+    assert table.loc["hidden size"].tolist() == ["32"] * 4
+    assert table.loc["feed-forward size"].tolist() == ["37"] * 4
+    assert table.loc["layers"].tolist() == ["2"] * 4
+    assert table.loc["activation"].tolist() == ["gelu"] * 4
+    assert table.loc["vocabulary", "kws"] == "12 labels"
+    tokenizer = registry["qa-distilbert"].get().processor
+    assert table.loc["vocabulary", "qa-distilbert"] == str(len(tokenizer))
+    assert table.loc["parameters", "asr"] == f"{registry['asr'].get().parameters:,}"
+
+
+def test_missing_slot_card_names_what_was_tried_and_the_command(tmp_path):
+    card = status_card(Registry(tmp_path)["qa-xlmr"])
+    assert "no model available" in card
+    assert f"checkpoint {tmp_path / 'qa-xlmr'}" in card
+    assert "hub default deepset/xlm-roberta-base-squad2" in card
+    assert "python -m train.qa train/configs/qa_xlmr.json" in card and "QA_XLMR_MODEL" in card
+
+
+def test_reload_endpoint_finds_a_checkpoint_trained_after_start(launch, tmp_path, tiny_checkpoints):
+    url = launch(tmp_path)
+    client = Client(url, verbose=False)
+    assert client.predict(api_name="/status")["kws"]["state"] == "unavailable"
+    shutil.copytree(tiny_checkpoints / "kws", tmp_path / "kws")
+    table, cards, status = client.predict(api_name="/reload")
+    assert status["kws"]["state"] == "loaded" and status["asr"]["state"] == "unavailable"
+    assert "serving" in cards

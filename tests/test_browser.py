@@ -1,0 +1,24 @@
+"""A real browser (headless Chromium) renders the app: four tabs, the status cards, the Models
+table. Needs Debian's chromium (installed by .ci/run)."""
+
+from __future__ import annotations
+
+from scripts.screenshot import screenshot
+from tests.conftest import wait_for_http
+from tests.test_app import TAB_NAMES
+
+
+def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_checkpoints, tmp_path):
+    _, url = app_process("--checkpoints", str(tiny_checkpoints))
+    wait_for_http(url, timeout_s=15)
+    out = tmp_path / "models.png"
+    tabs = screenshot(url, out, tab="Models", wait_for="xlm-roberta")
+    assert tabs == TAB_NAMES
+    assert out.stat().st_size > 20_000  # a blank page is a few KB
+
+
+def test_missing_models_show_how_to_get_one(app_process, tmp_path):
+    _, url = app_process("--checkpoints", str(tmp_path))
+    wait_for_http(url, timeout_s=15)
+    tabs = screenshot(url, tmp_path / "asr.png", wait_for="python -m train.asr train/configs/asr_report.json")
+    assert tabs == TAB_NAMES

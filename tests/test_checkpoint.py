@@ -1,0 +1,97 @@
+"""The checkpoint contract: what a checkpoint holds, and publishing it atomically."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from core.checkpoint import METRICS_FILE, Metrics, publish, read_metrics, validate, write_metrics
+from tests.conftest import ROOT
+from tests.tiny_models import build_kws
+
+
+def test_saved_checkpoint_fulfils_the_contract(tmp_path):
+    folder = build_kws(tmp_path / "kws")
+    validate(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"]["10"] == "_silence_" and config["label2id"]["go"] == 9
+    metrics = read_metrics(folder)
+    assert metrics["task"] == "kws"
+    assert metrics["dataset_sizes"] == {"train": 12, "validation": 12, "test": 12}
+    assert metrics["hardware"]["device"] == "cpu" and metrics["hardware"]["torch"]
+    assert not list(folder.glob("*.bin"))
+    # Nothing but the checkpoint is left beside it.
+    assert [p.name for p in tmp_path.iterdir()] == ["kws"]
+
+
+def _write_version(folder, version: str) -> None:
+    (folder / "config.json").write_text(json.dumps({"version": version}))
+    (folder / "model.safetensors").write_text(version)
+    write_metrics(folder, Metrics(task="asr", hyperparameters={"version": version}))
+
+
+def test_publish_replaces_the_old_checkpoint_in_one_step(tmp_path):
+    target = tmp_path / "asr"
+    for version in ("v1", "v2"):
+        with publish(target) as staging:
+            _write_version(staging, version)
+    assert read_metrics(target)["hyperparameters"] == {"version": "v2"}
+    assert [p.name for p in tmp_path.iterdir()] == ["asr"]
+
+
+def test_a_failing_run_leaves_the_previous_checkpoint(tmp_path):
+    target = tmp_path / "asr"
+    with publish(target) as staging:
+        _write_version(staging, "v1")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with publish(target) as staging:
+            (staging / "config.json").write_text("{}")
+            raise RuntimeError("out of memory")
+    assert read_metrics(target)["hyperparameters"] == {"version": "v1"}
+    assert [p.name for p in tmp_path.iterdir()] == ["asr"]
+
+
+def test_a_killed_process_leaves_the_previous_checkpoint(tmp_path):
+    target = tmp_path / "asr"
+    with publish(target) as staging:
+        _write_version(staging, "v1")
+    # A real crash: the process dies mid-write, no exception handler runs.
+    script = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from core.checkpoint import publish
+        with publish(Path({str(target)!r})) as staging:
+            (staging / "config.json").write_text("{{}}")
+            (staging / "model.safetensors").write_bytes(b"half")
+            os._exit(9)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT)
+    assert result.returncode == 9
+    assert read_metrics(target)["hyperparameters"] == {"version": "v1"}
+    assert json.loads((target / "config.json").read_text()) == {"version": "v1"}
+    # The dead run's staging folder is cleared by the next publish.
+    assert len(list(tmp_path.glob(".asr.staging-*"))) == 1
+    with publish(target) as staging:
+        _write_version(staging, "v3")
+    assert [p.name for p in tmp_path.iterdir()] == ["asr"]
+
+
+def test_an_incomplete_checkpoint_is_never_published(tmp_path):
+    target = tmp_path / "qa"
+    with pytest.raises(ValueError, match=f"lacks model.safetensors, {METRICS_FILE}"):
+        with publish(target) as staging:
+            (staging / "config.json").write_text("{}")
+    assert not target.exists()
+
+
+def test_pickled_weights_are_refused(tmp_path):
+    target = tmp_path / "qa"
+    with pytest.raises(ValueError, match="pickled weights"):
+        with publish(target) as staging:
+            _write_version(staging, "v1")
+            (staging / "pytorch_model.bin").write_bytes(b"pickle")
+    assert not target.exists()

@@ -1,0 +1,127 @@
+"""Tiny random models for all four slots, saved in the checkpoint contract.
+
+Built from configs (no hub), small enough that loading and a forward pass take milliseconds on
+CPU. Used by the tests and by `scripts/screenshot.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import (
+    DistilBertConfig,
+    DistilBertForQuestionAnswering,
+    DistilBertTokenizerFast,
+    HubertConfig,
+    HubertForCTC,
+    HubertForSequenceClassification,
+    Wav2Vec2FeatureExtractor,
+    XLMRobertaConfig,
+    XLMRobertaForQuestionAnswering,
+    XLMRobertaTokenizerFast,
+)
+
+from core import keywords
+from core.checkpoint import Metrics, hardware_info, save_checkpoint
+from core.ctc import build_char_vocab, make_processor
+
+CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "speech recognition turns audio into text",
+    "keyword spotting listens for yes no up down left right on off stop go",
+    "question answering finds the answer span in a context paragraph",
+    "when was the tower built it was built in eighteen eighty nine",
+    "paris is the capital of france and berlin is the capital of germany",
+    "la tour eiffel se trouve a paris",
+]
+
+
+def hubert_config(**overrides) -> HubertConfig:
+    """Hubert with the real 3-stage conv shape but tiny widths: a forward pass takes ms."""
+    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    base.update(overrides)
+    return HubertConfig(**base)
+
+
+def tiny_metrics(task: str, sizes: dict[str, int], final: dict[str, dict]) -> Metrics:
+    return Metrics(task=task, final=final, dataset_sizes=sizes,
+                   history=[{"step": 1, "epoch": 1.0, "loss": 1.0}],
+                   hyperparameters={"learning_rate": 1e-3, "note": "random tiny model for tests"},
+                   hardware=hardware_info())
+
+
+def build_asr(target: Path) -> Path:
+    torch.manual_seed(0)
+    processor = make_processor(build_char_vocab(CORPUS))
+    config = hubert_config(vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
+                           ctc_loss_reduction="mean")
+    metrics = tiny_metrics("asr", {"train": 4, "validation": 2, "test": 2}, {"test": {"wer": 1.0, "cer": 1.0}})
+    return save_checkpoint(target, HubertForCTC(config), processor, metrics)
+
+
+def build_kws(target: Path) -> Path:
+    torch.manual_seed(0)
+    config = hubert_config(num_labels=len(keywords.LABELS), id2label=keywords.ID2LABEL,
+                           label2id=keywords.LABEL2ID, classifier_proj_size=16)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0,
+                                         do_normalize=True, return_attention_mask=True)
+    metrics = tiny_metrics("kws", {"train": 12, "validation": 12, "test": 12}, {"test": {"accuracy": 0.0}})
+    return save_checkpoint(target, HubertForSequenceClassification(config), extractor, metrics)
+
+
+def wordpiece_tokenizer() -> DistilBertTokenizerFast:
+    words = sorted({w for line in CORPUS for w in line.split()})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w})
+    tokens = specials + words + chars + [f"##{c}" for c in chars]
+    # transformers 5 takes the WordPiece vocabulary as a dict (a vocab.txt path is ignored).
+    return DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+
+
+def unigram_tokenizer() -> XLMRobertaTokenizerFast:
+    """An XLM-R-like SentencePiece Unigram tokenizer trained on `CORPUS`.
+
+    WhitespaceSplit before Metaspace keeps offsets off the leading space (see ENVIRONMENT.md)."""
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
+    trainer = trainers.UnigramTrainer(vocab_size=200, special_tokens=specials, unk_token="<unk>")
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+
+
+def qa_metrics() -> Metrics:
+    scores = {"exact": 0.0, "f1": 0.0, "total": 2, "HasAns_exact": 0.0, "NoAns_exact": 0.0}
+    return tiny_metrics("qa", {"train": 8, "validation": 2}, {"validation": scores})
+
+
+def build_qa_distilbert(target: Path) -> Path:
+    torch.manual_seed(0)
+    tokenizer = wordpiece_tokenizer()
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=37, n_layers=2, n_heads=2,
+                              max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    return save_checkpoint(target, DistilBertForQuestionAnswering(config), tokenizer, qa_metrics())
+
+
+def build_qa_xlmr(target: Path) -> Path:
+    torch.manual_seed(0)
+    tokenizer = unigram_tokenizer()
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
+                              num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=130,
+                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, type_vocab_size=1)
+    return save_checkpoint(target, XLMRobertaForQuestionAnswering(config), tokenizer, qa_metrics())
+
+
+BUILDERS = {"asr": build_asr, "kws": build_kws, "qa-distilbert": build_qa_distilbert, "qa-xlmr": build_qa_xlmr}
+
+
+def build_all(checkpoints: Path) -> dict[str, Path]:
+    """Write all four tiny checkpoints under `checkpoints/<slot>/`."""
+    return {slot: build(Path(checkpoints) / slot) for slot, build in BUILDERS.items()}
