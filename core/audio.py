@@ -8,6 +8,7 @@ and CUDA-only wheels on recent versions.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -42,14 +43,17 @@ def load_audio(source: AudioInput, *, max_duration_s: float | None = None) -> np
     """Return `source` as float32 mono samples at 16 kHz, or raise `AudioInputError`.
 
     `source` is Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
-    `(n, channels)`), a path to an audio file, or Gradio's file dict with a `"path"` key.
+    `(n, channels)`), a path to an audio file, Gradio's file dict with a `"path"` key, or a
+    `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields).
     """
     limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
     if source is None or (isinstance(source, str) and not source.strip()):
         raise AudioInputError("No audio was received: record with the microphone or upload a file.")
-    if isinstance(source, dict) and source.get("path"):
-        source = source["path"]
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, dict) and source.get("bytes"):
+        rate, samples = _read_file(io.BytesIO(source["bytes"]), limit, name=source.get("path") or "audio bytes")
+    elif isinstance(source, dict) and source.get("path"):
+        rate, samples = _read_file(Path(source["path"]), limit)
+    elif isinstance(source, (str, os.PathLike)):
         rate, samples = _read_file(Path(source), limit)
     elif isinstance(source, tuple) and len(source) == 2:
         rate, samples = _check_rate(source[0]), _as_float(np.asarray(source[1]))
@@ -60,6 +64,11 @@ def load_audio(source: AudioInput, *, max_duration_s: float | None = None) -> np
     samples = _to_mono(samples)
     _check_content(samples, rate, limit)
     return resample(samples, rate, TARGET_RATE)
+
+
+def to_mono_float(rate: object, samples: np.ndarray) -> tuple[int, np.ndarray]:
+    """Format checks and conversion only (no content checks): a streaming chunk may be silent."""
+    return _check_rate(rate), _to_mono(_as_float(np.asarray(samples)))
 
 
 def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
@@ -76,23 +85,26 @@ def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
     return len(samples) / float(rate)
 
 
-def _read_file(path: Path, limit: float) -> tuple[int, np.ndarray]:
-    if not path.is_file():
-        raise AudioInputError(f"Audio file '{path.name}' was not found.")
+def _read_file(path: Path | io.BytesIO, limit: float, name: str | None = None) -> tuple[int, np.ndarray]:
+    if isinstance(path, Path):
+        name = path.name
+        if not path.is_file():
+            raise AudioInputError(f"Audio file '{name}' was not found.")
+        path = str(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioInputError(
-            f"Could not read '{path.name}' as audio ({err}). Use {SUPPORTED_FILES}."
-        ) from err
+        raise AudioInputError(f"Could not read '{name}' as audio ({err}). Use {SUPPORTED_FILES}.") from err
     # Refuse an over-long file from its header, before decoding it into memory.
     if info.frames > 0 and info.frames / info.samplerate > limit:
         raise AudioInputError(_too_long(info.frames / info.samplerate, limit))
     rate = _check_rate(info.samplerate)
+    if isinstance(path, io.BytesIO):
+        path.seek(0)
     try:
-        samples, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        samples, _ = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioInputError(f"Could not decode '{path.name}': {err}.") from err
+        raise AudioInputError(f"Could not decode '{name}': {err}.") from err
     return rate, samples
 
 

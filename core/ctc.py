@@ -6,7 +6,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
@@ -41,8 +41,24 @@ def make_processor(vocab: dict[str, int], sampling_rate: int = 16_000):
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def greedy_decode(logits: np.ndarray, lengths: Sequence[int], tokenizer) -> list[str]:
-    """Argmax per frame, cut at each utterance's true frame count (padded frames would otherwise
-    add characters), then the CTC rule: merge repeats, drop blanks."""
-    ids = np.asarray(logits).argmax(axis=-1)
-    return [tokenizer.decode(row[: int(n)].tolist()).strip() for row, n in zip(ids, lengths)]
+def mask_padding(ids, lengths):
+    """Set frames at or past each row's true output length to -100 (ids: batch x frames)."""
+    import torch
+
+    frames = torch.arange(ids.shape[1], device=ids.device)[None, :]
+    return ids.masked_fill(frames >= lengths[:, None], -100)
+
+
+def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
+    """Greedy CTC transcripts from frame ids (-100 = padding): merge repeats, drop blanks.
+
+    Padding must be cut at each utterance's output length first (`mask_padding`): decoding the
+    padded frames would add characters."""
+    rows = [[int(i) for i in row if i != -100] for row in np.asarray(ids)]
+    return [tokenizer.decode(row).strip() for row in rows]
+
+
+def decode_labels(ids: np.ndarray, tokenizer) -> list[str]:
+    """Reference transcripts from label ids; repeats are real letters here, so nothing merges."""
+    rows = [[int(i) for i in row if i != -100] for row in np.asarray(ids)]
+    return [tokenizer.decode(row, group_tokens=False).strip() for row in rows]

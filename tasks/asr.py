@@ -1,18 +1,118 @@
-"""Speech recognition tab (DistilHuBERT + CTC)."""
+"""Speech recognition tab: DistilHuBERT + CTC, from the microphone or a file, live or not."""
 
 from __future__ import annotations
 
-import gradio as gr
+import time
+from pathlib import Path
+from typing import Any
 
-from core.slots import Registry
-from tasks.common import status_card
+import gradio as gr
+import numpy as np
+
+from core import long_audio
+from core.audio import AudioInputError, duration_s
+from core.slots import LoadedModel, Registry
+from tasks.common import audio_or_error, require, status_card
+from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "asr"
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "asr").glob("*.wav"))
+LIVE_EVERY_S = 0.5
+
+
+def transcribe(loaded: LoadedModel, samples: np.ndarray) -> str:
+    """Greedy CTC transcript of 16 kHz mono samples; long audio runs in overlapping windows."""
+    return long_audio.transcribe(loaded.model, loaded.processor, samples)
+
+
+def transcribe_input(loaded: LoadedModel, audio: Any) -> tuple[str, str]:
+    """Transcript and a line with the audio's duration and the processing time."""
+    samples = audio_or_error(audio)
+    start = time.perf_counter()
+    text = transcribe(loaded, samples)
+    elapsed = time.perf_counter() - start
+    seconds = duration_s(samples)
+    return text, (f"{seconds:.1f} s of audio transcribed in {elapsed:.2f} s "
+                  f"({seconds / max(elapsed, 1e-9):.0f}× real time) on {loaded.device}")
+
+
+def live_update(loaded: LoadedModel, state: long_audio.StreamState | None,
+                chunk: tuple[int, np.ndarray] | None) -> tuple[str, long_audio.StreamState]:
+    """One streaming microphone chunk in, the transcript so far out."""
+    state = state or long_audio.StreamState()
+    if chunk is None:
+        return state.text, state
+    rate, samples = chunk
+    if samples is None or np.size(samples) == 0:
+        return state.text, state
+    try:
+        state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
+    except AudioInputError as err:
+        raise gr.Error(str(err)) from err
+    return state.text, state
+
+
+def results(metrics: dict[str, Any] | None) -> tuple[str, Any, Any]:
+    """The checkpoint's evaluation: a summary table and loss / WER curves."""
+    if not metrics:
+        return "This model has no `metrics.json` (it was not trained by `train/asr.py`).", None, None
+    test = metrics.get("final", {}).get("test", {})
+    rows = {"test WER": test.get("wer"), "test CER": test.get("cer")}
+    rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
+    params = metrics.get("hyperparameters", {})
+    rows.update({k: params[k] for k in ("model_name_or_path", "freeze", "learning_rate", "weight_decay",
+                                        "warmup_steps", "per_device_train_batch_size", "num_train_epochs")
+                 if k in params})
+    rows["wall time"] = f"{metrics.get('wall_time_s', 0):.0f} s on {metrics.get('hardware', {}).get('gpu') or 'CPU'}"
+    history = metrics.get("history", [])
+    return (key_value_markdown({k: v for k, v in rows.items() if v is not None}),
+            history_figure(history, ["loss", "eval_loss"], "Training and validation loss"),
+            history_figure(history, ["eval_wer", "eval_cer"], "Validation error rates"))
 
 
 def build(registry: Registry) -> gr.Blocks:
     slot = registry[SLOT]
+
+    def on_transcribe(audio: Any) -> tuple[str, str]:
+        return transcribe_input(require(slot), audio)
+
+    def on_live(chunk, state):
+        return live_update(require(slot), state, chunk)
+
+    def on_results():
+        loaded = slot.peek()
+        return results(loaded.metrics if loaded else None)
+
     with gr.Blocks() as demo:
         asr_status = gr.Markdown()
-        demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False)
+        with gr.Tab("Record or upload"):
+            asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+            asr_button = gr.Button("Transcribe", variant="primary")
+            asr_text = gr.Textbox(label="Transcript", lines=4, buttons=["copy"])
+            asr_timing = gr.Markdown()
+            asr_timing_state = gr.State("")  # States stay out of the API: /transcribe returns text only
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
+        with gr.Tab("Live"):
+            gr.Markdown("Speak: the transcript updates every half second. Each update runs the model "
+                        f"on at most one {long_audio.WINDOW_S:.0f} s window plus the newest audio.")
+            asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+            asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
+            asr_live_state = gr.State(None)
+        with gr.Tab("Results"):
+            asr_summary = gr.Markdown()
+            with gr.Row():
+                asr_loss_plot = gr.Plot(label="Loss")
+                asr_wer_plot = gr.Plot(label="WER")
+
+        asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing_state],
+                         api_name="transcribe").then(lambda line: line, inputs=asr_timing_state,
+                                                     outputs=asr_timing, api_name=False)
+        asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state],
+                                       api_name=False)
+        asr_live_audio.stream(on_live, inputs=[asr_live_audio, asr_live_state],
+                              outputs=[asr_live_text, asr_live_state], stream_every=LIVE_EVERY_S,
+                              api_name=False, concurrency_limit=4)
+        demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False).then(
+            on_results, outputs=[asr_summary, asr_loss_plot, asr_wer_plot], api_name=False)
     return demo

@@ -122,3 +122,12 @@ def test_nan_inside_a_float_file_is_refused(tmp_path):
     sf.write(path, samples, 16_000, subtype="FLOAT")
     with pytest.raises(AudioInputError, match="NaN or infinite"):
         load_audio(path)
+
+
+def test_encoded_bytes_from_a_datasets_audio_column(tmp_path):
+    path = tmp_path / "clip.flac"
+    sf.write(path, tone(440, 22_050), 22_050)
+    out = load_audio({"bytes": path.read_bytes(), "path": "clip.flac"})
+    assert len(out) == 16_000 and abs(peak_hz(out) - 440) < 3
+    with pytest.raises(AudioInputError, match="Could not read 'junk.flac'"):
+        load_audio({"bytes": b"not audio", "path": "junk.flac"})

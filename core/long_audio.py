@@ -1,0 +1,161 @@
+"""CTC inference on audio of any length: overlapping windows offline, and the same windows built
+up incrementally for live microphone streams.
+
+Each window of `window_s` seconds is run with `stride_s` seconds of context on both sides; only
+its centre frames are kept (the first window keeps its start, the last its end). Frames are kept
+by their *global* index, so the kept pieces tile the recording exactly: no frame is taken twice
+or skipped, and greedy CTC decoding runs once over the joined frames, so a letter or word that
+straddles a join is neither doubled nor dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.audio import TARGET_RATE, resample, to_mono_float
+from core.ctc import decode_predictions
+
+WINDOW_S, STRIDE_S = 10.0, 2.0
+
+
+def samples_per_frame(model) -> int:
+    return int(np.prod(model.config.conv_stride))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Window geometry in samples, all multiples of the model's frame hop."""
+
+    hop: int
+    window: int
+    stride: int
+
+    @classmethod
+    def for_model(cls, model, window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> "Windows":
+        hop = samples_per_frame(model)
+        window = max(hop, round(window_s * TARGET_RATE / hop) * hop)
+        stride = round(stride_s * TARGET_RATE / hop) * hop
+        if window - 2 * stride <= 0:
+            raise ValueError(f"window {window_s} s must be longer than twice the stride {stride_s} s")
+        return cls(hop, window, stride)
+
+    @property
+    def step(self) -> int:
+        return self.window - 2 * self.stride
+
+
+@torch.inference_mode()
+def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
+    """Greedy frame ids for each audio piece, cut at its true frame count (one batch)."""
+    inputs = extractor(pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True,
+                       return_tensors="pt")
+    device = next(model.parameters()).device
+    logits = model(inputs.input_values.to(device), attention_mask=inputs.attention_mask.to(device)).logits
+    lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
+    ids = logits.argmax(-1).cpu().numpy()
+    return [row[: int(n)] for row, n in zip(ids, lengths)]
+
+
+def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_size: int = 4) -> np.ndarray:
+    """Frame ids of the whole recording from overlapping windows (see the module docstring)."""
+    total = len(samples)
+    if total <= windows.window:
+        return window_ids(model, extractor, [samples])[0]
+    pieces, start = [], 0  # (start sample, first kept global frame, end frame or None)
+    while True:
+        last = start + windows.window >= total
+        first_frame = 0 if start == 0 else (start + windows.stride) // windows.hop
+        end_frame = None if last else (start + windows.window - windows.stride) // windows.hop
+        pieces.append((start, first_frame, end_frame))
+        if last:
+            break
+        start += windows.step
+    kept = []
+    for b in range(0, len(pieces), batch_size):
+        batch = pieces[b:b + batch_size]
+        ids = window_ids(model, extractor, [samples[s:s + windows.window] for s, _, _ in batch])
+        for (start, first, end), row in zip(batch, ids):
+            offset = start // windows.hop  # global index of the window's first frame
+            kept.append(row[first - offset: None if end is None else end - offset])
+    return np.concatenate(kept)
+
+
+def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S,
+               stride_s: float = STRIDE_S) -> str:
+    """Greedy CTC transcript of 16 kHz mono samples of any length."""
+    ids = chunked_ids(model, processor.feature_extractor, samples, Windows.for_model(model, window_s, stride_s))
+    return decode_predictions(ids[None, :], processor.tokenizer)[0]
+
+
+@dataclass
+class StreamState:
+    """What a live transcription keeps between microphone chunks. Memory grows only with the
+    16 kHz audio (needed for the next window's context); model cost per update is bounded."""
+
+    rate: int | None = None
+    raw_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # raw audio not yet final
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
+    committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change
+    next_frame: int = 0  # global index of the first uncommitted frame
+    next_start: int = 0  # sample where the next window begins
+    text: str = ""
+    last_cost: int = 0  # samples run through the model in the last update
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / TARGET_RATE
+
+
+def _resample_stream(state: StreamState, rate: int, chunk: np.ndarray) -> np.ndarray:
+    """Append a chunk; move the audio that is final into `state.audio`, return the provisional
+    16 kHz tail. The polyphase filter needs samples on both sides, so the last few ms stay
+    provisional until the next chunk arrives, and each resampling pass starts a margin early."""
+    if rate == TARGET_RATE:
+        state.audio = np.concatenate([state.audio, chunk])
+        return np.zeros(0, np.float32)
+    g = math.gcd(rate, TARGET_RATE)
+    up, down = TARGET_RATE // g, rate // g
+    margin = math.ceil(max(256, rate // 50) / down) * down  # >> the filter's half length
+    raw = np.concatenate([state.raw_tail, chunk])
+    head = margin if len(state.audio) else 0  # raw samples before the first new one, for context
+    out = resample(raw, rate, TARGET_RATE)
+    final_raw = max(head, (len(raw) - margin) // down * down)
+    state.audio = np.concatenate([state.audio, out[head * up // down: final_raw * up // down]])
+    state.raw_tail = raw[final_raw - margin:] if final_raw >= margin else raw
+    return out[final_raw * up // down:]
+
+
+def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarray,
+                window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> StreamState:
+    """Feed one microphone chunk; updates `state.text` with the transcript so far.
+
+    Windows are committed as soon as enough audio arrived for them, exactly where the offline
+    `chunked_ids` puts them, so the final text equals the offline transcript of the same audio."""
+    windows = Windows.for_model(model, window_s, stride_s)
+    rate, chunk = to_mono_float(rate, chunk)
+    if state.rate not in (None, rate):
+        state = StreamState()  # the browser changed devices: start over
+    state.rate = rate
+    tail = _resample_stream(state, rate, chunk)
+    audio = np.concatenate([state.audio, tail])
+    state.last_cost = 0
+    while len(state.audio) - state.next_start > windows.window:  # a full window of final audio
+        start = state.next_start
+        row = window_ids(model, processor.feature_extractor, [state.audio[start:start + windows.window]])[0]
+        end = (start + windows.window - windows.stride) // windows.hop
+        state.committed.append(row[state.next_frame - start // windows.hop: end - start // windows.hop])
+        state.next_frame, state.next_start = end, start + windows.step
+        state.last_cost += windows.window
+    provisional = np.zeros(0, np.int64)
+    piece = audio[state.next_start:]
+    if len(piece) >= windows.hop * 2:
+        row = window_ids(model, processor.feature_extractor, [piece])[0]
+        provisional = row[state.next_frame - state.next_start // windows.hop:]
+        state.last_cost += len(piece)
+    ids = np.concatenate([*state.committed, provisional]) if state.committed or len(provisional) else provisional
+    state.text = decode_predictions(ids[None, :], processor.tokenizer)[0]
+    return state

@@ -1,0 +1,98 @@
+"""Chunked and streaming CTC inference: same frames as one pass, nothing doubled or dropped at
+joins, bounded work per live update."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import long_audio
+from core.audio import resample
+from core.ctc import build_char_vocab, decode_predictions, make_processor
+from tests.tiny_models import build_asr
+from tests.tone_ctc import ToneCTC, speak_as_tones
+
+TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
+
+
+@pytest.fixture(scope="module")
+def tone():
+    processor = make_processor(build_char_vocab([TEXT]))
+    return ToneCTC(len(processor.tokenizer)), processor
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForCTC, AutoProcessor
+
+    folder = build_asr(tmp_path_factory.mktemp("asr") / "asr")
+    return AutoModelForCTC.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+
+
+def test_audio_within_one_window_gives_exactly_the_unchunked_frames(tiny):
+    model, processor = tiny
+    samples = np.random.default_rng(0).normal(0, 0.1, 16_000 * 3).astype(np.float32)
+    windows = long_audio.Windows.for_model(model, window_s=3.0, stride_s=0.5)
+    chunked = long_audio.chunked_ids(model, processor.feature_extractor, samples, windows)
+    with torch.inference_mode():
+        inputs = processor.feature_extractor(samples, sampling_rate=16_000, return_tensors="pt")
+        whole = model(inputs.input_values).logits.argmax(-1)[0].numpy()
+    np.testing.assert_array_equal(chunked, whole)
+
+
+def test_known_transcript_survives_many_chunk_joins(tone):
+    model, processor = tone
+    samples = speak_as_tones(TEXT, processor.tokenizer)
+    assert len(samples) > 6 * 16_000  # > 4 joins with 2 s windows and 0.5 s strides
+    whole = long_audio.transcribe(model, processor, samples, window_s=60)
+    chunked = long_audio.transcribe(model, processor, samples, window_s=2.0, stride_s=0.5)
+    assert whole == TEXT
+    assert chunked == TEXT
+    # The kept pieces tile the recording: exactly one id per frame of the whole audio.
+    windows = long_audio.Windows.for_model(model, 2.0, 0.5)
+    ids = long_audio.chunked_ids(model, processor.feature_extractor, samples, windows)
+    assert len(ids) == int(model._get_feat_extract_output_lengths(len(samples)))
+
+
+def test_ten_minutes_run_in_bounded_windows(tiny):
+    model, processor = tiny
+    samples = np.random.default_rng(1).normal(0, 0.1, 16_000 * 600).astype(np.float32)
+    shapes = []
+    hook = model.register_forward_hook(lambda m, args, kwargs_out: shapes.append(tuple(args[0].shape)))
+    try:
+        text = long_audio.transcribe(model, processor, samples)
+    finally:
+        hook.remove()
+    assert isinstance(text, str)
+    assert max(s[1] for s in shapes) == 160_000  # never more than one 10 s window per row
+    assert max(s[0] for s in shapes) <= 4  # and at most 4 rows per forward pass
+    assert sum(s[0] for s in shapes) == 100  # 600 s in 6 s steps
+
+
+@pytest.mark.parametrize("rate", [16_000, 48_000, 44_100])
+def test_live_stream_ends_with_the_offline_transcript_at_bounded_cost(tone, rate):
+    model, processor = tone
+    samples = speak_as_tones(TEXT, processor.tokenizer)
+    audio = resample(samples, 16_000, rate) if rate != 16_000 else samples
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)  # what the browser sends
+    chunk = rate // 2
+    state = long_audio.StreamState()
+    partials = []
+    for start in range(0, len(pcm), chunk):
+        state = long_audio.stream_step(model, processor, state, rate, pcm[start:start + chunk],
+                                       window_s=2.0, stride_s=0.5)
+        partials.append(state.text)
+        assert state.last_cost <= 2 * 16_000 + 3 * 8_000  # one window plus the newest audio
+    assert state.text == TEXT
+    assert partials[len(partials) // 2] and TEXT.startswith(partials[len(partials) // 2].rsplit(" ", 1)[0])
+    offline = long_audio.transcribe(model, processor, samples, window_s=2.0, stride_s=0.5)
+    assert offline == state.text
+
+
+def test_decoding_merges_repeats_but_not_across_blanks(tone):
+    _, processor = tone
+    tok = processor.tokenizer
+    l, e, pad = tok.convert_tokens_to_ids(["l", "e", "[PAD]"])
+    assert decode_predictions(np.array([[l, l, e, -100]]), tok) == ["le"]
+    assert decode_predictions(np.array([[l, pad, l, e]]), tok) == ["lle"]

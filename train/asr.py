@@ -1,0 +1,170 @@
+"""Fine-tune DistilHuBERT with a CTC head on LibriSpeech.
+
+    python -m train.asr train/configs/asr_report.json            # the report's recipe
+    python -m train.asr train/configs/asr_smoke.json             # seconds on CPU
+    torchrun --nproc_per_node 4 -m train.asr train/configs/asr_report.json
+
+Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/asr).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCTC, TrainingArguments
+
+from core.audio import load_audio
+from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
+                      normalize_transcript)
+from core.metrics import wer_cer
+from train.common import (GroupedTrainer, RunArguments, hyperparameters, parse_args, publish_run, setup,
+                          split_metrics)
+from train.librispeech import Utterance, drop_long, load_hub, load_local
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
+        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
+    freeze: str = field(default="encoder", metadata={
+        "help": "What stays frozen: 'encoder' (only the CTC head trains, the report's recipe), "
+                "'feature_encoder' (the conv front end), or 'none'.",
+        "choices": ["encoder", "feature_encoder", "none"]})
+    mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(default=None, metadata={
+        "help": "A local LibriSpeech tree (one folder per split); when set, the hub is not used."})
+    train_dir: str = field(default="train-clean-100", metadata={"help": "Training split folder under data_dir."})
+    validation_dir: str = field(default="dev-clean", metadata={"help": "Validation split folder under data_dir."})
+    test_dir: str = field(default="test-clean", metadata={"help": "Test split folder under data_dir."})
+    dataset_name: str = field(default="openslr/librispeech_asr", metadata={"help": "Parquet-backed hub dataset id."})
+    dataset_config: str | None = field(default="clean", metadata={"help": "Hub dataset configuration."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision."})
+    train_split: str = field(default="train.100", metadata={"help": "Hub training split."})
+    validation_split: str = field(default="validation", metadata={"help": "Hub validation split."})
+    test_split: str = field(default="test", metadata={"help": "Hub test split."})
+    max_duration_s: float = field(default=20.0, metadata={"help": "Drop utterances longer than this."})
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Decodes each utterance when it is asked for (in dataloader workers), not up front."""
+
+    def __init__(self, utterances: list[Utterance], durations: list[float], processor):
+        self.utterances, self.processor = utterances, processor
+        self.lengths = [int(d * 16_000) for d in durations]
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        utt = self.utterances[i]
+        samples = load_audio(utt.audio, max_duration_s=float("inf"))
+        values = self.processor.feature_extractor(samples, sampling_rate=16_000).input_values[0]
+        labels = self.processor.tokenizer(normalize_transcript(utt.text)).input_ids
+        return {"input_values": values, "labels": labels}
+
+
+@dataclass
+class CTCCollator:
+    """Pads audio (with an attention mask) and labels (with -100, which the CTC loss ignores)."""
+
+    processor: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.processor.feature_extractor.pad([{"input_values": f["input_values"]} for f in features],
+                                                     return_attention_mask=True, return_tensors="pt")
+        labels = self.processor.tokenizer.pad({"input_ids": [f["labels"] for f in features]}, return_tensors="pt")
+        batch["labels"] = labels["input_ids"].masked_fill(labels["attention_mask"].ne(1), -100)
+        return batch
+
+
+class CTCTrainer(GroupedTrainer):
+    """Evaluation returns greedy frame ids cut at each utterance's true length, not raw logits:
+    far less memory, and no garbage from padded frames."""
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if logits is None:
+            return loss, logits, labels
+        lengths = self.accelerator.unwrap_model(model)._get_feat_extract_output_lengths(
+            inputs["attention_mask"].sum(-1))
+        return loss, mask_padding(logits.argmax(-1), lengths), labels
+
+
+def load_splits(data: DataArguments, subset: list[int] | None) -> dict[str, list[Utterance]]:
+    limits = dict(zip(SPLITS, subset or [None] * 3))
+    if data.data_dir:
+        folders = dict(zip(SPLITS, (data.train_dir, data.validation_dir, data.test_dir)))
+        return {s: load_local(Path(data.data_dir) / folders[s], limits.get(s)) for s in SPLITS}
+    splits = dict(zip(SPLITS, (data.train_split, data.validation_split, data.test_split)))
+    return {s: load_hub(data.dataset_name, data.dataset_config, splits[s], data.dataset_revision, limits.get(s))
+            for s in SPLITS}
+
+
+def build_model(args: ModelArguments, tokenizer) -> torch.nn.Module:
+    model = AutoModelForCTC.from_pretrained(
+        args.model_name_or_path, revision=args.model_revision, vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
+        mask_time_prob=args.mask_time_prob, layerdrop=0.0, use_safetensors=True)
+    if args.freeze == "encoder":
+        for p in model.base_model.parameters():
+            p.requires_grad = False
+    elif args.freeze == "feature_encoder":
+        model.freeze_feature_encoder()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("model: %d parameters, %d trainable (freeze=%s)", model.num_parameters(), trainable, args.freeze)
+    return model
+
+
+def main(argv: list[str] | None = None) -> Path:
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    target = Path(training_args.output_dir)
+    trainer_args = setup(training_args, run_args, model_args, data_args)
+    started = time.time()
+
+    # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
+    raw = load_splits(data_args, run_args.subset)
+    kept = {s: drop_long(raw[s], data_args.max_duration_s, s) for s in SPLITS}
+
+    # 2. Vocabulary from the training transcripts only, as it would be for unseen test text.
+    processor = make_processor(build_char_vocab(u.text for u in kept["train"][0]))
+    datasets = {s: SpeechDataset(*kept[s], processor) for s in SPLITS}
+
+    # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary.
+    model = build_model(model_args, processor.tokenizer)
+
+    # 4. Metrics: greedy decoding, WER and CER with jiwer.
+    def compute_metrics(pred) -> dict[str, float]:
+        return wer_cer(decode_labels(pred.label_ids, processor.tokenizer),
+                       decode_predictions(pred.predictions, processor.tokenizer))
+
+    # 5. Train, validating every eval_steps (the history in metrics.json).
+    trainer = CTCTrainer(model=model, args=trainer_args, data_collator=CTCCollator(processor),
+                         train_dataset=datasets["train"], eval_dataset=datasets["validation"],
+                         processing_class=processor.feature_extractor, compute_metrics=compute_metrics)
+    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+
+    # 6. Final evaluation on validation and test; publish the checkpoint.
+    final = {s: split_metrics(trainer.evaluate(datasets[s], metric_key_prefix=s), s) for s in ("validation", "test")}
+    logger.info("final: %s", final)
+    sizes = {s: len(datasets[s]) for s in SPLITS}
+    params = hyperparameters(trainer_args, model_args, data_args, run_args)
+    return publish_run(target, trainer, processor, task="asr", final=final, sizes=sizes, params=params,
+                       started=started, extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}})
+
+
+if __name__ == "__main__":
+    main()

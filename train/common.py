@@ -1,0 +1,135 @@
+"""What every training script shares: argument parsing (JSON config + command-line overrides),
+logging, length-grouped batches, the training history, and publishing the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import transformers
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from core.checkpoint import Metrics, hardware_info, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunArguments:
+    """Where the run writes, and the report's `WholeDataset` switch."""
+
+    run_dir: str | None = field(default=None, metadata={
+        "help": "Folder for the trainer's intermediate checkpoints (for --resume). Default: "
+                "outputs/<name of output_dir>. The published checkpoint goes to output_dir."})
+    subset: list[int] | None = field(default=None, metadata={
+        "help": "Load only the first N examples of each split (train, validation[, test]), in the "
+                "dataset's order: the report's WholeDataset list. Omitted = everything."})
+    resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in run_dir."})
+    precision: str = field(default="auto", metadata={
+        "help": "'auto': bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU. Or fp32/bf16/fp16.",
+        "choices": ["auto", "fp32", "bf16", "fp16"]})
+
+
+def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
+    """`python -m train.x config.json --key value ...`: the JSON file gives defaults, flags override.
+
+    The dataclasses' own defaults apply where neither sets a value."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and argv[0].endswith(".json"):
+        argv = _dict_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _dict_to_argv(config: dict[str, Any]) -> list[str]:
+    argv = []
+    for key, value in config.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any) -> TrainingArguments:
+    """Logging, seed, and trainer arguments that write to run_dir (not to the published folder)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.set_verbosity_warning()
+    for obj in (run, *arg_objects):
+        logger.info("%s: %s", type(obj).__name__, asdict(obj))
+    transformers.set_seed(training_args.seed)
+    run_dir = run.run_dir or str(Path("outputs") / Path(training_args.output_dir).name)
+    precision = run.precision
+    if precision == "auto":
+        precision = "fp32"
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    logger.info("precision: %s", precision)
+    return replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
+
+
+
+class GroupedTrainer(Trainer):
+    """A Trainer whose datasets may carry a `lengths` list, so `group_by_length` batches need no
+    pass over the (lazily decoded) audio to find out how long each example is."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=lengths)
+        return super()._get_train_sampler(train_dataset)
+
+
+def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trainer logs as rows: training loss and evaluation metrics per step (runtime noise dropped)."""
+    rows = []
+    for entry in log_history:
+        row = {k: v for k, v in entry.items()
+               if not k.endswith(("_runtime", "_per_second", "_flos")) and k not in ("total_flos", "grad_norm")}
+        if len(row) > 2:  # more than step and epoch
+            rows.append(row)
+    return rows
+
+
+def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict[str, Any]:
+    keep = ("learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "num_train_epochs", "max_steps", "lr_scheduler_type",
+            "max_grad_norm", "seed", "bf16", "fp16", "eval_steps", "train_sampling_strategy")
+    params = {name: getattr(training_args, name) for name in keep}
+    for obj in arg_objects:
+        params.update({f.name: getattr(obj, f.name) for f in fields(obj)})
+    return json.loads(json.dumps(params, default=str))
+
+
+def split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """`trainer.evaluate(..., metric_key_prefix=prefix)` output without the prefix and timings."""
+    return {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items()
+            if not k.endswith(("_runtime", "_per_second")) and k != "epoch"}
+
+
+def publish_run(target: Path, trainer: Trainer, processor: Any, *, task: str,
+                final: dict[str, dict[str, Any]], sizes: dict[str, int], params: dict[str, Any],
+                started: float, extra: dict[str, Any] | None = None) -> Path:
+    """Write the checkpoint contract to `target` atomically; only the main process writes."""
+    if trainer.is_world_process_zero():
+        metrics = Metrics(task=task, final=final, history=history(trainer.state.log_history),
+                          dataset_sizes=sizes, hyperparameters=params,
+                          wall_time_s=round(time.time() - started, 2), hardware=hardware_info(),
+                          extra=extra or {})
+        save_checkpoint(target, trainer.model, processor, metrics)
+        logger.info("published %s", target)
+    return Path(target)
