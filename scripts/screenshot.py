@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,28 +27,47 @@ def chromium_path() -> str:
     return path
 
 
-def screenshot(url: str, out: Path, tab: str | None = None, wait_for: str | None = None,
-               extra_args: tuple[str, ...] = (), timeout_ms: int = 30_000) -> list[str]:
-    """Open `url`, optionally click `tab` and wait for `wait_for` text, save a full-page PNG.
-    Returns the names of the tabs on the page."""
+@contextmanager
+def open_page(url: str, fake_microphone: Path | None = None, timeout_ms: int = 30_000) -> Iterator:
+    """A Playwright page on `url` once the app's tabs are drawn. With `fake_microphone` (a WAV
+    file), Chromium grants microphone access and plays that file, looped, as the microphone."""
     from playwright.sync_api import sync_playwright
 
+    args = list(CHROMIUM_ARGS)
+    if fake_microphone is not None:
+        args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={fake_microphone}"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS + list(extra_args))
+        browser = p.chromium.launch(executable_path=chromium_path(), args=args)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(url, timeout=timeout_ms)
-            page.get_by_role("tab").first.wait_for(timeout=timeout_ms)
-            if tab:
-                page.get_by_role("tab", name=tab).click()
-            if wait_for:
-                page.get_by_text(wait_for).first.wait_for(timeout=timeout_ms)
-            page.wait_for_timeout(1000)  # let plots and cards finish drawing
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out), full_page=True)
-            return [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+            context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                          permissions=["microphone"] if fake_microphone else [])
+            page = context.new_page()
+            page.set_default_timeout(timeout_ms)
+            page.goto(url)
+            page.get_by_role("tab").first.wait_for()
+            yield page
         finally:
             browser.close()
+
+
+def tab_names(page) -> list[str]:
+    """The app's top-level tabs (the first tab list; tasks have tab lists of their own)."""
+    return [t.strip() for t in page.get_by_role("tablist").first.get_by_role("tab").all_inner_texts()]
+
+
+def screenshot(url: str, out: Path, tab: str | None = None, wait_for: str | None = None) -> list[str]:
+    """Open `url`, optionally click `tab` and wait for `wait_for` text, save a full-page PNG.
+    Returns the names of the tabs on the page."""
+    with open_page(url) as page:
+        if tab:
+            page.get_by_role("tab", name=tab).click()
+        if wait_for:
+            page.get_by_text(wait_for).first.wait_for()
+        page.wait_for_timeout(1000)  # let plots and cards finish drawing
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        return tab_names(page)
 
 
 def main() -> None:

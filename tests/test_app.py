@@ -18,9 +18,18 @@ TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Mo
 
 
 def tab_labels(url: str) -> list[str]:
+    """Labels of the app's top-level tabs (tasks have tabs of their own inside)."""
     with urllib.request.urlopen(url + "config", timeout=5) as response:
         config = json.load(response)
-    return [c["props"]["label"] for c in config["components"] if c["type"] == "tabitem"]
+    types = {c["id"]: c["type"] for c in config["components"]}
+    labels = {c["id"]: c["props"].get("label") for c in config["components"]}
+
+    def first_tabs(node):
+        if types.get(node["id"]) == "tabs":
+            return node
+        return next((found for child in node.get("children", []) if (found := first_tabs(child))), None)
+
+    return [labels[child["id"]] for child in first_tabs(config["layout"])["children"]]
 
 
 def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_process, tmp_path):

@@ -10,7 +10,7 @@ import torch
 from core import long_audio
 from core.audio import resample
 from core.ctc import build_char_vocab, decode_predictions, make_processor
-from tests.tiny_models import build_asr
+from tests.tiny_models import hubert_config
 from tests.tone_ctc import ToneCTC, speak_as_tones
 
 TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
@@ -23,11 +23,15 @@ def tone():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from transformers import AutoModelForCTC, AutoProcessor
+def tiny():
+    """A random Hubert CTC model with the real 320-sample frame hop."""
+    from transformers import HubertForCTC
 
-    folder = build_asr(tmp_path_factory.mktemp("asr") / "asr")
-    return AutoModelForCTC.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+    processor = make_processor(build_char_vocab([TEXT]))
+    torch.manual_seed(0)
+    config = hubert_config(conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                           vocab_size=len(processor.tokenizer), pad_token_id=0)
+    return HubertForCTC(config).eval(), processor
 
 
 def test_audio_within_one_window_gives_exactly_the_unchunked_frames(tiny):
