@@ -120,6 +120,9 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(tmp_path, monkeypatch, 
 
     loaded = Registry(checkpoints)["asr"].get()
     assert served == asr_tab.transcribe_input(loaded, str(clip))[0]
+    # The report's WholeDataset list: only the first N of each split.
+    train_asr.main(["train/configs/asr_smoke.json", "--subset", "2", "1", "1", "--max_steps", "2"])
+    assert read_metrics(checkpoints / "asr")["dataset_sizes"] == {"train": 2, "validation": 1, "test": 1}
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +199,22 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
     assert seconds == sorted(seconds) and 2.5 < seconds[-1] < 6.0  # the stream grew with the recording
     assert shown == updates[-1][1]  # the page shows the server's latest partial transcript
     assert max(u[2] for u in updates) <= 16_000 * 12  # each update: one 10 s window + new audio at most
+
+
+def test_resume_continues_from_the_last_trainer_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from tests.conftest import ROOT
+
+    make_asr_smoke()
+    shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
+    common = ["train/configs/asr_smoke.json", "--save_strategy", "steps", "--save_steps", "3"]
+    train_asr.main([*common, "--max_steps", "3"])
+    assert (tmp_path / "outputs" / "smoke" / "runs" / "asr" / "checkpoint-3").is_dir()
+    calls = []
+    real_step = train_asr.CTCTrainer.training_step
+    monkeypatch.setattr(train_asr.CTCTrainer, "training_step",
+                        lambda self, *a, **k: calls.append(1) or real_step(self, *a, **k))
+    train_asr.main([*common, "--max_steps", "6", "--resume", "true"])
+    assert len(calls) == 3  # steps 4-6 only: 1-3 came from checkpoint-3
+    history = read_metrics(tmp_path / "outputs" / "smoke" / "checkpoints" / "asr")["history"]
+    assert [row["step"] for row in history if "loss" in row] == [1, 2, 3, 4, 5, 6]
