@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -39,22 +40,24 @@ _INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def load_audio(source: AudioInput, *, max_duration_s: float | None = None) -> np.ndarray:
+def load_audio(source: AudioInput, *, max_duration_s: float | None = None,
+               segment_s: tuple[float, float] | None = None) -> np.ndarray:
     """Return `source` as float32 mono samples at 16 kHz, or raise `AudioInputError`.
 
     `source` is Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
     `(n, channels)`), a path to an audio file, Gradio's file dict with a `"path"` key, or a
     `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields).
+    `segment_s=(start, length)` reads only that part of a file (1 s out of a minute of noise).
     """
     limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
     if source is None or (isinstance(source, str) and not source.strip()):
         raise AudioInputError("No audio was received: record with the microphone or upload a file.")
     if isinstance(source, dict) and source.get("bytes"):
-        rate, samples = _read_file(io.BytesIO(source["bytes"]), limit, name=source.get("path") or "audio bytes")
+        rate, samples = _read_file(io.BytesIO(source["bytes"]), limit, source.get("path") or "audio bytes", segment_s)
     elif isinstance(source, dict) and source.get("path"):
-        rate, samples = _read_file(Path(source["path"]), limit)
+        rate, samples = _read_file(Path(source["path"]), limit, segment=segment_s)
     elif isinstance(source, (str, os.PathLike)):
-        rate, samples = _read_file(Path(source), limit)
+        rate, samples = _read_file(Path(source), limit, segment=segment_s)
     elif isinstance(source, tuple) and len(source) == 2:
         rate, samples = _check_rate(source[0]), _as_float(np.asarray(source[1]))
     else:
@@ -81,11 +84,46 @@ def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.nd
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+@dataclass
+class StreamResampler:
+    """Resamples a live stream chunk by chunk without clicks at chunk borders.
+
+    The polyphase filter needs samples on both sides, so the newest few ms stay *provisional*
+    until the next chunk arrives, and each pass starts a margin early and discards it. The final
+    samples equal those of resampling the whole recording at once."""
+
+    rate: int | None = None
+    raw_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    started: bool = False
+
+    def push(self, rate: object, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add a chunk (any supported dtype/shape); returns (new final samples, provisional tail)
+        at 16 kHz. Raises `AudioInputError` for malformed chunks; silence is fine here."""
+        rate, chunk = to_mono_float(rate, chunk)
+        if self.rate not in (None, rate):
+            raise AudioInputError(f"The stream changed sample rate from {self.rate} to {rate} Hz.")
+        self.rate = rate
+        if rate == TARGET_RATE:
+            return chunk, np.zeros(0, np.float32)
+        g = math.gcd(rate, TARGET_RATE)
+        up, down = TARGET_RATE // g, rate // g
+        margin = math.ceil(max(256, rate // 50) / down) * down  # well over the filter's half length
+        raw = np.concatenate([self.raw_tail, chunk])
+        head = margin if self.started else 0  # context before the first new sample
+        out = resample(raw, rate, TARGET_RATE)
+        final_raw = max(head, (len(raw) - margin) // down * down)
+        final = out[head * up // down: final_raw * up // down]
+        self.started = self.started or len(final) > 0
+        self.raw_tail = raw[final_raw - margin:] if final_raw >= margin else raw
+        return final, out[final_raw * up // down:]
+
+
 def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
     return len(samples) / float(rate)
 
 
-def _read_file(path: Path | io.BytesIO, limit: float, name: str | None = None) -> tuple[int, np.ndarray]:
+def _read_file(path: Path | io.BytesIO, limit: float, name: str | None = None,
+               segment: tuple[float, float] | None = None) -> tuple[int, np.ndarray]:
     if isinstance(path, Path):
         name = path.name
         if not path.is_file():
@@ -95,14 +133,18 @@ def _read_file(path: Path | io.BytesIO, limit: float, name: str | None = None) -
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioInputError(f"Could not read '{name}' as audio ({err}). Use {SUPPORTED_FILES}.") from err
+    start, stop = 0, None
+    if segment is not None:
+        start = int(segment[0] * info.samplerate)
+        stop = start + int(segment[1] * info.samplerate)
     # Refuse an over-long file from its header, before decoding it into memory.
-    if info.frames > 0 and info.frames / info.samplerate > limit:
+    elif info.frames > 0 and info.frames / info.samplerate > limit:
         raise AudioInputError(_too_long(info.frames / info.samplerate, limit))
     rate = _check_rate(info.samplerate)
     if isinstance(path, io.BytesIO):
         path.seek(0)
     try:
-        samples, _ = sf.read(path, dtype="float32", always_2d=True)
+        samples, _ = sf.read(path, dtype="float32", always_2d=True, start=start, stop=stop)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioInputError(f"Could not decode '{name}': {err}.") from err
     return rate, samples

@@ -10,13 +10,12 @@ straddles a join is neither doubled nor dropped.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from core.audio import TARGET_RATE, resample, to_mono_float
+from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import decode_predictions
 
 WINDOW_S, STRIDE_S = 10.0, 2.0
@@ -96,8 +95,7 @@ class StreamState:
     """What a live transcription keeps between microphone chunks. Memory grows only with the
     16 kHz audio (needed for the next window's context); model cost per update is bounded."""
 
-    rate: int | None = None
-    raw_tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # raw audio not yet final
+    resampler: StreamResampler = field(default_factory=StreamResampler)
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
     committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change
     next_frame: int = 0  # global index of the first uncommitted frame
@@ -110,25 +108,6 @@ class StreamState:
         return len(self.audio) / TARGET_RATE
 
 
-def _resample_stream(state: StreamState, rate: int, chunk: np.ndarray) -> np.ndarray:
-    """Append a chunk; move the audio that is final into `state.audio`, return the provisional
-    16 kHz tail. The polyphase filter needs samples on both sides, so the last few ms stay
-    provisional until the next chunk arrives, and each resampling pass starts a margin early."""
-    if rate == TARGET_RATE:
-        state.audio = np.concatenate([state.audio, chunk])
-        return np.zeros(0, np.float32)
-    g = math.gcd(rate, TARGET_RATE)
-    up, down = TARGET_RATE // g, rate // g
-    margin = math.ceil(max(256, rate // 50) / down) * down  # >> the filter's half length
-    raw = np.concatenate([state.raw_tail, chunk])
-    head = margin if len(state.audio) else 0  # raw samples before the first new one, for context
-    out = resample(raw, rate, TARGET_RATE)
-    final_raw = max(head, (len(raw) - margin) // down * down)
-    state.audio = np.concatenate([state.audio, out[head * up // down: final_raw * up // down]])
-    state.raw_tail = raw[final_raw - margin:] if final_raw >= margin else raw
-    return out[final_raw * up // down:]
-
-
 def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarray,
                 window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> StreamState:
     """Feed one microphone chunk; updates `state.text` with the transcript so far.
@@ -136,11 +115,8 @@ def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarr
     Windows are committed as soon as enough audio arrived for them, exactly where the offline
     `chunked_ids` puts them, so the final text equals the offline transcript of the same audio."""
     windows = Windows.for_model(model, window_s, stride_s)
-    rate, chunk = to_mono_float(rate, chunk)
-    if state.rate not in (None, rate):
-        state = StreamState()  # the browser changed devices: start over
-    state.rate = rate
-    tail = _resample_stream(state, rate, chunk)
+    final, tail = state.resampler.push(rate, chunk)
+    state.audio = np.concatenate([state.audio, final])
     audio = np.concatenate([state.audio, tail])
     state.last_cost = 0
     while len(state.audio) - state.next_start > windows.window:  # a full window of final audio

@@ -25,3 +25,25 @@ def wer_cer(references: Sequence[str], predictions: Sequence[str]) -> dict[str, 
     wer = (word_errors.substitutions + word_errors.deletions + word_errors.insertions + inserted_words) / words
     cer = (char_errors.substitutions + char_errors.deletions + char_errors.insertions + inserted_chars) / chars
     return {"wer": wer, "cer": cer}
+
+
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str],
+                          full: bool = True) -> dict:
+    """Accuracy, precision/recall/F1 (micro and macro over the classes that occur in truth or
+    prediction, as scikit-learn does by default); with `full`, per-class
+    scores, supports and the confusion matrix (rows = true class, columns = predicted)."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    ids = list(range(len(labels)))
+    report: dict = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("micro", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=average, zero_division=0)
+        report.update({f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)})
+    if full:
+        p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+        report["per_class"] = {label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                                       "support": int(support[i])} for i, label in enumerate(labels)}
+        report["confusion_matrix"] = np.asarray(confusion_matrix(y_true, y_pred, labels=ids)).tolist()
+        report["labels"] = list(labels)
+    return report

@@ -1,8 +1,9 @@
 """Miniature copies of the datasets' original layouts, spoken by espeak-ng, plus tiny random
 "pretrained" encoders: what the smoke configs and the learning tests train on.
 
-    python scripts/make_smoke_data.py            # writes outputs/smoke/
+    python -m scripts.make_smoke_data            # writes outputs/smoke/
     python -m train.asr train/configs/asr_smoke.json
+    python -m train.kws train/configs/kws_smoke.json
 
 Needs espeak-ng and sox (`apt-get install -y espeak-ng sox`).
 """
@@ -59,6 +60,65 @@ def librispeech_tree(root: Path, splits: dict[str, list[str]], voice: str = "en-
     return root
 
 
+def noise(seconds: float, seed: int, rate: int = 16_000) -> "np.ndarray":
+    """Brown-ish background noise (integrated white noise, high-passed), like a room or a fan."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    white = rng.normal(0, 1, int(seconds * rate))
+    brown = np.cumsum(white)
+    brown -= np.convolve(brown, np.ones(400) / 400, mode="same")  # drift removal
+    return (0.1 * brown / np.abs(brown).max()).astype(np.float32)
+
+
+def speech_commands_tree(root: Path, words: list[str], variants: dict[str, list[tuple[str, int, int]]],
+                         noise_files: int = 2, test_dir: Path | None = None,
+                         test_variants: list[tuple[str, int, int]] = ()) -> Path:
+    """The Speech Commands v0.01 layout: `<word>/<speaker>_nohash_<n>.wav` (16 kHz mono),
+    `_background_noise_/*.wav`, and `validation_list.txt` / `testing_list.txt` naming files by
+    `<word>/<file>`. `variants` maps "train"/"validation"/"test" to (voice, speed, pitch) triples.
+    With `test_dir`, `test_variants` go there in the official test-set layout (folders include
+    `_unknown_` and `_silence_`). Gains vary from -6 to +6 dB between files."""
+    import numpy as np
+    import soundfile as sf
+
+    from core import keywords
+
+    rng = np.random.default_rng(0)
+    lists: dict[str, list[str]] = {"validation": [], "test": []}
+    for word in words:
+        for split, triples in variants.items():
+            for n, (voice, speed, pitch) in enumerate(triples):
+                name = f"{voice.replace('+', '-')}-{speed}-{pitch}_nohash_{n}.wav"
+                path = speak(word, root / word / name, voice=voice, speed=speed, pitch=pitch)
+                _gain(path, rng.uniform(-6, 6))
+                if split in lists:
+                    lists[split].append(f"{word}/{name}")
+        for n, (voice, speed, pitch) in enumerate(test_variants):
+            folder = keywords.to_label(word)
+            path = speak(word, Path(test_dir) / folder / f"{word}-{voice.replace('+', '-')}-{n}.wav",
+                         voice=voice, speed=speed, pitch=pitch)
+            _gain(path, rng.uniform(-6, 6))
+    (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
+    for i in range(noise_files):
+        sf.write(root / "_background_noise_" / f"noise_{i}.wav", noise(30.0, seed=i), 16_000, subtype="PCM_16")
+    if test_dir is not None:
+        (Path(test_dir) / keywords.SILENCE).mkdir(parents=True, exist_ok=True)
+        for i in range(len(test_variants) * 2):
+            sf.write(Path(test_dir) / keywords.SILENCE / f"silence_{i}.wav", noise(1.0, seed=100 + i), 16_000,
+                     subtype="PCM_16")
+    for split, names in lists.items():
+        (root / ("testing_list.txt" if split == "test" else "validation_list.txt")).write_text("\n".join(names) + "\n")
+    return root
+
+
+def _gain(path: Path, db: float) -> None:
+    import soundfile as sf
+
+    samples, rate = sf.read(path, dtype="float32")
+    sf.write(path, samples * 10 ** (db / 20), rate, subtype="PCM_16")
+
+
 def tiny_hubert(folder: Path, hidden: int = 64, layers: int = 2, conv: int = 32) -> Path:
     """A randomly initialised HubertModel with the real 7-layer conv stack (320 samples per
     frame) but tiny widths, saved like `ntu-spml/distilhubert` so the train scripts load it as
@@ -86,11 +146,29 @@ def make_asr_smoke(root: Path = SMOKE_ROOT) -> Path:
     return root
 
 
+UNKNOWN_WORDS = ["bed", "cat", "happy", "house", "tree", "wow"]
+
+
+def make_kws_smoke(root: Path = SMOKE_ROOT) -> Path:
+    """What train/configs/kws_smoke.json reads: all 12 classes, two voices, an official-style
+    test folder spoken by a third."""
+    from core import keywords
+
+    variants = {"train": [("en-us+m3", 150, 50), ("en-us+f2", 150, 50)], "validation": [("en-us+m3", 170, 40)]}
+    speech_commands_tree(root / "speech_commands", list(keywords.KEYWORDS) + UNKNOWN_WORDS[:2], variants,
+                         noise_files=1, test_dir=root / "speech_commands_test",
+                         test_variants=[("en-gb+m2", 150, 50)])
+    if not (root / "tiny-hubert").is_dir():
+        tiny_hubert(root / "tiny-hubert")
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=SMOKE_ROOT)
     args = parser.parse_args()
-    print("wrote", make_asr_smoke(args.root))
+    make_asr_smoke(args.root)
+    print("wrote", make_kws_smoke(args.root))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Screenshot the running app in headless Chromium (Debian's /usr/bin/chromium via Playwright).
 
-    python scripts/screenshot.py --url http://127.0.0.1:7860 --tab Models --out docs/models.png
+    python -m scripts.screenshot --url http://127.0.0.1:7860 --tab Models --out docs/models.png
 
 Prints the visible tab names, so a script or test can check what rendered.
 """

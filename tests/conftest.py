@@ -100,3 +100,11 @@ def app_process():
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def recordings(upload_dir: Path) -> list[Path]:
+    """WAV files the browser uploaded to Gradio, without the example clips Gradio copies there."""
+    from tasks.asr import EXAMPLES
+
+    examples = {Path(e).name for e in EXAMPLES}
+    return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]

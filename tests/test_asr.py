@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from gradio_client import Client, handle_file
 from core.checkpoint import read_metrics
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
 from tasks import asr as asr_tab
+from tests.conftest import recordings
 from train import asr as train_asr
 
 # Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
@@ -164,11 +164,10 @@ def test_browser_microphone_records_and_a_transcript_appears(learned, microphone
     # The page shows exactly what the model makes of the audio the browser recorded. (The capture
     # path, 44.1 kHz with the browser's own processing, is not the training audio, so the tiny
     # memorising model is not expected to get the words right.)
-    examples = {Path(e).name for e in asr_tab.EXAMPLES}  # Gradio copies these there too
-    recordings = [p for p in (tmp_path / "uploads").rglob("*.wav") if p.name not in examples]
-    assert len(recordings) == 1
+    recorded = recordings(tmp_path / "uploads")
+    assert len(recorded) == 1
     loaded = Registry(checkpoints)["asr"].get()
-    assert transcript == asr_tab.transcribe_input(loaded, str(recordings[0]))[0]
+    assert transcript == asr_tab.transcribe_input(loaded, str(recorded[0]))[0]
 
 
 def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch,

@@ -131,3 +131,18 @@ def test_encoded_bytes_from_a_datasets_audio_column(tmp_path):
     assert len(out) == 16_000 and abs(peak_hz(out) - 440) < 3
     with pytest.raises(AudioInputError, match="Could not read 'junk.flac'"):
         load_audio({"bytes": b"not audio", "path": "junk.flac"})
+
+
+@pytest.mark.parametrize("rate", [44_100, 48_000, 8_000])
+def test_stream_resampler_matches_resampling_the_whole_recording(rate):
+    from core.audio import StreamResampler, resample
+
+    audio = (tone(440, rate, 2.0) + 0.3 * tone(3000, rate, 2.0)).astype(np.float32)
+    resampler, final = StreamResampler(), []
+    for start in range(0, len(audio), rate // 7):  # chunk borders that fall anywhere
+        new, tail = resampler.push(rate, audio[start:start + rate // 7])
+        final.append(new)
+    streamed = np.concatenate([*final, tail])
+    whole = resample(audio, rate, 16_000)
+    assert len(streamed) == len(whole)
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)

@@ -1,0 +1,117 @@
+"""Keyword spotting over time: 1 s windows sliding every 250 ms, offline over a clip and live over
+a microphone stream, with a debounced detection log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core import keywords
+from core.audio import TARGET_RATE, StreamResampler
+
+WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
+HOP = TARGET_RATE // 4  # 250 ms
+REFRACTORY_S = 0.75  # one spoken word spans several windows; it must give one detection
+# A window quieter than -60 dBFS RMS holds no speech; the classifier never saw digital silence
+# (its `_silence_` is background noise), so such windows are not scored for detections.
+QUIET_RMS = 1e-3
+
+
+def fit_window(samples: np.ndarray) -> np.ndarray:
+    """Exactly one window: centred crop, or zero padding on both sides."""
+    if len(samples) >= WINDOW:
+        start = (len(samples) - WINDOW) // 2
+        return samples[start:start + WINDOW]
+    pad = WINDOW - len(samples)
+    return np.pad(samples, (pad // 2, pad - pad // 2))
+
+
+@torch.inference_mode()
+def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order."""
+    rows = []
+    device = next(model.parameters()).device
+    for b in range(0, len(windows), batch_size):
+        inputs = extractor(windows[b:b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
+        logits = model(inputs.input_values.to(device)).logits
+        rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(rows)
+
+
+def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(window centre times in s, probabilities) over a clip; a clip of 1 s or less is one window."""
+    if len(samples) <= WINDOW:
+        return np.array([len(samples) / 2 / TARGET_RATE]), window_probs(model, extractor, [fit_window(samples)])
+    starts = list(range(0, len(samples) - WINDOW + 1, HOP))
+    if starts[-1] + WINDOW < len(samples):
+        starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
+    probs = window_probs(model, extractor, [samples[s:s + WINDOW] for s in starts])
+    return (np.array(starts) + WINDOW / 2) / TARGET_RATE, probs
+
+
+def best_window(probs: np.ndarray, labels: list[str]) -> np.ndarray:
+    """The window to summarise a clip by: the one most confident about a real keyword."""
+    keyword_ids = [i for i, label in enumerate(labels) if label in keywords.KEYWORDS]
+    if not keyword_ids:
+        return probs.mean(axis=0)
+    return probs[int(probs[:, keyword_ids].max(axis=1).argmax())]
+
+
+@dataclass
+class Detection:
+    time_s: float  # centre of the window that fired, from the start of the stream
+    label: str
+    probability: float
+
+
+@dataclass
+class Listener:
+    """Live state: the newest audio, the next window to score, and the detection log.
+
+    Debouncing: a keyword fires when a window crosses the threshold; it cannot fire again until
+    its probability has fallen below the threshold and `REFRACTORY_S` has passed."""
+
+    resampler: StreamResampler = field(default_factory=StreamResampler)
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
+    buffer_start: int = 0  # stream sample index of buffer[0]
+    next_window: int = 0  # stream sample index where the next window starts
+    armed: dict[str, bool] = field(default_factory=dict)
+    last_fired: dict[str, float] = field(default_factory=dict)
+    detections: list[Detection] = field(default_factory=list)
+    latest: np.ndarray | None = None  # probabilities of the newest window
+
+    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
+        """Add a microphone chunk; score every window it completes; return new detections."""
+        final, _ = self.resampler.push(rate, chunk)
+        self.buffer = np.concatenate([self.buffer, final])
+        starts = []
+        while self.next_window + WINDOW <= self.buffer_start + len(self.buffer):
+            starts.append(self.next_window)
+            self.next_window += HOP
+        new = []
+        if starts:
+            windows = [self.buffer[s - self.buffer_start: s - self.buffer_start + WINDOW] for s in starts]
+            labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows)):
+                quiet = float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
+                new += self._decide(start, np.zeros_like(probs) if quiet else probs, labels, threshold)
+                self.latest = probs
+        keep_from = self.next_window - self.buffer_start  # older audio is never scored again
+        self.buffer, self.buffer_start = self.buffer[keep_from:], self.buffer_start + keep_from
+        self.detections += new
+        return new
+
+    def _decide(self, start: int, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
+        centre = (start + WINDOW / 2) / TARGET_RATE
+        fired = []
+        for i, label in enumerate(labels):
+            if label not in keywords.KEYWORDS:
+                continue
+            if probs[i] < threshold:
+                self.armed[label] = True
+            elif self.armed.get(label, True) and centre - self.last_fired.get(label, -1e9) >= REFRACTORY_S:
+                fired.append(Detection(round(centre, 2), label, float(probs[i])))
+                self.armed[label], self.last_fired[label] = False, centre
+        return fired

@@ -1,0 +1,209 @@
+"""Fine-tune DistilHuBERT for keyword spotting (12 SUPERB classes of Speech Commands v0.01) with a
+class-weighted cross-entropy.
+
+    python -m train.kws train/configs/kws_report.json            # the report's recipe
+    python -m scripts.make_smoke_data && python -m train.kws train/configs/kws_smoke.json
+    torchrun --nproc_per_node 4 -m train.kws train/configs/kws_report.json
+
+Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/kws).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, TrainingArguments
+
+from core import keywords
+from core.audio import load_audio
+from core.metrics import classification_report
+from core.spotting import fit_window
+from train.common import (GroupedTrainer, RunArguments, hyperparameters, parse_args, publish_run, setup,
+                          split_metrics)
+from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
+
+logger = logging.getLogger(__name__)
+SPLITS = ("train", "validation", "test")
+CLIP_SAMPLES = int(CLIP_S * 16_000)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
+        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
+    freeze: str = field(default="encoder", metadata={
+        "help": "'encoder' (only the classification head trains, the report's recipe), "
+                "'feature_encoder' or 'none'.", "choices": ["encoder", "feature_encoder", "none"]})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(default=None, metadata={
+        "help": "A local Speech Commands v0.01 tree; when set, the hub is not used."})
+    test_dir: str | None = field(default=None, metadata={
+        "help": "The separate official v0.01 test set (folders incl. _silence_, _unknown_)."})
+    dataset_name: str = field(default="google/speech_commands", metadata={"help": "Hub dataset id."})
+    dataset_config: str | None = field(default="v0.01", metadata={"help": "Hub dataset configuration."})
+    dataset_revision: str | None = field(default="refs/convert/parquet", metadata={
+        "help": "Hub revision; the parquet conversion loads without the dataset script."})
+    silence_clips: int = field(default=2000, metadata={
+        "help": "1 s `_silence_` windows cut from the background-noise files for training."})
+    drop_silence: bool = field(default=False, metadata={
+        "help": "Drop `_silence_` from every split (the report's other remedy)."})
+    class_weights: str = field(default="balanced", metadata={
+        "help": "'balanced': scikit-learn compute_class_weight over the training labels, in the "
+                "cross-entropy; 'none': plain cross-entropy.", "choices": ["balanced", "none"]})
+    balanced_sampler: bool = field(default=False, metadata={
+        "help": "Sample training clips with probability 1/count(class) instead (an alternative remedy)."})
+    augment: bool = field(default=True, metadata={
+        "help": "Training only: random time shift (±100 ms) and gain (±6 dB)."})
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """1 s clips at 16 kHz, decoded when asked for; longer clips are cropped (randomly when
+    training), shorter ones padded with silence."""
+
+    def __init__(self, clips: list[Clip], extractor, train: bool, augment: bool, seed: int):
+        self.clips, self.extractor, self.train, self.augment = clips, extractor, train, augment
+        self.rng = np.random.default_rng(seed)
+        self.lengths = [CLIP_SAMPLES] * len(clips)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        clip = self.clips[i]
+        segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
+        samples = fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment),
+                           self.rng if self.train else None)
+        if self.train and self.augment:
+            samples = np.roll(samples, int(self.rng.integers(-1600, 1601)))
+            samples = samples * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
+        values = self.extractor(samples, sampling_rate=16_000).input_values[0]
+        return {"input_values": np.asarray(values, np.float32), "labels": clip.label}
+
+
+def fit_clip(samples: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Exactly 1 s: a random crop of a longer clip with `rng` (training), else as the app does."""
+    if rng is not None and len(samples) > CLIP_SAMPLES:
+        start = int(rng.integers(0, len(samples) - CLIP_SAMPLES + 1))
+        return samples[start:start + CLIP_SAMPLES]
+    return fit_window(samples)
+
+
+def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {"input_values": torch.from_numpy(np.stack([f["input_values"] for f in features])),
+            "labels": torch.tensor([f["labels"] for f in features])}
+
+
+class WeightedTrainer(GroupedTrainer):
+    """Cross-entropy with per-class weights (the report's remedy for `_unknown_` dominating), and
+    optionally a sampler that draws classes equally often."""
+
+    def __init__(self, *args, class_weights: np.ndarray | None = None, sample_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.sample_weights = sample_weights
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        weight = None if self.class_weights is None else self.class_weights.to(outputs.logits.device)
+        loss = F.cross_entropy(outputs.logits.float(), labels, weight=weight)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is not None:
+            return torch.utils.data.WeightedRandomSampler(self.sample_weights, len(self.sample_weights))
+        return super()._get_train_sampler(train_dataset)
+
+
+def load_splits(data: DataArguments, subset_sizes: list[int] | None, seed: int) -> dict[str, list[Clip]]:
+    splits = (load_local(Path(data.data_dir), Path(data.test_dir) if data.test_dir else None)
+              if data.data_dir else load_hub(data.dataset_name, data.dataset_config, data.dataset_revision))
+    splits["train"] = cut_silence(splits["train"], data.silence_clips, seed)
+    if data.drop_silence:
+        silence = keywords.LABEL2ID[keywords.SILENCE]
+        splits = {s: [c for c in clips if c.label != silence] for s, clips in splits.items()}
+    limits = dict(zip(SPLITS, subset_sizes or [None] * 3))
+    return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}
+
+
+def build_model(args: ModelArguments) -> torch.nn.Module:
+    model = AutoModelForAudioClassification.from_pretrained(
+        args.model_name_or_path, revision=args.model_revision, num_labels=len(keywords.LABELS),
+        id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True)
+    if args.freeze == "encoder":
+        for p in model.base_model.parameters():
+            p.requires_grad = False
+    elif args.freeze == "feature_encoder":
+        model.freeze_feature_encoder()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("model: %d parameters, %d trainable (freeze=%s)", model.num_parameters(), trainable, args.freeze)
+    return model
+
+
+def main(argv: list[str] | None = None) -> Path:
+    model_args, data_args, run_args, training_args = parse_args(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    target = Path(training_args.output_dir)
+    trainer_args = setup(training_args, run_args, model_args, data_args)
+    started = time.time()
+
+    # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
+    clips = load_splits(data_args, run_args.subset, training_args.seed)
+    extractor = AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    datasets = {s: ClipDataset(clips[s], extractor, s == "train", data_args.augment, training_args.seed + i)
+                for i, s in enumerate(SPLITS)}
+
+    # 2. Imbalance: class counts, balanced class weights (or a balanced sampler).
+    train_labels = np.array([c.label for c in clips["train"]])
+    counts = Counter(keywords.ID2LABEL[int(i)] for i in train_labels)
+    weights = keywords.class_weights(train_labels) if data_args.class_weights == "balanced" else None
+    logger.info("training class counts: %s", dict(counts))
+    logger.info("class weights: %s", None if weights is None else dict(zip(keywords.LABELS, weights.round(3))))
+    per_class = np.bincount(train_labels, minlength=len(keywords.LABELS))
+    sample_weights = (1.0 / per_class[train_labels]).tolist() if data_args.balanced_sampler else None
+
+    # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config.
+    model = build_model(model_args)
+
+    # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
+    def compute_metrics(pred) -> dict[str, float]:
+        return classification_report(pred.label_ids, pred.predictions.argmax(-1), keywords.LABELS, full=False)
+
+    # 5. Train, evaluating every eval_steps.
+    trainer = WeightedTrainer(model=model, args=trainer_args, data_collator=collate,
+                              train_dataset=datasets["train"], eval_dataset=datasets["validation"],
+                              processing_class=extractor, compute_metrics=compute_metrics,
+                              class_weights=weights, sample_weights=sample_weights)
+    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+
+    # 6. Final evaluation with per-class scores and confusion matrices; publish.
+    final = {}
+    for split in ("validation", "test"):
+        if len(datasets[split]):
+            prediction = trainer.predict(datasets[split], metric_key_prefix=split)
+            final[split] = {**split_metrics(prediction.metrics, split),
+                            **classification_report(prediction.label_ids, prediction.predictions.argmax(-1),
+                                                    keywords.LABELS)}
+    logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
+    extra = {"class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
+             "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist()))}
+    return publish_run(target, trainer, extractor, task="kws", final=final,
+                       sizes={s: len(datasets[s]) for s in SPLITS},
+                       params=hyperparameters(trainer_args, model_args, data_args, run_args),
+                       started=started, extra=extra)
+
+
+if __name__ == "__main__":
+    main()

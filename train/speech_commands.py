@@ -1,0 +1,96 @@
+"""Speech Commands v0.01 for the 12-class SUPERB keyword-spotting task, from the hub (parquet
+revision of `google/speech_commands`) or from the original folder tree; both give `Clip` lists.
+
+`_silence_` has almost no examples of its own (the hub's v0.01 train split holds the 6
+background-noise files themselves, which is why the report counted 6): long silence sources are
+cut into 1 s windows, `silence_clips` of them per training split, spread evenly over the sources.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import keywords
+from train.librispeech import duration_s
+
+logger = logging.getLogger(__name__)
+CLIP_S = 1.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    audio: Any  # a file path, or a `datasets` audio dict with encoded "bytes"
+    label: int
+    start_s: float | None = None  # a 1 s window of a longer source (silence from noise)
+
+
+def _read_list(path: Path) -> set[str]:
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def load_local(data_dir: Path, test_dir: Path | None = None) -> dict[str, list[Clip]]:
+    """The v0.01 tree: `<word>/*.wav`, `_background_noise_/*.wav`, `validation_list.txt`,
+    `testing_list.txt`. With `test_dir` (the separate official test set, whose folders include
+    `_silence_` and `_unknown_`), that is the test split; otherwise `testing_list.txt`."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"Speech Commands folder {data_dir} does not exist")
+    validation = _read_list(data_dir / "validation_list.txt")
+    testing = _read_list(data_dir / "testing_list.txt")
+    splits: dict[str, list[Clip]] = {"train": [], "validation": [], "test": []}
+    for wav in sorted(data_dir.glob("*/*.wav")):
+        word = wav.parent.name
+        relative = f"{word}/{wav.name}"
+        split = "validation" if relative in validation else "test" if relative in testing else "train"
+        if word == "_background_noise_":
+            split = "train"
+        splits[split].append(Clip(str(wav), keywords.LABEL2ID[keywords.to_label(word)]))
+    if test_dir is not None:
+        splits["test"] = [Clip(str(wav), keywords.LABEL2ID[keywords.to_label(wav.parent.name)])
+                          for wav in sorted(Path(test_dir).glob("*/*.wav"))]
+    if not splits["train"]:
+        raise ValueError(f"no training clips under {data_dir}")
+    return splits
+
+
+def load_hub(name: str, config: str | None, revision: str | None) -> dict[str, list[Clip]]:
+    """`google/speech_commands` (config `v0.01`, revision `refs/convert/parquet`): `audio` and a
+    `label` ClassLabel over the 30 words plus `_silence_`, mapped to the 12 classes."""
+    from datasets import Audio, load_dataset
+
+    splits = {}
+    for split in ("train", "validation", "test"):
+        ds = load_dataset(name, config, split=split, revision=revision).cast_column("audio", Audio(decode=False))
+        names = ds.features["label"].names
+        splits[split] = [Clip(row["audio"], keywords.LABEL2ID[keywords.to_label(names[row["label"]])])
+                         for row in ds]
+    return splits
+
+
+def cut_silence(clips: list[Clip], count: int, seed: int) -> list[Clip]:
+    """Replace `_silence_` sources longer than 1 s by `count` 1 s windows spread over them."""
+    silence_id = keywords.LABEL2ID[keywords.SILENCE]
+    long_sources = [(c, duration_s(c.audio)) for c in clips if c.label == silence_id and c.start_s is None]
+    long_sources = [(c, d) for c, d in long_sources if d > CLIP_S]
+    if not long_sources or count <= 0:
+        return clips
+    rng = random.Random(seed)
+    windows = []
+    for i in range(count):
+        source, seconds = long_sources[i % len(long_sources)]
+        windows.append(Clip(source.audio, silence_id, rng.uniform(0, seconds - CLIP_S)))
+    kept = [c for c in clips if not any(c is s for s, _ in long_sources)]
+    logger.info("cut %d silence windows from %d background-noise sources", count, len(long_sources))
+    return kept + windows
+
+
+def subset(clips: list[Clip], n: int | None, seed: int) -> list[Clip]:
+    """A seeded random sample of N clips (the tree is sorted by word: its first N would all be
+    one word)."""
+    if n is None or n >= len(clips):
+        return clips
+    return random.Random(seed).sample(clips, n)
