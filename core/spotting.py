@@ -14,6 +14,9 @@ from core.audio import TARGET_RATE, StreamResampler
 WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
 HOP = TARGET_RATE // 4  # 250 ms
 REFRACTORY_S = 0.75  # one spoken word spans several windows; it must give one detection
+# A word of ~0.5 s lies wholly inside two or three successive windows; a window that holds only
+# part of a word can look like another keyword, but rarely twice in a row.
+CONFIRM = 2
 # A window quieter than -60 dBFS RMS holds no speech; the classifier never saw digital silence
 # (its `_silence_` is background noise), so such windows are not scored for detections.
 QUIET_RMS = 1e-3
@@ -70,14 +73,16 @@ class Detection:
 class Listener:
     """Live state: the newest audio, the next window to score, and the detection log.
 
-    Debouncing: a keyword fires when a window crosses the threshold; it cannot fire again until
-    its probability has fallen below the threshold and `REFRACTORY_S` has passed."""
+    Debouncing: a keyword fires when `CONFIRM` successive windows put it above the threshold; it
+    cannot fire again until its probability has fallen below the threshold and `REFRACTORY_S`
+    has passed. The time logged is the centre of the first of those windows."""
 
     resampler: StreamResampler = field(default_factory=StreamResampler)
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
     buffer_start: int = 0  # stream sample index of buffer[0]
     next_window: int = 0  # stream sample index where the next window starts
     armed: dict[str, bool] = field(default_factory=dict)
+    streak: dict[str, list[float]] = field(default_factory=dict)  # centres of successive hits
     last_fired: dict[str, float] = field(default_factory=dict)
     detections: list[Detection] = field(default_factory=list)
     latest: np.ndarray | None = None  # probabilities of the newest window
@@ -110,8 +115,12 @@ class Listener:
             if label not in keywords.KEYWORDS:
                 continue
             if probs[i] < threshold:
-                self.armed[label] = True
-            elif self.armed.get(label, True) and centre - self.last_fired.get(label, -1e9) >= REFRACTORY_S:
-                fired.append(Detection(round(centre, 2), label, float(probs[i])))
-                self.armed[label], self.last_fired[label] = False, centre
+                self.armed[label], self.streak[label] = True, []
+                continue
+            streak = self.streak.setdefault(label, [])
+            streak.append(centre)
+            if (len(streak) >= CONFIRM and self.armed.get(label, True)
+                    and streak[0] - self.last_fired.get(label, -1e9) >= REFRACTORY_S):
+                fired.append(Detection(round(streak[0], 2), label, float(probs[i])))
+                self.armed[label], self.last_fired[label] = False, streak[0]
         return fired

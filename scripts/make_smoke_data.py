@@ -60,7 +60,7 @@ def librispeech_tree(root: Path, splits: dict[str, list[str]], voice: str = "en-
     return root
 
 
-def noise(seconds: float, seed: int, rate: int = 16_000) -> "np.ndarray":
+def noise(seconds: float, seed: int, rate: int = 16_000):
     """Brown-ish background noise (integrated white noise, high-passed), like a room or a fan."""
     import numpy as np
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core import keywords, spotting
+from core import spotting
 from core.audio import AudioInputError, duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import audio_or_error, require, status_card
@@ -129,7 +129,7 @@ def build(registry: Registry) -> gr.Blocks:
             kws_timeline_state = gr.State(None)
         with gr.Tab("Live"):
             gr.Markdown("A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
-                        "per utterance (`_silence_` and `_unknown_` are never logged).")
+                        "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged).")
             kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
             kws_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             with gr.Row():

@@ -36,9 +36,7 @@ def test_balanced_weights_are_n_over_classes_times_count():
     assert weights[2] == 0.0  # absent from training
 
 
-def test_the_trainer_optimises_the_weighted_loss(tmp_path):
-    from transformers import TrainingArguments
-
+def test_the_trainer_optimises_the_weighted_loss():
     weights = keywords.class_weights([0, 0, 0, 1])
     model = torch.nn.Module()
     logits = torch.tensor([[2.0, 0.5] + [0.0] * 10, [0.1, 1.5] + [0.0] * 10, [0.3, 0.2] + [0.0] * 10])
@@ -81,7 +79,8 @@ def test_learns_keywords_and_generalises_to_unheard_voices(learned):
 
 
 def _clip(root, word: str, voice: str = "en-us+m3") -> str:
-    return str(next((root / "tree" / word).glob(f"{voice.replace('+', '-')}-150-50_*.wav")))
+    """A training clip: these tests check the app's plumbing, the learning test generalisation."""
+    return str(next((root / "tree" / word).glob(f"{voice.replace('+', '-')}-130-70_*.wav")))
 
 
 def test_app_spots_keywords_through_the_api(learned, launch):
@@ -109,6 +108,12 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     assert {t.name for t in loss.data} == {"loss", "eval_loss"}
 
 
+def voiced_centre_s(samples: np.ndarray) -> float:
+    """Middle of the part of a clip louder than -30 dB below its peak (espeak pads with silence)."""
+    loud = np.flatnonzero(np.abs(samples) > np.abs(samples).max() * 10 ** (-30 / 20))
+    return (loud[0] + loud[-1]) / 2 / 16_000
+
+
 def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     root, checkpoints = learned
     loaded = Registry(checkpoints)["kws"].get()
@@ -127,9 +132,9 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
         listener, log, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start:start + 12_000]), 0.8)
     found = [(d.label, d.time_s) for d in listener.detections]
     assert [label for label, _ in found] == ["yes", "stop"], found
-    centres = {"yes": 1.0 + len(yes) / 32_000, "stop": 3.5 + len(stop) / 32_000}
-    for label, t in found:
-        assert abs(t - centres[label]) <= 0.5, (label, t)
+    centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
+    for label, t in found:  # the window that fired is centred on the word, within half a window
+        assert abs(t - centres[label]) <= 0.5, (label, t, centres[label])
     assert len(listener.buffer) < 16_000 + 12_000  # only the newest audio is kept
 
 

@@ -10,7 +10,6 @@ Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default che
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from core.audio import load_audio
 from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
                       normalize_transcript)
 from core.metrics import wer_cer
-from train.common import (GroupedTrainer, RunArguments, hyperparameters, parse_args, publish_run, setup,
-                          split_metrics)
+from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
+                          hyperparameters, publish_run, split_metrics)
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -31,14 +30,7 @@ SPLITS = ("train", "validation", "test")
 
 
 @dataclass
-class ModelArguments:
-    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
-        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
-    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
-    freeze: str = field(default="encoder", metadata={
-        "help": "What stays frozen: 'encoder' (only the CTC head trains, the report's recipe), "
-                "'feature_encoder' (the conv front end), or 'none'.",
-        "choices": ["encoder", "feature_encoder", "none"]})
+class ModelArguments(SpeechModelArguments):
     mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
 
 
@@ -118,22 +110,12 @@ def build_model(args: ModelArguments, tokenizer) -> torch.nn.Module:
         args.model_name_or_path, revision=args.model_revision, vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
         mask_time_prob=args.mask_time_prob, layerdrop=0.0, use_safetensors=True)
-    if args.freeze == "encoder":
-        for p in model.base_model.parameters():
-            p.requires_grad = False
-    elif args.freeze == "feature_encoder":
-        model.freeze_feature_encoder()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("model: %d parameters, %d trainable (freeze=%s)", model.num_parameters(), trainable, args.freeze)
-    return model
+    return apply_freeze(model, args.freeze)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    model_args, data_args, run_args, training_args = parse_args(
+    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
         (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
-    target = Path(training_args.output_dir)
-    trainer_args = setup(training_args, run_args, model_args, data_args)
-    started = time.time()
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
     raw = load_splits(data_args, run_args.subset)

@@ -37,6 +37,40 @@ class RunArguments:
         "choices": ["auto", "fp32", "bf16", "fp16"]})
 
 
+@dataclass
+class SpeechModelArguments:
+    """The pretrained speech encoder and what of it stays frozen (both speech scripts)."""
+
+    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
+        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
+    freeze: str = field(default="encoder", metadata={
+        "help": "What stays frozen: 'encoder' (only the new head trains, the report's recipe), "
+                "'feature_encoder' (the conv front end), or 'none'.",
+        "choices": ["encoder", "feature_encoder", "none"]})
+
+
+def apply_freeze(model: Any, freeze: str) -> Any:
+    if freeze == "encoder":
+        for p in model.base_model.parameters():
+            p.requires_grad = False
+    elif freeze == "feature_encoder":
+        model.freeze_feature_encoder()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("model: %d parameters, %d trainable (freeze=%s)", model.num_parameters(), trainable, freeze)
+    return model
+
+
+def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> tuple[tuple, Path, TrainingArguments, float]:
+    """Parse (the last type must be TrainingArguments, the one before it RunArguments), set up
+    logging and the seed. Returns the parsed objects, the publish target, the trainer's
+    arguments and the start time."""
+    parsed = parse_args(dataclass_types, argv)
+    *others, run_args, training_args = parsed
+    trainer_args = setup(training_args, run_args, *others)
+    return parsed, Path(training_args.output_dir), trainer_args, time.time()
+
+
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
     """`python -m train.x config.json --key value ...`: the JSON file gives defaults, flags override.
 

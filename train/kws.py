@@ -11,7 +11,6 @@ Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default che
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,8 @@ from core import keywords
 from core.audio import load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
-from train.common import (GroupedTrainer, RunArguments, hyperparameters, parse_args, publish_run, setup,
-                          split_metrics)
+from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
+                          hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
 logger = logging.getLogger(__name__)
@@ -35,14 +34,7 @@ SPLITS = ("train", "validation", "test")
 CLIP_SAMPLES = int(CLIP_S * 16_000)
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
-        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
-    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
-    freeze: str = field(default="encoder", metadata={
-        "help": "'encoder' (only the classification head trains, the report's recipe), "
-                "'feature_encoder' or 'none'.", "choices": ["encoder", "feature_encoder", "none"]})
+ModelArguments = SpeechModelArguments
 
 
 @dataclass
@@ -142,22 +134,12 @@ def build_model(args: ModelArguments) -> torch.nn.Module:
     model = AutoModelForAudioClassification.from_pretrained(
         args.model_name_or_path, revision=args.model_revision, num_labels=len(keywords.LABELS),
         id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True)
-    if args.freeze == "encoder":
-        for p in model.base_model.parameters():
-            p.requires_grad = False
-    elif args.freeze == "feature_encoder":
-        model.freeze_feature_encoder()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("model: %d parameters, %d trainable (freeze=%s)", model.num_parameters(), trainable, args.freeze)
-    return model
+    return apply_freeze(model, args.freeze)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    model_args, data_args, run_args, training_args = parse_args(
+    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
         (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
-    target = Path(training_args.output_dir)
-    trainer_args = setup(training_args, run_args, model_args, data_args)
-    started = time.time()
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
     clips = load_splits(data_args, run_args.subset, training_args.seed)
