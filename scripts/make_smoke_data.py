@@ -4,6 +4,7 @@
     python -m scripts.make_smoke_data            # writes outputs/smoke/
     python -m train.asr train/configs/asr_smoke.json
     python -m train.kws train/configs/kws_smoke.json
+    python -m train.qa train/configs/qa_distilbert_smoke.json
 
 Needs espeak-ng and sox (`apt-get install -y espeak-ng sox`).
 """
@@ -11,6 +12,8 @@ Needs espeak-ng and sox (`apt-get install -y espeak-ng sox`).
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -146,6 +149,35 @@ def make_asr_smoke(root: Path = SMOKE_ROOT) -> Path:
     return root
 
 
+def wordpiece_tokenizer(corpus: list[str]):
+    """A lower-casing DistilBERT WordPiece tokenizer: the corpus's words plus single characters."""
+    from transformers import DistilBertTokenizerFast
+
+    words = sorted({w for line in corpus for w in re.findall(r"\w+|[^\w\s]", line.lower())})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w})
+    tokens = list(dict.fromkeys(specials + words + chars + [f"##{c}" for c in chars]))  # "?" is both
+    # transformers 5 takes the WordPiece vocabulary as a dict (a vocab.txt path is ignored).
+    return DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+
+
+def unigram_tokenizer(corpus: list[str]):
+    """An XLM-R-like SentencePiece Unigram tokenizer trained on `corpus`.
+
+    WhitespaceSplit before Metaspace keeps offsets off the leading space (see ENVIRONMENT.md)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
+    trainer = trainers.UnigramTrainer(vocab_size=200, special_tokens=specials, unk_token="<unk>")
+    tok.train_from_iterator(corpus * 4, trainer)
+    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+
+
 UNKNOWN_WORDS = ["bed", "cat", "happy", "house", "tree", "wow"]
 
 
@@ -163,12 +195,80 @@ def make_kws_smoke(root: Path = SMOKE_ROOT) -> Path:
     return root
 
 
+# Written for this project: 10 questions on 3 common-knowledge paragraphs; 4 of them cannot be
+# answered from the paragraph.
+QA_PARAGRAPHS = [
+    ("The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall.",
+     [("When was the Eiffel Tower built?", "1889"), ("Who built the Eiffel Tower?", "Gustave Eiffel"),
+      ("How tall is the tower?", "330 metres"), ("Who painted the tower in 2020?", None)]),
+    ("Marie Curie was born in Warsaw in 1867. She won the Nobel Prize in Physics in 1903 and in "
+     "Chemistry in 1911.",
+     [("Where was Marie Curie born?", "Warsaw"), ("When did she win the Nobel Prize in Chemistry?", "1911"),
+      ("What was the name of her first dog?", None)]),
+    ("The Amazon river flows through Brazil, Peru and Colombia. It carries more water than any "
+     "other river on Earth.",
+     [("Which countries does the Amazon flow through?", "Brazil, Peru and Colombia"),
+      ("How long is the Amazon river?", None), ("Who discovered the river?", None)]),
+]
+
+
+def squad_json(paragraphs=QA_PARAGRAPHS) -> dict:
+    """The official SQuAD v2 layout."""
+    data = []
+    for p, (context, questions) in enumerate(paragraphs):
+        qas = []
+        for q, (question, answer) in enumerate(questions):
+            qa = {"id": f"p{p}q{q}", "question": question, "is_impossible": answer is None, "answers": []}
+            if answer is not None:
+                qa["answers"] = [{"text": answer, "answer_start": context.index(answer)}]
+            qas.append(qa)
+        data.append({"title": f"paragraph {p}", "paragraphs": [{"context": context, "qas": qas}]})
+    return {"version": "v2.0", "data": data}
+
+
+def qa_corpus(paragraphs=QA_PARAGRAPHS) -> list[str]:
+    return [text for context, questions in paragraphs for text in (context, *(q for q, _ in questions))]
+
+
+def tiny_qa(folder: Path, kind: str, corpus: list[str], hidden: int = 64, layers: int = 2) -> Path:
+    """A random "pretrained" DistilBERT or XLM-R QA model with a tokenizer made from `corpus`."""
+    import torch
+    from transformers import (DistilBertConfig, DistilBertForQuestionAnswering, XLMRobertaConfig,
+                              XLMRobertaForQuestionAnswering)
+
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        tokenizer = wordpiece_tokenizer(corpus)
+        model = DistilBertForQuestionAnswering(DistilBertConfig(
+            vocab_size=len(tokenizer), dim=hidden, hidden_dim=2 * hidden, n_layers=layers, n_heads=2,
+            max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id))
+    else:
+        tokenizer = unigram_tokenizer(corpus)
+        model = XLMRobertaForQuestionAnswering(XLMRobertaConfig(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+            num_attention_heads=2, max_position_embeddings=258, pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, type_vocab_size=1))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return Path(folder)
+
+
+def make_qa_smoke(root: Path = SMOKE_ROOT) -> Path:
+    """What the QA smoke configs read: a SQuAD v2 file and two tiny base models."""
+    (root / "squad").mkdir(parents=True, exist_ok=True)
+    (root / "squad" / "squad_v2_mini.json").write_text(json.dumps(squad_json(), indent=1))
+    for kind in ("distilbert", "xlmr"):
+        tiny_qa(root / f"tiny-{kind}", kind, qa_corpus())
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=SMOKE_ROOT)
     args = parser.parse_args()
     make_asr_smoke(args.root)
-    print("wrote", make_kws_smoke(args.root))
+    make_kws_smoke(args.root)
+    print("wrote", make_qa_smoke(args.root))
 
 
 if __name__ == "__main__":

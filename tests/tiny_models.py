@@ -9,23 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     DistilBertConfig,
     DistilBertForQuestionAnswering,
-    DistilBertTokenizerFast,
     HubertConfig,
     HubertForCTC,
     HubertForSequenceClassification,
     Wav2Vec2FeatureExtractor,
     XLMRobertaConfig,
     XLMRobertaForQuestionAnswering,
-    XLMRobertaTokenizerFast,
 )
 
 from core import keywords
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.ctc import build_char_vocab, make_processor
+from scripts.make_smoke_data import unigram_tokenizer, wordpiece_tokenizer
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -73,29 +71,6 @@ def build_kws(target: Path) -> Path:
     return save_checkpoint(target, HubertForSequenceClassification(config), extractor, metrics)
 
 
-def wordpiece_tokenizer() -> DistilBertTokenizerFast:
-    words = sorted({w for line in CORPUS for w in line.split()})
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = sorted({c for w in words for c in w})
-    tokens = specials + words + chars + [f"##{c}" for c in chars]
-    # transformers 5 takes the WordPiece vocabulary as a dict (a vocab.txt path is ignored).
-    return DistilBertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
-
-
-def unigram_tokenizer() -> XLMRobertaTokenizerFast:
-    """An XLM-R-like SentencePiece Unigram tokenizer trained on `CORPUS`.
-
-    WhitespaceSplit before Metaspace keeps offsets off the leading space (see ENVIRONMENT.md)."""
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
-    trainer = trainers.UnigramTrainer(vocab_size=200, special_tokens=specials, unk_token="<unk>")
-    tok.train_from_iterator(CORPUS * 4, trainer)
-    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
-
-
 def qa_metrics() -> Metrics:
     scores = {"exact": 0.0, "f1": 0.0, "total": 2, "HasAns_exact": 0.0, "NoAns_exact": 0.0}
     return tiny_metrics("qa", {"train": 8, "validation": 2}, {"validation": scores})
@@ -103,7 +78,7 @@ def qa_metrics() -> Metrics:
 
 def build_qa_distilbert(target: Path) -> Path:
     torch.manual_seed(0)
-    tokenizer = wordpiece_tokenizer()
+    tokenizer = wordpiece_tokenizer(CORPUS)
     config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=37, n_layers=2, n_heads=2,
                               max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
     return save_checkpoint(target, DistilBertForQuestionAnswering(config), tokenizer, qa_metrics())
@@ -111,7 +86,7 @@ def build_qa_distilbert(target: Path) -> Path:
 
 def build_qa_xlmr(target: Path) -> Path:
     torch.manual_seed(0)
-    tokenizer = unigram_tokenizer()
+    tokenizer = unigram_tokenizer(CORPUS)
     config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
                               num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=130,
                               pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,

@@ -1,0 +1,104 @@
+"""The QA tab's comparison panel (from both checkpoints' metrics.json) and batch evaluation of an
+uploaded SQuAD v2 file."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.slots import Registry, SlotUnavailable
+from core.squad_data import gold_answers, load_file
+from core.squad_metric import normalize_answer, squad_v2
+from core.structure import structure
+from tasks.plots import history_figure
+
+BATCH_LIMIT = 200  # questions per upload: two models on CPU answer ~200 in a minute or two
+NAMES = {"qa-distilbert": "DistilBERT", "qa-xlmr": "XLM-RoBERTa"}
+SCORE_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
+
+
+def scores_table(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Rows = models; columns = EM/F1 for all, HasAns and NoAns (percent), with counts."""
+    rows = []
+    for name, s in scores.items():
+        row = {"model": NAMES.get(name, name)}
+        row.update({k: round(float(s[k]), 2) for k in SCORE_KEYS if k in s})
+        row.update({k: int(s[k]) for k in ("total", "HasAns_total", "NoAns_total") if k in s})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
+    """EM/F1 table, grouped bars, overlaid loss curves, token lengths and the structure table."""
+    metrics, structures = {}, {}
+    for name in NAMES:
+        loaded = registry[name].peek()
+        if loaded is None:
+            continue
+        structures[NAMES[name]] = structure(loaded.model.config, loaded.parameters, loaded.size_bytes)
+        if loaded.metrics:
+            metrics[name] = loaded.metrics
+    validation = {n: m.get("final", {}).get("validation", {}) for n, m in metrics.items()}
+    bars = go.Figure([go.Bar(name=NAMES[n], x=list(SCORE_KEYS), y=[s.get(k) for k in SCORE_KEYS])
+                      for n, s in validation.items()])
+    bars.update_layout(barmode="group", title="Validation EM / F1 (%)", height=340)
+    losses = go.Figure()
+    for n, m in metrics.items():
+        fig = history_figure(m.get("history", []), ["loss", "eval_loss"], "")
+        for trace in fig.data if fig else []:
+            trace.name = f"{NAMES[n]} {trace.name}"
+            losses.add_trace(trace)
+    losses.update_layout(title="Training and validation loss", xaxis_title="step", height=340)
+    lengths = go.Figure()
+    for n, m in metrics.items():
+        hist = m.get("extra", {}).get("token_lengths")
+        if hist:
+            edges = hist["bin_edges"]
+            lengths.add_trace(go.Bar(name=NAMES[n], x=[(a + b) / 2 for a, b in zip(edges, edges[1:])],
+                                     y=hist["counts"], opacity=0.6))
+    lengths.update_layout(barmode="overlay", title="Training examples by token length (question + context)",
+                          xaxis_title="tokens", height=340)
+    table = pd.DataFrame(structures).reset_index(names="") if structures else pd.DataFrame()
+    return scores_table(validation), bars, losses, lengths, table
+
+
+def batch_evaluate(registry: Registry, file: Any, progress: gr.Progress | None = None) -> tuple[pd.DataFrame, str]:
+    """Both models on the first BATCH_LIMIT questions of a SQuAD v2 file: scores and a CSV of
+    the questions where their answers differ."""
+    from tasks.qa import answer, default_threshold  # the tab module imports this one
+
+    if file is None:
+        raise gr.Error("Upload a SQuAD v2 JSON file first.")
+    try:
+        examples = load_file(file if isinstance(file, (str, Path)) else file.name)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise gr.Error(f"Could not read the file as SQuAD v2 ({type(err).__name__}: {err}).") from err
+    examples = [e for e in examples if e.context.strip() and e.question.strip()][:BATCH_LIMIT]
+    if not examples:
+        raise gr.Error("The file holds no questions.")
+    answers: dict[str, dict[str, str]] = {}
+    for name in NAMES:
+        try:
+            loaded = registry[name].get()
+        except SlotUnavailable as err:
+            raise gr.Error(f"{NAMES[name]} is not available: {err}") from err
+        threshold, answers[name] = default_threshold(loaded), {}
+        for example in (progress.tqdm(examples, desc=NAMES[name]) if progress else examples):
+            answers[name][example.id] = answer(loaded, example.context, example.question, threshold).text
+    golds = gold_answers(examples)
+    table = scores_table({name: squad_v2(golds, preds) for name, preds in answers.items()})
+    out = Path(tempfile.mkdtemp(prefix="qa-batch-")) / "disagreements.csv"
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "question", "gold answers", *NAMES.values()])
+        for e in examples:
+            pair = [answers[name][e.id] for name in NAMES]
+            if normalize_answer(pair[0]) != normalize_answer(pair[1]):
+                writer.writerow([e.id, e.question, " | ".join(golds[e.id]) or "(unanswerable)", *pair])
+    return table, str(out)

@@ -1,0 +1,202 @@
+"""Question answering: windowed features and post-processing, learning with both tokenizer
+kinds through train.qa, and the side-by-side app (API, panels, batch evaluation, browser)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+
+from core import qa
+from core.checkpoint import read_metrics
+from core.slots import Registry
+from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
+from tasks import qa as qa_tab
+from tasks.qa_panels import batch_evaluate, comparison
+from train import qa as train_qa
+
+LEARN = ["--max_steps", "600", "--eval_steps", "300", "--logging_steps", "100", "--warmup_steps", "20",
+         "--per_device_train_batch_size", "4", "--learning_rate", "1e-3"]
+CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
+
+
+def spans_logits(features: qa.Features, picks: dict[int, tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Logits that favour token (start, end) in window f with the given score; null gets 0."""
+    width = max(len(ids) for ids in features.encodings["input_ids"])
+    starts, ends = np.full((len(features.example_index), width), -10.0), np.full((len(features.example_index), width), -10.0)
+    starts[:, 0] = ends[:, 0] = 0.0
+    for f, (s, e, score) in picks.items():
+        starts[f, s] = ends[f, e] = score / 2
+    return starts, ends
+
+
+def context_tokens(features: qa.Features, f: int) -> list[int]:
+    return [k for k, o in enumerate(features.offsets[f]) if o is not None]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return wordpiece_tokenizer([CONTEXT, "which letter ?"])
+
+
+def test_answer_at_the_very_start_and_end_of_the_context(tokenizer):
+    example = qa.Example("q", "which letter?", CONTEXT)
+    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    tokens = context_tokens(features, 0)
+    for (s, e), text in (((tokens[0], tokens[0]), "alpha"), ((tokens[-1], tokens[-1]), "sigma")):
+        starts, ends = spans_logits(features, {0: (s, e, 8.0)})
+        assert qa.postprocess([example], features, starts, ends)[0].text == text
+
+
+def test_answer_split_across_two_windows_is_found_in_the_window_that_holds_it(tokenizer):
+    example = qa.Example("q", "which letter?", CONTEXT, [{"text": "iota kappa", "answer_start": CONTEXT.index("iota")}])
+    features = qa.prepare(tokenizer, [example], max_length=16, doc_stride=6, with_positions=True)
+    assert len(features.example_index) >= 3
+    # Windows that cut the answer in two point at CLS; exactly the windows holding it whole do not.
+    holding = [f for f in range(len(features.example_index)) if features.encodings["start_positions"][f] != 0]
+    assert holding
+    for f in range(len(features.example_index)):
+        covered = [features.offsets[f][k] for k in context_tokens(features, f)]
+        whole = covered[0][0] <= CONTEXT.index("iota") and covered[-1][1] >= CONTEXT.index("kappa") + 5
+        assert (f in holding) == whole
+    f = holding[-1]
+    s, e = features.encodings["start_positions"][f], features.encodings["end_positions"][f]
+    assert CONTEXT[features.offsets[f][s][0]:features.offsets[f][e][1]] == "iota kappa"
+    starts, ends = spans_logits(features, {f: (s, e, 9.0)})
+    assert qa.postprocess([example], features, starts, ends)[0].text == "iota kappa"
+
+
+def test_spans_longer_than_the_maximum_answer_length_are_skipped(tokenizer):
+    example = qa.Example("q", "which letter?", CONTEXT)
+    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    tokens = context_tokens(features, 0)
+    starts, ends = spans_logits(features, {0: (tokens[0], tokens[9], 12.0)})  # "alpha ... kappa", 10 tokens
+    starts[0, tokens[15]], ends[0, tokens[16]] = 4.0, 4.0  # "pi rho": weaker, but short enough
+    assert qa.postprocess([example], features, starts, ends, max_answer_length=30)[0].text == \
+        "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    assert qa.postprocess([example], features, starts, ends, max_answer_length=5)[0].text == "pi rho"
+
+
+def test_null_score_beats_a_weak_span(tokenizer):
+    example = qa.Example("q", "which letter?", CONTEXT)
+    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    tokens = context_tokens(features, 0)
+    starts, ends = spans_logits(features, {0: (tokens[1], tokens[1], -2.0)})
+    prediction = qa.postprocess([example], features, starts, ends)[0]
+    assert prediction.text == "" and prediction.best_span == "beta" and prediction.score_diff == pytest.approx(2.0)
+    assert qa.postprocess([example], features, starts, ends, null_threshold=3.0)[0].text == "beta"
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """Tiny DistilBERT (WordPiece) and XLM-R (Unigram) trained by train.qa on 10 questions, 4 of
+    them unanswerable (~25 s together)."""
+    root = tmp_path_factory.mktemp("qa")
+    data = root / "squad_v2.json"
+    data.write_text(json.dumps(squad_json()))
+    checkpoints = root / "checkpoints"
+    for kind in ("distilbert", "xlmr"):
+        tiny_qa(root / f"base-{kind}", kind, qa_corpus())
+        train_qa.main([f"train/configs/qa_{kind}_smoke.json", "--model_name_or_path", str(root / f"base-{kind}"),
+                       "--train_file", str(data), "--validation_file", str(data),
+                       "--output_dir", str(checkpoints / f"qa-{kind}"), "--run_dir", str(root / f"run-{kind}"), *LEARN])
+    return root, checkpoints
+
+
+def expected_answers() -> list[tuple[str, str, str]]:
+    return [(context, question, answer or "") for context, questions in QA_PARAGRAPHS for question, answer in questions]
+
+
+@pytest.mark.parametrize("slot", ["qa-distilbert", "qa-xlmr"])
+def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned, slot):
+    _, checkpoints = learned
+    metrics = read_metrics(checkpoints / slot)
+    validation = metrics["final"]["validation"]
+    assert validation["exact"] == 100.0 and validation["f1"] == 100.0
+    assert validation["HasAns_total"] == 6 and validation["NoAns_total"] == 4
+    assert metrics["dataset_sizes"] == {"train": 10, "validation": 10, "validation_unanswerable": 4}
+    assert metrics["extra"]["token_lengths"]["max"] <= 128
+    assert metrics["extra"]["structure"]["layers"] == 2
+    assert [row["step"] for row in metrics["history"] if "eval_f1" in row] == [300, 600]
+
+
+def test_app_answers_side_by_side_through_the_api(learned, launch):
+    _, checkpoints = learned
+    client = Client(launch(checkpoints), verbose=False)
+    for context, question, answer in expected_answers():
+        result = client.predict(context, question, api_name="/answer")
+        for slot in ("qa-distilbert", "qa-xlmr"):
+            assert result[slot]["text"] == answer, (slot, question, result[slot])
+            assert 0.0 <= result[slot]["probability"] <= 1.0 and result[slot]["seconds"] > 0
+            assert len(result[slot]["alternatives"]) <= 3
+
+
+def test_bad_input_gets_a_message_or_an_honest_answer(learned, launch):
+    _, checkpoints = learned
+    client = Client(launch(checkpoints), verbose=False)
+    context = QA_PARAGRAPHS[0][0]
+    for question, message in (("", "The question is empty"), ("why " * 200, "tokens long")):
+        with pytest.raises(Exception, match=message):
+            client.predict(context, question, api_name="/answer")
+    with pytest.raises(Exception, match="The context is empty"):
+        client.predict("   ", "When?", api_name="/answer")
+    with pytest.raises(Exception, match="the limit is 20,000"):
+        client.predict("word " * 5000, "When?", api_name="/answer")
+    for context, question in (("🎉🎉 <b>The party</b> was in 1999 🎉", "When was the party? 🎈"),
+                              ("<script>alert(1)</script> Paris is the capital of France.", "<i>capital</i>?"),
+                              ("برج ایفل در سال ۱۸۸۹ ساخته شد.", "برج ایفل کی ساخته شد؟")):
+        result = client.predict(context, question, api_name="/answer")
+        for slot in ("qa-distilbert", "qa-xlmr"):
+            text = result[slot]["text"]
+            assert text == "" or text in context  # an answer is a span of the context, or none
+
+
+def test_long_context_answers_from_a_later_window(learned):
+    _, checkpoints = learned
+    loaded = Registry(checkpoints)["qa-xlmr"].get()
+    context, question, answer = expected_answers()[4]  # Marie Curie: Warsaw
+    filler = " ".join(["The river is wide."] * 60)
+    long_context = f"{filler} {context}"
+    prediction = qa_tab.answer(loaded, long_context, question, qa_tab.default_threshold(loaded))
+    assert prediction.text == answer and prediction.start > len(filler)
+
+
+def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
+    root, checkpoints = learned
+    registry = Registry(checkpoints)
+    registry.status()
+    scores, bars, losses, lengths, structure = comparison(registry)
+    assert scores["model"].tolist() == ["DistilBERT", "XLM-RoBERTa"] and scores["exact"].tolist() == [100.0, 100.0]
+    assert len(bars.data) == 2 and {t.name for t in losses.data} >= {"DistilBERT loss", "XLM-RoBERTa eval_loss"}
+    assert structure.set_index("").loc["model type"].tolist() == ["distilbert", "xlm-roberta"]
+    # A file where one gold answer is wrong on purpose: both models "fail" it the same way, and
+    # a question only one model gets right appears in the disagreement CSV.
+    data = squad_json()
+    data["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["text"] = "1890"
+    upload = tmp_path / "upload.json"
+    upload.write_text(json.dumps(data))
+    table, csv_path = batch_evaluate(registry, str(upload))
+    assert table["exact"].tolist() == [90.0, 90.0] and table["total"].tolist() == [10, 10]
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "question", "gold answers", "DistilBERT", "XLM-RoBERTa"]
+    assert len(rows) == 1  # the two models agree everywhere
+
+
+def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
+    from scripts.screenshot import open_page
+
+    _, checkpoints = learned
+    context, question, answer = expected_answers()[1]  # Gustave Eiffel
+    with open_page(launch(checkpoints)) as page:
+        page.get_by_role("tab", name="Question answering").click()
+        page.get_by_label("Context").fill(context)
+        page.get_by_label("Question").fill(question)
+        page.get_by_role("button", name="Answer with both models").click()
+        page.get_by_text("The models agree").wait_for()
+        highlighted = page.locator(".token.highlighted .text").all_inner_texts()
+        page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
+    assert [h.strip() for h in highlighted] == [answer, answer]  # one highlight per model

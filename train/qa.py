@@ -1,0 +1,144 @@
+"""Fine-tune DistilBERT or XLM-RoBERTa for extractive QA on SQuAD v2 (unanswerable questions
+included).
+
+    python -m train.qa train/configs/qa_distilbert.json     # -> checkpoints/qa-distilbert
+    python -m train.qa train/configs/qa_xlmr.json           # -> checkpoints/qa-xlmr
+    torchrun --nproc_per_node 4 -m train.qa train/configs/qa_xlmr.json
+
+Writes the checkpoint contract (core/checkpoint.py) to --output_dir.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding,
+                          TrainingArguments)
+
+from core import qa
+from core.squad_data import gold_answers, load_file, load_hub
+from core.squad_metric import robust_threshold, squad_v2
+from core.structure import structure
+from train.common import GroupedTrainer, RunArguments, begin, hyperparameters, publish_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="distilbert-base-uncased", metadata={
+        "help": "distilbert-base-uncased, xlm-roberta-base, or a local save_pretrained folder."})
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={
+        "help": "SQuAD v2 JSON (data/paragraphs/qas) or flat JSON lines; else the hub dataset."})
+    validation_file: str | None = field(default=None, metadata={"help": "As train_file, for validation."})
+    dataset_name: str = field(default="rajpurkar/squad_v2", metadata={"help": "Parquet-backed hub dataset id."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per window (question + context)."})
+    doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between windows."})
+    n_best: int = field(default=20, metadata={"help": "Start/end candidates per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    def __init__(self, features: qa.Features):
+        self.encodings = features.encodings
+        self.lengths = [len(ids) for ids in features.encodings["input_ids"]]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.encodings.items()}
+
+
+class QATrainer(GroupedTrainer):
+    """Evaluation = loss on the validation windows + post-processed SQuAD v2 EM/F1 per example."""
+
+    def __init__(self, *args, eval_examples: list[qa.Example], eval_features: qa.Features,
+                 data_args: DataArguments, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_examples, self.eval_features, self.data_args = eval_examples, eval_features, data_args
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        output = self.predict(eval_dataset or self.eval_dataset, ignore_keys=ignore_keys,
+                              metric_key_prefix=metric_key_prefix)
+        start_logits, end_logits = output.predictions
+        predictions = qa.postprocess(self.eval_examples, self.eval_features, start_logits, end_logits,
+                                     self.data_args.n_best, self.data_args.max_answer_length)
+        self.null_diffs = {e.id: p.score_diff for e, p in zip(self.eval_examples, predictions)}
+        scores = squad_v2(gold_answers(self.eval_examples),
+                          {e.id: p.text for e, p in zip(self.eval_examples, predictions)}, self.null_diffs)
+        metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
+        metrics[f"{metric_key_prefix}_loss"] = float(output.metrics.get(f"{metric_key_prefix}_loss", float("nan")))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
+    """Token lengths of question + context, untruncated (the report's figure 10)."""
+    lengths = np.array([len(ids) for ids in tokenizer([e.question for e in examples],
+                                                      [e.context for e in examples])["input_ids"]])
+    counts, edges = np.histogram(lengths, bins=bins)
+    return {"counts": counts.tolist(), "bin_edges": edges.tolist(), "mean": float(lengths.mean()),
+            "max": int(lengths.max()), "over_max_length": int((lengths > max_length).sum())}
+
+
+def main(argv: list[str] | None = None) -> Path:
+    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
+        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+
+    # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
+    n_train, n_val = (run_args.subset or [None, None])[:2]
+    if data_args.train_file:
+        train_examples = load_file(data_args.train_file)[:n_train]
+        val_examples = load_file(data_args.validation_file or data_args.train_file)[:n_val]
+    else:
+        train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
+        val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
+    logger.info("examples: %d train, %d validation (%d unanswerable)", len(train_examples), len(val_examples),
+                sum(not e.answers for e in val_examples))
+
+    # 2. Windows: question first, context truncated with overflow; unanswerable windows -> CLS.
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    train_features = qa.prepare(tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True)
+    val_features = qa.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
+
+    # 3. Model with a start/end head.
+    model = AutoModelForQuestionAnswering.from_pretrained(model_args.model_name_or_path,
+                                                          revision=model_args.model_revision, use_safetensors=True)
+
+    # 4-5. Train with dynamic padding; evaluate loss + EM/F1 every eval_steps.
+    trainer = QATrainer(model=model, args=trainer_args, data_collator=DataCollatorWithPadding(tokenizer),
+                        train_dataset=FeatureDataset(train_features), eval_dataset=FeatureDataset(val_features),
+                        processing_class=tokenizer, eval_examples=val_examples, eval_features=val_features,
+                        data_args=data_args)
+    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+
+    # 6. Final validation; its best-F1 null threshold becomes the app's default. Publish.
+    final = {k.removeprefix("validation_"): v for k, v in trainer.evaluate(metric_key_prefix="validation").items()
+             if k != "epoch"}
+    extra = {"null_score_diff_threshold": robust_threshold(trainer.null_diffs, final.get("best_f1_thresh", 0.0)),
+             "token_lengths": length_histogram(tokenizer, train_examples, data_args.max_length),
+             "structure": structure(model.config, model.num_parameters()),
+             "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)}}
+    logger.info("final: %s", final)
+    return publish_run(target, trainer, tokenizer, task="qa", final={"validation": final},
+                       sizes={"train": len(train_examples), "validation": len(val_examples),
+                              "validation_unanswerable": sum(not e.answers for e in val_examples)},
+                       params=hyperparameters(trainer_args, model_args, data_args, run_args),
+                       started=started, extra=extra)
+
+
+if __name__ == "__main__":
+    main()
