@@ -43,23 +43,31 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
     return np.concatenate(rows)
 
 
-def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(window centre times in s, probabilities) over a clip; a clip of 1 s or less is one window."""
+def is_quiet(window: np.ndarray) -> bool:
+    return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
+
+
+def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window centre times in s, probabilities, quiet flags) over a clip; a clip of 1 s or less
+    is one window."""
     if len(samples) <= WINDOW:
-        return np.array([len(samples) / 2 / TARGET_RATE]), window_probs(model, extractor, [fit_window(samples)])
-    starts = list(range(0, len(samples) - WINDOW + 1, HOP))
-    if starts[-1] + WINDOW < len(samples):
-        starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
-    probs = window_probs(model, extractor, [samples[s:s + WINDOW] for s in starts])
-    return (np.array(starts) + WINDOW / 2) / TARGET_RATE, probs
+        windows, times = [fit_window(samples)], np.array([len(samples) / 2 / TARGET_RATE])
+    else:
+        starts = list(range(0, len(samples) - WINDOW + 1, HOP))
+        if starts[-1] + WINDOW < len(samples):
+            starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
+        windows, times = [samples[s:s + WINDOW] for s in starts], (np.array(starts) + WINDOW / 2) / TARGET_RATE
+    quiet = np.array([is_quiet(w) for w in windows])
+    return times, window_probs(model, extractor, windows), quiet
 
 
-def best_window(probs: np.ndarray, labels: list[str]) -> np.ndarray:
-    """The window to summarise a clip by: the one most confident about a real keyword."""
+def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None = None) -> np.ndarray:
+    """The window to summarise a clip by: the audible one most confident about a real keyword."""
     keyword_ids = [i for i, label in enumerate(labels) if label in keywords.KEYWORDS]
+    audible = np.flatnonzero(~quiet) if quiet is not None and not quiet.all() else np.arange(len(probs))
     if not keyword_ids:
-        return probs.mean(axis=0)
-    return probs[int(probs[:, keyword_ids].max(axis=1).argmax())]
+        return probs[audible].mean(axis=0)
+    return probs[audible[int(probs[audible][:, keyword_ids].max(axis=1).argmax())]]
 
 
 @dataclass
@@ -100,8 +108,7 @@ class Listener:
             windows = [self.buffer[s - self.buffer_start: s - self.buffer_start + WINDOW] for s in starts]
             labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
             for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows)):
-                quiet = float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
-                new += self._decide(start, np.zeros_like(probs) if quiet else probs, labels, threshold)
+                new += self._decide(start, np.zeros_like(probs) if is_quiet(window) else probs, labels, threshold)
                 self.latest = probs
         keep_from = self.next_window - self.buffer_start  # older audio is never scored again
         self.buffer, self.buffer_start = self.buffer[keep_from:], self.buffer_start + keep_from

@@ -29,9 +29,9 @@ def labels_of(loaded: LoadedModel) -> list[str]:
 def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go.Figure | None]:
     """Class probabilities for a clip (its most keyword-like 1 s window when longer), and for a
     clip longer than 1 s a timeline of every keyword's probability per window."""
-    times, probs = spotting.sliding_probs(loaded.model, loaded.processor, samples)
+    times, probs, quiet = spotting.sliding_probs(loaded.model, loaded.processor, samples)
     labels = labels_of(loaded)
-    summary = spotting.best_window(probs, labels)
+    summary = spotting.best_window(probs, labels, quiet)
     scores = {label: float(p) for label, p in zip(labels, summary)}
     return scores, (timeline_figure(times, probs, labels) if len(times) > 1 else None)
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import Client
 
 from core import qa
 from core.checkpoint import read_metrics
