@@ -108,3 +108,13 @@ def recordings(upload_dir: Path) -> list[Path]:
 
     examples = {Path(e).name for e in EXAMPLES}
     return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
+
+
+@pytest.fixture
+def smoke_workdir(tmp_path, monkeypatch) -> Path:
+    """A working directory where the smoke configs' relative paths (outputs/smoke/...) resolve."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
+    return tmp_path

@@ -4,7 +4,6 @@ publishes is served by the app, through gradio_client and in a real browser with
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -101,12 +100,9 @@ def test_results_panel_reads_metrics_json(learned):
     assert "no `metrics.json`" in asr_tab.results(None)[0]
 
 
-def test_smoke_config_writes_a_checkpoint_the_app_serves(tmp_path, monkeypatch, launch):
-    monkeypatch.chdir(tmp_path)  # the smoke config's relative paths land in tmp_path/outputs
-    from tests.conftest import ROOT
-
+def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
+    tmp_path = smoke_workdir
     make_asr_smoke()
-    shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
     train_asr.main(["train/configs/asr_smoke.json", "--max_duration_s", "2.1"])
     checkpoints = tmp_path / "outputs" / "smoke" / "checkpoints"
     metrics = read_metrics(checkpoints / "asr")
@@ -200,12 +196,9 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
     assert max(u[2] for u in updates) <= 16_000 * 12  # each update: one 10 s window + new audio at most
 
 
-def test_resume_continues_from_the_last_trainer_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    from tests.conftest import ROOT
-
+def test_resume_continues_from_the_last_trainer_checkpoint(smoke_workdir, monkeypatch):
+    tmp_path = smoke_workdir
     make_asr_smoke()
-    shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
     common = ["train/configs/asr_smoke.json", "--save_strategy", "steps", "--save_steps", "3"]
     train_asr.main([*common, "--max_steps", "3"])
     assert (tmp_path / "outputs" / "smoke" / "runs" / "asr" / "checkpoint-3").is_dir()

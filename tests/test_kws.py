@@ -3,7 +3,6 @@ generalising to unheard voices, the app's /spot endpoint, evaluation view and li
 
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest
@@ -148,12 +147,9 @@ def test_long_clip_gets_a_timeline(learned):
     assert figure is not None and len(figure.data[0].x) >= 4
 
 
-def test_smoke_config_writes_a_checkpoint_the_app_serves(tmp_path, monkeypatch, launch):
-    monkeypatch.chdir(tmp_path)
-    from tests.conftest import ROOT
-
+def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
+    tmp_path = smoke_workdir
     make_kws_smoke()
-    shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
     train_kws.main(["train/configs/kws_smoke.json"])
     checkpoints = tmp_path / "outputs" / "smoke" / "checkpoints"
     metrics = read_metrics(checkpoints / "kws")

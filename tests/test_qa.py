@@ -200,3 +200,19 @@ def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
         highlighted = page.locator(".token.highlighted .text").all_inner_texts()
         page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
     assert [h.strip() for h in highlighted] == [answer, answer]  # one highlight per model
+
+
+def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, launch):
+    from scripts.make_smoke_data import make_qa_smoke
+
+    tmp_path = smoke_workdir
+    make_qa_smoke()
+    for kind in ("distilbert", "xlmr"):
+        train_qa.main([f"train/configs/qa_{kind}_smoke.json"])
+    checkpoints = tmp_path / "outputs" / "smoke" / "checkpoints"
+    for slot in ("qa-distilbert", "qa-xlmr"):
+        metrics = read_metrics(checkpoints / slot)
+        assert metrics["task"] == "qa" and metrics["final"]["validation"]["total"] == 10
+        assert "null_score_diff_threshold" in metrics["extra"]
+    result = Client(launch(checkpoints), verbose=False).predict(*expected_answers()[0][:2], api_name="/answer")
+    assert set(result) == {"qa-distilbert", "qa-xlmr"} and all("text" in r for r in result.values())
