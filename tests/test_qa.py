@@ -18,7 +18,7 @@ from tasks import qa as qa_tab
 from tasks.qa_panels import batch_evaluate, comparison
 from train import qa as train_qa
 
-LEARN = ["--max_steps", "600", "--eval_steps", "300", "--logging_steps", "100", "--warmup_steps", "20",
+LEARN = ["--max_steps", "800", "--eval_steps", "400", "--logging_steps", "100", "--warmup_steps", "20",
          "--per_device_train_batch_size", "4", "--learning_rate", "1e-3"]
 CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
 
@@ -120,7 +120,7 @@ def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned, slot):
     assert metrics["dataset_sizes"] == {"train": 10, "validation": 10, "validation_unanswerable": 4}
     assert metrics["extra"]["token_lengths"]["max"] <= 128
     assert metrics["extra"]["structure"]["layers"] == 2
-    assert [row["step"] for row in metrics["history"] if "eval_f1" in row] == [300, 600]
+    assert [row["step"] for row in metrics["history"] if "eval_f1" in row] == [400, 800]
 
 
 def test_app_answers_side_by_side_through_the_api(learned, launch):
