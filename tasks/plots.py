@@ -25,7 +25,7 @@ def history_figure(history: list[dict[str, Any]], keys: Sequence[str], title: st
 
 def key_value_markdown(rows: dict[str, Any]) -> str:
     """A two-column markdown table; floats with four decimals."""
-    lines = ["| | |", "|---|---|"]
+    lines = ["| | value |", "|---|---|"]
     for key, value in rows.items():
         lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
     return "\n".join(lines)
