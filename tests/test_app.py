@@ -6,13 +6,14 @@ import json
 import shutil
 import urllib.request
 
+import pytest
 from gradio_client import Client
 from safetensors.torch import load_file
 
 from core.slots import SLOTS, Registry
 from tasks import models
 from tasks.common import status_card
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import ROOT, free_port, wait_for_http
 
 TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
@@ -96,3 +97,16 @@ def test_reload_endpoint_finds_a_checkpoint_trained_after_start(launch, tmp_path
     table, cards, status = client.predict(api_name="/reload")
     assert status["kws"]["state"] == "loaded" and status["asr"]["state"] == "unavailable"
     assert "serving" in cards
+
+
+def test_tasks_without_a_model_answer_with_the_way_to_get_one(launch, tmp_path):
+    from gradio_client import handle_file
+
+    client = Client(launch(tmp_path), verbose=False)
+    clip = sorted((ROOT / "assets" / "asr").glob("*.wav"))[0]
+    with pytest.raises(Exception, match=r"python -m train\.asr train/configs/asr_report\.json"):
+        client.predict(handle_file(str(clip)), api_name="/transcribe")
+    result = client.predict("Paris is in France.", "Where is Paris?", api_name="/answer")
+    assert set(result) == {"qa-distilbert", "qa-xlmr"}
+    assert all("No model for" in r["error"] for r in result.values())
+    assert client.predict(api_name="/status")["kws"]["state"] == "unavailable"  # still serving
