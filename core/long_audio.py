@@ -92,20 +92,22 @@ def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S
 
 @dataclass
 class StreamState:
-    """What a live transcription keeps between microphone chunks. Memory grows only with the
-    16 kHz audio (needed for the next window's context); model cost per update is bounded."""
+    """What a live transcription keeps between microphone chunks: only the audio from the next
+    window's start on (older audio is never run again), and the committed frame ids."""
 
     resampler: StreamResampler = field(default_factory=StreamResampler)
-    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio...
+    audio_start: int = 0  # ...from this stream sample on
     committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change
     next_frame: int = 0  # global index of the first uncommitted frame
-    next_start: int = 0  # sample where the next window begins
+    next_start: int = 0  # stream sample where the next window begins
     text: str = ""
     last_cost: int = 0  # samples run through the model in the last update
 
     @property
     def seconds(self) -> float:
-        return len(self.audio) / TARGET_RATE
+        """Length of the final audio received so far."""
+        return (self.audio_start + len(self.audio)) / TARGET_RATE
 
 
 def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarray,
@@ -117,17 +119,18 @@ def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarr
     windows = Windows.for_model(model, window_s, stride_s)
     final, tail = state.resampler.push(rate, chunk)
     state.audio = np.concatenate([state.audio, final])
-    audio = np.concatenate([state.audio, tail])
     state.last_cost = 0
-    while len(state.audio) - state.next_start > windows.window:  # a full window of final audio
-        start = state.next_start
-        row = window_ids(model, processor.feature_extractor, [state.audio[start:start + windows.window]])[0]
+    while state.audio_start + len(state.audio) - state.next_start > windows.window:  # a full final window
+        start, local = state.next_start, state.next_start - state.audio_start
+        row = window_ids(model, processor.feature_extractor, [state.audio[local:local + windows.window]])[0]
         end = (start + windows.window - windows.stride) // windows.hop
         state.committed.append(row[state.next_frame - start // windows.hop: end - start // windows.hop])
         state.next_frame, state.next_start = end, start + windows.step
         state.last_cost += windows.window
+    state.audio = state.audio[state.next_start - state.audio_start:]
+    state.audio_start = state.next_start
     provisional = np.zeros(0, np.int64)
-    piece = audio[state.next_start:]
+    piece = np.concatenate([state.audio, tail])
     if len(piece) >= windows.hop * 2:
         row = window_ids(model, processor.feature_extractor, [piece])[0]
         provisional = row[state.next_frame - state.next_start // windows.hop:]

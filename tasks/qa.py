@@ -65,9 +65,13 @@ def answer(loaded: LoadedModel, context: str, question: str, threshold: float = 
         out = loaded.model(**{k: v.to(device) for k, v in batch.items()})
         starts += list(out.start_logits.float().cpu().numpy())
         ends += list(out.end_logits.float().cpu().numpy())
-    width = max(len(s) for s in starts)
-    pad = lambda rows: np.stack([np.pad(r, (0, width - len(r)), constant_values=-1e4) for r in rows])  # noqa: E731
-    return qa.postprocess([example], features, pad(starts), pad(ends), null_threshold=threshold)[0]
+    return qa.postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    """Windows of different lengths (each batch is padded to its own longest) as one array."""
+    width = max(len(r) for r in rows)
+    return np.stack([np.pad(r, (0, width - len(r)), constant_values=-1e4) for r in rows])
 
 
 def answer_both(registry: Registry, context: str, question: str,

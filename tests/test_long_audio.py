@@ -88,6 +88,7 @@ def test_live_stream_ends_with_the_offline_transcript_at_bounded_cost(tone, rate
                                        window_s=2.0, stride_s=0.5)
         partials.append(state.text)
         assert state.last_cost <= 2 * 16_000 + 3 * 8_000  # one window plus the newest audio
+        assert len(state.audio) <= 2 * 16_000 + 8_000  # and only that much audio is kept
     assert state.text == TEXT
     assert partials[len(partials) // 2] and TEXT.startswith(partials[len(partials) // 2].rsplit(" ", 1)[0])
     offline = long_audio.transcribe(model, processor, samples, window_s=2.0, stride_s=0.5)
