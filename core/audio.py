@@ -52,12 +52,9 @@ def load_audio(source: AudioInput, *, max_duration_s: float | None = None,
     limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
     if source is None or (isinstance(source, str) and not source.strip()):
         raise AudioInputError("No audio was received: record with the microphone or upload a file.")
-    if isinstance(source, dict) and source.get("bytes"):
-        rate, samples = _read_file(io.BytesIO(source["bytes"]), limit, source.get("path") or "audio bytes", segment_s)
-    elif isinstance(source, dict) and source.get("path"):
-        rate, samples = _read_file(Path(source["path"]), limit, segment=segment_s)
-    elif isinstance(source, (str, os.PathLike)):
-        rate, samples = _read_file(Path(source), limit, segment=segment_s)
+    encoded = _encoded(source)
+    if encoded is not None:
+        rate, samples = _read_file(*encoded, limit, segment_s)
     elif isinstance(source, tuple) and len(source) == 2:
         rate, samples = _check_rate(source[0]), _as_float(np.asarray(source[1]))
     else:
@@ -67,6 +64,30 @@ def load_audio(source: AudioInput, *, max_duration_s: float | None = None,
     samples = _to_mono(samples)
     _check_content(samples, rate, limit)
     return resample(samples, rate, TARGET_RATE)
+
+
+def file_duration_s(source: AudioInput) -> float:
+    """Length of an encoded source (path, Gradio or `datasets` dict) from its header alone."""
+    encoded = _encoded(source)
+    if encoded is None:
+        raise AudioInputError(f"Not an audio file: {type(source).__name__}.")
+    info = sf.info(encoded[0])
+    return info.frames / info.samplerate
+
+
+def _encoded(source: AudioInput) -> tuple[str | io.BytesIO, str] | None:
+    """(something soundfile reads, a name for messages) for encoded audio; None for arrays.
+    Raises for a path that does not exist."""
+    if isinstance(source, dict) and source.get("bytes"):
+        return io.BytesIO(source["bytes"]), source.get("path") or "audio bytes"
+    if isinstance(source, dict) and source.get("path"):
+        source = source["path"]
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise AudioInputError(f"Audio file '{path.name}' was not found.")
+        return str(path), path.name
+    return None
 
 
 def to_mono_float(rate: object, samples: np.ndarray) -> tuple[int, np.ndarray]:
@@ -122,13 +143,8 @@ def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
     return len(samples) / float(rate)
 
 
-def _read_file(path: Path | io.BytesIO, limit: float, name: str | None = None,
+def _read_file(path: str | io.BytesIO, name: str, limit: float,
                segment: tuple[float, float] | None = None) -> tuple[int, np.ndarray]:
-    if isinstance(path, Path):
-        name = path.name
-        if not path.is_file():
-            raise AudioInputError(f"Audio file '{name}' was not found.")
-        path = str(path)
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as err:

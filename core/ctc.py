@@ -54,11 +54,13 @@ def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
 
     Padding must be cut at each utterance's output length first (`mask_padding`): decoding the
     padded frames would add characters."""
-    rows = [[int(i) for i in row if i != -100] for row in np.asarray(ids)]
-    return [tokenizer.decode(row).strip() for row in rows]
+    return [tokenizer.decode(row).strip() for row in _unpadded(ids)]
 
 
 def decode_labels(ids: np.ndarray, tokenizer) -> list[str]:
     """Reference transcripts from label ids; repeats are real letters here, so nothing merges."""
-    rows = [[int(i) for i in row if i != -100] for row in np.asarray(ids)]
-    return [tokenizer.decode(row, group_tokens=False).strip() for row in rows]
+    return [tokenizer.decode(row, group_tokens=False).strip() for row in _unpadded(ids)]
+
+
+def _unpadded(ids: np.ndarray) -> list[list[int]]:
+    return [[int(i) for i in row if i != -100] for row in np.asarray(ids)]

@@ -135,6 +135,6 @@ def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarr
         row = window_ids(model, processor.feature_extractor, [piece])[0]
         provisional = row[state.next_frame - state.next_start // windows.hop:]
         state.last_cost += len(piece)
-    ids = np.concatenate([*state.committed, provisional]) if state.committed or len(provisional) else provisional
+    ids = np.concatenate([*state.committed, provisional])
     state.text = decode_predictions(ids[None, :], processor.tokenizer)[0]
     return state

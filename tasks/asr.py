@@ -10,9 +10,9 @@ import gradio as gr
 import numpy as np
 
 from core import long_audio
-from core.audio import AudioInputError, duration_s
+from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_or_error, require, status_card
+from tasks.common import audio_errors_for_users, audio_or_error, require, status_card
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "asr"
@@ -45,10 +45,8 @@ def live_update(loaded: LoadedModel, state: long_audio.StreamState | None,
     rate, samples = chunk
     if samples is None or np.size(samples) == 0:
         return state.text, state
-    try:
+    with audio_errors_for_users():
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
-    except AudioInputError as err:
-        raise gr.Error(str(err)) from err
     return state.text, state
 
 

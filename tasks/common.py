@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from contextlib import contextmanager
+from typing import Iterator
+
 import gradio as gr
+import numpy as np
 
 from core.audio import AudioInput, AudioInputError, load_audio
 from core.slots import LoadedModel, Slot, SlotUnavailable
@@ -41,9 +44,16 @@ def require(slot: Slot) -> LoadedModel:
                        f"`{slot.spec.train_command}` or set {slot.spec.env_var}. ({err})") from err
 
 
-def audio_or_error(source: AudioInput, max_duration_s: float | None = None) -> np.ndarray:
-    """16 kHz mono float32 samples, or a `gr.Error` with the reason the audio was refused."""
+@contextmanager
+def audio_errors_for_users() -> Iterator[None]:
+    """Audio refused by `core.audio` reaches the browser as a `gr.Error` with its sentence."""
     try:
-        return load_audio(source, max_duration_s=max_duration_s)
+        yield
     except AudioInputError as err:
         raise gr.Error(str(err)) from err
+
+
+def audio_or_error(source: AudioInput, max_duration_s: float | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples, or a `gr.Error` with the reason the audio was refused."""
+    with audio_errors_for_users():
+        return load_audio(source, max_duration_s=max_duration_s)

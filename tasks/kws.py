@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core import spotting
-from core.audio import AudioInputError, duration_s
+from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_or_error, require, status_card
+from tasks.common import audio_errors_for_users, audio_or_error, require, status_card
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "kws"
@@ -60,10 +60,8 @@ def listen(loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple
     """One streaming chunk in: the detection log (newest first) and the latest window's scores."""
     listener = listener or spotting.Listener()
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
-        try:
+        with audio_errors_for_users():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
-        except AudioInputError as err:
-            raise gr.Error(str(err)) from err
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest)))
     return listener, log or "(listening: no keyword above the threshold yet)", latest

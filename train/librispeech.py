@@ -3,13 +3,13 @@ layout; both give the same `Utterance` list, so everything after loading is one 
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
+from core.audio import file_duration_s
+
 
 logger = logging.getLogger(__name__)
 
@@ -56,20 +56,11 @@ def load_hub(name: str, config: str | None, split: str, revision: str | None,
     return [Utterance(str(row.get("id", i)), row["audio"], row["text"]) for i, row in enumerate(rows)]
 
 
-def duration_s(audio: Any) -> float:
-    """Length from the file header, without decoding the samples."""
-    if isinstance(audio, dict) and audio.get("bytes"):
-        info = sf.info(io.BytesIO(audio["bytes"]))
-    else:
-        info = sf.info(str(audio["path"] if isinstance(audio, dict) else audio))
-    return info.frames / info.samplerate
-
-
 def drop_long(utterances: list[Utterance], max_duration_s: float, split: str) -> tuple[list[Utterance], list[float]]:
     """Keep utterances no longer than `max_duration_s`; returns them and their durations."""
     kept, durations = [], []
     for utt in utterances:
-        seconds = duration_s(utt.audio)
+        seconds = file_duration_s(utt.audio)
         if seconds <= max_duration_s:
             kept.append(utt)
             durations.append(seconds)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core import keywords
-from train.librispeech import duration_s
+from core.audio import file_duration_s
 
 logger = logging.getLogger(__name__)
 CLIP_S = 1.0
@@ -74,7 +74,7 @@ def load_hub(name: str, config: str | None, revision: str | None) -> dict[str, l
 def cut_silence(clips: list[Clip], count: int, seed: int) -> list[Clip]:
     """Replace `_silence_` sources longer than 1 s by `count` 1 s windows spread over them."""
     silence_id = keywords.LABEL2ID[keywords.SILENCE]
-    long_sources = [(c, duration_s(c.audio)) for c in clips if c.label == silence_id and c.start_s is None]
+    long_sources = [(c, file_duration_s(c.audio)) for c in clips if c.label == silence_id and c.start_s is None]
     long_sources = [(c, d) for c, d in long_sources if d > CLIP_S]
     if not long_sources or count <= 0:
         return clips
