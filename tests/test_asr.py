@@ -19,15 +19,17 @@ from train import asr as train_asr
 # Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
 # which a tiny model memorises only sometimes (repeat handling is tested in test_long_audio.py).
 UTTERANCES = [SENTENCES[i] for i in (0, 1, 3, 5)]
-LEARN = ["--freeze", "none", "--mask_time_prob", "0", "--max_steps", "600", "--warmup_steps", "50",
+# Evaluation one utterance at a time, as the app sees it: with group-norm convolutions, padding
+# in a batch shifts the features slightly, and a barely-learnt model can then pass the metric
+# but miss a letter when serving. 1,000 steps leave a margin (CER 0 is reached near step 250).
+LEARN = ["--freeze", "none", "--mask_time_prob", "0", "--max_steps", "1000", "--warmup_steps", "50",
          "--learning_rate", "1e-3", "--max_grad_norm", "1.0", "--per_device_train_batch_size", "4",
-         "--per_device_eval_batch_size", "4", "--eval_steps", "200", "--logging_steps", "50"]
+         "--per_device_eval_batch_size", "1", "--eval_steps", "250", "--logging_steps", "50"]
 
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    """A tiny Hubert trained from scratch until it transcribes its 4 utterances (~25 s on CPU;
-    measured: CER 0 from step 250 on)."""
+    """A tiny Hubert trained from scratch until it transcribes its 4 utterances (~35 s on CPU)."""
     root = tmp_path_factory.mktemp("learn")
     splits = {"train-clean-100": UTTERANCES, "dev-clean": UTTERANCES, "test-clean": UTTERANCES}
     librispeech_tree(root / "librispeech", splits)
@@ -45,7 +47,7 @@ def test_training_overfits_four_utterances_to_exact_transcripts(learned):
     assert metrics["final"]["test"]["cer"] == 0.0 and metrics["final"]["test"]["wer"] == 0.0
     assert metrics["dataset_sizes"] == {"train": 4, "validation": 4, "test": 4}
     evals = [row for row in metrics["history"] if "eval_wer" in row]
-    assert [row["step"] for row in evals] == [200, 400, 600]
+    assert [row["step"] for row in evals] == [250, 500, 750, 1000]
     assert evals[0]["eval_loss"] > evals[-1]["eval_loss"]
     vocab = json.loads((checkpoints / "asr" / "vocab.json").read_text())
     assert vocab["[PAD]"] == 0 and vocab["|"] == 2 and set("thequickbrownfox") <= set(vocab)
@@ -96,7 +98,7 @@ def test_results_panel_reads_metrics_json(learned):
     summary, loss_fig, wer_fig = asr_tab.results(read_metrics(checkpoints / "asr"))
     assert "| test WER | 0.0000 |" in summary and "| train utterances | 4 |" in summary
     assert {t.name for t in loss_fig.data} == {"loss", "eval_loss"}
-    assert list(wer_fig.data[0].x) == [200, 400, 600]
+    assert list(wer_fig.data[0].x) == [250, 500, 750, 1000]
     assert "no `metrics.json`" in asr_tab.results(None)[0]
 
 
