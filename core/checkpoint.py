@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -94,8 +94,9 @@ def validate(folder: Path) -> None:
 
 
 @contextmanager
-def publish(target: Path) -> Iterator[Path]:
-    """Yield a staging folder beside `target`; on success, validate it and swap it into place.
+def publish(target: Path, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """Yield a staging folder beside `target`; on success, check it (default: the checkpoint
+    contract) and swap it into place.
 
     If the body raises (or the process dies) the staging folder is discarded and whatever was at
     `target` before is untouched.
@@ -107,7 +108,7 @@ def publish(target: Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        validate(staging)
+        (check or validate)(staging)
         _swap(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -206,6 +206,11 @@ def _from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
     }[kind]
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+    if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
+        from core.heads import SUPERB_CTC, HubertSuperbForCTC
+
+        if SUPERB_CTC in (tf.AutoConfig.from_pretrained(path).architectures or []):
+            model_cls = HubertSuperbForCTC
     model = model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
     processor = processor_cls.from_pretrained(path, trust_remote_code=False)
     return model, processor

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.heads import describe_head
+
 # Row label -> config attributes that hold it, by model family (BERT-like, DistilBERT, Hubert).
 ROWS: dict[str, tuple[str, ...]] = {
     "activation": ("hidden_act", "activation"),
@@ -25,6 +27,7 @@ def structure(config: Any, parameters: int | None = None, size_bytes: int | None
         row["vocabulary"] = f"{config.num_labels} labels"
     else:
         row["vocabulary"] = getattr(config, "vocab_size", None)
+    row["head"] = describe_head(config)
     row["parameters"] = parameters
     row["size on disk"] = human_bytes(size_bytes) if size_bytes is not None else None
     return row

@@ -1,6 +1,7 @@
 """Fine-tune DistilHuBERT with a CTC head on LibriSpeech.
 
     python -m train.asr train/configs/asr_report.json            # the report's recipe
+    python -m train.asr train/configs/asr_superb.json            # SUPERB's BiLSTM head
     python -m train.asr train/configs/asr_smoke.json             # seconds on CPU
     torchrun --nproc_per_node 4 -m train.asr train/configs/asr_report.json
 
@@ -15,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCTC, TrainingArguments
+from transformers import AutoConfig, AutoModelForCTC, TrainingArguments
 
 from core.audio import load_audio
+from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
                       normalize_transcript)
 from core.metrics import wer_cer
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
+from train.features import FeatureArguments, audio_identity, collate_features, frozen_head
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class ModelArguments(SpeechModelArguments):
     mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
+    superb_lstm_size: int = field(default=SUPERB_LSTM["lstm_size"], metadata={
+        "help": "Units per direction of the --head superb BiLSTM (SUPERB: 1024)."})
 
 
 @dataclass
@@ -90,8 +95,11 @@ class CTCTrainer(GroupedTrainer):
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if logits is None:
             return loss, logits, labels
-        lengths = self.accelerator.unwrap_model(model)._get_feat_extract_output_lengths(
-            inputs["attention_mask"].sum(-1))
+        if isinstance(logits, tuple):  # a frozen-encoder head reports its frame counts
+            logits, lengths = logits
+        else:
+            lengths = self.accelerator.unwrap_model(model)._get_feat_extract_output_lengths(
+                inputs["attention_mask"].sum(-1))
         return loss, mask_padding(logits.argmax(-1), lengths), labels
 
 
@@ -105,17 +113,40 @@ def load_splits(data: DataArguments, subset: list[int] | None) -> dict[str, list
             for s in SPLITS}
 
 
-def build_model(args: ModelArguments, tokenizer) -> torch.nn.Module:
-    model = AutoModelForCTC.from_pretrained(
+def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
+    config = AutoConfig.from_pretrained(
         args.model_name_or_path, revision=args.model_revision, vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
-        mask_time_prob=args.mask_time_prob, layerdrop=0.0, use_safetensors=True)
+        mask_time_prob=args.mask_time_prob, layerdrop=0.0)
+    cls = AutoModelForCTC
+    if head == "superb":  # the head's sizes live in the config, so the app rebuilds the same head
+        config.superb_head = {**SUPERB_LSTM, "lstm_size": args.superb_lstm_size}
+        cls = HubertSuperbForCTC
+    model = cls.from_pretrained(args.model_name_or_path, revision=args.model_revision, config=config,
+                                use_safetensors=True)
     return apply_freeze(model, args.freeze)
 
 
+def trainer_inputs(model, datasets: dict[str, SpeechDataset], kept: dict, processor, model_args: ModelArguments,
+                   feature_args: FeatureArguments, training_args: TrainingArguments, dataset: dict[str, Any]):
+    """The model, datasets and collator the Trainer gets. A frozen encoder runs once (stored
+    features, or live with --no_feature_cache) and only the head trains; otherwise the full model."""
+    if model_args.freeze != "encoder":
+        return model, datasets, CTCCollator(processor), {}
+    labels = {s: [processor.tokenizer(normalize_transcript(u.text)).input_ids for u in kept[s][0]] for s in SPLITS}
+    identities = {s: [audio_identity(u.audio) for u in kept[s][0]] for s in SPLITS}
+    preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "core.audio.load_audio"}
+    head, features, info = frozen_head(
+        model, datasets, labels, identities, dataset, preprocessing, feature_args, training_args,
+        loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
+        mask_time_prob=model_args.mask_time_prob, mask_time_length=model.config.mask_time_length)
+    collator = CTCCollator(processor) if head.encoder is not None else collate_features
+    return head, features, collator, info
+
+
 def main(argv: list[str] | None = None) -> Path:
-    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    (model_args, feature_args, data_args, run_args, training_args), target, trainer_args, started = begin(
+        (ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
     raw = load_splits(data_args, run_args.subset)
@@ -125,8 +156,13 @@ def main(argv: list[str] | None = None) -> Path:
     processor = make_processor(build_char_vocab(u.text for u in kept["train"][0]))
     datasets = {s: SpeechDataset(*kept[s], processor) for s in SPLITS}
 
-    # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary.
-    model = build_model(model_args, processor.tokenizer)
+    # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary. A frozen encoder
+    #    runs once over every split (or per batch, --no_feature_cache); then only the head trains.
+    model = build_model(model_args, feature_args.head, processor.tokenizer)
+    dataset_id = {"source": data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@"
+                  f"{data_args.dataset_revision}", "subset": run_args.subset}
+    trained, inputs, collator, cache_info = trainer_inputs(model, datasets, kept, processor, model_args,
+                                                           feature_args, trainer_args, dataset_id)
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:
@@ -134,18 +170,19 @@ def main(argv: list[str] | None = None) -> Path:
                        decode_predictions(pred.predictions, processor.tokenizer))
 
     # 5. Train, validating every eval_steps (the history in metrics.json).
-    trainer = CTCTrainer(model=model, args=trainer_args, data_collator=CTCCollator(processor),
-                         train_dataset=datasets["train"], eval_dataset=datasets["validation"],
+    trainer = CTCTrainer(model=trained, args=trainer_args, data_collator=collator,
+                         train_dataset=inputs["train"], eval_dataset=inputs["validation"],
                          processing_class=processor.feature_extractor, compute_metrics=compute_metrics)
     trainer.train(resume_from_checkpoint=True if run_args.resume else None)
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
-    final = {s: split_metrics(trainer.evaluate(datasets[s], metric_key_prefix=s), s) for s in ("validation", "test")}
+    final = {s: split_metrics(trainer.evaluate(inputs[s], metric_key_prefix=s), s) for s in ("validation", "test")}
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
-    params = hyperparameters(trainer_args, model_args, data_args, run_args)
-    return publish_run(target, trainer, processor, task="asr", final=final, sizes=sizes, params=params,
-                       started=started, extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}})
+    params = hyperparameters(trainer_args, model_args, feature_args, data_args, run_args)
+    return publish_run(target, trainer, processor, model=model, task="asr", final=final, sizes=sizes,
+                       params=params, started=started,
+                       extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **cache_info})
 
 
 if __name__ == "__main__":

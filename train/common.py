@@ -127,6 +127,13 @@ class GroupedTrainer(Trainer):
                                         lengths=lengths)
         return super()._get_train_sampler(train_dataset)
 
+    def _get_eval_sampler(self, eval_dataset):
+        lengths = getattr(eval_dataset, "lengths", None)
+        if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+            return LengthGroupedSampler(self.args.eval_batch_size, lengths=lengths,
+                                        generator=torch.Generator().manual_seed(self.args.seed))
+        return super()._get_eval_sampler(eval_dataset)
+
 
 def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Trainer logs as rows: training loss and evaluation metrics per step (runtime noise dropped)."""
@@ -155,15 +162,16 @@ def split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
             if not k.endswith(("_runtime", "_per_second")) and k != "epoch"}
 
 
-def publish_run(target: Path, trainer: Trainer, processor: Any, *, task: str,
+def publish_run(target: Path, trainer: Trainer, processor: Any, *, model: Any, task: str,
                 final: dict[str, dict[str, Any]], sizes: dict[str, int], params: dict[str, Any],
                 started: float, extra: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint contract to `target` atomically; only the main process writes."""
+    """Write `model` (with its trained head) in the checkpoint contract to `target` atomically;
+    only the main process writes."""
     if trainer.is_world_process_zero():
         metrics = Metrics(task=task, final=final, history=history(trainer.state.log_history),
                           dataset_sizes=sizes, hyperparameters=params,
                           wall_time_s=round(time.time() - started, 2), hardware=hardware_info(),
                           extra=extra or {})
-        save_checkpoint(target, trainer.model, processor, metrics)
+        save_checkpoint(target, model.to("cpu"), processor, metrics)
         logger.info("published %s", target)
     return Path(target)

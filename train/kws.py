@@ -2,6 +2,7 @@
 class-weighted cross-entropy.
 
     python -m train.kws train/configs/kws_report.json            # the report's recipe
+    python -m train.kws train/configs/kws_superb.json            # SUPERB's layer-mix head
     python -m scripts.make_smoke_data && python -m train.kws train/configs/kws_smoke.json
     torchrun --nproc_per_node 4 -m train.kws train/configs/kws_report.json
 
@@ -25,6 +26,7 @@ from core import keywords
 from core.audio import load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
+from train.features import FeatureArguments, audio_identity, collate_features, frozen_head
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
@@ -130,22 +132,42 @@ def load_splits(data: DataArguments, subset_sizes: list[int] | None, seed: int) 
     return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}
 
 
-def build_model(args: ModelArguments) -> torch.nn.Module:
+def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
     model = AutoModelForAudioClassification.from_pretrained(
         args.model_name_or_path, revision=args.model_revision, num_labels=len(keywords.LABELS),
-        id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True)
+        id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True,
+        use_weighted_layer_sum=head == "superb")
     return apply_freeze(model, args.freeze)
 
 
+def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: ModelArguments,
+                   feature_args: FeatureArguments, data_args: DataArguments, training_args: TrainingArguments,
+                   dataset: dict[str, Any]):
+    """The model and datasets the Trainer gets. A frozen encoder runs once (stored features, or
+    live with --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its
+    outputs. Otherwise the full model trains on augmented audio."""
+    frozen = model_args.freeze == "encoder"
+    audio = {s: ClipDataset(clips[s], extractor, s == "train" and not frozen, data_args.augment,
+                            training_args.seed + i) for i, s in enumerate(SPLITS)}
+    if not frozen:
+        return model, audio, collate, {}
+    labels = {s: [c.label for c in clips[s]] for s in SPLITS}
+    identities = {s: [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]] for s in SPLITS}
+    preprocessing = {"extractor": extractor.to_dict(), "decode": "core.audio.load_audio", "fit": "1 s fit_window"}
+    augment = {"shift_frames": 5, "mask_time_prob": model.config.mask_time_prob,
+               "mask_time_length": model.config.mask_time_length} if data_args.augment else {}
+    head, datasets, info = frozen_head(model, audio, labels, identities, dataset, preprocessing, feature_args,
+                                       training_args, **augment)
+    return head, datasets, collate if head.encoder is not None else collate_features, info
+
+
 def main(argv: list[str] | None = None) -> Path:
-    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    (model_args, feature_args, data_args, run_args, training_args), target, trainer_args, started = begin(
+        (ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
     clips = load_splits(data_args, run_args.subset, training_args.seed)
     extractor = AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    datasets = {s: ClipDataset(clips[s], extractor, s == "train", data_args.augment, training_args.seed + i)
-                for i, s in enumerate(SPLITS)}
 
     # 2. Imbalance: class counts, balanced class weights (or a balanced sampler).
     train_labels = np.array([c.label for c in clips["train"]])
@@ -156,15 +178,20 @@ def main(argv: list[str] | None = None) -> Path:
     per_class = np.bincount(train_labels, minlength=len(keywords.LABELS))
     sample_weights = (1.0 / per_class[train_labels]).tolist() if data_args.balanced_sampler else None
 
-    # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config.
-    model = build_model(model_args)
+    # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config. A frozen
+    #    encoder runs once over every split (or per batch, --no_feature_cache); only the head trains.
+    model = build_model(model_args, feature_args.head)
+    dataset_id = {"source": data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@"
+                  f"{data_args.dataset_revision}", "test_dir": data_args.test_dir, "subset": run_args.subset}
+    trained, datasets, collator, cache_info = trainer_inputs(model, clips, extractor, model_args, feature_args,
+                                                             data_args, trainer_args, dataset_id)
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
     def compute_metrics(pred) -> dict[str, float]:
         return classification_report(pred.label_ids, pred.predictions.argmax(-1), keywords.LABELS, full=False)
 
     # 5. Train, evaluating every eval_steps.
-    trainer = WeightedTrainer(model=model, args=trainer_args, data_collator=collate,
+    trainer = WeightedTrainer(model=trained, args=trainer_args, data_collator=collator,
                               train_dataset=datasets["train"], eval_dataset=datasets["validation"],
                               processing_class=extractor, compute_metrics=compute_metrics,
                               class_weights=weights, sample_weights=sample_weights)
@@ -180,10 +207,11 @@ def main(argv: list[str] | None = None) -> Path:
                                                     keywords.LABELS)}
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {"class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
-             "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist()))}
-    return publish_run(target, trainer, extractor, task="kws", final=final,
+             "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist())),
+             **cache_info}
+    return publish_run(target, trainer, extractor, model=model, task="kws", final=final,
                        sizes={s: len(datasets[s]) for s in SPLITS},
-                       params=hyperparameters(trainer_args, model_args, data_args, run_args),
+                       params=hyperparameters(trainer_args, model_args, feature_args, data_args, run_args),
                        started=started, extra=extra)
 
 

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> Path:
              "structure": structure(model.config, model.num_parameters()),
              "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)}}
     logger.info("final: %s", final)
-    return publish_run(target, trainer, tokenizer, task="qa", final={"validation": final},
+    return publish_run(target, trainer, tokenizer, model=trainer.model, task="qa", final={"validation": final},
                        sizes={"train": len(train_examples), "validation": len(val_examples),
                               "validation_unanswerable": sum(not e.answers for e in val_examples)},
                        params=hyperparameters(trainer_args, model_args, data_args, run_args),

@@ -1,0 +1,242 @@
+"""Task heads on a speech encoder's hidden states, shared by training (on cached or live encoder
+outputs) and by the app (the full model).
+
+A head sees `hidden` of shape [batch, frames, hidden] (the last layer) or [batch, frames, layers,
+hidden] (every layer, for a learned weighted sum) plus each utterance's frame count, and never looks
+past that count: the same head gives the same answer on a padded batch, on one utterance, and on
+features read back from the cache. `encode` makes the encoder obey the same rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutput
+from transformers.models.hubert.modeling_hubert import HubertModel, HubertPreTrainedModel
+from transformers.utils import ModelOutput
+
+SUPERB_CTC = "HubertSuperbForCTC"
+SUPERB_LSTM = {"lstm_size": 1024, "lstm_layers": 2, "dropout": 0.2}  # SUPERB's ASR downstream
+
+
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+
+
+# ---- the encoder, padding-proof ------------------------------------------------------------------
+
+class _MaskedGroupNorm(nn.Module):
+    """The conv front end's per-channel GroupNorm, with statistics over each clip's own frames only.
+    A plain GroupNorm also averages the padding, so a clip's features would depend on what it was
+    batched with; with this, a padded batch gives each clip what it gets alone."""
+
+    def __init__(self, norm: nn.GroupNorm, lengths: torch.Tensor):
+        super().__init__()
+        self.norm, self.lengths = norm, lengths
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = frame_mask(self.lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+        count = mask.sum(-1, keepdim=True)
+        mean = (x * mask).sum(-1, keepdim=True) / count
+        var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+        y = (x - mean) * torch.rsqrt(var + self.norm.eps)
+        return y * self.norm.weight[None, :, None] + self.norm.bias[None, :, None]
+
+
+@contextlib.contextmanager
+def _masked_group_norm(encoder: HubertModel, sample_lengths: torch.Tensor) -> Iterator[None]:
+    first = encoder.feature_extractor.conv_layers[0]
+    norm = getattr(first, "layer_norm", None)
+    if not isinstance(norm, nn.GroupNorm):  # "layer" front ends normalise each frame: nothing to do
+        yield
+        return
+    if norm.num_groups != norm.num_channels:
+        raise ValueError("only per-channel GroupNorm (HuBERT/wav2vec 2.0 'group' front end) is supported")
+    conv = first.conv
+    lengths = torch.div(sample_lengths - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
+    first.layer_norm = _MaskedGroupNorm(norm, lengths)
+    try:
+        yield
+    finally:
+        first.layer_norm = norm
+
+
+def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: torch.Tensor | None,
+           layers: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ("last": [B, T, H]; "all": [B, T, layers+1, H]) and frame counts [B]."""
+    if sample_lengths is None:
+        sample_lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+    padded = bool((sample_lengths < input_values.shape[1]).any())
+    mask = frame_mask(sample_lengths, input_values.shape[1]).long() if padded else None
+    with _masked_group_norm(encoder, sample_lengths) if padded else contextlib.nullcontext():
+        out = encoder(input_values, attention_mask=mask, output_hidden_states=layers == "all")
+    hidden = torch.stack(out.hidden_states, dim=2) if layers == "all" else out.last_hidden_state
+    return hidden, encoder._get_feat_extract_output_lengths(sample_lengths).long()
+
+
+# ---- heads ----------------------------------------------------------------------------------------
+
+def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """[B, T, L, H] -> [B, T, H] with softmax(weights) over L (SUPERB's learned layer mix)."""
+    return (hidden * F.softmax(weights, dim=-1).view(1, 1, -1, 1)).sum(dim=2)
+
+
+def time_mask(hidden: torch.Tensor, lengths: torch.Tensor, prob: float, span: int) -> torch.Tensor:
+    """SpecAugment-style time masking of the head's input: about `prob` of each clip's frames, in
+    spans of `span`, set to zero (the encoder's learned mask vector is out of reach once its
+    outputs are stored, so the head learns to bridge zeros instead)."""
+    if prob <= 0:
+        return hidden
+    keep = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+    for b, n in enumerate(lengths.tolist()):
+        spans = int(prob * n / span + torch.rand(()).item())
+        if spans and n > span:
+            for start in torch.randint(0, n - span + 1, (spans,)).tolist():
+                keep[b, start:start + span] = False
+    shape = keep.shape + (1,) * (hidden.dim() - 2)
+    return hidden * keep.view(shape).to(hidden.dtype)
+
+
+def time_shift(hidden: torch.Tensor, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """Rotate each clip's frames by up to ±`frames` (the stored-feature form of a random time shift;
+    20 ms per frame)."""
+    if frames <= 0:
+        return hidden
+    out = hidden.clone()
+    for b, n in enumerate(lengths.tolist()):
+        out[b, :n] = torch.roll(hidden[b, :n], int(torch.randint(-frames, frames + 1, ()).item()), dims=0)
+    return out
+
+
+def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
+    """CTC as transformers computes it for *ForCTC (blank = pad id, -100 = no label)."""
+    log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+    label_mask = labels >= 0
+    with torch.backends.cudnn.flags(enabled=False):
+        return F.ctc_loss(log_probs, labels.masked_select(label_mask), lengths, label_mask.sum(-1),
+                          blank=config.pad_token_id, reduction=config.ctc_loss_reduction,
+                          zero_infinity=config.ctc_zero_infinity)
+
+
+class LinearCTCHead(nn.Module):
+    """HubertForCTC's own head (dropout + linear), sharing its parameters."""
+
+    layers = "last"
+    per_frame = True
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.dropout, self.lm_head = model.dropout, model.lm_head
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.dropout(hidden))
+
+
+class ClassifierHead(nn.Module):
+    """HubertForSequenceClassification's head (optional layer mix, projection, mean over the clip's
+    frames, linear), sharing its parameters."""
+
+    per_frame = False
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.layers = "all" if model.config.use_weighted_layer_sum else "last"
+        if self.layers == "all":
+            self.layer_weights = model.layer_weights
+        self.projector, self.classifier = model.projector, model.classifier
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.layers == "all":
+            hidden = weighted_layer_sum(hidden, self.layer_weights)
+        hidden = self.projector(hidden) * frame_mask(lengths, hidden.shape[1]).unsqueeze(-1)
+        return self.classifier(hidden.sum(dim=1) / lengths.unsqueeze(-1).to(hidden.dtype))
+
+
+class SuperbCTCHead(nn.Module):
+    """SUPERB's ASR downstream: softmax-weighted sum of all layers, a 2-layer BiLSTM, linear CTC."""
+
+    layers = "all"
+    per_frame = True
+
+    def __init__(self, num_layers: int, hidden_size: int, vocab_size: int, lstm_size: int, lstm_layers: int,
+                 dropout: float):
+        super().__init__()
+        self.layer_weights = nn.Parameter(torch.zeros(num_layers))
+        self.lstm = nn.LSTM(hidden_size, lstm_size, num_layers=lstm_layers, bidirectional=True,
+                            batch_first=True, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.lm_head = nn.Linear(2 * lstm_size, vocab_size)
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mixed = weighted_layer_sum(hidden, self.layer_weights)
+        # Packed, so the backward direction starts at each clip's own last frame, not the padding.
+        packed = nn.utils.rnn.pack_padded_sequence(mixed, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=hidden.shape[1])
+        return self.lm_head(self.dropout(out))
+
+
+class HubertSuperbForCTC(HubertPreTrainedModel):
+    """HuBERT/DistilHuBERT + SuperbCTCHead. Saved and loaded with save_pretrained/from_pretrained;
+    `config.superb_head` holds the head's sizes and `config.architectures` names this class."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.hubert = HubertModel(config)
+        spec = {**SUPERB_LSTM, **(getattr(config, "superb_head", None) or {})}
+        config.superb_head = spec
+        self.head = SuperbCTCHead(config.num_hidden_layers + 1, config.hidden_size, config.vocab_size, **spec)
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, SuperbCTCHead):
+            nn.init.zeros_(module.layer_weights)
+        elif isinstance(module, nn.LSTM):
+            module.reset_parameters()
+
+    def freeze_feature_encoder(self) -> None:
+        self.hubert.feature_extractor._freeze_parameters()
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutput:
+        hidden, lengths = encode(self.hubert, input_values,
+                                 None if attention_mask is None else attention_mask.sum(-1), "all")
+        logits = self.head(hidden, lengths)
+        loss = None if labels is None else ctc_loss(logits, lengths, labels, self.config)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+
+def head_of(model: nn.Module) -> nn.Module:
+    """The trainable head of a full model, as a module that runs on hidden states."""
+    if isinstance(model, HubertSuperbForCTC):
+        return model.head
+    if hasattr(model, "lm_head"):
+        return LinearCTCHead(model)
+    return ClassifierHead(model)
+
+
+def describe_head(config: Any) -> str:
+    """One line for the structure table."""
+    architectures = getattr(config, "architectures", None) or []
+    if SUPERB_CTC in architectures:
+        spec = config.superb_head
+        return f"layer mix + {spec['lstm_layers']}-layer BiLSTM ({spec['lstm_size']}) + linear CTC"
+    if any("SequenceClassification" in a for a in architectures):
+        mix = "layer mix + " if getattr(config, "use_weighted_layer_sum", False) else ""
+        return f"{mix}projection ({config.classifier_proj_size}) + mean pool + linear"
+    if any("ForCTC" in a for a in architectures):
+        return "linear CTC"
+    return "span start/end (linear)" if any("QuestionAnswering" in a for a in architectures) else "?"
+
+
+@dataclass
+class HeadOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    frame_lengths: torch.Tensor | None = None

@@ -1,0 +1,348 @@
+"""A frozen encoder runs once: its outputs go to an on-disk store that every epoch reads back.
+
+The store is a folder under --feature_cache_dir named by a digest of everything that decides its
+contents (the encoder's weights and config, the layers kept, the exact clips in order, the audio
+preprocessing, the precision, this file's format version). Any change gives a new digest, hence a
+new build; a folder whose manifest does not match its key is rebuilt; a half-built one never takes
+the final name (staging folder + rename, as checkpoints are published).
+
+    <digest>/frames.npy   [total frames, (layers,) hidden], memory-mapped; bf16 kept as raw bits
+    <digest>/index.npy    [clips, 2]: first frame, frame count
+    <digest>/manifest.json  the key, shapes, dtype, size, build time and throughput
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.checkpoint import publish
+from core.heads import HeadOutput, encode, head_of, time_mask, time_shift
+
+logger = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+RATE = 16_000
+# Config entries that change only the head or training, not what the encoder computes.
+_HEAD_ONLY = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "id2label", "label2id",
+              "architectures", "ctc_loss_reduction", "ctc_zero_infinity", "use_weighted_layer_sum",
+              "classifier_proj_size", "final_dropout", "superb_head", "transformers_version", "dtype",
+              "torch_dtype", "_name_or_path", "problem_type", "layerdrop", "tokenizer_class", "num_labels")
+_STORAGE = {"fp32": np.float32, "fp16": np.float16, "bf16": np.uint16}  # numpy has no bfloat16
+
+
+@dataclass
+class FeatureArguments:
+    """The frozen-encoder path (used when --freeze encoder)."""
+
+    feature_cache: bool = field(default=True, metadata={
+        "help": "Run the frozen encoder once and train the head on its stored outputs. "
+                "--no_feature_cache runs the encoder on every batch of every epoch instead."})
+    feature_cache_dir: str = field(default="outputs/feature_cache", metadata={
+        "help": "Where stores live; one folder per (encoder, layers, clips, preprocessing, precision)."})
+    cache_batch_seconds: float = field(default=320.0, metadata={
+        "help": "Audio seconds (padded) per encoder batch while building a store."})
+    head: str = field(default="linear", metadata={
+        "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
+                "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
+        "choices": ["linear", "superb"]})
+
+
+# ---- what decides a store's contents ----------------------------------------------------------------
+
+def audio_identity(audio: Any) -> str:
+    """A file by path, size and modification time; embedded bytes by their hash."""
+    if isinstance(audio, dict) and audio.get("bytes") is not None:
+        return "sha1:" + hashlib.sha1(audio["bytes"]).hexdigest()
+    path = audio["path"] if isinstance(audio, dict) else audio
+    stat = os.stat(path)
+    return f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """Digest of the encoder's config (what shapes its computation) and every weight."""
+    digest = hashlib.sha256()
+    config = {k: v for k, v in encoder.config.to_dict().items()
+              if k not in _HEAD_ONLY and "dropout" not in k and not k.startswith("mask_")}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def store_key(encoder: nn.Module, layers: str, precision: str, dataset: dict[str, Any],
+              identities: Sequence[str], preprocessing: dict[str, Any]) -> dict[str, Any]:
+    content = hashlib.sha256("\n".join(identities).encode()).hexdigest()
+    return {"format": FORMAT_VERSION, "encoder": encoder_fingerprint(encoder), "layers": layers,
+            "precision": precision, "dataset": {**dataset, "clips": len(identities), "content": content},
+            "preprocessing": preprocessing}
+
+
+def digest_of(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+# ---- the store ------------------------------------------------------------------------------------
+
+class FeatureStore:
+    """Read side: one clip's stored hidden states as a tensor (bf16 or fp32)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], reused: bool):
+        self.path, self.manifest, self.reused = path, manifest, reused
+        self.frames = np.load(path / "frames.npy", mmap_mode="r")
+        self.index = np.load(path / "index.npy")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        start, count = self.index[i]
+        values = torch.from_numpy(np.array(self.frames[start:start + count]))
+        return values.view(torch.bfloat16) if self.manifest["precision"] == "bf16" else values
+
+    @staticmethod
+    def open(path: Path, key: dict[str, Any]) -> "FeatureStore | None":
+        """The store at `path` if it is complete and was built for exactly `key`, else None."""
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            if manifest["key"] != json.loads(json.dumps(key, default=str)):
+                logger.warning("feature cache: %s was built for another key; rebuilding", path)
+                return None
+            if (path / "frames.npy").stat().st_size < manifest["bytes"]:
+                logger.warning("feature cache: %s is truncated; rebuilding", path)
+                return None
+            return FeatureStore(path, manifest, reused=True)
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.data.Dataset, encoder: nn.Module,
+                  *, device: torch.device, batch_seconds: float = 320.0, num_workers: int = 0,
+                  name: str = "") -> FeatureStore:
+    """Reuse the store for `key`, or run `encoder` over `source` (items with "input_values"; a
+    `lengths` list in samples) once and store its outputs."""
+    path = Path(root) / digest_of(key)
+    store = FeatureStore.open(path, key)
+    if store is not None:
+        logger.info("feature cache: reusing %s for %s (%d clips, built %s)", path, name, len(store),
+                    store.manifest["built"])
+        return store
+    frames = _frame_counts(encoder, source.lengths)
+    tail = _tail_shape(encoder, key["layers"])
+    dtype = _STORAGE[key["precision"]]
+    nbytes = int(frames.sum()) * int(np.prod(tail)) * np.dtype(dtype).itemsize
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    logger.info("feature cache: building %s for %s: %d clips, %.2f h of audio, %d frames x %s %s = %.2f GB "
+                "(%.1f GB free there)", path, name, len(frames), sum(source.lengths) / RATE / 3600,
+                frames.sum(), tail, key["precision"], nbytes / 1e9, free / 1e9)
+    if nbytes > free:
+        raise OSError(f"the feature cache needs {nbytes / 1e9:.1f} GB but {path.parent} has {free / 1e9:.1f} GB "
+                      f"free: point --feature_cache_dir elsewhere or train with --no_feature_cache")
+    with publish(path, check=_check_complete) as staging:
+        _build(staging, key, source, encoder, frames, tail, dtype, nbytes, device, batch_seconds, num_workers)
+    return FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
+
+
+def _frame_counts(encoder: nn.Module, lengths: Sequence[int]) -> np.ndarray:
+    # +1: a clip resampled to 16 kHz may come out a sample longer than its header promised.
+    counts = encoder._get_feat_extract_output_lengths(torch.tensor(lengths, dtype=torch.long) + 1)
+    return counts.numpy().astype(np.int64)
+
+
+def _tail_shape(encoder: nn.Module, layers: str) -> tuple[int, ...]:
+    hidden = encoder.config.hidden_size
+    return (encoder.config.num_hidden_layers + 1, hidden) if layers == "all" else (hidden,)
+
+
+def _check_complete(folder: Path) -> None:
+    if not (folder / "manifest.json").is_file():
+        raise RuntimeError(f"feature store {folder} was not completed")
+
+
+def length_batches(lengths: Sequence[int], batch_samples: int, max_items: int = 256) -> list[list[int]]:
+    """Clips sorted by length, cut into batches whose padded size stays under `batch_samples`."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_samples \
+                and len(batches[-1]) < max_items:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
+        return i, np.asarray(self.source[i]["input_values"], np.float32)
+
+
+def _pad_audio(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(x) for _, x in items])
+    batch = torch.zeros(len(items), int(lengths.max()))
+    for row, (_, x) in enumerate(items):
+        batch[row, :len(x)] = torch.from_numpy(x)
+    return [i for i, _ in items], batch, lengths
+
+
+@torch.no_grad()
+def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames: np.ndarray,
+           tail: tuple[int, ...], dtype, nbytes: int, device: torch.device, batch_seconds: float,
+           num_workers: int) -> None:
+    started = time.time()
+    offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
+    store = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=dtype,
+                                      shape=(int(frames.sum()), *tail))
+    index = np.zeros((len(frames), 2), np.int64)
+    index[:, 0] = offsets
+    was_training, home = encoder.training, next(encoder.parameters()).device
+    encoder.eval().to(device)
+    loader = torch.utils.data.DataLoader(_Indexed(source), num_workers=num_workers, collate_fn=_pad_audio,
+                                         batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)))
+    audio_samples = 0
+    for ids, audio, lengths in loader:
+        with torch.autocast(device.type, dtype=torch.bfloat16 if key["precision"] == "bf16" else torch.float16,
+                            enabled=key["precision"] != "fp32"):
+            hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key["layers"])
+        hidden = hidden.to(torch.bfloat16).view(torch.uint16) if dtype is np.uint16 else hidden.to(
+            torch.float16 if dtype is np.float16 else torch.float32)
+        hidden = hidden.cpu().numpy()
+        for row, (i, n) in enumerate(zip(ids, counts.tolist())):
+            if n > frames[i]:
+                raise RuntimeError(f"clip {i} gave {n} frames, more than the {frames[i]} its length promised")
+            store[offsets[i]:offsets[i] + n] = hidden[row, :n]
+            index[i, 1] = n
+        audio_samples += int(lengths.sum())
+    store.flush()
+    del store
+    encoder.train(was_training).to(home)
+    np.save(folder / "index.npy", index)
+    seconds = time.time() - started
+    manifest = {"key": key, "clips": len(frames), "frames": int(frames.sum()), "tail": list(tail),
+                "precision": key["precision"], "bytes": nbytes,
+                "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "build_seconds": round(seconds, 3), "audio_seconds": round(audio_samples / RATE, 3),
+                "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1)}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", folder.name, seconds,
+                manifest["audio_seconds_per_second"])
+
+
+# ---- training a head on stored or live features ------------------------------------------------------
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Stored hidden states + labels; `lengths` (in samples) as the audio dataset's, so length
+    grouping draws the same batches either way."""
+
+    def __init__(self, store: FeatureStore, labels: Sequence[Any], lengths: Sequence[int]):
+        if len(store) != len(labels):
+            raise ValueError(f"store has {len(store)} clips, the split {len(labels)}")
+        self.store, self.labels, self.lengths = store, list(labels), list(lengths)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"hidden": self.store[i], "labels": self.labels[i]}
+
+
+def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    lengths = torch.tensor([len(f["hidden"]) for f in items])
+    first = items[0]["hidden"]
+    hidden = first.new_zeros((len(items), int(lengths.max()), *first.shape[1:]))
+    for row, f in enumerate(items):
+        hidden[row, :len(f["hidden"])] = f["hidden"]
+    batch = {"hidden": hidden, "frame_lengths": lengths}
+    if isinstance(items[0]["labels"], (list, tuple)):  # CTC targets: pad with -100
+        width = max(len(f["labels"]) for f in items)
+        batch["labels"] = torch.tensor([list(f["labels"]) + [-100] * (width - len(f["labels"])) for f in items])
+    else:
+        batch["labels"] = torch.tensor([f["labels"] for f in items])
+    return batch
+
+
+class FrozenEncoderHead(nn.Module):
+    """What the Trainer trains when the encoder is frozen: the model's head, fed either stored
+    hidden states (`hidden`, `frame_lengths`) or audio that the frozen encoder turns into them on
+    the spot (`input_values`, `attention_mask`). The encoder always runs in eval mode: frozen means
+    no dropout and no masking inside it, so both feeds give the head the same numbers."""
+
+    def __init__(self, model: nn.Module, live_encoder: bool,
+                 loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 mask_time_prob: float = 0.0, mask_time_length: int = 10, shift_frames: int = 0):
+        super().__init__()
+        self.head = head_of(model)
+        self.encoder = model.base_model if live_encoder else None
+        self.loss = loss
+        self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
+
+    def train(self, mode: bool = True) -> "FrozenEncoderHead":
+        super().train(mode)
+        if self.encoder is not None:
+            self.encoder.eval()
+        return self
+
+    def forward(self, labels: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None, input_values: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> HeadOutput:
+        if hidden is None:
+            with torch.no_grad():
+                hidden, frame_lengths = encode(self.encoder, input_values,
+                                               None if attention_mask is None else attention_mask.sum(-1),
+                                               self.head.layers)
+        hidden = hidden.float()
+        if self.training:
+            hidden = time_shift(hidden, frame_lengths, self.shift_frames)
+            hidden = time_mask(hidden, frame_lengths, self.mask_time_prob, self.mask_time_length)
+        logits = self.head(hidden, frame_lengths)
+        loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
+        return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
+
+
+def precision_of(training_args: Any) -> str:
+    return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+
+
+def frozen_head(model: nn.Module, audio: dict[str, Any], labels: dict[str, Sequence[Any]],
+                identities: dict[str, Sequence[str]], dataset: dict[str, Any], preprocessing: dict[str, Any],
+                args: FeatureArguments, training_args: Any, **head_options: Any) -> tuple[FrozenEncoderHead, dict, dict]:
+    """The Trainer's model and datasets for a frozen encoder: stored features (built or reused per
+    split) or, with --no_feature_cache, the audio datasets and a live encoder. Also returns what
+    metrics.json records about the stores."""
+    head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, **head_options)
+    if not args.feature_cache:
+        return head, audio, {"feature_cache": None}
+    precision = precision_of(training_args)
+    datasets, stores = {}, {}
+    for split, source in audio.items():
+        if not len(source):
+            datasets[split] = source
+            continue
+        key = store_key(model.base_model, head.head.layers, precision, {**dataset, "split": split},
+                        identities[split], preprocessing)
+        with training_args.main_process_first(local=True, desc=f"feature cache ({split})"):
+            store = open_or_build(args.feature_cache_dir, key, source, model.base_model, device=training_args.device,
+                                  batch_seconds=args.cache_batch_seconds,
+                                  num_workers=training_args.dataloader_num_workers, name=split)
+        datasets[split] = CachedDataset(store, labels[split], source.lengths)
+        stores[split] = {"path": str(store.path), "reused": store.reused,
+                         **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
+    return head, datasets, {"feature_cache": stores}
