@@ -75,6 +75,8 @@ def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: tor
     mask = frame_mask(sample_lengths, input_values.shape[1]).long() if padded else None
     with _masked_group_norm(encoder, sample_lengths) if padded else contextlib.nullcontext():
         out = encoder(input_values, attention_mask=mask, output_hidden_states=layers == "all")
+    if layers == "all" and len(out.hidden_states) != encoder.config.num_hidden_layers + 1:
+        raise ValueError("a layer mix needs every layer: set layerdrop to 0 in the model's config")
     hidden = torch.stack(out.hidden_states, dim=2) if layers == "all" else out.last_hidden_state
     return hidden, encoder._get_feat_extract_output_lengths(sample_lengths).long()
 
@@ -186,6 +188,7 @@ class HubertSuperbForCTC(HubertPreTrainedModel):
     `config.superb_head` holds the head's sizes and `config.architectures` names this class."""
 
     def __init__(self, config):
+        config.layerdrop = 0.0  # the layer mix needs every layer on every step
         super().__init__(config)
         self.hubert = HubertModel(config)
         spec = {**SUPERB_LSTM, **(getattr(config, "superb_head", None) or {})}

@@ -136,7 +136,7 @@ def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
     model = AutoModelForAudioClassification.from_pretrained(
         args.model_name_or_path, revision=args.model_revision, num_labels=len(keywords.LABELS),
         id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True,
-        use_weighted_layer_sum=head == "superb")
+        use_weighted_layer_sum=head == "superb", **({"layerdrop": 0.0} if head == "superb" else {}))
     return apply_freeze(model, args.freeze)
 
 

@@ -1,0 +1,83 @@
+"""Does data loading keep up? Utterances per second through the training scripts' loading path
+(decode + resample + feature extractor + padding, in DataLoader worker processes), and the
+feature-cache build's audio seconds per second, on this machine.
+
+    python -m bench.data_loading                       # 96 synthetic LibriSpeech-like utterances
+    python -m bench.data_loading --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import HubertConfig, HubertModel
+
+from bench.synthetic import librispeech_like
+from core.ctc import build_char_vocab, make_processor
+from train.asr import CTCCollator, SpeechDataset
+from train.features import open_or_build, store_key
+from train.librispeech import load_local
+
+
+def loading_rate(dataset: SpeechDataset, collator: CTCCollator, workers: int, batch: int = 16) -> float:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collator)
+    start = time.perf_counter()
+    count = sum(len(b["input_values"]) for b in loader)
+    return count / (time.perf_counter() - start)
+
+
+def build_rate(dataset: SpeechDataset, encoder: HubertModel, root: Path, workers: int) -> float:
+    key = store_key(encoder, "last", "fp32", {"bench": str(root)}, [str(i) for i in range(len(dataset))], {})
+    store = open_or_build(root, key, dataset, encoder, device=torch.device("cpu"), num_workers=workers)
+    return store.manifest["audio_seconds_per_second"]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--utterances", type=int, default=96)
+    parser.add_argument("--build_utterances", type=int, default=16, help="Clips for the DistilHuBERT-size build.")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts.")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in (16_000, 48_000):  # LibriSpeech is 16 kHz; 48 kHz sources must be resampled
+            seconds = librispeech_like(Path(tmp) / f"ls{rate}", {"train": args.utterances}, rate=rate)
+            utts = load_local(Path(tmp) / f"ls{rate}" / "train-clean-100")
+            processor = make_processor(build_char_vocab(u.text for u in utts))
+            dataset = SpeechDataset(utts, seconds, processor)
+            for workers in args.workers:
+                rate_ups = loading_rate(dataset, CTCCollator(processor), workers)
+                rows.append({"what": f"loading, {rate // 1000} kHz flac", "workers": workers,
+                             "utterances_per_s": round(rate_ups, 1),
+                             "audio_s_per_s": round(rate_ups * sum(seconds) / len(seconds), 1)})
+                print(rows[-1], flush=True)
+        torch.manual_seed(0)
+        tiny = HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64, conv_dim=(32,) * 7)).eval()
+        real = HubertModel(HubertConfig(num_hidden_layers=2)).eval()  # DistilHuBERT's size, random weights
+        for name, encoder, n in (("tiny", tiny, args.utterances), ("DistilHuBERT-size", real, args.build_utterances)):
+            if n == 0:
+                continue
+            rows.append({"what": f"cache build, {name} encoder, fp32 CPU", "workers": 2, "utterances": n,
+                         "audio_s_per_s": build_rate(_first(dataset, n), encoder, Path(tmp) / f"cache-{name}", 2)})
+            print(rows[-1], flush=True)
+    for row in rows:
+        row["machine"] = f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def _first(dataset: SpeechDataset, n: int) -> SpeechDataset:
+    return SpeechDataset(dataset.utterances[:n], [x / 16_000 for x in dataset.lengths[:n]], dataset.processor)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""A LibriSpeech-shaped tree of synthetic audio, for speed measurements only (no words in it).
+
+    python -m bench.synthetic /tmp/librispeech --train 400 --validation 40 --test 40
+
+Utterance lengths follow train-clean-100's shape (about 12.7 s on average, at most 20 s), the
+audio is voiced-sounding (harmonics with a moving pitch and syllable-rate envelope, plus noise) so
+FLAC compresses it about as much as speech, and transcripts have about 15 characters a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+RATE = 16_000
+FOLDERS = {"train": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}
+WORDS = "the of and to a in that he was it his for with as had you not be her on at by which".split()
+
+
+def utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = 120 + 30 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 6))
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t), 0, None) ** 2
+    audio = 0.3 * voiced * envelope + 0.003 * rng.standard_normal(len(t))
+    return audio.astype(np.float32)
+
+
+def transcript(rng: np.random.Generator, seconds: float) -> str:
+    words, length = [], 0
+    while length < 15 * seconds:
+        words.append(str(rng.choice(WORDS)))
+        length += len(words[-1]) + 1
+    return " ".join(words).upper()
+
+
+def librispeech_like(root: Path, counts: dict[str, int], seed: int = 0, rate: int = RATE) -> list[float]:
+    """Write the tree (files at `rate`: other than 16 kHz, loading must resample); returns every
+    utterance's length in seconds."""
+    rng = np.random.default_rng(seed)
+    lengths = []
+    for split, count in counts.items():
+        folder = Path(root) / FOLDERS[split] / "19" / "198"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(count):
+            seconds = float(np.clip(rng.normal(12.7, 3.3), 1.5, 20.0))
+            utt = f"19-198-{i:04d}"
+            audio = utterance(rng, seconds)
+            if rate != RATE:
+                audio = resample_poly(audio, rate // math.gcd(rate, RATE), RATE // math.gcd(rate, RATE))
+            sf.write(folder / f"{utt}.flac", audio, rate)
+            lines.append(f"{utt} {transcript(rng, seconds)}")
+            lengths.append(seconds)
+        (folder / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    return lengths
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path)
+    for split, default in (("train", 400), ("validation", 40), ("test", 40)):
+        parser.add_argument(f"--{split}", type=int, default=default)
+    args = parser.parse_args()
+    seconds = librispeech_like(args.root, {s: getattr(args, s) for s in FOLDERS})
+    print(f"{len(seconds)} utterances, {sum(seconds) / 3600:.2f} h, mean {np.mean(seconds):.1f} s -> {args.root}")

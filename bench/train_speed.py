@@ -1,0 +1,232 @@
+"""Projected wall time of the report's training recipes against this project's defaults, measured
+in one process on one device with the real architectures (random weights) and synthetic data
+shaped like the real sets. Data loading is excluded from both sides (bench/data_loading.py
+measures it).
+
+    python -m bench.train_speed                  # on a GPU: real sizes; on CPU: tiny sizes
+    python -m bench.train_speed --tiny --json out.json
+
+Speech (frozen DistilHuBERT): the report runs the encoder in fp32 on every batch of every epoch;
+the default runs it once in bf16 (store build, length-grouped batches of --cache_batch_seconds)
+and then trains the head on the stored outputs. QA: fp32 against bf16 autocast, batch 8 x 512.
+Each step time is the mean over batches at evenly spaced quantiles of the length distribution,
+times the recipe's number of steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import (DistilBertConfig, DistilBertForQuestionAnswering, HubertConfig, HubertForCTC,
+                          HubertForSequenceClassification, XLMRobertaConfig, XLMRobertaForQuestionAnswering)
+
+from core.heads import HubertSuperbForCTC, ctc_loss, encode
+from train.features import FrozenEncoderHead, length_batches
+
+RATE = 16_000
+TARGETS = {"asr": 5.0, "kws": 8.0, "qa-distilbert": 1.8, "qa-xlmr": 1.8}
+
+
+@dataclass
+class Speech:
+    """A speech task's recipe and data shape (report numbers from MISSION.md)."""
+
+    name: str
+    clips: int
+    epochs: int
+    batch: int
+    seconds: Callable[[np.random.Generator, int], np.ndarray]
+
+
+def librispeech_seconds(rng: np.random.Generator, n: int) -> np.ndarray:
+    # train-clean-100: mean about 12.7 s, most between 10 and 16 s; the recipe drops > 20 s.
+    return np.clip(rng.normal(12.7, 3.3, n), 1.5, 20.0)
+
+
+SPEECH = {"asr": Speech("asr", 28_539, 5, 16, librispeech_seconds),
+          "kws": Speech("kws", 51_094, 10, 64, lambda rng, n: np.ones(n))}
+QA = {"qa-distilbert": 60_000, "qa-xlmr": 60_000}  # training examples; batch 8, 3 epochs, length 512
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], device: torch.device, repeat: int) -> float:
+    fn()  # warm-up at this shape
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def hubert_config(tiny: bool, **extra) -> HubertConfig:
+    if tiny:
+        return HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **extra)
+    # ntu-spml/distilhubert: HuBERT-base widths, 2 transformer layers, group-norm conv front end.
+    return HubertConfig(num_hidden_layers=2, **extra)
+
+
+def quantile_batches(lengths: np.ndarray, batch: int, k: int) -> list[int]:
+    """Padded length (samples) of k length-grouped batches at evenly spaced quantiles."""
+    padded = np.array([chunk.max() for chunk in np.array_split(np.sort(lengths), max(1, len(lengths) // batch))])
+    return [int(padded[int(q * (len(padded) - 1))]) for q in np.linspace(0.05, 0.95, k)]
+
+
+def speech_task(spec: Speech, device: torch.device, tiny: bool, k: int, repeat: int, head: str = "linear",
+                cache_batch_seconds: float = 320.0) -> dict:
+    rng = np.random.default_rng(0)
+    lengths = (spec.seconds(rng, spec.clips) * RATE).astype(np.int64)
+    steps = spec.epochs * -(-spec.clips // spec.batch)
+    torch.manual_seed(0)
+    if spec.name == "asr":
+        config = hubert_config(tiny, vocab_size=32, pad_token_id=0, ctc_zero_infinity=True, mask_time_prob=0.05)
+        if tiny:
+            config.superb_head = {"lstm_size": 32, "lstm_layers": 2, "dropout": 0.2}
+        model = (HubertSuperbForCTC(config) if head == "superb" else HubertForCTC(config)).to(device)
+    else:
+        config = hubert_config(tiny, num_labels=12, use_weighted_layer_sum=head == "superb",
+                               **({"layerdrop": 0.0} if head == "superb" else {}))
+        model = HubertForSequenceClassification(config).to(device)
+    for p in model.base_model.parameters():
+        p.requires_grad = False
+    head_model = FrozenEncoderHead(model, live_encoder=False, mask_time_prob=0.05,
+                                   loss=(lambda lo, n, y: ctc_loss(lo, n, y, model.config)) if spec.name == "asr"
+                                   else (lambda lo, n, y: torch.nn.functional.cross_entropy(lo.float(), y)))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def labels_for(b: int, frames: int) -> torch.Tensor:
+        if spec.name == "asr":  # about 15 characters a second, as in LibriSpeech
+            return torch.randint(1, 32, (b, max(1, min(frames // 2, int(frames * 0.3)))), device=device)
+        return torch.randint(0, 12, (b,), device=device)
+
+    def step(fn: Callable[[], torch.Tensor]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        fn().backward()
+        optimizer.step()
+
+    report_times, head_times = [], []
+    for samples in quantile_batches(lengths, spec.batch, k):
+        audio = torch.randn(spec.batch, samples, device=device)
+        frames = int(model._get_feat_extract_output_lengths(samples))
+        labels = labels_for(spec.batch, frames)
+        # The report: the HF model's own forward, fp32, frozen encoder run on every batch.
+        model.train()
+        report_times.append(timed(lambda: step(lambda: model(audio, labels=labels).loss), device, repeat))
+        # This project: the head alone on stored (bf16 on GPU) features of the same batch.
+        with torch.no_grad():
+            hidden, counts = encode(model.base_model.eval(), audio, None, head_model.head.layers)
+        stored = hidden.to(torch.bfloat16 if device.type == "cuda" else torch.float32)
+        head_model.train()
+
+        def head_step() -> torch.Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                return head_model(labels=labels, hidden=stored, frame_lengths=counts).loss
+        head_times.append(timed(lambda: step(head_step), device, repeat))
+    # Building the store: one bf16 no-grad pass, batches of about cache_batch_seconds of audio.
+    build_batches = length_batches(lengths.tolist(), int(cache_batch_seconds * RATE))
+    picks = [build_batches[int(q * (len(build_batches) - 1))] for q in np.linspace(0.05, 0.95, k)]
+    build_time, build_audio = 0.0, 0
+    for ids in picks:
+        audio = torch.randn(len(ids), int(lengths[ids].max()), device=device)
+        sample_lengths = torch.tensor(lengths[ids], device=device)
+
+        def build_step() -> None:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                hidden, _ = encode(model.base_model, audio, sample_lengths, head_model.head.layers)
+                hidden.to(torch.bfloat16).cpu()
+        build_time += timed(build_step, device, repeat)
+        build_audio += int(lengths[ids].sum())
+    build_rate = build_audio / RATE / build_time  # audio seconds per second
+    report_s = float(np.mean(report_times)) * steps
+    build_s = float(lengths.sum()) / RATE / build_rate
+    head_s = float(np.mean(head_times)) * steps
+    return {"task": spec.name, "head": head, "steps": steps, "report_step_ms": 1e3 * float(np.mean(report_times)),
+            "head_step_ms": 1e3 * float(np.mean(head_times)), "build_audio_s_per_s": build_rate,
+            "report_s": report_s, "default_s": build_s + head_s, "build_s": build_s, "head_s": head_s,
+            "ratio": report_s / (build_s + head_s)}
+
+
+def qa_task(name: str, device: torch.device, tiny: bool, repeat: int) -> dict:
+    torch.manual_seed(0)
+    if name == "qa-distilbert":
+        config = DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64) if tiny else DistilBertConfig()
+        model = DistilBertForQuestionAnswering(config)
+    else:
+        config = (XLMRobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                   vocab_size=1000, max_position_embeddings=514) if tiny
+                  else XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1))
+        model = XLMRobertaForQuestionAnswering(config)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    batch, length = 8, 512
+    ids = torch.randint(5, config.vocab_size, (batch, length), device=device)
+    starts, ends = torch.randint(0, length, (batch,), device=device), torch.randint(0, length, (batch,), device=device)
+
+    def step(bf16: bool) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, start_positions=starts, end_positions=ends).loss
+        loss.backward()
+        optimizer.step()
+    steps = 3 * -(-QA[name] // batch)
+    fp32 = timed(lambda: step(False), device, repeat)
+    bf16 = timed(lambda: step(device.type == "cuda"), device, repeat)
+    return {"task": name, "steps": steps, "report_step_ms": 1e3 * fp32, "head_step_ms": 1e3 * bf16,
+            "report_s": fp32 * steps, "default_s": bf16 * steps, "ratio": fp32 / bf16}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="Tiny widths (the default without a GPU).")
+    parser.add_argument("--quantiles", type=int, default=8, help="Batches timed per task (length quantiles).")
+    parser.add_argument("--repeat", type=int, default=3, help="Timed repetitions per batch.")
+    parser.add_argument("--tasks", nargs="+", default=["asr", "kws", "qa-distilbert", "qa-xlmr"])
+    parser.add_argument("--superb", action="store_true", help="Also time the SUPERB-style heads.")
+    parser.add_argument("--json", help="Also write the rows to this file.")
+    args = parser.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tiny = args.tiny or device.type == "cpu"
+    if tiny:  # small sets too, so the CPU run takes seconds; projections then describe those sets
+        args.quantiles, args.repeat = min(args.quantiles, 3), 1
+        for spec in SPEECH.values():
+            spec.clips = spec.batch * 4
+            if spec.name == "asr":
+                spec.seconds = lambda rng, n: np.clip(rng.normal(3.0, 0.8, n), 1.0, 5.0)
+        QA.update({k: 64 for k in QA})
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"device: {name}; sizes: {'tiny' if tiny else 'real (DistilHuBERT, DistilBERT-base, XLM-R-base)'}")
+    rows = []
+    for task in args.tasks:
+        if task in SPEECH:
+            rows.append(speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat))
+            if args.superb:
+                rows.append(speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat, head="superb"))
+        else:
+            rows.append(qa_task(task, device, tiny, args.repeat))
+        for row in rows[-2 if args.superb and task in SPEECH else -1:]:
+            verdict = "" if tiny or row.get("head") == "superb" else \
+                ", met" if row["ratio"] >= TARGETS[task] else ", MISSED"
+            print(f"{task:14s} {row.get('head', ''):7s} report {row['report_s'] / 60:8.2f} min | default "
+                  f"{row['default_s'] / 60:8.2f} min | {row['ratio']:5.2f}x (target >= {TARGETS[task]}x{verdict})",
+                  flush=True)
+    for row in rows:
+        row.update(device=name, tiny=tiny)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
