@@ -208,13 +208,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"device: {name}; sizes: {'tiny' if tiny else 'real (DistilHuBERT, DistilBERT-base, XLM-R-base)'}")
     rows = []
     for task in args.tasks:
-        if task in SPEECH:
-            rows.append(speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat))
-            if args.superb:
-                rows.append(speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat, head="superb"))
-        else:
-            rows.append(qa_task(task, device, tiny, args.repeat))
-        for row in rows[-2 if args.superb and task in SPEECH else -1:]:
+        runs = [lambda: qa_task(task, device, tiny, args.repeat)] if task not in SPEECH else [
+            lambda head=head: speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat, head=head)
+            for head in (("linear", "superb") if args.superb else ("linear",))]
+        done = len(rows)
+        for run in runs:
+            try:
+                rows.append(run())
+            except Exception as err:  # one broken row must not cost the others (a GPU minute is dear)
+                print(f"{task}: FAILED: {type(err).__name__}: {err}", flush=True)
+        for row in rows[done:]:
             verdict = "" if tiny or row.get("head") == "superb" else \
                 ", met" if row["ratio"] >= TARGETS[task] else ", MISSED"
             print(f"{task:14s} {row.get('head', ''):7s} report {row['report_s'] / 60:8.2f} min | default "

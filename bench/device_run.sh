@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every GPU figure in docs/BENCHMARKS.md, in one run (about 5 minutes on one H100/H200):
+#   bash bench/device_run.sh            # writes outputs/device/ (or $OUT)
+#   TINY=1 bash bench/device_run.sh     # the same steps with tiny sizes, to try it on a CPU
+# Wheels of the pinned transformers & co in .whl/ (if present) are installed first: a GPU image's
+# own transformers may be older than requirements.txt.
+set -uo pipefail
+OUT=${OUT:-outputs/device}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+PY=${PYTHON:-python3}
+if [ -d .whl ] && [ -z "${TINY:-}" ]; then
+  hf=".whl/transformers-* .whl/huggingface_hub-* .whl/tokenizers-* .whl/httpx2-* .whl/httpcore2-* .whl/truststore-*"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-hf $hf
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-io \
+    $(ls .whl/*.whl | grep -v -E "transformers|huggingface_hub|tokenizers|httpx2|httpcore2|truststore")
+  export PYTHONPATH=/tmp/site-hf:/tmp/site-io
+  $PY -c "import transformers" || { echo "pinned transformers did not import: using the image's"; export PYTHONPATH=/tmp/site-io; }
+fi
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; nproc;
+ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
+  | tee "$OUT/machine.txt"
+
+# 1. The report's recipes against the defaults (and the SUPERB heads), real sizes on a GPU.
+timeout 300 $PY -m bench.train_speed --superb ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
+  | grep -v Warning | tee "$OUT/train_speed.log"
+
+# 2. train.asr with the report's config on a random-init DistilHuBERT-size encoder, precision
+#    auto (bf16 on a GPU that has it): stored features, live encoder, SUPERB head; 300 steps each.
+DATA=/tmp/bench-ls; ENC=/tmp/bench-encoder
+$PY -m bench.synthetic $DATA --train ${TRAIN:-400} --validation 40 --test 40
+$PY - "$ENC" "${TINY:-}" <<'PY'
+import sys
+import torch
+from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+torch.manual_seed(0)
+tiny = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7) if sys.argv[2] else {}
+HubertModel(HubertConfig(num_hidden_layers=2, **tiny)).save_pretrained(sys.argv[1])
+Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(sys.argv[1])
+PY
+for mode in cached live superb; do
+  extra=""
+  [ $mode = live ] && extra="--no_feature_cache"
+  [ $mode = superb ] && extra="--head superb ${TINY:+--superb_lstm_size 32}"
+  start=$SECONDS
+  timeout 200 $PY -m train.asr train/configs/asr_report.json \
+    --model_name_or_path $ENC --data_dir $DATA --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
+    --save_strategy no --dataloader_num_workers 8 --output_dir /tmp/bench-ck-$mode --run_dir /tmp/bench-run-$mode \
+    --feature_cache_dir /tmp/bench-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|Error|error" \
+    | tee -a "$OUT/asr_runs.log"
+  echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/asr_runs.log"
+  cp /tmp/bench-ck-$mode/metrics.json "$OUT/asr_$mode.json"
+done
+
+# 3. The loading path with more workers than this project's 2-core CI box has.
+timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
+  2>&1 | grep -v INFO | tee "$OUT/data_loading.log"
