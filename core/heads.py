@@ -91,28 +91,33 @@ def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Ten
 def time_mask(hidden: torch.Tensor, lengths: torch.Tensor, prob: float, span: int) -> torch.Tensor:
     """SpecAugment-style time masking of the head's input: about `prob` of each clip's frames, in
     spans of `span`, set to zero (the encoder's learned mask vector is out of reach once its
-    outputs are stored, so the head learns to bridge zeros instead)."""
+    outputs are stored, so the head learns to bridge zeros instead). Drawn for the whole batch at
+    once on the batch's device: no per-clip loop, no wait for the GPU."""
     if prob <= 0:
         return hidden
-    keep = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-    for b, n in enumerate(lengths.tolist()):
-        spans = int(prob * n / span + torch.rand(()).item())
-        if spans and n > span:
-            for start in torch.randint(0, n - span + 1, (spans,)).tolist():
-                keep[b, start:start + span] = False
-    shape = keep.shape + (1,) * (hidden.dim() - 2)
-    return hidden * keep.view(shape).to(hidden.dtype)
+    batch, frames = hidden.shape[:2]
+    n = lengths.to(hidden.device).float()
+    count = (prob * n / span + torch.rand(batch, device=hidden.device)).floor()
+    count = torch.where(n > span, count, torch.zeros_like(count))
+    most = int(prob * frames / span) + 1  # a bound known without reading `count` back
+    starts = (torch.rand(batch, most, device=hidden.device) * (n - span + 1).clamp(min=1)[:, None]).floor()
+    used = torch.arange(most, device=hidden.device)[None, :] < count[:, None]
+    t = torch.arange(frames, device=hidden.device)[None, None, :]
+    masked = ((t >= starts[..., None]) & (t < starts[..., None] + span) & used[..., None]).any(dim=1)
+    return hidden * (~masked).view(batch, frames, *(1,) * (hidden.dim() - 2)).to(hidden.dtype)
 
 
 def time_shift(hidden: torch.Tensor, lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """Rotate each clip's frames by up to ±`frames` (the stored-feature form of a random time shift;
-    20 ms per frame)."""
+    """Rotate each clip's own frames by a random -`frames`..`frames` (the stored-feature form of a
+    random time shift; 20 ms per frame); padding stays where it is."""
     if frames <= 0:
         return hidden
-    out = hidden.clone()
-    for b, n in enumerate(lengths.tolist()):
-        out[b, :n] = torch.roll(hidden[b, :n], int(torch.randint(-frames, frames + 1, ()).item()), dims=0)
-    return out
+    batch, total = hidden.shape[:2]
+    shift = torch.randint(-frames, frames + 1, (batch, 1), device=hidden.device)
+    t = torch.arange(total, device=hidden.device)[None, :]
+    n = lengths.to(hidden.device)[:, None]
+    source = torch.where(t < n, (t - shift) % n, t)
+    return hidden.gather(1, source.view(batch, total, *(1,) * (hidden.dim() - 2)).expand_as(hidden))
 
 
 def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
