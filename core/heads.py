@@ -88,35 +88,36 @@ def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return (hidden * F.softmax(weights, dim=-1).view(1, 1, -1, 1)).sum(dim=2)
 
 
-def time_mask(hidden: torch.Tensor, lengths: torch.Tensor, prob: float, span: int) -> torch.Tensor:
+def time_mask(hidden: torch.Tensor, counts: list[int], prob: float, span: int) -> torch.Tensor:
     """SpecAugment-style time masking of the head's input: about `prob` of each clip's frames, in
     spans of `span`, set to zero (the encoder's learned mask vector is out of reach once its
-    outputs are stored, so the head learns to bridge zeros instead). Drawn for the whole batch at
-    once on the batch's device: no per-clip loop, no wait for the GPU."""
+    outputs are stored, so the head learns to bridge zeros instead). Drawn on the CPU from the
+    clips' frame `counts` and sent over in one copy: a tiny head on a GPU is bound by kernel
+    launches, so the draw must not add any."""
     if prob <= 0:
         return hidden
     batch, frames = hidden.shape[:2]
-    n = lengths.to(hidden.device).float()
-    count = (prob * n / span + torch.rand(batch, device=hidden.device)).floor()
-    count = torch.where(n > span, count, torch.zeros_like(count))
-    most = int(prob * frames / span) + 1  # a bound known without reading `count` back
-    starts = (torch.rand(batch, most, device=hidden.device) * (n - span + 1).clamp(min=1)[:, None]).floor()
-    used = torch.arange(most, device=hidden.device)[None, :] < count[:, None]
-    t = torch.arange(frames, device=hidden.device)[None, None, :]
-    masked = ((t >= starts[..., None]) & (t < starts[..., None] + span) & used[..., None]).any(dim=1)
-    return hidden * (~masked).view(batch, frames, *(1,) * (hidden.dim() - 2)).to(hidden.dtype)
+    n = torch.tensor(counts, dtype=torch.float32)
+    count = (prob * n / span + torch.rand(batch)).floor() * (n > span)
+    most = int(prob * frames / span) + 1
+    starts = (torch.rand(batch, most) * (n - span + 1).clamp(min=1)[:, None]).floor()
+    used = torch.arange(most)[None, :] < count[:, None]
+    t = torch.arange(frames)[None, None, :]
+    keep = ~((t >= starts[..., None]) & (t < starts[..., None] + span) & used[..., None]).any(dim=1)
+    keep = keep.view(batch, frames, *(1,) * (hidden.dim() - 2)).to(hidden.device, non_blocking=True)
+    return hidden * keep
 
 
-def time_shift(hidden: torch.Tensor, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+def time_shift(hidden: torch.Tensor, counts: list[int], frames: int) -> torch.Tensor:
     """Rotate each clip's own frames by a random -`frames`..`frames` (the stored-feature form of a
-    random time shift; 20 ms per frame); padding stays where it is."""
+    random time shift; 20 ms per frame); padding stays where it is. Drawn on the CPU, as above."""
     if frames <= 0:
         return hidden
     batch, total = hidden.shape[:2]
-    shift = torch.randint(-frames, frames + 1, (batch, 1), device=hidden.device)
-    t = torch.arange(total, device=hidden.device)[None, :]
-    n = lengths.to(hidden.device)[:, None]
-    source = torch.where(t < n, (t - shift) % n, t)
+    shift = torch.randint(-frames, frames + 1, (batch, 1))
+    t = torch.arange(total)[None, :]
+    n = torch.tensor(counts)[:, None]
+    source = torch.where(t < n, (t - shift) % n, t).to(hidden.device, non_blocking=True)
     return hidden.gather(1, source.view(batch, total, *(1,) * (hidden.dim() - 2)).expand_as(hidden))
 
 
@@ -160,8 +161,10 @@ class ClassifierHead(nn.Module):
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.layers == "all":
             hidden = weighted_layer_sum(hidden, self.layer_weights)
-        hidden = self.projector(hidden) * frame_mask(lengths, hidden.shape[1]).unsqueeze(-1)
-        return self.classifier(hidden.sum(dim=1) / lengths.unsqueeze(-1).to(hidden.dtype))
+        hidden = self.projector(hidden)
+        # Mean over each clip's own frames, as one batched product with weights 1/n on them.
+        weights = frame_mask(lengths, hidden.shape[1]) / lengths.unsqueeze(-1)
+        return self.classifier(torch.bmm(weights.unsqueeze(1).to(hidden.dtype), hidden).squeeze(1))
 
 
 class SuperbCTCHead(nn.Module):

@@ -270,7 +270,9 @@ def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     hidden = first.new_zeros((len(items), int(lengths.max()), *first.shape[1:]))
     for row, f in enumerate(items):
         hidden[row, :len(f["hidden"])] = f["hidden"]
-    batch = {"hidden": hidden, "frame_lengths": lengths}
+    # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
+    # on the CPU from these without reading anything back.
+    batch = {"hidden": hidden, "frame_lengths": lengths, "frame_counts": lengths.tolist()}
     if isinstance(items[0]["labels"], (list, tuple)):  # CTC targets: pad with -100
         width = max(len(f["labels"]) for f in items)
         batch["labels"] = torch.tensor([list(f["labels"]) + [-100] * (width - len(f["labels"])) for f in items])
@@ -301,17 +303,20 @@ class FrozenEncoderHead(nn.Module):
         return self
 
     def forward(self, labels: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
-                frame_lengths: torch.Tensor | None = None, input_values: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> HeadOutput:
+                frame_lengths: torch.Tensor | None = None, frame_counts: list[int] | None = None,
+                input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> HeadOutput:
         if hidden is None:
             with torch.no_grad():
                 hidden, frame_lengths = encode(self.encoder, input_values,
                                                None if attention_mask is None else attention_mask.sum(-1),
                                                self.head.layers)
-        hidden = hidden.float()
-        if self.training:
-            hidden = time_shift(hidden, frame_lengths, self.shift_frames)
-            hidden = time_mask(hidden, frame_lengths, self.mask_time_prob, self.mask_time_length)
+        if not torch.is_autocast_enabled(hidden.device.type):
+            hidden = hidden.float()
+        if self.training and (self.shift_frames or self.mask_time_prob):
+            # Stored batches bring their frame counts as a list; live ones cost a read-back.
+            counts = frame_lengths.tolist() if frame_counts is None else frame_counts
+            hidden = time_shift(hidden, counts, self.shift_frames)
+            hidden = time_mask(hidden, counts, self.mask_time_prob, self.mask_time_length)
         logits = self.head(hidden, frame_lengths)
         loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
         return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
