@@ -88,37 +88,50 @@ def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return (hidden * F.softmax(weights, dim=-1).view(1, 1, -1, 1)).sum(dim=2)
 
 
-def time_mask(hidden: torch.Tensor, counts: list[int], prob: float, span: int) -> torch.Tensor:
-    """SpecAugment-style time masking of the head's input: about `prob` of each clip's frames, in
-    spans of `span`, set to zero (the encoder's learned mask vector is out of reach once its
-    outputs are stored, so the head learns to bridge zeros instead). Drawn on the CPU from the
-    clips' frame `counts` and sent over in one copy: a tiny head on a GPU is bound by kernel
-    launches, so the draw must not add any."""
-    if prob <= 0:
-        return hidden
-    batch, frames = hidden.shape[:2]
-    n = torch.tensor(counts, dtype=torch.float32)
-    count = (prob * n / span + torch.rand(batch)).floor() * (n > span)
-    most = int(prob * frames / span) + 1
-    starts = (torch.rand(batch, most) * (n - span + 1).clamp(min=1)[:, None]).floor()
-    used = torch.arange(most)[None, :] < count[:, None]
-    t = torch.arange(frames)[None, None, :]
-    keep = ~((t >= starts[..., None]) & (t < starts[..., None] + span) & used[..., None]).any(dim=1)
-    keep = keep.view(batch, frames, *(1,) * (hidden.dim() - 2)).to(hidden.device, non_blocking=True)
-    return hidden * keep
+@dataclass
+class Augment:
+    """One batch's random time shift and SpecAugment-style time mask, drawn on the CPU from the
+    clips' frame counts. A small head on a GPU is bound by kernel launches, not arithmetic, so
+    the draw adds none: a per-frame head gets one gather and one multiply; a pooling head folds
+    both into its pooling weights. Masked frames become zeros (the encoder's learned mask vector
+    is out of reach once its outputs are stored)."""
 
+    counts: list[int]
+    source: torch.Tensor  # [B, T]: frame t reads frame source[b, t] (a rotation within the clip)
+    keep: torch.Tensor    # [B, T] float: 0 where masked
 
-def time_shift(hidden: torch.Tensor, counts: list[int], frames: int) -> torch.Tensor:
-    """Rotate each clip's own frames by a random -`frames`..`frames` (the stored-feature form of a
-    random time shift; 20 ms per frame); padding stays where it is. Drawn on the CPU, as above."""
-    if frames <= 0:
-        return hidden
-    batch, total = hidden.shape[:2]
-    shift = torch.randint(-frames, frames + 1, (batch, 1))
-    t = torch.arange(total)[None, :]
-    n = torch.tensor(counts)[:, None]
-    source = torch.where(t < n, (t - shift) % n, t).to(hidden.device, non_blocking=True)
-    return hidden.gather(1, source.view(batch, total, *(1,) * (hidden.dim() - 2)).expand_as(hidden))
+    @staticmethod
+    def draw(counts: list[int], frames: int, shift: int, prob: float, span: int) -> "Augment":
+        batch = len(counts)
+        n = torch.tensor(counts)[:, None]
+        t = torch.arange(frames)[None, :]
+        source = t.expand(batch, frames)
+        if shift > 0:
+            offset = torch.randint(-shift, shift + 1, (batch, 1))
+            source = torch.where(t < n, (t - offset) % n, t)
+        keep = torch.ones(batch, frames)
+        if prob > 0:
+            count = (prob * n[:, 0] / span + torch.rand(batch)).floor() * (n[:, 0] > span)
+            most = int(prob * frames / span) + 1
+            starts = (torch.rand(batch, most) * (n - span + 1).clamp(min=1)).floor()
+            used = torch.arange(most)[None, :] < count[:, None]
+            hit = (t[:, None] >= starts[..., None]) & (t[:, None] < starts[..., None] + span) & used[..., None]
+            keep = (~hit.any(dim=1)).float()
+        return Augment(counts, source, keep)
+
+    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Shift, then mask, a [B, T, ...] batch."""
+        tail = (1,) * (hidden.dim() - 2)
+        source = self.source.to(hidden.device, non_blocking=True).view(*self.source.shape, *tail)
+        keep = self.keep.to(hidden.device, non_blocking=True).view(*self.keep.shape, *tail)
+        return hidden.gather(1, source.expand_as(hidden)) * keep.to(hidden.dtype)
+
+    def pooling_weights(self) -> torch.Tensor:
+        """[B, T] weights w with sum_t w[t] h[t] = mean over the clip of apply(h): frame t of the
+        augmented clip is frame source[t] of the stored one, so its 1/n goes there."""
+        n = torch.tensor(self.counts, dtype=torch.float32)[:, None]
+        valid = torch.arange(self.keep.shape[1])[None, :] < n
+        return torch.zeros_like(self.keep).scatter_add_(1, self.source, self.keep * valid / n)
 
 
 def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
@@ -136,20 +149,25 @@ class LinearCTCHead(nn.Module):
 
     layers = "last"
     per_frame = True
+    light = True  # a few kernels a step: bf16 would only add casts
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.dropout, self.lm_head = model.dropout, model.lm_head
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
+        if augment is not None:
+            hidden = augment.apply(hidden)
         return self.lm_head(self.dropout(hidden))
 
 
 class ClassifierHead(nn.Module):
     """HubertForSequenceClassification's head (optional layer mix, projection, mean over the clip's
-    frames, linear), sharing its parameters."""
+    frames, linear), sharing its parameters. Everything before the mean is linear, so the mean
+    comes first: the same logits, with the projection applied to one vector per clip."""
 
     per_frame = False
+    light = True
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -158,13 +176,17 @@ class ClassifierHead(nn.Module):
             self.layer_weights = model.layer_weights
         self.projector, self.classifier = model.projector, model.classifier
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
+        if augment is not None:
+            weights = augment.pooling_weights().to(hidden.device, non_blocking=True)
+        else:
+            weights = frame_mask(lengths, hidden.shape[1]) / lengths.unsqueeze(-1)
+        batch, frames = hidden.shape[:2]
+        pooled = torch.bmm(weights.unsqueeze(1).to(hidden.dtype), hidden.reshape(batch, frames, -1))
+        pooled = pooled.view(batch, *hidden.shape[2:])
         if self.layers == "all":
-            hidden = weighted_layer_sum(hidden, self.layer_weights)
-        hidden = self.projector(hidden)
-        # Mean over each clip's own frames, as one batched product with weights 1/n on them.
-        weights = frame_mask(lengths, hidden.shape[1]) / lengths.unsqueeze(-1)
-        return self.classifier(torch.bmm(weights.unsqueeze(1).to(hidden.dtype), hidden).squeeze(1))
+            pooled = (pooled * F.softmax(self.layer_weights, dim=-1)[:, None]).sum(dim=1)
+        return self.classifier(self.projector(pooled))
 
 
 class SuperbCTCHead(nn.Module):
@@ -172,6 +194,7 @@ class SuperbCTCHead(nn.Module):
 
     layers = "all"
     per_frame = True
+    light = False  # the BiLSTM is real work: it runs in the training precision
 
     def __init__(self, num_layers: int, hidden_size: int, vocab_size: int, lstm_size: int, lstm_layers: int,
                  dropout: float):
@@ -182,7 +205,9 @@ class SuperbCTCHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.lm_head = nn.Linear(2 * lstm_size, vocab_size)
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
+        if augment is not None:
+            hidden = augment.apply(hidden)
         mixed = weighted_layer_sum(hidden, self.layer_weights)
         # Packed, so the backward direction starts at each clip's own last frame, not the padding.
         packed = nn.utils.rnn.pack_padded_sequence(mixed, lengths.cpu(), batch_first=True, enforce_sorted=False)

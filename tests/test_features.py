@@ -241,3 +241,36 @@ def test_report_and_superb_configs_parse_with_their_heads(script, config):
         [f"train/configs/{config}.json"])
     assert model_args.freeze == "encoder" and feature_args.feature_cache
     assert feature_args.head == ("superb" if "superb" in config else "linear")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_classifier_head_pools_first_and_still_gives_the_models_own_logits(weighted):
+    from transformers import HubertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = HubertForSequenceClassification(hubert_config(num_labels=12, use_weighted_layer_sum=weighted,
+                                                          layerdrop=0.0)).eval()
+    head = heads.ClassifierHead(model)
+    audio = torch.randn(2, 6000)
+    audio[1, 4000:] = 0
+    lengths = torch.tensor([6000, 4000])
+    with torch.no_grad():
+        hidden, frames = heads.encode(model.hubert, audio, lengths, head.layers)
+        ours = head(hidden, frames)
+        theirs = torch.cat([model(audio[:1]).logits, model(audio[1:, :4000]).logits])
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_augmentation_folded_into_pooling_weights_equals_shifting_and_masking_the_frames():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 40, 2, 5)
+    counts = [40, 25, 12]
+    augment = heads.Augment.draw(counts, 40, shift=5, prob=0.3, span=4)
+    assert (augment.keep == 0).any() and not torch.equal(augment.source, torch.arange(40).expand(3, 40))
+    shifted = augment.apply(hidden)
+    means = torch.stack([shifted[b, :n].sum(0) / n for b, n in enumerate(counts)])
+    folded = torch.einsum("bt,btlh->blh", augment.pooling_weights(), hidden)
+    assert torch.allclose(folded, means, atol=1e-6)
+    for b, n in enumerate(counts):  # a rotation within the clip; padding untouched
+        assert sorted(augment.source[b, :n].tolist()) == list(range(n))
+        assert torch.equal(shifted[b, n:], hidden[b, n:] * augment.keep[b, n:, None, None])

@@ -13,6 +13,7 @@ the final name (staging folder + rename, as checkpoints are published).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import publish
-from core.heads import HeadOutput, encode, head_of, time_mask, time_shift
+from core.heads import Augment, HeadOutput, encode, head_of
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -310,14 +311,16 @@ class FrozenEncoderHead(nn.Module):
                 hidden, frame_lengths = encode(self.encoder, input_values,
                                                None if attention_mask is None else attention_mask.sum(-1),
                                                self.head.layers)
-        if not torch.is_autocast_enabled(hidden.device.type):
-            hidden = hidden.float()
+        augment = None
         if self.training and (self.shift_frames or self.mask_time_prob):
             # Stored batches bring their frame counts as a list; live ones cost a read-back.
             counts = frame_lengths.tolist() if frame_counts is None else frame_counts
-            hidden = time_shift(hidden, counts, self.shift_frames)
-            hidden = time_mask(hidden, counts, self.mask_time_prob, self.mask_time_length)
-        logits = self.head(hidden, frame_lengths)
+            augment = Augment.draw(counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
+                                   self.mask_time_length)
+        # A light head runs in fp32 even under bf16 autocast: its arithmetic is negligible, and
+        # autocast would add a cast kernel for every weight, forward and backward.
+        with torch.autocast(hidden.device.type, enabled=False) if self.head.light else contextlib.nullcontext():
+            logits = self.head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
         loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
         return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
 
