@@ -1,0 +1,29 @@
+"""The benchmarks stay working without a GPU (tiny sizes); their GPU numbers are in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import data_loading, train_speed
+
+
+def test_train_speed_runs_on_cpu_with_tiny_sizes_and_reports_consistent_ratios(tmp_path):
+    out = tmp_path / "speed.json"
+    rows = train_speed.main(["--tasks", "asr", "kws", "qa-distilbert", "--quantiles", "2", "--json", str(out)])
+    assert [r["task"] for r in rows] == ["asr", "kws", "qa-distilbert"] and all(r["tiny"] for r in rows)
+    for row in rows:
+        assert row["report_s"] > 0 and row["default_s"] > 0
+        assert row["ratio"] == pytest.approx(row["report_s"] / row["default_s"])
+    speech = rows[0]
+    assert speech["default_s"] == pytest.approx(speech["build_s"] + speech["head_s"])
+    assert json.loads(out.read_text()) == rows
+
+
+def test_data_loading_reports_utterances_and_build_throughput(tmp_path):
+    rows = data_loading.main(["--utterances", "8", "--workers", "0", "--build_utterances", "0"])
+    loading = [r for r in rows if r["what"].startswith("loading")]
+    assert [r["what"] for r in loading] == ["loading, 16 kHz flac", "loading, 48 kHz flac"]
+    assert all(r["utterances_per_s"] > 0 for r in loading)
+    assert rows[-1]["what"].startswith("cache build") and rows[-1]["audio_s_per_s"] > 0
