@@ -21,7 +21,7 @@ from transformers import HubertConfig, HubertModel
 from bench.synthetic import librispeech_like
 from core.ctc import build_char_vocab, make_processor
 from train.asr import CTCCollator, SpeechDataset
-from train.features import open_or_build, store_key
+from train.feature_store import open_or_build, store_key
 from train.librispeech import load_local
 
 

@@ -27,7 +27,8 @@ from transformers import (DistilBertConfig, DistilBertForQuestionAnswering, Hube
                           HubertForSequenceClassification, XLMRobertaConfig, XLMRobertaForQuestionAnswering)
 
 from core.heads import HubertSuperbForCTC, ctc_loss, encode
-from train.features import FrozenEncoderHead, length_batches
+from train.feature_store import length_batches
+from train.frozen_head import FrozenEncoderHead
 
 RATE = 16_000
 TARGETS = {"asr": 5.0, "kws": 8.0, "qa-distilbert": 1.8, "qa-xlmr": 1.8}

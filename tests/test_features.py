@@ -21,7 +21,8 @@ from tasks import asr as asr_tab
 from tasks import kws as kws_tab
 from tests.tiny_models import hubert_config
 from train import asr as train_asr
-from train import features
+from train import feature_store as features
+from train.frozen_head import FeatureArguments
 from train import kws as train_kws
 
 SMOKE = "outputs/smoke"
@@ -197,7 +198,7 @@ def test_disk_use_is_reported_before_the_build_and_too_little_space_refuses(tmp_
     encoder, clips, key = store_inputs(tmp_path)
     frames = encoder._get_feat_extract_output_lengths(torch.tensor(clips.lengths) + 1).sum().item()
     expected = frames * encoder.config.hidden_size * 4
-    with caplog.at_level("INFO", logger="train.features"):
+    with caplog.at_level("INFO", logger="train.feature_store"):
         store = features.open_or_build(tmp_path / "a", key, clips, encoder, device=torch.device("cpu"))
     assert f"= {expected / 1e9:.2f} GB" in caplog.text and store.manifest["bytes"] == expected
     monkeypatch.setattr(features.shutil, "disk_usage", lambda p: type("U", (), {"free": expected - 1})())
@@ -237,7 +238,7 @@ def test_report_and_superb_configs_parse_with_their_heads(script, config):
     from train.common import RunArguments, parse_args
 
     model_args, feature_args, *_ = parse_args(
-        (script.ModelArguments, features.FeatureArguments, script.DataArguments, RunArguments, TrainingArguments),
+        (script.ModelArguments, FeatureArguments, script.DataArguments, RunArguments, TrainingArguments),
         [f"train/configs/{config}.json"])
     assert model_args.freeze == "encoder" and feature_args.feature_cache
     assert feature_args.head == ("superb" if "superb" in config else "linear")

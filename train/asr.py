@@ -25,7 +25,8 @@ from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_
 from core.metrics import wer_cer
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
-from train.features import FeatureArguments, audio_identity, collate_features, frozen_head
+from train.feature_store import audio_identity
+from train.frozen_head import FeatureArguments, collate_features, frozen_head
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)

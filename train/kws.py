@@ -26,7 +26,8 @@ from core import keywords
 from core.audio import load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
-from train.features import FeatureArguments, audio_identity, collate_features, frozen_head
+from train.feature_store import audio_identity
+from train.frozen_head import FeatureArguments, collate_features, frozen_head
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset

@@ -1,0 +1,138 @@
+"""Training a head on a frozen encoder: the Trainer's model (`FrozenEncoderHead`) fed either
+stored features (train/feature_store.py) or the live encoder, the datasets and collator for the
+stored ones, and the arguments that choose between them."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from core.heads import Augment, HeadOutput, encode, head_of
+from train.feature_store import FeatureStore, open_or_build, store_key
+
+@dataclass
+class FeatureArguments:
+    """The frozen-encoder path (used when --freeze encoder)."""
+
+    feature_cache: bool = field(default=True, metadata={
+        "help": "Run the frozen encoder once and train the head on its stored outputs. "
+                "--no_feature_cache runs the encoder on every batch of every epoch instead."})
+    feature_cache_dir: str = field(default="outputs/feature_cache", metadata={
+        "help": "Where stores live; one folder per (encoder, layers, clips, preprocessing, precision)."})
+    cache_batch_seconds: float = field(default=320.0, metadata={
+        "help": "Audio seconds (padded) per encoder batch while building a store."})
+    head: str = field(default="linear", metadata={
+        "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
+                "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
+        "choices": ["linear", "superb"]})
+
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Stored hidden states + labels; `lengths` (in samples) as the audio dataset's, so length
+    grouping draws the same batches either way."""
+
+    def __init__(self, store: FeatureStore, labels: Sequence[Any], lengths: Sequence[int]):
+        if len(store) != len(labels):
+            raise ValueError(f"store has {len(store)} clips, the split {len(labels)}")
+        self.store, self.labels, self.lengths = store, list(labels), list(lengths)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"hidden": self.store[i], "labels": self.labels[i]}
+
+
+def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    lengths = torch.tensor([len(f["hidden"]) for f in items])
+    first = items[0]["hidden"]
+    hidden = first.new_zeros((len(items), int(lengths.max()), *first.shape[1:]))
+    for row, f in enumerate(items):
+        hidden[row, :len(f["hidden"])] = f["hidden"]
+    # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
+    # on the CPU from these without reading anything back.
+    batch = {"hidden": hidden, "frame_lengths": lengths, "frame_counts": lengths.tolist()}
+    if isinstance(items[0]["labels"], (list, tuple)):  # CTC targets: pad with -100
+        width = max(len(f["labels"]) for f in items)
+        batch["labels"] = torch.tensor([list(f["labels"]) + [-100] * (width - len(f["labels"])) for f in items])
+    else:
+        batch["labels"] = torch.tensor([f["labels"] for f in items])
+    return batch
+
+
+class FrozenEncoderHead(nn.Module):
+    """What the Trainer trains when the encoder is frozen: the model's head, fed either stored
+    hidden states (`hidden`, `frame_lengths`) or audio that the frozen encoder turns into them on
+    the spot (`input_values`, `attention_mask`). The encoder always runs in eval mode: frozen means
+    no dropout and no masking inside it, so both feeds give the head the same numbers."""
+
+    def __init__(self, model: nn.Module, live_encoder: bool,
+                 loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 mask_time_prob: float = 0.0, mask_time_length: int = 10, shift_frames: int = 0):
+        super().__init__()
+        self.head = head_of(model)
+        self.encoder = model.base_model if live_encoder else None
+        self.loss = loss
+        self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
+
+    def train(self, mode: bool = True) -> "FrozenEncoderHead":
+        super().train(mode)
+        if self.encoder is not None:
+            self.encoder.eval()
+        return self
+
+    def forward(self, labels: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None, frame_counts: list[int] | None = None,
+                input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> HeadOutput:
+        if hidden is None:
+            with torch.no_grad():
+                hidden, frame_lengths = encode(self.encoder, input_values,
+                                               None if attention_mask is None else attention_mask.sum(-1),
+                                               self.head.layers)
+        augment = None
+        if self.training and (self.shift_frames or self.mask_time_prob):
+            # Stored batches bring their frame counts as a list; live ones cost a read-back.
+            counts = frame_lengths.tolist() if frame_counts is None else frame_counts
+            augment = Augment.draw(counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
+                                   self.mask_time_length)
+        # A light head runs in fp32 even under bf16 autocast: its arithmetic is negligible, and
+        # autocast would add a cast kernel for every weight, forward and backward.
+        with torch.autocast(hidden.device.type, enabled=False) if self.head.light else contextlib.nullcontext():
+            logits = self.head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
+        loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
+        return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
+
+
+def precision_of(training_args: Any) -> str:
+    return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+
+
+def frozen_head(model: nn.Module, audio: dict[str, Any], labels: dict[str, Sequence[Any]],
+                identities: dict[str, Sequence[str]], dataset: dict[str, Any], preprocessing: dict[str, Any],
+                args: FeatureArguments, training_args: Any, **head_options: Any) -> tuple[FrozenEncoderHead, dict, dict]:
+    """The Trainer's model and datasets for a frozen encoder: stored features (built or reused per
+    split) or, with --no_feature_cache, the audio datasets and a live encoder. Also returns what
+    metrics.json records about the stores."""
+    head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, **head_options)
+    if not args.feature_cache:
+        return head, audio, {"feature_cache": None}
+    precision = precision_of(training_args)
+    datasets, stores = {}, {}
+    for split, source in audio.items():
+        if not len(source):
+            datasets[split] = source
+            continue
+        key = store_key(model.base_model, head.head.layers, precision, {**dataset, "split": split},
+                        identities[split], preprocessing)
+        with training_args.main_process_first(local=True, desc=f"feature cache ({split})"):
+            store = open_or_build(args.feature_cache_dir, key, source, model.base_model, device=training_args.device,
+                                  batch_seconds=args.cache_batch_seconds,
+                                  num_workers=training_args.dataloader_num_workers, name=split)
+        datasets[split] = CachedDataset(store, labels[split], source.lengths)
+        stores[split] = {"path": str(store.path), "reused": store.reused,
+                         **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
+    return head, datasets, {"feature_cache": stores}
