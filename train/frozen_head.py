@@ -25,6 +25,9 @@ class FeatureArguments:
         "help": "Where stores live; one folder per (encoder, layers, clips, preprocessing, precision)."})
     cache_batch_seconds: float = field(default=320.0, metadata={
         "help": "Audio seconds (padded) per encoder batch while building a store."})
+    cache_workers: int | None = field(default=None, metadata={
+        "help": "Decoding worker processes while building a store (default: --dataloader_num_workers). "
+                "A build is bound by decoding: give it the machine's cores."})
     head: str = field(default="linear", metadata={
         "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
                 "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
@@ -131,7 +134,8 @@ def frozen_head(model: nn.Module, audio: dict[str, Any], labels: dict[str, Seque
         with training_args.main_process_first(local=True, desc=f"feature cache ({split})"):
             store = open_or_build(args.feature_cache_dir, key, source, model.base_model, device=training_args.device,
                                   batch_seconds=args.cache_batch_seconds,
-                                  num_workers=training_args.dataloader_num_workers, name=split)
+                                  num_workers=training_args.dataloader_num_workers if args.cache_workers is None
+                                  else args.cache_workers, name=split)
         datasets[split] = CachedDataset(store, labels[split], source.lengths)
         stores[split] = {"path": str(store.path), "reused": store.reused,
                          **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
