@@ -135,7 +135,10 @@ def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.dat
                       f"free: point --feature_cache_dir elsewhere or train with --no_feature_cache")
     with publish(path, check=_check_complete) as staging:
         _build(staging, key, source, encoder, frames, tail, dtype, nbytes, device, batch_seconds, num_workers)
-    return FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
+    store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
+    logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", path, store.manifest["build_seconds"],
+                store.manifest["audio_seconds_per_second"])
+    return store
 
 
 def _frame_counts(encoder: nn.Module, lengths: Sequence[int]) -> np.ndarray:
@@ -224,5 +227,3 @@ def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames
                 "build_seconds": round(seconds, 3), "audio_seconds": round(audio_samples / RATE, 3),
                 "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1)}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", folder.name, seconds,
-                manifest["audio_seconds_per_second"])
