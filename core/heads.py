@@ -49,8 +49,11 @@ class _MaskedGroupNorm(nn.Module):
 
 
 @contextlib.contextmanager
-def _masked_group_norm(encoder: HubertModel, sample_lengths: torch.Tensor) -> Iterator[None]:
-    first = encoder.feature_extractor.conv_layers[0]
+def padding_proof(encoder: HubertModel, sample_lengths: torch.Tensor) -> Iterator[None]:
+    """Within this context, `encoder` (or a model around it) normalises its conv front end over
+    each clip's first `sample_lengths` samples only. Pass the attention mask to the model too."""
+    layers = getattr(getattr(encoder, "feature_extractor", None), "conv_layers", None)
+    first = layers[0] if layers else None
     norm = getattr(first, "layer_norm", None)
     if not isinstance(norm, nn.GroupNorm):  # "layer" front ends normalise each frame: nothing to do
         yield
@@ -73,7 +76,7 @@ def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: tor
         sample_lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
     padded = bool((sample_lengths < input_values.shape[1]).any())
     mask = frame_mask(sample_lengths, input_values.shape[1]).long() if padded else None
-    with _masked_group_norm(encoder, sample_lengths) if padded else contextlib.nullcontext():
+    with padding_proof(encoder, sample_lengths) if padded else contextlib.nullcontext():
         out = encoder(input_values, attention_mask=mask, output_hidden_states=layers == "all")
     if layers == "all" and len(out.hidden_states) != encoder.config.num_hidden_layers + 1:
         raise ValueError("a layer mix needs every layer: set layerdrop to 0 in the model's config")

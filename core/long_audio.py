@@ -17,6 +17,7 @@ import torch
 
 from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import decode_predictions
+from core.heads import padding_proof
 
 WINDOW_S, STRIDE_S = 10.0, 2.0
 
@@ -53,7 +54,10 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     inputs = extractor(pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True,
                        return_tensors="pt")
     device = next(model.parameters()).device
-    logits = model(inputs.input_values.to(device), attention_mask=inputs.attention_mask.to(device)).logits
+    mask = inputs.attention_mask.to(device)
+    # The last window is shorter: padding must not shift its features (see core.heads).
+    with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
+        logits = model(inputs.input_values.to(device), attention_mask=mask).logits
     lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
     ids = logits.argmax(-1).cpu().numpy()
     return [row[: int(n)] for row, n in zip(ids, lengths)]

@@ -101,3 +101,30 @@ def test_decoding_merges_repeats_but_not_across_blanks(tone):
     l, e, pad = tok.convert_tokens_to_ids(["l", "e", "[PAD]"])
     assert decode_predictions(np.array([[l, l, e, -100]]), tok) == ["le"]
     assert decode_predictions(np.array([[l, pad, l, e]]), tok) == ["lle"]
+
+
+def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
+    """Long audio runs windows in batches; the last one is shorter and padded. With a group-norm
+    front end (DistilHuBERT's) the padding must not change what the model hears."""
+    from transformers import HubertForCTC, Wav2Vec2FeatureExtractor
+
+    from core.long_audio import window_ids
+    from tests.tiny_models import hubert_config
+
+    torch.manual_seed(0)
+    model = HubertForCTC(hubert_config(vocab_size=30, feat_extract_norm="group")).eval()
+    extractor = Wav2Vec2FeatureExtractor(do_normalize=False)
+    rng = np.random.default_rng(0)
+    long, short = rng.standard_normal(16_000).astype(np.float32), rng.standard_normal(7_000).astype(np.float32)
+    batched = window_ids(model, extractor, [long, short])
+    alone = window_ids(model, extractor, [short])
+    np.testing.assert_array_equal(batched[1], alone[0])
+    with torch.no_grad():  # and the logits agree, not only their argmax
+        inputs = extractor([long, short], sampling_rate=16_000, padding=True, return_attention_mask=True,
+                           return_tensors="pt")
+        from core.heads import padding_proof
+
+        with padding_proof(model.base_model, inputs.attention_mask.sum(-1)):
+            padded = model(inputs.input_values, attention_mask=inputs.attention_mask).logits[1]
+        single = model(torch.from_numpy(short)[None]).logits[0]
+    assert torch.allclose(padded[:len(single)], single, atol=1e-4)
