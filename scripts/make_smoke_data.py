@@ -43,7 +43,8 @@ def speak(text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch
         raw = Path(tmp) / "raw.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
                        check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
+        # -D: no dither, so the same text always gives the same file (train and test copies match).
+        subprocess.run(["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
                        check=True, capture_output=True)
     return out
 
