@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -48,6 +48,10 @@ class Speech:
 def librispeech_seconds(rng: np.random.Generator, n: int) -> np.ndarray:
     # train-clean-100: mean about 12.7 s, most between 10 and 16 s; the recipe drops > 20 s.
     return np.clip(rng.normal(12.7, 3.3, n), 1.5, 20.0)
+
+
+def tiny_seconds(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.clip(rng.normal(3.0, 0.8, n), 1.0, 5.0)
 
 
 SPEECH = {"asr": Speech("asr", 28_539, 5, 16, librispeech_seconds),
@@ -163,7 +167,7 @@ def speech_task(spec: Speech, device: torch.device, tiny: bool, k: int, repeat: 
             "ratio": report_s / (build_s + head_s)}
 
 
-def qa_task(name: str, device: torch.device, tiny: bool, repeat: int) -> dict:
+def qa_task(name: str, examples: int, device: torch.device, tiny: bool, repeat: int) -> dict:
     torch.manual_seed(0)
     if name == "qa-distilbert":
         config = DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64) if tiny else DistilBertConfig()
@@ -185,7 +189,7 @@ def qa_task(name: str, device: torch.device, tiny: bool, repeat: int) -> dict:
             loss = model(input_ids=ids, start_positions=starts, end_positions=ends).loss
         loss.backward()
         optimizer.step()
-    steps = 3 * -(-QA[name] // batch)
+    steps = 3 * -(-examples // batch)
     fp32 = timed(lambda: step(False), device, repeat)
     bf16 = timed(lambda: step(device.type == "cuda"), device, repeat)
     return {"task": name, "steps": steps, "report_step_ms": 1e3 * fp32, "head_step_ms": 1e3 * bf16,
@@ -205,17 +209,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     tiny = args.tiny or device.type == "cpu"
     if tiny:  # small sets too, so the CPU run takes seconds; projections then describe those sets
         args.quantiles, args.repeat = min(args.quantiles, 3), 1
-        for spec in SPEECH.values():
-            spec.clips = spec.batch * 4
-            if spec.name == "asr":
-                spec.seconds = lambda rng, n: np.clip(rng.normal(3.0, 0.8, n), 1.0, 5.0)
-        QA.update({k: 64 for k in QA})
+    speech = {k: replace(spec, clips=spec.batch * 4, seconds=tiny_seconds if k == "asr" else spec.seconds)
+              for k, spec in SPEECH.items()} if tiny else SPEECH
+    qa_examples = {k: 64 for k in QA} if tiny else QA
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device: {name}; sizes: {'tiny' if tiny else 'real (DistilHuBERT, DistilBERT-base, XLM-R-base)'}")
     rows = []
     for task in args.tasks:
-        runs = [lambda: qa_task(task, device, tiny, args.repeat)] if task not in SPEECH else [
-            lambda head=head: speech_task(SPEECH[task], device, tiny, args.quantiles, args.repeat, head=head)
+        runs = [lambda: qa_task(task, qa_examples[task], device, tiny, args.repeat)] if task not in SPEECH else [
+            lambda head=head: speech_task(speech[task], device, tiny, args.quantiles, args.repeat, head=head)
             for head in (("linear", "superb") if args.superb else ("linear",))]
         done = len(rows)
         for run in runs:
