@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import HubertConfig, HubertModel
+from transformers import HubertModel
 
 from bench.synthetic import librispeech_like
+from bench.train_speed import hubert_config
 from core.ctc import build_char_vocab, make_processor
 from train.asr import CTCCollator, SpeechDataset
-from train.feature_store import open_or_build, store_key
+from train.feature_store import encoder_fingerprint, open_or_build, store_key
 from train.librispeech import load_local
 
 
@@ -33,7 +34,7 @@ def loading_rate(dataset: SpeechDataset, collator: CTCCollator, workers: int, ba
 
 
 def build_rate(dataset: SpeechDataset, encoder: HubertModel, root: Path, workers: int) -> float:
-    key = store_key(encoder, "last", "fp32", {"bench": str(root)}, [str(i) for i in range(len(dataset))], {})
+    key = store_key(encoder_fingerprint(encoder), "last", "fp32", {"bench": str(root)}, [str(i) for i in range(len(dataset))], {})
     store = open_or_build(root, key, dataset, encoder, device=torch.device("cpu"), num_workers=workers)
     return store.manifest["audio_seconds_per_second"]
 
@@ -59,9 +60,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              "audio_s_per_s": round(rate_ups * sum(seconds) / len(seconds), 1)})
                 print(rows[-1], flush=True)
         torch.manual_seed(0)
-        tiny = HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                        intermediate_size=64, conv_dim=(32,) * 7)).eval()
-        real = HubertModel(HubertConfig(num_hidden_layers=2)).eval()  # DistilHuBERT's size, random weights
+        tiny = HubertModel(hubert_config(tiny=True)).eval()
+        real = HubertModel(hubert_config(tiny=False)).eval()  # DistilHuBERT's size, random weights
         for name, encoder, n in (("tiny", tiny, args.utterances), ("DistilHuBERT-size", real, args.build_utterances)):
             if n == 0:
                 continue

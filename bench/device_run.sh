@@ -32,10 +32,10 @@ $PY -m bench.synthetic $DATA --train ${TRAIN:-400} --validation 40 --test 40
 $PY - "$ENC" "${TINY:-}" <<'PY'
 import sys
 import torch
-from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+from transformers import HubertModel, Wav2Vec2FeatureExtractor
+from bench.train_speed import hubert_config
 torch.manual_seed(0)
-tiny = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7) if sys.argv[2] else {}
-HubertModel(HubertConfig(num_hidden_layers=2, **tiny)).save_pretrained(sys.argv[1])
+HubertModel(hubert_config(tiny=bool(sys.argv[2]))).save_pretrained(sys.argv[1])
 Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(sys.argv[1])
 PY
 for mode in cached live superb; do

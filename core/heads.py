@@ -87,8 +87,8 @@ def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: tor
 # ---- heads ----------------------------------------------------------------------------------------
 
 def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """[B, T, L, H] -> [B, T, H] with softmax(weights) over L (SUPERB's learned layer mix)."""
-    return (hidden * F.softmax(weights, dim=-1).view(1, 1, -1, 1)).sum(dim=2)
+    """[..., L, H] -> [..., H] with softmax(weights) over L (SUPERB's learned layer mix)."""
+    return (hidden * F.softmax(weights, dim=-1)[:, None]).sum(dim=-2)
 
 
 @dataclass
@@ -188,7 +188,7 @@ class ClassifierHead(nn.Module):
         pooled = torch.bmm(weights.unsqueeze(1).to(hidden.dtype), hidden.reshape(batch, frames, -1))
         pooled = pooled.view(batch, *hidden.shape[2:])
         if self.layers == "all":
-            pooled = (pooled * F.softmax(self.layer_weights, dim=-1)[:, None]).sum(dim=1)
+            pooled = weighted_layer_sum(pooled, self.layer_weights)
         return self.classifier(self.projector(pooled))
 
 

@@ -165,7 +165,7 @@ def store_inputs(tmp_path, n=3):
         def __getitem__(self, i):
             return {"input_values": np.random.default_rng(i).standard_normal(self.lengths[i]).astype(np.float32)}
 
-    key = features.store_key(encoder, "last", "fp32", {"source": "test"}, [f"clip{i}" for i in range(n)], {})
+    key = features.store_key(features.encoder_fingerprint(encoder), "last", "fp32", {"source": "test"}, [f"clip{i}" for i in range(n)], {})
     return encoder, Clips(), key
 
 

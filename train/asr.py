@@ -26,7 +26,7 @@ from core.metrics import wer_cer
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
 from train.feature_store import audio_identity
-from train.frozen_head import FeatureArguments, collate_features, frozen_head
+from train.frozen_head import FeatureArguments, dataset_source, frozen_head
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -66,12 +66,13 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.utterances)
 
+    def label_ids(self, i: int) -> list[int]:
+        return self.processor.tokenizer(normalize_transcript(self.utterances[i].text)).input_ids
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        utt = self.utterances[i]
-        samples = load_audio(utt.audio, max_duration_s=float("inf"))
+        samples = load_audio(self.utterances[i].audio, max_duration_s=float("inf"))
         values = self.processor.feature_extractor(samples, sampling_rate=16_000).input_values[0]
-        labels = self.processor.tokenizer(normalize_transcript(utt.text)).input_ids
-        return {"input_values": values, "labels": labels}
+        return {"input_values": values, "labels": self.label_ids(i)}
 
 
 @dataclass
@@ -128,21 +129,19 @@ def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
     return apply_freeze(model, args.freeze)
 
 
-def trainer_inputs(model, datasets: dict[str, SpeechDataset], kept: dict, processor, model_args: ModelArguments,
+def trainer_inputs(model, datasets: dict[str, SpeechDataset], processor, model_args: ModelArguments,
                    feature_args: FeatureArguments, training_args: TrainingArguments, dataset: dict[str, Any]):
     """The model, datasets and collator the Trainer gets. A frozen encoder runs once (stored
     features, or live with --no_feature_cache) and only the head trains; otherwise the full model."""
     if model_args.freeze != "encoder":
         return model, datasets, CTCCollator(processor), {}
-    labels = {s: [processor.tokenizer(normalize_transcript(u.text)).input_ids for u in kept[s][0]] for s in SPLITS}
-    identities = {s: [audio_identity(u.audio) for u in kept[s][0]] for s in SPLITS}
+    labels = {s: [d.label_ids(i) for i in range(len(d))] for s, d in datasets.items()}
+    identities = {s: [audio_identity(u.audio) for u in d.utterances] for s, d in datasets.items()}
     preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "core.audio.load_audio"}
-    head, features, info = frozen_head(
-        model, datasets, labels, identities, dataset, preprocessing, feature_args, training_args,
-        loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
+    return frozen_head(
+        model, datasets, CTCCollator(processor), labels, identities, dataset, preprocessing, feature_args,
+        training_args, loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
         mask_time_prob=model_args.mask_time_prob, mask_time_length=model.config.mask_time_length)
-    collator = CTCCollator(processor) if head.encoder is not None else collate_features
-    return head, features, collator, info
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -160,10 +159,9 @@ def main(argv: list[str] | None = None) -> Path:
     # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary. A frozen encoder
     #    runs once over every split (or per batch, --no_feature_cache); then only the head trains.
     model = build_model(model_args, feature_args.head, processor.tokenizer)
-    dataset_id = {"source": data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@"
-                  f"{data_args.dataset_revision}", "subset": run_args.subset}
-    trained, inputs, collator, cache_info = trainer_inputs(model, datasets, kept, processor, model_args,
-                                                           feature_args, trainer_args, dataset_id)
+    dataset_id = {"source": dataset_source(data_args), "subset": run_args.subset}
+    trained, inputs, collator, cache_info = trainer_inputs(model, datasets, processor, model_args, feature_args,
+                                                           trainer_args, dataset_id)
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:

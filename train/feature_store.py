@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from core.checkpoint import publish
 from core.heads import encode
@@ -38,7 +39,10 @@ _HEAD_ONLY = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "id2
               "architectures", "ctc_loss_reduction", "ctc_zero_infinity", "use_weighted_layer_sum",
               "classifier_proj_size", "final_dropout", "superb_head", "transformers_version", "dtype",
               "torch_dtype", "_name_or_path", "problem_type", "layerdrop", "tokenizer_class", "num_labels")
-_STORAGE = {"fp32": np.float32, "fp16": np.float16, "bf16": np.uint16}  # numpy has no bfloat16
+# precision -> (torch dtype of the stored values, numpy dtype on disk: numpy has no bfloat16, so
+# bf16 is kept as its raw 16 bits).
+_PRECISION = {"fp32": (torch.float32, np.float32), "fp16": (torch.float16, np.float16),
+              "bf16": (torch.bfloat16, np.uint16)}
 
 
 # ---- what decides a store's contents ----------------------------------------------------------------
@@ -64,10 +68,11 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def store_key(encoder: nn.Module, layers: str, precision: str, dataset: dict[str, Any],
+def store_key(encoder_digest: str, layers: str, precision: str, dataset: dict[str, Any],
               identities: Sequence[str], preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """`encoder_digest`: `encoder_fingerprint(encoder)`, hashed once per run for all its splits."""
     content = hashlib.sha256("\n".join(identities).encode()).hexdigest()
-    return {"format": FORMAT_VERSION, "encoder": encoder_fingerprint(encoder), "layers": layers,
+    return {"format": FORMAT_VERSION, "encoder": encoder_digest, "layers": layers,
             "precision": precision, "dataset": {**dataset, "clips": len(identities), "content": content},
             "preprocessing": preprocessing}
 
@@ -91,8 +96,8 @@ class FeatureStore:
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, count = self.index[i]
-        values = torch.from_numpy(np.array(self.frames[start:start + count]))
-        return values.view(torch.bfloat16) if self.manifest["precision"] == "bf16" else values
+        return torch.from_numpy(np.array(self.frames[start:start + count])).view(
+            _PRECISION[self.manifest["key"]["precision"]][0])
 
     @staticmethod
     def open(path: Path, key: dict[str, Any]) -> "FeatureStore | None":
@@ -123,8 +128,7 @@ def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.dat
         return store
     frames = _frame_counts(encoder, source.lengths)
     tail = _tail_shape(encoder, key["layers"])
-    dtype = _STORAGE[key["precision"]]
-    nbytes = int(frames.sum()) * int(np.prod(tail)) * np.dtype(dtype).itemsize
+    nbytes = int(frames.sum()) * int(np.prod(tail)) * np.dtype(_PRECISION[key["precision"]][1]).itemsize
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
     logger.info("feature cache: building %s for %s: %d clips, %.2f h of audio, %d frames x %s %s = %.2f GB "
@@ -134,7 +138,7 @@ def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.dat
         raise OSError(f"the feature cache needs {nbytes / 1e9:.1f} GB but {path.parent} has {free / 1e9:.1f} GB "
                       f"free: point --feature_cache_dir elsewhere or train with --no_feature_cache")
     with publish(path, check=_check_complete) as staging:
-        _build(staging, key, source, encoder, frames, tail, dtype, nbytes, device, batch_seconds, num_workers)
+        _build(staging, key, source, encoder, frames, tail, nbytes, device, batch_seconds, num_workers)
     store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
     logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", path, store.manifest["build_seconds"],
                 store.manifest["audio_seconds_per_second"])
@@ -181,18 +185,16 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 def _pad_audio(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(x) for _, x in items])
-    batch = torch.zeros(len(items), int(lengths.max()))
-    for row, (_, x) in enumerate(items):
-        batch[row, :len(x)] = torch.from_numpy(x)
-    return [i for i, _ in items], batch, lengths
+    audio = [torch.from_numpy(x) for _, x in items]
+    return [i for i, _ in items], pad_sequence(audio, batch_first=True), torch.tensor([len(x) for x in audio])
 
 
 @torch.no_grad()
 def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames: np.ndarray,
-           tail: tuple[int, ...], dtype, nbytes: int, device: torch.device, batch_seconds: float,
+           tail: tuple[int, ...], nbytes: int, device: torch.device, batch_seconds: float,
            num_workers: int) -> None:
     started = time.time()
+    compute, dtype = _PRECISION[key["precision"]]
     offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
     store = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=dtype,
                                       shape=(int(frames.sum()), *tail))
@@ -204,12 +206,10 @@ def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames
                                          batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)))
     audio_samples = 0
     for ids, audio, lengths in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16 if key["precision"] == "bf16" else torch.float16,
-                            enabled=key["precision"] != "fp32"):
+        with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
             hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key["layers"])
-        hidden = hidden.to(torch.bfloat16).view(torch.uint16) if dtype is np.uint16 else hidden.to(
-            torch.float16 if dtype is np.float16 else torch.float32)
-        hidden = hidden.cpu().numpy()
+        hidden = hidden.to(compute).cpu()
+        hidden = (hidden.view(torch.uint16) if compute == torch.bfloat16 else hidden).numpy()
         for row, (i, n) in enumerate(zip(ids, counts.tolist())):
             if n > frames[i]:
                 raise RuntimeError(f"clip {i} gave {n} frames, more than the {frames[i]} its length promised")
@@ -221,8 +221,7 @@ def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames
     encoder.train(was_training).to(home)
     np.save(folder / "index.npy", index)
     seconds = time.time() - started
-    manifest = {"key": key, "clips": len(frames), "frames": int(frames.sum()), "tail": list(tail),
-                "precision": key["precision"], "bytes": nbytes,
+    manifest = {"key": key, "clips": len(frames), "frames": int(frames.sum()), "tail": list(tail), "bytes": nbytes,
                 "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "build_seconds": round(seconds, 3), "audio_seconds": round(audio_samples / RATE, 3),
                 "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1)}

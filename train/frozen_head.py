@@ -10,9 +10,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
 from core.heads import Augment, HeadOutput, encode, head_of
-from train.feature_store import FeatureStore, open_or_build, store_key
+from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
 
 @dataclass
 class FeatureArguments:
@@ -51,20 +52,14 @@ class CachedDataset(torch.utils.data.Dataset):
 
 
 def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    lengths = torch.tensor([len(f["hidden"]) for f in items])
-    first = items[0]["hidden"]
-    hidden = first.new_zeros((len(items), int(lengths.max()), *first.shape[1:]))
-    for row, f in enumerate(items):
-        hidden[row, :len(f["hidden"])] = f["hidden"]
+    counts = [len(f["hidden"]) for f in items]
+    labels = [f["labels"] for f in items]
     # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
     # on the CPU from these without reading anything back.
-    batch = {"hidden": hidden, "frame_lengths": lengths, "frame_counts": lengths.tolist()}
-    if isinstance(items[0]["labels"], (list, tuple)):  # CTC targets: pad with -100
-        width = max(len(f["labels"]) for f in items)
-        batch["labels"] = torch.tensor([list(f["labels"]) + [-100] * (width - len(f["labels"])) for f in items])
-    else:
-        batch["labels"] = torch.tensor([f["labels"] for f in items])
-    return batch
+    return {"hidden": pad_sequence([f["hidden"] for f in items], batch_first=True),
+            "frame_lengths": torch.tensor(counts), "frame_counts": counts,
+            "labels": (pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
+                       if isinstance(labels[0], (list, tuple)) else torch.tensor(labels))}  # CTC: -100 = none
 
 
 class FrozenEncoderHead(nn.Module):
@@ -114,22 +109,29 @@ def precision_of(training_args: Any) -> str:
     return "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
 
 
-def frozen_head(model: nn.Module, audio: dict[str, Any], labels: dict[str, Sequence[Any]],
+def dataset_source(data_args: Any) -> str:
+    """The dataset a speech script reads: its local tree, or hub id, configuration and revision."""
+    return data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@{data_args.dataset_revision}"
+
+
+def frozen_head(model: nn.Module, audio: dict[str, Any], audio_collator: Callable, labels: dict[str, Sequence[Any]],
                 identities: dict[str, Sequence[str]], dataset: dict[str, Any], preprocessing: dict[str, Any],
-                args: FeatureArguments, training_args: Any, **head_options: Any) -> tuple[FrozenEncoderHead, dict, dict]:
-    """The Trainer's model and datasets for a frozen encoder: stored features (built or reused per
-    split) or, with --no_feature_cache, the audio datasets and a live encoder. Also returns what
-    metrics.json records about the stores."""
+                args: FeatureArguments, training_args: Any,
+                **head_options: Any) -> tuple[FrozenEncoderHead, dict, Callable, dict]:
+    """The Trainer's model, datasets and collator for a frozen encoder: stored features (built or
+    reused per split) or, with --no_feature_cache, the audio datasets and a live encoder. Also
+    returns what metrics.json records about the stores."""
     head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, **head_options)
     if not args.feature_cache:
-        return head, audio, {"feature_cache": None}
+        return head, audio, audio_collator, {"feature_cache": None}
     precision = precision_of(training_args)
+    encoder_digest = encoder_fingerprint(model.base_model)
     datasets, stores = {}, {}
     for split, source in audio.items():
         if not len(source):
             datasets[split] = source
             continue
-        key = store_key(model.base_model, head.head.layers, precision, {**dataset, "split": split},
+        key = store_key(encoder_digest, head.head.layers, precision, {**dataset, "split": split},
                         identities[split], preprocessing)
         with training_args.main_process_first(local=True, desc=f"feature cache ({split})"):
             store = open_or_build(args.feature_cache_dir, key, source, model.base_model, device=training_args.device,
@@ -139,4 +141,4 @@ def frozen_head(model: nn.Module, audio: dict[str, Any], labels: dict[str, Seque
         datasets[split] = CachedDataset(store, labels[split], source.lengths)
         stores[split] = {"path": str(store.path), "reused": store.reused,
                          **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
-    return head, datasets, {"feature_cache": stores}
+    return head, datasets, collate_features, {"feature_cache": stores}

@@ -27,7 +27,7 @@ from core.audio import load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
 from train.feature_store import audio_identity
-from train.frozen_head import FeatureArguments, collate_features, frozen_head
+from train.frozen_head import FeatureArguments, dataset_source, frozen_head
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
@@ -157,9 +157,8 @@ def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: M
     preprocessing = {"extractor": extractor.to_dict(), "decode": "core.audio.load_audio", "fit": "1 s fit_window"}
     augment = {"shift_frames": 5, "mask_time_prob": model.config.mask_time_prob,
                "mask_time_length": model.config.mask_time_length} if data_args.augment else {}
-    head, datasets, info = frozen_head(model, audio, labels, identities, dataset, preprocessing, feature_args,
-                                       training_args, **augment)
-    return head, datasets, collate if head.encoder is not None else collate_features, info
+    return frozen_head(model, audio, collate, labels, identities, dataset, preprocessing, feature_args,
+                       training_args, **augment)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -182,8 +181,7 @@ def main(argv: list[str] | None = None) -> Path:
     # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config. A frozen
     #    encoder runs once over every split (or per batch, --no_feature_cache); only the head trains.
     model = build_model(model_args, feature_args.head)
-    dataset_id = {"source": data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@"
-                  f"{data_args.dataset_revision}", "test_dir": data_args.test_dir, "subset": run_args.subset}
+    dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
     trained, datasets, collator, cache_info = trainer_inputs(model, clips, extractor, model_args, feature_args,
                                                              data_args, trainer_args, dataset_id)
 
