@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure in docs/BENCHMARKS.md, in one run (about 5 minutes on one H100/H200):
+# Every GPU figure in docs/BENCHMARKS.md, in one run (about 6 minutes on one H100/H200):
 #   bash bench/device_run.sh            # writes outputs/device/ (or $OUT)
 #   TINY=1 bash bench/device_run.sh     # the same steps with tiny sizes, to try it on a CPU
+#   SECTIONS="check speed kws" bash bench/device_run.sh   # some of them
 # Wheels of the pinned transformers & co in .whl/ (if present) are installed first: a GPU image's
 # own transformers may be older than requirements.txt.
 set -uo pipefail
@@ -21,14 +22,19 @@ fi
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
+SECTIONS=${SECTIONS:-check speed asr kws loading}
+on() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+# 0. The KWS head's CUDA-graph step against the eager one, step for step.
+on check && timeout 120 $PY -m bench.graph_check 2>&1 | grep -v Warning | tee "$OUT/graph_check.log"
+
 # 1. The report's recipes against the defaults (and the SUPERB heads), real sizes on a GPU.
-timeout 300 $PY -m bench.train_speed --superb ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
+on speed && timeout 300 $PY -m bench.train_speed --superb ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
   | grep -v Warning | tee "$OUT/train_speed.log"
 
 # 2. train.asr with the report's config on a random-init DistilHuBERT-size encoder, precision
 #    auto (bf16 on a GPU that has it): stored features, live encoder, SUPERB head; 300 steps each.
 DATA=/tmp/bench-ls; ENC=/tmp/bench-encoder
-$PY -m bench.synthetic $DATA --train ${TRAIN:-400} --validation 40 --test 40
 $PY - "$ENC" "${TINY:-}" <<'PY'
 import sys
 import torch
@@ -38,7 +44,8 @@ torch.manual_seed(0)
 HubertModel(hubert_config(tiny=bool(sys.argv[2]))).save_pretrained(sys.argv[1])
 Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(sys.argv[1])
 PY
-for mode in cached live superb; do
+on asr && $PY -m bench.synthetic $DATA --train ${TRAIN:-400} --validation 40 --test 40
+on asr && for mode in cached live superb; do
   extra=""
   [ $mode = live ] && extra="--no_feature_cache"
   [ $mode = superb ] && extra="--head superb ${TINY:+--superb_lstm_size 32}"
@@ -52,6 +59,23 @@ for mode in cached live superb; do
   cp /tmp/bench-ck-$mode/metrics.json "$OUT/asr_$mode.json"
 done
 
-# 3. The loading path with more workers than this project's 2-core CI box has.
-timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
+# 3. train.kws with the report's config on the same encoder, synthetic Speech Commands layout,
+#    300 steps: the head's step from CUDA graphs (default) and eager; the second run reuses the store.
+SC=/tmp/bench-sc
+on kws && $PY -m bench.synthetic $SC --speech_commands --train ${KWS_TRAIN:-3000} --validation 300 --test 300
+on kws && for mode in graphs eager; do
+  extra=""
+  [ $mode = eager ] && extra="--no_cuda_graphs"
+  start=$SECONDS
+  timeout 200 $PY -m train.kws train/configs/kws_report.json \
+    --model_name_or_path $ENC --data_dir $SC --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
+    --save_strategy no --dataloader_num_workers 8 --output_dir /tmp/bench-kws-$mode --run_dir /tmp/bench-kws-run-$mode \
+    --feature_cache_dir /tmp/bench-kws-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|'loss'|Error|error" \
+    | tee -a "$OUT/kws_runs.log"
+  echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/kws_runs.log"
+  cp /tmp/bench-kws-$mode/metrics.json "$OUT/kws_$mode.json"
+done
+
+# 4. The loading path with more workers than this project's 2-core CI box has.
+on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
   2>&1 | grep -v INFO | tee "$OUT/data_loading.log"

@@ -1,6 +1,8 @@
-"""A LibriSpeech-shaped tree of synthetic audio, for speed measurements only (no words in it).
+"""LibriSpeech- and Speech Commands-shaped trees of synthetic audio, for speed measurements only
+(no words in them).
 
     python -m bench.synthetic /tmp/librispeech --train 400 --validation 40 --test 40
+    python -m bench.synthetic /tmp/speech_commands --speech_commands --train 3000
 
 Utterance lengths follow train-clean-100's shape (about 12.7 s on average, at most 20 s), the
 audio is voiced-sounding (harmonics with a moving pitch and syllable-rate envelope, plus noise) so
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from core.keywords import KEYWORDS
 
 RATE = 16_000
 FOLDERS = {"train": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}
@@ -62,11 +66,39 @@ def librispeech_like(root: Path, counts: dict[str, int], seed: int = 0, rate: in
     return lengths
 
 
+def speech_commands_like(root: Path, counts: dict[str, int], seed: int = 0) -> None:
+    """The v0.01 layout (`<word>/<speaker>_nohash_<n>.wav`, validation/testing lists, 60 s of
+    background noise per file): 1 s clips, one in ten shorter (0.5-1 s) as in the real set."""
+    rng = np.random.default_rng(seed)
+    words = [*KEYWORDS, "bed", "bird", "cat", "dog", "happy", "house"]
+    lists: dict[str, list[str]] = {"validation": [], "test": []}
+    for split, count in counts.items():
+        for i in range(count):
+            word = words[i % len(words)]
+            seconds = 1.0 if rng.random() > 0.1 else rng.uniform(0.5, 1.0)
+            name = f"{split[:2]}{i:05d}_nohash_0.wav"
+            (Path(root) / word).mkdir(parents=True, exist_ok=True)
+            sf.write(Path(root) / word / name, utterance(rng, seconds), RATE, subtype="PCM_16")
+            if split in lists:
+                lists[split].append(f"{word}/{name}")
+    for split, names in lists.items():
+        (Path(root) / f"{split.replace('test', 'testing')}_list.txt").write_text("\n".join(names) + "\n")
+    (Path(root) / "_background_noise_").mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        sf.write(Path(root) / "_background_noise_" / f"noise_{i}.wav",
+                 (0.05 * rng.standard_normal(60 * RATE)).astype(np.float32), RATE, subtype="PCM_16")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path)
+    parser.add_argument("--speech_commands", action="store_true", help="The Speech Commands v0.01 layout.")
     for split, default in (("train", 400), ("validation", 40), ("test", 40)):
         parser.add_argument(f"--{split}", type=int, default=default)
     args = parser.parse_args()
+    if args.speech_commands:
+        speech_commands_like(args.root, {s: getattr(args, s) for s in FOLDERS})
+        print(f"Speech Commands layout -> {args.root}")
+        raise SystemExit
     seconds = librispeech_like(args.root, {s: getattr(args, s) for s in FOLDERS})
     print(f"{len(seconds)} utterances, {sum(seconds) / 3600:.2f} h, mean {np.mean(seconds):.1f} s -> {args.root}")

@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,22 +106,27 @@ class Augment:
 
     @staticmethod
     def draw(counts: list[int], frames: int, shift: int, prob: float, span: int) -> "Augment":
+        # The random numbers come from torch's generator (the Trainer seeds it); the arithmetic is
+        # numpy's, which costs a fraction of torch's per-call overhead on arrays this small.
         batch = len(counts)
-        n = torch.tensor(counts)[:, None]
-        t = torch.arange(frames)[None, :]
-        source = t.expand(batch, frames)
+        n = np.asarray(counts)[:, None]
+        t = np.arange(frames)[None, :]
+        source = np.broadcast_to(t, (batch, frames))
         if shift > 0:
-            offset = torch.randint(-shift, shift + 1, (batch, 1))
-            source = torch.where(t < n, (t - offset) % n, t)
-        keep = torch.ones(batch, frames)
+            offset = torch.randint(-shift, shift + 1, (batch, 1)).numpy()
+            source = np.where(t < n, (t - offset) % n, t)
+        keep = np.ones((batch, frames), np.float32)
         if prob > 0:
-            count = (prob * n[:, 0] / span + torch.rand(batch)).floor() * (n[:, 0] > span)
+            count = np.floor(prob * n[:, 0] / span + torch.rand(batch).numpy()) * (n[:, 0] > span)
             most = int(prob * frames / span) + 1
-            starts = (torch.rand(batch, most) * (n - span + 1).clamp(min=1)).floor()
-            used = torch.arange(most)[None, :] < count[:, None]
-            hit = (t[:, None] >= starts[..., None]) & (t[:, None] < starts[..., None] + span) & used[..., None]
-            keep = (~hit.any(dim=1)).float()
-        return Augment(counts, source, keep)
+            starts = np.floor(torch.rand(batch, most).numpy() * np.maximum(n - span + 1, 1))
+            hit = np.zeros((batch, frames), bool)
+            for j in range(most):  # a mask or two per clip: a loop over them beats a 3-d array
+                start = starts[:, j:j + 1]
+                hit |= (t >= start) & (t < start + span) & (j < count[:, None])
+            keep = (~hit).astype(np.float32)
+        return Augment(list(counts), torch.from_numpy(np.ascontiguousarray(source, dtype=np.int64)),
+                       torch.from_numpy(keep))
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         """Shift, then mask, a [B, T, ...] batch."""
@@ -131,10 +137,13 @@ class Augment:
 
     def pooling_weights(self) -> torch.Tensor:
         """[B, T] weights w with sum_t w[t] h[t] = mean over the clip of apply(h): frame t of the
-        augmented clip is frame source[t] of the stored one, so its 1/n goes there."""
-        n = torch.tensor(self.counts, dtype=torch.float32)[:, None]
-        valid = torch.arange(self.keep.shape[1])[None, :] < n
-        return torch.zeros_like(self.keep).scatter_add_(1, self.source, self.keep * valid / n)
+        augmented clip is frame source[t] of the stored one, so its 1/n goes there (source is a
+        rotation within the clip, so no two frames land on the same place)."""
+        keep, source = self.keep.numpy(), self.source.numpy()
+        n = np.asarray(self.counts, np.float32)[:, None]
+        weights = np.zeros_like(keep)
+        weights[np.arange(len(n))[:, None], source] = keep * (np.arange(keep.shape[1])[None, :] < n) / n
+        return torch.from_numpy(weights)
 
 
 def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
@@ -184,6 +193,10 @@ class ClassifierHead(nn.Module):
             weights = augment.pooling_weights().to(hidden.device, non_blocking=True)
         else:
             weights = frame_mask(lengths, hidden.shape[1]) / lengths.unsqueeze(-1)
+        return self.pooled_logits(hidden, weights)
+
+    def pooled_logits(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Logits from frames [B, T, (L,) H] pooled with weights [B, T] (zero past each clip)."""
         batch, frames = hidden.shape[:2]
         pooled = torch.bmm(weights.unsqueeze(1).to(hidden.dtype), hidden.reshape(batch, frames, -1))
         pooled = pooled.view(batch, *hidden.shape[2:])

@@ -275,3 +275,33 @@ def test_augmentation_folded_into_pooling_weights_equals_shifting_and_masking_th
     for b, n in enumerate(counts):  # a rotation within the clip; padding untouched
         assert sorted(augment.source[b, :n].tolist()) == list(range(n))
         assert torch.equal(shifted[b, n:], hidden[b, n:] * augment.keep[b, n:, None, None])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_graphed_step_pads_frames_without_changing_the_loss_and_falls_back_past_its_shapes(weighted, monkeypatch):
+    # CUDA graphs need a GPU (bench/graph_check.py compares them with the eager step there); what
+    # runs anywhere is the padding of frames into a bucket and the eager fallback past MAX_GRAPHS.
+    from transformers import HubertForSequenceClassification
+
+    from train import graphed_step
+
+    torch.manual_seed(0)
+    model = HubertForSequenceClassification(hubert_config(num_labels=12, use_weighted_layer_sum=weighted,
+                                                          layerdrop=0.0))
+    head = heads.ClassifierHead(model)
+    layers = model.config.num_hidden_layers + 1 if weighted else 1
+    hidden = torch.randn(3, 13, *((layers,) if weighted else ()), model.config.hidden_size)
+    counts = [13, 9, 4]
+    weights = heads.Augment.draw(counts, 13, shift=3, prob=0.3, span=2).pooling_weights()
+    padded = torch.nn.functional.pad(weights, (0, 3))
+    hidden_padded = torch.cat([hidden, torch.randn(3, 3, *hidden.shape[2:])], dim=1)  # finite junk, weight 0
+    assert torch.allclose(head.pooled_logits(hidden_padded, padded), head.pooled_logits(hidden, weights), atol=1e-6)
+
+    monkeypatch.setattr(graphed_step, "MAX_GRAPHS", 0)
+    loss = lambda logits, lengths, labels: torch.nn.functional.cross_entropy(logits, labels)  # noqa: E731
+    step = graphed_step.GraphedPoolingStep(head, loss)
+    labels = torch.tensor([1, 5, 11])
+    logits, value = step(hidden, weights, torch.tensor(counts), labels)
+    assert step.eager_steps == 1 and not step.graphs
+    assert torch.allclose(logits, head.pooled_logits(hidden, weights))
+    assert value.item() == pytest.approx(loss(head.pooled_logits(hidden, weights), None, labels).item())

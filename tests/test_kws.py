@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from gradio_client import Client, handle_file
+from transformers import HubertConfig, HubertForSequenceClassification
 
 from core import keywords, spotting
 from core.checkpoint import read_metrics
@@ -18,6 +19,7 @@ from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_comman
 from tasks import kws as kws_tab
 from tests.conftest import recordings
 from train import kws as train_kws
+from train.frozen_head import FrozenEncoderHead
 
 TRAIN_VOICES = ["en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3"]
 UNHEARD_VOICES = ["en-gb+m2", "en-gb+f2", "en-us+m5"]
@@ -42,11 +44,22 @@ def test_the_trainer_optimises_the_weighted_loss():
     labels = torch.tensor([0, 1, 1])
     model.forward = lambda input_values: type("Out", (), {"logits": logits})()
     trainer = train_kws.WeightedTrainer.__new__(train_kws.WeightedTrainer)
-    trainer.class_weights = torch.tensor(weights, dtype=torch.float32)
+    trainer.loss = train_kws.WeightedCrossEntropy(weights)
     loss = trainer.compute_loss(model, {"input_values": torch.zeros(3, 10), "labels": labels})
     expected = F.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float32))
     assert loss.item() == pytest.approx(expected.item())
     assert loss.item() != pytest.approx(F.cross_entropy(logits, labels).item())
+
+    # A frozen-encoder head computes the same weighted loss itself (so a CUDA graph can hold it).
+    config = HubertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                          conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+                          num_labels=12, classifier_proj_size=4)
+    head = FrozenEncoderHead(HubertForSequenceClassification(config), live_encoder=False, loss=trainer.loss)
+    hidden, lengths = torch.randn(3, 5, 8), torch.tensor([5, 3, 4])
+    loss = trainer.compute_loss(head, {"hidden": hidden, "frame_lengths": lengths, "labels": labels})
+    logits = head(hidden=hidden, frame_lengths=lengths).logits
+    expected = F.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float32))
+    assert loss.item() == pytest.approx(expected.item())
 
 
 @pytest.fixture(scope="module")

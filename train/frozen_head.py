@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from core.heads import Augment, HeadOutput, encode, head_of
 from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
+from train.graphed_step import GraphedPoolingStep
 
 @dataclass
 class FeatureArguments:
@@ -29,6 +30,9 @@ class FeatureArguments:
     cache_workers: int | None = field(default=None, metadata={
         "help": "Decoding worker processes while building a store (default: --dataloader_num_workers). "
                 "A build is bound by decoding: give it the machine's cores."})
+    cuda_graphs: bool = field(default=True, metadata={
+        "help": "On one GPU, replay a pooling head's training step (KWS on stored features) from CUDA "
+                "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."})
     head: str = field(default="linear", metadata={
         "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
                 "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
@@ -70,11 +74,15 @@ class FrozenEncoderHead(nn.Module):
 
     def __init__(self, model: nn.Module, live_encoder: bool,
                  loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 mask_time_prob: float = 0.0, mask_time_length: int = 10, shift_frames: int = 0):
+                 mask_time_prob: float = 0.0, mask_time_length: int = 10, shift_frames: int = 0,
+                 cuda_graphs: bool = False):
         super().__init__()
         self.head = head_of(model)
         self.encoder = model.base_model if live_encoder else None
-        self.loss = loss
+        self.loss = loss  # an nn.Module loss (class weights as a buffer) moves to the GPU with the head
+        # Stored features and a pooling head: fixed-size, launch-bound steps (train/graphed_step.py).
+        graphable = cuda_graphs and not live_encoder and loss is not None and hasattr(self.head, "pooled_logits")
+        self.graphed = GraphedPoolingStep(self.head, loss) if graphable else None
         self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
 
     def train(self, mode: bool = True) -> "FrozenEncoderHead":
@@ -91,6 +99,13 @@ class FrozenEncoderHead(nn.Module):
                 hidden, frame_lengths = encode(self.encoder, input_values,
                                                None if attention_mask is None else attention_mask.sum(-1),
                                                self.head.layers)
+        if (self.graphed is not None and self.training and torch.is_grad_enabled() and hidden.is_cuda
+                and frame_counts is not None and labels is not None):
+            augment = Augment.draw(frame_counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
+                                   self.mask_time_length)  # with neither: the plain mean's weights
+            with torch.autocast(hidden.device.type, enabled=False):
+                logits, loss = self.graphed(hidden, augment.pooling_weights(), frame_lengths, labels)
+            return HeadOutput(loss=loss, logits=logits)
         augment = None
         if self.training and (self.shift_frames or self.mask_time_prob):
             # Stored batches bring their frame counts as a list; live ones cost a read-back.
@@ -121,7 +136,11 @@ def frozen_head(model: nn.Module, audio: dict[str, Any], audio_collator: Callabl
     """The Trainer's model, datasets and collator for a frozen encoder: stored features (built or
     reused per split) or, with --no_feature_cache, the audio datasets and a live encoder. Also
     returns what metrics.json records about the stores."""
-    head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, **head_options)
+    # Graphs in one process on one GPU only: DataParallel replicates the head on every step, and
+    # multi-process runs are not tested with them.
+    single = training_args.world_size == 1 and training_args.n_gpu <= 1
+    head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, cuda_graphs=args.cuda_graphs and single,
+                             **head_options)
     if not args.feature_cache:
         return head, audio, audio_collator, {"feature_cache": None}
     precision = precision_of(training_args)

@@ -27,7 +27,7 @@ from core.audio import load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
 from train.feature_store import audio_identity
-from train.frozen_head import FeatureArguments, dataset_source, frozen_head
+from train.frozen_head import FeatureArguments, FrozenEncoderHead, dataset_source, frozen_head
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
@@ -100,26 +100,47 @@ def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             "labels": torch.tensor([f["labels"] for f in features])}
 
 
-class WeightedTrainer(GroupedTrainer):
-    """Cross-entropy with per-class weights (the report's remedy for `_unknown_` dominating), and
-    optionally a sampler that draws classes equally often."""
+class WeightedCrossEntropy(torch.nn.Module):
+    """Cross-entropy with per-class weights (the report's remedy for `_unknown_` dominating). A
+    module, so the weights move to the GPU with a frozen-encoder head that computes its own loss."""
 
-    def __init__(self, *args, class_weights: np.ndarray | None = None, sample_weights=None, **kwargs):
+    def __init__(self, class_weights: np.ndarray | None):
+        super().__init__()
+        self.register_buffer("weight", None if class_weights is None
+                             else torch.tensor(class_weights, dtype=torch.float32), persistent=False)
+
+    def forward(self, logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(logits.device)  # no-op once moved
+        return F.cross_entropy(logits.float(), labels, weight=weight)
+
+
+class WeightedTrainer(GroupedTrainer):
+    """The class-weighted loss, and optionally a sampler that draws classes equally often."""
+
+    def __init__(self, *args, loss: WeightedCrossEntropy, sample_weights=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.sample_weights = sample_weights
+        self.loss, self.sample_weights = loss, sample_weights
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        weight = None if self.class_weights is None else self.class_weights.to(outputs.logits.device)
-        loss = F.cross_entropy(outputs.logits.float(), labels, weight=weight)
+        if isinstance(model, FrozenEncoderHead):  # computes the loss itself, inside its CUDA graph if any
+            outputs = model(**inputs, labels=labels)
+            loss = outputs.loss
+        else:
+            outputs = model(**inputs)
+            loss = self.loss(outputs.logits, None, labels)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         if self.sample_weights is not None:
             return torch.utils.data.WeightedRandomSampler(self.sample_weights, len(self.sample_weights))
         return super()._get_train_sampler(train_dataset)
+
+
+def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:
+    """What metrics.json says about the head's CUDA graphs (None: eager steps only)."""
+    graphed = getattr(trained, "graphed", None)
+    return {"shapes": len(graphed.graphs), "eager_steps": graphed.eager_steps} if graphed and graphed.graphs else None
 
 
 def load_splits(data: DataArguments, subset_sizes: list[int] | None, seed: int) -> dict[str, list[Clip]]:
@@ -143,7 +164,7 @@ def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
 
 def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: ModelArguments,
                    feature_args: FeatureArguments, data_args: DataArguments, training_args: TrainingArguments,
-                   dataset: dict[str, Any]):
+                   dataset: dict[str, Any], loss: WeightedCrossEntropy):
     """The model and datasets the Trainer gets. A frozen encoder runs once (stored features, or
     live with --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its
     outputs. Otherwise the full model trains on augmented audio."""
@@ -158,7 +179,7 @@ def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: M
     augment = {"shift_frames": 5, "mask_time_prob": model.config.mask_time_prob,
                "mask_time_length": model.config.mask_time_length} if data_args.augment else {}
     return frozen_head(model, audio, collate, labels, identities, dataset, preprocessing, feature_args,
-                       training_args, **augment)
+                       training_args, loss=loss, **augment)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -182,8 +203,9 @@ def main(argv: list[str] | None = None) -> Path:
     #    encoder runs once over every split (or per batch, --no_feature_cache); only the head trains.
     model = build_model(model_args, feature_args.head)
     dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
+    loss = WeightedCrossEntropy(weights)
     trained, datasets, collator, cache_info = trainer_inputs(model, clips, extractor, model_args, feature_args,
-                                                             data_args, trainer_args, dataset_id)
+                                                             data_args, trainer_args, dataset_id, loss)
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
     def compute_metrics(pred) -> dict[str, float]:
@@ -193,7 +215,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainer = WeightedTrainer(model=trained, args=trainer_args, data_collator=collator,
                               train_dataset=datasets["train"], eval_dataset=datasets["validation"],
                               processing_class=extractor, compute_metrics=compute_metrics,
-                              class_weights=weights, sample_weights=sample_weights)
+                              loss=loss, sample_weights=sample_weights)
     trainer.train(resume_from_checkpoint=True if run_args.resume else None)
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
@@ -207,7 +229,7 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {"class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
              "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist())),
-             **cache_info}
+             **cache_info, "cuda_graphs": graph_use(trained)}
     return publish_run(target, trainer, extractor, model=model, task="kws", final=final,
                        sizes={s: len(datasets[s]) for s in SPLITS},
                        params=hyperparameters(trainer_args, model_args, feature_args, data_args, run_args),
