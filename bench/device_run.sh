@@ -17,19 +17,23 @@ if [ -d .whl ] && [ -z "${TINY:-}" ]; then
     $(ls .whl/*.whl | grep -v -E "transformers|huggingface_hub|tokenizers|httpx2|httpcore2|truststore")
   export PYTHONPATH=/tmp/site-hf:/tmp/site-io
   $PY -c "import transformers" || { echo "pinned transformers did not import: using the image's"; export PYTHONPATH=/tmp/site-io; }
+  if [ -d .whl/sk ] && ! $PY -c "import sklearn" 2>/dev/null; then  # train.kws's metrics
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-sk .whl/sk/*.whl
+    export PYTHONPATH=$PYTHONPATH:/tmp/site-sk
+  fi
 fi
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; nproc;
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
-SECTIONS=${SECTIONS:-check speed asr kws loading}
+SECTIONS=${SECTIONS:-check speed asr kws loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # 0. The KWS head's CUDA-graph step against the eager one, step for step.
 on check && timeout 120 $PY -m bench.graph_check 2>&1 | grep -v Warning | tee "$OUT/graph_check.log"
 
 # 1. The report's recipes against the defaults (and the SUPERB heads), real sizes on a GPU.
-on speed && timeout 300 $PY -m bench.train_speed --superb ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
+on speed && timeout 300 $PY -m bench.train_speed --superb --repeat 5 ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
   | grep -v Warning | tee "$OUT/train_speed.log"
 
 # 2. train.asr with the report's config on a random-init DistilHuBERT-size encoder, precision
@@ -79,3 +83,7 @@ done
 # 4. The loading path with more workers than this project's 2-core CI box has.
 on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
   2>&1 | grep -v INFO | tee "$OUT/data_loading.log"
+
+# 5. QA's bf16 step under torch.compile (compile time included): what --torch_compile True gives.
+on compile && timeout 300 $PY -m bench.train_speed --tasks qa-distilbert qa-xlmr --repeat 5 --qa_compile ${TINY:+--tiny} \
+  --json "$OUT/qa_compile.json" 2>&1 | grep -v Warning | tee "$OUT/qa_compile.log"

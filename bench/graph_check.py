@@ -86,7 +86,8 @@ def check(superb: bool, device: torch.device, tolerance: float) -> bool:
     ok = max(worst_loss, worst_param, worst_grad, worst_eval) <= tolerance and heads[0].graphed.eager_steps == 0
     print(f"{'superb' if superb else 'linear'} head, {len(SHAPES)} steps + accumulation, {graphs} graphs: "
           f"max |loss diff| {worst_loss:.2e}, max |param diff| {worst_param:.2e}, accumulated grad rel. diff "
-          f"{worst_grad:.2e}, eval logits diff {worst_eval:.2e} -> {'OK' if ok else 'MISMATCH'}", flush=True)
+          f"{worst_grad:.2e}, eval logits diff {worst_eval:.2e} -> "
+          f"{'CAPTURE FAILED' if heads[0].graphed.failed else 'OK' if ok else 'MISMATCH'}", flush=True)
     return ok
 
 

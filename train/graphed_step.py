@@ -14,6 +14,7 @@ single process on one GPU.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+logger = logging.getLogger(__name__)
 FRAME_MULTIPLE = 8
 MAX_GRAPHS = 16
 WARMUP = 3  # eager steps on a side stream before capture: cuBLAS handles and workspaces exist by then
@@ -74,7 +76,8 @@ class GraphedPoolingStep:
         self.head, self.loss = head, loss
         self.graphs: dict[tuple, _Captured] = {}
         self.params: tuple[torch.Tensor, ...] = ()
-        self.eager_steps = 0  # steps past MAX_GRAPHS shapes
+        self.eager_steps = 0  # steps past MAX_GRAPHS shapes (or after a failed capture)
+        self.failed = False
 
     def _run(self, hidden: torch.Tensor, weights: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor):
         logits = self.head.pooled_logits(hidden.float(), weights)
@@ -107,11 +110,15 @@ class GraphedPoolingStep:
         weights = F.pad(weights, (0, padded - frames))
         key = (batch, padded, tuple(hidden.shape[2:]), hidden.dtype, tuple(labels.shape), labels.dtype)
         captured = self.graphs.get(key)
-        if captured is None and len(self.graphs) < MAX_GRAPHS:
+        if captured is None and len(self.graphs) < MAX_GRAPHS and not self.failed:
             # Frames past `frames` stay zeros (or earlier batches' finite values): weight 0 either way.
             full = hidden.new_zeros(batch, padded, *hidden.shape[2:])
             full[:, :frames] = hidden
-            captured = self.graphs[key] = self._capture(full, weights.to(hidden.device), lengths, labels)
+            try:
+                captured = self.graphs[key] = self._capture(full, weights.to(hidden.device), lengths, labels)
+            except RuntimeError as err:  # a long run should not die for a speed-up
+                logger.warning("CUDA graph capture failed; the head's steps run eagerly from here: %s", err)
+                self.failed = True
         if captured is None:
             self.eager_steps += 1
             return self._run(hidden, weights[:, :frames].to(hidden.device, non_blocking=True), lengths, labels)
