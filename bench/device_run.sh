@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure in docs/BENCHMARKS.md, in one run (about 6 minutes on one H100/H200):
+# Every GPU figure in docs/BENCHMARKS.md, in one run (about 8 minutes on one H100/H200):
 #   bash bench/device_run.sh            # writes outputs/device/ (or $OUT)
 #   TINY=1 bash bench/device_run.sh     # the same steps with tiny sizes, to try it on a CPU
 #   SECTIONS="check speed kws" bash bench/device_run.sh   # some of them
@@ -26,7 +26,7 @@ fi
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
-SECTIONS=${SECTIONS:-check speed asr kws loading compile}
+SECTIONS=${SECTIONS:-check speed asr kws e2e loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # 0. The KWS head's CUDA-graph step against the eager one, step for step.
@@ -78,6 +78,28 @@ on kws && for mode in graphs eager; do
     | tee -a "$OUT/kws_runs.log"
   echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/kws_runs.log"
   cp /tmp/bench-kws-$mode/metrics.json "$OUT/kws_$mode.json"
+done
+
+# 3b. The same script end to end, as a user runs it: 22,000 clips (20,000 + 2,000 silence windows),
+#     2 epochs (688 steps), evaluation every 300 steps. The report's way (fp32, encoder on every
+#     batch; with the config's 2 loader workers and with 8) against the default (store built in the
+#     run, bf16, CUDA graphs; 2 workers, then also persistent workers). wall_time_s of metrics.json.
+SC2=/tmp/bench-sc-e2e
+on e2e && $PY -m bench.synthetic $SC2 --speech_commands --train ${E2E_TRAIN:-20000} --validation 1000 --test 1000
+on e2e && for mode in report report8 default persistent; do
+  case $mode in
+    report) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 2" ;;
+    report8) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 8" ;;
+    default) extra="--dataloader_num_workers 2" ;;
+    persistent) extra="--dataloader_num_workers 2 --dataloader_persistent_workers True" ;;
+  esac
+  timeout 240 $PY -m train.kws train/configs/kws_report.json --model_name_or_path $ENC --data_dir $SC2 \
+    --num_train_epochs ${E2E_EPOCHS:-2} --eval_steps 300 --logging_steps 100 --save_strategy no \
+    --output_dir /tmp/e2e-$mode --run_dir /tmp/e2e-run-$mode --feature_cache_dir /tmp/e2e-cache $extra 2>&1 \
+    | grep -E "feature cache|common: precision|Error|error" | tee -a "$OUT/e2e.log"
+  cp /tmp/e2e-$mode/metrics.json "$OUT/e2e_$mode.json"
+  $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], 'wall_time_s', d['wall_time_s'])" \
+    /tmp/e2e-$mode/metrics.json $mode | tee -a "$OUT/e2e.log"
 done
 
 # 4. The loading path with more workers than this project's 2-core CI box has.
