@@ -49,9 +49,10 @@ HubertModel(hubert_config(tiny=bool(sys.argv[2]))).save_pretrained(sys.argv[1])
 Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(sys.argv[1])
 PY
 on asr && $PY -m bench.synthetic $DATA --train ${TRAIN:-400} --validation 40 --test 40
-on asr && for mode in cached live superb; do
+on asr && for mode in ${ASR_MODES:-cached live superb}; do
   extra=""
   [ $mode = live ] && extra="--no_feature_cache"
+  [ $mode = stored_w8 ] && extra="--store_workers 8"  # the store read by 8 loader workers
   [ $mode = superb ] && extra="--head superb ${TINY:+--superb_lstm_size 32}"
   start=$SECONDS
   timeout 200 $PY -m train.asr train/configs/asr_report.json \
@@ -83,15 +84,16 @@ done
 # 3b. The same script end to end, as a user runs it: 22,000 clips (20,000 + 2,000 silence windows),
 #     2 epochs (688 steps), evaluation every 300 steps. The report's way (fp32, encoder on every
 #     batch; with the config's 2 loader workers and with 8) against the default (store built in the
-#     run, bf16, CUDA graphs; 2 workers, then also persistent workers). wall_time_s of metrics.json.
+#     run, bf16, CUDA graphs, store read without workers; then read by 2 workers). wall_time_s of
+#     metrics.json.
 SC2=/tmp/bench-sc-e2e
 on e2e && $PY -m bench.synthetic $SC2 --speech_commands --train ${E2E_TRAIN:-20000} --validation 1000 --test 1000
-on e2e && for mode in report report8 default persistent; do
+on e2e && for mode in ${E2E_MODES:-report report8 default stored_w2}; do
   case $mode in
     report) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 2" ;;
     report8) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 8" ;;
     default) extra="--dataloader_num_workers 2" ;;
-    persistent) extra="--dataloader_num_workers 2 --dataloader_persistent_workers True" ;;
+    stored_w2) extra="--dataloader_num_workers 2 --store_workers 2" ;;
   esac
   timeout 240 $PY -m train.kws train/configs/kws_report.json --model_name_or_path $ENC --data_dir $SC2 \
     --num_train_epochs ${E2E_EPOCHS:-2} --eval_steps 300 --logging_steps 100 --save_strategy no \

@@ -97,12 +97,16 @@ def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory
 def test_kws_head_trained_on_stored_features_follows_the_live_encoder_trajectory(smoke_workdir):
     make_kws_smoke()
     # Class weights, and the feature-space shift + time masking that replace audio augmentation.
-    common = ["train/configs/kws_smoke.json", *STEPS, "--class_weights", "balanced", "--augment", "true"]
+    common = ["train/configs/kws_smoke.json", *STEPS, "--class_weights", "balanced", "--augment", "true",
+              "--dataloader_num_workers", "1"]
     train_kws.main([*common, "--output_dir", "out/cached"])
     train_kws.main([*common, "--output_dir", "out/live", "--no_feature_cache"])
     cached, live = losses("out/cached"), losses("out/live")
     assert len(cached) == 12 and max(cached) - min(cached) > 0.01
     np.testing.assert_allclose(cached, live, atol=1e-4, rtol=0)
+    # Decoding audio uses the loader workers; reading the store uses none (--store_workers 0).
+    workers = {run: read_metrics(f"out/{run}")["hyperparameters"]["dataloader_num_workers"] for run in ("cached", "live")}
+    assert workers == {"cached": 0, "live": 1}
 
 
 # ---- reused when nothing changed, rebuilt when anything did ---------------------------------------
@@ -305,3 +309,19 @@ def test_graphed_step_pads_frames_without_changing_the_loss_and_falls_back_past_
     assert step.eager_steps == 1 and not step.graphs
     assert torch.allclose(logits, head.pooled_logits(hidden, weights))
     assert value.item() == pytest.approx(loss(head.pooled_logits(hidden, weights), None, labels).item())
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])  # bf16 kept as raw bits, and fp32
+def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dtype):
+    from torch.nn.utils.rnn import pad_sequence
+
+    from train.frozen_head import CachedDataset, collate_features
+
+    counts = np.array([5, 2, 4])
+    np.save(tmp_path / "frames.npy", np.random.default_rng(0).integers(1, 2**14, (counts.sum(), 3)).astype(dtype))
+    np.save(tmp_path / "index.npy", np.stack([np.cumsum(counts) - counts, counts], 1))
+    store = features.FeatureStore(tmp_path, {"key": {"precision": "bf16" if dtype == np.uint16 else "fp32"}}, True)
+    batch = collate_features([CachedDataset(store, [7, 8, 9], counts * 320)[i] for i in range(3)])
+    assert batch["hidden"].dtype == (torch.bfloat16 if dtype == np.uint16 else torch.float32)
+    assert torch.equal(batch["hidden"], pad_sequence([store[i] for i in range(3)], batch_first=True))
+    assert batch["frame_counts"] == [5, 2, 4] and batch["labels"].tolist() == [7, 8, 9]

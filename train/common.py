@@ -149,7 +149,8 @@ def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict[str, Any]:
     keep = ("learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "num_train_epochs", "max_steps", "lr_scheduler_type",
-            "max_grad_norm", "seed", "bf16", "fp16", "eval_steps", "train_sampling_strategy")
+            "max_grad_norm", "seed", "bf16", "fp16", "eval_steps", "train_sampling_strategy",
+            "dataloader_num_workers")  # as trained: stored features are read without workers
     params = {name: getattr(training_args, name) for name in keep}
     for obj in arg_objects:
         params.update({f.name: getattr(obj, f.name) for f in fields(obj)})

@@ -95,9 +95,12 @@ class FeatureStore:
         return len(self.index)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        return as_tensor(np.array(self.rows(i)))
+
+    def rows(self, i: int) -> np.ndarray:
+        """Clip i's frames as a view of the memory map (read when copied; bf16 as raw uint16)."""
         start, count = self.index[i]
-        return torch.from_numpy(np.array(self.frames[start:start + count])).view(
-            _PRECISION[self.manifest["key"]["precision"]][0])
+        return self.frames[start:start + count]
 
     @staticmethod
     def open(path: Path, key: dict[str, Any]) -> "FeatureStore | None":
@@ -113,6 +116,12 @@ class FeatureStore:
             return FeatureStore(path, manifest, reused=True)
         except (OSError, ValueError, KeyError):
             return None
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over stored frames (no copy); bf16 comes back from its raw bits."""
+    tensor = torch.from_numpy(array)
+    return tensor.view(torch.bfloat16) if array.dtype == np.uint16 else tensor
 
 
 def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.data.Dataset, encoder: nn.Module,

@@ -8,12 +8,13 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from core.heads import Augment, HeadOutput, encode, head_of
-from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
+from train.feature_store import FeatureStore, as_tensor, encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep
 
 @dataclass
@@ -33,6 +34,10 @@ class FeatureArguments:
     cuda_graphs: bool = field(default=True, metadata={
         "help": "On one GPU, replay a pooling head's training step (KWS on stored features) from CUDA "
                 "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."})
+    store_workers: int = field(default=0, metadata={
+        "help": "DataLoader workers while training on stored features (replaces --dataloader_num_workers "
+                "there). Reading a memory-mapped store in the main process is cheaper than handing "
+                "batches between processes (bench/data_loading.py)."})
     head: str = field(default="linear", metadata={
         "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
                 "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
@@ -52,16 +57,20 @@ class CachedDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"hidden": self.store[i], "labels": self.labels[i]}
+        return {"hidden": self.store.rows(i), "labels": self.labels[i]}  # read once, by the collator
 
 
 def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     counts = [len(f["hidden"]) for f in items]
     labels = [f["labels"] for f in items]
+    # Each clip's frames go from the memory map straight into the padded batch: one copy.
+    first = items[0]["hidden"]
+    hidden = np.zeros((len(items), max(counts), *first.shape[1:]), first.dtype)
+    for row, (f, n) in enumerate(zip(items, counts)):
+        hidden[row, :n] = f["hidden"]
     # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
     # on the CPU from these without reading anything back.
-    return {"hidden": pad_sequence([f["hidden"] for f in items], batch_first=True),
-            "frame_lengths": torch.tensor(counts), "frame_counts": counts,
+    return {"hidden": as_tensor(hidden), "frame_lengths": torch.tensor(counts), "frame_counts": counts,
             "labels": (pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
                        if isinstance(labels[0], (list, tuple)) else torch.tensor(labels))}  # CTC: -100 = none
 
@@ -160,4 +169,7 @@ def frozen_head(model: nn.Module, audio: dict[str, Any], audio_collator: Callabl
         datasets[split] = CachedDataset(store, labels[split], source.lengths)
         stores[split] = {"path": str(store.path), "reused": store.reused,
                          **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
+    # Workers were for decoding audio; the stores need none (the builds above used them).
+    training_args.dataloader_num_workers = args.store_workers
+    training_args.dataloader_persistent_workers &= args.store_workers > 0
     return head, datasets, collate_features, {"feature_cache": stores}
