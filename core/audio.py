@@ -71,7 +71,7 @@ def file_duration_s(source: AudioInput) -> float:
     encoded = _encoded(source)
     if encoded is None:
         raise AudioInputError(f"Not an audio file: {type(source).__name__}.")
-    info = sf.info(encoded[0])
+    info = _info(*encoded)
     return info.frames / info.samplerate
 
 
@@ -143,12 +143,17 @@ def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
     return len(samples) / float(rate)
 
 
-def _read_file(path: str | io.BytesIO, name: str, limit: float,
-               segment: tuple[float, float] | None = None) -> tuple[int, np.ndarray]:
+def _info(path: str | io.BytesIO, name: str):
+    """The file's header, or the reason it is not audio."""
     try:
-        info = sf.info(path)
+        return sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioInputError(f"Could not read '{name}' as audio ({err}). Use {SUPPORTED_FILES}.") from err
+
+
+def _read_file(path: str | io.BytesIO, name: str, limit: float,
+               segment: tuple[float, float] | None = None) -> tuple[int, np.ndarray]:
+    info = _info(path, name)
     start, stop = 0, None
     if segment is not None:
         start = int(segment[0] * info.samplerate)

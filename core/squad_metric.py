@@ -82,17 +82,17 @@ def squad_v2(gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str
     """The official evaluation. `null_diffs` (null score minus best span score, per question)
     enables the threshold and the best_exact/best_f1 search."""
     has_answer = {qid: bool(answers) for qid, answers in gold_answers.items()}  # as the official script
-    exact_scores, f1_scores = raw_scores(gold_answers, predictions)
+    raw_exact, raw_f1 = raw_scores(gold_answers, predictions)
+    exact_scores, f1_scores = raw_exact, raw_f1
     if null_diffs is not None:
-        exact_scores = apply_threshold(exact_scores, null_diffs, has_answer, threshold)
-        f1_scores = apply_threshold(f1_scores, null_diffs, has_answer, threshold)
+        exact_scores = apply_threshold(raw_exact, null_diffs, has_answer, threshold)
+        f1_scores = apply_threshold(raw_f1, null_diffs, has_answer, threshold)
     out = _summary(exact_scores, f1_scores, list(gold_answers))
     for name, ids in (("HasAns", [q for q in gold_answers if has_answer[q]]),
                       ("NoAns", [q for q in gold_answers if not has_answer[q]])):
         if ids:
             out.update({f"{name}_{k}": v for k, v in _summary(exact_scores, f1_scores, ids).items()})
     if null_diffs is not None:
-        raw_exact, raw_f1 = raw_scores(gold_answers, predictions)
         out["best_exact"], out["best_exact_thresh"] = best_threshold(raw_exact, null_diffs, has_answer)
         out["best_f1"], out["best_f1_thresh"] = best_threshold(raw_f1, null_diffs, has_answer)
     return out

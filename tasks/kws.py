@@ -105,8 +105,7 @@ def build(registry: Registry) -> gr.Blocks:
     slot = registry[SLOT]
 
     def on_spot(audio):
-        scores, timing, figure = spot_input(require(slot), audio)
-        return scores, timing, figure
+        return spot_input(require(slot), audio)
 
     def on_listen(chunk, listener, threshold):
         return listen(require(slot), listener, chunk, threshold)

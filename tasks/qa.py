@@ -17,9 +17,8 @@ from core import qa
 from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
 from tasks.common import status_card
-from tasks.qa_panels import BATCH_LIMIT, batch_evaluate, comparison
+from tasks.qa_panels import BATCH_LIMIT, NAMES, batch_evaluate, comparison
 
-SLOTS = {"qa-distilbert": "DistilBERT", "qa-xlmr": "XLM-RoBERTa"}
 MAX_CONTEXT_CHARS = 20_000
 WINDOW, STRIDE = 384, 128
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
@@ -79,7 +78,7 @@ def answer_both(registry: Registry, context: str, question: str,
     """Both models' answers as JSON-ready dicts; a missing model gives {"error": ...}."""
     context, question = check_input(context, question)
     results = {}
-    for name in SLOTS:
+    for name in NAMES:
         try:
             loaded = registry[name].get()
         except SlotUnavailable as err:
@@ -136,8 +135,8 @@ def build(registry: Registry) -> gr.Blocks:
         return agreement(results), *d, *x
 
     def on_load():
-        cards = [status_card(registry[name]) for name in SLOTS]
-        thresholds = [default_threshold(registry[name].peek()) for name in SLOTS]
+        cards = [status_card(registry[name]) for name in NAMES]
+        thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
         return *cards, *thresholds, *comparison(registry)
 
     with gr.Blocks() as demo:
@@ -150,7 +149,7 @@ def build(registry: Registry) -> gr.Blocks:
             qa_agreement = gr.Markdown()
             columns = {}
             with gr.Row():
-                for name, title in SLOTS.items():
+                for name, title in NAMES.items():
                     with gr.Column():
                         gr.Markdown(f"## {title}")
                         card = gr.Markdown()

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from gradio_client import Client, handle_file
-from transformers import HubertConfig, HubertForSequenceClassification
+from transformers import HubertForSequenceClassification
 
 from core import keywords, spotting
 from core.checkpoint import read_metrics
@@ -18,6 +18,7 @@ from core.slots import Registry
 from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
 from tasks import kws as kws_tab
 from tests.conftest import recordings
+from tests.tiny_models import hubert_config
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
 
@@ -51,11 +52,9 @@ def test_the_trainer_optimises_the_weighted_loss():
     assert loss.item() != pytest.approx(F.cross_entropy(logits, labels).item())
 
     # A frozen-encoder head computes the same weighted loss itself (so a CUDA graph can hold it).
-    config = HubertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
-                          conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
-                          num_labels=12, classifier_proj_size=4)
+    config = hubert_config(num_labels=12, classifier_proj_size=4)
     head = FrozenEncoderHead(HubertForSequenceClassification(config), live_encoder=False, loss=trainer.loss)
-    hidden, lengths = torch.randn(3, 5, 8), torch.tensor([5, 3, 4])
+    hidden, lengths = torch.randn(3, 5, config.hidden_size), torch.tensor([5, 3, 4])
     loss = trainer.compute_loss(head, {"hidden": hidden, "frame_lengths": lengths, "labels": labels})
     logits = head(hidden=hidden, frame_lengths=lengths).logits
     expected = F.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float32))

@@ -108,22 +108,21 @@ class FrozenEncoderHead(nn.Module):
                 hidden, frame_lengths = encode(self.encoder, input_values,
                                                None if attention_mask is None else attention_mask.sum(-1),
                                                self.head.layers)
-        if (self.graphed is not None and self.training and torch.is_grad_enabled() and hidden.is_cuda
-                and frame_counts is not None and labels is not None):
-            augment = Augment.draw(frame_counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
-                                   self.mask_time_length)  # with neither: the plain mean's weights
-            with torch.autocast(hidden.device.type, enabled=False):
-                logits, loss = self.graphed(hidden, augment.pooling_weights(), frame_lengths, labels)
-            return HeadOutput(loss=loss, logits=logits)
         augment = None
         if self.training and (self.shift_frames or self.mask_time_prob):
             # Stored batches bring their frame counts as a list; live ones cost a read-back.
             counts = frame_lengths.tolist() if frame_counts is None else frame_counts
             augment = Augment.draw(counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
                                    self.mask_time_length)
+        graphed = (self.graphed is not None and self.training and torch.is_grad_enabled() and hidden.is_cuda
+                   and frame_counts is not None and labels is not None)
         # A light head runs in fp32 even under bf16 autocast: its arithmetic is negligible, and
         # autocast would add a cast kernel for every weight, forward and backward.
         with torch.autocast(hidden.device.type, enabled=False) if self.head.light else contextlib.nullcontext():
+            if graphed:  # pooling weights from the CPU; without augmentation, the plain mean's
+                weights = (augment or Augment.draw(frame_counts, hidden.shape[1], 0, 0.0, 1)).pooling_weights()
+                logits, loss = self.graphed(hidden, weights, frame_lengths, labels)
+                return HeadOutput(loss=loss, logits=logits)
             logits = self.head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
         loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
         return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)

@@ -59,9 +59,7 @@ class _Replay(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, _logits_grad, loss_grad):
         captured = ctx.captured
-        captured.backward.replay()
-        if loss_grad is None:
-            return (None, *(torch.zeros_like(g) for g in captured.grads))
+        captured.backward.replay()  # only the loss is differentiable, so loss_grad is a tensor
         # Scaled by the incoming gradient (loss scaling, averaging) and copied out of the graph's
         # memory, which the next replay overwrites: one multi-tensor kernel.
         return (None, *torch._foreach_mul(captured.grads, loss_grad))
