@@ -15,15 +15,24 @@ TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answe
         ("Models", models))
 
 
-def build_app(checkpoints: Path | str = "checkpoints") -> gr.Blocks:
-    """Compose the tabs; no model is loaded here (slots load lazily on first use)."""
+def preload_default() -> bool:
+    return os.environ.get("PRELOAD_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def build_app(checkpoints: Path | str = "checkpoints", preload: bool | None = None) -> gr.Blocks:
+    """Compose the tabs. With `preload` (default: `PRELOAD_MODELS`, on), every slot starts
+    loading in the background now, so no visitor's request waits for a download; without it a
+    slot loads on its first use."""
     registry = Registry(Path(checkpoints))
+    if preload_default() if preload is None else preload:
+        registry.preload()
     # Built outside the app's context: a Blocks created inside another renders itself there, and
     # `.render()` would then place it a second time.
     parts = [(title, module.build(registry)) for title, module in TABS]
     with gr.Blocks(title="Speech & QA transformers") as demo:
-        gr.Markdown("# Speech & QA transformers\nDistilHuBERT speech recognition and keyword "
-                    "spotting, DistilBERT vs XLM-RoBERTa question answering.")
+        gr.Markdown("# Speech & QA transformers\nSpeech recognition and keyword spotting with "
+                    "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
+                    "says which model it serves.")
         for title, part in parts:
             with gr.Tab(title):
                 part.render()
@@ -39,10 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"),
                         help="folder holding <slot>/ checkpoints written by train/")
+    parser.add_argument("--no-preload", dest="preload", action="store_false", default=preload_default(),
+                        help="load each model on its first use instead of at launch (env PRELOAD_MODELS=0)")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    build_app(args.checkpoints).queue().launch(server_name=args.host, server_port=args.port,
-                                               share=args.share)
+    demo = build_app(args.checkpoints, preload=args.preload)
+    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share)

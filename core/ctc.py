@@ -50,11 +50,20 @@ def mask_padding(ids, lengths):
 
 
 def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
-    """Greedy CTC transcripts from frame ids (-100 = padding): merge repeats, drop blanks.
+    """Greedy CTC transcripts from frame ids (-100 = padding): merge repeats, drop the blank and
+    every special token, lower case (hub vocabularies are often upper case: "THE CAT").
 
+    Repeats are merged *before* blanks are dropped: the blank is what keeps the two l's of
+    "hello" apart (the tokenizer's own `skip_special_tokens` drops it first and writes "helo").
     Padding must be cut at each utterance's output length first (`mask_padding`): decoding the
     padded frames would add characters."""
-    return [tokenizer.decode(row).strip() for row in _unpadded(ids)]
+    special = set(tokenizer.all_special_ids) - {tokenizer.word_delimiter_token_id}  # "|" is a space
+    texts = []
+    for row in _unpadded(ids):
+        merged = [i for k, i in enumerate(row) if k == 0 or i != row[k - 1]]
+        text = tokenizer.decode([i for i in merged if i not in special], group_tokens=False)
+        texts.append(" ".join(text.lower().split()))
+    return texts
 
 
 def decode_labels(ids: np.ndarray, tokenizer) -> list[str]:

@@ -1,10 +1,16 @@
-"""Model slots: which model each tab serves, where it comes from, and loading it once.
+"""Model slots: which model each tab serves, where it comes from, and loading it once, in the
+background.
 
 A slot is resolved in this order, the first that loads wins:
-  1. the slot's environment variable (a local folder or a hub id),
+  1. the slot's environment variable (a local folder, a hub id, or `hub-id@revision`),
   2. `<checkpoints>/<slot>/` written by `train/`,
-  3. the public fine-tuned hub checkpoint named in `SLOTS` (also listed in the README),
+  3. the public fine-tuned hub checkpoint named in `SLOTS`, pinned to a commit,
 and is otherwise *unavailable*: the app keeps serving and the tab says what was tried.
+
+Each slot loads in a thread of its own. A request waits for a load only while it reads local
+files; while a hub download runs it gets the slot's state ("downloading 42 %") at once. A hub
+that times out or fails on its side leaves the slot *retrying*: it tries again after a backoff,
+so a transient error at boot heals itself.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import hub
 from core.checkpoint import folder_size, read_metrics
 
-# Seconds the hub may take to answer before the slot gives up on it; a machine without network
-# must start in seconds, not wait out the library's default timeouts.
-HUB_TIMEOUT_S = float(os.environ.get("HUB_TIMEOUT_S", 5))
-# Files worth fetching from a hub repo: configs, tokenizer/processor files and safetensors
-# weights. Pickled weights are never downloaded, so they can never be loaded.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.spm"]
+# Seconds a request may wait for a slot that is reading its model from local disk.
+LOAD_WAIT_S = float(os.environ.get("LOAD_WAIT_S", 120))
+# First wait after a transient hub failure; it doubles up to RETRY_MAX_S.
+RETRY_S = float(os.environ.get("HUB_RETRY_S", 30))
+RETRY_MAX_S = 600.0
+LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 
 
 @dataclass(frozen=True)
@@ -32,25 +39,31 @@ class SlotSpec:
     title: str
     env_var: str
     hub_id: str  # the public fine-tuned default; documented in the README's slot table
+    revision: str  # a commit of `hub_id` that holds safetensors weights (never a moving branch)
     kind: str  # "ctc", "audio-classification" or "question-answering"
     train_command: str
 
+    @property
+    def hub_default(self) -> str:
+        return f"{self.hub_id}@{self.revision}"
 
+
+# The hub defaults, each pinned to a commit with safetensors weights (why each: README, "Model slots").
 SLOTS: dict[str, SlotSpec] = {
     spec.name: spec
     for spec in (
-        SlotSpec("asr", "Speech recognition (HuBERT + CTC)", "ASR_MODEL",
-                 "facebook/hubert-large-ls960-ft", "ctc",
+        SlotSpec("asr", "Speech recognition", "ASR_MODEL",
+                 "facebook/wav2vec2-base-960h", "22aad52d435eb6dbaf354bdad9b0da84ce7d6156", "ctc",
                  "python -m train.asr train/configs/asr_report.json"),
-        SlotSpec("kws", "Keyword spotting (DistilHuBERT)", "KWS_MODEL",
-                 "anton-l/distilhubert-ft-keyword-spotting", "audio-classification",
-                 "python -m train.kws train/configs/kws_report.json"),
+        SlotSpec("kws", "Keyword spotting", "KWS_MODEL",
+                 "anton-l/distilhubert-ft-keyword-spotting", "544d59e19da793285a8d9329742b31c7a5f0934b",
+                 "audio-classification", "python -m train.kws train/configs/kws_report.json"),
         SlotSpec("qa-distilbert", "Question answering (DistilBERT)", "QA_DISTILBERT_MODEL",
-                 "twmkn9/distilbert-base-uncased-squad2", "question-answering",
-                 "python -m train.qa train/configs/qa_distilbert.json"),
+                 "twmkn9/distilbert-base-uncased-squad2", "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
+                 "question-answering", "python -m train.qa train/configs/qa_distilbert.json"),
         SlotSpec("qa-xlmr", "Question answering (XLM-RoBERTa)", "QA_XLMR_MODEL",
-                 "deepset/xlm-roberta-base-squad2", "question-answering",
-                 "python -m train.qa train/configs/qa_xlmr.json"),
+                 "deepset/xlm-roberta-base-squad2", "a17f72834366c08e1442ba44b483983d86d659bf",
+                 "question-answering", "python -m train.qa train/configs/qa_xlmr.json"),
     )
 }
 
@@ -62,6 +75,15 @@ class SlotUnavailable(RuntimeError):
         self.slot, self.attempts = slot, attempts
         tried = "; ".join(f"{a['source']}: {a['error']}" for a in attempts)
         super().__init__(f"No model for '{slot}' could be loaded ({tried}).")
+
+
+class SlotNotReady(SlotUnavailable):
+    """The slot is still fetching its model, or waiting to retry the hub: try again later."""
+
+    def __init__(self, slot: str, attempts: list[dict[str, str]], state: str):
+        super().__init__(slot, attempts)
+        self.state = state
+        self.args = (f"The model for '{slot}' is not ready yet ({state}).",)
 
 
 @dataclass
@@ -85,13 +107,26 @@ class LoadedModel:
 
 
 class Slot:
-    """One slot: resolves and loads its model on first use, once, under a lock."""
+    """One slot: resolves and loads its model once, in a background thread."""
 
-    def __init__(self, spec: SlotSpec, checkpoints: Path):
+    def __init__(self, spec: SlotSpec, checkpoints: Path, launched: float | None = None):
         self.spec, self.checkpoints = spec, Path(checkpoints)
-        self._lock = threading.Lock()
+        self.launched = time.monotonic() if launched is None else launched
+        self._cond = threading.Condition()
+        self._generation = 0  # bumped by reset(): a stale loader's result is dropped
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # cuts a retry wait short (reset)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._state = "not loaded"
         self._loaded: LoadedModel | None = None
         self._failure: SlotUnavailable | None = None
+        self._attempts: list[dict[str, str]] = []
+        self._progress: hub.Progress | None = None
+        self._retry_at: float | None = None
+        self._retries = 0
+        self._ready_after_s: float | None = None
 
     def candidates(self) -> list[tuple[str, str]]:
         """(label, source) pairs in resolution order."""
@@ -99,59 +134,164 @@ class Slot:
         if os.environ.get(self.spec.env_var, "").strip():
             found.append((f"${self.spec.env_var}", os.environ[self.spec.env_var].strip()))
         found.append(("checkpoint", str(self.checkpoints / self.spec.name)))
-        found.append(("hub default", self.spec.hub_id))
+        found.append(("hub default", self.spec.hub_default))
         return found
 
-    def get(self) -> LoadedModel:
-        """The loaded model; loads it on the first call. Raises `SlotUnavailable`."""
-        if self._loaded is None and self._failure is None:
-            with self._lock:  # concurrent first requests wait here for one load
-                if self._loaded is None and self._failure is None:
-                    self._load()
-        if self._failure is not None:
-            raise self._failure
-        return self._loaded  # type: ignore[return-value]
+    # ---- what requests call ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin loading in the background, unless a load runs, is done or waits to retry."""
+        with self._cond:
+            if self._state == "not loaded":
+                self._set("starting")
+                self._thread = threading.Thread(target=self._run, args=(self._generation,),
+                                                 name=f"slot {self.spec.name}", daemon=True)
+                self._thread.start()
+
+    def get(self, wait_s: float | None = None) -> LoadedModel:
+        """The loaded model. Starts a load if none ran; waits while it reads local files, never
+        through a download. Raises `SlotUnavailable` (`SlotNotReady` while fetching/retrying)."""
+        self.start()
+        deadline = time.monotonic() + (LOAD_WAIT_S if wait_s is None else wait_s)
+        with self._cond:
+            while self._state in LOCAL_PHASES and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            if self._loaded is not None:
+                return self._loaded
+            if self._failure is not None:
+                raise self._failure
+            raise SlotNotReady(self.spec.name, list(self._attempts), self.describe_state())
 
     def reset(self) -> None:
-        """Forget the loaded model or failure, so the next `get` resolves again."""
-        with self._lock:
-            self._loaded, self._failure = None, None
+        """Forget the model, failure or running load, so the next `get`/`start` resolves again."""
+        with self._cond:
+            self._generation += 1
+            self._wake.set()
+            self._wake = threading.Event()
+            self._clear()
+            self._cond.notify_all()
 
     def peek(self) -> LoadedModel | None:
         return self._loaded
 
+    def describe_state(self) -> str:
+        """The state in a few words: 'downloading 42 %', 'retrying in 25 s', ..."""
+        state = self._state
+        if state == "downloading" and self._progress and self._progress.fraction is not None:
+            return f"downloading {round(self._progress.fraction * 100)} %"
+        if state == "retrying" and self._retry_at is not None:
+            return f"retrying in {max(0, self._retry_at - time.monotonic()):.0f} s"
+        return state
+
     def status(self) -> dict[str, Any]:
-        """State without triggering a load: 'loaded', 'unavailable' or 'not loaded'."""
-        info: dict[str, Any] = {"slot": self.spec.name, "title": self.spec.title,
-                                "env_var": self.spec.env_var, "train_command": self.spec.train_command}
+        """State without triggering a load: 'not loaded', 'starting', 'resolving', 'downloading',
+        'loading', 'loaded', 'retrying' or 'unavailable'."""
+        spec = self.spec
+        info: dict[str, Any] = {"slot": spec.name, "title": spec.title, "env_var": spec.env_var,
+                                "train_command": spec.train_command, "hub_default": spec.hub_default,
+                                "state": self._state, "detail": self.describe_state(), "source": None}
+        if self._progress is not None and self._state == "downloading":
+            info["progress"] = self._progress.fraction
+            info["downloaded_bytes"], info["download_bytes"] = self._progress.done, self._progress.total
         if self._loaded is not None:
             m = self._loaded
-            info.update(state="loaded", source=m.source, parameters=m.parameters,
-                        size_bytes=m.size_bytes, device=m.device, load_time_s=round(m.load_time_s, 3),
-                        skipped=m.skipped)
+            info.update(source=m.source, parameters=m.parameters, size_bytes=m.size_bytes,
+                        device=m.device, load_time_s=round(m.load_time_s, 3), skipped=m.skipped,
+                        ready_after_s=self._ready_after_s)
         elif self._failure is not None:
-            info.update(state="unavailable", source=None, error=str(self._failure),
-                        attempts=self._failure.attempts)
-        else:
-            info.update(state="not loaded", source=None)
+            info.update(error=str(self._failure), attempts=self._failure.attempts)
+        elif self._attempts:
+            info["attempts"] = list(self._attempts)
+        if self._state == "retrying":
+            info["retry_in_s"] = round(max(0.0, (self._retry_at or 0) - time.monotonic()), 1)
         return info
 
-    def _load(self) -> None:
-        attempts = []
-        for label, source in self.candidates():
-            start = time.perf_counter()
-            try:
-                path = _local_folder(source, is_checkpoint=label == "checkpoint")
-                model, processor = _from_pretrained(self.spec.kind, path)
-            except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
-                attempts.append({"source": f"{label} {source}", "error": _short(err)})
-                continue
-            device = _best_device()
-            model.to(device).eval()
-            self._loaded = LoadedModel(model, processor, source, path, device,
-                                       time.perf_counter() - start, read_metrics(path), attempts)
-            return
-        self._failure = SlotUnavailable(self.spec.name, attempts)
+    # ---- the loader thread --------------------------------------------------------------------
+
+    def _set(self, state: str, generation: int | None = None) -> bool:
+        """Move to `state` (caller may hold the lock); False if a reset made this loader stale."""
+        with self._cond:
+            if generation is not None and generation != self._generation:
+                return False
+            self._state = state
+            self._cond.notify_all()
+            return True
+
+    def _run(self, generation: int) -> None:
+        while True:
+            attempts: list[dict[str, str]] = []
+            transient = False
+            for label, source in self.candidates():
+                start = time.perf_counter()
+                try:
+                    loaded = self._load_one(label, source, generation, attempts)
+                except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
+                    attempts.append({"source": f"{label} {source}", "error": _short(err)})
+                    transient = transient or hub.is_transient(err)
+                    with self._cond:
+                        if generation != self._generation:
+                            return
+                        self._attempts = list(attempts)
+                    continue
+                loaded.load_time_s = time.perf_counter() - start
+                with self._cond:
+                    if generation != self._generation:
+                        return
+                    self._loaded, self._ready_after_s = loaded, round(time.monotonic() - self.launched, 2)
+                    self._set("loaded")
+                return
+            with self._cond:
+                if generation != self._generation:
+                    return
+                if not transient:
+                    self._failure = SlotUnavailable(self.spec.name, attempts)
+                    self._set("unavailable")
+                    return
+                delay = min(RETRY_MAX_S, RETRY_S * 2 ** self._retries)
+                self._retries += 1
+                self._retry_at = time.monotonic() + delay
+                self._set("retrying")
+                wake = self._wake
+            wake.wait(delay)
+            if not self._set("starting", generation):
+                return
+
+    def _load_one(self, label: str, source: str, generation: int,
+                  attempts: list[dict[str, str]]) -> LoadedModel:
+        path = Path(source).expanduser()
+        remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
+        if remote is None:
+            if not path.is_dir():
+                raise FileNotFoundError(f"no folder at {path}")
+            self._set("loading", generation)
+            model, processor = _from_pretrained(self.spec.kind, path)
+        else:
+            model, processor, path = self._from_hub(remote, generation)
+        device = _best_device()
+        model.to(device).eval()
+        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts))
+
+    def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
+        """Tokenizer/processor first (a failure there costs no weight download), then weights."""
+        if hub.offline():  # the local cache only: as quick as a folder, so requests may wait
+            self._set("loading", generation)
+            path = hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS)
+            return (*_from_pretrained(self.spec.kind, path), path)
+        hub.install_timeouts()
+        progress = hub.Progress()
+        self._set("resolving", generation)
+        files = hub.with_deadline(lambda: hub.list_files(source), progress, "listing files")
+        hub.require_safetensors(source, files)
+        small = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress,
+                                  "tokenizer and config")
+        processor = _load_processor(self.spec.kind, small)
+        with self._cond:
+            self._progress = progress
+        self._set("downloading", generation)
+        path = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS,
+                                                      progress), progress, "weights")
+        self._set("loading", generation)
+        return _load_model(self.spec.kind, path), processor, path
 
 
 class Registry:
@@ -159,14 +299,25 @@ class Registry:
 
     def __init__(self, checkpoints: Path):
         self.checkpoints = Path(checkpoints)
-        self.slots = {name: Slot(spec, self.checkpoints) for name, spec in SLOTS.items()}
+        self.launched = time.monotonic()
+        self.preloading = False
+        self.slots = {name: Slot(spec, self.checkpoints, self.launched) for name, spec in SLOTS.items()}
 
     def __getitem__(self, name: str) -> Slot:
         return self.slots[name]
 
+    def preload(self) -> None:
+        """Start every slot's load in the background (warm start); returns at once."""
+        self.preloading = True
+        for slot in self.slots.values():
+            slot.start()
+
     def status(self, load: bool = True) -> dict[str, dict[str, Any]]:
-        """Per-slot status; with `load`, resolves every slot first (cached after the first time)."""
+        """Per-slot status; with `load`, starts every slot's load and waits for local reads
+        (never for a download)."""
         if load:
+            for slot in self.slots.values():
+                slot.start()
             for slot in self.slots.values():
                 try:
                     slot.get()
@@ -174,46 +325,83 @@ class Registry:
                     pass
         return {name: slot.status() for name, slot in self.slots.items()}
 
+    def summary(self) -> dict[str, Any]:
+        """App-wide: whether slots preload, and seconds from launch until all were ready."""
+        ready = [slot.status().get("ready_after_s") for slot in self.slots.values()]
+        return {"preload": self.preloading,
+                "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
+                "up_s": round(time.monotonic() - self.launched, 1)}
+
     def reload(self) -> dict[str, dict[str, Any]]:
         for slot in self.slots.values():
             slot.reset()
         return self.status()
 
 
-def _local_folder(source: str, is_checkpoint: bool) -> Path:
-    """A local folder for `source`: the folder itself, or a hub snapshot (safetensors only)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    # A hub id is "name" or "owner/name"; anything else that is not a folder is a missing path.
-    if is_checkpoint or source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise FileNotFoundError(f"no folder at {path}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.constants import HF_HUB_OFFLINE
+# ---- building models from a folder ---------------------------------------------------------------
 
-    # HF_HUB_OFFLINE: only the local cache is consulted, so an offline machine fails at once.
-    return Path(snapshot_download(source, allow_patterns=HUB_PATTERNS, etag_timeout=HUB_TIMEOUT_S,
-                                  local_files_only=HF_HUB_OFFLINE))
-
-
-def _from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
+def _classes(kind: str) -> tuple[Any, Any]:
     import transformers as tf
 
-    model_cls, processor_cls = {
+    return {
         "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
         "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
         "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
     }[kind]
+
+
+def _load_processor(kind: str, path: Path) -> Any:
+    """The tokenizer / feature extractor; a SentencePiece tokenizer without its packages fails
+    with their names, not with transformers' guess ("tiktoken is required")."""
+    try:
+        return _classes(kind)[1].from_pretrained(path, trust_remote_code=False)
+    except Exception as err:
+        missing = _sentencepiece_missing(path)
+        if missing:
+            raise ImportError(f"this tokenizer is a SentencePiece model ({missing[0]}); loading it needs "
+                              f"the Python packages {' and '.join(missing[1:])} "
+                              "(pip install -r requirements.txt)") from err
+        raise
+
+
+def _sentencepiece_missing(path: Path) -> list[str]:
+    """[the .model file, missing packages...] for a SentencePiece-only tokenizer folder, else []."""
+    models = sorted(p.name for p in Path(path).glob("*.model"))
+    if not models or (Path(path) / "tokenizer.json").is_file():
+        return []
+    missing = [pkg for pkg, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf"))
+               if not _importable(module)]
+    return [models[0], *missing] if missing else []
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _load_model(kind: str, path: Path) -> Any:
+    import transformers as tf
+
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+    model_cls = _classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
         from core.heads import SUPERB_CTC, HubertSuperbForCTC
 
         if SUPERB_CTC in (tf.AutoConfig.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
-    model = model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
-    processor = processor_cls.from_pretrained(path, trust_remote_code=False)
-    return model, processor
+    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+
+
+def _from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
+    """Model and processor from a local folder; the processor first, as from the hub."""
+    if not any(Path(path).glob("*.safetensors")):
+        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+    processor = _load_processor(kind, path)
+    return _load_model(kind, path), processor
 
 
 def _best_device() -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from core import long_audio
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_errors_for_users, audio_or_error, require, status_card
+from tasks.common import audio_errors_for_users, audio_or_error, require, status_card, status_watch
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "asr"
@@ -111,6 +111,8 @@ def build(registry: Registry) -> gr.Blocks:
         asr_live_audio.stream(on_live, inputs=[asr_live_audio, asr_live_state],
                               outputs=[asr_live_text, asr_live_state], stream_every=LIVE_EVERY_S,
                               api_name=False, concurrency_limit=4)
+        results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot]
         demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False).then(
-            on_results, outputs=[asr_summary, asr_loss_plot, asr_wer_plot], api_name=False)
+            on_results, outputs=results_outputs, api_name=False)
+        status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
     return demo

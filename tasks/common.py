@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import numpy as np
 
 from core.audio import AudioInput, AudioInputError, load_audio
-from core.slots import LoadedModel, Slot, SlotUnavailable
+from core.slots import LoadedModel, Slot, SlotNotReady, SlotUnavailable
 from core.structure import human_bytes
 
 
 def status_card(slot: Slot, load: bool = True) -> str:
-    """Markdown saying what the slot serves, or what was tried and how to get a model."""
+    """Markdown saying what the slot serves, how far its download is, or what was tried and how
+    to get a model. With `load`, starts the slot's load (waiting only for local files)."""
     if load:
         try:
             slot.get()
@@ -28,6 +29,11 @@ def status_card(slot: Slot, load: bool = True) -> str:
                 f"loaded in {info['load_time_s']:.1f} s")
     if info["state"] == "not loaded":
         return f"**{spec.title}** — not loaded yet; it loads on the first request."
+    if info["state"] == "retrying":
+        return (f"**{spec.title}** — the model hub did not answer; {info['detail']} "
+                "(this page updates by itself).")
+    if info["state"] != "unavailable":  # starting, resolving, downloading, loading
+        return f"**{spec.title}** — getting the model ready: {info['detail']} (this page updates by itself)."
     tried = "\n".join(f"- `{a['source']}` — {a['error']}" for a in info["attempts"])
     return (f"**{spec.title}: no model available.** Tried, in order:\n{tried}\n\n"
             f"Train one with `{spec.train_command}` (writes `{slot.checkpoints / spec.name}`), "
@@ -35,10 +41,36 @@ def status_card(slot: Slot, load: bool = True) -> str:
             f"in the Models tab.")
 
 
+def settled(slot: Slot) -> bool:
+    """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
+    return slot.status()["state"] in ("loaded", "unavailable", "not loaded")
+
+
+def status_watch(slot: Slot, card: gr.Markdown, then: Callable[..., Any] | None = None,
+                 inputs: list[Any] | None = None, outputs: list[Any] | None = None,
+                 every_s: float = 2.0) -> gr.Timer:
+    """A timer that refreshes `card` while the slot downloads, loads or waits to retry, and stops
+    once it settles; `then` (e.g. the tab's results) runs when it does."""
+    timer = gr.Timer(every_s, active=True)
+
+    def tick() -> tuple[str, gr.Timer]:
+        return status_card(slot, load=False), gr.Timer(active=not settled(slot))
+
+    event = timer.tick(tick, outputs=[card, timer], api_name=False, show_progress="hidden")
+    if then is not None and outputs:
+        unchanged = gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
+        event.then(lambda *args: then(*args) if settled(slot) else unchanged, inputs=inputs,
+                   outputs=outputs, api_name=False, show_progress="hidden")
+    return timer
+
+
 def require(slot: Slot) -> LoadedModel:
-    """The slot's model, or a `gr.Error` that tells the user how to get one."""
+    """The slot's model, or a `gr.Error` that says it is on its way or how to get one."""
     try:
         return slot.get()
+    except SlotNotReady as err:
+        raise gr.Error(f"The {slot.spec.title.lower()} model is not ready yet ({err.state}). "
+                       "Try again in a moment.") from err
     except SlotUnavailable as err:
         raise gr.Error(f"No {slot.spec.title} model is loaded. Train one with "
                        f"`{slot.spec.train_command}` or set {slot.spec.env_var}. ({err})") from err

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from core import spotting
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_errors_for_users, audio_or_error, require, status_card
+from tasks.common import audio_errors_for_users, audio_or_error, require, status_card, status_watch
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "kws"
@@ -154,4 +154,5 @@ def build(registry: Registry) -> gr.Blocks:
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
         demo.load(lambda: status_card(slot), outputs=kws_status, api_name=False).then(
             on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
+        status_watch(slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs)
     return demo

@@ -10,7 +10,7 @@ import pandas as pd
 
 from core.slots import Registry
 from core.structure import ROWS, structure
-from tasks.common import status_card
+from tasks.common import settled, status_card
 
 TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
 
@@ -26,13 +26,19 @@ def structure_table(registry: Registry) -> pd.DataFrame:
 
 
 def status(registry: Registry) -> dict[str, dict[str, Any]]:
-    """Per slot: state, source, parameters, size on disk, device, load time, or the error."""
-    return registry.status(load=True)
+    """Per slot: state (and download progress), source, parameters, size on disk, device, load
+    time, or the error; under "app": whether slots preload and seconds from launch to all ready."""
+    report: dict[str, dict[str, Any]] = registry.status(load=True)
+    report["app"] = registry.summary()
+    return report
 
 
 def overview(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
     report = status(registry)
     cards = "\n\n".join(status_card(slot, load=False) for slot in registry.slots.values())
+    ready = report["app"]["all_ready_after_s"]
+    if ready is not None:
+        cards += f"\n\nAll four models were ready {ready:.1f} s after launch."
     return structure_table(registry), cards, report
 
 
@@ -56,6 +62,9 @@ def build(registry: Registry) -> gr.Blocks:
         demo.load(lambda: overview(registry), outputs=outputs, api_name=False)
         models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
         models_reload.click(lambda: reload(registry), outputs=outputs, api_name="reload")
+        models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
+        models_timer.tick(lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
+                          outputs=[*outputs, models_timer], api_name=False, show_progress="hidden")
 
         def slot_status() -> dict:
             """Per slot: state, source, parameters, size on disk, device, load time or error."""
@@ -63,6 +72,10 @@ def build(registry: Registry) -> gr.Blocks:
 
         gr.api(slot_status, api_name="status")
     return demo
+
+
+def all_settled(registry: Registry) -> bool:
+    return all(settled(slot) for slot in registry.slots.values())
 
 
 def _cell(value: Any) -> str:

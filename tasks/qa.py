@@ -16,7 +16,7 @@ import torch
 from core import qa
 from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
-from tasks.common import status_card
+from tasks.common import status_card, status_watch
 from tasks.qa_panels import BATCH_LIMIT, NAMES, batch_evaluate, comparison
 
 MAX_CONTEXT_CHARS = 20_000
@@ -185,6 +185,9 @@ def build(registry: Registry) -> gr.Blocks:
         gr.api(api_answer, api_name="answer")
         qa_run.click(lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),
                      inputs=qa_file, outputs=[qa_batch_scores, qa_disagreements], api_name="batch_evaluate")
+        for name, (card, threshold, *_) in columns.items():
+            status_watch(registry[name], card, then=lambda n=name: default_threshold(registry[n].peek()),
+                         outputs=[threshold])
         demo.load(on_load, outputs=[d[0], x[0], d[1], x[1], qa_scores, qa_bars, qa_losses, qa_lengths,
                                     qa_structure], api_name=False)
     return demo

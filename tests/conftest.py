@@ -21,6 +21,9 @@ import pytest
 from core.slots import SLOTS
 
 ROOT = Path(__file__).resolve().parents[1]
+# Seconds `python app.py` may take to answer: importing torch, transformers and Gradio alone takes
+# 13-17 s on a 2-core machine; a start that waits on the hub would take far longer.
+START_S = 30
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from core.slots import SLOTS, Registry
 from tasks import models
 from tasks.common import status_card
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.conftest import ROOT, START_S, free_port, wait_for_http
 
 TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
@@ -33,13 +33,18 @@ def tab_labels(url: str) -> list[str]:
     return [labels[child["id"]] for child in first_tabs(config["layout"])["children"]]
 
 
+def slot_items(status: dict) -> list[tuple[str, dict]]:
+    return [(name, info) for name, info in status.items() if name in SLOTS]
+
+
 def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_process, tmp_path):
     proc, url = app_process("--checkpoints", str(tmp_path / "none"))
-    assert wait_for_http(url, timeout_s=15) < 15
+    assert wait_for_http(url, timeout_s=START_S) < START_S
     assert tab_labels(url) == TAB_NAMES
     status = Client(url, verbose=False).predict(api_name="/status")
-    assert sorted(status) == sorted(SLOTS)
-    for name, info in status.items():
+    assert sorted(status) == sorted([*SLOTS, "app"])
+    assert status["app"]["preload"] is True and status["app"]["all_ready_after_s"] is None
+    for name, info in slot_items(status):
         assert info["state"] == "unavailable", name
         assert info["attempts"][0]["error"].startswith("no folder at"), info
         assert "outgoing traffic has been disabled" in info["attempts"][1]["error"]
@@ -50,14 +55,15 @@ def test_port_and_host_come_from_the_spaces_environment(app_process, tmp_path):
     proc, url = app_process("--checkpoints", str(tmp_path), env={"GRADIO_SERVER_PORT": str(port),
                                                                  "GRADIO_SERVER_NAME": "127.0.0.1"})
     assert url == f"http://127.0.0.1:{port}/"
-    wait_for_http(url, timeout_s=15)
+    wait_for_http(url, timeout_s=START_S)
     assert tab_labels(url) == TAB_NAMES
 
 
 def test_status_reports_all_four_tiny_models_with_true_counts(launch, tiny_checkpoints):
     url = launch(tiny_checkpoints)
     status = Client(url, verbose=False).predict(api_name="/status")
-    for name, info in status.items():
+    assert 0 < status["app"]["all_ready_after_s"] == max(info["ready_after_s"] for _, info in slot_items(status))
+    for name, info in slot_items(status):
         assert info["state"] == "loaded"
         assert info["source"] == str(tiny_checkpoints / name)
         assert info["device"] == "cpu" and info["load_time_s"] >= 0

@@ -4,13 +4,13 @@ table. Needs Debian's chromium (installed by .ci/run)."""
 from __future__ import annotations
 
 from scripts.screenshot import screenshot
-from tests.conftest import wait_for_http
+from tests.conftest import START_S, wait_for_http
 from tests.test_app import TAB_NAMES
 
 
 def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_checkpoints, tmp_path):
     _, url = app_process("--checkpoints", str(tiny_checkpoints))
-    wait_for_http(url, timeout_s=15)
+    wait_for_http(url, timeout_s=START_S)
     out = tmp_path / "models.png"
     tabs = screenshot(url, out, tab="Models", wait_for="xlm-roberta")
     assert tabs == TAB_NAMES
@@ -19,6 +19,6 @@ def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_check
 
 def test_missing_models_show_how_to_get_one(app_process, tmp_path):
     _, url = app_process("--checkpoints", str(tmp_path))
-    wait_for_http(url, timeout_s=15)
+    wait_for_http(url, timeout_s=START_S)
     tabs = screenshot(url, tmp_path / "asr.png", wait_for="python -m train.asr train/configs/asr_report.json")
     assert tabs == TAB_NAMES

@@ -55,14 +55,15 @@ def test_hub_id_loads_from_the_cache_when_offline(tmp_path, monkeypatch, two_asr
     _fake_hub_cache(tmp_path / "hub", "someone/tiny-asr", two_asr[0])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     # Also the last resort: the slot's default hub id, when no env var and no checkpoint.
-    monkeypatch.setitem(slots.SLOTS, "asr", replace(slots.SLOTS["asr"], hub_id="someone/tiny-asr"))
+    monkeypatch.setitem(slots.SLOTS, "asr", replace(slots.SLOTS["asr"], hub_id="someone/tiny-asr",
+                                                     revision="0" * 40))
     for env in ("someone/tiny-asr", None):
         if env:
             monkeypatch.setenv("ASR_MODEL", env)
         else:
             monkeypatch.delenv("ASR_MODEL")
         loaded = Registry(tmp_path / "empty")["asr"].get()
-        assert loaded.source == "someone/tiny-asr"
+        assert loaded.source == ("someone/tiny-asr" if env else f"someone/tiny-asr@{'0' * 40}")
         assert loaded.parameters == sum(p.numel() for p in loaded.model.parameters()) > 0
         assert loaded.metrics["task"] == "asr"
 
@@ -74,7 +75,7 @@ def test_missing_slot_is_unavailable_fast_and_says_what_was_tried(tmp_path):
     for name, info in status.items():
         assert info["state"] == "unavailable"
         sources = [a["source"] for a in info["attempts"]]
-        assert sources == [f"checkpoint {tmp_path / name}", f"hub default {slots.SLOTS[name].hub_id}"]
+        assert sources == [f"checkpoint {tmp_path / name}", f"hub default {slots.SLOTS[name].hub_default}"]
         assert "outgoing traffic has been disabled" in info["attempts"][1]["error"]
         assert info["train_command"].startswith("python -m train.")
     with pytest.raises(SlotUnavailable, match="No model for 'kws' could be loaded"):
