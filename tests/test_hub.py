@@ -1,0 +1,131 @@
+"""The hub path, offline: the unchanged app (`python app.py`) fetches its four defaults from a
+stand-in hub on loopback (`HF_ENDPOINT`), laid out as the real repositories are."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.slots import SLOTS
+from tests.conftest import ROOT, START_S, wait_for_http
+from tests.hub_repos import SPOKEN_LETTER, default_repos
+from tests.hub_standin import StandInHub
+
+
+@pytest.fixture(scope="module")
+def repos():
+    return default_repos()
+
+
+def hub_env(hub: StandInHub, home: Path, **extra: str) -> dict[str, str]:
+    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_OFFLINE": "0", "HUB_TIMEOUT_S": "3",
+            "HF_HUB_DISABLE_XET": "1", **extra}
+
+
+def call(url: str, api: str, *args, timeout: float = 30):
+    """One endpoint over plain HTTP (Gradio's call API): the value, or raises with its error."""
+    request = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": list(args)}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        event = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=timeout) as response:
+        lines = response.read().decode().splitlines()
+    kind = next(line.split(": ", 1)[1] for line in lines if line.startswith("event:"))
+    data = json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data:")))
+    if kind != "complete":
+        raise RuntimeError(f"{api} failed: {data}")
+    return data[0]
+
+
+def transcribe(url: str, clip: str) -> str:
+    from gradio_client import Client, handle_file
+
+    return Client(url, verbose=False).predict(handle_file(clip), api_name="/transcribe")
+
+
+def wait_for_states(url: str, done, timeout_s: float) -> dict:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        status = call(url, "status")
+        if done(status):
+            return status
+        time.sleep(0.5)
+    pytest.fail(f"slots did not settle within {timeout_s} s: {status}")
+
+
+def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_offline(
+        app_process, tmp_path, repos):
+    clip = str(sorted((ROOT / "assets" / "asr").glob("*.wav"))[0])
+    with StandInHub(repos) as hub:
+        _, url = app_process("--checkpoints", str(tmp_path / "none"), env=hub_env(hub, tmp_path / "hf"))
+        wait_for_http(url, START_S)
+        status = wait_for_states(url, lambda s: all(s[n]["state"] == "loaded" for n in SLOTS), 120)
+        for name, spec in SLOTS.items():
+            assert status[name]["source"] == f"{spec.hub_id}@{spec.revision}"
+        assert status["app"]["all_ready_after_s"] > 0
+        # Upper-case vocabulary, lower-case transcript; the special tokens never show.
+        assert transcribe(url, clip) == SPOKEN_LETTER.lower()
+        asked = [path for _, path in hub.requests]
+    assert not [p for p in asked if p.endswith(".bin")]  # pickled weights are never fetched
+    for spec in SLOTS.values():  # every listing and download at the pinned commit, never at main
+        mine = [p for p in asked if spec.hub_id in p]
+        assert mine and all(spec.revision in p for p in mine), mine
+
+    # The hub is gone; a second launch finds everything in the cache the first one filled.
+    _, url = app_process("--checkpoints", str(tmp_path / "none"),
+                         env={**hub_env(hub, tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    wait_for_http(url, START_S)
+    status = wait_for_states(url, lambda s: all(s[n]["state"] != "not loaded" for n in SLOTS)
+                             and all(s[n]["state"] in ("loaded", "unavailable") for n in SLOTS), 60)
+    assert {n: status[n]["state"] for n in SLOTS} == {n: "loaded" for n in SLOTS}
+
+
+def test_pickle_only_revision_is_refused_with_the_reason_and_nothing_downloaded(app_process, tmp_path, repos):
+    kws = SLOTS["kws"]
+    with StandInHub(repos) as hub:
+        _, url = app_process("--checkpoints", str(tmp_path / "none"),
+                             env=hub_env(hub, tmp_path / "hf", KWS_MODEL=kws.hub_id, PRELOAD_MODELS="0"))
+        wait_for_http(url, START_S)
+        call(url, "status")  # starts the loads
+        status = wait_for_states(url, lambda s: s["kws"]["state"] in ("loaded", "unavailable"), 60)
+    assert status["kws"]["source"] == kws.hub_default  # fell through to the pinned default
+    assert status["kws"]["skipped"][0] == {
+        "source": f"$KWS_MODEL {kws.hub_id}",
+        "error": f"{kws.hub_id} has no safetensors weights at its default branch "
+                 "(only pickled pytorch_model.bin, which is never loaded)"}
+    assert not [p for _, p in hub.requests if p.endswith(".bin")]
+
+
+def test_a_pr_ref_resolves_to_its_commit(app_process, tmp_path, repos):
+    kws = SLOTS["kws"]
+    with StandInHub(repos) as hub:
+        _, url = app_process("--checkpoints", str(tmp_path / "none"),
+                             env=hub_env(hub, tmp_path / "hf", KWS_MODEL=f"{kws.hub_id}@refs/pr/1"))
+        wait_for_http(url, START_S)
+        status = wait_for_states(url, lambda s: s["kws"]["state"] == "loaded", 60)
+    assert status["kws"]["source"] == f"{kws.hub_id}@refs/pr/1" and status["kws"]["skipped"] == []
+    assert ("GET", f"/{kws.hub_id}/resolve/{kws.revision}/model.safetensors") in hub.requests
+
+
+def test_a_stalled_hub_hits_the_deadline_the_app_keeps_answering_and_heals_later(app_process, tmp_path, repos):
+    with StandInHub(repos) as hub:
+        hub.stall()
+        _, url = app_process("--checkpoints", str(tmp_path / "none"),
+                             env=hub_env(hub, tmp_path / "hf", HUB_TIMEOUT_S="2", HUB_RETRY_S="4"))
+        wait_for_http(url, START_S)
+        for _ in range(3):  # while every hub request hangs, status answers at once
+            start = time.monotonic()
+            call(url, "status")
+            assert time.monotonic() - start < 1.0
+        status = wait_for_states(url, lambda s: all(s[n]["state"] == "retrying" for n in SLOTS), 30)
+        assert "did not answer within 2 s" in status["asr"]["attempts"][-1]["error"]
+        with pytest.raises(Exception, match="not ready yet"):
+            transcribe(url, str(sorted((ROOT / "assets" / "asr").glob("*.wav"))[0]))
+        hub.stalled.clear()  # the hub comes back: the next retry succeeds without anyone's help
+        hub.released.set()
+        status = wait_for_states(url, lambda s: all(s[n]["state"] == "loaded" for n in SLOTS), 90)
+    assert all(status[n]["source"] == SLOTS[n].hub_default for n in SLOTS)
