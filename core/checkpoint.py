@@ -7,6 +7,7 @@ A checkpoint is a folder that `from_pretrained` loads as it is:
         model.safetensors        weights; pickled *.bin weights are refused
         preprocessor_config.json / tokenizer files / vocab.json   processor or tokenizer
         metrics.json             see `Metrics`
+        README.md                the model card: hub metadata (model-index = metrics.json), recipe
 
 A checkpoint is published atomically (`publish`): it is written into a hidden folder beside the
 target and renamed into place only once complete, so a reader never sees half a checkpoint and a
@@ -115,12 +116,19 @@ def publish(target: Path, check: Callable[[Path], None] | None = None) -> Iterat
         raise
 
 
-def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics) -> Path:
-    """Publish `model` + `processor` (tokenizer or feature extractor) + metrics at `target`."""
+def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics,
+                    command: str | None = None) -> Path:
+    """Publish `model` + `processor` (tokenizer or feature extractor) + metrics + a model card
+    (whose recipe shows `command`) at `target`."""
+    from core.model_card import CARD_FILE, render
+
     with publish(target) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         write_metrics(staging, metrics)
+        card = render(json.loads((staging / METRICS_FILE).read_text()), Path(target).name,
+                      model.config.model_type, command)
+        (staging / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(target)
 
 

@@ -13,6 +13,7 @@ from gradio_client import Client, handle_file
 from core.checkpoint import read_metrics
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
 from tasks import asr as asr_tab
+from tests.card_check import assert_card_matches_metrics
 from tests.conftest import recordings
 from train import asr as train_asr
 
@@ -112,6 +113,8 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     assert metrics["hyperparameters"]["max_steps"] == 6
     # "keep calm and carry on" (2.2 s) is longer than 2.1 s: dropped and counted.
     assert metrics["extra"]["dropped_long"]["train"] == 1 and metrics["dataset_sizes"]["train"] == 3
+    assert_card_matches_metrics(checkpoints / "asr", None,  # a local encoder is no hub base_model
+                                "automatic-speech-recognition", "train/configs/asr_smoke.json --max_duration_s 2.1")
     clip = tmp_path / "outputs" / "smoke" / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac"
     served = Client(launch(checkpoints), verbose=False).predict(handle_file(str(clip)), api_name="/transcribe")
     from core.slots import Registry

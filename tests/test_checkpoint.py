@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 
 import pytest
 
@@ -95,3 +96,22 @@ def test_pickled_weights_are_refused(tmp_path):
             _write_version(staging, "v1")
             (staging / "pytorch_model.bin").write_bytes(b"pickle")
     assert not target.exists()
+
+
+def test_model_card_names_a_hub_base_model_and_parses_with_huggingface_hub(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from core.model_card import render
+
+    metrics = Metrics(task="kws", final={"test": {"accuracy": 0.9625, "confusion_matrix": [[1]]}},
+                      dataset_sizes={"test": 3081},
+                      hyperparameters={"model_name_or_path": "ntu-spml/distilhubert",
+                                       "dataset_name": "google/speech_commands"},
+                      hardware={"gpu": "NVIDIA H100", "torch": "2.13.0", "python": "3.11.7"})
+    (tmp_path / "README.md").write_text(render(asdict(metrics), "kws", "hubert",
+                                               command="python -m train.kws train/configs/kws_report.json"))
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model == "ntu-spml/distilhubert" and card.data.datasets == ["google/speech_commands"]
+    assert [(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results] == [
+        ("test", "accuracy", 0.9625)]
+    assert "python -m train.kws train/configs/kws_report.json" in card.text and "NVIDIA H100" in card.text

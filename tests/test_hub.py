@@ -129,3 +129,36 @@ def test_a_stalled_hub_hits_the_deadline_the_app_keeps_answering_and_heals_later
         hub.released.set()
         status = wait_for_states(url, lambda s: all(s[n]["state"] == "loaded" for n in SLOTS), 90)
     assert all(status[n]["source"] == SLOTS[n].hub_default for n in SLOTS)
+
+
+BLOCKED_SENTENCEPIECE = """
+import json, sys, time
+sys.modules["sentencepiece"] = None  # as on a machine without these two packages
+sys.modules["google.protobuf"] = None
+from core.slots import Registry
+slot = Registry(sys.argv[1])["qa-xlmr"]
+slot.start()
+while slot.status()["state"] not in ("loaded", "unavailable", "retrying"):
+    time.sleep(0.1)
+print(json.dumps(slot.status()["attempts"]))
+"""
+
+
+def test_a_tokenizer_that_cannot_load_names_its_packages_and_costs_no_weight_download(tmp_path, repos):
+    import os
+    import subprocess
+    import sys
+
+    xlmr = SLOTS["qa-xlmr"]
+    with StandInHub(repos) as hub:
+        env = {**os.environ, **hub_env(hub, tmp_path / "hf")}
+        out = subprocess.run([sys.executable, "-c", BLOCKED_SENTENCEPIECE, str(tmp_path / "none")], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    attempts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert attempts[-1]["source"] == f"hub default {xlmr.hub_default}"
+    assert attempts[-1]["error"] == ("this tokenizer is a SentencePiece model (sentencepiece.bpe.model); loading it "
+                                     "needs the Python packages sentencepiece and protobuf "
+                                     "(pip install -r requirements.txt)")
+    fetched = [p for method, p in hub.requests if method == "GET" and "/resolve/" in p]
+    assert f"/{xlmr.hub_id}/resolve/{xlmr.revision}/sentencepiece.bpe.model" in fetched
+    assert not [p for p in fetched if p.endswith(".safetensors")]

@@ -17,6 +17,7 @@ from core.checkpoint import read_metrics
 from core.slots import Registry
 from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
 from tasks import kws as kws_tab
+from tests.card_check import assert_card_matches_metrics
 from tests.conftest import recordings
 from tests.tiny_models import hubert_config
 from train import kws as train_kws
@@ -165,6 +166,7 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     train_kws.main(["train/configs/kws_smoke.json"])
     checkpoints = tmp_path / "outputs" / "smoke" / "checkpoints"
     metrics = read_metrics(checkpoints / "kws")
+    assert_card_matches_metrics(checkpoints / "kws", None, "audio-classification", "kws_smoke.json")
     assert np.array(metrics["final"]["test"]["confusion_matrix"]).shape == (12, 12)
     assert metrics["dataset_sizes"]["test"] == 14  # 12 spoken words + 2 silence clips
     clip = tmp_path / "outputs" / "smoke" / "speech_commands_test" / "yes"

@@ -17,6 +17,7 @@ from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_q
 from tasks import qa as qa_tab
 from tasks.qa_panels import batch_evaluate, comparison
 from train import qa as train_qa
+from tests.card_check import assert_card_matches_metrics
 
 LEARN = ["--max_steps", "800", "--eval_steps", "400", "--logging_steps", "100", "--warmup_steps", "20",
          "--per_device_train_batch_size", "4", "--learning_rate", "1e-3"]
@@ -214,5 +215,7 @@ def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, la
         metrics = read_metrics(checkpoints / slot)
         assert metrics["task"] == "qa" and metrics["final"]["validation"]["total"] == 10
         assert "null_score_diff_threshold" in metrics["extra"]
+        assert_card_matches_metrics(checkpoints / slot, None,
+                                    "question-answering", f"qa_{slot.removeprefix('qa-')}_smoke.json")
     result = Client(launch(checkpoints), verbose=False).predict(*expected_answers()[0][:2], api_name="/answer")
     assert set(result) == {"qa-distilbert", "qa-xlmr"} and all("text" in r for r in result.values())

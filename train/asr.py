@@ -23,7 +23,7 @@ from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
                       normalize_transcript)
 from core.metrics import wer_cer
-from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
+from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
                           hyperparameters, publish_run, split_metrics)
 from train.feature_store import audio_identity
 from train.frozen_head import FeatureArguments, dataset_source, frozen_head
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> Path:
     sizes = {s: len(datasets[s]) for s in SPLITS}
     params = hyperparameters(trainer_args, model_args, feature_args, data_args, run_args)
     return publish_run(target, trainer, processor, model=model, task="asr", final=final, sizes=sizes,
-                       params=params, started=started,
+                       params=params, started=started, command=command_line("train.asr", argv),
                        extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **cache_info})
 
 

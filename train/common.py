@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -163,16 +164,23 @@ def split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
             if not k.endswith(("_runtime", "_per_second")) and k != "epoch"}
 
 
+def command_line(module: str, argv: Sequence[str] | None) -> str:
+    """The command that started this run (`python -m train.asr config.json --flag ...`), for the
+    model card's recipe."""
+    argv = sys.argv[1:] if argv is None else argv
+    return " ".join([f"python -m {module}", *map(shlex.quote, argv)])
+
+
 def publish_run(target: Path, trainer: Trainer, processor: Any, *, model: Any, task: str,
                 final: dict[str, dict[str, Any]], sizes: dict[str, int], params: dict[str, Any],
-                started: float, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model` (with its trained head) in the checkpoint contract to `target` atomically;
-    only the main process writes."""
+                started: float, command: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model` (with its trained head) in the checkpoint contract to `target` atomically,
+    with a model card that records `command`; only the main process writes."""
     if trainer.is_world_process_zero():
         metrics = Metrics(task=task, final=final, history=history(trainer.state.log_history),
                           dataset_sizes=sizes, hyperparameters=params,
                           wall_time_s=round(time.time() - started, 2), hardware=hardware_info(),
                           extra=extra or {})
-        save_checkpoint(target, model.to("cpu"), processor, metrics)
+        save_checkpoint(target, model.to("cpu"), processor, metrics, command=command)
         logger.info("published %s", target)
     return Path(target)

@@ -28,7 +28,7 @@ from core.metrics import classification_report
 from core.spotting import fit_window
 from train.feature_store import audio_identity
 from train.frozen_head import FeatureArguments, FrozenEncoderHead, dataset_source, frozen_head
-from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin,
+from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> Path:
     return publish_run(target, trainer, extractor, model=model, task="kws", final=final,
                        sizes={s: len(datasets[s]) for s in SPLITS},
                        params=hyperparameters(trainer_args, model_args, feature_args, data_args, run_args),
-                       started=started, extra=extra)
+                       started=started, command=command_line("train.kws", argv), extra=extra)
 
 
 if __name__ == "__main__":

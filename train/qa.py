@@ -24,7 +24,7 @@ from core import qa
 from core.squad_data import gold_answers, load_file, load_hub
 from core.squad_metric import robust_threshold, squad_v2
 from core.structure import structure
-from train.common import GroupedTrainer, RunArguments, begin, hyperparameters, publish_run
+from train.common import GroupedTrainer, RunArguments, begin, command_line, hyperparameters, publish_run
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> Path:
                        sizes={"train": len(train_examples), "validation": len(val_examples),
                               "validation_unanswerable": sum(not e.answers for e in val_examples)},
                        params=hyperparameters(trainer_args, model_args, data_args, run_args),
-                       started=started, extra=extra)
+                       started=started, command=command_line("train.qa", argv), extra=extra)
 
 
 if __name__ == "__main__":
