@@ -19,7 +19,12 @@ from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import decode_predictions
 from core.heads import padding_proof
 
-WINDOW_S, STRIDE_S = 10.0, 2.0
+# Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
+# network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
+WINDOW_S, STRIDE_S = 30.0, 2.0
+# Live: each update recomputes the uncommitted audio, so windows stay short enough that an update
+# costs less than the 0.5 s of audio it brings, with a wav2vec 2.0 base model on 2 CPU cores.
+LIVE_WINDOW_S, LIVE_STRIDE_S = 3.0, 0.5
 
 
 def samples_per_frame(model) -> int:
@@ -115,11 +120,12 @@ class StreamState:
 
 
 def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarray,
-                window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> StreamState:
+                window_s: float = LIVE_WINDOW_S, stride_s: float = LIVE_STRIDE_S) -> StreamState:
     """Feed one microphone chunk; updates `state.text` with the transcript so far.
 
     Windows are committed as soon as enough audio arrived for them, exactly where the offline
-    `chunked_ids` puts them, so the final text equals the offline transcript of the same audio."""
+    `chunked_ids` puts them with the same `window_s`/`stride_s`, so the final text equals the
+    offline transcript of the same audio cut into the same (short, live) windows."""
     windows = Windows.for_model(model, window_s, stride_s)
     final, tail = state.resampler.push(rate, chunk)
     state.audio = np.concatenate([state.audio, final])

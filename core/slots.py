@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub
+from core import hub, onnx_ctc
 from core.checkpoint import folder_size, read_metrics
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
@@ -98,11 +98,13 @@ class LoadedModel:
     load_time_s: float
     metrics: dict[str, Any] | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)  # earlier sources that failed
+    precision: str = "fp32 (torch, cpu)"
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.parameters = getattr(self.model, "source_parameters", None) or sum(
+            p.numel() for p in self.model.parameters())
         self.size_bytes = folder_size(self.path)
 
 
@@ -196,8 +198,8 @@ class Slot:
         if self._loaded is not None:
             m = self._loaded
             info.update(source=m.source, parameters=m.parameters, size_bytes=m.size_bytes,
-                        device=m.device, load_time_s=round(m.load_time_s, 3), skipped=m.skipped,
-                        ready_after_s=self._ready_after_s)
+                        device=m.device, precision=m.precision, load_time_s=round(m.load_time_s, 3),
+                        skipped=m.skipped, ready_after_s=self._ready_after_s)
         elif self._failure is not None:
             info.update(error=str(self._failure), attempts=self._failure.attempts)
         elif self._attempts:
@@ -269,7 +271,9 @@ class Slot:
             model, processor, path = self._from_hub(remote, generation)
         device = _best_device()
         model.to(device).eval()
-        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts))
+        model, precision = onnx_ctc.for_serving(self.spec.kind, model, path, device)
+        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts),
+                           precision)
 
     def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
         """Tokenizer/processor first (a failure there costs no weight download), then weights."""

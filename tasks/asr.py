@@ -1,4 +1,4 @@
-"""Speech recognition tab: DistilHuBERT + CTC, from the microphone or a file, live or not."""
+"""Speech recognition tab: a CTC model (the slot's), from the microphone or a file, live or not."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def build(registry: Registry) -> gr.Blocks:
                 gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
         with gr.Tab("Live"):
             gr.Markdown("Speak: the transcript updates every half second. Each update runs the model "
-                        f"on at most one {long_audio.WINDOW_S:.0f} s window plus the newest audio.")
+                        f"on at most one {long_audio.LIVE_WINDOW_S:.0f} s window plus the newest audio.")
             asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_state = gr.State(None)

@@ -25,7 +25,7 @@ def status_card(slot: Slot, load: bool = True) -> str:
     spec = slot.spec
     if info["state"] == "loaded":
         return (f"**{spec.title}** — serving `{info['source']}` · {info['parameters']:,} parameters · "
-                f"{human_bytes(info['size_bytes'])} on disk · {info['device']} · "
+                f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
                 f"loaded in {info['load_time_s']:.1f} s")
     if info["state"] == "not loaded":
         return f"**{spec.title}** — not loaded yet; it loads on the first request."

@@ -1,0 +1,141 @@
+"""Speech recognition served on this machine's CPU, measured through the app and next to the raw
+forward pass of the same model, in one run (real architecture, random weights: speed does not
+depend on the values).
+
+    python -m bench.asr_serving                          # facebook/wav2vec2-base-960h's shape
+    python -m bench.asr_serving --seconds 5 30 60 --repeat 3 --json out.json
+
+Prints, per clip length: the endpoint's time over plain HTTP (`/transcribe`, after the upload)
+and its real-time factor, the serving model's single forward pass and torch fp32's forward pass
+over the same samples; then the live tab's cost per 0.5 s microphone chunk (mean, max) over a
+60 s stream, which must stay under 0.5 s to keep up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from core.checkpoint import Metrics, save_checkpoint
+
+RATE = 16_000
+UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
+
+
+def base_960h_shape(folder: Path) -> Path:
+    """A checkpoint with facebook/wav2vec2-base-960h's config (95 M parameters), random weights."""
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, \
+        Wav2Vec2Processor
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(UPPER)}}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        tokenizer = Wav2Vec2CTCTokenizer(str(Path(tmp) / "vocab.json"))
+    extractor = Wav2Vec2FeatureExtractor(return_attention_mask=False)
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab)))
+    metrics = Metrics(task="asr", hyperparameters={"note": "random weights, for timing"})
+    return save_checkpoint(folder / "asr", model, Wav2Vec2Processor(extractor, tokenizer), metrics)
+
+
+def transcribe_http(url: str, path: Path) -> float:
+    """Seconds for one `/transcribe` call over plain HTTP, the upload excluded."""
+    import httpx
+
+    with path.open("rb") as f:
+        uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    start = time.perf_counter()
+    event = httpx.post(f"{url}gradio_api/call/transcribe", timeout=600, json={
+        "data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}]}).json()["event_id"]
+    body = httpx.get(f"{url}gradio_api/call/transcribe/{event}", timeout=600).text
+    if "event: complete" not in body:
+        raise RuntimeError(body)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def forward_s(model, samples: np.ndarray) -> float:
+    start = time.perf_counter()
+    model(torch.from_numpy(samples)[None])
+    return time.perf_counter() - start
+
+
+def live_costs(loaded, seconds: float = 60.0, chunk_s: float = 0.5) -> list[float]:
+    """Seconds each live update took, feeding `seconds` of 48 kHz microphone audio in chunks."""
+    from tasks.asr import live_update
+
+    rng = np.random.default_rng(0)
+    state, costs = None, []
+    for _ in range(int(seconds / chunk_s)):
+        chunk = (rng.standard_normal(int(48_000 * chunk_s)) * 3000).astype(np.int16)
+        start = time.perf_counter()
+        _, state = live_update(loaded, state, (48_000, chunk))
+        costs.append(time.perf_counter() - start)
+    return costs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 30.0, 60.0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from transformers import Wav2Vec2ForCTC
+
+    import app
+
+    work = Path(tempfile.mkdtemp(prefix="asr-serving-"))
+    folder = base_960h_shape(work)
+    reference = Wav2Vec2ForCTC.from_pretrained(folder).eval()  # torch fp32, for the raw column
+    start = time.perf_counter()
+    demo = app.build_app(work, preload=True)
+    loaded = demo.registry["asr"].get(wait_s=600)
+    load_s = time.perf_counter() - start
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = demo.local_url
+    result = {"precision": loaded.precision, "load_s": round(load_s, 1), "threads": torch.get_num_threads(),
+              "clips": []}
+    print(f"serving {loaded.precision}; loaded (with any export) in {load_s:.1f} s; {torch.get_num_threads()} threads")
+    print(f"{'clip':>6} {'endpoint':>9} {'RTF':>6} {'serving fwd':>12} {'torch fp32 fwd':>15} {'endpoint/serving':>17}")
+    rng = np.random.default_rng(0)
+    for seconds in args.seconds:
+        samples = (rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32)
+        clip = work / f"clip-{seconds:g}.wav"
+        sf.write(clip, samples, RATE, subtype="PCM_16")
+        transcribe_http(url, clip)  # warm-up
+        endpoint = statistics.median(transcribe_http(url, clip) for _ in range(args.repeat))
+        serving = statistics.median(forward_s(loaded.model, samples) for _ in range(args.repeat))
+        fp32 = statistics.median(forward_s(reference, samples) for _ in range(args.repeat))
+        row = {"seconds": seconds, "endpoint_s": round(endpoint, 3), "rtf": round(endpoint / seconds, 3),
+               "serving_forward_s": round(serving, 3), "torch_fp32_forward_s": round(fp32, 3)}
+        result["clips"].append(row)
+        print(f"{seconds:>5g}s {endpoint:>8.2f}s {endpoint / seconds:>6.3f} {serving:>11.2f}s {fp32:>14.2f}s "
+              f"{endpoint / serving:>16.2f}x")
+    costs = live_costs(loaded)
+    result["live"] = {"chunk_s": 0.5, "mean_s": round(statistics.mean(costs), 3), "max_s": round(max(costs), 3),
+                      "p95_s": round(float(np.percentile(costs, 95)), 3)}
+    print(f"live, 0.5 s chunks over 60 s: mean {result['live']['mean_s']:.3f} s, p95 {result['live']['p95_s']:.3f} s, "
+          f"max {result['live']['max_s']:.3f} s per update (keeps up while < 0.5 s)")
+    demo.close()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
