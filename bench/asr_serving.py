@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the other slots: no hub here, fail at once
     from transformers import Wav2Vec2ForCTC
 
     import app

@@ -24,7 +24,7 @@ from core.heads import padding_proof
 WINDOW_S, STRIDE_S = 30.0, 2.0
 # Live: each update recomputes the uncommitted audio, so windows stay short enough that an update
 # costs less than the 0.5 s of audio it brings, with a wav2vec 2.0 base model on 2 CPU cores.
-LIVE_WINDOW_S, LIVE_STRIDE_S = 3.0, 0.5
+LIVE_WINDOW_S, LIVE_STRIDE_S = 2.5, 0.5
 
 
 def samples_per_frame(model) -> int:
@@ -110,6 +110,9 @@ class StreamState:
     committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change
     next_frame: int = 0  # global index of the first uncommitted frame
     next_start: int = 0  # stream sample where the next window begins
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # not yet final audio
+    provisional: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ids after committed
+    stale: bool = False  # the provisional ids miss the newest audio (see `stream_finish`)
     text: str = ""
     last_cost: int = 0  # samples run through the model in the last update
 
@@ -124,27 +127,51 @@ def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarr
     """Feed one microphone chunk; updates `state.text` with the transcript so far.
 
     Windows are committed as soon as enough audio arrived for them, exactly where the offline
-    `chunked_ids` puts them with the same `window_s`/`stride_s`, so the final text equals the
-    offline transcript of the same audio cut into the same (short, live) windows."""
+    `chunked_ids` puts them with the same `window_s`/`stride_s`, so the final text (after
+    `stream_finish`) equals the offline transcript of the same audio cut into the same (short,
+    live) windows. No update runs more than one window of audio: an update that commits a window
+    shows that window's right context as the provisional end and reads the newest audio next time."""
     windows = Windows.for_model(model, window_s, stride_s)
-    final, tail = state.resampler.push(rate, chunk)
+    final, state.tail = state.resampler.push(rate, chunk)
     state.audio = np.concatenate([state.audio, final])
     state.last_cost = 0
+    right_context = None
     while state.audio_start + len(state.audio) - state.next_start > windows.window:  # a full final window
         start, local = state.next_start, state.next_start - state.audio_start
         row = window_ids(model, processor.feature_extractor, [state.audio[local:local + windows.window]])[0]
         end = (start + windows.window - windows.stride) // windows.hop
         state.committed.append(row[state.next_frame - start // windows.hop: end - start // windows.hop])
+        right_context = row[end - start // windows.hop:]
         state.next_frame, state.next_start = end, start + windows.step
         state.last_cost += windows.window
     state.audio = state.audio[state.next_start - state.audio_start:]
     state.audio_start = state.next_start
-    provisional = np.zeros(0, np.int64)
-    piece = np.concatenate([state.audio, tail])
+    if right_context is not None:
+        state.provisional, state.stale = right_context, True
+    else:
+        _read_uncommitted(model, processor, state, windows)
+    return _decode(state, processor)
+
+
+def stream_finish(model, processor, state: StreamState, window_s: float = LIVE_WINDOW_S,
+                  stride_s: float = LIVE_STRIDE_S) -> StreamState:
+    """The recording stopped: read the newest audio if the last update left it out."""
+    if state.stale:
+        state.last_cost = 0
+        _read_uncommitted(model, processor, state, Windows.for_model(model, window_s, stride_s))
+    return _decode(state, processor)
+
+
+def _read_uncommitted(model, processor, state: StreamState, windows: Windows) -> None:
+    piece = np.concatenate([state.audio, state.tail])
+    state.provisional, state.stale = np.zeros(0, np.int64), False
     if len(piece) >= windows.hop * 2:
         row = window_ids(model, processor.feature_extractor, [piece])[0]
-        provisional = row[state.next_frame - state.next_start // windows.hop:]
+        state.provisional = row[state.next_frame - state.next_start // windows.hop:]
         state.last_cost += len(piece)
-    ids = np.concatenate([*state.committed, provisional])
+
+
+def _decode(state: StreamState, processor) -> StreamState:
+    ids = np.concatenate([*state.committed, state.provisional])
     state.text = decode_predictions(ids[None, :], processor.tokenizer)[0]
     return state

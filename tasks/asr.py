@@ -50,6 +50,14 @@ def live_update(loaded: LoadedModel, state: long_audio.StreamState | None,
     return state.text, state
 
 
+def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any]:
+    """The microphone stopped: the transcript including the last half second."""
+    if state is None:
+        return "", None
+    state = long_audio.stream_finish(loaded.model, loaded.processor, state)
+    return state.text, state
+
+
 def results(metrics: dict[str, Any] | None) -> tuple[str, Any, Any]:
     """The checkpoint's evaluation: a summary table and loss / WER curves."""
     if not metrics:
@@ -77,6 +85,9 @@ def build(registry: Registry) -> gr.Blocks:
     def on_live(chunk, state):
         return live_update(require(slot), state, chunk)
 
+    def on_live_stop(state):
+        return live_finish(require(slot), state)
+
     def on_results():
         loaded = slot.peek()
         return results(loaded.metrics if loaded else None)
@@ -93,7 +104,7 @@ def build(registry: Registry) -> gr.Blocks:
                 gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
         with gr.Tab("Live"):
             gr.Markdown("Speak: the transcript updates every half second. Each update runs the model "
-                        f"on at most one {long_audio.LIVE_WINDOW_S:.0f} s window plus the newest audio.")
+                        f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio.")
             asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_state = gr.State(None)
@@ -108,6 +119,8 @@ def build(registry: Registry) -> gr.Blocks:
                                                      outputs=asr_timing, api_name=False)
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state],
                                        api_name=False)
+        asr_live_audio.stop_recording(on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state],
+                                      api_name=False)
         asr_live_audio.stream(on_live, inputs=[asr_live_audio, asr_live_state],
                               outputs=[asr_live_text, asr_live_state], stream_every=LIVE_EVERY_S,
                               api_name=False, concurrency_limit=4)
