@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub, onnx_ctc
+from core import hub, loading, onnx_ctc
 from core.checkpoint import folder_size, read_metrics
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
@@ -266,10 +266,10 @@ class Slot:
             if not path.is_dir():
                 raise FileNotFoundError(f"no folder at {path}")
             self._set("loading", generation)
-            model, processor = _from_pretrained(self.spec.kind, path)
+            model, processor = loading.from_pretrained(self.spec.kind, path)
         else:
             model, processor, path = self._from_hub(remote, generation)
-        device = _best_device()
+        device = loading.best_device()
         model.to(device).eval()
         model, precision = onnx_ctc.for_serving(self.spec.kind, model, path, device)
         return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts),
@@ -280,7 +280,7 @@ class Slot:
         if hub.offline():  # the local cache only: as quick as a folder, so requests may wait
             self._set("loading", generation)
             path = hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS)
-            return (*_from_pretrained(self.spec.kind, path), path)
+            return (*loading.from_pretrained(self.spec.kind, path), path)
         hub.install_timeouts()
         progress = hub.Progress()
         self._set("resolving", generation)
@@ -288,14 +288,14 @@ class Slot:
         hub.require_safetensors(source, files)
         small = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress,
                                   "tokenizer and config")
-        processor = _load_processor(self.spec.kind, small)
+        processor = loading.load_processor(self.spec.kind, small)
         with self._cond:
             self._progress = progress
         self._set("downloading", generation)
         path = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS,
                                                       progress), progress, "weights")
         self._set("loading", generation)
-        return _load_model(self.spec.kind, path), processor, path
+        return loading.load_model(self.spec.kind, path), processor, path
 
 
 class Registry:
@@ -340,78 +340,6 @@ class Registry:
         for slot in self.slots.values():
             slot.reset()
         return self.status()
-
-
-# ---- building models from a folder ---------------------------------------------------------------
-
-def _classes(kind: str) -> tuple[Any, Any]:
-    import transformers as tf
-
-    return {
-        "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
-        "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
-        "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
-    }[kind]
-
-
-def _load_processor(kind: str, path: Path) -> Any:
-    """The tokenizer / feature extractor; a SentencePiece tokenizer without its packages fails
-    with their names, not with transformers' guess ("tiktoken is required")."""
-    try:
-        return _classes(kind)[1].from_pretrained(path, trust_remote_code=False)
-    except Exception as err:
-        missing = _sentencepiece_missing(path)
-        if missing:
-            raise ImportError(f"this tokenizer is a SentencePiece model ({missing[0]}); loading it needs "
-                              f"the Python packages {' and '.join(missing[1:])} "
-                              "(pip install -r requirements.txt)") from err
-        raise
-
-
-def _sentencepiece_missing(path: Path) -> list[str]:
-    """[the .model file, missing packages...] for a SentencePiece-only tokenizer folder, else []."""
-    models = sorted(p.name for p in Path(path).glob("*.model"))
-    if not models or (Path(path) / "tokenizer.json").is_file():
-        return []
-    missing = [pkg for pkg, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf"))
-               if not _importable(module)]
-    return [models[0], *missing] if missing else []
-
-
-def _importable(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
-
-
-def _load_model(kind: str, path: Path) -> Any:
-    import transformers as tf
-
-    if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
-    model_cls = _classes(kind)[0]
-    if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
-        from core.heads import SUPERB_CTC, HubertSuperbForCTC
-
-        if SUPERB_CTC in (tf.AutoConfig.from_pretrained(path).architectures or []):
-            model_cls = HubertSuperbForCTC
-    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
-
-
-def _from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
-    """Model and processor from a local folder; the processor first, as from the hub."""
-    if not any(Path(path).glob("*.safetensors")):
-        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
-    processor = _load_processor(kind, path)
-    return _load_model(kind, path), processor
-
-
-def _best_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _short(err: Exception) -> str:

@@ -85,14 +85,23 @@ class StandInHub:
                 else:
                     self._error(404, "RepoNotFound")
 
-            def _api(self, repo_id: str, what: str, revision: str) -> None:
+            def _commit(self, repo_id: str, revision: str) -> tuple[str, dict[str, bytes]] | None:
+                """(sha, files) of `revision`, or None after answering 404 as the hub does."""
                 repo = hub.repos.get(repo_id)
                 if repo is None:
-                    return self._error(404, "RepoNotFound")
+                    self._error(404, "RepoNotFound")
+                    return None
                 sha = repo.resolve(revision)
                 if sha is None:
-                    return self._error(404, "RevisionNotFound")
-                files = repo.commits[sha]
+                    self._error(404, "RevisionNotFound")
+                    return None
+                return sha, repo.commits[sha]
+
+            def _api(self, repo_id: str, what: str, revision: str) -> None:
+                found = self._commit(repo_id, revision)
+                if found is None:
+                    return
+                sha, files = found
                 if what == "revision":
                     return self._json({"id": repo_id, "sha": sha, "private": False,
                                        "siblings": [{"rfilename": p} for p in sorted(files)]})
@@ -101,13 +110,11 @@ class StandInHub:
                 self._error(404, "EntryNotFound")
 
             def _file(self, repo_id: str, revision: str, name: str, body: bool) -> None:
-                repo = hub.repos.get(repo_id)
-                if repo is None:
-                    return self._error(404, "RepoNotFound")
-                sha = repo.resolve(revision)
-                if sha is None:
-                    return self._error(404, "RevisionNotFound")
-                data = repo.commits[sha].get(name)
+                found = self._commit(repo_id, revision)
+                if found is None:
+                    return
+                sha, files = found
+                data = files.get(name)
                 if data is None:
                     return self._error(404, "EntryNotFound")
                 entry = _tree_entry(name, data)

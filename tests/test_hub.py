@@ -162,3 +162,32 @@ def test_a_tokenizer_that_cannot_load_names_its_packages_and_costs_no_weight_dow
     fetched = [p for method, p in hub.requests if method == "GET" and "/resolve/" in p]
     assert f"/{xlmr.hub_id}/resolve/{xlmr.revision}/sentencepiece.bpe.model" in fetched
     assert not [p for p in fetched if p.endswith(".safetensors")]
+
+
+PROGRESS = """
+import json, sys
+from core import hub
+from core.slots import SLOTS
+spec = SLOTS["kws"]
+source = hub.HubSource(spec.hub_id, spec.revision)
+progress = hub.Progress()
+files = hub.list_files(source)
+folder = hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS, progress)
+wanted = hub.matching(files, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS)
+print(json.dumps({"done": progress.done, "total": progress.total, "fraction": progress.fraction,
+                  "bytes": sum(wanted.values()), "files": sorted(p.name for p in folder.iterdir())}))
+"""
+
+
+def test_download_progress_counts_the_bytes_the_hub_sends(tmp_path, repos):
+    import os
+    import subprocess
+    import sys
+
+    with StandInHub(repos) as hub:
+        env = {**os.environ, **hub_env(hub, tmp_path / "hf")}
+        out = subprocess.run([sys.executable, "-c", PROGRESS], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["done"] == result["total"] == result["bytes"] > 0 and result["fraction"] == 1.0
+    assert result["files"] == ["config.json", "model.safetensors", "preprocessor_config.json"]

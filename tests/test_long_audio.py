@@ -104,6 +104,20 @@ def test_decoding_merges_repeats_but_not_across_blanks(tone):
     assert decode_predictions(np.array([[l, pad, l, e]]), tok) == ["lle"]
 
 
+def test_an_upper_case_hub_vocabulary_decodes_to_lower_case_without_special_tokens(tmp_path):
+    import json
+
+    from transformers import Wav2Vec2CTCTokenizer
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "H": 6, "L": 7, "O": 8}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    tok = Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"))  # facebook/wav2vec2-base-960h's layout
+    ids = np.array([[1, 6, 6, 0, 5, 7, 7, 0, 7, 8, 4, 4, 3, 6, 8, 2, -100]])
+    assert decode_predictions(ids, tok) == ["hello ho"]
+    # The tokenizer's own skip_special_tokens drops the blank before merging: "HELO HO".
+    assert tok.decode(ids[0, :-1].tolist(), skip_special_tokens=True) == "HELO HO"
+
+
 def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
     """Long audio runs windows in batches; the last one is shorter and padded. With a group-norm
     front end (DistilHuBERT's) the padding must not change what the model hears."""

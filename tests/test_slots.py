@@ -12,6 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 import core.slots as slots
+from core import loading
 from core.slots import Registry, SlotUnavailable
 from tests.tiny_models import build_asr
 
@@ -95,14 +96,14 @@ def test_pickled_weights_are_not_loaded(tmp_path, two_asr):
 def test_concurrent_first_requests_load_once(tmp_path, monkeypatch, two_asr):
     shutil.copytree(two_asr[0], tmp_path / "asr")
     calls = []
-    real = slots._from_pretrained
+    real = loading.from_pretrained
 
     def counting(kind, path):
         calls.append(path)
         time.sleep(0.3)  # a slow load, so the other requests arrive while it runs
         return real(kind, path)
 
-    monkeypatch.setattr(slots, "_from_pretrained", counting)
+    monkeypatch.setattr(loading, "from_pretrained", counting)
     slot = Registry(tmp_path)["asr"]
     results = []
     threads = [threading.Thread(target=lambda: results.append(slot.get())) for _ in range(8)]
