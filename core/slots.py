@@ -316,12 +316,13 @@ class Registry:
         for slot in self.slots.values():
             slot.start()
 
-    def status(self, load: bool = True) -> dict[str, dict[str, Any]]:
-        """Per-slot status; with `load`, starts every slot's load and waits for local reads
-        (never for a download)."""
+    def status(self, load: bool = True, wait: bool = True) -> dict[str, dict[str, Any]]:
+        """Per-slot status; with `load`, starts every slot's load, and with `wait` also waits for
+        local reads (never for a download)."""
         if load:
             for slot in self.slots.values():
                 slot.start()
+        if load and wait:
             for slot in self.slots.values():
                 try:
                     slot.get()

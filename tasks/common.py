@@ -14,13 +14,11 @@ from core.structure import human_bytes
 
 
 def status_card(slot: Slot, load: bool = True) -> str:
-    """Markdown saying what the slot serves, how far its download is, or what was tried and how
-    to get a model. With `load`, starts the slot's load (waiting only for local files)."""
+    """Markdown saying what the slot serves, how far its download or load is, or what was tried
+    and how to get a model. With `load`, starts the slot's load; it never waits for one (the
+    card's timer shows the rest)."""
     if load:
-        try:
-            slot.get()
-        except SlotUnavailable:
-            pass
+        slot.start()
     info = slot.status()
     spec = slot.spec
     if info["state"] == "loaded":

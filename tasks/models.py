@@ -28,7 +28,7 @@ def structure_table(registry: Registry) -> pd.DataFrame:
 def status(registry: Registry) -> dict[str, dict[str, Any]]:
     """Per slot: state (and download progress), source, parameters, size on disk, device, load
     time, or the error; under "app": whether slots preload and seconds from launch to all ready."""
-    report: dict[str, dict[str, Any]] = registry.status(load=True)
+    report: dict[str, dict[str, Any]] = registry.status(load=True, wait=False)  # never waits on a load
     report["app"] = registry.summary()
     return report
 
@@ -43,6 +43,7 @@ def overview(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
 
 
 def reload(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
+    """Forget every slot and load again; waits for local reads (an operator's action)."""
     registry.reload()
     return overview(registry)
 

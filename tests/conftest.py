@@ -83,6 +83,19 @@ def wait_for_http(url: str, timeout_s: float) -> float:
     pytest.fail(f"{url} did not answer within {timeout_s} s")
 
 
+SETTLED = ("loaded", "unavailable")
+
+
+def settled_status(client, timeout_s: float = 60) -> dict:
+    """`/status` once every slot has finished loading or given up (the endpoint never waits)."""
+    start = time.monotonic()
+    while True:
+        status = client.predict(api_name="/status")
+        if all(status[name]["state"] in SETTLED for name in SLOTS) or time.monotonic() - start > timeout_s:
+            return status
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def app_process():
     """Start `python app.py ARGS` as users do; yields a function returning (process, url)."""

@@ -10,10 +10,10 @@ import pytest
 from gradio_client import Client
 from safetensors.torch import load_file
 
-from core.slots import SLOTS, Registry
+from core.slots import SLOTS, Registry, SlotUnavailable
 from tasks import models
 from tasks.common import status_card
-from tests.conftest import ROOT, START_S, free_port, wait_for_http
+from tests.conftest import ROOT, START_S, free_port, settled_status, wait_for_http
 
 TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
@@ -41,7 +41,7 @@ def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_proce
     proc, url = app_process("--checkpoints", str(tmp_path / "none"))
     assert wait_for_http(url, timeout_s=START_S) < START_S
     assert tab_labels(url) == TAB_NAMES
-    status = Client(url, verbose=False).predict(api_name="/status")
+    status = settled_status(Client(url, verbose=False))
     assert sorted(status) == sorted([*SLOTS, "app"])
     assert status["app"]["preload"] is True and status["app"]["all_ready_after_s"] is None
     for name, info in slot_items(status):
@@ -61,7 +61,7 @@ def test_port_and_host_come_from_the_spaces_environment(app_process, tmp_path):
 
 def test_status_reports_all_four_tiny_models_with_true_counts(launch, tiny_checkpoints):
     url = launch(tiny_checkpoints)
-    status = Client(url, verbose=False).predict(api_name="/status")
+    status = settled_status(Client(url, verbose=False))
     assert 0 < status["app"]["all_ready_after_s"] == max(info["ready_after_s"] for _, info in slot_items(status))
     for name, info in slot_items(status):
         assert info["state"] == "loaded"
@@ -88,7 +88,10 @@ def test_structure_table_is_read_from_the_configs(tiny_checkpoints):
 
 
 def test_missing_slot_card_names_what_was_tried_and_the_command(tmp_path):
-    card = status_card(Registry(tmp_path)["qa-xlmr"])
+    slot = Registry(tmp_path)["qa-xlmr"]
+    with pytest.raises(SlotUnavailable):
+        slot.get()
+    card = status_card(slot)
     assert "no model available" in card
     assert f"checkpoint {tmp_path / 'qa-xlmr'}" in card
     assert "hub default deepset/xlm-roberta-base-squad2" in card
@@ -98,7 +101,7 @@ def test_missing_slot_card_names_what_was_tried_and_the_command(tmp_path):
 def test_reload_endpoint_finds_a_checkpoint_trained_after_start(launch, tmp_path, tiny_checkpoints):
     url = launch(tmp_path)
     client = Client(url, verbose=False)
-    assert client.predict(api_name="/status")["kws"]["state"] == "unavailable"
+    assert settled_status(client)["kws"]["state"] == "unavailable"
     shutil.copytree(tiny_checkpoints / "kws", tmp_path / "kws")
     table, cards, status = client.predict(api_name="/reload")
     assert status["kws"]["state"] == "loaded" and status["asr"]["state"] == "unavailable"
@@ -115,4 +118,26 @@ def test_tasks_without_a_model_answer_with_the_way_to_get_one(launch, tmp_path):
     result = client.predict("Paris is in France.", "Where is Paris?", api_name="/answer")
     assert set(result) == {"qa-distilbert", "qa-xlmr"}
     assert all("No model for" in r["error"] for r in result.values())
-    assert client.predict(api_name="/status")["kws"]["state"] == "unavailable"  # still serving
+    assert settled_status(client)["kws"]["state"] == "unavailable"  # still serving
+
+
+def test_status_and_the_cards_never_wait_for_a_load(launch, tiny_checkpoints, monkeypatch):
+    import threading
+    import time
+
+    from core import loading
+
+    real, gate = loading.from_pretrained, threading.Event()
+
+    def slow(kind, path):
+        gate.wait(60)  # a big model read from disk, or an int8 export, until the test lets go
+        return real(kind, path)
+
+    monkeypatch.setattr(loading, "from_pretrained", slow)
+    client = Client(launch(tiny_checkpoints), verbose=False)
+    start = time.monotonic()
+    status = client.predict(api_name="/status")
+    assert time.monotonic() - start < 2.0
+    assert {status[name]["state"] for name in SLOTS} == {"loading"}
+    gate.set()
+    assert all(info["state"] == "loaded" for _, info in slot_items(settled_status(client)))

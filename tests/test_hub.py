@@ -69,6 +69,11 @@ def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_of
         assert status["app"]["all_ready_after_s"] > 0
         # Upper-case vocabulary, lower-case transcript; the special tokens never show.
         assert transcribe(url, clip) == SPOKEN_LETTER.lower()
+        # Both QA tokenizers work from the hub's files, offsets included (the SentencePiece one too).
+        answers = call(url, "answer", "Paris is the capital of France.", "What is the capital of France?")
+        assert set(answers) == {"qa-distilbert", "qa-xlmr"}
+        for result in answers.values():
+            assert "error" not in result and (result["text"] == "" or result["text"] in "Paris is the capital of France.")
         asked = [path for _, path in hub.requests]
     assert not [p for p in asked if p.endswith(".bin")]  # pickled weights are never fetched
     for spec in SLOTS.values():  # every listing and download at the pinned commit, never at main
