@@ -40,18 +40,15 @@ class HubSource:
     repo_id: str
     revision: str | None = None
 
-    def __str__(self) -> str:
-        return self.repo_id + (f"@{self.revision}" if self.revision else "")
-
 
 def parse_source(text: str) -> HubSource | None:
     """`owner/name` or `owner/name@revision` as a `HubSource`; None for anything else (a path)."""
     text = text.strip()
     if text.startswith((".", "/", "~")):
         return None
-    repo_id, _, revision = text.partition("@")
+    repo_id, at, revision = text.partition("@")
     parts = repo_id.split("/")
-    if not 1 <= len(parts) <= 2 or not all(parts) or (_ and not revision):
+    if not 1 <= len(parts) <= 2 or not all(parts) or (at and not revision):
         return None
     return HubSource(repo_id, revision or None)
 
@@ -110,9 +107,15 @@ class _Silent:
         pass
 
 
+_timeouts_lock = threading.Lock()
+_timeouts_installed = False
+
+
 def install_timeouts() -> None:
     """Give huggingface_hub's shared HTTP client a timeout: by default its API calls (repo info,
-    tree listing) have none, so a hub that never answers would hang a load forever."""
+    tree listing) have none, so a hub that never answers would hang a load forever. Once per
+    process: installing a factory closes the shared client, under any download using it."""
+    global _timeouts_installed
     import huggingface_hub
     from huggingface_hub.utils import _http
 
@@ -121,7 +124,10 @@ def install_timeouts() -> None:
         client.timeout = HUB_TIMEOUT_S  # connect, read, write and pool, each
         return client
 
-    huggingface_hub.set_client_factory(client_factory)
+    with _timeouts_lock:  # slots load in parallel: the first installs, the others wait for it
+        if not _timeouts_installed:
+            huggingface_hub.set_client_factory(client_factory)
+            _timeouts_installed = True
 
 
 def with_deadline(fn: Callable[[], T], progress: Progress, what: str) -> T:

@@ -49,11 +49,15 @@ def _importable(module: str) -> bool:
     return True
 
 
+def require_weights(path: Path) -> None:
+    if not any(Path(path).glob("*.safetensors")):
+        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+
+
 def load_model(kind: str, path: Path) -> Any:
+    """The model from `path`'s safetensors weights (see `require_weights`), never remote code."""
     import transformers as tf
 
-    if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
     model_cls = classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
         from core.heads import SUPERB_CTC, HubertSuperbForCTC
@@ -65,8 +69,7 @@ def load_model(kind: str, path: Path) -> Any:
 
 def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
     """Model and processor from a local folder; the processor first, as from the hub."""
-    if not any(Path(path).glob("*.safetensors")):
-        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+    require_weights(path)
     processor = load_processor(kind, path)
     return load_model(kind, path), processor
 

@@ -35,19 +35,20 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
     task = metrics["task"]
     pipeline_tag, task_name, dataset_name, dataset_config = TASKS[task]
     params = metrics.get("hyperparameters", {})
+    found = scores(metrics)
     dataset = params.get("dataset_name") or dataset_name
     base_model = params.get("model_name_or_path")
     results = [EvalResult(task_type=pipeline_tag, task_name=task_name, dataset_type=dataset,
                           dataset_name=dataset_name, dataset_config=dataset_config, dataset_split=split,
                           metric_type=key, metric_name=f"{split} {key}", metric_value=value)
-               for split, key, value in scores(metrics)]
+               for split, key, value in found]
     data = ModelCardData(model_name=model_name, base_model=base_model if _is_hub_id(base_model) else None,
                          datasets=[dataset], license=LICENSES.get(model_type, "apache-2.0"),
                          library_name="transformers", pipeline_tag=pipeline_tag, eval_results=results or None,
                          tags=["speech-qa-transformers", task])
     hardware = metrics.get("hardware", {})
     device = hardware.get("gpu") or f"CPU ({hardware.get('cpu_count', '?')} cores)"
-    table = "\n".join(f"| {split} | {key} | {value:.4f} |" for split, key, value in scores(metrics))
+    table = "\n".join(f"| {split} | {key} | {value:.4f} |" for split, key, value in found)
     sizes = ", ".join(f"{split} {n:,}" for split, n in metrics.get("dataset_sizes", {}).items())
     return f"""---
 {data.to_yaml()}

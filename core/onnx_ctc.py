@@ -40,12 +40,12 @@ EXPORTABLE = ("Wav2Vec2ForCTC", "HubertForCTC", "Data2VecAudioForCTC", "WavLMFor
 class OnnxCTC(torch.nn.Module):
     """An ONNX Runtime session behind the interface `core.long_audio` uses."""
 
-    def __init__(self, path: Path, torch_model: Any, threads: int | None = None):
+    def __init__(self, path: Path, torch_model: Any):
         import onnxruntime as ort
 
         super().__init__()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.config = torch_model.config
         self.path = Path(path)
@@ -90,7 +90,7 @@ def for_serving(kind: str, model: Any, folder: Path, device: str) -> tuple[Any, 
         return model, f"fp32 (torch, {device})"
     if not supported(model):
         return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)"
-    weights = next(iter(sorted(Path(folder).glob("*.safetensors"))))
+    weights = sorted(Path(folder).glob("*.safetensors"))[0]
     try:
         return int8_model(model, weights), "int8 (onnxruntime, cpu)"
     except Exception as err:  # noqa: BLE001 - serve the torch model rather than nothing

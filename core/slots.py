@@ -116,7 +116,6 @@ class Slot:
         self.launched = time.monotonic() if launched is None else launched
         self._cond = threading.Condition()
         self._generation = 0  # bumped by reset(): a stale loader's result is dropped
-        self._thread: threading.Thread | None = None
         self._wake = threading.Event()  # cuts a retry wait short (reset)
         self._clear()
 
@@ -146,9 +145,8 @@ class Slot:
         with self._cond:
             if self._state == "not loaded":
                 self._set("starting")
-                self._thread = threading.Thread(target=self._run, args=(self._generation,),
-                                                 name=f"slot {self.spec.name}", daemon=True)
-                self._thread.start()
+                threading.Thread(target=self._run, args=(self._generation,), name=f"slot {self.spec.name}",
+                                 daemon=True).start()
 
     def get(self, wait_s: float | None = None) -> LoadedModel:
         """The loaded model. Starts a load if none ran; waits while it reads local files, never
@@ -176,6 +174,15 @@ class Slot:
     def peek(self) -> LoadedModel | None:
         return self._loaded
 
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def ready_after_s(self) -> float | None:
+        """Seconds from launch until the model was ready; None until it is."""
+        return self._ready_after_s
+
     def describe_state(self) -> str:
         """The state in a few words: 'downloading 42 %', 'retrying in 25 s', ..."""
         state = self._state
@@ -199,7 +206,7 @@ class Slot:
             m = self._loaded
             info.update(source=m.source, parameters=m.parameters, size_bytes=m.size_bytes,
                         device=m.device, precision=m.precision, load_time_s=round(m.load_time_s, 3),
-                        skipped=m.skipped, ready_after_s=self._ready_after_s)
+                        skipped=m.skipped, ready_after_s=self.ready_after_s)
         elif self._failure is not None:
             info.update(error=str(self._failure), attempts=self._failure.attempts)
         elif self._attempts:
@@ -294,6 +301,7 @@ class Slot:
         self._set("downloading", generation)
         path = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS,
                                                       progress), progress, "weights")
+        loading.require_weights(path)
         self._set("loading", generation)
         return loading.load_model(self.spec.kind, path), processor, path
 
@@ -332,7 +340,7 @@ class Registry:
 
     def summary(self) -> dict[str, Any]:
         """App-wide: whether slots preload, and seconds from launch until all were ready."""
-        ready = [slot.status().get("ready_after_s") for slot in self.slots.values()]
+        ready = [slot.ready_after_s for slot in self.slots.values()]
         return {"preload": self.preloading,
                 "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
                 "up_s": round(time.monotonic() - self.launched, 1)}

@@ -41,7 +41,7 @@ def status_card(slot: Slot, load: bool = True) -> str:
 
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
-    return slot.status()["state"] in ("loaded", "unavailable", "not loaded")
+    return slot.state in ("loaded", "unavailable", "not loaded")
 
 
 def status_watch(slot: Slot, card: gr.Markdown, then: Callable[..., Any] | None = None,
