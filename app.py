@@ -19,13 +19,18 @@ def preload_default() -> bool:
     return os.environ.get("PRELOAD_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def build_app(checkpoints: Path | str = "checkpoints", preload: bool | None = None) -> gr.Blocks:
-    """Compose the tabs. With `preload` (default: `PRELOAD_MODELS`, on), every slot starts
-    loading in the background now, so no visitor's request waits for a download; without it a
-    slot loads on its first use."""
+def open_registry(checkpoints: Path | str = "checkpoints", preload: bool | None = None) -> Registry:
+    """The model slots, read from `checkpoints` (then the env vars and the hub). With `preload`
+    (default: `PRELOAD_MODELS`, on), every slot starts loading in the background now, so no
+    visitor's request waits for a download; without it a slot loads on its first use."""
     registry = Registry(Path(checkpoints))
     if preload_default() if preload is None else preload:
         registry.preload()
+    return registry
+
+
+def build_app(registry: Registry) -> gr.Blocks:
+    """Compose the tabs around one registry of models."""
     # Built outside the app's context: a Blocks created inside another renders itself there, and
     # `.render()` would then place it a second time.
     parts = [(title, module.build(registry)) for title, module in TABS]
@@ -36,7 +41,6 @@ def build_app(checkpoints: Path | str = "checkpoints", preload: bool | None = No
         for title, part in parts:
             with gr.Tab(title):
                 part.render()
-    demo.registry = registry  # for tests and scripts that inspect what the app serves
     return demo
 
 
@@ -55,5 +59,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    demo = build_app(args.checkpoints, preload=args.preload)
+    demo = build_app(open_registry(args.checkpoints, preload=args.preload))
     demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share)

@@ -26,9 +26,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
 
-RATE = 16_000
+RATE = TARGET_RATE
 UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
 
 
@@ -101,8 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     folder = base_960h_shape(work)
     reference = Wav2Vec2ForCTC.from_pretrained(folder).eval()  # torch fp32, for the raw column
     start = time.perf_counter()
-    demo = app.build_app(work, preload=True)
-    loaded = demo.registry["asr"].get(wait_s=600)
+    registry = app.open_registry(work, preload=True)
+    demo = app.build_app(registry)
+    loaded = registry["asr"].get(wait_s=600)
     load_s = time.perf_counter() - start
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ import torch
 from transformers import HubertModel
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from core.audio import TARGET_RATE
 from bench.synthetic import librispeech_like
 from bench.train_speed import hubert_config
 from core.ctc import build_char_vocab, make_processor
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for rate in (16_000, 48_000):  # LibriSpeech is 16 kHz; 48 kHz sources must be resampled
+        for rate in (TARGET_RATE, 48_000):  # LibriSpeech is 16 kHz; 48 kHz sources must be resampled
             seconds = librispeech_like(Path(tmp) / f"ls{rate}", {"train": args.utterances}, rate=rate)
             utts = load_local(Path(tmp) / f"ls{rate}" / "train-clean-100")
             processor = make_processor(build_char_vocab(u.text for u in utts))
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def _first(dataset: SpeechDataset, n: int) -> SpeechDataset:
-    return SpeechDataset(dataset.utterances[:n], [x / 16_000 for x in dataset.lengths[:n]], dataset.processor)
+    return SpeechDataset(dataset.utterances[:n], [x / TARGET_RATE for x in dataset.lengths[:n]], dataset.processor)
 
 
 if __name__ == "__main__":

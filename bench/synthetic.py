@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from core.audio import TARGET_RATE
 from core.keywords import KEYWORDS
 
-RATE = 16_000
+RATE = TARGET_RATE
 FOLDERS = {"train": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}
 WORDS = "the of and to a in that he was it his for with as had you not be her on at by which".split()
 

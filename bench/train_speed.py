@@ -26,11 +26,13 @@ import torch
 from transformers import (DistilBertConfig, DistilBertForQuestionAnswering, HubertConfig, HubertForCTC,
                           HubertForSequenceClassification, XLMRobertaConfig, XLMRobertaForQuestionAnswering)
 
+from core.audio import TARGET_RATE
 from core.heads import HubertSuperbForCTC, ctc_loss, encode
+from scripts.make_smoke_data import tiny_hubert_config
 from train.feature_store import length_batches
 from train.frozen_head import FrozenEncoderHead
 
-RATE = 16_000
+RATE = TARGET_RATE
 TARGETS = {"asr": 5.0, "kws": 8.0, "qa-distilbert": 1.8, "qa-xlmr": 1.8}
 
 
@@ -81,8 +83,7 @@ def adamw(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
 
 def hubert_config(tiny: bool, **extra) -> HubertConfig:
     if tiny:
-        return HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                            conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **extra)
+        return tiny_hubert_config(**extra)
     # ntu-spml/distilhubert: HuBERT-base widths, 2 transformer layers, group-norm conv front end.
     return HubertConfig(num_hidden_layers=2, **extra)
 

@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from core.errors import InputError
+
 TARGET_RATE = 16_000
 MIN_RATE, MAX_RATE = 8_000, 192_000
 MIN_DURATION_S = 0.1
@@ -32,7 +34,7 @@ SUPPORTED_FILES = "wav, flac or ogg (mp3 where the installed libsndfile decodes 
 AudioInput = Union[None, str, os.PathLike, tuple, dict]
 
 
-class AudioInputError(ValueError):
+class AudioInputError(InputError):
     """Audio a user gave that cannot be used; the message is a sentence meant for them."""
 
 

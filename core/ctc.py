@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from core.audio import TARGET_RATE
 
 PAD, UNK, WORD_DELIMITER = "[PAD]", "[UNK]", "|"  # PAD doubles as the CTC blank (id 0)
 
@@ -27,7 +28,7 @@ def build_char_vocab(transcripts: Iterable[str]) -> dict[str, int]:
     return vocab
 
 
-def make_processor(vocab: dict[str, int], sampling_rate: int = 16_000):
+def make_processor(vocab: dict[str, int], sampling_rate: int = TARGET_RATE):
     """A `Wav2Vec2Processor`: CTC tokenizer over `vocab` + a 16 kHz feature extractor."""
     from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 

@@ -13,7 +13,6 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -92,58 +91,9 @@ def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return (hidden * F.softmax(weights, dim=-1)[:, None]).sum(dim=-2)
 
 
-@dataclass
-class Augment:
-    """One batch's random time shift and SpecAugment-style time mask, drawn on the CPU from the
-    clips' frame counts. A small head on a GPU is bound by kernel launches, not arithmetic, so
-    the draw adds none: a per-frame head gets one gather and one multiply; a pooling head folds
-    both into its pooling weights. Masked frames become zeros (the encoder's learned mask vector
-    is out of reach once its outputs are stored)."""
-
-    counts: list[int]
-    source: torch.Tensor  # [B, T]: frame t reads frame source[b, t] (a rotation within the clip)
-    keep: torch.Tensor    # [B, T] float: 0 where masked
-
-    @staticmethod
-    def draw(counts: list[int], frames: int, shift: int, prob: float, span: int) -> "Augment":
-        # The random numbers come from torch's generator (the Trainer seeds it); the arithmetic is
-        # numpy's, which costs a fraction of torch's per-call overhead on arrays this small.
-        batch = len(counts)
-        n = np.asarray(counts)[:, None]
-        t = np.arange(frames)[None, :]
-        source = np.broadcast_to(t, (batch, frames))
-        if shift > 0:
-            offset = torch.randint(-shift, shift + 1, (batch, 1)).numpy()
-            source = np.where(t < n, (t - offset) % n, t)
-        keep = np.ones((batch, frames), np.float32)
-        if prob > 0:
-            count = np.floor(prob * n[:, 0] / span + torch.rand(batch).numpy()) * (n[:, 0] > span)
-            most = int(prob * frames / span) + 1
-            starts = np.floor(torch.rand(batch, most).numpy() * np.maximum(n - span + 1, 1))
-            hit = np.zeros((batch, frames), bool)
-            for j in range(most):  # a mask or two per clip: a loop over them beats a 3-d array
-                start = starts[:, j:j + 1]
-                hit |= (t >= start) & (t < start + span) & (j < count[:, None])
-            keep = (~hit).astype(np.float32)
-        return Augment(list(counts), torch.from_numpy(np.ascontiguousarray(source, dtype=np.int64)),
-                       torch.from_numpy(keep))
-
-    def apply(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Shift, then mask, a [B, T, ...] batch."""
-        tail = (1,) * (hidden.dim() - 2)
-        source = self.source.to(hidden.device, non_blocking=True).view(*self.source.shape, *tail)
-        keep = self.keep.to(hidden.device, non_blocking=True).view(*self.keep.shape, *tail)
-        return hidden.gather(1, source.expand_as(hidden)) * keep.to(hidden.dtype)
-
-    def pooling_weights(self) -> torch.Tensor:
-        """[B, T] weights w with sum_t w[t] h[t] = mean over the clip of apply(h): frame t of the
-        augmented clip is frame source[t] of the stored one, so its 1/n goes there (source is a
-        rotation within the clip, so no two frames land on the same place)."""
-        keep, source = self.keep.numpy(), self.source.numpy()
-        n = np.asarray(self.counts, np.float32)[:, None]
-        weights = np.zeros_like(keep)
-        weights[np.arange(len(n))[:, None], source] = keep * (np.arange(keep.shape[1])[None, :] < n) / n
-        return torch.from_numpy(weights)
+def mean_pooling_weights(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, T] weights that average each clip's first `lengths[b]` frames (1/n there, 0 after)."""
+    return frame_mask(lengths, frames) / lengths.unsqueeze(-1)
 
 
 def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
@@ -167,9 +117,8 @@ class LinearCTCHead(nn.Module):
         super().__init__()
         self.dropout, self.lm_head = model.dropout, model.lm_head
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
-        if augment is not None:
-            hidden = augment.apply(hidden)
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, vocab] from hidden states [B, T, H] (`lengths` unused: per frame)."""
         return self.lm_head(self.dropout(hidden))
 
 
@@ -188,12 +137,14 @@ class ClassifierHead(nn.Module):
             self.layer_weights = model.layer_weights
         self.projector, self.classifier = model.projector, model.classifier
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
-        if augment is not None:
-            weights = augment.pooling_weights().to(hidden.device, non_blocking=True)
-        else:
-            weights = frame_mask(lengths, hidden.shape[1]) / lengths.unsqueeze(-1)
-        return self.pooled_logits(hidden, weights)
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor,
+                pooling_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, classes] from hidden states [B, T, (L,) H]: the mean over each clip's
+        `lengths[b]` frames, or the pooling with `pooling_weights` [B, T] when given (training
+        folds its augmentation into them, train/augment.py)."""
+        if pooling_weights is None:
+            pooling_weights = mean_pooling_weights(lengths, hidden.shape[1])
+        return self.pooled_logits(hidden, pooling_weights)
 
     def pooled_logits(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Logits from frames [B, T, (L,) H] pooled with weights [B, T] (zero past each clip)."""
@@ -221,9 +172,9 @@ class SuperbCTCHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.lm_head = nn.Linear(2 * lstm_size, vocab_size)
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor, augment: Augment | None = None) -> torch.Tensor:
-        if augment is not None:
-            hidden = augment.apply(hidden)
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, vocab] from every layer's hidden states [B, T, L, H], each clip's
+        `lengths[b]` frames only."""
         mixed = weighted_layer_sum(hidden, self.layer_weights)
         # Packed, so the backward direction starts at each clip's own last frame, not the padding.
         packed = nn.utils.rnn.pack_padded_sequence(mixed, lengths.cpu(), batch_first=True, enforce_sorted=False)

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from core.audio import TARGET_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _build(model: Any, target: Path) -> None:
 
 
 def _export(model: Any, path: Path) -> None:
-    example = torch.zeros(1, 16_000)
+    example = torch.zeros(1, TARGET_RATE)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice and tracer warnings (see the docstring)
         try:
@@ -145,6 +146,6 @@ def _export(model: Any, path: Path) -> None:
                               opset_version=17, dynamo=False)
         except Exception as err:  # noqa: BLE001 - the legacy exporter is gone or failed: the other one
             logger.info("TorchScript ONNX export failed (%s); using torch.export", err)
-            samples = torch.export.Dim("samples", min=400, max=16_000 * 3600)
+            samples = torch.export.Dim("samples", min=400, max=TARGET_RATE * 3600)
             torch.onnx.export(model, (example,), input_names=["input_values"], output_names=["logits"],
                               dynamic_shapes=({1: samples},), dynamo=True).save(str(path))

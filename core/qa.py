@@ -6,6 +6,7 @@ apart, offsets kept so any span maps back to characters. An answer outside a win
 points at the CLS token. Post-processing takes the n-best spans over all windows of an example,
 scores each as start + end logit, and compares the best with the null score (the CLS start + end
 logits, the lowest over windows): the answer is empty when null minus best exceeds a threshold.
+`answer` runs a model over every window of one context: what the app serves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,21 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+
+from core.errors import InputError
+
+WINDOW = 384  # tokens per window, as the models were fine-tuned
+STRIDE = 128  # tokens shared by neighbouring windows
+MAX_CONTEXT_CHARS = 20_000  # ~3,500 words: a few dozen windows, a few seconds on a CPU
+
+
+class QAInputError(InputError):
+    """A context or question the models cannot take; the message says why."""
+
+
+class QuestionTooLong(QAInputError):
+    """The question leaves too little of a window for the context."""
 
 
 @dataclass
@@ -131,3 +147,81 @@ def _choose(context: str, spans: list, null_score: float, n_best: int, threshold
     if diff > threshold:
         return Prediction("", top["text"], float(probs[-1]), diff, top["start"], top["end"], alternatives)
     return Prediction(top["text"], top["text"], top["probability"], diff, top["start"], top["end"], alternatives)
+
+
+def check_input(context: str | None, question: str | None) -> tuple[str, str]:
+    """The context and question stripped of surrounding space.
+
+    Raises:
+        QAInputError: either is empty, or the context exceeds `MAX_CONTEXT_CHARS`.
+    """
+    context = (context or "").strip()
+    question = (question or "").strip()
+    if not context:
+        raise QAInputError("The context is empty: paste the paragraph the answer should come from.")
+    if not question:
+        raise QAInputError("The question is empty.")
+    if len(context) > MAX_CONTEXT_CHARS:
+        raise QAInputError(f"The context has {len(context):,} characters; the limit is {MAX_CONTEXT_CHARS:,}.")
+    return context, question
+
+
+def window_length(config: Any) -> int:
+    """Tokens per window for a model config: `WINDOW`, or less where the model has fewer
+    positions (RoBERTa-style position ids start after the padding index, which costs two)."""
+    positions = getattr(config, "max_position_embeddings", WINDOW)
+    if config.model_type in ("roberta", "xlm-roberta"):
+        positions -= 2
+    return min(WINDOW, positions)
+
+
+def default_threshold(metrics: dict[str, Any] | None) -> float:
+    """The null-score threshold that maximised F1 on validation (`metrics.json`'s
+    `extra.null_score_diff_threshold`, written by train/qa.py), else 0."""
+    extra = (metrics or {}).get("extra") or {}
+    return float(extra.get("null_score_diff_threshold", 0.0))
+
+
+@torch.inference_mode()
+def answer(model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0,
+           batch_size: int = 16) -> Prediction:
+    """The model's answer to `question` over every window of `context`.
+
+    Args:
+        model: a `*ForQuestionAnswering` model (start and end logits per token).
+        tokenizer: its fast tokenizer (offsets are needed to map spans back to characters).
+        context: the text to answer from.
+        question: the question.
+        threshold: abstain when null score minus best span score exceeds it.
+        batch_size: windows per forward pass.
+
+    Returns:
+        The prediction; its `text` is "" when the model abstains.
+
+    Raises:
+        QuestionTooLong: the question takes more than half a window.
+    """
+    length = window_length(model.config)
+    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    if question_tokens > length // 2:
+        raise QuestionTooLong(f"The question is {question_tokens} tokens long for {type(model).__name__}; "
+                              f"at most {length // 2} leave room for the context.")
+    example = Example("q", question, context)
+    features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
+    device = next(model.parameters()).device
+    ids = features.encodings["input_ids"]
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    for b in range(0, len(ids), batch_size):
+        rows = {k: v[b:b + batch_size] for k, v in features.encodings.items()}
+        batch = tokenizer.pad(rows, return_tensors="pt")
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        starts += list(out.start_logits.float().cpu().numpy())
+        ends += list(out.end_logits.float().cpu().numpy())
+    return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    """Windows of different lengths (each batch is padded to its own longest) as one array."""
+    width = max(len(r) for r in rows)
+    return np.stack([np.pad(r, (0, width - len(r)), constant_values=-1e4) for r in rows])

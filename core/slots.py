@@ -162,6 +162,13 @@ class Slot:
                 raise self._failure
             raise SlotNotReady(self.spec.name, list(self._attempts), self.describe_state())
 
+    def try_get(self, wait_s: float | None = None) -> LoadedModel | None:
+        """`get`, with None where it would raise (no model, or one still on its way)."""
+        try:
+            return self.get(wait_s)
+        except SlotUnavailable:
+            return None
+
     def reset(self) -> None:
         """Forget the model, failure or running load, so the next `get`/`start` resolves again."""
         with self._cond:
@@ -332,10 +339,7 @@ class Registry:
                 slot.start()
         if load and wait:
             for slot in self.slots.values():
-                try:
-                    slot.get()
-                except SlotUnavailable:
-                    pass
+                slot.try_get()
         return {name: slot.status() for name, slot in self.slots.items()}
 
     def summary(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
+from core.audio import TARGET_RATE
 
 SMOKE_ROOT = Path("outputs/smoke")
 
@@ -33,7 +35,7 @@ SENTENCES = [
 
 
 def speak(text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch: int = 50,
-          rate: int = 16_000) -> Path:
+          rate: int = TARGET_RATE) -> Path:
     """Synthesise `text` with espeak-ng and convert it with sox to mono 16-bit at `rate`."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
@@ -64,7 +66,7 @@ def librispeech_tree(root: Path, splits: dict[str, list[str]], voice: str = "en-
     return root
 
 
-def noise(seconds: float, seed: int, rate: int = 16_000):
+def noise(seconds: float, seed: int, rate: int = TARGET_RATE):
     """Brown-ish background noise (integrated white noise, high-passed), like a room or a fan."""
     import numpy as np
 
@@ -105,11 +107,11 @@ def speech_commands_tree(root: Path, words: list[str], variants: dict[str, list[
             _gain(path, rng.uniform(-6, 6))
     (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
     for i in range(noise_files):
-        sf.write(root / "_background_noise_" / f"noise_{i}.wav", noise(30.0, seed=i), 16_000, subtype="PCM_16")
+        sf.write(root / "_background_noise_" / f"noise_{i}.wav", noise(30.0, seed=i), TARGET_RATE, subtype="PCM_16")
     if test_dir is not None:
         (Path(test_dir) / keywords.SILENCE).mkdir(parents=True, exist_ok=True)
         for i in range(len(test_variants) * 2):
-            sf.write(Path(test_dir) / keywords.SILENCE / f"silence_{i}.wav", noise(1.0, seed=100 + i), 16_000,
+            sf.write(Path(test_dir) / keywords.SILENCE / f"silence_{i}.wav", noise(1.0, seed=100 + i), TARGET_RATE,
                      subtype="PCM_16")
     for split, names in lists.items():
         (root / ("testing_list.txt" if split == "test" else "validation_list.txt")).write_text("\n".join(names) + "\n")
@@ -123,21 +125,35 @@ def _gain(path: Path, db: float) -> None:
     sf.write(path, samples * 10 ** (db / 20), rate, subtype="PCM_16")
 
 
+def tiny_hubert_config(hidden: int = 32, layers: int = 2, conv: int = 32, stages: int = 7, **overrides: Any):
+    """The one tiny HuBERT config of tests, benchmarks and smoke data: real structure, tiny widths.
+
+    `stages=7` keeps HuBERT's conv front end (320 samples per frame, what the 1 s clips and the
+    feature stores assume); `stages=3` is a shorter one (kernels 10/3/3, strides 5/2/2) for tests
+    that only need a forward pass in milliseconds."""
+    from transformers import HubertConfig
+
+    shape = {} if stages == 7 else {"conv_kernel": (10, 3, 3), "conv_stride": (5, 2, 2)}
+    if stages not in (3, 7):
+        raise ValueError(f"stages must be 3 or 7, not {stages}")
+    settings = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
+                    conv_dim=(conv,) * stages, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **shape)
+    settings.update(overrides)
+    return HubertConfig(**settings)
+
+
 def tiny_hubert(folder: Path, hidden: int = 64, layers: int = 2, conv: int = 32) -> Path:
     """A randomly initialised HubertModel with the real 7-layer conv stack (320 samples per
     frame) but tiny widths, saved like `ntu-spml/distilhubert` so the train scripts load it as
     their pretrained encoder."""
     import torch
-    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+    from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
     torch.manual_seed(0)
-    config = HubertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                          intermediate_size=2 * hidden, conv_dim=(conv,) * 7,
-                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                          hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                          feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+    config = tiny_hubert_config(hidden, layers, conv, hidden_dropout=0.0, attention_dropout=0.0,
+                                activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
     HubertModel(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True,
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=TARGET_RATE, padding_value=0.0, do_normalize=True,
                              return_attention_mask=True).save_pretrained(folder)
     return Path(folder)
 

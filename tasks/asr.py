@@ -8,11 +8,12 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio import FileData
 
 from core import long_audio
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_errors_for_users, audio_or_error, require, status_card, status_watch
+from tasks.common import audio_or_error, require, status_card, status_watch, uploaded_path, user_errors
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "asr"
@@ -45,7 +46,7 @@ def live_update(loaded: LoadedModel, state: long_audio.StreamState | None,
     rate, samples = chunk
     if samples is None or np.size(samples) == 0:
         return state.text, state
-    with audio_errors_for_users():
+    with user_errors():
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
     return state.text, state
 
@@ -99,7 +100,6 @@ def build(registry: Registry) -> gr.Blocks:
             asr_button = gr.Button("Transcribe", variant="primary")
             asr_text = gr.Textbox(label="Transcript", lines=4, buttons=["copy"])
             asr_timing = gr.Markdown()
-            asr_timing_state = gr.State("")  # States stay out of the API: /transcribe returns text only
             if EXAMPLES:
                 gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
         with gr.Tab("Live"):
@@ -114,9 +114,7 @@ def build(registry: Registry) -> gr.Blocks:
                 asr_loss_plot = gr.Plot(label="Loss")
                 asr_wer_plot = gr.Plot(label="WER")
 
-        asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing_state],
-                         api_name="transcribe").then(lambda line: line, inputs=asr_timing_state,
-                                                     outputs=asr_timing, api_name=False)
+        asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state],
                                        api_name=False)
         asr_live_audio.stop_recording(on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state],
@@ -128,4 +126,12 @@ def build(registry: Registry) -> gr.Blocks:
         demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False).then(
             on_results, outputs=results_outputs, api_name=False)
         status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
+
+        def api_transcribe(audio: FileData) -> str:
+            """The transcript of an uploaded audio file (wav, flac, ogg or mp3; long audio in
+            overlapping windows)."""
+            path = uploaded_path(audio)
+            return transcribe_input(require(slot), path)[0]
+
+        gr.api(api_transcribe, api_name="transcribe")
     return demo

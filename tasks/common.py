@@ -1,4 +1,5 @@
-"""UI helpers every tab uses: the slot status card and turning bad input into `gr.Error`."""
+"""UI helpers every tab uses: the slot status card, files sent to an API endpoint, and turning
+refused input (`core.errors.InputError`) into the `gr.Error` a user sees."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 import numpy as np
 
-from core.audio import AudioInput, AudioInputError, load_audio
+from core.audio import AudioInput, load_audio
+from core.errors import InputError
 from core.slots import LoadedModel, Slot, SlotNotReady, SlotUnavailable
 from core.structure import human_bytes
 
@@ -75,15 +77,28 @@ def require(slot: Slot) -> LoadedModel:
 
 
 @contextmanager
-def audio_errors_for_users() -> Iterator[None]:
-    """Audio refused by `core.audio` reaches the browser as a `gr.Error` with its sentence."""
+def user_errors() -> Iterator[None]:
+    """Input refused by `core` (audio, QA text) reaches the browser or API client as a `gr.Error`
+    with its sentence; anything else stays an error for the server log."""
     try:
         yield
-    except AudioInputError as err:
+    except InputError as err:
         raise gr.Error(str(err)) from err
 
 
 def audio_or_error(source: AudioInput, max_duration_s: float | None = None) -> np.ndarray:
     """16 kHz mono float32 samples, or a `gr.Error` with the reason the audio was refused."""
-    with audio_errors_for_users():
+    with user_errors():
         return load_audio(source, max_duration_s=max_duration_s)
+
+
+def uploaded_path(file: Any) -> str:
+    """The server-side path of a file an API client uploaded (`gradio_client.handle_file`).
+
+    Gradio checks a `FileData` dict's path (it must be an upload, never a server file) before the
+    endpoint runs; a bare string or a dict without FileData's marker skips that check, so it is
+    refused here."""
+    meta = file.get("meta") if isinstance(file, dict) else None
+    if not isinstance(meta, dict) or meta.get("_type") != "gradio.FileData" or not file.get("path"):
+        raise gr.Error("Send the file as an upload (gradio_client's handle_file), not as a path or text.")
+    return str(file["path"])

@@ -10,11 +10,12 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from gradio import FileData
 
 from core import spotting
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_errors_for_users, audio_or_error, require, status_card, status_watch
+from tasks.common import audio_or_error, require, status_card, status_watch, uploaded_path, user_errors
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "kws"
@@ -34,6 +35,12 @@ def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go
     summary = spotting.best_window(probs, labels, quiet)
     scores = {label: float(p) for label, p in zip(labels, summary)}
     return scores, (timeline_figure(times, probs, labels) if len(times) > 1 else None)
+
+
+def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
+    """The `k` best classes in gr.Label's format (what the /spot endpoint returns)."""
+    best = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+    return {"label": best[0][0], "confidences": [{"label": label, "confidence": p} for label, p in best]}
 
 
 def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, go.Figure | None]:
@@ -60,7 +67,7 @@ def listen(loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple
     """One streaming chunk in: the detection log (newest first) and the latest window's scores."""
     listener = listener or spotting.Listener()
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
-        with audio_errors_for_users():
+        with user_errors():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest)))
@@ -122,8 +129,6 @@ def build(registry: Registry) -> gr.Blocks:
             kws_label = gr.Label(num_top_classes=5, label="Top 5")
             kws_timing = gr.Markdown()
             kws_timeline = gr.Plot(label="Timeline (clips longer than 1 s)")
-            kws_timing_state = gr.State("")
-            kws_timeline_state = gr.State(None)
         with gr.Tab("Live"):
             gr.Markdown("A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
                         "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged).")
@@ -142,9 +147,7 @@ def build(registry: Registry) -> gr.Blocks:
                 kws_freq = gr.Plot()
                 kws_loss = gr.Plot()
 
-        kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing_state, kws_timeline_state],
-                         api_name="spot").then(lambda t, f: (t, f), inputs=[kws_timing_state, kws_timeline_state],
-                                               outputs=[kws_timing, kws_timeline], api_name=False)
+        kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
         kws_live_audio.start_recording(lambda: (None, "", {}), outputs=[kws_listener, kws_log, kws_live_label],
                                        api_name=False)
         kws_live_audio.stream(on_listen, inputs=[kws_live_audio, kws_listener, kws_threshold],
@@ -155,4 +158,13 @@ def build(registry: Registry) -> gr.Blocks:
         demo.load(lambda: status_card(slot), outputs=kws_status, api_name=False).then(
             on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
         status_watch(slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs)
+
+        def api_spot(audio: FileData) -> dict:
+            """The top 5 keywords of an uploaded clip (its most keyword-like 1 s window when
+            longer), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
+            path = uploaded_path(audio)
+            scores = spot_input(require(slot), path)[0]
+            return top_classes(scores, 5)
+
+        gr.api(api_spot, api_name="spot")
     return demo

@@ -62,16 +62,24 @@ def build(registry: Registry) -> gr.Blocks:
         outputs = [models_table, models_cards, models_status]
         demo.load(lambda: overview(registry), outputs=outputs, api_name=False)
         models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
-        models_reload.click(lambda: reload(registry), outputs=outputs, api_name="reload")
+        models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)
         models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
         models_timer.tick(lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
                           outputs=[*outputs, models_timer], api_name=False, show_progress="hidden")
 
         def slot_status() -> dict:
-            """Per slot: state, source, parameters, size on disk, device, load time or error."""
+            """Per slot: state, source, parameters, size on disk, device, load time or error;
+            under "app": whether slots preload and seconds from launch until all were ready."""
+            return status(registry)
+
+        def reload_models() -> dict:
+            """Forget every slot's model and load again (a checkpoint trained after launch, a
+            changed env var); returns the status, as /status does, once local reads are done."""
+            registry.reload()
             return status(registry)
 
         gr.api(slot_status, api_name="status")
+        gr.api(reload_models, api_name="reload")
     return demo
 
 

@@ -7,76 +7,38 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
-import numpy as np
-import torch
+from gradio import FileData
 
 from core import qa
 from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
-from tasks.common import status_card, status_watch
-from tasks.qa_panels import BATCH_LIMIT, NAMES, batch_evaluate, comparison
+from tasks.common import status_card, status_watch, uploaded_path, user_errors
+from tasks.qa_panels import BATCH_LIMIT, NAMES, batch_evaluate, comparison, evaluate_examples, read_batch
 
-MAX_CONTEXT_CHARS = 20_000
-WINDOW, STRIDE = 384, 128
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
 
-def window_length(loaded: LoadedModel) -> int:
-    """Tokens per window: 384, or less where the model has fewer positions (RoBERTa-style
-    position ids start after the padding index, which costs two)."""
-    config = loaded.model.config
-    positions = getattr(config, "max_position_embeddings", WINDOW)
-    if config.model_type in ("roberta", "xlm-roberta"):
-        positions -= 2
-    return min(WINDOW, positions)
+class ModelColumn(NamedTuple):
+    """One model's column of the Ask tab."""
 
+    card: gr.Markdown
+    threshold: gr.Slider
+    summary: gr.Markdown
+    highlight: gr.HighlightedText
+    alternatives: gr.Dataframe
 
-def check_input(context: str, question: str) -> tuple[str, str]:
-    context, question = (context or "").strip(), (question or "").strip()
-    if not context:
-        raise gr.Error("The context is empty: paste the paragraph the answer should come from.")
-    if not question:
-        raise gr.Error("The question is empty.")
-    if len(context) > MAX_CONTEXT_CHARS:
-        raise gr.Error(f"The context has {len(context):,} characters; the limit is {MAX_CONTEXT_CHARS:,}.")
-    return context, question
-
-
-@torch.inference_mode()
-def answer(loaded: LoadedModel, context: str, question: str, threshold: float = 0.0,
-           batch_size: int = 16) -> qa.Prediction:
-    """The model's answer over every window of the context (empty when it abstains)."""
-    tokenizer, length = loaded.processor, window_length(loaded)
-    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    if question_tokens > length // 2:
-        raise gr.Error(f"The question is {question_tokens} tokens long for {type(loaded.model).__name__}; "
-                       f"at most {length // 2} leave room for the context.")
-    example = qa.Example("q", question, context)
-    features = qa.prepare(tokenizer, [example], length, min(STRIDE, length // 4))
-    starts, ends = [], []
-    device = next(loaded.model.parameters()).device
-    ids = features.encodings["input_ids"]
-    for b in range(0, len(ids), batch_size):
-        batch = tokenizer.pad({k: v[b:b + batch_size] for k, v in features.encodings.items()}, return_tensors="pt")
-        out = loaded.model(**{k: v.to(device) for k, v in batch.items()})
-        starts += list(out.start_logits.float().cpu().numpy())
-        ends += list(out.end_logits.float().cpu().numpy())
-    return qa.postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
-
-
-def _stack(rows: list[np.ndarray]) -> np.ndarray:
-    """Windows of different lengths (each batch is padded to its own longest) as one array."""
-    width = max(len(r) for r in rows)
-    return np.stack([np.pad(r, (0, width - len(r)), constant_values=-1e4) for r in rows])
+    def results(self) -> list[Any]:
+        """The components `side` fills."""
+        return [self.summary, self.highlight, self.alternatives]
 
 
 def answer_both(registry: Registry, context: str, question: str,
                 thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
     """Both models' answers as JSON-ready dicts; a missing model gives {"error": ...}."""
-    context, question = check_input(context, question)
+    context, question = qa.check_input(context, question)
     results = {}
     for name in NAMES:
         try:
@@ -84,18 +46,17 @@ def answer_both(registry: Registry, context: str, question: str,
         except SlotUnavailable as err:
             results[name] = {"error": str(err)}
             continue
-        threshold = (thresholds or {}).get(name, default_threshold(loaded))
+        threshold = (thresholds or {}).get(name, qa.default_threshold(loaded.metrics))
         start = time.perf_counter()
-        prediction = answer(loaded, context, question, threshold)
+        prediction = qa.answer(loaded.model, loaded.processor, context, question, threshold)
         results[name] = {**asdict(prediction), "alternatives": prediction.alternatives[:3], "threshold": threshold,
                          "seconds": round(time.perf_counter() - start, 4), "source": loaded.source}
     return results
 
 
 def default_threshold(loaded: LoadedModel | None) -> float:
-    """The null-score threshold that maximised F1 on validation (metrics.json), else 0."""
-    extra = ((loaded.metrics or {}).get("extra") or {}) if loaded else {}
-    return float(extra.get("null_score_diff_threshold", 0.0))
+    """A slot's threshold from its metrics.json; 0 without a model."""
+    return qa.default_threshold(loaded.metrics if loaded else None)
 
 
 def agreement(results: dict[str, dict[str, Any]]) -> str:
@@ -129,37 +90,28 @@ def side(result: dict[str, Any], context: str) -> tuple[str, list, list[list[Any
 def build(registry: Registry) -> gr.Blocks:
     examples = json.loads(EXAMPLES_FILE.read_text()) if EXAMPLES_FILE.is_file() else []
 
-    def on_answer(context, question, thr_d, thr_x):
-        results = answer_both(registry, context, question, {"qa-distilbert": thr_d, "qa-xlmr": thr_x})
-        d, x = side(results["qa-distilbert"], context), side(results["qa-xlmr"], context)
-        return agreement(results), *d, *x
-
-    def on_load():
-        cards = [status_card(registry[name]) for name in NAMES]
-        thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
-        return *cards, *thresholds, *comparison(registry)
-
     with gr.Blocks() as demo:
         with gr.Tab("Ask"):
-            qa_context = gr.Textbox(label="Context", lines=8, max_length=MAX_CONTEXT_CHARS)
+            qa_context = gr.Textbox(label="Context", lines=8, max_length=qa.MAX_CONTEXT_CHARS)
             qa_question = gr.Textbox(label="Question", lines=1)
             qa_button = gr.Button("Answer with both models", variant="primary")
             if examples:
                 gr.Examples([[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question])
             qa_agreement = gr.Markdown()
-            columns = {}
+            columns: dict[str, ModelColumn] = {}
             with gr.Row():
                 for name, title in NAMES.items():
                     with gr.Column():
                         gr.Markdown(f"## {title}")
-                        card = gr.Markdown()
-                        threshold = gr.Slider(-10, 10, value=0.0, step=0.05,
-                                              label="Null threshold (abstain when null − best span exceeds it)")
-                        summary = gr.Markdown()
-                        highlight = gr.HighlightedText(label="Answer in context", combine_adjacent=True)
-                        alternatives = gr.Dataframe(headers=["alternative", "probability", "score"],
-                                                    label="Top 3 spans", interactive=False)
-                        columns[name] = (card, threshold, summary, highlight, alternatives)
+                        columns[name] = ModelColumn(
+                            card=gr.Markdown(),
+                            threshold=gr.Slider(-10, 10, value=0.0, step=0.05,
+                                                label="Null threshold (abstain when null − best span exceeds it)"),
+                            summary=gr.Markdown(),
+                            highlight=gr.HighlightedText(label="Answer in context", combine_adjacent=True),
+                            alternatives=gr.Dataframe(headers=["alternative", "probability", "score"],
+                                                      label="Top 3 spans", interactive=False),
+                        )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
             qa_bars = gr.Plot()
@@ -174,20 +126,45 @@ def build(registry: Registry) -> gr.Blocks:
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
 
-        d, x = columns["qa-distilbert"], columns["qa-xlmr"]
-        qa_button.click(on_answer, inputs=[qa_context, qa_question, d[1], x[1]],
-                        outputs=[qa_agreement, *d[2:], *x[2:]], api_name=False)
+        def on_answer(context: str, question: str, *thresholds: float) -> list[Any]:
+            with user_errors():
+                results = answer_both(registry, context, question, dict(zip(NAMES, thresholds)))
+            shown = [agreement(results)]
+            for name in NAMES:
+                shown += side(results[name], context)
+            return shown
+
+        def on_load() -> list[Any]:
+            cards = [status_card(registry[name]) for name in NAMES]
+            thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
+            return [*cards, *thresholds, *comparison(registry)]
+
+        qa_button.click(on_answer, inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
+                        outputs=[qa_agreement, *(out for c in columns.values() for out in c.results())],
+                        api_name=False)
+        qa_run.click(lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),
+                     inputs=qa_file, outputs=[qa_batch_scores, qa_disagreements], api_name=False)
+        for name, column in columns.items():
+            status_watch(registry[name], column.card, then=lambda n=name: default_threshold(registry[n].peek()),
+                         outputs=[column.threshold])
+        demo.load(on_load, outputs=[*(c.card for c in columns.values()), *(c.threshold for c in columns.values()),
+                                    qa_scores, qa_bars, qa_losses, qa_lengths, qa_structure], api_name=False)
 
         def api_answer(context: str, question: str) -> dict:
-            """Both models' answers (text "" = no answer) with probability, margin and time."""
-            return answer_both(registry, context, question)
+            """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no
+            answer), probability, score_diff (null minus best span), threshold, seconds, source,
+            the top-3 alternatives; {"error": ...} for a model that is not available."""
+            with user_errors():
+                return answer_both(registry, context, question)
+
+        def api_batch_evaluate(file: FileData) -> dict:
+            """Both models on the first 200 questions of an uploaded SQuAD v2 file: "scores" per
+            slot (exact, f1, HasAns_/NoAns_ and best_ thresholds, as the official script) and
+            "disagreements" (id, question, gold answers, each model's answer)."""
+            with user_errors():
+                result = evaluate_examples(registry, read_batch(uploaded_path(file)))
+            return asdict(result)
 
         gr.api(api_answer, api_name="answer")
-        qa_run.click(lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),
-                     inputs=qa_file, outputs=[qa_batch_scores, qa_disagreements], api_name="batch_evaluate")
-        for name, (card, threshold, *_) in columns.items():
-            status_watch(registry[name], card, then=lambda n=name: default_threshold(registry[n].peek()),
-                         outputs=[threshold])
-        demo.load(on_load, outputs=[d[0], x[0], d[1], x[1], qa_scores, qa_bars, qa_losses, qa_lengths,
-                                    qa_structure], api_name=False)
+        gr.api(api_batch_evaluate, api_name="batch_evaluate")
     return demo

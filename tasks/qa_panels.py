@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,14 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.slots import Registry, SlotUnavailable
+from core import qa
+from core.errors import InputError
+from core.qa import Example
+from core.slots import Registry
 from core.squad_data import gold_answers, load_file
 from core.squad_metric import normalize_answer, squad_v2
 from core.structure import structure
+from tasks.common import require, user_errors
 from tasks.plots import history_figure
 
 BATCH_LIMIT = 200  # questions per upload: two models on CPU answer ~200 in a minute or two
@@ -68,37 +73,62 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
     return scores_table(validation), bars, losses, lengths, table
 
 
-def batch_evaluate(registry: Registry, file: Any, progress: gr.Progress | None = None) -> tuple[pd.DataFrame, str]:
-    """Both models on the first BATCH_LIMIT questions of a SQuAD v2 file: scores and a CSV of
-    the questions where their answers differ."""
-    from tasks.qa import answer, default_threshold  # the tab module imports this one
+@dataclass
+class BatchResult:
+    """Both models' scores on an uploaded file and the questions where their answers differ."""
 
-    if file is None:
-        raise gr.Error("Upload a SQuAD v2 JSON file first.")
+    scores: dict[str, dict[str, Any]]  # slot name -> SQuAD v2 scores
+    disagreements: list[dict[str, str]]  # id, question, gold answers, then one answer per model
+
+
+def read_batch(path: str | Path) -> list[Example]:
+    """The first BATCH_LIMIT questions of a SQuAD v2 file (JSON or JSON lines).
+
+    Raises:
+        InputError: the file cannot be read as SQuAD v2, or holds no questions.
+    """
     try:
-        examples = load_file(file if isinstance(file, (str, Path)) else file.name)
+        examples = load_file(path)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise gr.Error(f"Could not read the file as SQuAD v2 ({type(err).__name__}: {err}).") from err
+        raise InputError(f"Could not read the file as SQuAD v2 ({type(err).__name__}: {err}).") from err
     examples = [e for e in examples if e.context.strip() and e.question.strip()][:BATCH_LIMIT]
     if not examples:
-        raise gr.Error("The file holds no questions.")
+        raise InputError("The file holds no questions.")
+    return examples
+
+
+def evaluate_examples(registry: Registry, examples: list[Example], progress: gr.Progress | None = None) -> BatchResult:
+    """Both models on `examples`, each at its own default threshold, scored with SQuAD v2."""
     answers: dict[str, dict[str, str]] = {}
     for name in NAMES:
-        try:
-            loaded = registry[name].get()
-        except SlotUnavailable as err:
-            raise gr.Error(f"{NAMES[name]} is not available: {err}") from err
-        threshold, answers[name] = default_threshold(loaded), {}
-        for example in (progress.tqdm(examples, desc=NAMES[name]) if progress else examples):
-            answers[name][example.id] = answer(loaded, example.context, example.question, threshold).text
+        loaded = require(registry[name])
+        threshold = qa.default_threshold(loaded.metrics)
+        answers[name] = {}
+        for example in progress.tqdm(examples, desc=NAMES[name]) if progress else examples:
+            prediction = qa.answer(loaded.model, loaded.processor, example.context, example.question, threshold)
+            answers[name][example.id] = prediction.text
     golds = gold_answers(examples)
-    table = scores_table({name: squad_v2(golds, preds) for name, preds in answers.items()})
+    disagreements = []
+    for e in examples:
+        pair = [answers[name][e.id] for name in NAMES]
+        if normalize_answer(pair[0]) != normalize_answer(pair[1]):
+            gold = " | ".join(golds[e.id]) or "(unanswerable)"
+            disagreements.append({"id": e.id, "question": e.question, "gold answers": gold,
+                                  **{NAMES[name]: answer for name, answer in zip(NAMES, pair)}})
+    return BatchResult({name: squad_v2(golds, preds) for name, preds in answers.items()}, disagreements)
+
+
+def batch_evaluate(registry: Registry, file: Any, progress: gr.Progress | None = None) -> tuple[pd.DataFrame, str]:
+    """The tab's batch evaluation: the scores table and a CSV of the questions where the models'
+    answers differ."""
+    if file is None:
+        raise gr.Error("Upload a SQuAD v2 JSON file first.")
+    with user_errors():
+        examples = read_batch(file if isinstance(file, (str, Path)) else file.name)
+        result = evaluate_examples(registry, examples, progress)
     out = Path(tempfile.mkdtemp(prefix="qa-batch-")) / "disagreements.csv"
     with out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "question", "gold answers", *NAMES.values()])
-        for e in examples:
-            pair = [answers[name][e.id] for name in NAMES]
-            if normalize_answer(pair[0]) != normalize_answer(pair[1]):
-                writer.writerow([e.id, e.question, " | ".join(golds[e.id]) or "(unanswerable)", *pair])
-    return table, str(out)
+        writer = csv.DictWriter(f, fieldnames=["id", "question", "gold answers", *NAMES.values()])
+        writer.writeheader()
+        writer.writerows(result.disagreements)
+    return scores_table(result.scores), str(out)

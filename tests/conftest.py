@@ -11,21 +11,25 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # int8 speech models exported for serving (core/onnx_ctc.py) go to a folder of this session's.
 os.environ["ONNX_CACHE"] = __import__("tempfile").mkdtemp(prefix="onnx-cache-")
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from core.slots import SLOTS
+from tests.helpers import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-# Seconds `python app.py` may take to answer: importing torch, transformers and Gradio alone takes
-# 13-17 s on a 2-core machine; a start that waits on the hub would take far longer.
-START_S = 30
+
+# Fixtures that train a model or start `python app.py`: a test that uses one is marked slow, so
+# `pytest -m "not slow and not browser"` is a loop of seconds while the full suite runs them all.
+SLOW_FIXTURES = {"learned", "microphone_wav", "smoke_workdir", "app_process", "repos", "two_asr"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -44,21 +48,15 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def launch():
-    """Start `app.build_app(checkpoints)` in this process; yields a function returning its URL."""
+    """Start the app on `checkpoints` in this process; yields a function returning its URL."""
     import app
 
     launched = []
 
     def _launch(checkpoints: Path) -> str:
-        demo = app.build_app(checkpoints)
+        demo = app.build_app(app.open_registry(checkpoints))
         port = free_port()
         demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                             quiet=True)
@@ -68,32 +66,6 @@ def launch():
     yield _launch
     for demo in launched:
         demo.close()
-
-
-def wait_for_http(url: str, timeout_s: float) -> float:
-    """Seconds until `url` answered 200; fails the test after `timeout_s`."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"{url} did not answer within {timeout_s} s")
-
-
-SETTLED = ("loaded", "unavailable")
-
-
-def settled_status(client, timeout_s: float = 60) -> dict:
-    """`/status` once every slot has finished loading or given up (the endpoint never waits)."""
-    start = time.monotonic()
-    while True:
-        status = client.predict(api_name="/status")
-        if all(status[name]["state"] in SETTLED for name in SLOTS) or time.monotonic() - start > timeout_s:
-            return status
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -118,14 +90,6 @@ def app_process():
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def recordings(upload_dir: Path) -> list[Path]:
-    """WAV files the browser uploaded to Gradio, without the example clips Gradio copies there."""
-    from tasks.asr import EXAMPLES
-
-    examples = {Path(e).name for e in EXAMPLES}
-    return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from core.slots import SLOTS, Registry, SlotUnavailable
 from tasks import models
 from tasks.common import status_card
-from tests.conftest import ROOT, START_S, free_port, settled_status, wait_for_http
+from tests.helpers import ROOT, START_S, free_port, settled_status, wait_for_http
 
 TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
@@ -103,9 +103,9 @@ def test_reload_endpoint_finds_a_checkpoint_trained_after_start(launch, tmp_path
     client = Client(url, verbose=False)
     assert settled_status(client)["kws"]["state"] == "unavailable"
     shutil.copytree(tiny_checkpoints / "kws", tmp_path / "kws")
-    table, cards, status = client.predict(api_name="/reload")
+    status = client.predict(api_name="/reload")
     assert status["kws"]["state"] == "loaded" and status["asr"]["state"] == "unavailable"
-    assert "serving" in cards
+    assert str(tmp_path / "kws") in status["kws"]["source"]
 
 
 def test_tasks_without_a_model_answer_with_the_way_to_get_one(launch, tmp_path):
@@ -141,3 +141,21 @@ def test_status_and_the_cards_never_wait_for_a_load(launch, tiny_checkpoints, mo
     assert {status[name]["state"] for name in SLOTS} == {"loading"}
     gate.set()
     assert all(info["state"] == "loaded" for _, info in slot_items(settled_status(client)))
+
+
+def test_file_endpoints_take_uploads_only_never_a_server_path(launch, tmp_path):
+    import httpx
+
+    url = launch(tmp_path)
+    client = Client(url, verbose=False)
+    for endpoint in ("transcribe", "spot", "batch_evaluate"):
+        # A bare path skips Gradio's upload check, so the endpoint itself refuses it ...
+        with pytest.raises(Exception, match="Send the file as an upload"):
+            client.predict("/etc/passwd", api_name=f"/{endpoint}")
+        # ... and a FileData naming a server file (sent raw: gradio_client would upload its own
+        # copy) is refused by Gradio before the endpoint runs.
+        event = httpx.post(f"{url}gradio_api/call/{endpoint}",
+                           json={"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]})
+        stream = httpx.get(f"{url}gradio_api/call/{endpoint}/{event.json()['event_id']}", timeout=30).text
+        assert stream.startswith("event: error") and "root:" not in stream
+    assert settled_status(client)["app"]["preload"] is True  # still serving

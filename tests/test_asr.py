@@ -14,7 +14,7 @@ from core.checkpoint import read_metrics
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
 from tasks import asr as asr_tab
 from tests.card_check import assert_card_matches_metrics
-from tests.conftest import recordings
+from tests.helpers import recordings
 from train import asr as train_asr
 
 # Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
@@ -142,6 +142,7 @@ def microphone_wav(learned) -> str:
     return str(out)
 
 
+@pytest.mark.browser
 def test_browser_microphone_records_and_a_transcript_appears(learned, microphone_wav, launch, tmp_path,
                                                             monkeypatch):
     from core.slots import Registry
@@ -171,6 +172,7 @@ def test_browser_microphone_records_and_a_transcript_appears(learned, microphone
     assert transcript == asr_tab.transcribe_input(loaded, str(recorded[0]))[0]
 
 
+@pytest.mark.browser
 def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch,
                                                                      monkeypatch):
     from core import long_audio

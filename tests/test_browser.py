@@ -3,9 +3,13 @@ table. Needs Debian's chromium (installed by .ci/run)."""
 
 from __future__ import annotations
 
+import pytest
+
 from scripts.screenshot import screenshot
-from tests.conftest import START_S, wait_for_http
+from tests.helpers import START_S, wait_for_http
 from tests.test_app import TAB_NAMES
+
+pytestmark = pytest.mark.browser
 
 
 def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_checkpoints, tmp_path):

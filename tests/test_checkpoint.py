@@ -11,7 +11,7 @@ from dataclasses import asdict
 import pytest
 
 from core.checkpoint import METRICS_FILE, Metrics, publish, read_metrics, validate, write_metrics
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.tiny_models import build_kws
 
 

@@ -22,6 +22,7 @@ from tasks import kws as kws_tab
 from tests.tiny_models import hubert_config
 from train import asr as train_asr
 from train import feature_store as features
+from train.augment import Augment
 from train.frozen_head import FeatureArguments
 from train import kws as train_kws
 
@@ -270,7 +271,7 @@ def test_augmentation_folded_into_pooling_weights_equals_shifting_and_masking_th
     torch.manual_seed(0)
     hidden = torch.randn(3, 40, 2, 5)
     counts = [40, 25, 12]
-    augment = heads.Augment.draw(counts, 40, shift=5, prob=0.3, span=4)
+    augment = Augment.draw(counts, 40, shift=5, prob=0.3, span=4)
     assert (augment.keep == 0).any() and not torch.equal(augment.source, torch.arange(40).expand(3, 40))
     shifted = augment.apply(hidden)
     means = torch.stack([shifted[b, :n].sum(0) / n for b, n in enumerate(counts)])
@@ -296,7 +297,7 @@ def test_graphed_step_pads_frames_without_changing_the_loss_and_falls_back_past_
     layers = model.config.num_hidden_layers + 1 if weighted else 1
     hidden = torch.randn(3, 13, *((layers,) if weighted else ()), model.config.hidden_size)
     counts = [13, 9, 4]
-    weights = heads.Augment.draw(counts, 13, shift=3, prob=0.3, span=2).pooling_weights()
+    weights = Augment.draw(counts, 13, shift=3, prob=0.3, span=2).pooling_weights()
     padded = torch.nn.functional.pad(weights, (0, 3))
     hidden_padded = torch.cat([hidden, torch.randn(3, 3, *hidden.shape[2:])], dim=1)  # finite junk, weight 0
     assert torch.allclose(head.pooled_logits(hidden_padded, padded), head.pooled_logits(hidden, weights), atol=1e-6)

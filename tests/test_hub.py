@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.slots import SLOTS
-from tests.conftest import ROOT, START_S, wait_for_http
+from tests.helpers import ROOT, START_S, wait_for_http
 from tests.hub_repos import SPOKEN_LETTER, default_repos
 from tests.hub_standin import StandInHub
 

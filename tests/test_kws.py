@@ -18,7 +18,7 @@ from core.slots import Registry
 from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
 from tasks import kws as kws_tab
 from tests.card_check import assert_card_matches_metrics
-from tests.conftest import recordings
+from tests.helpers import recordings
 from tests.tiny_models import hubert_config
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
@@ -191,6 +191,7 @@ def test_digital_silence_never_fires(learned):
     assert listener.detections == [] and log.startswith("(listening")
 
 
+@pytest.mark.browser
 def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp_path, monkeypatch):
     from core.audio import resample
     from scripts.screenshot import open_page

@@ -14,7 +14,6 @@ from core import qa
 from core.checkpoint import read_metrics
 from core.slots import Registry
 from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
-from tasks import qa as qa_tab
 from tasks.qa_panels import batch_evaluate, comparison
 from train import qa as train_qa
 from tests.card_check import assert_card_matches_metrics
@@ -161,7 +160,7 @@ def test_long_context_answers_from_a_later_window(learned):
     context, question, answer = expected_answers()[4]  # Marie Curie: Warsaw
     filler = " ".join(["The river is wide."] * 60)
     long_context = f"{filler} {context}"
-    prediction = qa_tab.answer(loaded, long_context, question, qa_tab.default_threshold(loaded))
+    prediction = qa.answer(loaded.model, loaded.processor, long_context, question, qa.default_threshold(loaded.metrics))
     assert prediction.text == answer and prediction.start > len(filler)
 
 
@@ -187,6 +186,7 @@ def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
     assert len(rows) == 1  # the two models agree everywhere
 
 
+@pytest.mark.browser
 def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
     from scripts.screenshot import open_page
 

@@ -23,7 +23,7 @@ from transformers import (
 from core import keywords
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.ctc import build_char_vocab, make_processor
-from scripts.make_smoke_data import unigram_tokenizer, wordpiece_tokenizer
+from scripts.make_smoke_data import tiny_hubert_config, unigram_tokenizer, wordpiece_tokenizer
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -37,12 +37,8 @@ CORPUS = [
 
 
 def hubert_config(**overrides) -> HubertConfig:
-    """Hubert with the real 3-stage conv shape but tiny widths: a forward pass takes ms."""
-    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
-                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-    base.update(overrides)
-    return HubertConfig(**base)
+    """The shared tiny HuBERT with a 3-stage conv front end: a forward pass takes ms."""
+    return tiny_hubert_config(stages=3, intermediate_size=37, **overrides)
 
 
 def tiny_metrics(task: str, sizes: dict[str, int], final: dict[str, dict]) -> Metrics:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCTC, TrainingArguments
 
-from core.audio import load_audio
+from core.audio import TARGET_RATE, load_audio
 from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
                       normalize_transcript)
@@ -26,7 +26,8 @@ from core.metrics import wer_cer
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
                           hyperparameters, publish_run, split_metrics)
 from train.feature_store import audio_identity
-from train.frozen_head import FeatureArguments, dataset_source, frozen_head
+from train.frozen_head import (FeatureArguments, HeadTraining, SplitData, TrainerInputs, dataset_source,
+                               frozen_head)
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __init__(self, utterances: list[Utterance], durations: list[float], processor):
         self.utterances, self.processor = utterances, processor
-        self.lengths = [int(d * 16_000) for d in durations]
+        self.lengths = [int(d * TARGET_RATE) for d in durations]
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -71,7 +72,7 @@ class SpeechDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         samples = load_audio(self.utterances[i].audio, max_duration_s=float("inf"))
-        values = self.processor.feature_extractor(samples, sampling_rate=16_000).input_values[0]
+        values = self.processor.feature_extractor(samples, sampling_rate=TARGET_RATE).input_values[0]
         return {"input_values": values, "labels": self.label_ids(i)}
 
 
@@ -130,23 +131,25 @@ def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
 
 
 def trainer_inputs(model, datasets: dict[str, SpeechDataset], processor, model_args: ModelArguments,
-                   feature_args: FeatureArguments, training_args: TrainingArguments, dataset: dict[str, Any]):
-    """The model, datasets and collator the Trainer gets. A frozen encoder runs once (stored
-    features, or live with --no_feature_cache) and only the head trains; otherwise the full model."""
+                   feature_args: FeatureArguments, training_args: TrainingArguments,
+                   dataset: dict[str, Any]) -> TrainerInputs:
+    """What the Trainer gets. A frozen encoder runs once (stored features, or live with
+    --no_feature_cache) and only the head trains; otherwise the full model."""
+    collator = CTCCollator(processor)
     if model_args.freeze != "encoder":
-        return model, datasets, CTCCollator(processor), {}
-    labels = {s: [d.label_ids(i) for i in range(len(d))] for s, d in datasets.items()}
-    identities = {s: [audio_identity(u.audio) for u in d.utterances] for s, d in datasets.items()}
+        return TrainerInputs(model, datasets, collator, training_args, {})
+    splits = {s: SplitData(d, [d.label_ids(i) for i in range(len(d))], [audio_identity(u.audio) for u in d.utterances])
+              for s, d in datasets.items()}
     preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "core.audio.load_audio"}
-    return frozen_head(
-        model, datasets, CTCCollator(processor), labels, identities, dataset, preprocessing, feature_args,
-        training_args, loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
-        mask_time_prob=model_args.mask_time_prob, mask_time_length=model.config.mask_time_length)
+    training = HeadTraining(loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
+                            mask_time_prob=model_args.mask_time_prob, mask_time_length=model.config.mask_time_length)
+    return frozen_head(model, splits, audio_collator=collator, dataset=dataset, preprocessing=preprocessing,
+                       training=training, features=feature_args, training_args=training_args)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    (model_args, feature_args, data_args, run_args, training_args), target, trainer_args, started = begin(
-        (ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    run = begin((ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
     raw = load_splits(data_args, run_args.subset)
@@ -160,8 +163,7 @@ def main(argv: list[str] | None = None) -> Path:
     #    runs once over every split (or per batch, --no_feature_cache); then only the head trains.
     model = build_model(model_args, feature_args.head, processor.tokenizer)
     dataset_id = {"source": dataset_source(data_args), "subset": run_args.subset}
-    trained, inputs, collator, cache_info = trainer_inputs(model, datasets, processor, model_args, feature_args,
-                                                           trainer_args, dataset_id)
+    inputs = trainer_inputs(model, datasets, processor, model_args, feature_args, run.training_args, dataset_id)
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:
@@ -169,19 +171,20 @@ def main(argv: list[str] | None = None) -> Path:
                        decode_predictions(pred.predictions, processor.tokenizer))
 
     # 5. Train, validating every eval_steps (the history in metrics.json).
-    trainer = CTCTrainer(model=trained, args=trainer_args, data_collator=collator,
-                         train_dataset=inputs["train"], eval_dataset=inputs["validation"],
+    trainer = CTCTrainer(model=inputs.model, args=inputs.training_args, data_collator=inputs.collator,
+                         train_dataset=inputs.datasets["train"], eval_dataset=inputs.datasets["validation"],
                          processing_class=processor.feature_extractor, compute_metrics=compute_metrics)
     trainer.train(resume_from_checkpoint=True if run_args.resume else None)
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
-    final = {s: split_metrics(trainer.evaluate(inputs[s], metric_key_prefix=s), s) for s in ("validation", "test")}
+    final = {s: split_metrics(trainer.evaluate(inputs.datasets[s], metric_key_prefix=s), s)
+             for s in ("validation", "test")}
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
-    params = hyperparameters(trainer_args, model_args, feature_args, data_args, run_args)
-    return publish_run(target, trainer, processor, model=model, task="asr", final=final, sizes=sizes,
-                       params=params, started=started, command=command_line("train.asr", argv),
-                       extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **cache_info})
+    params = hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args)
+    return publish_run(run, trainer, processor, model=model, task="asr", final=final, sizes=sizes, params=params,
+                       command=command_line("train.asr", argv),
+                       extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **inputs.cache_info})
 
 
 if __name__ == "__main__":

@@ -62,39 +62,42 @@ def apply_freeze(model: Any, freeze: str) -> Any:
     return model
 
 
-def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> tuple[tuple, Path, TrainingArguments, float]:
+@dataclass
+class Run:
+    """A training run as parsed: the script's argument objects (in the order asked for, without
+    TrainingArguments), the trainer's arguments (writing to run_dir, precision resolved), where the
+    checkpoint is published and when the run started."""
+
+    arguments: tuple
+    training_args: TrainingArguments
+    target: Path
+    started: float
+
+
+def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
     """Parse (the last type must be TrainingArguments, the one before it RunArguments), set up
-    logging and the seed. Returns the parsed objects, the publish target, the trainer's
-    arguments and the start time."""
-    parsed = parse_args(dataclass_types, argv)
-    *others, run_args, training_args = parsed
-    trainer_args = setup(training_args, run_args, *others)
-    return parsed, Path(training_args.output_dir), trainer_args, time.time()
+    logging and the seed."""
+    *arguments, parsed = parse_args(dataclass_types, argv)
+    training_args = setup(parsed, arguments[-1], *arguments[:-1])
+    return Run(tuple(arguments), training_args, Path(parsed.output_dir), time.time())
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
-    """`python -m train.x config.json --key value ...`: the JSON file gives defaults, flags override.
+    """`python -m train.x config.json --key value ...`: the JSON file sets the parser's defaults
+    (typed as written: numbers, lists, booleans and null stay what they are), flags override.
 
     The dataclasses' own defaults apply where neither sets a value."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
     if argv and argv[0].endswith(".json"):
-        argv = _dict_to_argv(json.loads(Path(argv[0]).read_text())) + argv[1:]
+        config = json.loads(Path(argv[0]).read_text())
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            parser.error(f"{argv[0]} sets unknown arguments: {', '.join(unknown)}")
+        parser.set_defaults(**config)
+        argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
-
-
-def _dict_to_argv(config: dict[str, Any]) -> list[str]:
-    argv = []
-    for key, value in config.items():
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *map(str, value)]
-        elif isinstance(value, dict):
-            argv += [f"--{key}", json.dumps(value)]
-        else:
-            argv += [f"--{key}", str(value)]
-    return argv
 
 
 def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any) -> TrainingArguments:
@@ -171,16 +174,16 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
     return " ".join([f"python -m {module}", *map(shlex.quote, argv)])
 
 
-def publish_run(target: Path, trainer: Trainer, processor: Any, *, model: Any, task: str,
+def publish_run(run: Run, trainer: Trainer, processor: Any, *, model: Any, task: str,
                 final: dict[str, dict[str, Any]], sizes: dict[str, int], params: dict[str, Any],
-                started: float, command: str, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model` (with its trained head) in the checkpoint contract to `target` atomically,
-    with a model card that records `command`; only the main process writes."""
+                command: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model` (with its trained head) in the checkpoint contract to the run's target
+    atomically, with a model card that records `command`; only the main process writes."""
     if trainer.is_world_process_zero():
         metrics = Metrics(task=task, final=final, history=history(trainer.state.log_history),
                           dataset_sizes=sizes, hyperparameters=params,
-                          wall_time_s=round(time.time() - started, 2), hardware=hardware_info(),
+                          wall_time_s=round(time.time() - run.started, 2), hardware=hardware_info(),
                           extra=extra or {})
-        save_checkpoint(target, model.to("cpu"), processor, metrics, command=command)
-        logger.info("published %s", target)
-    return Path(target)
+        save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command)
+        logger.info("published %s", run.target)
+    return run.target

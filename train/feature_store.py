@@ -21,19 +21,21 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from core.audio import TARGET_RATE
 from core.checkpoint import publish
 from core.heads import encode
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-RATE = 16_000
+RATE = TARGET_RATE
 # Config entries that change only the head or training, not what the encoder computes.
 _HEAD_ONLY = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "id2label", "label2id",
               "architectures", "ctc_loss_reduction", "ctc_zero_infinity", "use_weighted_layer_sum",
@@ -68,17 +70,41 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class StoreKey:
+    """Everything that decides a store's contents; its digest names the store's folder and its
+    manifest records it, so a folder built for another key is never reused."""
+
+    encoder: str  # encoder_fingerprint(encoder)
+    layers: str  # "last" or "all"
+    precision: str  # fp32, fp16 or bf16: what the encoder computed in and the store keeps
+    dataset: dict[str, Any]  # which data: source, split, subset, clip count and content digest
+    preprocessing: dict[str, Any]  # feature extractor settings, decoder, cropping
+    format: int = FORMAT_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, as the manifest stores it."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:24]
+
+
 def store_key(encoder_digest: str, layers: str, precision: str, dataset: dict[str, Any],
-              identities: Sequence[str], preprocessing: dict[str, Any]) -> dict[str, Any]:
-    """`encoder_digest`: `encoder_fingerprint(encoder)`, hashed once per run for all its splits."""
+              identities: Sequence[str], preprocessing: dict[str, Any]) -> StoreKey:
+    """The key of a store of `identities` (one string per clip, in order: `audio_identity`);
+    `encoder_digest` is `encoder_fingerprint(encoder)`, hashed once per run for all its splits."""
     content = hashlib.sha256("\n".join(identities).encode()).hexdigest()
-    return {"format": FORMAT_VERSION, "encoder": encoder_digest, "layers": layers,
-            "precision": precision, "dataset": {**dataset, "clips": len(identities), "content": content},
-            "preprocessing": preprocessing}
+    return StoreKey(encoder_digest, layers, precision, {**dataset, "clips": len(identities), "content": content},
+                    preprocessing)
 
 
-def digest_of(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+class Layout(NamedTuple):
+    """Where each clip's frames go in a store being built."""
+
+    frames: np.ndarray  # [clips] frame count each clip's length promises
+    tail: tuple[int, ...]  # shape of one frame: (hidden,) or (layers + 1, hidden)
+    nbytes: int
 
 
 # ---- the store ------------------------------------------------------------------------------------
@@ -103,11 +129,11 @@ class FeatureStore:
         return self.frames[start:start + count]
 
     @staticmethod
-    def open(path: Path, key: dict[str, Any]) -> "FeatureStore | None":
+    def open(path: Path, key: StoreKey) -> "FeatureStore | None":
         """The store at `path` if it is complete and was built for exactly `key`, else None."""
         try:
             manifest = json.loads((path / "manifest.json").read_text())
-            if manifest["key"] != json.loads(json.dumps(key, default=str)):
+            if manifest["key"] != key.as_dict():
                 logger.warning("feature cache: %s was built for another key; rebuilding", path)
                 return None
             if (path / "frames.npy").stat().st_size < manifest["bytes"]:
@@ -124,30 +150,34 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if array.dtype == np.uint16 else tensor
 
 
-def open_or_build(root: str | Path, key: dict[str, Any], source: torch.utils.data.Dataset, encoder: nn.Module,
+def open_or_build(root: str | Path, key: StoreKey, source: torch.utils.data.Dataset, encoder: nn.Module,
                   *, device: torch.device, batch_seconds: float = 320.0, num_workers: int = 0,
                   name: str = "") -> FeatureStore:
     """Reuse the store for `key`, or run `encoder` over `source` (items with "input_values"; a
     `lengths` list in samples) once and store its outputs."""
-    path = Path(root) / digest_of(key)
+    path = Path(root) / key.digest()
     store = FeatureStore.open(path, key)
     if store is not None:
         logger.info("feature cache: reusing %s for %s (%d clips, built %s)", path, name, len(store),
                     store.manifest["built"])
         return store
     frames = _frame_counts(encoder, source.lengths)
-    tail = _tail_shape(encoder, key["layers"])
-    nbytes = int(frames.sum()) * int(np.prod(tail)) * np.dtype(_PRECISION[key["precision"]][1]).itemsize
+    tail = _tail_shape(encoder, key.layers)
+    itemsize = np.dtype(_PRECISION[key.precision][1]).itemsize
+    layout = Layout(frames, tail, int(frames.sum()) * int(np.prod(tail)) * itemsize)
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
     logger.info("feature cache: building %s for %s: %d clips, %.2f h of audio, %d frames x %s %s = %.2f GB "
                 "(%.1f GB free there)", path, name, len(frames), sum(source.lengths) / RATE / 3600,
-                frames.sum(), tail, key["precision"], nbytes / 1e9, free / 1e9)
-    if nbytes > free:
-        raise OSError(f"the feature cache needs {nbytes / 1e9:.1f} GB but {path.parent} has {free / 1e9:.1f} GB "
-                      f"free: point --feature_cache_dir elsewhere or train with --no_feature_cache")
+                frames.sum(), tail, key.precision, layout.nbytes / 1e9, free / 1e9)
+    if layout.nbytes > free:
+        raise OSError(f"the feature cache needs {layout.nbytes / 1e9:.1f} GB but {path.parent} has "
+                      f"{free / 1e9:.1f} GB free: point --feature_cache_dir elsewhere or train with "
+                      "--no_feature_cache")
+    loader = torch.utils.data.DataLoader(_Indexed(source), num_workers=num_workers, collate_fn=_pad_audio,
+                                         batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)))
     with publish(path, check=_check_complete) as staging:
-        _build(staging, key, source, encoder, frames, tail, nbytes, device, batch_seconds, num_workers)
+        _build(staging, key, encoder, device, layout, loader)
     store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
     logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", path, store.manifest["build_seconds"],
                 store.manifest["audio_seconds_per_second"])
@@ -199,24 +229,25 @@ def _pad_audio(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Te
 
 
 @torch.no_grad()
-def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames: np.ndarray,
-           tail: tuple[int, ...], nbytes: int, device: torch.device, batch_seconds: float,
-           num_workers: int) -> None:
+def _build(folder: Path, key: StoreKey, encoder: nn.Module, device: torch.device, layout: Layout,
+           loader: torch.utils.data.DataLoader) -> None:
+    """Run `encoder` on `device` over the batches of `loader`, write each clip's frames where
+    `layout` puts them, then the index and the manifest."""
     started = time.time()
-    compute, dtype = _PRECISION[key["precision"]]
+    compute, dtype = _PRECISION[key.precision]
+    frames = layout.frames
     offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
     store = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=dtype,
-                                      shape=(int(frames.sum()), *tail))
+                                      shape=(int(frames.sum()), *layout.tail))
     index = np.zeros((len(frames), 2), np.int64)
     index[:, 0] = offsets
-    was_training, home = encoder.training, next(encoder.parameters()).device
+    was_training = encoder.training
+    home = next(encoder.parameters()).device
     encoder.eval().to(device)
-    loader = torch.utils.data.DataLoader(_Indexed(source), num_workers=num_workers, collate_fn=_pad_audio,
-                                         batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)))
     audio_samples = 0
     for ids, audio, lengths in loader:
         with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
-            hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key["layers"])
+            hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key.layers)
         hidden = hidden.to(compute).cpu()
         hidden = (hidden.view(torch.uint16) if compute == torch.bfloat16 else hidden).numpy()
         for row, (i, n) in enumerate(zip(ids, counts.tolist())):
@@ -230,8 +261,9 @@ def _build(folder: Path, key: dict[str, Any], source, encoder: nn.Module, frames
     encoder.train(was_training).to(home)
     np.save(folder / "index.npy", index)
     seconds = time.time() - started
-    manifest = {"key": key, "clips": len(frames), "frames": int(frames.sum()), "tail": list(tail), "bytes": nbytes,
+    manifest = {"key": key.as_dict(), "clips": len(frames), "frames": int(frames.sum()),
+                "tail": list(layout.tail), "bytes": layout.nbytes,
                 "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "build_seconds": round(seconds, 3), "audio_seconds": round(audio_samples / RATE, 3),
                 "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1)}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -5,15 +5,16 @@ stored ones, and the arguments that choose between them."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from core.heads import Augment, HeadOutput, encode, head_of
+from core.heads import HeadOutput, encode, head_of, mean_pooling_weights
+from train.augment import Augment
 from train.feature_store import FeatureStore, as_tensor, encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep
 
@@ -108,24 +109,40 @@ class FrozenEncoderHead(nn.Module):
                 hidden, frame_lengths = encode(self.encoder, input_values,
                                                None if attention_mask is None else attention_mask.sum(-1),
                                                self.head.layers)
-        augment = None
-        if self.training and (self.shift_frames or self.mask_time_prob):
-            # Stored batches bring their frame counts as a list; live ones cost a read-back.
-            counts = frame_lengths.tolist() if frame_counts is None else frame_counts
-            augment = Augment.draw(counts, hidden.shape[1], self.shift_frames, self.mask_time_prob,
-                                   self.mask_time_length)
+        augment = self._draw(hidden, frame_lengths, frame_counts)
         graphed = (self.graphed is not None and self.training and torch.is_grad_enabled() and hidden.is_cuda
                    and frame_counts is not None and labels is not None)
         # A light head runs in fp32 even under bf16 autocast: its arithmetic is negligible, and
         # autocast would add a cast kernel for every weight, forward and backward.
         with torch.autocast(hidden.device.type, enabled=False) if self.head.light else contextlib.nullcontext():
-            if graphed:  # pooling weights from the CPU; without augmentation, the plain mean's
-                weights = (augment or Augment.draw(frame_counts, hidden.shape[1], 0, 0.0, 1)).pooling_weights()
+            if graphed:  # pooling weights from the CPU, where the graph's input copy reads them
+                if augment is not None:
+                    weights = augment.pooling_weights()
+                else:
+                    weights = mean_pooling_weights(torch.tensor(frame_counts), hidden.shape[1])
                 logits, loss = self.graphed(hidden, weights, frame_lengths, labels)
                 return HeadOutput(loss=loss, logits=logits)
-            logits = self.head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
+            logits = self._head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
         loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
         return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
+
+    def _draw(self, hidden: torch.Tensor, frame_lengths: torch.Tensor, frame_counts: list[int] | None) -> Augment | None:
+        """This batch's shift and time mask while training, if any is asked for."""
+        if not self.training or not (self.shift_frames or self.mask_time_prob):
+            return None
+        # Stored batches bring their frame counts as a list; live ones cost a read-back.
+        counts = frame_lengths.tolist() if frame_counts is None else frame_counts
+        return Augment.draw(counts, hidden.shape[1], self.shift_frames, self.mask_time_prob, self.mask_time_length)
+
+    def _head(self, hidden: torch.Tensor, frame_lengths: torch.Tensor, augment: Augment | None) -> torch.Tensor:
+        """The head on (augmented) hidden states: a per-frame head sees shifted and masked frames;
+        a pooling head gets the same effect folded into its pooling weights."""
+        if augment is None:
+            return self.head(hidden, frame_lengths)
+        if self.head.per_frame:
+            return self.head(augment.apply(hidden), frame_lengths)
+        weights = augment.pooling_weights().to(hidden.device, non_blocking=True)
+        return self.head(hidden, frame_lengths, weights)
 
 
 def precision_of(training_args: Any) -> str:
@@ -137,38 +154,70 @@ def dataset_source(data_args: Any) -> str:
     return data_args.data_dir or f"{data_args.dataset_name}:{data_args.dataset_config}@{data_args.dataset_revision}"
 
 
-def frozen_head(model: nn.Module, audio: dict[str, Any], audio_collator: Callable, labels: dict[str, Sequence[Any]],
-                identities: dict[str, Sequence[str]], dataset: dict[str, Any], preprocessing: dict[str, Any],
-                args: FeatureArguments, training_args: Any,
-                **head_options: Any) -> tuple[FrozenEncoderHead, dict, Callable, dict]:
-    """The Trainer's model, datasets and collator for a frozen encoder: stored features (built or
-    reused per split) or, with --no_feature_cache, the audio datasets and a live encoder. Also
-    returns what metrics.json records about the stores."""
+class SplitData(NamedTuple):
+    """One split as the frozen-encoder path needs it."""
+
+    audio: torch.utils.data.Dataset  # items with "input_values"; a `lengths` list in samples
+    labels: Sequence[Any]  # per clip: a class id, or CTC label ids
+    identities: Sequence[str]  # per clip, in order: `audio_identity`, what the store key hashes
+
+
+@dataclass(frozen=True)
+class HeadTraining:
+    """How the head trains on the encoder's outputs: its loss and the feature-space augmentation."""
+
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    mask_time_prob: float = 0.0
+    mask_time_length: int = 10
+    shift_frames: int = 0
+
+
+class TrainerInputs(NamedTuple):
+    """What the Trainer gets: the model it trains, a dataset per split, the collator and its
+    arguments; `cache_info` is what metrics.json records about the stores."""
+
+    model: nn.Module
+    datasets: dict[str, Any]
+    collator: Callable
+    training_args: Any
+    cache_info: dict[str, Any]
+
+
+def frozen_head(model: nn.Module, splits: dict[str, SplitData], *, audio_collator: Callable,
+                dataset: dict[str, Any], preprocessing: dict[str, Any], training: HeadTraining,
+                features: FeatureArguments, training_args: Any) -> TrainerInputs:
+    """The Trainer's inputs for a frozen encoder: stored features (built or reused per split,
+    keyed by `dataset` and `preprocessing` besides the encoder and clips) or, with
+    --no_feature_cache, the audio datasets and a live encoder."""
     # Graphs in one process on one GPU only: DataParallel replicates the head on every step, and
     # multi-process runs are not tested with them.
     single = training_args.world_size == 1 and training_args.n_gpu <= 1
-    head = FrozenEncoderHead(model, live_encoder=not args.feature_cache, cuda_graphs=args.cuda_graphs and single,
-                             **head_options)
-    if not args.feature_cache:
-        return head, audio, audio_collator, {"feature_cache": None}
+    head = FrozenEncoderHead(model, live_encoder=not features.feature_cache, loss=training.loss,
+                             mask_time_prob=training.mask_time_prob, mask_time_length=training.mask_time_length,
+                             shift_frames=training.shift_frames, cuda_graphs=features.cuda_graphs and single)
+    audio = {name: split.audio for name, split in splits.items()}
+    if not features.feature_cache:
+        return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
     precision = precision_of(training_args)
     encoder_digest = encoder_fingerprint(model.base_model)
-    datasets, stores = {}, {}
-    for split, source in audio.items():
-        if not len(source):
-            datasets[split] = source
+    workers = training_args.dataloader_num_workers if features.cache_workers is None else features.cache_workers
+    datasets = {}
+    stores = {}
+    for name, split in splits.items():
+        if not len(split.audio):
+            datasets[name] = split.audio
             continue
-        key = store_key(encoder_digest, head.head.layers, precision, {**dataset, "split": split},
-                        identities[split], preprocessing)
-        with training_args.main_process_first(local=True, desc=f"feature cache ({split})"):
-            store = open_or_build(args.feature_cache_dir, key, source, model.base_model, device=training_args.device,
-                                  batch_seconds=args.cache_batch_seconds,
-                                  num_workers=training_args.dataloader_num_workers if args.cache_workers is None
-                                  else args.cache_workers, name=split)
-        datasets[split] = CachedDataset(store, labels[split], source.lengths)
-        stores[split] = {"path": str(store.path), "reused": store.reused,
-                         **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
+        key = store_key(encoder_digest, head.head.layers, precision, {**dataset, "split": name}, split.identities,
+                        preprocessing)
+        with training_args.main_process_first(local=True, desc=f"feature cache ({name})"):
+            store = open_or_build(features.feature_cache_dir, key, split.audio, model.base_model,
+                                  device=training_args.device, batch_seconds=features.cache_batch_seconds,
+                                  num_workers=workers, name=name)
+        datasets[name] = CachedDataset(store, split.labels, split.audio.lengths)
+        stores[name] = {"path": str(store.path), "reused": store.reused,
+                        **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
     # Workers were for decoding audio; the stores need none (the builds above used them).
-    training_args.dataloader_num_workers = args.store_workers
-    training_args.dataloader_persistent_workers &= args.store_workers > 0
-    return head, datasets, collate_features, {"feature_cache": stores}
+    reading = replace(training_args, dataloader_num_workers=features.store_workers,
+                      dataloader_persistent_workers=training_args.dataloader_persistent_workers
+                      and features.store_workers > 0)
+    return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})

@@ -23,18 +23,19 @@ import torch.nn.functional as F
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, TrainingArguments
 
 from core import keywords
-from core.audio import load_audio
+from core.audio import TARGET_RATE, load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
 from train.feature_store import audio_identity
-from train.frozen_head import FeatureArguments, FrozenEncoderHead, dataset_source, frozen_head
+from train.frozen_head import (FeatureArguments, FrozenEncoderHead, HeadTraining, SplitData, TrainerInputs,
+                               dataset_source, frozen_head)
 from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
                           hyperparameters, publish_run, split_metrics)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
-CLIP_SAMPLES = int(CLIP_S * 16_000)
+CLIP_SAMPLES = int(CLIP_S * TARGET_RATE)
 
 
 ModelArguments = SpeechModelArguments
@@ -83,7 +84,7 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.train and self.augment:
             samples = np.roll(samples, int(self.rng.integers(-1600, 1601)))
             samples = samples * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
-        values = self.extractor(samples, sampling_rate=16_000).input_values[0]
+        values = self.extractor(samples, sampling_rate=TARGET_RATE).input_values[0]
         return {"input_values": np.asarray(values, np.float32), "labels": clip.label}
 
 
@@ -164,30 +165,32 @@ def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
 
 def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: ModelArguments,
                    feature_args: FeatureArguments, data_args: DataArguments, training_args: TrainingArguments,
-                   dataset: dict[str, Any], loss: WeightedCrossEntropy):
-    """The model and datasets the Trainer gets. A frozen encoder runs once (stored features, or
-    live with --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its
-    outputs. Otherwise the full model trains on augmented audio."""
+                   dataset: dict[str, Any], loss: WeightedCrossEntropy) -> TrainerInputs:
+    """What the Trainer gets. A frozen encoder runs once (stored features, or live with
+    --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its outputs.
+    Otherwise the full model trains on augmented audio."""
     frozen = model_args.freeze == "encoder"
     audio = {s: ClipDataset(clips[s], extractor, s == "train" and not frozen, data_args.augment,
                             training_args.seed + i) for i, s in enumerate(SPLITS)}
     if not frozen:
-        return model, audio, collate, {}
-    labels = {s: [c.label for c in clips[s]] for s in SPLITS}
-    identities = {s: [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]] for s in SPLITS}
+        return TrainerInputs(model, audio, collate, training_args, {})
+    splits = {s: SplitData(audio[s], [c.label for c in clips[s]],
+                           [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]]) for s in SPLITS}
     preprocessing = {"extractor": extractor.to_dict(), "decode": "core.audio.load_audio", "fit": "1 s fit_window"}
-    augment = {"shift_frames": 5, "mask_time_prob": model.config.mask_time_prob,
-               "mask_time_length": model.config.mask_time_length} if data_args.augment else {}
-    return frozen_head(model, audio, collate, labels, identities, dataset, preprocessing, feature_args,
-                       training_args, loss=loss, **augment)
+    training = HeadTraining(loss=loss)
+    if data_args.augment:
+        training = HeadTraining(loss=loss, mask_time_prob=model.config.mask_time_prob,
+                                mask_time_length=model.config.mask_time_length, shift_frames=5)
+    return frozen_head(model, splits, audio_collator=collate, dataset=dataset, preprocessing=preprocessing,
+                       training=training, features=feature_args, training_args=training_args)
 
 
 def main(argv: list[str] | None = None) -> Path:
-    (model_args, feature_args, data_args, run_args, training_args), target, trainer_args, started = begin(
-        (ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    run = begin((ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
-    clips = load_splits(data_args, run_args.subset, training_args.seed)
+    clips = load_splits(data_args, run_args.subset, run.training_args.seed)
     extractor = AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
 
     # 2. Imbalance: class counts, balanced class weights (or a balanced sampler).
@@ -204,15 +207,16 @@ def main(argv: list[str] | None = None) -> Path:
     model = build_model(model_args, feature_args.head)
     dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
     loss = WeightedCrossEntropy(weights)
-    trained, datasets, collator, cache_info = trainer_inputs(model, clips, extractor, model_args, feature_args,
-                                                             data_args, trainer_args, dataset_id, loss)
+    inputs = trainer_inputs(model, clips, extractor, model_args, feature_args, data_args, run.training_args,
+                            dataset_id, loss)
+    datasets = inputs.datasets
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
     def compute_metrics(pred) -> dict[str, float]:
         return classification_report(pred.label_ids, pred.predictions.argmax(-1), keywords.LABELS, full=False)
 
     # 5. Train, evaluating every eval_steps.
-    trainer = WeightedTrainer(model=trained, args=trainer_args, data_collator=collator,
+    trainer = WeightedTrainer(model=inputs.model, args=inputs.training_args, data_collator=inputs.collator,
                               train_dataset=datasets["train"], eval_dataset=datasets["validation"],
                               processing_class=extractor, compute_metrics=compute_metrics,
                               loss=loss, sample_weights=sample_weights)
@@ -229,11 +233,11 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {"class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
              "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist())),
-             **cache_info, "cuda_graphs": graph_use(trained)}
-    return publish_run(target, trainer, extractor, model=model, task="kws", final=final,
+             **inputs.cache_info, "cuda_graphs": graph_use(inputs.model)}
+    return publish_run(run, trainer, extractor, model=model, task="kws", final=final,
                        sizes={s: len(datasets[s]) for s in SPLITS},
-                       params=hyperparameters(trainer_args, model_args, feature_args, data_args, run_args),
-                       started=started, command=command_line("train.kws", argv), extra=extra)
+                       params=hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args),
+                       command=command_line("train.kws", argv), extra=extra)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -61,28 +61,42 @@ class FeatureDataset(torch.utils.data.Dataset):
         return {k: v[i] for k, v in self.encodings.items()}
 
 
+class Evaluation(NamedTuple):
+    """SQuAD v2 scores on the evaluation examples, and each example's null-minus-best margin
+    (from which the app's default threshold is chosen)."""
+
+    metrics: dict[str, float]
+    null_diffs: dict[str, float]
+
+
 class QATrainer(GroupedTrainer):
     """Evaluation = loss on the validation windows + post-processed SQuAD v2 EM/F1 per example."""
 
     def __init__(self, *args, eval_examples: list[qa.Example], eval_features: qa.Features,
                  data_args: DataArguments, **kwargs):
         super().__init__(*args, **kwargs)
-        self.eval_examples, self.eval_features, self.data_args = eval_examples, eval_features, data_args
+        self.eval_examples = eval_examples
+        self.eval_features = eval_features
+        self.data_args = data_args
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        return self.evaluate_answers(eval_dataset, ignore_keys, metric_key_prefix).metrics
+
+    def evaluate_answers(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> Evaluation:
+        """`evaluate`, also returning the null-score margins of the examples."""
         output = self.predict(eval_dataset or self.eval_dataset, ignore_keys=ignore_keys,
                               metric_key_prefix=metric_key_prefix)
         start_logits, end_logits = output.predictions
         predictions = qa.postprocess(self.eval_examples, self.eval_features, start_logits, end_logits,
                                      self.data_args.n_best, self.data_args.max_answer_length)
-        self.null_diffs = {e.id: p.score_diff for e, p in zip(self.eval_examples, predictions)}
+        null_diffs = {e.id: p.score_diff for e, p in zip(self.eval_examples, predictions)}
         scores = squad_v2(gold_answers(self.eval_examples),
-                          {e.id: p.text for e, p in zip(self.eval_examples, predictions)}, self.null_diffs)
+                          {e.id: p.text for e, p in zip(self.eval_examples, predictions)}, null_diffs)
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
         metrics[f"{metric_key_prefix}_loss"] = float(output.metrics.get(f"{metric_key_prefix}_loss", float("nan")))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return Evaluation(metrics, null_diffs)
 
 
 def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
@@ -95,8 +109,8 @@ def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bin
 
 
 def main(argv: list[str] | None = None) -> Path:
-    (model_args, data_args, run_args, training_args), target, trainer_args, started = begin(
-        (ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    run = begin((ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
+    model_args, data_args, run_args = run.arguments
 
     # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
     n_train, n_val = (run_args.subset or [None, None])[:2]
@@ -119,25 +133,26 @@ def main(argv: list[str] | None = None) -> Path:
                                                           revision=model_args.model_revision, use_safetensors=True)
 
     # 4-5. Train with dynamic padding; evaluate loss + EM/F1 every eval_steps.
-    trainer = QATrainer(model=model, args=trainer_args, data_collator=DataCollatorWithPadding(tokenizer),
+    trainer = QATrainer(model=model, args=run.training_args, data_collator=DataCollatorWithPadding(tokenizer),
                         train_dataset=FeatureDataset(train_features), eval_dataset=FeatureDataset(val_features),
                         processing_class=tokenizer, eval_examples=val_examples, eval_features=val_features,
                         data_args=data_args)
     trainer.train(resume_from_checkpoint=True if run_args.resume else None)
 
     # 6. Final validation; its best-F1 null threshold becomes the app's default. Publish.
-    final = {k.removeprefix("validation_"): v for k, v in trainer.evaluate(metric_key_prefix="validation").items()
-             if k != "epoch"}
-    extra = {"null_score_diff_threshold": robust_threshold(trainer.null_diffs, final.get("best_f1_thresh", 0.0)),
+    evaluation = trainer.evaluate_answers(metric_key_prefix="validation")
+    final = {k.removeprefix("validation_"): v for k, v in evaluation.metrics.items() if k != "epoch"}
+    threshold = robust_threshold(evaluation.null_diffs, final.get("best_f1_thresh", 0.0))
+    extra = {"null_score_diff_threshold": threshold,
              "token_lengths": length_histogram(tokenizer, train_examples, data_args.max_length),
              "structure": structure(model.config, model.num_parameters()),
              "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)}}
     logger.info("final: %s", final)
-    return publish_run(target, trainer, tokenizer, model=trainer.model, task="qa", final={"validation": final},
+    return publish_run(run, trainer, tokenizer, model=trainer.model, task="qa", final={"validation": final},
                        sizes={"train": len(train_examples), "validation": len(val_examples),
                               "validation_unanswerable": sum(not e.answers for e in val_examples)},
-                       params=hyperparameters(trainer_args, model_args, data_args, run_args),
-                       started=started, command=command_line("train.qa", argv), extra=extra)
+                       params=hyperparameters(run.training_args, model_args, data_args, run_args),
+                       command=command_line("train.qa", argv), extra=extra)
 
 
 if __name__ == "__main__":

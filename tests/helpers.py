@@ -1,0 +1,56 @@
+"""Helpers the tests import (fixtures live in conftest.py): ports, waiting for the app, the
+settled `/status`, the browser's recordings."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.slots import SLOTS
+
+ROOT = Path(__file__).resolve().parents[1]
+# Seconds `python app.py` may take to answer: importing torch, transformers and Gradio alone takes
+# 13-17 s on a 2-core machine; a start that waits on the hub would take far longer.
+START_S = 30
+SETTLED = ("loaded", "unavailable")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float) -> float:
+    """Seconds until `url` answered 200; fails the test after `timeout_s`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {timeout_s} s")
+
+
+def settled_status(client, timeout_s: float = 60) -> dict:
+    """`/status` once every slot has finished loading or given up (the endpoint never waits)."""
+    start = time.monotonic()
+    while True:
+        status = client.predict(api_name="/status")
+        if all(status[name]["state"] in SETTLED for name in SLOTS) or time.monotonic() - start > timeout_s:
+            return status
+        time.sleep(0.3)
+
+
+def recordings(upload_dir: Path) -> list[Path]:
+    """WAV files the browser uploaded to Gradio, without the example clips Gradio copies there."""
+    from tasks.asr import EXAMPLES
+
+    examples = {Path(e).name for e in EXAMPLES}
+    return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
