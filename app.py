@@ -11,8 +11,7 @@ import gradio as gr
 from core.slots import Registry
 from tasks import asr, kws, models, qa
 
-TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answering", qa),
-        ("Models", models))
+TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answering", qa), ("Models", models))
 
 
 def preload_default() -> bool:
@@ -35,9 +34,11 @@ def build_app(registry: Registry) -> gr.Blocks:
     # `.render()` would then place it a second time.
     parts = [(title, module.build(registry)) for title, module in TABS]
     with gr.Blocks(title="Speech & QA transformers") as demo:
-        gr.Markdown("# Speech & QA transformers\nSpeech recognition and keyword spotting with "
-                    "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
-                    "says which model it serves.")
+        gr.Markdown(
+            "# Speech & QA transformers\nSpeech recognition and keyword spotting with "
+            "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
+            "says which model it serves."
+        )
         for title, part in parts:
             with gr.Tab(title):
                 part.render()
@@ -50,10 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
-    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"),
-                        help="folder holding <slot>/ checkpoints written by train/")
-    parser.add_argument("--no-preload", dest="preload", action="store_false", default=preload_default(),
-                        help="load each model on its first use instead of at launch (env PRELOAD_MODELS=0)")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path("checkpoints"),
+        help="folder holding <slot>/ checkpoints written by train/",
+    )
+    parser.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_false",
+        default=preload_default(),
+        help="load each model on its first use instead of at launch (env PRELOAD_MODELS=0)",
+    )
     return parser.parse_args(argv)
 
 

@@ -35,8 +35,13 @@ UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
 
 def base_960h_shape(folder: Path) -> Path:
     """A checkpoint with facebook/wav2vec2-base-960h's config (95 M parameters), random weights."""
-    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, \
-        Wav2Vec2Processor
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(UPPER)}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,8 +61,11 @@ def transcribe_http(url: str, path: Path) -> float:
     with path.open("rb") as f:
         uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
     start = time.perf_counter()
-    event = httpx.post(f"{url}gradio_api/call/transcribe", timeout=600, json={
-        "data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}]}).json()["event_id"]
+    event = httpx.post(
+        f"{url}gradio_api/call/transcribe",
+        timeout=600,
+        json={"data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}]},
+    ).json()["event_id"]
     body = httpx.get(f"{url}gradio_api/call/transcribe/{event}", timeout=600).text
     if "event: complete" not in body:
         raise RuntimeError(body)
@@ -76,7 +84,8 @@ def live_costs(loaded, seconds: float = 60.0, chunk_s: float = 0.5) -> list[floa
     from tasks.asr import live_update
 
     rng = np.random.default_rng(0)
-    state, costs = None, []
+    state = None
+    costs = []
     for _ in range(int(seconds / chunk_s)):
         chunk = (rng.standard_normal(int(48_000 * chunk_s)) * 3000).astype(np.int16)
         start = time.perf_counter()
@@ -111,10 +120,16 @@ def main(argv: list[str] | None = None) -> dict:
         port = probe.getsockname()[1]
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     url = demo.local_url
-    result = {"precision": loaded.precision, "load_s": round(load_s, 1), "threads": torch.get_num_threads(),
-              "clips": []}
+    result = {
+        "precision": loaded.precision,
+        "load_s": round(load_s, 1),
+        "threads": torch.get_num_threads(),
+        "clips": [],
+    }
     print(f"serving {loaded.precision}; loaded (with any export) in {load_s:.1f} s; {torch.get_num_threads()} threads")
-    print(f"{'clip':>6} {'endpoint':>9} {'RTF':>6} {'serving fwd':>12} {'torch fp32 fwd':>15} {'endpoint/serving':>17}")
+    print(
+        f"{'clip':>6} {'endpoint':>9} {'RTF':>6} {'serving fwd':>12} {'torch fp32 fwd':>15} {'endpoint/serving':>17}"
+    )
     rng = np.random.default_rng(0)
     for seconds in args.seconds:
         samples = (rng.standard_normal(int(seconds * RATE)) * 0.1).astype(np.float32)
@@ -124,16 +139,29 @@ def main(argv: list[str] | None = None) -> dict:
         endpoint = statistics.median(transcribe_http(url, clip) for _ in range(args.repeat))
         serving = statistics.median(forward_s(loaded.model, samples) for _ in range(args.repeat))
         fp32 = statistics.median(forward_s(reference, samples) for _ in range(args.repeat))
-        row = {"seconds": seconds, "endpoint_s": round(endpoint, 3), "rtf": round(endpoint / seconds, 3),
-               "serving_forward_s": round(serving, 3), "torch_fp32_forward_s": round(fp32, 3)}
+        row = {
+            "seconds": seconds,
+            "endpoint_s": round(endpoint, 3),
+            "rtf": round(endpoint / seconds, 3),
+            "serving_forward_s": round(serving, 3),
+            "torch_fp32_forward_s": round(fp32, 3),
+        }
         result["clips"].append(row)
-        print(f"{seconds:>5g}s {endpoint:>8.2f}s {endpoint / seconds:>6.3f} {serving:>11.2f}s {fp32:>14.2f}s "
-              f"{endpoint / serving:>16.2f}x")
+        print(
+            f"{seconds:>5g}s {endpoint:>8.2f}s {endpoint / seconds:>6.3f} {serving:>11.2f}s {fp32:>14.2f}s "
+            f"{endpoint / serving:>16.2f}x"
+        )
     costs = live_costs(loaded)
-    result["live"] = {"chunk_s": 0.5, "mean_s": round(statistics.mean(costs), 3), "max_s": round(max(costs), 3),
-                      "p95_s": round(float(np.percentile(costs, 95)), 3)}
-    print(f"live, 0.5 s chunks over 60 s: mean {result['live']['mean_s']:.3f} s, p95 {result['live']['p95_s']:.3f} s, "
-          f"max {result['live']['max_s']:.3f} s per update (keeps up while < 0.5 s)")
+    result["live"] = {
+        "chunk_s": 0.5,
+        "mean_s": round(statistics.mean(costs), 3),
+        "max_s": round(max(costs), 3),
+        "p95_s": round(float(np.percentile(costs, 95)), 3),
+    }
+    print(
+        f"live, 0.5 s chunks over 60 s: mean {result['live']['mean_s']:.3f} s, p95 {result['live']['p95_s']:.3f} s, "
+        f"max {result['live']['max_s']:.3f} s per update (keeps up while < 0.5 s)"
+    )
     demo.close()
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

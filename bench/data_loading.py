@@ -21,9 +21,9 @@ import torch
 from transformers import HubertModel
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from core.audio import TARGET_RATE
 from bench.synthetic import librispeech_like
 from bench.train_speed import hubert_config
+from core.audio import TARGET_RATE
 from core.ctc import build_char_vocab, make_processor
 from train.asr import CTCCollator, SpeechDataset
 from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
@@ -39,13 +39,17 @@ def loading_rate(dataset: SpeechDataset, collator: CTCCollator, workers: int, ba
 
 
 def build_rate(dataset: SpeechDataset, encoder: HubertModel, root: Path, workers: int) -> float:
-    key = store_key(encoder_fingerprint(encoder), "last", "fp32", {"bench": str(root)}, [str(i) for i in range(len(dataset))], {})
+    key = store_key(
+        encoder_fingerprint(encoder), "last", "fp32", {"bench": str(root)}, [str(i) for i in range(len(dataset))], {}
+    )
     store = open_or_build(root, key, dataset, encoder, device=torch.device("cpu"), num_workers=workers)
     return store.manifest["audio_seconds_per_second"]
 
 
-STORE_SHAPES = {"kws": (64, lambda rng, n: np.full(n, 49)),  # batch, frames per clip (50 a second)
-                "asr": (16, lambda rng, n: (np.clip(rng.normal(12.7, 3.3, n), 1.5, 20.0) * 50).astype(int))}
+STORE_SHAPES = {
+    "kws": (64, lambda rng, n: np.full(n, 49)),  # batch, frames per clip (50 a second)
+    "asr": (16, lambda rng, n: (np.clip(rng.normal(12.7, 3.3, n), 1.5, 20.0) * 50).astype(int)),
+}
 
 
 def store_reading_ms(root: Path, task: str, batches: int, workers: int, width: int = 768) -> float:
@@ -56,12 +60,20 @@ def store_reading_ms(root: Path, task: str, batches: int, workers: int, width: i
     folder = root / f"store-{task}"
     if not folder.exists():
         folder.mkdir(parents=True)
-        np.save(folder / "frames.npy", np.random.default_rng(0).integers(0, 2**15, (int(counts.sum()), width), np.uint16))
+        np.save(
+            folder / "frames.npy", np.random.default_rng(0).integers(0, 2**15, (int(counts.sum()), width), np.uint16)
+        )
         np.save(folder / "index.npy", np.stack([np.cumsum(counts) - counts, counts], 1))
-    dataset = CachedDataset(FeatureStore(folder, {"key": {"precision": "bf16"}}, True), [0] * len(counts),
-                            (counts * 320).tolist())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate_features,
-                                         sampler=LengthGroupedSampler(batch, lengths=dataset.lengths))
+    dataset = CachedDataset(
+        FeatureStore(folder, {"key": {"precision": "bf16"}}, True), [0] * len(counts), (counts * 320).tolist()
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collate_features,
+        sampler=LengthGroupedSampler(batch, lengths=dataset.lengths),
+    )
     for _ in loader:  # once into the page cache, as after the build
         pass
     start = time.perf_counter()
@@ -86,9 +98,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             dataset = SpeechDataset(utts, seconds, processor)
             for workers in args.workers:
                 rate_ups = loading_rate(dataset, CTCCollator(processor), workers)
-                rows.append({"what": f"loading, {rate // 1000} kHz flac", "workers": workers,
-                             "utterances_per_s": round(rate_ups, 1),
-                             "audio_s_per_s": round(rate_ups * sum(seconds) / len(seconds), 1)})
+                rows.append(
+                    {
+                        "what": f"loading, {rate // 1000} kHz flac",
+                        "workers": workers,
+                        "utterances_per_s": round(rate_ups, 1),
+                        "audio_s_per_s": round(rate_ups * sum(seconds) / len(seconds), 1),
+                    }
+                )
                 print(rows[-1], flush=True)
         torch.manual_seed(0)
         tiny = HubertModel(hubert_config(tiny=True)).eval()
@@ -96,14 +113,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, encoder, n in (("tiny", tiny, args.utterances), ("DistilHuBERT-size", real, args.build_utterances)):
             if n == 0:
                 continue
-            rows.append({"what": f"cache build, {name} encoder, fp32 CPU", "workers": 2, "utterances": n,
-                         "audio_s_per_s": build_rate(_first(dataset, n), encoder, Path(tmp) / f"cache-{name}", 2)})
+            rows.append(
+                {
+                    "what": f"cache build, {name} encoder, fp32 CPU",
+                    "workers": 2,
+                    "utterances": n,
+                    "audio_s_per_s": build_rate(_first(dataset, n), encoder, Path(tmp) / f"cache-{name}", 2),
+                }
+            )
             print(rows[-1], flush=True)
         for task in STORE_SHAPES if args.store_batches else ():
             for workers in args.workers:
                 ms = store_reading_ms(Path(tmp), task, args.store_batches, workers)
-                rows.append({"what": f"stored features, {task}-shaped batches", "workers": workers,
-                             "ms_per_batch": round(ms, 2), "batch": STORE_SHAPES[task][0]})
+                rows.append(
+                    {
+                        "what": f"stored features, {task}-shaped batches",
+                        "workers": workers,
+                        "ms_per_batch": round(ms, 2),
+                        "batch": STORE_SHAPES[task][0],
+                    }
+                )
                 print(rows[-1], flush=True)
     for row in rows:
         row["machine"] = f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads"

@@ -3,7 +3,7 @@ eager head step for step (a check to run where there is a GPU; CI has none).
 
     python -m bench.graph_check            # real sizes (DistilHuBERT widths), exits 1 on a mismatch
 
-Two copies of the same head (report's linear head, then SUPERB's layer mix), the same batches
+Two copies of the same head (the course report's linear head, then SUPERB's layer mix), the same batches
 (full, short clips padded into a frame bucket, a small last batch, repeated shapes), the same
 augmentation draws, the class-weighted loss of train.kws, gradient clipping and fused AdamW as the
 Trainer runs them; then two micro-batches accumulated before one step; then evaluation.
@@ -36,15 +36,23 @@ def batch(rng: np.random.Generator, size: int, frames: int, layers: int, hidden:
 
 def check(superb: bool, device: torch.device, tolerance: float) -> bool:
     torch.manual_seed(0)
-    config = hubert_config(False, num_labels=12, use_weighted_layer_sum=superb, **({"layerdrop": 0.0} if superb else {}))
+    no_layerdrop = {"layerdrop": 0.0} if superb else {}
+    config = hubert_config(False, num_labels=12, use_weighted_layer_sum=superb, **no_layerdrop)
     models = [HubertForSequenceClassification(config)]
     models.append(copy.deepcopy(models[0]))
     loss = WeightedCrossEntropy(np.linspace(0.5, 2.0, 12))
-    heads = [FrozenEncoderHead(m, live_encoder=False, loss=copy.deepcopy(loss), cuda_graphs=graphs, shift_frames=5,
-                               mask_time_prob=0.05).to(device).train() for m, graphs in zip(models, (True, False))]
+    heads = [
+        FrozenEncoderHead(
+            m, live_encoder=False, loss=copy.deepcopy(loss), cuda_graphs=graphs, shift_frames=5, mask_time_prob=0.05
+        )
+        .to(device)
+        .train()
+        for m, graphs in zip(models, (True, False), strict=True)
+    ]
     assert heads[0].graphed is not None and heads[1].graphed is None
-    optimizers = [torch.optim.AdamW([p for p in h.parameters() if p.requires_grad], lr=1e-3, fused=True)
-                  for h in heads]
+    optimizers = [
+        torch.optim.AdamW([p for p in h.parameters() if p.requires_grad], lr=1e-3, fused=True) for h in heads
+    ]
     layers = config.num_hidden_layers + 1 if superb else 1
     rng = np.random.default_rng(0)
     worst_loss = 0.0
@@ -52,13 +60,17 @@ def check(superb: bool, device: torch.device, tolerance: float) -> bool:
     def forward(head, features, counts, labels, seed):
         torch.manual_seed(seed)  # the augmentation's draw, the same for both heads
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            return head(hidden=features.to(device), frame_lengths=torch.tensor(counts, device=device),
-                        frame_counts=counts, labels=labels.to(device)).loss
+            return head(
+                hidden=features.to(device),
+                frame_lengths=torch.tensor(counts, device=device),
+                frame_counts=counts,
+                labels=labels.to(device),
+            ).loss
 
     for step, (size, frames) in enumerate(SHAPES):
         features, counts, labels = batch(rng, size, frames, layers, config.hidden_size)
         losses = []
-        for head, optimizer in zip(heads, optimizers):
+        for head, optimizer in zip(heads, optimizers, strict=True):
             optimizer.zero_grad(set_to_none=True)
             value = forward(head, features, counts, labels, step)
             value.backward()
@@ -74,20 +86,27 @@ def check(superb: bool, device: torch.device, tolerance: float) -> bool:
             features, counts, labels = batch(np.random.default_rng(100 + micro), 64, 49, layers, config.hidden_size)
             (forward(head, features, counts, labels, 100 + micro) / 2).backward()
         grads.append([p.grad.clone() for p in head.parameters() if p.requires_grad])
-    worst_grad = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*grads))
-    worst_param = max(float((a - b).abs().max()) for a, b in zip(heads[0].parameters(), heads[1].parameters()))
+    worst_grad = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(*grads, strict=True))
+    worst_param = max(
+        float((a - b).abs().max()) for a, b in zip(heads[0].parameters(), heads[1].parameters(), strict=True)
+    )
     # Evaluation runs eagerly on both: same logits.
     features, counts, labels = batch(rng, 33, 49, layers, config.hidden_size)
     with torch.no_grad():
-        logits = [h.eval()(hidden=features.to(device), frame_lengths=torch.tensor(counts, device=device)).logits
-                  for h in heads]
+        logits = [
+            h.eval()(hidden=features.to(device), frame_lengths=torch.tensor(counts, device=device)).logits
+            for h in heads
+        ]
     worst_eval = float((logits[0] - logits[1]).abs().max())
     graphs = len(heads[0].graphed.graphs)
     ok = max(worst_loss, worst_param, worst_grad, worst_eval) <= tolerance and heads[0].graphed.eager_steps == 0
-    print(f"{'superb' if superb else 'linear'} head, {len(SHAPES)} steps + accumulation, {graphs} graphs: "
-          f"max |loss diff| {worst_loss:.2e}, max |param diff| {worst_param:.2e}, accumulated grad rel. diff "
-          f"{worst_grad:.2e}, eval logits diff {worst_eval:.2e} -> "
-          f"{'CAPTURE FAILED' if heads[0].graphed.failed else 'OK' if ok else 'MISMATCH'}", flush=True)
+    print(
+        f"{'superb' if superb else 'linear'} head, {len(SHAPES)} steps + accumulation, {graphs} graphs: "
+        f"max |loss diff| {worst_loss:.2e}, max |param diff| {worst_param:.2e}, accumulated grad rel. diff "
+        f"{worst_grad:.2e}, eval logits diff {worst_eval:.2e} -> "
+        f"{'CAPTURE FAILED' if heads[0].graphed.failed else 'OK' if ok else 'MISMATCH'}",
+        flush=True,
+    )
     return ok
 
 

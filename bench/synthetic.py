@@ -24,7 +24,31 @@ from core.keywords import KEYWORDS
 
 RATE = TARGET_RATE
 FOLDERS = {"train": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}
-WORDS = "the of and to a in that he was it his for with as had you not be her on at by which".split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "a",
+    "in",
+    "that",
+    "he",
+    "was",
+    "it",
+    "his",
+    "for",
+    "with",
+    "as",
+    "had",
+    "you",
+    "not",
+    "be",
+    "her",
+    "on",
+    "at",
+    "by",
+    "which",
+]
 
 
 def utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -38,7 +62,8 @@ def utterance(rng: np.random.Generator, seconds: float) -> np.ndarray:
 
 
 def transcript(rng: np.random.Generator, seconds: float) -> str:
-    words, length = [], 0
+    words = []
+    length = 0
     while length < 15 * seconds:
         words.append(str(rng.choice(WORDS)))
         length += len(words[-1]) + 1
@@ -86,8 +111,12 @@ def speech_commands_like(root: Path, counts: dict[str, int], seed: int = 0) -> N
         (Path(root) / f"{split.replace('test', 'testing')}_list.txt").write_text("\n".join(names) + "\n")
     (Path(root) / "_background_noise_").mkdir(parents=True, exist_ok=True)
     for i in range(3):
-        sf.write(Path(root) / "_background_noise_" / f"noise_{i}.wav",
-                 (0.05 * rng.standard_normal(60 * RATE)).astype(np.float32), RATE, subtype="PCM_16")
+        sf.write(
+            Path(root) / "_background_noise_" / f"noise_{i}.wav",
+            (0.05 * rng.standard_normal(60 * RATE)).astype(np.float32),
+            RATE,
+            subtype="PCM_16",
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +21,8 @@ from scipy.signal import resample_poly
 from core.errors import InputError
 
 TARGET_RATE = 16_000
-MIN_RATE, MAX_RATE = 8_000, 192_000
+MIN_RATE = 8_000
+MAX_RATE = 192_000
 MIN_DURATION_S = 0.1
 # Ten minutes by default: long enough for a lecture excerpt, short enough that one upload
 # cannot tie the server up. `AUDIO_MAX_SECONDS` changes it for the whole app.
@@ -31,7 +31,7 @@ DEFAULT_MAX_DURATION_S = float(os.environ.get("AUDIO_MAX_SECONDS", 600))
 SILENCE_PEAK = 1e-4
 SUPPORTED_FILES = "wav, flac or ogg (mp3 where the installed libsndfile decodes it)"
 
-AudioInput = Union[None, str, os.PathLike, tuple, dict]
+AudioInput = str | os.PathLike | tuple | dict | None
 
 
 class AudioInputError(InputError):
@@ -42,14 +42,26 @@ _INT_SCALE = {np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
 _FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def load_audio(source: AudioInput, *, max_duration_s: float | None = None,
-               segment_s: tuple[float, float] | None = None) -> np.ndarray:
+def load_audio(
+    source: AudioInput, *, max_duration_s: float | None = None, segment_s: tuple[float, float] | None = None
+) -> np.ndarray:
     """Return `source` as float32 mono samples at 16 kHz, or raise `AudioInputError`.
 
-    `source` is Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
-    `(n, channels)`), a path to an audio file, Gradio's file dict with a `"path"` key, or a
-    `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields).
-    `segment_s=(start, length)` reads only that part of a file (1 s out of a minute of noise).
+    Args:
+        source: Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
+            `(n, channels)`), a path to an audio file, Gradio's file dict with a `"path"` key, or
+            a `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields).
+        max_duration_s: the longest audio accepted (default `AUDIO_MAX_SECONDS`, 600 s); a file
+            is refused from its header, before decoding.
+        segment_s: `(start, length)` in seconds: read only that part of a file (1 s out of a
+            minute of noise).
+
+    Returns:
+        [S] float32 samples at `TARGET_RATE`.
+
+    Raises:
+        AudioInputError: no audio, an unreadable or unsupported file, a bad rate or shape, audio
+            too short, too long, silent or holding NaN/inf.
     """
     limit = DEFAULT_MAX_DURATION_S if max_duration_s is None else max_duration_s
     if source is None or (isinstance(source, str) and not source.strip()):
@@ -58,7 +70,8 @@ def load_audio(source: AudioInput, *, max_duration_s: float | None = None,
     if encoded is not None:
         rate, samples = _read_file(*encoded, limit, segment_s)
     elif isinstance(source, tuple) and len(source) == 2:
-        rate, samples = _check_rate(source[0]), _as_float(np.asarray(source[1]))
+        rate = _check_rate(source[0])
+        samples = _as_float(np.asarray(source[1]))
     else:
         raise AudioInputError(
             f"Audio must be a file path or a (sample_rate, samples) pair, not {type(source).__name__}."
@@ -99,7 +112,16 @@ def to_mono_float(rate: object, samples: np.ndarray) -> tuple[int, np.ndarray]:
 
 def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
     """Polyphase resampling with scipy's Kaiser-windowed low-pass, so nothing above the new
-    Nyquist frequency folds back into the band (plain decimation would alias)."""
+    Nyquist frequency folds back into the band (plain decimation would alias).
+
+    Args:
+        samples: [S] float32 at `rate`.
+        rate: the samples' rate in Hz.
+        target: the rate wanted.
+
+    Returns:
+        [S * target / rate] float32 (the same array when the rates match).
+    """
     if rate == target:
         return np.ascontiguousarray(samples, dtype=np.float32)
     g = math.gcd(int(rate), int(target))
@@ -129,19 +151,21 @@ class StreamResampler:
         if rate == TARGET_RATE:
             return chunk, np.zeros(0, np.float32)
         g = math.gcd(rate, TARGET_RATE)
-        up, down = TARGET_RATE // g, rate // g
+        up = TARGET_RATE // g
+        down = rate // g
         margin = math.ceil(max(256, rate // 50) / down) * down  # well over the filter's half length
         raw = np.concatenate([self.raw_tail, chunk])
         head = margin if self.started else 0  # context before the first new sample
         out = resample(raw, rate, TARGET_RATE)
         final_raw = max(head, (len(raw) - margin) // down * down)
-        final = out[head * up // down: final_raw * up // down]
+        final = out[head * up // down : final_raw * up // down]
         self.started = self.started or len(final) > 0
-        self.raw_tail = raw[final_raw - margin:] if final_raw >= margin else raw
-        return final, out[final_raw * up // down:]
+        self.raw_tail = raw[final_raw - margin :] if final_raw >= margin else raw
+        return final, out[final_raw * up // down :]
 
 
 def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
+    """Seconds of audio in `samples` at `rate`."""
     return len(samples) / float(rate)
 
 
@@ -153,10 +177,12 @@ def _info(path: str | io.BytesIO, name: str):
         raise AudioInputError(f"Could not read '{name}' as audio ({err}). Use {SUPPORTED_FILES}.") from err
 
 
-def _read_file(path: str | io.BytesIO, name: str, limit: float,
-               segment: tuple[float, float] | None = None) -> tuple[int, np.ndarray]:
+def _read_file(
+    path: str | io.BytesIO, name: str, limit: float, segment: tuple[float, float] | None = None
+) -> tuple[int, np.ndarray]:
     info = _info(path, name)
-    start, stop = 0, None
+    start = 0
+    stop = None
     if segment is not None:
         start = int(segment[0] * info.samplerate)
         stop = start + int(segment[1] * info.samplerate)
@@ -177,9 +203,7 @@ def _check_rate(rate: object) -> int:
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float)) or rate != int(rate):
         raise AudioInputError(f"The sample rate must be a whole number of Hz, not {rate!r}.")
     if not MIN_RATE <= int(rate) <= MAX_RATE:
-        raise AudioInputError(
-            f"Sample rate {int(rate)} Hz is not supported: use {MIN_RATE} to {MAX_RATE} Hz."
-        )
+        raise AudioInputError(f"Sample rate {int(rate)} Hz is not supported: use {MIN_RATE} to {MAX_RATE} Hz.")
     return int(rate)
 
 
@@ -190,9 +214,7 @@ def _as_float(samples: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(samples)):
             raise AudioInputError("The audio contains NaN or infinite samples; it looks corrupted.")
         return samples.astype(np.float32, copy=False)
-    raise AudioInputError(
-        f"Samples of type {samples.dtype} are not supported: use int16, int32, float32 or float64."
-    )
+    raise AudioInputError(f"Samples of type {samples.dtype} are not supported: use int16, int32, float32 or float64.")
 
 
 def _to_mono(samples: np.ndarray) -> np.ndarray:

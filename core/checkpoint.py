@@ -21,11 +21,12 @@ import os
 import platform
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -66,6 +67,7 @@ def hardware_info() -> dict[str, Any]:
 
 
 def write_metrics(folder: Path, metrics: Metrics) -> Path:
+    """Write `metrics` as `metrics.json` in `folder`; returns its path."""
     path = Path(folder) / METRICS_FILE
     path.write_text(json.dumps(asdict(metrics), indent=2, default=_json_default) + "\n")
     return path
@@ -116,23 +118,34 @@ def publish(target: Path, check: Callable[[Path], None] | None = None) -> Iterat
         raise
 
 
-def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics,
-                    command: str | None = None) -> Path:
-    """Publish `model` + `processor` (tokenizer or feature extractor) + metrics + a model card
-    (whose recipe shows `command`) at `target`."""
+def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics, command: str | None = None) -> Path:
+    """Publish a checkpoint atomically (see `publish`).
+
+    Args:
+        target: the checkpoint folder, replaced only once the new one is complete.
+        model: a transformers model (`save_pretrained`, safetensors).
+        processor: its tokenizer, feature extractor or processor.
+        metrics: what `metrics.json` records (scores, history, sizes, hyperparameters).
+        command: the command that trained it, for the model card's recipe.
+
+    Returns:
+        `target`.
+    """
     from core.model_card import CARD_FILE, render
 
     with publish(target) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         write_metrics(staging, metrics)
-        card = render(json.loads((staging / METRICS_FILE).read_text()), Path(target).name,
-                      model.config.model_type, command)
+        card = render(
+            json.loads((staging / METRICS_FILE).read_text()), Path(target).name, model.config.model_type, command
+        )
         (staging / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(target)
 
 
 def folder_size(folder: Path) -> int:
+    """Bytes of every file under `folder`."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
+
 from core.audio import TARGET_RATE
 
-PAD, UNK, WORD_DELIMITER = "[PAD]", "[UNK]", "|"  # PAD doubles as the CTC blank (id 0)
+PAD = "[PAD]"
+UNK = "[UNK]"
+WORD_DELIMITER = "|"  # PAD doubles as the CTC blank (id 0)
 
 
 def normalize_transcript(text: str) -> str:
@@ -35,15 +38,25 @@ def make_processor(vocab: dict[str, int], sampling_rate: int = TARGET_RATE):
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file = Path(tmp) / "vocab.json"
         vocab_file.write_text(json.dumps(vocab))
-        tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token=UNK, pad_token=PAD,
-                                         word_delimiter_token=WORD_DELIMITER, do_lower_case=False)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=sampling_rate, padding_value=0.0,
-                                         do_normalize=True, return_attention_mask=True)
+        tokenizer = Wav2Vec2CTCTokenizer(
+            str(vocab_file), unk_token=UNK, pad_token=PAD, word_delimiter_token=WORD_DELIMITER, do_lower_case=False
+        )
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
 def mask_padding(ids, lengths):
-    """Set frames at or past each row's true output length to -100 (ids: batch x frames)."""
+    """Frame ids with the padding marked.
+
+    Args:
+        ids: [B, T] frame ids (numpy or torch).
+        lengths: [B] true output lengths.
+
+    Returns:
+        `ids` with every frame at or past its row's length set to -100.
+    """
     import torch
 
     frames = torch.arange(ids.shape[1], device=ids.device)[None, :]
@@ -51,13 +64,21 @@ def mask_padding(ids, lengths):
 
 
 def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
-    """Greedy CTC transcripts from frame ids (-100 = padding): merge repeats, drop the blank and
-    every special token, lower case (hub vocabularies are often upper case: "THE CAT").
+    """Greedy CTC transcripts from frame ids: merge repeats, drop the blank and every special
+    token, lower case (hub vocabularies are often upper case: "THE CAT").
 
     Repeats are merged *before* blanks are dropped: the blank is what keeps the two l's of
     "hello" apart (the tokenizer's own `skip_special_tokens` drops it first and writes "helo").
     Padding must be cut at each utterance's output length first (`mask_padding`): decoding the
-    padded frames would add characters."""
+    padded frames would add characters.
+
+    Args:
+        ids: [B, T] frame ids (argmax of the logits), -100 for padding.
+        tokenizer: the model's CTC tokenizer (word delimiter "|").
+
+    Returns:
+        B transcripts.
+    """
     special = set(tokenizer.all_special_ids) - {tokenizer.word_delimiter_token_id}  # "|" is a space
     texts = []
     for row in _unpadded(ids):
@@ -68,7 +89,15 @@ def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
 
 
 def decode_labels(ids: np.ndarray, tokenizer) -> list[str]:
-    """Reference transcripts from label ids; repeats are real letters here, so nothing merges."""
+    """Reference transcripts from label ids; repeats are real letters here, so nothing merges.
+
+    Args:
+        ids: [B, N] label ids, -100 past each transcript.
+        tokenizer: the CTC tokenizer the labels were made with.
+
+    Returns:
+        B transcripts.
+    """
     return [tokenizer.decode(row, group_tokens=False).strip() for row in _unpadded(ids)]
 
 

@@ -10,8 +10,9 @@ features read back from the cache. `encode` makes the encoder obey the same rule
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +26,20 @@ SUPERB_LSTM = {"lstm_size": 1024, "lstm_layers": 2, "dropout": 0.2}  # SUPERB's 
 
 
 def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """True for each clip's real frames.
+
+    Args:
+        lengths: [B] frame counts.
+        frames: T, the padded length.
+
+    Returns:
+        [B, T] bool, True where t < lengths[b].
+    """
     return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
 # ---- the encoder, padding-proof ------------------------------------------------------------------
+
 
 class _MaskedGroupNorm(nn.Module):
     """The conv front end's per-channel GroupNorm, with statistics over each clip's own frames only.
@@ -51,7 +62,13 @@ class _MaskedGroupNorm(nn.Module):
 @contextlib.contextmanager
 def padding_proof(encoder: HubertModel, sample_lengths: torch.Tensor) -> Iterator[None]:
     """Within this context, `encoder` (or a model around it) normalises its conv front end over
-    each clip's first `sample_lengths` samples only. Pass the attention mask to the model too."""
+    each clip's first `sample_lengths` samples only. Pass the attention mask to the model too.
+
+    Args:
+        encoder: a HuBERT / wav2vec 2.0 encoder with a "group" (per-channel GroupNorm) front end;
+            a "layer" front end normalises each frame and needs nothing.
+        sample_lengths: [B] samples of real audio per clip of the padded batch.
+    """
     layers = getattr(getattr(encoder, "feature_extractor", None), "conv_layers", None)
     first = layers[0] if layers else None
     norm = getattr(first, "layer_norm", None)
@@ -69,9 +86,21 @@ def padding_proof(encoder: HubertModel, sample_lengths: torch.Tensor) -> Iterato
         first.layer_norm = norm
 
 
-def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: torch.Tensor | None,
-           layers: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hidden states ("last": [B, T, H]; "all": [B, T, layers+1, H]) and frame counts [B]."""
+def encode(
+    encoder: HubertModel, input_values: torch.Tensor, sample_lengths: torch.Tensor | None, layers: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's hidden states for a padded batch, each clip computed as if it were alone.
+
+    Args:
+        encoder: a HubertModel (or the base model of a *ForCTC / *ForSequenceClassification).
+        input_values: [B, S] normalised audio, zero-padded.
+        sample_lengths: [B] real samples per clip; None when no clip is padded.
+        layers: "last" for the last layer, "all" for every layer (a learned layer mix).
+
+    Returns:
+        hidden: [B, T, H] ("last") or [B, T, layers + 1, H] ("all").
+        frame_counts: [B] real frames per clip; frames past them are padding.
+    """
     if sample_lengths is None:
         sample_lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
     padded = bool((sample_lengths < input_values.shape[1]).any())
@@ -86,24 +115,57 @@ def encode(encoder: HubertModel, input_values: torch.Tensor, sample_lengths: tor
 
 # ---- heads ----------------------------------------------------------------------------------------
 
+
 def weighted_layer_sum(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """[..., L, H] -> [..., H] with softmax(weights) over L (SUPERB's learned layer mix)."""
+    """SUPERB's learned layer mix.
+
+    Args:
+        hidden: [..., L, H] every layer's hidden states.
+        weights: [L] unnormalised layer weights (softmax is applied here).
+
+    Returns:
+        [..., H].
+    """
     return (hidden * F.softmax(weights, dim=-1)[:, None]).sum(dim=-2)
 
 
 def mean_pooling_weights(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """[B, T] weights that average each clip's first `lengths[b]` frames (1/n there, 0 after)."""
+    """Weights that average each clip's real frames.
+
+    Args:
+        lengths: [B] frame counts.
+        frames: T, the padded length.
+
+    Returns:
+        [B, T] float: 1 / lengths[b] for t < lengths[b], else 0.
+    """
     return frame_mask(lengths, frames) / lengths.unsqueeze(-1)
 
 
 def ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, config: Any) -> torch.Tensor:
-    """CTC as transformers computes it for *ForCTC (blank = pad id, -100 = no label)."""
+    """CTC as transformers computes it for *ForCTC (blank = pad id, -100 = no label).
+
+    Args:
+        logits: [B, T, vocab].
+        lengths: [B] real frames per clip.
+        labels: [B, N] label ids, -100 past each transcript.
+        config: the model config (pad_token_id, ctc_loss_reduction, ctc_zero_infinity).
+
+    Returns:
+        The scalar loss.
+    """
     log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
     label_mask = labels >= 0
     with torch.backends.cudnn.flags(enabled=False):
-        return F.ctc_loss(log_probs, labels.masked_select(label_mask), lengths, label_mask.sum(-1),
-                          blank=config.pad_token_id, reduction=config.ctc_loss_reduction,
-                          zero_infinity=config.ctc_zero_infinity)
+        return F.ctc_loss(
+            log_probs,
+            labels.masked_select(label_mask),
+            lengths,
+            label_mask.sum(-1),
+            blank=config.pad_token_id,
+            reduction=config.ctc_loss_reduction,
+            zero_infinity=config.ctc_zero_infinity,
+        )
 
 
 class LinearCTCHead(nn.Module):
@@ -137,8 +199,9 @@ class ClassifierHead(nn.Module):
             self.layer_weights = model.layer_weights
         self.projector, self.classifier = model.projector, model.classifier
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor,
-                pooling_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, hidden: torch.Tensor, lengths: torch.Tensor, pooling_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits [B, classes] from hidden states [B, T, (L,) H]: the mean over each clip's
         `lengths[b]` frames, or the pooling with `pooling_weights` [B, T] when given (training
         folds its augmentation into them, train/augment.py)."""
@@ -163,12 +226,14 @@ class SuperbCTCHead(nn.Module):
     per_frame = True
     light = False  # the BiLSTM is real work: it runs in the training precision
 
-    def __init__(self, num_layers: int, hidden_size: int, vocab_size: int, lstm_size: int, lstm_layers: int,
-                 dropout: float):
+    def __init__(
+        self, num_layers: int, hidden_size: int, vocab_size: int, lstm_size: int, lstm_layers: int, dropout: float
+    ):
         super().__init__()
         self.layer_weights = nn.Parameter(torch.zeros(num_layers))
-        self.lstm = nn.LSTM(hidden_size, lstm_size, num_layers=lstm_layers, bidirectional=True,
-                            batch_first=True, dropout=dropout)
+        self.lstm = nn.LSTM(
+            hidden_size, lstm_size, num_layers=lstm_layers, bidirectional=True, batch_first=True, dropout=dropout
+        )
         self.dropout = nn.Dropout(dropout)
         self.lm_head = nn.Linear(2 * lstm_size, vocab_size)
 
@@ -206,10 +271,15 @@ class HubertSuperbForCTC(HubertPreTrainedModel):
     def freeze_feature_encoder(self) -> None:
         self.hubert.feature_extractor._freeze_parameters()
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs: Any) -> CausalLMOutput:
-        hidden, lengths = encode(self.hubert, input_values,
-                                 None if attention_mask is None else attention_mask.sum(-1), "all")
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutput:
+        sample_lengths = None if attention_mask is None else attention_mask.sum(-1)
+        hidden, lengths = encode(self.hubert, input_values, sample_lengths, "all")
         logits = self.head(hidden, lengths)
         loss = None if labels is None else ctc_loss(logits, lengths, labels, self.config)
         return CausalLMOutput(loss=loss, logits=logits)

@@ -11,9 +11,10 @@ import fnmatch
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tqdm.std import tqdm
 
@@ -54,6 +55,7 @@ def parse_source(text: str) -> HubSource | None:
 
 
 def offline() -> bool:
+    """Whether huggingface_hub is offline (`HF_HUB_OFFLINE=1`): only the local cache counts."""
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
@@ -74,7 +76,8 @@ class Progress:
     def record(self, done: int, total: int) -> None:
         with self._lock:
             if (done, total) != (self.done, self.total):
-                self.done, self.total = max(self.done, done), max(self.total, total)
+                self.done = max(self.done, done)
+                self.total = max(self.total, total)
                 self.touch()
 
     @property
@@ -165,6 +168,7 @@ def list_files(source: HubSource) -> dict[str, int]:
 
 
 def matching(files: dict[str, int], patterns: list[str]) -> dict[str, int]:
+    """The entries of `files` whose paths match any of the glob `patterns`."""
     return {p: s for p, s in files.items() if any(fnmatch.fnmatch(p, pat) for pat in patterns)}
 
 
@@ -176,7 +180,8 @@ def require_safetensors(source: HubSource, files: dict[str, int]) -> None:
     at = f"revision {source.revision}" if source.revision else "its default branch"
     raise FileNotFoundError(
         f"{source.repo_id} has no safetensors weights at {at}"
-        + (f" (only pickled {', '.join(pickled)}, which is never loaded)" if pickled else ""))
+        + (f" (only pickled {', '.join(pickled)}, which is never loaded)" if pickled else "")
+    )
 
 
 def download(source: HubSource, patterns: list[str], progress: Progress | None = None) -> Path:
@@ -186,8 +191,16 @@ def download(source: HubSource, patterns: list[str], progress: Progress | None =
     from huggingface_hub import snapshot_download
 
     kwargs: dict[str, Any] = {"tqdm_class": progress.tqdm_class()} if progress else {}
-    return Path(snapshot_download(source.repo_id, revision=source.revision, allow_patterns=patterns,
-                                  etag_timeout=HUB_TIMEOUT_S, local_files_only=offline(), **kwargs))
+    return Path(
+        snapshot_download(
+            source.repo_id,
+            revision=source.revision,
+            allow_patterns=patterns,
+            etag_timeout=HUB_TIMEOUT_S,
+            local_files_only=offline(),
+            **kwargs,
+        )
+    )
 
 
 def is_transient(err: BaseException) -> bool:
@@ -202,8 +215,7 @@ def is_transient(err: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, OfflineModeIsEnabled):
             return False
-        if isinstance(current, (HubTimeout, httpx2.TimeoutException, httpx2.NetworkError,
-                                httpx2.RemoteProtocolError)):
+        if isinstance(current, (HubTimeout, httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
             return True
         if isinstance(current, HfHubHTTPError) and current.response is not None:
             status = current.response.status_code

@@ -1,7 +1,8 @@
 """The 12 classes of SUPERB keyword spotting on Speech Commands v0.01, in label-id order."""
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE, UNKNOWN = "_silence_", "_unknown_"
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
 LABELS = (*KEYWORDS, SILENCE, UNKNOWN)
 ID2LABEL = dict(enumerate(LABELS))
 LABEL2ID = {label: i for i, label in ID2LABEL.items()}
@@ -16,7 +17,15 @@ def to_label(word: str) -> str:
 
 def class_weights(label_ids, num_classes: int = len(LABELS)):
     """scikit-learn's 'balanced' weights, n_samples / (n_classes * count_c), for the classes present;
-    a class absent from training gets weight 0 (it cannot be learned, and would divide by 0)."""
+    a class absent from training gets weight 0 (it cannot be learned, and would divide by 0).
+
+    Args:
+        label_ids: [N] training class ids.
+        num_classes: the number of classes.
+
+    Returns:
+        [num_classes] float weights.
+    """
     import numpy as np
     from sklearn.utils.class_weight import compute_class_weight
 

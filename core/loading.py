@@ -8,6 +8,7 @@ from typing import Any
 
 
 def classes(kind: str) -> tuple[Any, Any]:
+    """The (model class, processor class) of a slot kind: asr, kws or qa."""
     import transformers as tf
 
     return {
@@ -25,9 +26,11 @@ def load_processor(kind: str, path: Path) -> Any:
     except Exception as err:
         missing = _sentencepiece_missing(path)
         if missing:
-            raise ImportError(f"this tokenizer is a SentencePiece model ({missing[0]}); loading it needs "
-                              f"the Python packages {' and '.join(missing[1:])} "
-                              "(pip install -r requirements.txt)") from err
+            raise ImportError(
+                f"this tokenizer is a SentencePiece model ({missing[0]}); loading it needs "
+                f"the Python packages {' and '.join(missing[1:])} "
+                "(pip install -r requirements.txt)"
+            ) from err
         raise
 
 
@@ -36,8 +39,11 @@ def _sentencepiece_missing(path: Path) -> list[str]:
     models = sorted(p.name for p in Path(path).glob("*.model"))
     if not models or (Path(path) / "tokenizer.json").is_file():
         return []
-    missing = [pkg for pkg, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf"))
-               if not _importable(module)]
+    missing = [
+        pkg
+        for pkg, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf"))
+        if not _importable(module)
+    ]
     return [models[0], *missing] if missing else []
 
 
@@ -50,6 +56,7 @@ def _importable(module: str) -> bool:
 
 
 def require_weights(path: Path) -> None:
+    """Raise FileNotFoundError unless `path` holds safetensors weights (pickles are never loaded)."""
     if not any(Path(path).glob("*.safetensors")):
         raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
 
@@ -75,6 +82,7 @@ def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
 
 
 def best_device() -> str:
+    """'cuda' where a GPU is visible, else 'cpu'."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -21,13 +21,16 @@ from core.heads import padding_proof
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
 # network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
-WINDOW_S, STRIDE_S = 30.0, 2.0
+WINDOW_S = 30.0
+STRIDE_S = 2.0
 # Live: each update recomputes the uncommitted audio, so windows stay short enough that an update
 # costs less than the 0.5 s of audio it brings, with a wav2vec 2.0 base model on 2 CPU cores.
-LIVE_WINDOW_S, LIVE_STRIDE_S = 2.5, 0.5
+LIVE_WINDOW_S = 2.5
+LIVE_STRIDE_S = 0.5
 
 
 def samples_per_frame(model) -> int:
+    """Audio samples per output frame of the model's conv front end (320 for HuBERT)."""
     return int(np.prod(model.config.conv_stride))
 
 
@@ -40,7 +43,7 @@ class Windows:
     stride: int
 
     @classmethod
-    def for_model(cls, model, window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> "Windows":
+    def for_model(cls, model, window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> Windows:
         hop = samples_per_frame(model)
         window = max(hop, round(window_s * TARGET_RATE / hop) * hop)
         stride = round(stride_s * TARGET_RATE / hop) * hop
@@ -55,9 +58,19 @@ class Windows:
 
 @torch.inference_mode()
 def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
-    """Greedy frame ids for each audio piece, cut at its true frame count (one batch)."""
-    inputs = extractor(pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True,
-                       return_tensors="pt")
+    """Greedy frame ids for each audio piece, cut at its true frame count (one batch).
+
+    Args:
+        model: a *ForCTC model (or OnnxCTC).
+        extractor: its feature extractor.
+        pieces: 16 kHz mono float32 arrays of any lengths.
+
+    Returns:
+        One [T_i] array of frame ids per piece.
+    """
+    inputs = extractor(
+        pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
     device = next(model.parameters()).device
     mask = inputs.attention_mask.to(device)
     # The last window is shorter: padding must not shift its features (see core.heads).
@@ -65,15 +78,27 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
         logits = model(inputs.input_values.to(device), attention_mask=mask).logits
     lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
     ids = logits.argmax(-1).cpu().numpy()
-    return [row[: int(n)] for row, n in zip(ids, lengths)]
+    return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]
 
 
 def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_size: int = 4) -> np.ndarray:
-    """Frame ids of the whole recording from overlapping windows (see the module docstring)."""
+    """Frame ids of the whole recording from overlapping windows (see the module docstring).
+
+    Args:
+        model: a *ForCTC model (or OnnxCTC).
+        extractor: its feature extractor.
+        samples: [S] 16 kHz mono float32.
+        windows: window geometry in samples (`Windows.of`).
+        batch_size: windows per forward pass.
+
+    Returns:
+        [T] frame ids, as one pass over the whole recording would give them.
+    """
     total = len(samples)
     if total <= windows.window:
         return window_ids(model, extractor, [samples])[0]
-    pieces, start = [], 0  # (start sample, first kept global frame, end frame or None)
+    pieces = []
+    start = 0  # (start sample, first kept global frame, end frame or None)
     while True:
         last = start + windows.window >= total
         first_frame = 0 if start == 0 else (start + windows.stride) // windows.hop
@@ -84,17 +109,27 @@ def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_s
         start += windows.step
     kept = []
     for b in range(0, len(pieces), batch_size):
-        batch = pieces[b:b + batch_size]
-        ids = window_ids(model, extractor, [samples[s:s + windows.window] for s, _, _ in batch])
-        for (start, first, end), row in zip(batch, ids):
+        batch = pieces[b : b + batch_size]
+        ids = window_ids(model, extractor, [samples[s : s + windows.window] for s, _, _ in batch])
+        for (start, first, end), row in zip(batch, ids, strict=True):
             offset = start // windows.hop  # global index of the window's first frame
-            kept.append(row[first - offset: None if end is None else end - offset])
+            kept.append(row[first - offset : None if end is None else end - offset])
     return np.concatenate(kept)
 
 
-def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S,
-               stride_s: float = STRIDE_S) -> str:
-    """Greedy CTC transcript of 16 kHz mono samples of any length."""
+def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S, stride_s: float = STRIDE_S) -> str:
+    """Greedy CTC transcript of 16 kHz mono samples of any length.
+
+    Args:
+        model: a *ForCTC model (or OnnxCTC).
+        processor: its processor (feature extractor + CTC tokenizer).
+        samples: [S] 16 kHz mono float32.
+        window_s: window length in seconds; longer audio runs in overlapping windows.
+        stride_s: seconds of context on each side of a window that are not kept.
+
+    Returns:
+        The transcript, lower case.
+    """
     ids = chunked_ids(model, processor.feature_extractor, samples, Windows.for_model(model, window_s, stride_s))
     return decode_predictions(ids[None, :], processor.tokenizer)[0]
 
@@ -122,8 +157,15 @@ class StreamState:
         return (self.audio_start + len(self.audio)) / TARGET_RATE
 
 
-def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarray,
-                window_s: float = LIVE_WINDOW_S, stride_s: float = LIVE_STRIDE_S) -> StreamState:
+def stream_step(
+    model,
+    processor,
+    state: StreamState,
+    rate: int,
+    chunk: np.ndarray,
+    window_s: float = LIVE_WINDOW_S,
+    stride_s: float = LIVE_STRIDE_S,
+) -> StreamState:
     """Feed one microphone chunk; updates `state.text` with the transcript so far.
 
     Windows are committed as soon as enough audio arrived for them, exactly where the offline
@@ -137,25 +179,40 @@ def stream_step(model, processor, state: StreamState, rate: int, chunk: np.ndarr
     state.last_cost = 0
     right_context = None
     while state.audio_start + len(state.audio) - state.next_start > windows.window:  # a full final window
-        start, local = state.next_start, state.next_start - state.audio_start
-        row = window_ids(model, processor.feature_extractor, [state.audio[local:local + windows.window]])[0]
+        start = state.next_start
+        local = state.next_start - state.audio_start
+        row = window_ids(model, processor.feature_extractor, [state.audio[local : local + windows.window]])[0]
         end = (start + windows.window - windows.stride) // windows.hop
-        state.committed.append(row[state.next_frame - start // windows.hop: end - start // windows.hop])
-        right_context = row[end - start // windows.hop:]
-        state.next_frame, state.next_start = end, start + windows.step
+        state.committed.append(row[state.next_frame - start // windows.hop : end - start // windows.hop])
+        right_context = row[end - start // windows.hop :]
+        state.next_frame = end
+        state.next_start = start + windows.step
         state.last_cost += windows.window
-    state.audio = state.audio[state.next_start - state.audio_start:]
+    state.audio = state.audio[state.next_start - state.audio_start :]
     state.audio_start = state.next_start
     if right_context is not None:
-        state.provisional, state.stale = right_context, True
+        state.provisional = right_context
+        state.stale = True
     else:
         _read_uncommitted(model, processor, state, windows)
     return _decode(state, processor)
 
 
-def stream_finish(model, processor, state: StreamState, window_s: float = LIVE_WINDOW_S,
-                  stride_s: float = LIVE_STRIDE_S) -> StreamState:
-    """The recording stopped: read the newest audio if the last update left it out."""
+def stream_finish(
+    model, processor, state: StreamState, window_s: float = LIVE_WINDOW_S, stride_s: float = LIVE_STRIDE_S
+) -> StreamState:
+    """The recording stopped: read the newest audio if the last update left it out.
+
+    Args:
+        model: a *ForCTC model (or OnnxCTC).
+        processor: its processor.
+        state: the stream so far.
+        window_s: as passed to `stream_step`.
+        stride_s: as passed to `stream_step`.
+
+    Returns:
+        `state` with the final transcript in `state.text`.
+    """
     if state.stale:
         state.last_cost = 0
         _read_uncommitted(model, processor, state, Windows.for_model(model, window_s, stride_s))
@@ -164,10 +221,11 @@ def stream_finish(model, processor, state: StreamState, window_s: float = LIVE_W
 
 def _read_uncommitted(model, processor, state: StreamState, windows: Windows) -> None:
     piece = np.concatenate([state.audio, state.tail])
-    state.provisional, state.stale = np.zeros(0, np.int64), False
+    state.provisional = np.zeros(0, np.int64)
+    state.stale = False
     if len(piece) >= windows.hop * 2:
         row = window_ids(model, processor.feature_extractor, [piece])[0]
-        state.provisional = row[state.next_frame - state.next_start // windows.hop:]
+        state.provisional = row[state.next_frame - state.next_start // windows.hop :]
         state.last_cost += len(piece)
 
 

@@ -23,9 +23,12 @@ NON_METRICS = ("total", "HasAns_total", "NoAns_total")  # counts, not scores
 
 def scores(metrics: dict[str, Any]) -> list[tuple[str, str, float]]:
     """(split, metric, value) for every numeric score in `metrics["final"]`, in file order."""
-    return [(split, key, float(value)) for split, values in metrics.get("final", {}).items()
-            for key, value in values.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NON_METRICS]
+    return [
+        (split, key, float(value))
+        for split, values in metrics.get("final", {}).items()
+        for key, value in values.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in NON_METRICS
+    ]
 
 
 def render(metrics: dict[str, Any], model_name: str, model_type: str, command: str | None = None) -> str:
@@ -38,14 +41,31 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
     found = scores(metrics)
     dataset = params.get("dataset_name") or dataset_name
     base_model = params.get("model_name_or_path")
-    results = [EvalResult(task_type=pipeline_tag, task_name=task_name, dataset_type=dataset,
-                          dataset_name=dataset_name, dataset_config=dataset_config, dataset_split=split,
-                          metric_type=key, metric_name=f"{split} {key}", metric_value=value)
-               for split, key, value in found]
-    data = ModelCardData(model_name=model_name, base_model=base_model if _is_hub_id(base_model) else None,
-                         datasets=[dataset], license=LICENSES.get(model_type, "apache-2.0"),
-                         library_name="transformers", pipeline_tag=pipeline_tag, eval_results=results or None,
-                         tags=["speech-qa-transformers", task])
+    results = [
+        EvalResult(
+            task_type=pipeline_tag,
+            task_name=task_name,
+            dataset_type=dataset,
+            dataset_name=dataset_name,
+            dataset_config=dataset_config,
+            dataset_split=split,
+            metric_type=key,
+            metric_name=f"{split} {key}",
+            metric_value=value,
+        )
+        for split, key, value in found
+    ]
+    hub_base = base_model if _is_hub_id(base_model) else None
+    data = ModelCardData(
+        model_name=model_name,
+        base_model=hub_base,
+        datasets=[dataset],
+        license=LICENSES.get(model_type, "apache-2.0"),
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        eval_results=results or None,
+        tags=["speech-qa-transformers", task],
+    )
     hardware = metrics.get("hardware", {})
     device = hardware.get("gpu") or f"CPU ({hardware.get('cpu_count', '?')} cores)"
     table = "\n".join(f"| {split} | {key} | {value:.4f} |" for split, key, value in found)
@@ -71,7 +91,7 @@ holds the training history and task-specific results.
 ## Recipe
 
 ```bash
-{command or '(not recorded)'}
+{command or "(not recorded)"}
 ```
 
 Resolved arguments:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from core.audio import TARGET_RATE
 
 logger = logging.getLogger(__name__)
@@ -56,15 +57,14 @@ class OnnxCTC(torch.nn.Module):
     def _get_feat_extract_output_lengths(self, lengths):
         """Frames the conv front end makes of `lengths` samples (as the transformers model says)."""
         lengths = torch.as_tensor(lengths)
-        for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride):
+        for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride, strict=True):
             lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
         return lengths
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
         x = input_values.detach().cpu().numpy().astype(np.float32)
-        lengths = (attention_mask.sum(-1).tolist() if attention_mask is not None else [x.shape[1]] * len(x))
-        rows = [self.session.run(None, {"input_values": x[i: i + 1, : int(n)]})[0][0]
-                for i, n in enumerate(lengths)]
+        lengths = attention_mask.sum(-1).tolist() if attention_mask is not None else [x.shape[1]] * len(x)
+        rows = [self.session.run(None, {"input_values": x[i : i + 1, : int(n)]})[0][0] for i, n in enumerate(lengths)]
         frames = max(len(r) for r in rows)
         logits = np.zeros((len(rows), frames, rows[0].shape[-1]), np.float32)
         for i, row in enumerate(rows):
@@ -73,6 +73,7 @@ class OnnxCTC(torch.nn.Module):
 
 
 def supported(model: Any) -> bool:
+    """Whether `model` can be served through ONNX Runtime (a CTC model this module exports)."""
     return type(model).__name__ in EXPORTABLE
 
 
@@ -85,8 +86,20 @@ def precision_setting() -> str:
 
 
 def for_serving(kind: str, model: Any, folder: Path, device: str) -> tuple[Any, str]:
-    """The model to serve and its precision, in words for the status. CTC models on CPU serve
-    int8 through ONNX Runtime unless `SERVE_PRECISION=fp32`; the rest serve as loaded."""
+    """The model to serve and its precision in words, for the status.
+
+    CTC models on CPU serve int8 through ONNX Runtime unless `SERVE_PRECISION=fp32`; the rest
+    serve as loaded.
+
+    Args:
+        kind: the slot kind (asr, kws, qa).
+        model: the loaded transformers model.
+        folder: the folder its weights came from (the export cache is keyed by them).
+        device: where it runs.
+
+    Returns:
+        (the model to call, e.g. "int8 (onnxruntime, cpu)").
+    """
     if kind != "ctc" or device != "cpu" or precision_setting() != "int8":
         return model, f"fp32 (torch, {device})"
     if not supported(model):
@@ -105,8 +118,16 @@ def cache_key(weights: Path, model: Any) -> str:
     import transformers
 
     stat = Path(weights).stat()
-    parts = [str(Path(weights).resolve()), str(stat.st_size), str(stat.st_mtime_ns), type(model).__name__,
-             torch.__version__, transformers.__version__, onnxruntime.__version__, str(FORMAT)]
+    parts = [
+        str(Path(weights).resolve()),
+        str(stat.st_size),
+        str(stat.st_mtime_ns),
+        type(model).__name__,
+        torch.__version__,
+        transformers.__version__,
+        onnxruntime.__version__,
+        str(FORMAT),
+    ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
@@ -141,11 +162,24 @@ def _export(model: Any, path: Path) -> None:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice and tracer warnings (see the docstring)
         try:
-            torch.onnx.export(model, (example,), str(path), input_names=["input_values"], output_names=["logits"],
-                              dynamic_axes={"input_values": {1: "samples"}, "logits": {1: "frames"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                input_names=["input_values"],
+                output_names=["logits"],
+                dynamic_axes={"input_values": {1: "samples"}, "logits": {1: "frames"}},
+                opset_version=17,
+                dynamo=False,
+            )
         except Exception as err:  # noqa: BLE001 - the legacy exporter is gone or failed: the other one
             logger.info("TorchScript ONNX export failed (%s); using torch.export", err)
             samples = torch.export.Dim("samples", min=400, max=TARGET_RATE * 3600)
-            torch.onnx.export(model, (example,), input_names=["input_values"], output_names=["logits"],
-                              dynamic_shapes=({1: samples},), dynamo=True).save(str(path))
+            torch.onnx.export(
+                model,
+                (example,),
+                input_names=["input_values"],
+                output_names=["logits"],
+                dynamic_shapes=({1: samples},),
+                dynamo=True,
+            ).save(str(path))

@@ -11,8 +11,9 @@ logits, the lowest over windows): the answer is empty when null minus best excee
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,23 +50,44 @@ class Features:
     offsets: list[list[tuple[int, int] | None]]  # character span per token, None outside the context
 
 
-def prepare(tokenizer, examples: Sequence[Example], max_length: int = 384, doc_stride: int = 128,
-            with_positions: bool = False) -> Features:
-    """Tokenize question/context pairs into overlapping windows (padding is left to the collator)."""
+def prepare(
+    tokenizer, examples: Sequence[Example], max_length: int = 384, doc_stride: int = 128, with_positions: bool = False
+) -> Features:
+    """Tokenize question/context pairs into overlapping windows (padding is left to the collator).
+
+    Args:
+        tokenizer: a fast tokenizer (offsets are needed).
+        examples: the questions with their contexts.
+        max_length: tokens per window, question and special tokens included.
+        doc_stride: tokens shared by neighbouring windows of one context.
+        with_positions: also the start/end token of each window's gold answer (training).
+
+    Returns:
+        The windows: model inputs, which example each comes from, each token's character span.
+    """
     pad_right = tokenizer.padding_side == "right"
-    enc = tokenizer([e.question.lstrip() if pad_right else e.context for e in examples],
-                    [e.context if pad_right else e.question.lstrip() for e in examples],
-                    truncation="only_second" if pad_right else "only_first", max_length=max_length,
-                    stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True)
+    truncation = "only_second" if pad_right else "only_first"
+    enc = tokenizer(
+        [e.question.lstrip() if pad_right else e.context for e in examples],
+        [e.context if pad_right else e.question.lstrip() for e in examples],
+        truncation=truncation,
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
     context_id = 1 if pad_right else 0
     example_index = list(enc.pop("overflow_to_sample_mapping"))
-    offsets, starts, ends = [], [], []
+    offsets = []
+    starts = []
+    ends = []
     for i, mapping in enumerate(enc.pop("offset_mapping")):
         sequence_ids = enc.sequence_ids(i)
         offsets.append([tuple(o) if sequence_ids[k] == context_id else None for k, o in enumerate(mapping)])
         if with_positions:
-            start, end = answer_positions(examples[example_index[i]], offsets[-1], enc["input_ids"][i],
-                                          tokenizer.cls_token_id)
+            start, end = answer_positions(
+                examples[example_index[i]], offsets[-1], enc["input_ids"][i], tokenizer.cls_token_id
+            )
             starts.append(start)
             ends.append(end)
     encodings = {k: v for k, v in enc.items() if k in tokenizer.model_input_names}
@@ -101,18 +123,40 @@ class Prediction:
     alternatives: list[dict[str, Any]]  # n-best spans with text, start, end, score, probability
 
 
-def postprocess(examples: Sequence[Example], features: Features, start_logits: np.ndarray,
-                end_logits: np.ndarray, n_best: int = 20, max_answer_length: int = 30,
-                null_threshold: float = 0.0) -> list[Prediction]:
-    """One prediction per example from the logits of all its windows."""
+def postprocess(
+    examples: Sequence[Example],
+    features: Features,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    null_threshold: float = 0.0,
+) -> list[Prediction]:
+    """One prediction per example from the logits of all its windows.
+
+    Args:
+        examples: the examples `features` were made from.
+        features: their windows (`prepare`).
+        start_logits: [windows, tokens] start logits (padded windows: pad with a large negative).
+        end_logits: [windows, tokens] end logits.
+        n_best: start and end candidates per window.
+        max_answer_length: the longest answer, in tokens.
+        null_threshold: abstain when null score minus best span score exceeds it.
+
+    Returns:
+        One prediction per example, in order.
+    """
     by_example: dict[int, list[int]] = {}
     for feature, example in enumerate(features.example_index):
         by_example.setdefault(example, []).append(feature)
     predictions = []
     for i, example in enumerate(examples):
-        null_score, spans = float("inf"), []
+        null_score = float("inf")
+        spans = []
         for f in by_example.get(i, []):
-            starts, ends, offsets = start_logits[f], end_logits[f], features.offsets[f]
+            starts = start_logits[f]
+            ends = end_logits[f]
+            offsets = features.offsets[f]
             null_score = min(null_score, float(starts[0] + ends[0]))
             candidates = np.argsort(starts)[::-1][:n_best]
             ends_best = np.argsort(ends)[::-1][:n_best]
@@ -138,8 +182,10 @@ def _choose(context: str, spans: list, null_score: float, n_best: int, threshold
     scores = np.array([s for _, s in ranked] + [null_score])
     probs = np.exp(scores - scores.max())
     probs /= probs.sum()
-    alternatives = [{"text": context[s:e], "start": s, "end": e, "score": float(sc), "probability": float(p)}
-                    for ((s, e), sc), p in zip(ranked, probs)]
+    alternatives = [
+        {"text": context[s:e], "start": s, "end": e, "score": float(sc), "probability": float(p)}
+        for ((s, e), sc), p in zip(ranked, probs[:-1], strict=True)
+    ]
     if not ranked:
         return Prediction("", "", float(probs[-1]), float("inf"), None, None, [])
     top = alternatives[0]
@@ -183,8 +229,9 @@ def default_threshold(metrics: dict[str, Any] | None) -> float:
 
 
 @torch.inference_mode()
-def answer(model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0,
-           batch_size: int = 16) -> Prediction:
+def answer(
+    model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0, batch_size: int = 16
+) -> Prediction:
     """The model's answer to `question` over every window of `context`.
 
     Args:
@@ -204,8 +251,10 @@ def answer(model: torch.nn.Module, tokenizer: Any, context: str, question: str, 
     length = window_length(model.config)
     question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
     if question_tokens > length // 2:
-        raise QuestionTooLong(f"The question is {question_tokens} tokens long for {type(model).__name__}; "
-                              f"at most {length // 2} leave room for the context.")
+        raise QuestionTooLong(
+            f"The question is {question_tokens} tokens long for {type(model).__name__}; "
+            f"at most {length // 2} leave room for the context."
+        )
     example = Example("q", question, context)
     features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
     device = next(model.parameters()).device
@@ -213,7 +262,7 @@ def answer(model: torch.nn.Module, tokenizer: Any, context: str, question: str, 
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
     for b in range(0, len(ids), batch_size):
-        rows = {k: v[b:b + batch_size] for k, v in features.encodings.items()}
+        rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
         batch = tokenizer.pad(rows, return_tensors="pt")
         out = model(**{k: v.to(device) for k, v in batch.items()})
         starts += list(out.start_logits.float().cpu().numpy())

@@ -52,18 +52,42 @@ class SlotSpec:
 SLOTS: dict[str, SlotSpec] = {
     spec.name: spec
     for spec in (
-        SlotSpec("asr", "Speech recognition", "ASR_MODEL",
-                 "facebook/wav2vec2-base-960h", "22aad52d435eb6dbaf354bdad9b0da84ce7d6156", "ctc",
-                 "python -m train.asr train/configs/asr_report.json"),
-        SlotSpec("kws", "Keyword spotting", "KWS_MODEL",
-                 "anton-l/distilhubert-ft-keyword-spotting", "544d59e19da793285a8d9329742b31c7a5f0934b",
-                 "audio-classification", "python -m train.kws train/configs/kws_report.json"),
-        SlotSpec("qa-distilbert", "Question answering (DistilBERT)", "QA_DISTILBERT_MODEL",
-                 "twmkn9/distilbert-base-uncased-squad2", "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
-                 "question-answering", "python -m train.qa train/configs/qa_distilbert.json"),
-        SlotSpec("qa-xlmr", "Question answering (XLM-RoBERTa)", "QA_XLMR_MODEL",
-                 "deepset/xlm-roberta-base-squad2", "a17f72834366c08e1442ba44b483983d86d659bf",
-                 "question-answering", "python -m train.qa train/configs/qa_xlmr.json"),
+        SlotSpec(
+            "asr",
+            "Speech recognition",
+            "ASR_MODEL",
+            "facebook/wav2vec2-base-960h",
+            "22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
+            "ctc",
+            "python -m train.asr train/configs/asr_report.json",
+        ),
+        SlotSpec(
+            "kws",
+            "Keyword spotting",
+            "KWS_MODEL",
+            "anton-l/distilhubert-ft-keyword-spotting",
+            "544d59e19da793285a8d9329742b31c7a5f0934b",
+            "audio-classification",
+            "python -m train.kws train/configs/kws_report.json",
+        ),
+        SlotSpec(
+            "qa-distilbert",
+            "Question answering (DistilBERT)",
+            "QA_DISTILBERT_MODEL",
+            "twmkn9/distilbert-base-uncased-squad2",
+            "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
+            "question-answering",
+            "python -m train.qa train/configs/qa_distilbert.json",
+        ),
+        SlotSpec(
+            "qa-xlmr",
+            "Question answering (XLM-RoBERTa)",
+            "QA_XLMR_MODEL",
+            "deepset/xlm-roberta-base-squad2",
+            "a17f72834366c08e1442ba44b483983d86d659bf",
+            "question-answering",
+            "python -m train.qa train/configs/qa_xlmr.json",
+        ),
     )
 }
 
@@ -104,7 +128,8 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self.parameters = getattr(self.model, "source_parameters", None) or sum(
-            p.numel() for p in self.model.parameters())
+            p.numel() for p in self.model.parameters()
+        )
         self.size_bytes = folder_size(self.path)
 
 
@@ -145,8 +170,9 @@ class Slot:
         with self._cond:
             if self._state == "not loaded":
                 self._set("starting")
-                threading.Thread(target=self._run, args=(self._generation,), name=f"slot {self.spec.name}",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._run, args=(self._generation,), name=f"slot {self.spec.name}", daemon=True
+                ).start()
 
     def get(self, wait_s: float | None = None) -> LoadedModel:
         """The loaded model. Starts a load if none ran; waits while it reads local files, never
@@ -203,17 +229,32 @@ class Slot:
         """State without triggering a load: 'not loaded', 'starting', 'resolving', 'downloading',
         'loading', 'loaded', 'retrying' or 'unavailable'."""
         spec = self.spec
-        info: dict[str, Any] = {"slot": spec.name, "title": spec.title, "env_var": spec.env_var,
-                                "train_command": spec.train_command, "hub_default": spec.hub_default,
-                                "state": self._state, "detail": self.describe_state(), "source": None}
+        info: dict[str, Any] = {
+            "slot": spec.name,
+            "title": spec.title,
+            "env_var": spec.env_var,
+            "train_command": spec.train_command,
+            "hub_default": spec.hub_default,
+            "state": self._state,
+            "detail": self.describe_state(),
+            "source": None,
+        }
         if self._progress is not None and self._state == "downloading":
             info["progress"] = self._progress.fraction
-            info["downloaded_bytes"], info["download_bytes"] = self._progress.done, self._progress.total
+            info["downloaded_bytes"] = self._progress.done
+            info["download_bytes"] = self._progress.total
         if self._loaded is not None:
             m = self._loaded
-            info.update(source=m.source, parameters=m.parameters, size_bytes=m.size_bytes,
-                        device=m.device, precision=m.precision, load_time_s=round(m.load_time_s, 3),
-                        skipped=m.skipped, ready_after_s=self.ready_after_s)
+            info.update(
+                source=m.source,
+                parameters=m.parameters,
+                size_bytes=m.size_bytes,
+                device=m.device,
+                precision=m.precision,
+                load_time_s=round(m.load_time_s, 3),
+                skipped=m.skipped,
+                ready_after_s=self.ready_after_s,
+            )
         elif self._failure is not None:
             info.update(error=str(self._failure), attempts=self._failure.attempts)
         elif self._attempts:
@@ -253,7 +294,8 @@ class Slot:
                 with self._cond:
                     if generation != self._generation:
                         return
-                    self._loaded, self._ready_after_s = loaded, round(time.monotonic() - self.launched, 2)
+                    self._loaded = loaded
+                    self._ready_after_s = round(time.monotonic() - self.launched, 2)
                     self._set("loaded")
                 return
             with self._cond:
@@ -263,7 +305,7 @@ class Slot:
                     self._failure = SlotUnavailable(self.spec.name, attempts)
                     self._set("unavailable")
                     return
-                delay = min(RETRY_MAX_S, RETRY_S * 2 ** self._retries)
+                delay = min(RETRY_MAX_S, RETRY_S * 2**self._retries)
                 self._retries += 1
                 self._retry_at = time.monotonic() + delay
                 self._set("retrying")
@@ -272,8 +314,7 @@ class Slot:
             if not self._set("starting", generation):
                 return
 
-    def _load_one(self, label: str, source: str, generation: int,
-                  attempts: list[dict[str, str]]) -> LoadedModel:
+    def _load_one(self, label: str, source: str, generation: int, attempts: list[dict[str, str]]) -> LoadedModel:
         path = Path(source).expanduser()
         remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
         if remote is None:
@@ -286,8 +327,7 @@ class Slot:
         device = loading.best_device()
         model.to(device).eval()
         model, precision = onnx_ctc.for_serving(self.spec.kind, model, path, device)
-        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts),
-                           precision)
+        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts), precision)
 
     def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
         """Tokenizer/processor first (a failure there costs no weight download), then weights."""
@@ -300,14 +340,16 @@ class Slot:
         self._set("resolving", generation)
         files = hub.with_deadline(lambda: hub.list_files(source), progress, "listing files")
         hub.require_safetensors(source, files)
-        small = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress,
-                                  "tokenizer and config")
+        small = hub.with_deadline(
+            lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress, "tokenizer and config"
+        )
         processor = loading.load_processor(self.spec.kind, small)
         with self._cond:
             self._progress = progress
         self._set("downloading", generation)
-        path = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS,
-                                                      progress), progress, "weights")
+        path = hub.with_deadline(
+            lambda: hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS, progress), progress, "weights"
+        )
         loading.require_weights(path)
         self._set("loading", generation)
         return loading.load_model(self.spec.kind, path), processor, path
@@ -345,9 +387,11 @@ class Registry:
     def summary(self) -> dict[str, Any]:
         """App-wide: whether slots preload, and seconds from launch until all were ready."""
         ready = [slot.ready_after_s for slot in self.slots.values()]
-        return {"preload": self.preloading,
-                "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
-                "up_s": round(time.monotonic() - self.launched, 1)}
+        return {
+            "preload": self.preloading,
+            "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
+            "up_s": round(time.monotonic() - self.launched, 1),
+        }
 
     def reload(self) -> dict[str, dict[str, Any]]:
         for slot in self.slots.values():

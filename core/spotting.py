@@ -23,46 +23,85 @@ QUIET_RMS = 1e-3
 
 
 def fit_window(samples: np.ndarray) -> np.ndarray:
-    """Exactly one window: centred crop, or zero padding on both sides."""
+    """Exactly one window: centred crop, or zero padding on both sides.
+
+    Args:
+        samples: [S] 16 kHz mono float32.
+
+    Returns:
+        [WINDOW] samples.
+    """
     if len(samples) >= WINDOW:
         start = (len(samples) - WINDOW) // 2
-        return samples[start:start + WINDOW]
+        return samples[start : start + WINDOW]
     pad = WINDOW - len(samples)
     return np.pad(samples, (pad // 2, pad - pad // 2))
 
 
 @torch.inference_mode()
 def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order."""
+    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
+
+    Args:
+        model: an audio classification model.
+        extractor: its feature extractor.
+        windows: arrays of exactly WINDOW samples each.
+        batch_size: windows per forward pass.
+
+    Returns:
+        [len(windows), num_labels] float32.
+    """
     rows = []
     device = next(model.parameters()).device
     for b in range(0, len(windows), batch_size):
-        inputs = extractor(windows[b:b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
+        inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
         logits = model(inputs.input_values.to(device)).logits
         rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(rows)
 
 
 def is_quiet(window: np.ndarray) -> bool:
+    """Whether a window is too quiet to hold a spoken word (RMS below `QUIET_RMS`)."""
     return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
 
 
 def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(window centre times in s, probabilities, quiet flags) over a clip; a clip of 1 s or less
-    is one window."""
+    """A 1 s window every `HOP` samples over a clip; a clip of 1 s or less is one window.
+
+    Args:
+        model: an audio classification model.
+        extractor: its feature extractor.
+        samples: [S] 16 kHz mono float32.
+
+    Returns:
+        times: [W] window centres in seconds.
+        probs: [W, num_labels] probabilities.
+        quiet: [W] bool, True for windows too quiet to hold a word.
+    """
     if len(samples) <= WINDOW:
-        windows, times = [fit_window(samples)], np.array([len(samples) / 2 / TARGET_RATE])
+        windows = [fit_window(samples)]
+        times = np.array([len(samples) / 2 / TARGET_RATE])
     else:
         starts = list(range(0, len(samples) - WINDOW + 1, HOP))
         if starts[-1] + WINDOW < len(samples):
             starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
-        windows, times = [samples[s:s + WINDOW] for s in starts], (np.array(starts) + WINDOW / 2) / TARGET_RATE
+        windows = [samples[s : s + WINDOW] for s in starts]
+        times = (np.array(starts) + WINDOW / 2) / TARGET_RATE
     quiet = np.array([is_quiet(w) for w in windows])
     return times, window_probs(model, extractor, windows), quiet
 
 
 def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None = None) -> np.ndarray:
-    """The window to summarise a clip by: the audible one most confident about a real keyword."""
+    """The window to summarise a clip by: the audible one most confident about a real keyword.
+
+    Args:
+        probs: [W, num_labels] probabilities per window.
+        labels: the label names in column order.
+        quiet: [W] bool quiet flags; None when every window is audible.
+
+    Returns:
+        [num_labels] the chosen window's probabilities.
+    """
     keyword_ids = [i for i, label in enumerate(labels) if label in keywords.KEYWORDS]
     audible = np.flatnonzero(~quiet) if quiet is not None and not quiet.all() else np.arange(len(probs))
     if not keyword_ids:
@@ -105,13 +144,15 @@ class Listener:
             self.next_window += HOP
         new = []
         if starts:
-            windows = [self.buffer[s - self.buffer_start: s - self.buffer_start + WINDOW] for s in starts]
+            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
             labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows)):
-                new += self._decide(start, np.zeros_like(probs) if is_quiet(window) else probs, labels, threshold)
+            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows), strict=True):
+                shown = np.zeros_like(probs) if is_quiet(window) else probs
+                new += self._decide(start, shown, labels, threshold)
                 self.latest = probs
         keep_from = self.next_window - self.buffer_start  # older audio is never scored again
-        self.buffer, self.buffer_start = self.buffer[keep_from:], self.buffer_start + keep_from
+        self.buffer = self.buffer[keep_from:]
+        self.buffer_start += keep_from
         self.detections += new
         return new
 
@@ -122,12 +163,17 @@ class Listener:
             if label not in keywords.KEYWORDS:
                 continue
             if probs[i] < threshold:
-                self.armed[label], self.streak[label] = True, []
+                self.armed[label] = True
+                self.streak[label] = []
                 continue
             streak = self.streak.setdefault(label, [])
             streak.append(centre)
-            if (len(streak) >= CONFIRM and self.armed.get(label, True)
-                    and streak[0] - self.last_fired.get(label, -1e9) >= REFRACTORY_S):
+            if (
+                len(streak) >= CONFIRM
+                and self.armed.get(label, True)
+                and streak[0] - self.last_fired.get(label, -1e9) >= REFRACTORY_S
+            ):
                 fired.append(Detection(round(streak[0], 2), label, float(probs[i])))
-                self.armed[label], self.last_fired[label] = False, streak[0]
+                self.armed[label] = False
+                self.last_fired[label] = streak[0]
         return fired

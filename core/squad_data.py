@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from core.qa import Example
 
@@ -17,7 +18,9 @@ def from_flat(rows: Iterable[dict[str, Any]]) -> list[Example]:
     for i, row in enumerate(rows):
         answers = row.get("answers") or []
         if isinstance(answers, dict):
-            answers = [{"text": t, "answer_start": s} for t, s in zip(answers["text"], answers["answer_start"])]
+            answers = [
+                {"text": t, "answer_start": s} for t, s in zip(answers["text"], answers["answer_start"], strict=True)
+            ]
         examples.append(Example(str(row.get("id", i)), row["question"], row["context"], list(answers)))
     return examples
 
@@ -31,8 +34,14 @@ def from_squad_json(data: dict[str, Any]) -> list[Example]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
                 answers = [] if qa.get("is_impossible") else qa.get("answers", [])
-                examples.append(Example(str(qa["id"]), qa["question"], paragraph["context"],
-                                        [{"text": a["text"], "answer_start": a["answer_start"]} for a in answers]))
+                examples.append(
+                    Example(
+                        str(qa["id"]),
+                        qa["question"],
+                        paragraph["context"],
+                        [{"text": a["text"], "answer_start": a["answer_start"]} for a in answers],
+                    )
+                )
     return examples
 
 
@@ -47,11 +56,14 @@ def load_file(path: str | Path) -> list[Example]:
 
 
 def load_hub(name: str, split: str, revision: str | None, limit: int | None) -> list[Example]:
+    """The first `limit` examples (all when None) of a parquet-backed hub dataset split."""
     from datasets import load_dataset
 
-    ds = load_dataset(name, split=split if limit is None else f"{split}[:{limit}]", revision=revision)
+    selection = split if limit is None else f"{split}[:{limit}]"
+    ds = load_dataset(name, split=selection, revision=revision)
     return from_flat(ds)
 
 
 def gold_answers(examples: Iterable[Example]) -> dict[str, list[str]]:
+    """Question id -> its gold answer texts (empty for an unanswerable question)."""
     return {e.id: [a["text"] for a in e.answers] for e in examples}

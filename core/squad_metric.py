@@ -12,30 +12,35 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
 
 
 def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation, no articles (a, an, the), single spaces: the official normalisation."""
     text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def exact(gold: str, prediction: str) -> int:
+    """1 if the normalised answers are equal, else 0."""
     return int(normalize_answer(gold) == normalize_answer(prediction))
 
 
 def f1(gold: str, prediction: str) -> float:
-    gold_tokens, pred_tokens = normalize_answer(gold).split(), normalize_answer(prediction).split()
+    """Token F1 between the normalised answers (both empty: 1; one empty: 0)."""
+    gold_tokens = normalize_answer(gold).split()
+    pred_tokens = normalize_answer(prediction).split()
     if not gold_tokens or not pred_tokens:
         return float(gold_tokens == pred_tokens)  # both empty: 1; only one: 0
     common = collections.Counter(gold_tokens) & collections.Counter(pred_tokens)
     same = sum(common.values())
     if same == 0:
         return 0.0
-    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
 
 
@@ -50,7 +55,8 @@ def raw_scores(gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[s
     missing = set(gold_answers) - set(predictions)
     if missing:
         raise ValueError(f"{len(missing)} questions have no prediction, e.g. {sorted(missing)[:3]}")
-    exact_scores, f1_scores = {}, {}
+    exact_scores = {}
+    f1_scores = {}
     for qid, answers in gold_answers.items():
         golds = golds_of(answers)
         exact_scores[qid] = max(exact(g, predictions[qid]) for g in golds)
@@ -58,13 +64,16 @@ def raw_scores(gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[s
     return exact_scores, f1_scores
 
 
-def apply_threshold(scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool],
-                    threshold: float) -> dict:
+def apply_threshold(
+    scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool], threshold: float
+) -> dict:
     """Scores if every question whose null-score margin exceeds `threshold` is answered empty."""
     return {qid: (float(not has_answer[qid]) if null_diffs[qid] > threshold else s) for qid, s in scores.items()}
 
 
-def best_threshold(scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool]) -> tuple[float, float]:
+def best_threshold(
+    scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool]
+) -> tuple[float, float]:
     """(best score in percent, its threshold), sweeping the threshold over the observed margins as
     the official script does (starting from answering nothing)."""
     current = best = sum(not has_answer[q] for q in scores)
@@ -73,23 +82,45 @@ def best_threshold(scores: dict, null_diffs: Mapping[str, float], has_answer: Ma
         # Answering this question instead of abstaining changes its score.
         current += scores[qid] - float(not has_answer[qid])
         if current > best:
-            best, threshold = current, null_diffs[qid]
+            best = current
+            threshold = null_diffs[qid]
     return 100.0 * best / max(len(scores), 1), threshold
 
 
-def squad_v2(gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str, str],
-             null_diffs: Mapping[str, float] | None = None, threshold: float = 0.0) -> dict[str, float]:
-    """The official evaluation. `null_diffs` (null score minus best span score, per question)
-    enables the threshold and the best_exact/best_f1 search."""
+def squad_v2(
+    gold_answers: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, str],
+    null_diffs: Mapping[str, float] | None = None,
+    threshold: float = 0.0,
+) -> dict[str, float]:
+    """The official SQuAD v2 evaluation.
+
+    Args:
+        gold_answers: question id -> its gold answer texts ([] for an unanswerable question).
+        predictions: question id -> the predicted text ("" = no answer).
+        null_diffs: question id -> null score minus best span score; enables `threshold` and
+            the best_exact / best_f1 search.
+        threshold: with `null_diffs`, a question whose margin exceeds it is answered "".
+
+    Returns:
+        exact, f1 (percent), total, and HasAns_/NoAns_ exact, f1 and total; with `null_diffs`
+        also best_exact, best_exact_thresh, best_f1, best_f1_thresh.
+
+    Raises:
+        ValueError: a question has no prediction.
+    """
     has_answer = {qid: bool(answers) for qid, answers in gold_answers.items()}  # as the official script
     raw_exact, raw_f1 = raw_scores(gold_answers, predictions)
-    exact_scores, f1_scores = raw_exact, raw_f1
+    exact_scores = raw_exact
+    f1_scores = raw_f1
     if null_diffs is not None:
         exact_scores = apply_threshold(raw_exact, null_diffs, has_answer, threshold)
         f1_scores = apply_threshold(raw_f1, null_diffs, has_answer, threshold)
     out = _summary(exact_scores, f1_scores, list(gold_answers))
-    for name, ids in (("HasAns", [q for q in gold_answers if has_answer[q]]),
-                      ("NoAns", [q for q in gold_answers if not has_answer[q]])):
+    for name, ids in (
+        ("HasAns", [q for q in gold_answers if has_answer[q]]),
+        ("NoAns", [q for q in gold_answers if not has_answer[q]]),
+    ):
         if ids:
             out.update({f"{name}_{k}": v for k, v in _summary(exact_scores, f1_scores, ids).items()})
     if null_diffs is not None:
@@ -100,8 +131,11 @@ def squad_v2(gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str
 
 def _summary(exact_scores: dict, f1_scores: dict, ids: list[str]) -> dict[str, float]:
     n = len(ids)
-    return {"exact": 100.0 * sum(exact_scores[q] for q in ids) / max(n, 1),
-            "f1": 100.0 * sum(f1_scores[q] for q in ids) / max(n, 1), "total": n}
+    return {
+        "exact": 100.0 * sum(exact_scores[q] for q in ids) / max(n, 1),
+        "f1": 100.0 * sum(f1_scores[q] for q in ids) / max(n, 1),
+        "total": n,
+    }
 
 
 def robust_threshold(null_diffs: Mapping[str, float], best: float) -> float:

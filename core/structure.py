@@ -1,4 +1,6 @@
-"""The report's model structure table, read from a loaded model's config (never hard-coded)."""
+"""The model structure table of the course report this project recreates (HW4: one column per
+model; layers, widths, heads, vocabulary, parameters), read from a loaded model's config (never
+hard-coded)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,17 @@ ROWS: dict[str, tuple[str, ...]] = {
 
 
 def structure(config: Any, parameters: int | None = None, size_bytes: int | None = None) -> dict[str, Any]:
-    """Rows of the structure table for one model. The vocabulary row is the token vocabulary for
-    CTC and QA models; a classifier shows its number of labels instead."""
+    """Rows of the structure table for one model.
+
+    Args:
+        config: the model's config.
+        parameters: its parameter count, when known.
+        size_bytes: its size on disk, when known.
+
+    Returns:
+        Row name -> value. The vocabulary row is the token vocabulary for CTC and QA models; a
+        classifier shows its number of labels instead.
+    """
     row: dict[str, Any] = {"model type": getattr(config, "model_type", "?")}
     for label, names in ROWS.items():
         row[label] = next((getattr(config, n) for n in names if getattr(config, n, None) is not None), None)
@@ -34,6 +45,7 @@ def structure(config: Any, parameters: int | None = None, size_bytes: int | None
 
 
 def human_bytes(n: int) -> str:
+    """A byte count in B, KB, MB or GB (powers of 1024)."""
     if n < 1024:
         return f"{n} B"
     size = n / 1024

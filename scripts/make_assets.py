@@ -1,6 +1,6 @@
 """Regenerate the example clips in assets/ (spoken by espeak-ng; see assets/README.md).
 
-    python -m scripts.make_assets
+python -m scripts.make_assets
 """
 
 from __future__ import annotations

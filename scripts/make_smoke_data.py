@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
 from core.audio import TARGET_RATE
 
 SMOKE_ROOT = Path("outputs/smoke")
@@ -34,8 +35,9 @@ SENTENCES = [
 ]
 
 
-def speak(text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch: int = 50,
-          rate: int = TARGET_RATE) -> Path:
+def speak(
+    text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch: int = 50, rate: int = TARGET_RATE
+) -> Path:
     """Synthesise `text` with espeak-ng and convert it with sox to mono 16-bit at `rate`."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
@@ -43,11 +45,15 @@ def speak(text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
+            check=True,
+            capture_output=True,
+        )
         # -D: no dither, so the same text always gives the same file (train and test copies match).
-        subprocess.run(["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)], check=True, capture_output=True
+        )
     return out
 
 
@@ -55,7 +61,8 @@ def librispeech_tree(root: Path, splits: dict[str, list[str]], voice: str = "en-
     """The LibriSpeech layout: <split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac and one
     <speaker>-<chapter>.trans.txt per chapter with upper-case transcripts, as the original."""
     for split, texts in splits.items():
-        speaker, chapter = "19", "198"
+        speaker = "19"
+        chapter = "198"
         folder = root / split / speaker / chapter
         lines = []
         for i, text in enumerate(texts):
@@ -77,9 +84,14 @@ def noise(seconds: float, seed: int, rate: int = TARGET_RATE):
     return (0.1 * brown / np.abs(brown).max()).astype(np.float32)
 
 
-def speech_commands_tree(root: Path, words: list[str], variants: dict[str, list[tuple[str, int, int]]],
-                         noise_files: int = 2, test_dir: Path | None = None,
-                         test_variants: list[tuple[str, int, int]] = ()) -> Path:
+def speech_commands_tree(
+    root: Path,
+    words: list[str],
+    variants: dict[str, list[tuple[str, int, int]]],
+    noise_files: int = 2,
+    test_dir: Path | None = None,
+    test_variants: list[tuple[str, int, int]] = (),
+) -> Path:
     """The Speech Commands v0.01 layout: `<word>/<speaker>_nohash_<n>.wav` (16 kHz mono),
     `_background_noise_/*.wav`, and `validation_list.txt` / `testing_list.txt` naming files by
     `<word>/<file>`. `variants` maps "train"/"validation"/"test" to (voice, speed, pitch) triples.
@@ -102,8 +114,13 @@ def speech_commands_tree(root: Path, words: list[str], variants: dict[str, list[
                     lists[split].append(f"{word}/{name}")
         for n, (voice, speed, pitch) in enumerate(test_variants):
             folder = keywords.to_label(word)
-            path = speak(word, Path(test_dir) / folder / f"{word}-{voice.replace('+', '-')}-{n}.wav",
-                         voice=voice, speed=speed, pitch=pitch)
+            path = speak(
+                word,
+                Path(test_dir) / folder / f"{word}-{voice.replace('+', '-')}-{n}.wav",
+                voice=voice,
+                speed=speed,
+                pitch=pitch,
+            )
             _gain(path, rng.uniform(-6, 6))
     (root / "_background_noise_").mkdir(parents=True, exist_ok=True)
     for i in range(noise_files):
@@ -111,8 +128,12 @@ def speech_commands_tree(root: Path, words: list[str], variants: dict[str, list[
     if test_dir is not None:
         (Path(test_dir) / keywords.SILENCE).mkdir(parents=True, exist_ok=True)
         for i in range(len(test_variants) * 2):
-            sf.write(Path(test_dir) / keywords.SILENCE / f"silence_{i}.wav", noise(1.0, seed=100 + i), TARGET_RATE,
-                     subtype="PCM_16")
+            sf.write(
+                Path(test_dir) / keywords.SILENCE / f"silence_{i}.wav",
+                noise(1.0, seed=100 + i),
+                TARGET_RATE,
+                subtype="PCM_16",
+            )
     for split, names in lists.items():
         (root / ("testing_list.txt" if split == "test" else "validation_list.txt")).write_text("\n".join(names) + "\n")
     return root
@@ -136,8 +157,16 @@ def tiny_hubert_config(hidden: int = 32, layers: int = 2, conv: int = 32, stages
     shape = {} if stages == 7 else {"conv_kernel": (10, 3, 3), "conv_stride": (5, 2, 2)}
     if stages not in (3, 7):
         raise ValueError(f"stages must be 3 or 7, not {stages}")
-    settings = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
-                    conv_dim=(conv,) * stages, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **shape)
+    settings = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        conv_dim=(conv,) * stages,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        **shape,
+    )
     settings.update(overrides)
     return HubertConfig(**settings)
 
@@ -147,21 +176,35 @@ def tiny_hubert(folder: Path, hidden: int = 64, layers: int = 2, conv: int = 32)
     frame) but tiny widths, saved like `ntu-spml/distilhubert` so the train scripts load it as
     their pretrained encoder."""
     import torch
-    from transformers import HubertModel, Wav2Vec2FeatureExtractor
+    from transformers import HubertModel
 
     torch.manual_seed(0)
-    config = tiny_hubert_config(hidden, layers, conv, hidden_dropout=0.0, attention_dropout=0.0,
-                                activation_dropout=0.0, feat_proj_dropout=0.0, layerdrop=0.0, mask_time_prob=0.0)
+    config = tiny_hubert_config(
+        hidden,
+        layers,
+        conv,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+    )
     HubertModel(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=TARGET_RATE, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(folder)
+    speech_extractor().save_pretrained(folder)
     return Path(folder)
 
 
 def make_asr_smoke(root: Path = SMOKE_ROOT) -> Path:
     """What train/configs/asr_smoke.json reads."""
-    librispeech_tree(root / "librispeech", {"train-clean-100": [SENTENCES[i] for i in (0, 1, 2, 4)],
-                                            "dev-clean": SENTENCES[5:6], "test-clean": SENTENCES[3:4]})
+    librispeech_tree(
+        root / "librispeech",
+        {
+            "train-clean-100": [SENTENCES[i] for i in (0, 1, 2, 4)],
+            "dev-clean": SENTENCES[5:6],
+            "test-clean": SENTENCES[3:4],
+        },
+    )
     tiny_hubert(root / "tiny-hubert")
     return root
 
@@ -191,8 +234,16 @@ def unigram_tokenizer(corpus: list[str]):
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace()])
     trainer = trainers.UnigramTrainer(vocab_size=200, special_tokens=specials, unk_token="<unk>")
     tok.train_from_iterator(corpus * 4, trainer)
-    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                                   cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    return XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
 
 
 UNKNOWN_WORDS = ["bed", "cat", "happy", "house", "tree", "wow"]
@@ -204,9 +255,14 @@ def make_kws_smoke(root: Path = SMOKE_ROOT) -> Path:
     from core import keywords
 
     variants = {"train": [("en-us+m3", 150, 50), ("en-us+f2", 150, 50)], "validation": [("en-us+m3", 170, 40)]}
-    speech_commands_tree(root / "speech_commands", list(keywords.KEYWORDS) + UNKNOWN_WORDS[:2], variants,
-                         noise_files=1, test_dir=root / "speech_commands_test",
-                         test_variants=[("en-gb+m2", 150, 50)])
+    speech_commands_tree(
+        root / "speech_commands",
+        list(keywords.KEYWORDS) + UNKNOWN_WORDS[:2],
+        variants,
+        noise_files=1,
+        test_dir=root / "speech_commands_test",
+        test_variants=[("en-gb+m2", 150, 50)],
+    )
     if not (root / "tiny-hubert").is_dir():
         tiny_hubert(root / "tiny-hubert")
     return root
@@ -215,17 +271,32 @@ def make_kws_smoke(root: Path = SMOKE_ROOT) -> Path:
 # Written for this project: 10 questions on 3 common-knowledge paragraphs; 4 of them cannot be
 # answered from the paragraph.
 QA_PARAGRAPHS = [
-    ("The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall.",
-     [("When was the Eiffel Tower built?", "1889"), ("Who built the Eiffel Tower?", "Gustave Eiffel"),
-      ("How tall is the tower?", "330 metres"), ("Who painted the tower in 2020?", None)]),
-    ("Marie Curie was born in Warsaw in 1867. She won the Nobel Prize in Physics in 1903 and in "
-     "Chemistry in 1911.",
-     [("Where was Marie Curie born?", "Warsaw"), ("When did she win the Nobel Prize in Chemistry?", "1911"),
-      ("What was the name of her first dog?", None)]),
-    ("The Amazon river flows through Brazil, Peru and Colombia. It carries more water than any "
-     "other river on Earth.",
-     [("Which countries does the Amazon flow through?", "Brazil, Peru and Colombia"),
-      ("How long is the Amazon river?", None), ("Who discovered the river?", None)]),
+    (
+        "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall.",
+        [
+            ("When was the Eiffel Tower built?", "1889"),
+            ("Who built the Eiffel Tower?", "Gustave Eiffel"),
+            ("How tall is the tower?", "330 metres"),
+            ("Who painted the tower in 2020?", None),
+        ],
+    ),
+    (
+        "Marie Curie was born in Warsaw in 1867. She won the Nobel Prize in Physics in 1903 and in Chemistry in 1911.",
+        [
+            ("Where was Marie Curie born?", "Warsaw"),
+            ("When did she win the Nobel Prize in Chemistry?", "1911"),
+            ("What was the name of her first dog?", None),
+        ],
+    ),
+    (
+        "The Amazon river flows through Brazil, Peru and Colombia. It carries more water than any "
+        "other river on Earth.",
+        [
+            ("Which countries does the Amazon flow through?", "Brazil, Peru and Colombia"),
+            ("How long is the Amazon river?", None),
+            ("Who discovered the river?", None),
+        ],
+    ),
 ]
 
 
@@ -247,24 +318,62 @@ def qa_corpus(paragraphs=QA_PARAGRAPHS) -> list[str]:
     return [text for context, questions in paragraphs for text in (context, *(q for q, _ in questions))]
 
 
+def tiny_qa_config(
+    kind: str, tokenizer: Any, hidden: int = 64, layers: int = 2, intermediate: int | None = None, positions: int = 256
+):
+    """The one tiny QA config of tests and smoke data: DistilBERT or XLM-R with tiny widths over
+    `tokenizer`'s vocabulary; `positions` tokens per window (XLM-R's position ids start after the
+    padding index, so it gets two more)."""
+    from transformers import DistilBertConfig, XLMRobertaConfig
+
+    width = intermediate or 2 * hidden
+    if kind == "distilbert":
+        return DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=hidden,
+            hidden_dim=width,
+            n_layers=layers,
+            n_heads=2,
+            max_position_embeddings=positions,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        max_position_embeddings=positions + 2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        type_vocab_size=1,
+    )
+
+
+def speech_extractor(attention_mask: bool = True):
+    """The 16 kHz feature extractor of HuBERT-family models (normalised input; DistilHuBERT
+    asks for the attention mask, wav2vec 2.0 base does not)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=TARGET_RATE,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=attention_mask,
+    )
+
+
 def tiny_qa(folder: Path, kind: str, corpus: list[str], hidden: int = 64, layers: int = 2) -> Path:
     """A random "pretrained" DistilBERT or XLM-R QA model with a tokenizer made from `corpus`."""
     import torch
-    from transformers import (DistilBertConfig, DistilBertForQuestionAnswering, XLMRobertaConfig,
-                              XLMRobertaForQuestionAnswering)
+    from transformers import DistilBertForQuestionAnswering, XLMRobertaForQuestionAnswering
 
     torch.manual_seed(0)
-    if kind == "distilbert":
-        tokenizer = wordpiece_tokenizer(corpus)
-        model = DistilBertForQuestionAnswering(DistilBertConfig(
-            vocab_size=len(tokenizer), dim=hidden, hidden_dim=2 * hidden, n_layers=layers, n_heads=2,
-            max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id))
-    else:
-        tokenizer = unigram_tokenizer(corpus)
-        model = XLMRobertaForQuestionAnswering(XLMRobertaConfig(
-            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-            num_attention_heads=2, max_position_embeddings=258, pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, type_vocab_size=1))
+    tokenizer = wordpiece_tokenizer(corpus) if kind == "distilbert" else unigram_tokenizer(corpus)
+    model_class = DistilBertForQuestionAnswering if kind == "distilbert" else XLMRobertaForQuestionAnswering
+    model = model_class(tiny_qa_config(kind, tokenizer, hidden, layers))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return Path(folder)

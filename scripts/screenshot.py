@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     # This machine's network is closed: background fetches would fail noisily at every start.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -35,13 +40,16 @@ def open_page(url: str, fake_microphone: Path | None = None, timeout_ms: int = 3
 
     args = list(CHROMIUM_ARGS)
     if fake_microphone is not None:
-        args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 f"--use-file-for-fake-audio-capture={fake_microphone}"]
+        args += [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_microphone}",
+        ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=args)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                          permissions=["microphone"] if fake_microphone else [])
+            permissions = ["microphone"] if fake_microphone else []
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=permissions)
             page = context.new_page()
             page.set_default_timeout(timeout_ms)
             page.goto(url)

@@ -33,12 +33,15 @@ def transcribe_input(loaded: LoadedModel, audio: Any) -> tuple[str, str]:
     text = transcribe(loaded, samples)
     elapsed = time.perf_counter() - start
     seconds = duration_s(samples)
-    return text, (f"{seconds:.1f} s of audio transcribed in {elapsed:.2f} s "
-                  f"({seconds / max(elapsed, 1e-9):.0f}× real time) on {loaded.device}")
+    return text, (
+        f"{seconds:.1f} s of audio transcribed in {elapsed:.2f} s "
+        f"({seconds / max(elapsed, 1e-9):.0f}× real time) on {loaded.device}"
+    )
 
 
-def live_update(loaded: LoadedModel, state: long_audio.StreamState | None,
-                chunk: tuple[int, np.ndarray] | None) -> tuple[str, long_audio.StreamState]:
+def live_update(
+    loaded: LoadedModel, state: long_audio.StreamState | None, chunk: tuple[int, np.ndarray] | None
+) -> tuple[str, long_audio.StreamState]:
     """One streaming microphone chunk in, the transcript so far out."""
     state = state or long_audio.StreamState()
     if chunk is None:
@@ -67,14 +70,28 @@ def results(metrics: dict[str, Any] | None) -> tuple[str, Any, Any]:
     rows = {"test WER": test.get("wer"), "test CER": test.get("cer")}
     rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
     params = metrics.get("hyperparameters", {})
-    rows.update({k: params[k] for k in ("model_name_or_path", "freeze", "learning_rate", "weight_decay",
-                                        "warmup_steps", "per_device_train_batch_size", "num_train_epochs")
-                 if k in params})
+    rows.update(
+        {
+            k: params[k]
+            for k in (
+                "model_name_or_path",
+                "freeze",
+                "learning_rate",
+                "weight_decay",
+                "warmup_steps",
+                "per_device_train_batch_size",
+                "num_train_epochs",
+            )
+            if k in params
+        }
+    )
     rows["wall time"] = f"{metrics.get('wall_time_s', 0):.0f} s on {metrics.get('hardware', {}).get('gpu') or 'CPU'}"
     history = metrics.get("history", [])
-    return (key_value_markdown({k: v for k, v in rows.items() if v is not None}),
-            history_figure(history, ["loss", "eval_loss"], "Training and validation loss"),
-            history_figure(history, ["eval_wer", "eval_cer"], "Validation error rates"))
+    return (
+        key_value_markdown({k: v for k, v in rows.items() if v is not None}),
+        history_figure(history, ["loss", "eval_loss"], "Training and validation loss"),
+        history_figure(history, ["eval_wer", "eval_cer"], "Validation error rates"),
+    )
 
 
 def build(registry: Registry) -> gr.Blocks:
@@ -91,7 +108,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_results():
         loaded = slot.peek()
-        return results(loaded.metrics if loaded else None)
+        metrics = loaded.metrics if loaded else None
+        return results(metrics)
 
     with gr.Blocks() as demo:
         asr_status = gr.Markdown()
@@ -103,8 +121,10 @@ def build(registry: Registry) -> gr.Blocks:
             if EXAMPLES:
                 gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
         with gr.Tab("Live"):
-            gr.Markdown("Speak: the transcript updates every half second. Each update runs the model "
-                        f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio.")
+            gr.Markdown(
+                "Speak: the transcript updates every half second. Each update runs the model "
+                f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio."
+            )
             asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_state = gr.State(None)
@@ -115,16 +135,22 @@ def build(registry: Registry) -> gr.Blocks:
                 asr_wer_plot = gr.Plot(label="WER")
 
         asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
-        asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state],
-                                       api_name=False)
-        asr_live_audio.stop_recording(on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state],
-                                      api_name=False)
-        asr_live_audio.stream(on_live, inputs=[asr_live_audio, asr_live_state],
-                              outputs=[asr_live_text, asr_live_state], stream_every=LIVE_EVERY_S,
-                              api_name=False, concurrency_limit=4)
+        asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)
+        asr_live_audio.stop_recording(
+            on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state], api_name=False
+        )
+        asr_live_audio.stream(
+            on_live,
+            inputs=[asr_live_audio, asr_live_state],
+            outputs=[asr_live_text, asr_live_state],
+            stream_every=LIVE_EVERY_S,
+            api_name=False,
+            concurrency_limit=4,
+        )
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot]
         demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False).then(
-            on_results, outputs=results_outputs, api_name=False)
+            on_results, outputs=results_outputs, api_name=False
+        )
         status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
 
         def api_transcribe(audio: FileData) -> str:

@@ -3,8 +3,9 @@ refused input (`core.errors.InputError`) into the `gr.Error` a user sees."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -24,21 +25,24 @@ def status_card(slot: Slot, load: bool = True) -> str:
     info = slot.status()
     spec = slot.spec
     if info["state"] == "loaded":
-        return (f"**{spec.title}** — serving `{info['source']}` · {info['parameters']:,} parameters · "
-                f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
-                f"loaded in {info['load_time_s']:.1f} s")
+        return (
+            f"**{spec.title}** — serving `{info['source']}` · {info['parameters']:,} parameters · "
+            f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
+            f"loaded in {info['load_time_s']:.1f} s"
+        )
     if info["state"] == "not loaded":
         return f"**{spec.title}** — not loaded yet; it loads on the first request."
     if info["state"] == "retrying":
-        return (f"**{spec.title}** — the model hub did not answer; {info['detail']} "
-                "(this page updates by itself).")
+        return f"**{spec.title}** — the model hub did not answer; {info['detail']} (this page updates by itself)."
     if info["state"] != "unavailable":  # starting, resolving, downloading, loading
         return f"**{spec.title}** — getting the model ready: {info['detail']} (this page updates by itself)."
     tried = "\n".join(f"- `{a['source']}` — {a['error']}" for a in info["attempts"])
-    return (f"**{spec.title}: no model available.** Tried, in order:\n{tried}\n\n"
-            f"Train one with `{spec.train_command}` (writes `{slot.checkpoints / spec.name}`), "
-            f"or set `{spec.env_var}` to a local folder or a hub id, then press *Reload models* "
-            f"in the Models tab.")
+    return (
+        f"**{spec.title}: no model available.** Tried, in order:\n{tried}\n\n"
+        f"Train one with `{spec.train_command}` (writes `{slot.checkpoints / spec.name}`), "
+        f"or set `{spec.env_var}` to a local folder or a hub id, then press *Reload models* "
+        f"in the Models tab."
+    )
 
 
 def settled(slot: Slot) -> bool:
@@ -46,9 +50,14 @@ def settled(slot: Slot) -> bool:
     return slot.state in ("loaded", "unavailable", "not loaded")
 
 
-def status_watch(slot: Slot, card: gr.Markdown, then: Callable[..., Any] | None = None,
-                 inputs: list[Any] | None = None, outputs: list[Any] | None = None,
-                 every_s: float = 2.0) -> gr.Timer:
+def status_watch(
+    slot: Slot,
+    card: gr.Markdown,
+    then: Callable[..., Any] | None = None,
+    inputs: list[Any] | None = None,
+    outputs: list[Any] | None = None,
+    every_s: float = 2.0,
+) -> gr.Timer:
     """A timer that refreshes `card` while the slot downloads, loads or waits to retry, and stops
     once it settles; `then` (e.g. the tab's results) runs when it does."""
     timer = gr.Timer(every_s, active=True)
@@ -59,8 +68,13 @@ def status_watch(slot: Slot, card: gr.Markdown, then: Callable[..., Any] | None 
     event = timer.tick(tick, outputs=[card, timer], api_name=False, show_progress="hidden")
     if then is not None and outputs:
         unchanged = gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
-        event.then(lambda *args: then(*args) if settled(slot) else unchanged, inputs=inputs,
-                   outputs=outputs, api_name=False, show_progress="hidden")
+        event.then(
+            lambda *args: then(*args) if settled(slot) else unchanged,
+            inputs=inputs,
+            outputs=outputs,
+            api_name=False,
+            show_progress="hidden",
+        )
     return timer
 
 
@@ -69,11 +83,14 @@ def require(slot: Slot) -> LoadedModel:
     try:
         return slot.get()
     except SlotNotReady as err:
-        raise gr.Error(f"The {slot.spec.title.lower()} model is not ready yet ({err.state}). "
-                       "Try again in a moment.") from err
+        raise gr.Error(
+            f"The {slot.spec.title.lower()} model is not ready yet ({err.state}). Try again in a moment."
+        ) from err
     except SlotUnavailable as err:
-        raise gr.Error(f"No {slot.spec.title} model is loaded. Train one with "
-                       f"`{slot.spec.train_command}` or set {slot.spec.env_var}. ({err})") from err
+        raise gr.Error(
+            f"No {slot.spec.title} model is loaded. Train one with "
+            f"`{slot.spec.train_command}` or set {slot.spec.env_var}. ({err})"
+        ) from err
 
 
 @contextmanager

@@ -33,7 +33,7 @@ def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go
     times, probs, quiet = spotting.sliding_probs(loaded.model, loaded.processor, samples)
     labels = labels_of(loaded)
     summary = spotting.best_window(probs, labels, quiet)
-    scores = {label: float(p) for label, p in zip(labels, summary)}
+    scores = {label: float(p) for label, p in zip(labels, summary, strict=True)}
     return scores, (timeline_figure(times, probs, labels) if len(times) > 1 else None)
 
 
@@ -48,7 +48,11 @@ def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, 
     start = time.perf_counter()
     scores, figure = spot(loaded, samples)
     elapsed = time.perf_counter() - start
-    return scores, f"{duration_s(samples):.1f} s of audio classified in {elapsed * 1000:.0f} ms on {loaded.device}", figure
+    return (
+        scores,
+        f"{duration_s(samples):.1f} s of audio classified in {elapsed * 1000:.0f} ms on {loaded.device}",
+        figure,
+    )
 
 
 def timeline_figure(times: np.ndarray, probs: np.ndarray, labels: list[str]) -> go.Figure:
@@ -56,21 +60,27 @@ def timeline_figure(times: np.ndarray, probs: np.ndarray, labels: list[str]) -> 
     for i, label in enumerate(labels):
         if probs[:, i].max() >= 0.1:  # classes that never matter would only clutter the plot
             fig.add_trace(go.Scatter(x=times, y=probs[:, i], mode="lines", name=label))
-    fig.update_layout(title="Probability per 1 s window (every 250 ms)", xaxis_title="time (s)",
-                      yaxis_title="probability", yaxis_range=[0, 1], height=320,
-                      margin=dict(l=40, r=20, t=50, b=40))
+    fig.update_layout(
+        title="Probability per 1 s window (every 250 ms)",
+        xaxis_title="time (s)",
+        yaxis_title="probability",
+        yaxis_range=[0, 1],
+        height=320,
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+    )
     return fig
 
 
-def listen(loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple[int, np.ndarray] | None,
-           threshold: float) -> tuple[spotting.Listener, str, dict[str, float]]:
+def listen(
+    loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple[int, np.ndarray] | None, threshold: float
+) -> tuple[spotting.Listener, str, dict[str, float]]:
     """One streaming chunk in: the detection log (newest first) and the latest window's scores."""
     listener = listener or spotting.Listener()
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
         with user_errors():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
-    latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest)))
+    latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
     return listener, log or "(listening: no keyword above the threshold yet)", latest
 
 
@@ -80,10 +90,24 @@ def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
     if normalise:
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in matrix]
-    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, text=text, texttemplate="%{text}",
-                               colorscale="Blues", hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
-    fig.update_layout(title="Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"),
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=520)
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"),
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        height=520,
+    )
     return fig
 
 
@@ -94,15 +118,22 @@ def evaluation(metrics: dict[str, Any] | None, normalise: bool = False) -> tuple
     final = metrics.get("final", {})
     split = "test" if "test" in final else "validation"
     report = final.get(split, {})
-    rows = {f"{split} {k}": report[k] for k in ("loss", "accuracy", "precision_micro", "precision_macro",
-                                                 "recall_micro", "recall_macro", "f1_macro") if k in report}
+    rows = {
+        f"{split} {k}": report[k]
+        for k in ("loss", "accuracy", "precision_micro", "precision_macro", "recall_micro", "recall_macro", "f1_macro")
+        if k in report
+    }
     rows.update({f"{s} clips": n for s, n in metrics.get("dataset_sizes", {}).items()})
-    per_class = pd.DataFrame([{"class": label, **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
-                              for label, scores in report.get("per_class", {}).items()])
+    per_class = pd.DataFrame(
+        [
+            {"class": label, **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
+            for label, scores in report.get("per_class", {}).items()
+        ]
+    )
     counts = metrics.get("extra", {}).get("class_counts", {})
     freq = go.Figure(go.Bar(x=list(counts), y=list(counts.values()))) if counts else None
     if freq is not None:
-        freq.update_layout(title="Training clips per class", height=320, margin=dict(l=40, r=20, t=50, b=40))
+        freq.update_layout(title="Training clips per class", height=320, margin={"l": 40, "r": 20, "t": 50, "b": 40})
     matrix = confusion_figure(report, normalise) if "confusion_matrix" in report else None
     loss = history_figure(metrics.get("history", []), ["loss", "eval_loss"], "Training and validation loss")
     return key_value_markdown(rows), matrix, per_class, freq, loss
@@ -119,7 +150,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_evaluation(normalise):
         loaded = slot.peek()
-        return evaluation(loaded.metrics if loaded else None, normalise == "row-normalised")
+        metrics = loaded.metrics if loaded else None
+        return evaluation(metrics, normalise == "row-normalised")
 
     with gr.Blocks() as demo:
         kws_status = gr.Markdown()
@@ -130,8 +162,10 @@ def build(registry: Registry) -> gr.Blocks:
             kws_timing = gr.Markdown()
             kws_timeline = gr.Plot(label="Timeline (clips longer than 1 s)")
         with gr.Tab("Live"):
-            gr.Markdown("A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
-                        "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged).")
+            gr.Markdown(
+                "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
+                "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
+            )
             kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
             kws_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             with gr.Row():
@@ -148,15 +182,22 @@ def build(registry: Registry) -> gr.Blocks:
                 kws_loss = gr.Plot()
 
         kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
-        kws_live_audio.start_recording(lambda: (None, "", {}), outputs=[kws_listener, kws_log, kws_live_label],
-                                       api_name=False)
-        kws_live_audio.stream(on_listen, inputs=[kws_live_audio, kws_listener, kws_threshold],
-                              outputs=[kws_listener, kws_log, kws_live_label], stream_every=0.25,
-                              api_name=False, concurrency_limit=4)
+        kws_live_audio.start_recording(
+            lambda: (None, "", {}), outputs=[kws_listener, kws_log, kws_live_label], api_name=False
+        )
+        kws_live_audio.stream(
+            on_listen,
+            inputs=[kws_live_audio, kws_listener, kws_threshold],
+            outputs=[kws_listener, kws_log, kws_live_label],
+            stream_every=0.25,
+            api_name=False,
+            concurrency_limit=4,
+        )
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
         demo.load(lambda: status_card(slot), outputs=kws_status, api_name=False).then(
-            on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
+            on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False
+        )
         status_watch(slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs)
 
         def api_spot(audio: FileData) -> dict:

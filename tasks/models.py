@@ -1,4 +1,5 @@
-"""Models tab: the report's structure table for every slot, read from the loaded configs, and the
+"""Models tab: the course report's structure table (layers, widths, heads,
+vocabulary, parameters) for every slot, read from the loaded configs, and the
 `status` endpoint."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
 
 
 def structure_table(registry: Registry) -> pd.DataFrame:
-    """Rows = the report's attributes, one column per slot; '—' where a slot has no model."""
+    """Rows = the structure table's attributes, one column per slot; '—' where a slot has no model."""
     columns: dict[str, list[Any]] = {"": list(TABLE_ROWS)}
     for name, slot in registry.slots.items():
         loaded = slot.peek()
@@ -50,8 +51,10 @@ def reload(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
 
 def build(registry: Registry) -> gr.Blocks:
     with gr.Blocks() as demo:
-        gr.Markdown("Structure of the model behind each slot, read from its config "
-                    "(the report's table), and where each model comes from.")
+        gr.Markdown(
+            "Structure of the model behind each slot, read from its config "
+            "(the structure table of the course report this app recreates), and where each model comes from."
+        )
         models_table = gr.Dataframe(label="Model structure", interactive=False, wrap=True)
         models_cards = gr.Markdown()
         with gr.Row():
@@ -64,8 +67,12 @@ def build(registry: Registry) -> gr.Blocks:
         models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
         models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)
         models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
-        models_timer.tick(lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
-                          outputs=[*outputs, models_timer], api_name=False, show_progress="hidden")
+        models_timer.tick(
+            lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
+            outputs=[*outputs, models_timer],
+            api_name=False,
+            show_progress="hidden",
+        )
 
         def slot_status() -> dict:
             """Per slot: state, source, parameters, size on disk, device, load time or error;

@@ -35,8 +35,9 @@ class ModelColumn(NamedTuple):
         return [self.summary, self.highlight, self.alternatives]
 
 
-def answer_both(registry: Registry, context: str, question: str,
-                thresholds: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+def answer_both(
+    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+) -> dict[str, dict[str, Any]]:
     """Both models' answers as JSON-ready dicts; a missing model gives {"error": ...}."""
     context, question = qa.check_input(context, question)
     results = {}
@@ -49,14 +50,20 @@ def answer_both(registry: Registry, context: str, question: str,
         threshold = (thresholds or {}).get(name, qa.default_threshold(loaded.metrics))
         start = time.perf_counter()
         prediction = qa.answer(loaded.model, loaded.processor, context, question, threshold)
-        results[name] = {**asdict(prediction), "alternatives": prediction.alternatives[:3], "threshold": threshold,
-                         "seconds": round(time.perf_counter() - start, 4), "source": loaded.source}
+        results[name] = {
+            **asdict(prediction),
+            "alternatives": prediction.alternatives[:3],
+            "threshold": threshold,
+            "seconds": round(time.perf_counter() - start, 4),
+            "source": loaded.source,
+        }
     return results
 
 
 def default_threshold(loaded: LoadedModel | None) -> float:
     """A slot's threshold from its metrics.json; 0 without a model."""
-    return qa.default_threshold(loaded.metrics if loaded else None)
+    metrics = loaded.metrics if loaded else None
+    return qa.default_threshold(metrics)
 
 
 def agreement(results: dict[str, dict[str, Any]]) -> str:
@@ -74,13 +81,16 @@ def side(result: dict[str, Any], context: str) -> tuple[str, list, list[list[Any
     if "error" in result:
         return f"**No model.** {result['error']}", [(context, None)], []
     shown = result["text"] or "no answer"
-    summary = (f"### {shown}\nprobability {result['probability']:.2f} · margin (null − best span) "
-               f"{result['score_diff']:+.2f} vs threshold {result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms")
+    summary = (
+        f"### {shown}\nprobability {result['probability']:.2f} · margin (null − best span) "
+        f"{result['score_diff']:+.2f} vs threshold {result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms"
+    )
     if not result["text"] and result["best_span"]:
         summary += f"\n\nBest span, below the threshold: “{result['best_span']}”"
     spans = [(context, None)]
     if result["start"] is not None:
-        s, e = result["start"], result["end"]
+        s = result["start"]
+        e = result["end"]
         label = "answer" if result["text"] else "best span (abstained)"
         spans = [(context[:s], None), (context[s:e], label), (context[e:], None)]
     rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
@@ -105,12 +115,18 @@ def build(registry: Registry) -> gr.Blocks:
                         gr.Markdown(f"## {title}")
                         columns[name] = ModelColumn(
                             card=gr.Markdown(),
-                            threshold=gr.Slider(-10, 10, value=0.0, step=0.05,
-                                                label="Null threshold (abstain when null − best span exceeds it)"),
+                            threshold=gr.Slider(
+                                -10,
+                                10,
+                                value=0.0,
+                                step=0.05,
+                                label="Null threshold (abstain when null − best span exceeds it)",
+                            ),
                             summary=gr.Markdown(),
                             highlight=gr.HighlightedText(label="Answer in context", combine_adjacent=True),
-                            alternatives=gr.Dataframe(headers=["alternative", "probability", "score"],
-                                                      label="Top 3 spans", interactive=False),
+                            alternatives=gr.Dataframe(
+                                headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
+                            ),
                         )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
@@ -119,8 +135,10 @@ def build(registry: Registry) -> gr.Blocks:
             qa_lengths = gr.Plot()
             qa_structure = gr.Dataframe(label="Structure", interactive=False)
         with gr.Tab("Batch evaluation"):
-            gr.Markdown(f"Upload a SQuAD v2 JSON file (or JSON lines); the first {BATCH_LIMIT} questions "
-                        "are answered by both models, then scored with the SQuAD v2 metric.")
+            gr.Markdown(
+                f"Upload a SQuAD v2 JSON file (or JSON lines); the first {BATCH_LIMIT} questions "
+                "are answered by both models, then scored with the SQuAD v2 metric."
+            )
             qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
             qa_run = gr.Button("Evaluate both models")
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
@@ -128,7 +146,7 @@ def build(registry: Registry) -> gr.Blocks:
 
         def on_answer(context: str, question: str, *thresholds: float) -> list[Any]:
             with user_errors():
-                results = answer_both(registry, context, question, dict(zip(NAMES, thresholds)))
+                results = answer_both(registry, context, question, dict(zip(NAMES, thresholds, strict=True)))
             shown = [agreement(results)]
             for name in NAMES:
                 shown += side(results[name], context)
@@ -139,16 +157,39 @@ def build(registry: Registry) -> gr.Blocks:
             thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
             return [*cards, *thresholds, *comparison(registry)]
 
-        qa_button.click(on_answer, inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
-                        outputs=[qa_agreement, *(out for c in columns.values() for out in c.results())],
-                        api_name=False)
-        qa_run.click(lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),
-                     inputs=qa_file, outputs=[qa_batch_scores, qa_disagreements], api_name=False)
+        qa_button.click(
+            on_answer,
+            inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
+            outputs=[qa_agreement, *(out for c in columns.values() for out in c.results())],
+            api_name=False,
+        )
+        qa_run.click(
+            # Gradio injects a live progress bar where a parameter defaults to gr.Progress().
+            lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),  # noqa: B008
+            inputs=qa_file,
+            outputs=[qa_batch_scores, qa_disagreements],
+            api_name=False,
+        )
         for name, column in columns.items():
-            status_watch(registry[name], column.card, then=lambda n=name: default_threshold(registry[n].peek()),
-                         outputs=[column.threshold])
-        demo.load(on_load, outputs=[*(c.card for c in columns.values()), *(c.threshold for c in columns.values()),
-                                    qa_scores, qa_bars, qa_losses, qa_lengths, qa_structure], api_name=False)
+            status_watch(
+                registry[name],
+                column.card,
+                then=lambda n=name: default_threshold(registry[n].peek()),
+                outputs=[column.threshold],
+            )
+        demo.load(
+            on_load,
+            outputs=[
+                *(c.card for c in columns.values()),
+                *(c.threshold for c in columns.values()),
+                qa_scores,
+                qa_bars,
+                qa_losses,
+                qa_lengths,
+                qa_structure,
+            ],
+            api_name=False,
+        )
 
         def api_answer(context: str, question: str) -> dict:
             """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no

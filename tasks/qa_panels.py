@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def scores_table(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
     """EM/F1 table, grouped bars, overlaid loss curves, token lengths and the structure table."""
-    metrics, structures = {}, {}
+    metrics = {}
+    structures = {}
     for name in NAMES:
         loaded = registry[name].peek()
         if loaded is None:
@@ -50,8 +52,9 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
         if loaded.metrics:
             metrics[name] = loaded.metrics
     validation = {n: m.get("final", {}).get("validation", {}) for n, m in metrics.items()}
-    bars = go.Figure([go.Bar(name=NAMES[n], x=list(SCORE_KEYS), y=[s.get(k) for k in SCORE_KEYS])
-                      for n, s in validation.items()])
+    bars = go.Figure(
+        [go.Bar(name=NAMES[n], x=list(SCORE_KEYS), y=[s.get(k) for k in SCORE_KEYS]) for n, s in validation.items()]
+    )
     bars.update_layout(barmode="group", title="Validation EM / F1 (%)", height=340)
     losses = go.Figure()
     for n, m in metrics.items():
@@ -65,10 +68,15 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
         hist = m.get("extra", {}).get("token_lengths")
         if hist:
             edges = hist["bin_edges"]
-            lengths.add_trace(go.Bar(name=NAMES[n], x=[(a + b) / 2 for a, b in zip(edges, edges[1:])],
-                                     y=hist["counts"], opacity=0.6))
-    lengths.update_layout(barmode="overlay", title="Training examples by token length (question + context)",
-                          xaxis_title="tokens", height=340)
+            lengths.add_trace(
+                go.Bar(name=NAMES[n], x=[(a + b) / 2 for a, b in pairwise(edges)], y=hist["counts"], opacity=0.6)
+            )
+    lengths.update_layout(
+        barmode="overlay",
+        title="Training examples by token length (question + context)",
+        xaxis_title="tokens",
+        height=340,
+    )
     table = pd.DataFrame(structures).reset_index(names="") if structures else pd.DataFrame()
     return scores_table(validation), bars, losses, lengths, table
 
@@ -113,8 +121,14 @@ def evaluate_examples(registry: Registry, examples: list[Example], progress: gr.
         pair = [answers[name][e.id] for name in NAMES]
         if normalize_answer(pair[0]) != normalize_answer(pair[1]):
             gold = " | ".join(golds[e.id]) or "(unanswerable)"
-            disagreements.append({"id": e.id, "question": e.question, "gold answers": gold,
-                                  **{NAMES[name]: answer for name, answer in zip(NAMES, pair)}})
+            disagreements.append(
+                {
+                    "id": e.id,
+                    "question": e.question,
+                    "gold answers": gold,
+                    **{NAMES[name]: answer for name, answer in zip(NAMES, pair, strict=True)},
+                }
+            )
     return BatchResult({name: squad_v2(golds, preds) for name, preds in answers.items()}, disagreements)
 
 
@@ -124,7 +138,8 @@ def batch_evaluate(registry: Registry, file: Any, progress: gr.Progress | None =
     if file is None:
         raise gr.Error("Upload a SQuAD v2 JSON file first.")
     with user_errors():
-        examples = read_batch(file if isinstance(file, (str, Path)) else file.name)
+        path = file if isinstance(file, (str, Path)) else file.name
+        examples = read_batch(path)
         result = evaluate_examples(registry, examples, progress)
     out = Path(tempfile.mkdtemp(prefix="qa-batch-")) / "disagreements.csv"
     with out.open("w", newline="", encoding="utf-8") as f:

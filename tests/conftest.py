@@ -20,9 +20,9 @@ import pytest
 from core.slots import SLOTS
 from tests.helpers import ROOT, free_port
 
-
-# Fixtures that train a model or start `python app.py`: a test that uses one is marked slow, so
-# `pytest -m "not slow and not browser"` is a loop of seconds while the full suite runs them all.
+# Fixtures that train a model or start `python app.py`: a test that uses one is marked slow (as the
+# benchmark tests mark themselves), so `pytest -m "not slow and not browser"` is a loop of well
+# under a minute while the full suite runs them all.
 SLOW_FIXTURES = {"learned", "microphone_wav", "smoke_workdir", "app_process", "repos", "two_asr"}
 
 
@@ -58,8 +58,7 @@ def launch():
     def _launch(checkpoints: Path) -> str:
         demo = app.build_app(app.open_registry(checkpoints))
         port = free_port()
-        demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                            quiet=True)
+        demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         launched.append(demo)
         return f"http://127.0.0.1:{port}/"
 
@@ -80,9 +79,14 @@ def app_process():
         else:
             port = free_port()
             args = ("--port", str(port), *args)
-        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT,
-                                env={**os.environ, **env}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(proc)
         return proc, f"http://127.0.0.1:{port}/"
 

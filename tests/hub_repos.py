@@ -4,7 +4,8 @@
 |---|---|---|
 | anton-l/distilhubert-ft-keyword-spotting | pickle-only | `refs/pr/1`, adds model.safetensors |
 | twmkn9/distilbert-base-uncased-squad2 | pickle-only | `refs/pr/1`, adds model.safetensors |
-| deepset/xlm-roberta-base-squad2 | moved on (a README edit) | safetensors + pickle, `sentencepiece.bpe.model`, no tokenizer.json |
+| deepset/xlm-roberta-base-squad2 | moved on (a README edit) | safetensors + pickle,
+|   |   | `sentencepiece.bpe.model`, no tokenizer.json |
 | facebook/wav2vec2-base-960h | = the pinned commit | safetensors + pickle, upper-case CTC vocabulary |
 
 The ASR model is rigged to say one letter, "O", on every frame: the app must serve "o".
@@ -19,27 +20,29 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    DistilBertConfig,
     DistilBertForQuestionAnswering,
     HubertForSequenceClassification,
     Wav2Vec2Config,
     Wav2Vec2CTCTokenizer,
-    Wav2Vec2FeatureExtractor,
     Wav2Vec2ForCTC,
     Wav2Vec2Processor,
-    XLMRobertaConfig,
     XLMRobertaForQuestionAnswering,
     XLMRobertaTokenizer,
 )
 
-from core import keywords
 from core.slots import SLOTS
-from scripts.make_smoke_data import wordpiece_tokenizer
+from scripts.make_smoke_data import speech_extractor, wordpiece_tokenizer
 from tests.hub_standin import Repo
-from tests.tiny_models import CORPUS, hubert_config
+from tests.tiny_models import CORPUS, distilbert_config, kws_config, xlmr_config
 
-UPPER_VOCAB = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
-               **{ch: i + 5 for i, ch in enumerate("ETAOINSHRDLUCMFWYPVBGKQJXZ'")}}
+UPPER_VOCAB = {
+    "<pad>": 0,
+    "<s>": 1,
+    "</s>": 2,
+    "<unk>": 3,
+    "|": 4,
+    **{ch: i + 5 for i, ch in enumerate("ETAOINSHRDLUCMFWYPVBGKQJXZ'")},
+}
 SPOKEN_LETTER = "O"
 
 
@@ -60,11 +63,14 @@ def _pickled(model: torch.nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def _repo(model: torch.nn.Module, processor_files: dict[str, bytes], pinned: str, pr_ref: bool,
-          readme: str) -> Repo:
+def _repo(model: torch.nn.Module, processor_files: dict[str, bytes], pinned: str, pr_ref: bool, readme: str) -> Repo:
     weights = _files(lambda d: model.save_pretrained(d))  # config.json + model.safetensors
-    pickled = {**processor_files, "config.json": weights["config.json"], "pytorch_model.bin": _pickled(model),
-               "README.md": readme.encode()}
+    pickled = {
+        **processor_files,
+        "config.json": weights["config.json"],
+        "pytorch_model.bin": _pickled(model),
+        "README.md": readme.encode(),
+    }
     full = {**pickled, "model.safetensors": weights["model.safetensors"]}
     if pr_ref:  # main is pickle-only; the safetensors conversion waits in a pull request
         return Repo({_sha("main"): pickled, pinned: full}, {"main": _sha("main"), "refs/pr/1": pinned})
@@ -75,16 +81,30 @@ def asr_repo() -> Repo:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(UPPER_VOCAB))
-        tokenizer = Wav2Vec2CTCTokenizer(str(Path(tmp) / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
-                                         bos_token="<s>", eos_token="</s>", word_delimiter_token="|",
-                                         do_lower_case=False)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0,
-                                         do_normalize=True, return_attention_mask=False)
+        tokenizer = Wav2Vec2CTCTokenizer(
+            str(Path(tmp) / "vocab.json"),
+            unk_token="<unk>",
+            pad_token="<pad>",
+            bos_token="<s>",
+            eos_token="</s>",
+            word_delimiter_token="|",
+            do_lower_case=False,
+        )
+    extractor = speech_extractor(attention_mask=False)
     processor = Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                            conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
-                            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                            vocab_size=len(UPPER_VOCAB), pad_token_id=0)
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(32, 32, 32),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 2, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        vocab_size=len(UPPER_VOCAB),
+        pad_token_id=0,
+    )
     model = Wav2Vec2ForCTC(config)
     with torch.no_grad():  # every frame says SPOKEN_LETTER, whatever it hears
         model.lm_head.weight.zero_()
@@ -96,26 +116,42 @@ def asr_repo() -> Repo:
 
 def kws_repo() -> Repo:
     torch.manual_seed(0)
-    config = hubert_config(num_labels=len(keywords.LABELS), id2label=keywords.ID2LABEL,
-                           label2id=keywords.LABEL2ID, classifier_proj_size=16)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0,
-                                         do_normalize=True, return_attention_mask=True)
-    return _repo(HubertForSequenceClassification(config), _files(extractor.save_pretrained),
-                 SLOTS["kws"].revision, True, "# distilhubert-ft-keyword-spotting (tiny)")
+    config = kws_config()
+    extractor = speech_extractor()
+    return _repo(
+        HubertForSequenceClassification(config),
+        _files(extractor.save_pretrained),
+        SLOTS["kws"].revision,
+        True,
+        "# distilhubert-ft-keyword-spotting (tiny)",
+    )
 
 
 def distilbert_repo() -> Repo:
     torch.manual_seed(0)
     tokenizer = wordpiece_tokenizer(CORPUS)
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
-    files = {"vocab.txt": "".join(f"{token}\n" for token, _ in vocab).encode(), "tokenizer_config.json": b'{"do_lower_case": true}',
-             "special_tokens_map.json": json.dumps({"unk_token": "[UNK]", "sep_token": "[SEP]",
-                                                    "pad_token": "[PAD]", "cls_token": "[CLS]",
-                                                    "mask_token": "[MASK]"}).encode()}
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=37, n_layers=2, n_heads=2,
-                              max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
-    return _repo(DistilBertForQuestionAnswering(config), files, SLOTS["qa-distilbert"].revision, True,
-                 "# distilbert-base-uncased-squad2 (tiny)")
+    files = {
+        "vocab.txt": "".join(f"{token}\n" for token, _ in vocab).encode(),
+        "tokenizer_config.json": b'{"do_lower_case": true}',
+        "special_tokens_map.json": json.dumps(
+            {
+                "unk_token": "[UNK]",
+                "sep_token": "[SEP]",
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "mask_token": "[MASK]",
+            }
+        ).encode(),
+    }
+    config = distilbert_config(tokenizer)
+    return _repo(
+        DistilBertForQuestionAnswering(config),
+        files,
+        SLOTS["qa-distilbert"].revision,
+        True,
+        "# distilbert-base-uncased-squad2 (tiny)",
+    )
 
 
 def sentencepiece_model() -> bytes:
@@ -123,26 +159,39 @@ def sentencepiece_model() -> bytes:
     import sentencepiece as spm
 
     out = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS * 4), model_writer=out, vocab_size=120,
-                                   model_type="bpe", character_coverage=1.0, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS * 4),
+        model_writer=out,
+        vocab_size=120,
+        model_type="bpe",
+        character_coverage=1.0,
+        minloglevel=2,
+    )
     return out.getvalue()
 
 
 def xlmr_repo() -> Repo:
     torch.manual_seed(0)
-    files = {"sentencepiece.bpe.model": sentencepiece_model(),
-             "tokenizer_config.json": b'{"model_max_length": 512}',
-             "special_tokens_map.json": json.dumps({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-                                                    "sep_token": "</s>", "pad_token": "<pad>",
-                                                    "cls_token": "<s>", "mask_token": "<mask>"}).encode()}
+    files = {
+        "sentencepiece.bpe.model": sentencepiece_model(),
+        "tokenizer_config.json": b'{"model_max_length": 512}',
+        "special_tokens_map.json": json.dumps(
+            {
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "sep_token": "</s>",
+                "pad_token": "<pad>",
+                "cls_token": "<s>",
+                "mask_token": "<mask>",
+            }
+        ).encode(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
             (Path(tmp) / name).write_bytes(data)
         tokenizer = XLMRobertaTokenizer.from_pretrained(tmp)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-                              num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=130,
-                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, type_vocab_size=1)
+    config = xlmr_config(tokenizer)
     pinned = SLOTS["qa-xlmr"].revision
     repo = _repo(XLMRobertaForQuestionAnswering(config), files, pinned, False, "# xlm-roberta-base-squad2 (tiny)")
     moved = {**repo.commits[pinned], "README.md": b"# xlm-roberta-base-squad2 (tiny), card edited"}

@@ -46,7 +46,7 @@ class StandInHub:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "StandInHub":
+    def __enter__(self) -> StandInHub:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -103,8 +103,14 @@ class StandInHub:
                     return
                 sha, files = found
                 if what == "revision":
-                    return self._json({"id": repo_id, "sha": sha, "private": False,
-                                       "siblings": [{"rfilename": p} for p in sorted(files)]})
+                    return self._json(
+                        {
+                            "id": repo_id,
+                            "sha": sha,
+                            "private": False,
+                            "siblings": [{"rfilename": p} for p in sorted(files)],
+                        }
+                    )
                 if what == "tree":
                     return self._json([_tree_entry(p, data) for p, data in sorted(files.items())])
                 self._error(404, "EntryNotFound")
@@ -154,8 +160,12 @@ class StandInHub:
 
 def _tree_entry(path: str, data: bytes) -> dict:
     """A file as the hub's tree listing shows it: git blob id, size, and LFS details for large files."""
-    entry = {"type": "file", "path": path, "size": len(data),
-             "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()}
+    entry = {
+        "type": "file",
+        "path": path,
+        "size": len(data),
+        "oid": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+    }
     if path.endswith(LFS_PATTERNS):
         entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
     return entry

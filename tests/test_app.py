@@ -52,8 +52,9 @@ def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_proce
 
 def test_port_and_host_come_from_the_spaces_environment(app_process, tmp_path):
     port = free_port()
-    proc, url = app_process("--checkpoints", str(tmp_path), env={"GRADIO_SERVER_PORT": str(port),
-                                                                 "GRADIO_SERVER_NAME": "127.0.0.1"})
+    proc, url = app_process(
+        "--checkpoints", str(tmp_path), env={"GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    )
     assert url == f"http://127.0.0.1:{port}/"
     wait_for_http(url, timeout_s=START_S)
     assert tab_labels(url) == TAB_NAMES
@@ -127,7 +128,8 @@ def test_status_and_the_cards_never_wait_for_a_load(launch, tiny_checkpoints, mo
 
     from core import loading
 
-    real, gate = loading.from_pretrained, threading.Event()
+    real = loading.from_pretrained
+    gate = threading.Event()
 
     def slow(kind, path):
         gate.wait(60)  # a big model read from disk, or an int8 export, until the test lets go
@@ -154,8 +156,10 @@ def test_file_endpoints_take_uploads_only_never_a_server_path(launch, tmp_path):
             client.predict("/etc/passwd", api_name=f"/{endpoint}")
         # ... and a FileData naming a server file (sent raw: gradio_client would upload its own
         # copy) is refused by Gradio before the endpoint runs.
-        event = httpx.post(f"{url}gradio_api/call/{endpoint}",
-                           json={"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]})
+        event = httpx.post(
+            f"{url}gradio_api/call/{endpoint}",
+            json={"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]},
+        )
         stream = httpx.get(f"{url}gradio_api/call/{endpoint}/{event.json()['event_id']}", timeout=30).text
         assert stream.startswith("event: error") and "root:" not in stream
     assert settled_status(client)["app"]["preload"] is True  # still serving

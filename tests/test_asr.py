@@ -23,9 +23,28 @@ UTTERANCES = [SENTENCES[i] for i in (0, 1, 3, 5)]
 # Evaluation one utterance at a time, as the app sees it: with group-norm convolutions, padding
 # in a batch shifts the features slightly, and a barely-learnt model can then pass the metric
 # but miss a letter when serving. 1,000 steps leave a margin (CER 0 is reached near step 250).
-LEARN = ["--freeze", "none", "--mask_time_prob", "0", "--max_steps", "1000", "--warmup_steps", "50",
-         "--learning_rate", "1e-3", "--max_grad_norm", "1.0", "--per_device_train_batch_size", "4",
-         "--per_device_eval_batch_size", "1", "--eval_steps", "250", "--logging_steps", "50"]
+LEARN = [
+    "--freeze",
+    "none",
+    "--mask_time_prob",
+    "0",
+    "--max_steps",
+    "1000",
+    "--warmup_steps",
+    "50",
+    "--learning_rate",
+    "1e-3",
+    "--max_grad_norm",
+    "1.0",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "1",
+    "--eval_steps",
+    "250",
+    "--logging_steps",
+    "50",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +55,20 @@ def learned(tmp_path_factory):
     librispeech_tree(root / "librispeech", splits)
     tiny_hubert(root / "encoder")
     checkpoints = root / "checkpoints"
-    train_asr.main(["train/configs/asr_smoke.json", "--model_name_or_path", str(root / "encoder"),
-                    "--data_dir", str(root / "librispeech"), "--output_dir", str(checkpoints / "asr"),
-                    "--run_dir", str(root / "run"), *LEARN])
+    train_asr.main(
+        [
+            "train/configs/asr_smoke.json",
+            "--model_name_or_path",
+            str(root / "encoder"),
+            "--data_dir",
+            str(root / "librispeech"),
+            "--output_dir",
+            str(checkpoints / "asr"),
+            "--run_dir",
+            str(root / "run"),
+            *LEARN,
+        ]
+    )
     return root, checkpoints
 
 
@@ -109,12 +139,16 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     train_asr.main(["train/configs/asr_smoke.json", "--max_duration_s", "2.1"])
     checkpoints = tmp_path / "outputs" / "smoke" / "checkpoints"
     metrics = read_metrics(checkpoints / "asr")
-    assert 0.0 <= metrics["final"]["test"]["wer"] and "cer" in metrics["final"]["validation"]
+    assert metrics["final"]["test"]["wer"] >= 0.0 and "cer" in metrics["final"]["validation"]
     assert metrics["hyperparameters"]["max_steps"] == 6
     # "keep calm and carry on" (2.2 s) is longer than 2.1 s: dropped and counted.
     assert metrics["extra"]["dropped_long"]["train"] == 1 and metrics["dataset_sizes"]["train"] == 3
-    assert_card_matches_metrics(checkpoints / "asr", None,  # a local encoder is no hub base_model
-                                "automatic-speech-recognition", "train/configs/asr_smoke.json --max_duration_s 2.1")
+    assert_card_matches_metrics(
+        checkpoints / "asr",
+        None,  # a local encoder is no hub base_model
+        "automatic-speech-recognition",
+        "train/configs/asr_smoke.json --max_duration_s 2.1",
+    )
     clip = tmp_path / "outputs" / "smoke" / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac"
     served = Client(launch(checkpoints), verbose=False).predict(handle_file(str(clip)), api_name="/transcribe")
     from core.slots import Registry
@@ -136,15 +170,15 @@ def microphone_wav(learned) -> str:
     from core.audio import resample
 
     out = root / "microphone.wav"
-    padded = np.concatenate([np.zeros(4_410, np.float32), resample(samples, rate, 44_100),
-                             np.zeros(44_100 * 4, np.float32)])
+    padded = np.concatenate(
+        [np.zeros(4_410, np.float32), resample(samples, rate, 44_100), np.zeros(44_100 * 4, np.float32)]
+    )
     sf.write(out, padded, 44_100, subtype="PCM_16")
     return str(out)
 
 
 @pytest.mark.browser
-def test_browser_microphone_records_and_a_transcript_appears(learned, microphone_wav, launch, tmp_path,
-                                                            monkeypatch):
+def test_browser_microphone_records_and_a_transcript_appears(learned, microphone_wav, launch, tmp_path, monkeypatch):
     from core.slots import Registry
     from scripts.screenshot import open_page
 
@@ -173,8 +207,7 @@ def test_browser_microphone_records_and_a_transcript_appears(learned, microphone
 
 
 @pytest.mark.browser
-def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch,
-                                                                     monkeypatch):
+def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch, monkeypatch):
     from core import long_audio
     from scripts.screenshot import open_page
 
@@ -213,8 +246,9 @@ def test_resume_continues_from_the_last_trainer_checkpoint(smoke_workdir, monkey
     assert (tmp_path / "outputs" / "smoke" / "runs" / "asr" / "checkpoint-3").is_dir()
     calls = []
     real_step = train_asr.CTCTrainer.training_step
-    monkeypatch.setattr(train_asr.CTCTrainer, "training_step",
-                        lambda self, *a, **k: calls.append(1) or real_step(self, *a, **k))
+    monkeypatch.setattr(
+        train_asr.CTCTrainer, "training_step", lambda self, *a, **k: calls.append(1) or real_step(self, *a, **k)
+    )
     train_asr.main([*common, "--max_steps", "6", "--resume", "true"])
     assert len(calls) == 3  # steps 4-6 only: 1-3 came from checkpoint-3
     history = read_metrics(tmp_path / "outputs" / "smoke" / "checkpoints" / "asr")["history"]

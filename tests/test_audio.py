@@ -34,8 +34,9 @@ def test_48k_stereo_int16_tone_becomes_440hz_mono_float32_at_16k():
     assert rms(out[100:-100]) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
 
 
-@pytest.mark.parametrize("dtype,scale", [(np.int16, 32767), (np.int32, 2**31 - 1),
-                                         (np.float32, 1.0), (np.float64, 1.0)])
+@pytest.mark.parametrize(
+    "dtype,scale", [(np.int16, 32767), (np.int32, 2**31 - 1), (np.float32, 1.0), (np.float64, 1.0)]
+)
 @pytest.mark.parametrize("rate", [8_000, 16_000, 22_050, 44_100, 48_000, 96_000, 192_000])
 def test_every_sample_type_and_rate_gives_the_same_tone(dtype, scale, rate):
     samples = (tone(1000, rate, 0.5) * scale).astype(dtype)
@@ -58,8 +59,9 @@ def test_channels_first_arrays_are_recognised():
     np.testing.assert_allclose(out, mono, atol=1e-6)
 
 
-@pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".flac", "PCM_24"), (".ogg", "VORBIS"),
-                                            (".mp3", "MPEG_LAYER_III")])
+@pytest.mark.parametrize(
+    "suffix,subtype", [(".wav", "PCM_16"), (".flac", "PCM_24"), (".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")]
+)
 def test_files_are_decoded_resampled_and_downmixed(tmp_path, suffix, subtype):
     path = tmp_path / f"clip{suffix}"
     mono = tone(440, 44_100, 1.0)
@@ -71,21 +73,24 @@ def test_files_are_decoded_resampled_and_downmixed(tmp_path, suffix, subtype):
     assert load_audio({"path": str(path)}).shape == out.shape  # Gradio's file dict
 
 
-@pytest.mark.parametrize("source,message", [
-    (None, "No audio was received"),
-    ("", "No audio was received"),
-    ((16_000, np.zeros(0, np.int16)), "empty"),
-    ((16_000, np.zeros(16_000, np.int16)), "silent"),
-    ((16_000, np.full(16_000, np.nan)), "NaN or infinite"),
-    ((16_000, np.full(16_000, np.inf, np.float32)), "NaN or infinite"),
-    ((16_000, (tone(440, 16_000, 0.05) * 3e4).astype(np.int16)), "at least 100 ms"),
-    ((4_000, tone(440, 4_000).astype(np.float32)), "4000 Hz is not supported"),
-    ((384_000, tone(440, 384_000).astype(np.float32)), "384000 Hz is not supported"),
-    ((16_000.5, tone(440, 16_000).astype(np.float32)), "whole number of Hz"),
-    ((16_000, (tone(440, 16_000) * 100).astype(np.uint8)), "uint8 are not supported"),
-    ((16_000, np.zeros((2, 2, 16_000), np.float32)), "1-D or (samples, channels)"),
-    ([1, 2, 3], "file path or a (sample_rate, samples) pair"),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        (None, "No audio was received"),
+        ("", "No audio was received"),
+        ((16_000, np.zeros(0, np.int16)), "empty"),
+        ((16_000, np.zeros(16_000, np.int16)), "silent"),
+        ((16_000, np.full(16_000, np.nan)), "NaN or infinite"),
+        ((16_000, np.full(16_000, np.inf, np.float32)), "NaN or infinite"),
+        ((16_000, (tone(440, 16_000, 0.05) * 3e4).astype(np.int16)), "at least 100 ms"),
+        ((4_000, tone(440, 4_000).astype(np.float32)), "4000 Hz is not supported"),
+        ((384_000, tone(440, 384_000).astype(np.float32)), "384000 Hz is not supported"),
+        ((16_000.5, tone(440, 16_000).astype(np.float32)), "whole number of Hz"),
+        ((16_000, (tone(440, 16_000) * 100).astype(np.uint8)), "uint8 are not supported"),
+        ((16_000, np.zeros((2, 2, 16_000), np.float32)), "1-D or (samples, channels)"),
+        ([1, 2, 3], "file path or a (sample_rate, samples) pair"),
+    ],
+)
 def test_bad_input_is_refused_with_a_sentence(source, message):
     with pytest.raises(AudioInputError) as err:
         load_audio(source)
@@ -138,9 +143,10 @@ def test_stream_resampler_matches_resampling_the_whole_recording(rate):
     from core.audio import StreamResampler, resample
 
     audio = (tone(440, rate, 2.0) + 0.3 * tone(3000, rate, 2.0)).astype(np.float32)
-    resampler, final = StreamResampler(), []
+    resampler = StreamResampler()
+    final = []
     for start in range(0, len(audio), rate // 7):  # chunk borders that fall anywhere
-        new, tail = resampler.push(rate, audio[start:start + rate // 7])
+        new, tail = resampler.push(rate, audio[start : start + rate // 7])
         final.append(new)
     streamed = np.concatenate([*final, tail])
     whole = resample(audio, rate, 16_000)

@@ -8,6 +8,8 @@ import pytest
 
 from bench import data_loading, train_speed
 
+pytestmark = pytest.mark.slow  # each runs a whole benchmark
+
 
 def test_train_speed_runs_on_cpu_with_tiny_sizes_and_reports_consistent_ratios(tmp_path):
     out = tmp_path / "speed.json"
@@ -22,11 +24,16 @@ def test_train_speed_runs_on_cpu_with_tiny_sizes_and_reports_consistent_ratios(t
 
 
 def test_data_loading_reports_utterances_and_build_throughput(tmp_path):
-    rows = data_loading.main(["--utterances", "8", "--workers", "0", "1", "--build_utterances", "0",
-                              "--store_batches", "3"])
+    rows = data_loading.main(
+        ["--utterances", "8", "--workers", "0", "1", "--build_utterances", "0", "--store_batches", "3"]
+    )
     loading = [r for r in rows if r["what"].startswith("loading")]
     assert [(r["what"], r["workers"]) for r in loading] == [
-        ("loading, 16 kHz flac", 0), ("loading, 16 kHz flac", 1), ("loading, 48 kHz flac", 0), ("loading, 48 kHz flac", 1)]
+        ("loading, 16 kHz flac", 0),
+        ("loading, 16 kHz flac", 1),
+        ("loading, 48 kHz flac", 0),
+        ("loading, 48 kHz flac", 1),
+    ]
     assert all(r["utterances_per_s"] > 0 for r in loading)
     builds = [r for r in rows if r["what"].startswith("cache build")]
     assert len(builds) == 1 and builds[0]["audio_s_per_s"] > 0

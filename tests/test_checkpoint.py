@@ -48,10 +48,9 @@ def test_a_failing_run_leaves_the_previous_checkpoint(tmp_path):
     target = tmp_path / "asr"
     with publish(target) as staging:
         _write_version(staging, "v1")
-    with pytest.raises(RuntimeError, match="out of memory"):
-        with publish(target) as staging:
-            (staging / "config.json").write_text("{}")
-            raise RuntimeError("out of memory")
+    with pytest.raises(RuntimeError, match="out of memory"), publish(target) as staging:
+        (staging / "config.json").write_text("{}")
+        raise RuntimeError("out of memory")
     assert read_metrics(target)["hyperparameters"] == {"version": "v1"}
     assert [p.name for p in tmp_path.iterdir()] == ["asr"]
 
@@ -83,18 +82,16 @@ def test_a_killed_process_leaves_the_previous_checkpoint(tmp_path):
 
 def test_an_incomplete_checkpoint_is_never_published(tmp_path):
     target = tmp_path / "qa"
-    with pytest.raises(ValueError, match=f"lacks model.safetensors, {METRICS_FILE}"):
-        with publish(target) as staging:
-            (staging / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=f"lacks model.safetensors, {METRICS_FILE}"), publish(target) as staging:
+        (staging / "config.json").write_text("{}")
     assert not target.exists()
 
 
 def test_pickled_weights_are_refused(tmp_path):
     target = tmp_path / "qa"
-    with pytest.raises(ValueError, match="pickled weights"):
-        with publish(target) as staging:
-            _write_version(staging, "v1")
-            (staging / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match="pickled weights"), publish(target) as staging:
+        _write_version(staging, "v1")
+        (staging / "pytorch_model.bin").write_bytes(b"pickle")
     assert not target.exists()
 
 
@@ -103,15 +100,19 @@ def test_model_card_names_a_hub_base_model_and_parses_with_huggingface_hub(tmp_p
 
     from core.model_card import render
 
-    metrics = Metrics(task="kws", final={"test": {"accuracy": 0.9625, "confusion_matrix": [[1]]}},
-                      dataset_sizes={"test": 3081},
-                      hyperparameters={"model_name_or_path": "ntu-spml/distilhubert",
-                                       "dataset_name": "google/speech_commands"},
-                      hardware={"gpu": "NVIDIA H100", "torch": "2.13.0", "python": "3.11.7"})
-    (tmp_path / "README.md").write_text(render(asdict(metrics), "kws", "hubert",
-                                               command="python -m train.kws train/configs/kws_report.json"))
+    metrics = Metrics(
+        task="kws",
+        final={"test": {"accuracy": 0.9625, "confusion_matrix": [[1]]}},
+        dataset_sizes={"test": 3081},
+        hyperparameters={"model_name_or_path": "ntu-spml/distilhubert", "dataset_name": "google/speech_commands"},
+        hardware={"gpu": "NVIDIA H100", "torch": "2.13.0", "python": "3.11.7"},
+    )
+    (tmp_path / "README.md").write_text(
+        render(asdict(metrics), "kws", "hubert", command="python -m train.kws train/configs/kws_report.json")
+    )
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.base_model == "ntu-spml/distilhubert" and card.data.datasets == ["google/speech_commands"]
     assert [(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results] == [
-        ("test", "accuracy", 0.9625)]
+        ("test", "accuracy", 0.9625)
+    ]
     assert "python -m train.kws train/configs/kws_report.json" in card.text and "NVIDIA H100" in card.text

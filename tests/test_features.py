@@ -22,9 +22,9 @@ from tasks import kws as kws_tab
 from tests.tiny_models import hubert_config
 from train import asr as train_asr
 from train import feature_store as features
+from train import kws as train_kws
 from train.augment import Augment
 from train.frozen_head import FeatureArguments
-from train import kws as train_kws
 
 SMOKE = "outputs/smoke"
 ASR_CLIP = f"{SMOKE}/librispeech/test-clean/19/198/19-198-0000.flac"
@@ -38,12 +38,15 @@ def losses(checkpoint) -> list[float]:
 
 # ---- the encoder gives each clip the same features whatever it is batched with --------------------
 
+
 def test_encode_is_padding_proof_where_plain_group_norm_is_not():
     torch.manual_seed(0)
     encoder = HubertModel(hubert_config(feat_extract_norm="group")).eval()
-    long, short = torch.randn(1, 8000), torch.randn(1, 5000)
+    long = torch.randn(1, 8000)
+    short = torch.randn(1, 5000)
     batch = torch.zeros(2, 8000)
-    batch[0], batch[1, :5000] = long[0], short[0]
+    batch[0] = long[0]
+    batch[1, :5000] = short[0]
     with torch.no_grad():
         hidden, lengths = heads.encode(encoder, batch, torch.tensor([8000, 5000]), "all")
         alone, alone_lengths = heads.encode(encoder, short, None, "all")
@@ -61,22 +64,25 @@ def test_superb_ctc_head_answers_the_same_alone_and_padded(tmp_path):
     config = hubert_config(vocab_size=12, pad_token_id=0)
     config.superb_head = {"lstm_size": 8, "lstm_layers": 2, "dropout": 0.2}
     model = heads.HubertSuperbForCTC(config).eval()
-    long, short = torch.randn(1, 6000), torch.randn(1, 4000)
+    long = torch.randn(1, 6000)
+    short = torch.randn(1, 4000)
     batch = torch.zeros(2, 6000)
-    batch[0], batch[1, :4000] = long[0], short[0]
+    batch[0] = long[0]
+    batch[1, :4000] = short[0]
     mask = (torch.arange(6000) < torch.tensor([[6000], [4000]])).long()
     with torch.no_grad():
         padded = model(batch, attention_mask=mask).logits
         alone = model(short).logits
         model.save_pretrained(tmp_path)
         reloaded = heads.HubertSuperbForCTC.from_pretrained(tmp_path).eval()(short).logits
-    assert torch.allclose(padded[1, :alone.shape[1]], alone[0], atol=1e-5)
+    assert torch.allclose(padded[1, : alone.shape[1]], alone[0], atol=1e-5)
     assert torch.equal(reloaded, alone)
     assert heads.describe_head(reloaded_config := model.config) == "layer mix + 2-layer BiLSTM (8) + linear CTC"
     assert reloaded_config.architectures is None or heads.SUPERB_CTC in reloaded_config.architectures
 
 
 # ---- same model, same result ------------------------------------------------------------------
+
 
 def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory(smoke_workdir):
     make_asr_smoke()
@@ -85,7 +91,8 @@ def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory
     common = ["train/configs/asr_smoke.json", *STEPS, "--mask_time_prob", "0.3"]
     train_asr.main([*common, "--output_dir", "out/cached"])
     train_asr.main([*common, "--output_dir", "out/live", "--no_feature_cache"])
-    cached, live = losses("out/cached"), losses("out/live")
+    cached = losses("out/cached")
+    live = losses("out/live")
     assert len(cached) == 12 and max(cached) - min(cached) > 0.1  # it learns: the comparison means something
     np.testing.assert_allclose(cached, live, atol=1e-4, rtol=0)
     assert read_metrics("out/cached")["extra"]["feature_cache"]["train"]["reused"] is False
@@ -98,19 +105,31 @@ def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory
 def test_kws_head_trained_on_stored_features_follows_the_live_encoder_trajectory(smoke_workdir):
     make_kws_smoke()
     # Class weights, and the feature-space shift + time masking that replace audio augmentation.
-    common = ["train/configs/kws_smoke.json", *STEPS, "--class_weights", "balanced", "--augment", "true",
-              "--dataloader_num_workers", "1"]
+    common = [
+        "train/configs/kws_smoke.json",
+        *STEPS,
+        "--class_weights",
+        "balanced",
+        "--augment",
+        "true",
+        "--dataloader_num_workers",
+        "1",
+    ]
     train_kws.main([*common, "--output_dir", "out/cached"])
     train_kws.main([*common, "--output_dir", "out/live", "--no_feature_cache"])
-    cached, live = losses("out/cached"), losses("out/live")
+    cached = losses("out/cached")
+    live = losses("out/live")
     assert len(cached) == 12 and max(cached) - min(cached) > 0.01
     np.testing.assert_allclose(cached, live, atol=1e-4, rtol=0)
     # Decoding audio uses the loader workers; reading the store uses none (--store_workers 0).
-    workers = {run: read_metrics(f"out/{run}")["hyperparameters"]["dataloader_num_workers"] for run in ("cached", "live")}
+    workers = {
+        run: read_metrics(f"out/{run}")["hyperparameters"]["dataloader_num_workers"] for run in ("cached", "live")
+    }
     assert workers == {"cached": 0, "live": 1}
 
 
 # ---- reused when nothing changed, rebuilt when anything did ---------------------------------------
+
 
 def cache_runs(metrics_path) -> dict[str, dict]:
     return read_metrics(metrics_path)["extra"]["feature_cache"]
@@ -170,7 +189,9 @@ def store_inputs(tmp_path, n=3):
         def __getitem__(self, i):
             return {"input_values": np.random.default_rng(i).standard_normal(self.lengths[i]).astype(np.float32)}
 
-    key = features.store_key(features.encoder_fingerprint(encoder), "last", "fp32", {"source": "test"}, [f"clip{i}" for i in range(n)], {})
+    key = features.store_key(
+        features.encoder_fingerprint(encoder), "last", "fp32", {"source": "test"}, [f"clip{i}" for i in range(n)], {}
+    )
     return encoder, Clips(), key
 
 
@@ -183,8 +204,9 @@ def test_a_store_holds_what_the_encoder_says_and_a_wrong_or_broken_one_is_rebuil
             expected = encoder(torch.from_numpy(clips[i]["input_values"])[None]).last_hidden_state[0]
         assert torch.allclose(store[i], expected, atol=1e-5)
     builds = []
-    monkeypatch.setattr(features, "_build", lambda *a, **k: builds.append(1) or (_ for _ in ()).throw(
-        RuntimeError("killed mid-build")))
+    monkeypatch.setattr(
+        features, "_build", lambda *a, **k: builds.append(1) or (_ for _ in ()).throw(RuntimeError("killed mid-build"))
+    )
     assert features.open_or_build(tmp_path, key, clips, encoder, device=torch.device("cpu")).reused
     assert builds == []
     # The folder for this key holds a store built for another key (tampered manifest): rebuilt,
@@ -213,14 +235,26 @@ def test_disk_use_is_reported_before_the_build_and_too_little_space_refuses(tmp_
 
 # ---- every way of training is served -------------------------------------------------------------
 
+
 def test_the_app_serves_heads_trained_live_from_the_cache_and_superb_style(smoke_workdir, launch):
     make_asr_smoke()
     make_kws_smoke()
     root = smoke_workdir / SMOKE / "checkpoints"
     train_asr.main(["train/configs/asr_smoke.json", "--no_feature_cache", "--output_dir", str(root / "live" / "asr")])
-    train_asr.main(["train/configs/asr_smoke.json", "--head", "superb", "--superb_lstm_size", "16", "--output_dir", str(root / "superb" / "asr")])
+    train_asr.main(
+        [
+            "train/configs/asr_smoke.json",
+            "--head",
+            "superb",
+            "--superb_lstm_size",
+            "16",
+            "--output_dir",
+            str(root / "superb" / "asr"),
+        ]
+    )
     train_kws.main(["train/configs/kws_smoke.json", "--head", "superb", "--output_dir", str(root / "superb" / "kws")])
-    live, superb = Registry(root / "live"), Registry(root / "superb")
+    live = Registry(root / "live")
+    superb = Registry(root / "superb")
     assert type(superb["asr"].get().model).__name__ == "HubertSuperbForCTC"
     assert superb["kws"].get().model.config.use_weighted_layer_sum
     for registry, folder in ((live, root / "live"), (superb, root / "superb")):
@@ -232,11 +266,14 @@ def test_the_app_serves_heads_trained_live_from_the_cache_and_superb_style(smoke
     expected = kws_tab.spot_input(superb["kws"].get(), str(kws_clip))[0]
     assert top["label"] == max(expected, key=expected.get)
     assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(
-        dict(sorted(expected.items(), key=lambda kv: -kv[1])[:5]), abs=1e-6)
+        dict(sorted(expected.items(), key=lambda kv: -kv[1])[:5]), abs=1e-6
+    )
 
 
-@pytest.mark.parametrize("script, config", [(train_asr, "asr_superb"), (train_kws, "kws_superb"),
-                                            (train_asr, "asr_report"), (train_kws, "kws_report")])
+@pytest.mark.parametrize(
+    "script, config",
+    [(train_asr, "asr_superb"), (train_kws, "kws_superb"), (train_asr, "asr_report"), (train_kws, "kws_report")],
+)
 def test_report_and_superb_configs_parse_with_their_heads(script, config):
     from transformers import TrainingArguments
 
@@ -244,7 +281,8 @@ def test_report_and_superb_configs_parse_with_their_heads(script, config):
 
     model_args, feature_args, *_ = parse_args(
         (script.ModelArguments, FeatureArguments, script.DataArguments, RunArguments, TrainingArguments),
-        [f"train/configs/{config}.json"])
+        [f"train/configs/{config}.json"],
+    )
     assert model_args.freeze == "encoder" and feature_args.feature_cache
     assert feature_args.head == ("superb" if "superb" in config else "linear")
 
@@ -254,8 +292,9 @@ def test_classifier_head_pools_first_and_still_gives_the_models_own_logits(weigh
     from transformers import HubertForSequenceClassification
 
     torch.manual_seed(0)
-    model = HubertForSequenceClassification(hubert_config(num_labels=12, use_weighted_layer_sum=weighted,
-                                                          layerdrop=0.0)).eval()
+    model = HubertForSequenceClassification(
+        hubert_config(num_labels=12, use_weighted_layer_sum=weighted, layerdrop=0.0)
+    ).eval()
     head = heads.ClassifierHead(model)
     audio = torch.randn(2, 6000)
     audio[1, 4000:] = 0
@@ -291,8 +330,9 @@ def test_graphed_step_pads_frames_without_changing_the_loss_and_falls_back_past_
     from train import graphed_step
 
     torch.manual_seed(0)
-    model = HubertForSequenceClassification(hubert_config(num_labels=12, use_weighted_layer_sum=weighted,
-                                                          layerdrop=0.0))
+    model = HubertForSequenceClassification(
+        hubert_config(num_labels=12, use_weighted_layer_sum=weighted, layerdrop=0.0)
+    )
     head = heads.ClassifierHead(model)
     layers = model.config.num_hidden_layers + 1 if weighted else 1
     hidden = torch.randn(3, 13, *((layers,) if weighted else ()), model.config.hidden_size)

@@ -22,14 +22,23 @@ def repos():
 
 
 def hub_env(hub: StandInHub, home: Path, **extra: str) -> dict[str, str]:
-    return {"HF_ENDPOINT": hub.url, "HF_HOME": str(home), "HF_HUB_OFFLINE": "0", "HUB_TIMEOUT_S": "3",
-            "HF_HUB_DISABLE_XET": "1", **extra}
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(home),
+        "HF_HUB_OFFLINE": "0",
+        "HUB_TIMEOUT_S": "3",
+        "HF_HUB_DISABLE_XET": "1",
+        **extra,
+    }
 
 
 def call(url: str, api: str, *args, timeout: float = 30):
     """One endpoint over plain HTTP (Gradio's call API): the value, or raises with its error."""
-    request = urllib.request.Request(f"{url}gradio_api/call/{api}", data=json.dumps({"data": list(args)}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/{api}",
+        data=json.dumps({"data": list(args)}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         event = json.load(response)["event_id"]
     with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=timeout) as response:
@@ -57,8 +66,7 @@ def wait_for_states(url: str, done, timeout_s: float) -> dict:
     pytest.fail(f"slots did not settle within {timeout_s} s: {status}")
 
 
-def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_offline(
-        app_process, tmp_path, repos):
+def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_offline(app_process, tmp_path, repos):
     clip = str(sorted((ROOT / "assets" / "asr").glob("*.wav"))[0])
     with StandInHub(repos) as hub:
         _, url = app_process("--checkpoints", str(tmp_path / "none"), env=hub_env(hub, tmp_path / "hf"))
@@ -73,7 +81,9 @@ def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_of
         answers = call(url, "answer", "Paris is the capital of France.", "What is the capital of France?")
         assert set(answers) == {"qa-distilbert", "qa-xlmr"}
         for result in answers.values():
-            assert "error" not in result and (result["text"] == "" or result["text"] in "Paris is the capital of France.")
+            assert "error" not in result and (
+                result["text"] == "" or result["text"] in "Paris is the capital of France."
+            )
         asked = [path for _, path in hub.requests]
     assert not [p for p in asked if p.endswith(".bin")]  # pickled weights are never fetched
     for spec in SLOTS.values():  # every listing and download at the pinned commit, never at main
@@ -81,19 +91,29 @@ def test_all_four_defaults_load_at_their_pinned_revisions_then_from_the_cache_of
         assert mine and all(spec.revision in p for p in mine), mine
 
     # The hub is gone; a second launch finds everything in the cache the first one filled.
-    _, url = app_process("--checkpoints", str(tmp_path / "none"),
-                         env={**hub_env(hub, tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    _, url = app_process(
+        "--checkpoints", str(tmp_path / "none"), env={**hub_env(hub, tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    )
     wait_for_http(url, START_S)
-    status = wait_for_states(url, lambda s: all(s[n]["state"] != "not loaded" for n in SLOTS)
-                             and all(s[n]["state"] in ("loaded", "unavailable") for n in SLOTS), 60)
-    assert {n: status[n]["state"] for n in SLOTS} == {n: "loaded" for n in SLOTS}
+    status = wait_for_states(
+        url,
+        lambda s: (
+            all(s[n]["state"] != "not loaded" for n in SLOTS)
+            and all(s[n]["state"] in ("loaded", "unavailable") for n in SLOTS)
+        ),
+        60,
+    )
+    assert {n: status[n]["state"] for n in SLOTS} == dict.fromkeys(SLOTS, "loaded")
 
 
 def test_pickle_only_revision_is_refused_with_the_reason_and_nothing_downloaded(app_process, tmp_path, repos):
     kws = SLOTS["kws"]
     with StandInHub(repos) as hub:
-        _, url = app_process("--checkpoints", str(tmp_path / "none"),
-                             env=hub_env(hub, tmp_path / "hf", KWS_MODEL=kws.hub_id, PRELOAD_MODELS="0"))
+        _, url = app_process(
+            "--checkpoints",
+            str(tmp_path / "none"),
+            env=hub_env(hub, tmp_path / "hf", KWS_MODEL=kws.hub_id, PRELOAD_MODELS="0"),
+        )
         wait_for_http(url, START_S)
         call(url, "status")  # starts the loads
         status = wait_for_states(url, lambda s: s["kws"]["state"] in ("loaded", "unavailable"), 60)
@@ -101,15 +121,19 @@ def test_pickle_only_revision_is_refused_with_the_reason_and_nothing_downloaded(
     assert status["kws"]["skipped"][0] == {
         "source": f"$KWS_MODEL {kws.hub_id}",
         "error": f"{kws.hub_id} has no safetensors weights at its default branch "
-                 "(only pickled pytorch_model.bin, which is never loaded)"}
+        "(only pickled pytorch_model.bin, which is never loaded)",
+    }
     assert not [p for _, p in hub.requests if p.endswith(".bin")]
 
 
 def test_a_pr_ref_resolves_to_its_commit(app_process, tmp_path, repos):
     kws = SLOTS["kws"]
     with StandInHub(repos) as hub:
-        _, url = app_process("--checkpoints", str(tmp_path / "none"),
-                             env=hub_env(hub, tmp_path / "hf", KWS_MODEL=f"{kws.hub_id}@refs/pr/1"))
+        _, url = app_process(
+            "--checkpoints",
+            str(tmp_path / "none"),
+            env=hub_env(hub, tmp_path / "hf", KWS_MODEL=f"{kws.hub_id}@refs/pr/1"),
+        )
         wait_for_http(url, START_S)
         status = wait_for_states(url, lambda s: s["kws"]["state"] == "loaded", 60)
     assert status["kws"]["source"] == f"{kws.hub_id}@refs/pr/1" and status["kws"]["skipped"] == []
@@ -119,8 +143,11 @@ def test_a_pr_ref_resolves_to_its_commit(app_process, tmp_path, repos):
 def test_a_stalled_hub_hits_the_deadline_the_app_keeps_answering_and_heals_later(app_process, tmp_path, repos):
     with StandInHub(repos) as hub:
         hub.stall()
-        _, url = app_process("--checkpoints", str(tmp_path / "none"),
-                             env=hub_env(hub, tmp_path / "hf", HUB_TIMEOUT_S="2", HUB_RETRY_S="4"))
+        _, url = app_process(
+            "--checkpoints",
+            str(tmp_path / "none"),
+            env=hub_env(hub, tmp_path / "hf", HUB_TIMEOUT_S="2", HUB_RETRY_S="4"),
+        )
         wait_for_http(url, START_S)
         for _ in range(3):  # while every hub request hangs, status answers at once
             start = time.monotonic()
@@ -157,13 +184,21 @@ def test_a_tokenizer_that_cannot_load_names_its_packages_and_costs_no_weight_dow
     xlmr = SLOTS["qa-xlmr"]
     with StandInHub(repos) as hub:
         env = {**os.environ, **hub_env(hub, tmp_path / "hf")}
-        out = subprocess.run([sys.executable, "-c", BLOCKED_SENTENCEPIECE, str(tmp_path / "none")], cwd=ROOT,
-                             env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", BLOCKED_SENTENCEPIECE, str(tmp_path / "none")],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     attempts = json.loads(out.stdout.strip().splitlines()[-1])
     assert attempts[-1]["source"] == f"hub default {xlmr.hub_default}"
-    assert attempts[-1]["error"] == ("this tokenizer is a SentencePiece model (sentencepiece.bpe.model); loading it "
-                                     "needs the Python packages sentencepiece and protobuf "
-                                     "(pip install -r requirements.txt)")
+    assert attempts[-1]["error"] == (
+        "this tokenizer is a SentencePiece model (sentencepiece.bpe.model); loading it "
+        "needs the Python packages sentencepiece and protobuf "
+        "(pip install -r requirements.txt)"
+    )
     fetched = [p for method, p in hub.requests if method == "GET" and "/resolve/" in p]
     assert f"/{xlmr.hub_id}/resolve/{xlmr.revision}/sentencepiece.bpe.model" in fetched
     assert not [p for p in fetched if p.endswith(".safetensors")]
@@ -191,8 +226,9 @@ def test_download_progress_counts_the_bytes_the_hub_sends(tmp_path, repos):
 
     with StandInHub(repos) as hub:
         env = {**os.environ, **hub_env(hub, tmp_path / "hf")}
-        out = subprocess.run([sys.executable, "-c", PROGRESS], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", PROGRESS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["done"] == result["total"] == result["bytes"] > 0 and result["fraction"] == 1.0
     assert result["files"] == ["config.json", "model.safetensors", "preprocessor_config.json"]

@@ -3,7 +3,6 @@ generalising to unheard voices, the app's /spot endpoint, evaluation view and li
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -25,9 +24,26 @@ from train.frozen_head import FrozenEncoderHead
 
 TRAIN_VOICES = ["en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3"]
 UNHEARD_VOICES = ["en-gb+m2", "en-gb+f2", "en-us+m5"]
-LEARN = ["--freeze", "none", "--silence_clips", "60", "--max_steps", "800", "--warmup_steps", "40",
-         "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--max_grad_norm", "1.0",
-         "--eval_steps", "200", "--logging_steps", "100"]
+LEARN = [
+    "--freeze",
+    "none",
+    "--silence_clips",
+    "60",
+    "--max_steps",
+    "800",
+    "--warmup_steps",
+    "40",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "1e-3",
+    "--max_grad_norm",
+    "1.0",
+    "--eval_steps",
+    "200",
+    "--logging_steps",
+    "100",
+]
 
 
 def test_balanced_weights_are_n_over_classes_times_count():
@@ -55,7 +71,8 @@ def test_the_trainer_optimises_the_weighted_loss():
     # A frozen-encoder head computes the same weighted loss itself (so a CUDA graph can hold it).
     config = hubert_config(num_labels=12, classifier_proj_size=4)
     head = FrozenEncoderHead(HubertForSequenceClassification(config), live_encoder=False, loss=trainer.loss)
-    hidden, lengths = torch.randn(3, 5, config.hidden_size), torch.tensor([5, 3, 4])
+    hidden = torch.randn(3, 5, config.hidden_size)
+    lengths = torch.tensor([5, 3, 4])
     loss = trainer.compute_loss(head, {"hidden": hidden, "frame_lengths": lengths, "labels": labels})
     logits = head(hidden=hidden, frame_lengths=lengths).logits
     expected = F.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float32))
@@ -67,15 +84,30 @@ def learned(tmp_path_factory):
     """A tiny Hubert trained from scratch on espeak-ng keywords (~1 min on 2 CPU cores)."""
     root = tmp_path_factory.mktemp("kws")
     words = list(keywords.KEYWORDS) + UNKNOWN_WORDS
-    variants = {"train": [(v, s, p) for v in TRAIN_VOICES for s in (130, 175) for p in (30, 70)],
-                "validation": [(v, 150, 50) for v in TRAIN_VOICES]}
+    variants = {
+        "train": [(v, s, p) for v in TRAIN_VOICES for s in (130, 175) for p in (30, 70)],
+        "validation": [(v, 150, 50) for v in TRAIN_VOICES],
+    }
     unheard = [(v, s, 50) for v in UNHEARD_VOICES for s in (140, 165)]
     speech_commands_tree(root / "tree", words, variants, noise_files=3, test_dir=root / "test", test_variants=unheard)
     tiny_hubert(root / "encoder")
     checkpoints = root / "checkpoints"
-    train_kws.main(["train/configs/kws_smoke.json", "--model_name_or_path", str(root / "encoder"),
-                    "--data_dir", str(root / "tree"), "--test_dir", str(root / "test"),
-                    "--output_dir", str(checkpoints / "kws"), "--run_dir", str(root / "run"), *LEARN])
+    train_kws.main(
+        [
+            "train/configs/kws_smoke.json",
+            "--model_name_or_path",
+            str(root / "encoder"),
+            "--data_dir",
+            str(root / "tree"),
+            "--test_dir",
+            str(root / "test"),
+            "--output_dir",
+            str(checkpoints / "kws"),
+            "--run_dir",
+            str(root / "run"),
+            *LEARN,
+        ]
+    )
     return root, checkpoints
 
 
@@ -116,7 +148,7 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     counts = kws_tab.evaluation(metrics, normalise=False)[1].data[0].z
     assert np.array(counts).sum() == metrics["dataset_sizes"]["test"]
     assert list(per_class["class"]) == list(keywords.LABELS)
-    assert dict(zip(freq.data[0].x, freq.data[0].y))["_unknown_"] == 120
+    assert dict(zip(freq.data[0].x, freq.data[0].y, strict=True))["_unknown_"] == 120
     assert {t.name for t in loss.data} == {"loss", "eval_loss"}
 
 
@@ -134,14 +166,14 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     from scripts.make_smoke_data import noise
 
     stream = 0.1 * noise(6.0, seed=7)  # a quiet room, not digital silence
-    stream[16_000:16_000 + len(yes)] += yes  # "yes" spoken at 1.0 s
-    stream[int(3.5 * 16_000):int(3.5 * 16_000) + len(stop)] += stop  # "stop" at 3.5 s
+    stream[16_000 : 16_000 + len(yes)] += yes  # "yes" spoken at 1.0 s
+    stream[int(3.5 * 16_000) : int(3.5 * 16_000) + len(stop)] += stop  # "stop" at 3.5 s
     from core.audio import resample
 
     pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
     listener = spotting.Listener()
     for start in range(0, len(pcm), 12_000):  # 250 ms chunks
-        listener, log, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start:start + 12_000]), 0.8)
+        listener, log, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
     found = [(d.label, d.time_s) for d in listener.detections]
     assert [label for label, _ in found] == ["yes", "stop"], found
     centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
@@ -171,12 +203,14 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     assert metrics["dataset_sizes"]["test"] == 14  # 12 spoken words + 2 silence clips
     clip = tmp_path / "outputs" / "smoke" / "speech_commands_test" / "yes"
     result = Client(launch(checkpoints), verbose=False).predict(
-        handle_file(str(next(clip.glob("*.wav")))), api_name="/spot")
+        handle_file(str(next(clip.glob("*.wav")))), api_name="/spot"
+    )
     assert result["label"] in keywords.LABELS
     assert sum(c["confidence"] for c in result["confidences"]) <= 1.0 + 1e-6
     # The report's other remedies: no silence at all, or a balanced sampler.
-    train_kws.main(["train/configs/kws_smoke.json", "--drop_silence", "true", "--balanced_sampler", "true",
-                    "--max_steps", "2"])
+    train_kws.main(
+        ["train/configs/kws_smoke.json", "--drop_silence", "true", "--balanced_sampler", "true", "--max_steps", "2"]
+    )
     metrics = read_metrics(checkpoints / "kws")
     assert metrics["extra"]["class_counts"]["_silence_"] == 0
     assert metrics["dataset_sizes"]["test"] == 12
@@ -199,8 +233,12 @@ def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp
     root, checkpoints = learned
     yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
     mic = tmp_path / "mic.wav"
-    sf.write(mic, np.concatenate([np.zeros(4_410, np.float32), resample(yes, 16_000, 44_100),
-                                  np.zeros(44_100 * 3, np.float32)]), 44_100, subtype="PCM_16")
+    sf.write(
+        mic,
+        np.concatenate([np.zeros(4_410, np.float32), resample(yes, 16_000, 44_100), np.zeros(44_100 * 3, np.float32)]),
+        44_100,
+        subtype="PCM_16",
+    )
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
         page.get_by_role("tab", name="Keyword spotting").click()

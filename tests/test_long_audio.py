@@ -29,8 +29,13 @@ def tiny():
 
     processor = make_processor(build_char_vocab([TEXT]))
     torch.manual_seed(0)
-    config = hubert_config(conv_dim=(16,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
-                           vocab_size=len(processor.tokenizer), pad_token_id=0)
+    config = hubert_config(
+        conv_dim=(16,) * 7,
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        vocab_size=len(processor.tokenizer),
+        pad_token_id=0,
+    )
     return HubertForCTC(config).eval(), processor
 
 
@@ -84,8 +89,9 @@ def test_live_stream_ends_with_the_offline_transcript_at_bounded_cost(tone, rate
     state = long_audio.StreamState()
     partials = []
     for start in range(0, len(pcm), chunk):
-        state = long_audio.stream_step(model, processor, state, rate, pcm[start:start + chunk],
-                                       window_s=2.0, stride_s=0.5)
+        state = long_audio.stream_step(
+            model, processor, state, rate, pcm[start : start + chunk], window_s=2.0, stride_s=0.5
+        )
         partials.append(state.text)
         assert state.last_cost <= 2 * 16_000  # never more than one window's audio per update
         assert len(state.audio) <= 2 * 16_000 + 8_000  # and only that much audio is kept
@@ -99,9 +105,9 @@ def test_live_stream_ends_with_the_offline_transcript_at_bounded_cost(tone, rate
 def test_decoding_merges_repeats_but_not_across_blanks(tone):
     _, processor = tone
     tok = processor.tokenizer
-    l, e, pad = tok.convert_tokens_to_ids(["l", "e", "[PAD]"])
-    assert decode_predictions(np.array([[l, l, e, -100]]), tok) == ["le"]
-    assert decode_predictions(np.array([[l, pad, l, e]]), tok) == ["lle"]
+    ell, e, pad = tok.convert_tokens_to_ids(["l", "e", "[PAD]"])
+    assert decode_predictions(np.array([[ell, ell, e, -100]]), tok) == ["le"]
+    assert decode_predictions(np.array([[ell, pad, ell, e]]), tok) == ["lle"]
 
 
 def test_an_upper_case_hub_vocabulary_decodes_to_lower_case_without_special_tokens(tmp_path):
@@ -130,16 +136,18 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
     model = HubertForCTC(hubert_config(vocab_size=30, feat_extract_norm="group")).eval()
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False)
     rng = np.random.default_rng(0)
-    long, short = rng.standard_normal(16_000).astype(np.float32), rng.standard_normal(7_000).astype(np.float32)
+    long = rng.standard_normal(16_000).astype(np.float32)
+    short = rng.standard_normal(7_000).astype(np.float32)
     batched = window_ids(model, extractor, [long, short])
     alone = window_ids(model, extractor, [short])
     np.testing.assert_array_equal(batched[1], alone[0])
     with torch.no_grad():  # and the logits agree, not only their argmax
-        inputs = extractor([long, short], sampling_rate=16_000, padding=True, return_attention_mask=True,
-                           return_tensors="pt")
+        inputs = extractor(
+            [long, short], sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
         from core.heads import padding_proof
 
         with padding_proof(model.base_model, inputs.attention_mask.sum(-1)):
             padded = model(inputs.input_values, attention_mask=inputs.attention_mask).logits[1]
         single = model(torch.from_numpy(short)[None]).logits[0]
-    assert torch.allclose(padded[:len(single)], single, atol=1e-4)
+    assert torch.allclose(padded[: len(single)], single, atol=1e-4)

@@ -23,9 +23,11 @@ def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny
         expected_long = model(torch.from_numpy(long)[None]).logits[0].numpy()
         expected_short = model(torch.from_numpy(short)[None]).logits[0].numpy()
     batch = torch.zeros(2, len(long))
-    batch[0], batch[1, : len(short)] = torch.from_numpy(long), torch.from_numpy(short)
+    batch[0] = torch.from_numpy(long)
+    batch[1, : len(short)] = torch.from_numpy(short)
     mask = torch.zeros(2, len(long), dtype=torch.long)
-    mask[0], mask[1, : len(short)] = 1, 1
+    mask[0] = 1
+    mask[1, : len(short)] = 1
     logits = served(batch, attention_mask=mask).logits.numpy()
     frames = int(served._get_feat_extract_output_lengths(len(short)))
     assert frames == len(expected_short) == int(model._get_feat_extract_output_lengths(len(short)))

@@ -15,18 +15,31 @@ from core.checkpoint import read_metrics
 from core.slots import Registry
 from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
 from tasks.qa_panels import batch_evaluate, comparison
-from train import qa as train_qa
 from tests.card_check import assert_card_matches_metrics
+from train import qa as train_qa
 
-LEARN = ["--max_steps", "800", "--eval_steps", "400", "--logging_steps", "100", "--warmup_steps", "20",
-         "--per_device_train_batch_size", "4", "--learning_rate", "1e-3"]
+LEARN = [
+    "--max_steps",
+    "800",
+    "--eval_steps",
+    "400",
+    "--logging_steps",
+    "100",
+    "--warmup_steps",
+    "20",
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "1e-3",
+]
 CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
 
 
 def spans_logits(features: qa.Features, picks: dict[int, tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
     """Logits that favour token (start, end) in window f with the given score; null gets 0."""
     width = max(len(ids) for ids in features.encodings["input_ids"])
-    starts, ends = np.full((len(features.example_index), width), -10.0), np.full((len(features.example_index), width), -10.0)
+    starts = np.full((len(features.example_index), width), -10.0)
+    ends = np.full((len(features.example_index), width), -10.0)
     starts[:, 0] = ends[:, 0] = 0.0
     for f, (s, e, score) in picks.items():
         starts[f, s] = ends[f, e] = score / 2
@@ -52,7 +65,9 @@ def test_answer_at_the_very_start_and_end_of_the_context(tokenizer):
 
 
 def test_answer_split_across_two_windows_is_found_in_the_window_that_holds_it(tokenizer):
-    example = qa.Example("q", "which letter?", CONTEXT, [{"text": "iota kappa", "answer_start": CONTEXT.index("iota")}])
+    example = qa.Example(
+        "q", "which letter?", CONTEXT, [{"text": "iota kappa", "answer_start": CONTEXT.index("iota")}]
+    )
     features = qa.prepare(tokenizer, [example], max_length=16, doc_stride=6, with_positions=True)
     assert len(features.example_index) >= 3
     # Windows that cut the answer in two point at CLS; exactly the windows holding it whole do not.
@@ -63,8 +78,9 @@ def test_answer_split_across_two_windows_is_found_in_the_window_that_holds_it(to
         whole = covered[0][0] <= CONTEXT.index("iota") and covered[-1][1] >= CONTEXT.index("kappa") + 5
         assert (f in holding) == whole
     f = holding[-1]
-    s, e = features.encodings["start_positions"][f], features.encodings["end_positions"][f]
-    assert CONTEXT[features.offsets[f][s][0]:features.offsets[f][e][1]] == "iota kappa"
+    s = features.encodings["start_positions"][f]
+    e = features.encodings["end_positions"][f]
+    assert CONTEXT[features.offsets[f][s][0] : features.offsets[f][e][1]] == "iota kappa"
     starts, ends = spans_logits(features, {f: (s, e, 9.0)})
     assert qa.postprocess([example], features, starts, ends)[0].text == "iota kappa"
 
@@ -74,9 +90,12 @@ def test_spans_longer_than_the_maximum_answer_length_are_skipped(tokenizer):
     features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
     tokens = context_tokens(features, 0)
     starts, ends = spans_logits(features, {0: (tokens[0], tokens[9], 12.0)})  # "alpha ... kappa", 10 tokens
-    starts[0, tokens[15]], ends[0, tokens[16]] = 4.0, 4.0  # "pi rho": weaker, but short enough
-    assert qa.postprocess([example], features, starts, ends, max_answer_length=30)[0].text == \
-        "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    starts[0, tokens[15]] = 4.0
+    ends[0, tokens[16]] = 4.0  # "pi rho": weaker, but short enough
+    assert (
+        qa.postprocess([example], features, starts, ends, max_answer_length=30)[0].text
+        == "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    )
     assert qa.postprocess([example], features, starts, ends, max_answer_length=5)[0].text == "pi rho"
 
 
@@ -100,14 +119,29 @@ def learned(tmp_path_factory):
     checkpoints = root / "checkpoints"
     for kind in ("distilbert", "xlmr"):
         tiny_qa(root / f"base-{kind}", kind, qa_corpus())
-        train_qa.main([f"train/configs/qa_{kind}_smoke.json", "--model_name_or_path", str(root / f"base-{kind}"),
-                       "--train_file", str(data), "--validation_file", str(data),
-                       "--output_dir", str(checkpoints / f"qa-{kind}"), "--run_dir", str(root / f"run-{kind}"), *LEARN])
+        train_qa.main(
+            [
+                f"train/configs/qa_{kind}_smoke.json",
+                "--model_name_or_path",
+                str(root / f"base-{kind}"),
+                "--train_file",
+                str(data),
+                "--validation_file",
+                str(data),
+                "--output_dir",
+                str(checkpoints / f"qa-{kind}"),
+                "--run_dir",
+                str(root / f"run-{kind}"),
+                *LEARN,
+            ]
+        )
     return root, checkpoints
 
 
 def expected_answers() -> list[tuple[str, str, str]]:
-    return [(context, question, answer or "") for context, questions in QA_PARAGRAPHS for question, answer in questions]
+    return [
+        (context, question, answer or "") for context, questions in QA_PARAGRAPHS for question, answer in questions
+    ]
 
 
 @pytest.mark.parametrize("slot", ["qa-distilbert", "qa-xlmr"])
@@ -145,9 +179,11 @@ def test_bad_input_gets_a_message_or_an_honest_answer(learned, launch):
         client.predict("   ", "When?", api_name="/answer")
     with pytest.raises(Exception, match="the limit is 20,000"):
         client.predict("word " * 5000, "When?", api_name="/answer")
-    for context, question in (("🎉🎉 <b>The party</b> was in 1999 🎉", "When was the party? 🎈"),
-                              ("<script>alert(1)</script> Paris is the capital of France.", "<i>capital</i>?"),
-                              ("برج ایفل در سال ۱۸۸۹ ساخته شد.", "برج ایفل کی ساخته شد؟")):
+    for context, question in (
+        ("🎉🎉 <b>The party</b> was in 1999 🎉", "When was the party? 🎈"),
+        ("<script>alert(1)</script> Paris is the capital of France.", "<i>capital</i>?"),
+        ("برج ایفل در سال ۱۸۸۹ ساخته شد.", "برج ایفل کی ساخته شد؟"),
+    ):
         result = client.predict(context, question, api_name="/answer")
         for slot in ("qa-distilbert", "qa-xlmr"):
             text = result[slot]["text"]
@@ -160,7 +196,9 @@ def test_long_context_answers_from_a_later_window(learned):
     context, question, answer = expected_answers()[4]  # Marie Curie: Warsaw
     filler = " ".join(["The river is wide."] * 60)
     long_context = f"{filler} {context}"
-    prediction = qa.answer(loaded.model, loaded.processor, long_context, question, qa.default_threshold(loaded.metrics))
+    prediction = qa.answer(
+        loaded.model, loaded.processor, long_context, question, qa.default_threshold(loaded.metrics)
+    )
     assert prediction.text == answer and prediction.start > len(filler)
 
 
@@ -215,7 +253,8 @@ def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, la
         metrics = read_metrics(checkpoints / slot)
         assert metrics["task"] == "qa" and metrics["final"]["validation"]["total"] == 10
         assert "null_score_diff_threshold" in metrics["extra"]
-        assert_card_matches_metrics(checkpoints / slot, None,
-                                    "question-answering", f"qa_{slot.removeprefix('qa-')}_smoke.json")
+        assert_card_matches_metrics(
+            checkpoints / slot, None, "question-answering", f"qa_{slot.removeprefix('qa-')}_smoke.json"
+        )
     result = Client(launch(checkpoints), verbose=False).predict(*expected_answers()[0][:2], api_name="/answer")
     assert set(result) == {"qa-distilbert", "qa-xlmr"} and all("text" in r for r in result.values())

@@ -38,8 +38,9 @@ def test_broken_env_var_falls_through_and_is_reported(tmp_path, monkeypatch, two
     monkeypatch.setenv("ASR_MODEL", str(tmp_path / "typo"))
     status = Registry(tmp_path).status()["asr"]
     assert status["state"] == "loaded" and status["source"] == str(tmp_path / "asr")
-    assert status["skipped"] == [{"source": f"$ASR_MODEL {tmp_path / 'typo'}",
-                                  "error": f"no folder at {tmp_path / 'typo'}"}]
+    assert status["skipped"] == [
+        {"source": f"$ASR_MODEL {tmp_path / 'typo'}", "error": f"no folder at {tmp_path / 'typo'}"}
+    ]
 
 
 def _fake_hub_cache(cache, repo_id: str, source) -> None:
@@ -57,8 +58,7 @@ def test_hub_id_loads_from_the_cache_when_offline(tmp_path, monkeypatch, two_asr
     _fake_hub_cache(tmp_path / "hub", "someone/tiny-asr", two_asr[0])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     # Also the last resort: the slot's default hub id, when no env var and no checkpoint.
-    monkeypatch.setitem(slots.SLOTS, "asr", replace(slots.SLOTS["asr"], hub_id="someone/tiny-asr",
-                                                     revision="0" * 40))
+    monkeypatch.setitem(slots.SLOTS, "asr", replace(slots.SLOTS["asr"], hub_id="someone/tiny-asr", revision="0" * 40))
     for env in ("someone/tiny-asr", None):
         if env:
             monkeypatch.setenv("ASR_MODEL", env)

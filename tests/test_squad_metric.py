@@ -7,13 +7,16 @@ import pytest
 from core.squad_metric import exact, f1, normalize_answer, squad_v2
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("The Eiffel Tower!", "eiffel tower"),
-    ("  an   apple, a pear and the plum. ", "apple pear and plum"),
-    ("Theatre", "theatre"),  # "the" only as a whole word
-    ("A", ""),
-    ("U.S.A.", "usa"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("The Eiffel Tower!", "eiffel tower"),
+        ("  an   apple, a pear and the plum. ", "apple pear and plum"),
+        ("Theatre", "theatre"),  # "the" only as a whole word
+        ("A", ""),
+        ("U.S.A.", "usa"),
+    ],
+)
 def test_normalisation(text, expected):
     assert normalize_answer(text) == expected
 
@@ -64,3 +67,26 @@ def test_null_threshold_and_best_threshold_by_hand():
 def test_a_missing_prediction_is_an_error():
     with pytest.raises(ValueError, match="have no prediction"):
         squad_v2({"q1": ["a"]}, {})
+
+
+def test_the_evaluate_modules_give_the_projects_own_scores():
+    import evaluate
+
+    from core.metrics import wer_cer
+    from tests.helpers import ROOT
+
+    golds = {"q1": ["Paris", "the city of Paris"], "q2": [], "q3": ["1889"]}
+    texts = {"q1": "Paris", "q2": "Berlin", "q3": "in 1889"}
+    margins = {"q1": -2.0, "q2": 0.5, "q3": -1.0}
+    squad = evaluate.load(str(ROOT / "metrics" / "squad_v2"))
+    scores = squad.compute(
+        predictions=[{"id": q, "prediction_text": texts[q], "null_score_diff": margins[q]} for q in golds],
+        references=[{"id": q, "answers": {"text": a, "answer_start": [0] * len(a)}} for q, a in golds.items()],
+    )
+    assert scores == pytest.approx(squad_v2(golds, texts, margins))
+    # q2 is answered "Berlin" but its margin exceeds the threshold (0): it abstains, correctly.
+    assert scores["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2) and scores["NoAns_exact"] == 100.0
+    references = ["the cat sat down", "a dog"]
+    predictions = ["the cat sat", "a dog barked"]
+    wer = evaluate.load(str(ROOT / "metrics" / "wer_cer")).compute(predictions=predictions, references=references)
+    assert wer == pytest.approx(wer_cer(references, predictions)) and wer["wer"] == pytest.approx(2 / 6)

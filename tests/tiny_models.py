@@ -15,7 +15,6 @@ from transformers import (
     HubertConfig,
     HubertForCTC,
     HubertForSequenceClassification,
-    Wav2Vec2FeatureExtractor,
     XLMRobertaConfig,
     XLMRobertaForQuestionAnswering,
 )
@@ -23,7 +22,13 @@ from transformers import (
 from core import keywords
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.ctc import build_char_vocab, make_processor
-from scripts.make_smoke_data import tiny_hubert_config, unigram_tokenizer, wordpiece_tokenizer
+from scripts.make_smoke_data import (
+    speech_extractor,
+    tiny_hubert_config,
+    tiny_qa_config,
+    unigram_tokenizer,
+    wordpiece_tokenizer,
+)
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -42,27 +47,30 @@ def hubert_config(**overrides) -> HubertConfig:
 
 
 def tiny_metrics(task: str, sizes: dict[str, int], final: dict[str, dict]) -> Metrics:
-    return Metrics(task=task, final=final, dataset_sizes=sizes,
-                   history=[{"step": 1, "epoch": 1.0, "loss": 1.0}],
-                   hyperparameters={"learning_rate": 1e-3, "note": "random tiny model for tests"},
-                   hardware=hardware_info())
+    return Metrics(
+        task=task,
+        final=final,
+        dataset_sizes=sizes,
+        history=[{"step": 1, "epoch": 1.0, "loss": 1.0}],
+        hyperparameters={"learning_rate": 1e-3, "note": "random tiny model for tests"},
+        hardware=hardware_info(),
+    )
 
 
 def build_asr(target: Path) -> Path:
     torch.manual_seed(0)
     processor = make_processor(build_char_vocab(CORPUS))
-    config = hubert_config(vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
-                           ctc_loss_reduction="mean")
+    config = hubert_config(
+        vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id, ctc_loss_reduction="mean"
+    )
     metrics = tiny_metrics("asr", {"train": 4, "validation": 2, "test": 2}, {"test": {"wer": 1.0, "cer": 1.0}})
     return save_checkpoint(target, HubertForCTC(config), processor, metrics)
 
 
 def build_kws(target: Path) -> Path:
     torch.manual_seed(0)
-    config = hubert_config(num_labels=len(keywords.LABELS), id2label=keywords.ID2LABEL,
-                           label2id=keywords.LABEL2ID, classifier_proj_size=16)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0,
-                                         do_normalize=True, return_attention_mask=True)
+    config = kws_config()
+    extractor = speech_extractor()
     metrics = tiny_metrics("kws", {"train": 12, "validation": 12, "test": 12}, {"test": {"accuracy": 0.0}})
     return save_checkpoint(target, HubertForSequenceClassification(config), extractor, metrics)
 
@@ -72,21 +80,35 @@ def qa_metrics() -> Metrics:
     return tiny_metrics("qa", {"train": 8, "validation": 2}, {"validation": scores})
 
 
+def distilbert_config(tokenizer) -> DistilBertConfig:
+    return tiny_qa_config("distilbert", tokenizer, hidden=32, intermediate=37, positions=128)
+
+
+def xlmr_config(tokenizer) -> XLMRobertaConfig:
+    return tiny_qa_config("xlmr", tokenizer, hidden=32, intermediate=37, positions=128)
+
+
+def kws_config() -> HubertConfig:
+    """The tiny HuBERT classifier over the 12 keyword labels."""
+    return hubert_config(
+        num_labels=len(keywords.LABELS),
+        id2label=keywords.ID2LABEL,
+        label2id=keywords.LABEL2ID,
+        classifier_proj_size=16,
+    )
+
+
 def build_qa_distilbert(target: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = wordpiece_tokenizer(CORPUS)
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, hidden_dim=37, n_layers=2, n_heads=2,
-                              max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    config = distilbert_config(tokenizer)
     return save_checkpoint(target, DistilBertForQuestionAnswering(config), tokenizer, qa_metrics())
 
 
 def build_qa_xlmr(target: Path) -> Path:
     torch.manual_seed(0)
     tokenizer = unigram_tokenizer(CORPUS)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,
-                              num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=130,
-                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, type_vocab_size=1)
+    config = xlmr_config(tokenizer)
     return save_checkpoint(target, XLMRobertaForQuestionAnswering(config), tokenizer, qa_metrics())
 
 

@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import CausalLMOutput
 
-RATE, FRAME, HOP = 16_000, 400, 320
+RATE = 16_000
+FRAME = 400
+HOP = 320
 
 
 def char_hz(token_id: int) -> float:
@@ -37,7 +39,7 @@ class ToneCTC(torch.nn.Module):
         targets = [int(np.argmin(np.abs(freqs - char_hz(t)))) for t in range(self.config.vocab_size)]
         for b in range(x.shape[0]):
             for f in range(frames):
-                spectrum = np.abs(np.fft.rfft(x[b, f * HOP: f * HOP + FRAME]))
+                spectrum = np.abs(np.fft.rfft(x[b, f * HOP : f * HOP + FRAME]))
                 energy = spectrum[targets]
                 energy[0] = 0.0
                 best = int(energy.argmax())

@@ -1,6 +1,6 @@
 """Fine-tune DistilHuBERT with a CTC head on LibriSpeech.
 
-    python -m train.asr train/configs/asr_report.json            # the report's recipe
+    python -m train.asr train/configs/asr_report.json            # the course report's recipe
     python -m train.asr train/configs/asr_superb.json            # SUPERB's BiLSTM head
     python -m train.asr train/configs/asr_smoke.json             # seconds on CPU
     torchrun --nproc_per_node 4 -m train.asr train/configs/asr_report.json
@@ -19,15 +19,29 @@ import torch
 from transformers import AutoConfig, AutoModelForCTC, TrainingArguments
 
 from core.audio import TARGET_RATE, load_audio
+from core.ctc import (
+    build_char_vocab,
+    decode_labels,
+    decode_predictions,
+    make_processor,
+    mask_padding,
+    normalize_transcript,
+)
 from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
-from core.ctc import (build_char_vocab, decode_labels, decode_predictions, make_processor, mask_padding,
-                      normalize_transcript)
 from core.metrics import wer_cer
-from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
-                          hyperparameters, publish_run, split_metrics)
+from train.common import (
+    GroupedTrainer,
+    RunArguments,
+    SpeechModelArguments,
+    apply_freeze,
+    begin,
+    command_line,
+    hyperparameters,
+    publish_run,
+    split_metrics,
+)
 from train.feature_store import audio_identity
-from train.frozen_head import (FeatureArguments, HeadTraining, SplitData, TrainerInputs, dataset_source,
-                               frozen_head)
+from train.frozen_head import FeatureArguments, HeadTraining, SplitData, TrainerInputs, dataset_source, frozen_head
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -37,14 +51,18 @@ SPLITS = ("train", "validation", "test")
 @dataclass
 class ModelArguments(SpeechModelArguments):
     mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
-    superb_lstm_size: int = field(default=SUPERB_LSTM["lstm_size"], metadata={
-        "help": "Units per direction of the --head superb BiLSTM (SUPERB: 1024)."})
+    superb_lstm_size: int = field(
+        default=SUPERB_LSTM["lstm_size"],
+        metadata={"help": "Units per direction of the --head superb BiLSTM (SUPERB: 1024)."},
+    )
 
 
 @dataclass
 class DataArguments:
-    data_dir: str | None = field(default=None, metadata={
-        "help": "A local LibriSpeech tree (one folder per split); when set, the hub is not used."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "A local LibriSpeech tree (one folder per split); when set, the hub is not used."},
+    )
     train_dir: str = field(default="train-clean-100", metadata={"help": "Training split folder under data_dir."})
     validation_dir: str = field(default="dev-clean", metadata={"help": "Validation split folder under data_dir."})
     test_dir: str = field(default="test-clean", metadata={"help": "Test split folder under data_dir."})
@@ -83,8 +101,9 @@ class CTCCollator:
     processor: Any
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = self.processor.feature_extractor.pad([{"input_values": f["input_values"]} for f in features],
-                                                     return_attention_mask=True, return_tensors="pt")
+        batch = self.processor.feature_extractor.pad(
+            [{"input_values": f["input_values"]} for f in features], return_attention_mask=True, return_tensors="pt"
+        )
         labels = self.processor.tokenizer.pad({"input_ids": [f["labels"] for f in features]}, return_tensors="pt")
         batch["labels"] = labels["input_ids"].masked_fill(labels["attention_mask"].ne(1), -100)
         return batch
@@ -102,49 +121,78 @@ class CTCTrainer(GroupedTrainer):
             logits, lengths = logits
         else:
             lengths = self.accelerator.unwrap_model(model)._get_feat_extract_output_lengths(
-                inputs["attention_mask"].sum(-1))
+                inputs["attention_mask"].sum(-1)
+            )
         return loss, mask_padding(logits.argmax(-1), lengths), labels
 
 
 def load_splits(data: DataArguments, subset: list[int] | None) -> dict[str, list[Utterance]]:
-    limits = dict(zip(SPLITS, subset or [None] * 3))
+    limits = dict(zip(SPLITS, subset or [], strict=False))  # a subset may omit test: all of it
     if data.data_dir:
-        folders = dict(zip(SPLITS, (data.train_dir, data.validation_dir, data.test_dir)))
+        folders = dict(zip(SPLITS, (data.train_dir, data.validation_dir, data.test_dir), strict=True))
         return {s: load_local(Path(data.data_dir) / folders[s], limits.get(s)) for s in SPLITS}
-    splits = dict(zip(SPLITS, (data.train_split, data.validation_split, data.test_split)))
-    return {s: load_hub(data.dataset_name, data.dataset_config, splits[s], data.dataset_revision, limits.get(s))
-            for s in SPLITS}
+    splits = dict(zip(SPLITS, (data.train_split, data.validation_split, data.test_split), strict=True))
+    return {
+        s: load_hub(data.dataset_name, data.dataset_config, splits[s], data.dataset_revision, limits.get(s))
+        for s in SPLITS
+    }
 
 
 def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
     config = AutoConfig.from_pretrained(
-        args.model_name_or_path, revision=args.model_revision, vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id, ctc_loss_reduction="mean", ctc_zero_infinity=True,
-        mask_time_prob=args.mask_time_prob, layerdrop=0.0)
+        args.model_name_or_path,
+        revision=args.model_revision,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        ctc_loss_reduction="mean",
+        ctc_zero_infinity=True,
+        mask_time_prob=args.mask_time_prob,
+        layerdrop=0.0,
+    )
     cls = AutoModelForCTC
     if head == "superb":  # the head's sizes live in the config, so the app rebuilds the same head
         config.superb_head = {**SUPERB_LSTM, "lstm_size": args.superb_lstm_size}
         cls = HubertSuperbForCTC
-    model = cls.from_pretrained(args.model_name_or_path, revision=args.model_revision, config=config,
-                                use_safetensors=True)
+    model = cls.from_pretrained(
+        args.model_name_or_path, revision=args.model_revision, config=config, use_safetensors=True
+    )
     return apply_freeze(model, args.freeze)
 
 
-def trainer_inputs(model, datasets: dict[str, SpeechDataset], processor, model_args: ModelArguments,
-                   feature_args: FeatureArguments, training_args: TrainingArguments,
-                   dataset: dict[str, Any]) -> TrainerInputs:
+def trainer_inputs(
+    model,
+    datasets: dict[str, SpeechDataset],
+    processor,
+    model_args: ModelArguments,
+    feature_args: FeatureArguments,
+    training_args: TrainingArguments,
+    dataset: dict[str, Any],
+) -> TrainerInputs:
     """What the Trainer gets. A frozen encoder runs once (stored features, or live with
     --no_feature_cache) and only the head trains; otherwise the full model."""
     collator = CTCCollator(processor)
     if model_args.freeze != "encoder":
         return TrainerInputs(model, datasets, collator, training_args, {})
-    splits = {s: SplitData(d, [d.label_ids(i) for i in range(len(d))], [audio_identity(u.audio) for u in d.utterances])
-              for s, d in datasets.items()}
+    splits = {
+        s: SplitData(d, [d.label_ids(i) for i in range(len(d))], [audio_identity(u.audio) for u in d.utterances])
+        for s, d in datasets.items()
+    }
     preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "core.audio.load_audio"}
-    training = HeadTraining(loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
-                            mask_time_prob=model_args.mask_time_prob, mask_time_length=model.config.mask_time_length)
-    return frozen_head(model, splits, audio_collator=collator, dataset=dataset, preprocessing=preprocessing,
-                       training=training, features=feature_args, training_args=training_args)
+    training = HeadTraining(
+        loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
+        mask_time_prob=model_args.mask_time_prob,
+        mask_time_length=model.config.mask_time_length,
+    )
+    return frozen_head(
+        model,
+        splits,
+        audio_collator=collator,
+        dataset=dataset,
+        preprocessing=preprocessing,
+        training=training,
+        features=feature_args,
+        training_args=training_args,
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -167,24 +215,42 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:
-        return wer_cer(decode_labels(pred.label_ids, processor.tokenizer),
-                       decode_predictions(pred.predictions, processor.tokenizer))
+        return wer_cer(
+            decode_labels(pred.label_ids, processor.tokenizer),
+            decode_predictions(pred.predictions, processor.tokenizer),
+        )
 
     # 5. Train, validating every eval_steps (the history in metrics.json).
-    trainer = CTCTrainer(model=inputs.model, args=inputs.training_args, data_collator=inputs.collator,
-                         train_dataset=inputs.datasets["train"], eval_dataset=inputs.datasets["validation"],
-                         processing_class=processor.feature_extractor, compute_metrics=compute_metrics)
-    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+    trainer = CTCTrainer(
+        model=inputs.model,
+        args=inputs.training_args,
+        data_collator=inputs.collator,
+        train_dataset=inputs.datasets["train"],
+        eval_dataset=inputs.datasets["validation"],
+        processing_class=processor.feature_extractor,
+        compute_metrics=compute_metrics,
+    )
+    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
-    final = {s: split_metrics(trainer.evaluate(inputs.datasets[s], metric_key_prefix=s), s)
-             for s in ("validation", "test")}
+    final = {
+        s: split_metrics(trainer.evaluate(inputs.datasets[s], metric_key_prefix=s), s) for s in ("validation", "test")
+    }
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
     params = hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args)
-    return publish_run(run, trainer, processor, model=model, task="asr", final=final, sizes=sizes, params=params,
-                       command=command_line("train.asr", argv),
-                       extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **inputs.cache_info})
+    return publish_run(
+        run,
+        trainer,
+        processor,
+        model=model,
+        task="asr",
+        final=final,
+        sizes=sizes,
+        params=params,
+        command=command_line("train.asr", argv),
+        extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **inputs.cache_info},
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ class Augment:
 
     counts: list[int]
     source: torch.Tensor  # [B, T]: frame t reads frame source[b, t] (a rotation within the clip)
-    keep: torch.Tensor    # [B, T] float: 0 where masked
+    keep: torch.Tensor  # [B, T] float: 0 where masked
 
     @staticmethod
-    def draw(counts: list[int], frames: int, shift: int, prob: float, span: int) -> "Augment":
+    def draw(counts: list[int], frames: int, shift: int, prob: float, span: int) -> Augment:
         # The random numbers come from torch's generator (the Trainer seeds it); the arithmetic is
         # numpy's, which costs a fraction of torch's per-call overhead on arrays this small.
         batch = len(counts)
@@ -39,11 +39,12 @@ class Augment:
             starts = np.floor(torch.rand(batch, most).numpy() * np.maximum(n - span + 1, 1))
             hit = np.zeros((batch, frames), bool)
             for j in range(most):  # a mask or two per clip: a loop over them beats a 3-d array
-                start = starts[:, j:j + 1]
+                start = starts[:, j : j + 1]
                 hit |= (t >= start) & (t < start + span) & (j < count[:, None])
             keep = (~hit).astype(np.float32)
-        return Augment(list(counts), torch.from_numpy(np.ascontiguousarray(source, dtype=np.int64)),
-                       torch.from_numpy(keep))
+        return Augment(
+            list(counts), torch.from_numpy(np.ascontiguousarray(source, dtype=np.int64)), torch.from_numpy(keep)
+        )
 
     def apply(self, hidden: torch.Tensor) -> torch.Tensor:
         """Shift, then mask, a [B, T, ...] batch."""
@@ -56,7 +57,8 @@ class Augment:
         """[B, T] weights w with sum_t w[t] h[t] = mean over the clip of apply(h): frame t of the
         augmented clip is frame source[t] of the stored one, so its 1/n goes there (source is a
         rotation within the clip, so no two frames land on the same place)."""
-        keep, source = self.keep.numpy(), self.source.numpy()
+        keep = self.keep.numpy()
+        source = self.source.numpy()
         n = np.asarray(self.counts, np.float32)[:, None]
         weights = np.zeros_like(keep)
         weights[np.arange(len(n))[:, None], source] = keep * (np.arange(keep.shape[1])[None, :] < n) / n

@@ -8,9 +8,10 @@ import logging
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import transformers
@@ -24,31 +25,50 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunArguments:
-    """Where the run writes, and the report's `WholeDataset` switch."""
+    """Where the run writes, its precision, and `subset` (the course report's `WholeDataset` switch:
+    how many examples of each split to train and evaluate on)."""
 
-    run_dir: str | None = field(default=None, metadata={
-        "help": "Folder for the trainer's intermediate checkpoints (for --resume). Default: "
-                "outputs/<name of output_dir>. The published checkpoint goes to output_dir."})
-    subset: list[int] | None = field(default=None, metadata={
-        "help": "Load only the first N examples of each split (train, validation[, test]), in the "
-                "dataset's order: the report's WholeDataset list. Omitted = everything."})
+    run_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder for the trainer's intermediate checkpoints (for --resume). Default: "
+            "outputs/<name of output_dir>. The published checkpoint goes to output_dir."
+        },
+    )
+    subset: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Load only the first N examples of each split (train, validation[, test]), in the "
+            "dataset's order (the course report's WholeDataset list). Omitted = everything."
+        },
+    )
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in run_dir."})
-    precision: str = field(default="auto", metadata={
-        "help": "'auto': bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU. Or fp32/bf16/fp16.",
-        "choices": ["auto", "fp32", "bf16", "fp16"]})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto': bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU. Or fp32/bf16/fp16.",
+            "choices": ["auto", "fp32", "bf16", "fp16"],
+        },
+    )
 
 
 @dataclass
 class SpeechModelArguments:
     """The pretrained speech encoder and what of it stays frozen (both speech scripts)."""
 
-    model_name_or_path: str = field(default="ntu-spml/distilhubert", metadata={
-        "help": "Pretrained encoder: a hub id or a local save_pretrained folder."})
+    model_name_or_path: str = field(
+        default="ntu-spml/distilhubert",
+        metadata={"help": "Pretrained encoder: a hub id or a local save_pretrained folder."},
+    )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the encoder."})
-    freeze: str = field(default="encoder", metadata={
-        "help": "What stays frozen: 'encoder' (only the new head trains, the report's recipe), "
-                "'feature_encoder' (the conv front end), or 'none'.",
-        "choices": ["encoder", "feature_encoder", "none"]})
+    freeze: str = field(
+        default="encoder",
+        metadata={
+            "help": "What stays frozen: 'encoder' (only the new head trains, as in the course report's recipe), "
+            "'feature_encoder' (the conv front end), or 'none'.",
+            "choices": ["encoder", "feature_encoder", "none"],
+        },
+    )
 
 
 def apply_freeze(model: Any, freeze: str) -> Any:
@@ -87,7 +107,8 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     (typed as written: numbers, lists, booleans and null stay what they are), flags override.
 
     The dataclasses' own defaults apply where neither sets a value."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    argv = list(given)
     parser = HfArgumentParser(dataclass_types)
     if argv and argv[0].endswith(".json"):
         config = json.loads(Path(argv[0]).read_text())
@@ -102,8 +123,11 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
 
 def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any) -> TrainingArguments:
     """Logging, seed, and trainer arguments that write to run_dir (not to the published folder)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        level=logging.INFO if training_args.should_log else logging.WARNING)
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=level,
+    )
     transformers.utils.logging.set_verbosity_warning()
     for obj in (run, *arg_objects):
         logger.info("%s: %s", type(obj).__name__, asdict(obj))
@@ -118,7 +142,6 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
     return replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
 
 
-
 class GroupedTrainer(Trainer):
     """A Trainer whose datasets may carry a `lengths` list, so `group_by_length` batches need no
     pass over the (lazily decoded) audio to find out how long each example is."""
@@ -127,15 +150,17 @@ class GroupedTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = getattr(dataset, "lengths", None)
         if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=lengths)
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
+            )
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
         lengths = getattr(eval_dataset, "lengths", None)
         if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-            return LengthGroupedSampler(self.args.eval_batch_size, lengths=lengths,
-                                        generator=torch.Generator().manual_seed(self.args.seed))
+            return LengthGroupedSampler(
+                self.args.eval_batch_size, lengths=lengths, generator=torch.Generator().manual_seed(self.args.seed)
+            )
         return super()._get_eval_sampler(eval_dataset)
 
 
@@ -143,18 +168,34 @@ def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Trainer logs as rows: training loss and evaluation metrics per step (runtime noise dropped)."""
     rows = []
     for entry in log_history:
-        row = {k: v for k, v in entry.items()
-               if not k.endswith(("_runtime", "_per_second", "_flos")) and k not in ("total_flos", "grad_norm")}
+        row = {
+            k: v
+            for k, v in entry.items()
+            if not k.endswith(("_runtime", "_per_second", "_flos")) and k not in ("total_flos", "grad_norm")
+        }
         if len(row) > 2:  # more than step and epoch
             rows.append(row)
     return rows
 
 
 def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict[str, Any]:
-    keep = ("learning_rate", "weight_decay", "warmup_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "num_train_epochs", "max_steps", "lr_scheduler_type",
-            "max_grad_norm", "seed", "bf16", "fp16", "eval_steps", "train_sampling_strategy",
-            "dataloader_num_workers")  # as trained: stored features are read without workers
+    keep = (
+        "learning_rate",
+        "weight_decay",
+        "warmup_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "max_steps",
+        "lr_scheduler_type",
+        "max_grad_norm",
+        "seed",
+        "bf16",
+        "fp16",
+        "eval_steps",
+        "train_sampling_strategy",
+        "dataloader_num_workers",
+    )  # as trained: stored features are read without workers
     params = {name: getattr(training_args, name) for name in keep}
     for obj in arg_objects:
         params.update({f.name: getattr(obj, f.name) for f in fields(obj)})
@@ -163,8 +204,11 @@ def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict
 
 def split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     """`trainer.evaluate(..., metric_key_prefix=prefix)` output without the prefix and timings."""
-    return {k.removeprefix(f"{prefix}_"): v for k, v in metrics.items()
-            if not k.endswith(("_runtime", "_per_second")) and k != "epoch"}
+    return {
+        k.removeprefix(f"{prefix}_"): v
+        for k, v in metrics.items()
+        if not k.endswith(("_runtime", "_per_second")) and k != "epoch"
+    }
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:
@@ -174,16 +218,32 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
     return " ".join([f"python -m {module}", *map(shlex.quote, argv)])
 
 
-def publish_run(run: Run, trainer: Trainer, processor: Any, *, model: Any, task: str,
-                final: dict[str, dict[str, Any]], sizes: dict[str, int], params: dict[str, Any],
-                command: str, extra: dict[str, Any] | None = None) -> Path:
+def publish_run(
+    run: Run,
+    trainer: Trainer,
+    processor: Any,
+    *,
+    model: Any,
+    task: str,
+    final: dict[str, dict[str, Any]],
+    sizes: dict[str, int],
+    params: dict[str, Any],
+    command: str,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write `model` (with its trained head) in the checkpoint contract to the run's target
     atomically, with a model card that records `command`; only the main process writes."""
     if trainer.is_world_process_zero():
-        metrics = Metrics(task=task, final=final, history=history(trainer.state.log_history),
-                          dataset_sizes=sizes, hyperparameters=params,
-                          wall_time_s=round(time.time() - run.started, 2), hardware=hardware_info(),
-                          extra=extra or {})
+        metrics = Metrics(
+            task=task,
+            final=final,
+            history=history(trainer.state.log_history),
+            dataset_sizes=sizes,
+            hyperparameters=params,
+            wall_time_s=round(time.time() - run.started, 2),
+            hardware=hardware_info(),
+            extra=extra or {},
+        )
         save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command)
         logger.info("published %s", run.target)
     return run.target

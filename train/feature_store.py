@@ -20,9 +20,10 @@ import logging
 import os
 import shutil
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,17 +38,40 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 RATE = TARGET_RATE
 # Config entries that change only the head or training, not what the encoder computes.
-_HEAD_ONLY = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "id2label", "label2id",
-              "architectures", "ctc_loss_reduction", "ctc_zero_infinity", "use_weighted_layer_sum",
-              "classifier_proj_size", "final_dropout", "superb_head", "transformers_version", "dtype",
-              "torch_dtype", "_name_or_path", "problem_type", "layerdrop", "tokenizer_class", "num_labels")
+_HEAD_ONLY = (
+    "vocab_size",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "id2label",
+    "label2id",
+    "architectures",
+    "ctc_loss_reduction",
+    "ctc_zero_infinity",
+    "use_weighted_layer_sum",
+    "classifier_proj_size",
+    "final_dropout",
+    "superb_head",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "_name_or_path",
+    "problem_type",
+    "layerdrop",
+    "tokenizer_class",
+    "num_labels",
+)
 # precision -> (torch dtype of the stored values, numpy dtype on disk: numpy has no bfloat16, so
 # bf16 is kept as its raw 16 bits).
-_PRECISION = {"fp32": (torch.float32, np.float32), "fp16": (torch.float16, np.float16),
-              "bf16": (torch.bfloat16, np.uint16)}
+_PRECISION = {
+    "fp32": (torch.float32, np.float32),
+    "fp16": (torch.float16, np.float16),
+    "bf16": (torch.bfloat16, np.uint16),
+}
 
 
 # ---- what decides a store's contents ----------------------------------------------------------------
+
 
 def audio_identity(audio: Any) -> str:
     """A file by path, size and modification time; embedded bytes by their hash."""
@@ -61,8 +85,11 @@ def audio_identity(audio: Any) -> str:
 def encoder_fingerprint(encoder: nn.Module) -> str:
     """Digest of the encoder's config (what shapes its computation) and every weight."""
     digest = hashlib.sha256()
-    config = {k: v for k, v in encoder.config.to_dict().items()
-              if k not in _HEAD_ONLY and "dropout" not in k and not k.startswith("mask_")}
+    config = {
+        k: v
+        for k, v in encoder.config.to_dict().items()
+        if k not in _HEAD_ONLY and "dropout" not in k and not k.startswith("mask_")
+    }
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
@@ -90,13 +117,20 @@ class StoreKey:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:24]
 
 
-def store_key(encoder_digest: str, layers: str, precision: str, dataset: dict[str, Any],
-              identities: Sequence[str], preprocessing: dict[str, Any]) -> StoreKey:
+def store_key(
+    encoder_digest: str,
+    layers: str,
+    precision: str,
+    dataset: dict[str, Any],
+    identities: Sequence[str],
+    preprocessing: dict[str, Any],
+) -> StoreKey:
     """The key of a store of `identities` (one string per clip, in order: `audio_identity`);
     `encoder_digest` is `encoder_fingerprint(encoder)`, hashed once per run for all its splits."""
     content = hashlib.sha256("\n".join(identities).encode()).hexdigest()
-    return StoreKey(encoder_digest, layers, precision, {**dataset, "clips": len(identities), "content": content},
-                    preprocessing)
+    return StoreKey(
+        encoder_digest, layers, precision, {**dataset, "clips": len(identities), "content": content}, preprocessing
+    )
 
 
 class Layout(NamedTuple):
@@ -108,6 +142,7 @@ class Layout(NamedTuple):
 
 
 # ---- the store ------------------------------------------------------------------------------------
+
 
 class FeatureStore:
     """Read side: one clip's stored hidden states as a tensor (bf16 or fp32)."""
@@ -126,10 +161,10 @@ class FeatureStore:
     def rows(self, i: int) -> np.ndarray:
         """Clip i's frames as a view of the memory map (read when copied; bf16 as raw uint16)."""
         start, count = self.index[i]
-        return self.frames[start:start + count]
+        return self.frames[start : start + count]
 
     @staticmethod
-    def open(path: Path, key: StoreKey) -> "FeatureStore | None":
+    def open(path: Path, key: StoreKey) -> FeatureStore | None:
         """The store at `path` if it is complete and was built for exactly `key`, else None."""
         try:
             manifest = json.loads((path / "manifest.json").read_text())
@@ -150,16 +185,25 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return tensor.view(torch.bfloat16) if array.dtype == np.uint16 else tensor
 
 
-def open_or_build(root: str | Path, key: StoreKey, source: torch.utils.data.Dataset, encoder: nn.Module,
-                  *, device: torch.device, batch_seconds: float = 320.0, num_workers: int = 0,
-                  name: str = "") -> FeatureStore:
+def open_or_build(
+    root: str | Path,
+    key: StoreKey,
+    source: torch.utils.data.Dataset,
+    encoder: nn.Module,
+    *,
+    device: torch.device,
+    batch_seconds: float = 320.0,
+    num_workers: int = 0,
+    name: str = "",
+) -> FeatureStore:
     """Reuse the store for `key`, or run `encoder` over `source` (items with "input_values"; a
     `lengths` list in samples) once and store its outputs."""
     path = Path(root) / key.digest()
     store = FeatureStore.open(path, key)
     if store is not None:
-        logger.info("feature cache: reusing %s for %s (%d clips, built %s)", path, name, len(store),
-                    store.manifest["built"])
+        logger.info(
+            "feature cache: reusing %s for %s (%d clips, built %s)", path, name, len(store), store.manifest["built"]
+        )
         return store
     frames = _frame_counts(encoder, source.lengths)
     tail = _tail_shape(encoder, key.layers)
@@ -167,20 +211,40 @@ def open_or_build(root: str | Path, key: StoreKey, source: torch.utils.data.Data
     layout = Layout(frames, tail, int(frames.sum()) * int(np.prod(tail)) * itemsize)
     path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path.parent).free
-    logger.info("feature cache: building %s for %s: %d clips, %.2f h of audio, %d frames x %s %s = %.2f GB "
-                "(%.1f GB free there)", path, name, len(frames), sum(source.lengths) / RATE / 3600,
-                frames.sum(), tail, key.precision, layout.nbytes / 1e9, free / 1e9)
+    logger.info(
+        "feature cache: building %s for %s: %d clips, %.2f h of audio, %d frames x %s %s = %.2f GB "
+        "(%.1f GB free there)",
+        path,
+        name,
+        len(frames),
+        sum(source.lengths) / RATE / 3600,
+        frames.sum(),
+        tail,
+        key.precision,
+        layout.nbytes / 1e9,
+        free / 1e9,
+    )
     if layout.nbytes > free:
-        raise OSError(f"the feature cache needs {layout.nbytes / 1e9:.1f} GB but {path.parent} has "
-                      f"{free / 1e9:.1f} GB free: point --feature_cache_dir elsewhere or train with "
-                      "--no_feature_cache")
-    loader = torch.utils.data.DataLoader(_Indexed(source), num_workers=num_workers, collate_fn=_pad_audio,
-                                         batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)))
+        raise OSError(
+            f"the feature cache needs {layout.nbytes / 1e9:.1f} GB but {path.parent} has "
+            f"{free / 1e9:.1f} GB free: point --feature_cache_dir elsewhere or train with "
+            "--no_feature_cache"
+        )
+    loader = torch.utils.data.DataLoader(
+        _Indexed(source),
+        num_workers=num_workers,
+        collate_fn=_pad_audio,
+        batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)),
+    )
     with publish(path, check=_check_complete) as staging:
         _build(staging, key, encoder, device, layout, loader)
     store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
-    logger.info("feature cache: built %s in %.1f s (%.0f audio-s/s)", path, store.manifest["build_seconds"],
-                store.manifest["audio_seconds_per_second"])
+    logger.info(
+        "feature cache: built %s in %.1f s (%.0f audio-s/s)",
+        path,
+        store.manifest["build_seconds"],
+        store.manifest["audio_seconds_per_second"],
+    )
     return store
 
 
@@ -204,8 +268,11 @@ def length_batches(lengths: Sequence[int], batch_samples: int, max_items: int = 
     """Clips sorted by length, cut into batches whose padded size stays under `batch_samples`."""
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_samples \
-                and len(batches[-1]) < max_items:
+        if (
+            batches
+            and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_samples
+            and len(batches[-1]) < max_items
+        ):
             batches[-1].append(i)
         else:
             batches.append([i])
@@ -229,16 +296,23 @@ def _pad_audio(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Te
 
 
 @torch.no_grad()
-def _build(folder: Path, key: StoreKey, encoder: nn.Module, device: torch.device, layout: Layout,
-           loader: torch.utils.data.DataLoader) -> None:
+def _build(
+    folder: Path,
+    key: StoreKey,
+    encoder: nn.Module,
+    device: torch.device,
+    layout: Layout,
+    loader: torch.utils.data.DataLoader,
+) -> None:
     """Run `encoder` on `device` over the batches of `loader`, write each clip's frames where
     `layout` puts them, then the index and the manifest."""
     started = time.time()
     compute, dtype = _PRECISION[key.precision]
     frames = layout.frames
     offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
-    store = np.lib.format.open_memmap(folder / "frames.npy", mode="w+", dtype=dtype,
-                                      shape=(int(frames.sum()), *layout.tail))
+    store = np.lib.format.open_memmap(
+        folder / "frames.npy", mode="w+", dtype=dtype, shape=(int(frames.sum()), *layout.tail)
+    )
     index = np.zeros((len(frames), 2), np.int64)
     index[:, 0] = offsets
     was_training = encoder.training
@@ -250,10 +324,10 @@ def _build(folder: Path, key: StoreKey, encoder: nn.Module, device: torch.device
             hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key.layers)
         hidden = hidden.to(compute).cpu()
         hidden = (hidden.view(torch.uint16) if compute == torch.bfloat16 else hidden).numpy()
-        for row, (i, n) in enumerate(zip(ids, counts.tolist())):
+        for row, (i, n) in enumerate(zip(ids, counts.tolist(), strict=True)):
             if n > frames[i]:
                 raise RuntimeError(f"clip {i} gave {n} frames, more than the {frames[i]} its length promised")
-            store[offsets[i]:offsets[i] + n] = hidden[row, :n]
+            store[offsets[i] : offsets[i] + n] = hidden[row, :n]
             index[i, 1] = n
         audio_samples += int(lengths.sum())
     store.flush()
@@ -261,9 +335,15 @@ def _build(folder: Path, key: StoreKey, encoder: nn.Module, device: torch.device
     encoder.train(was_training).to(home)
     np.save(folder / "index.npy", index)
     seconds = time.time() - started
-    manifest = {"key": key.as_dict(), "clips": len(frames), "frames": int(frames.sum()),
-                "tail": list(layout.tail), "bytes": layout.nbytes,
-                "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "build_seconds": round(seconds, 3), "audio_seconds": round(audio_samples / RATE, 3),
-                "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1)}
+    manifest = {
+        "key": key.as_dict(),
+        "clips": len(frames),
+        "frames": int(frames.sum()),
+        "tail": list(layout.tail),
+        "bytes": layout.nbytes,
+        "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 3),
+        "audio_seconds": round(audio_samples / RATE, 3),
+        "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1),
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))

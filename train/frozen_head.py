@@ -5,8 +5,9 @@ stored ones, and the arguments that choose between them."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,31 +19,55 @@ from train.augment import Augment
 from train.feature_store import FeatureStore, as_tensor, encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep
 
+
 @dataclass
 class FeatureArguments:
     """The frozen-encoder path (used when --freeze encoder)."""
 
-    feature_cache: bool = field(default=True, metadata={
-        "help": "Run the frozen encoder once and train the head on its stored outputs. "
-                "--no_feature_cache runs the encoder on every batch of every epoch instead."})
-    feature_cache_dir: str = field(default="outputs/feature_cache", metadata={
-        "help": "Where stores live; one folder per (encoder, layers, clips, preprocessing, precision)."})
-    cache_batch_seconds: float = field(default=320.0, metadata={
-        "help": "Audio seconds (padded) per encoder batch while building a store."})
-    cache_workers: int | None = field(default=None, metadata={
-        "help": "Decoding worker processes while building a store (default: --dataloader_num_workers). "
-                "A build is bound by decoding: give it the machine's cores."})
-    cuda_graphs: bool = field(default=True, metadata={
-        "help": "On one GPU, replay a pooling head's training step (KWS on stored features) from CUDA "
-                "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."})
-    store_workers: int = field(default=0, metadata={
-        "help": "DataLoader workers while training on stored features (replaces --dataloader_num_workers "
-                "there). Reading a memory-mapped store in the main process is cheaper than handing "
-                "batches between processes (bench/data_loading.py)."})
-    head: str = field(default="linear", metadata={
-        "help": "'linear': the report's head on the last layer. 'superb': SUPERB's downstream on a "
-                "learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
-        "choices": ["linear", "superb"]})
+    feature_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Run the frozen encoder once and train the head on its stored outputs. "
+            "--no_feature_cache runs the encoder on every batch of every epoch instead."
+        },
+    )
+    feature_cache_dir: str = field(
+        default="outputs/feature_cache",
+        metadata={"help": "Where stores live; one folder per (encoder, layers, clips, preprocessing, precision)."},
+    )
+    cache_batch_seconds: float = field(
+        default=320.0, metadata={"help": "Audio seconds (padded) per encoder batch while building a store."}
+    )
+    cache_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Decoding worker processes while building a store (default: --dataloader_num_workers). "
+            "A build is bound by decoding: give it the machine's cores."
+        },
+    )
+    cuda_graphs: bool = field(
+        default=True,
+        metadata={
+            "help": "On one GPU, replay a pooling head's training step (KWS on stored features) from CUDA "
+            "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."
+        },
+    )
+    store_workers: int = field(
+        default=0,
+        metadata={
+            "help": "DataLoader workers while training on stored features (replaces --dataloader_num_workers "
+            "there). Reading a memory-mapped store in the main process is cheaper than handing "
+            "batches between processes (bench/data_loading.py)."
+        },
+    )
+    head: str = field(
+        default="linear",
+        metadata={
+            "help": "'linear': the course report's head (linear, on the last layer). 'superb': SUPERB's "
+            "downstream on a learned mix of all layers (ASR: 2-layer BiLSTM + CTC; KWS: projection + mean + linear).",
+            "choices": ["linear", "superb"],
+        },
+    )
 
 
 class CachedDataset(torch.utils.data.Dataset):
@@ -67,13 +92,20 @@ def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     # Each clip's frames go from the memory map straight into the padded batch: one copy.
     first = items[0]["hidden"]
     hidden = np.zeros((len(items), max(counts), *first.shape[1:]), first.dtype)
-    for row, (f, n) in enumerate(zip(items, counts)):
+    for row, (f, n) in enumerate(zip(items, counts, strict=True)):
         hidden[row, :n] = f["hidden"]
     # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
     # on the CPU from these without reading anything back.
-    return {"hidden": as_tensor(hidden), "frame_lengths": torch.tensor(counts), "frame_counts": counts,
-            "labels": (pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
-                       if isinstance(labels[0], (list, tuple)) else torch.tensor(labels))}  # CTC: -100 = none
+    return {
+        "hidden": as_tensor(hidden),
+        "frame_lengths": torch.tensor(counts),
+        "frame_counts": counts,
+        "labels": (
+            pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
+            if isinstance(labels[0], (list, tuple))
+            else torch.tensor(labels)
+        ),
+    }  # CTC: -100 = none
 
 
 class FrozenEncoderHead(nn.Module):
@@ -82,10 +114,16 @@ class FrozenEncoderHead(nn.Module):
     the spot (`input_values`, `attention_mask`). The encoder always runs in eval mode: frozen means
     no dropout and no masking inside it, so both feeds give the head the same numbers."""
 
-    def __init__(self, model: nn.Module, live_encoder: bool,
-                 loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 mask_time_prob: float = 0.0, mask_time_length: int = 10, shift_frames: int = 0,
-                 cuda_graphs: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        live_encoder: bool,
+        loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        mask_time_prob: float = 0.0,
+        mask_time_length: int = 10,
+        shift_frames: int = 0,
+        cuda_graphs: bool = False,
+    ):
         super().__init__()
         self.head = head_of(model)
         self.encoder = model.base_model if live_encoder else None
@@ -95,23 +133,39 @@ class FrozenEncoderHead(nn.Module):
         self.graphed = GraphedPoolingStep(self.head, loss) if graphable else None
         self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
 
-    def train(self, mode: bool = True) -> "FrozenEncoderHead":
+    def train(self, mode: bool = True) -> FrozenEncoderHead:
         super().train(mode)
         if self.encoder is not None:
             self.encoder.eval()
         return self
 
-    def forward(self, labels: torch.Tensor | None = None, hidden: torch.Tensor | None = None,
-                frame_lengths: torch.Tensor | None = None, frame_counts: list[int] | None = None,
-                input_values: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> HeadOutput:
+    def forward(
+        self,
+        labels: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        frame_lengths: torch.Tensor | None = None,
+        frame_counts: list[int] | None = None,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> HeadOutput:
         if hidden is None:
             with torch.no_grad():
-                hidden, frame_lengths = encode(self.encoder, input_values,
-                                               None if attention_mask is None else attention_mask.sum(-1),
-                                               self.head.layers)
+                sample_lengths = None if attention_mask is None else attention_mask.sum(-1)
+                hidden, frame_lengths = encode(
+                    self.encoder,
+                    input_values,
+                    sample_lengths,
+                    self.head.layers,
+                )
         augment = self._draw(hidden, frame_lengths, frame_counts)
-        graphed = (self.graphed is not None and self.training and torch.is_grad_enabled() and hidden.is_cuda
-                   and frame_counts is not None and labels is not None)
+        graphed = (
+            self.graphed is not None
+            and self.training
+            and torch.is_grad_enabled()
+            and hidden.is_cuda
+            and frame_counts is not None
+            and labels is not None
+        )
         # A light head runs in fp32 even under bf16 autocast: its arithmetic is negligible, and
         # autocast would add a cast kernel for every weight, forward and backward.
         with torch.autocast(hidden.device.type, enabled=False) if self.head.light else contextlib.nullcontext():
@@ -122,11 +176,15 @@ class FrozenEncoderHead(nn.Module):
                     weights = mean_pooling_weights(torch.tensor(frame_counts), hidden.shape[1])
                 logits, loss = self.graphed(hidden, weights, frame_lengths, labels)
                 return HeadOutput(loss=loss, logits=logits)
-            logits = self._head(hidden.float() if self.head.light else hidden, frame_lengths, augment)
+            head_input = hidden.float() if self.head.light else hidden
+            logits = self._head(head_input, frame_lengths, augment)
         loss = None if labels is None or self.loss is None else self.loss(logits, frame_lengths, labels)
-        return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths if self.head.per_frame else None)
+        frame_lengths_out = frame_lengths if self.head.per_frame else None
+        return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths_out)
 
-    def _draw(self, hidden: torch.Tensor, frame_lengths: torch.Tensor, frame_counts: list[int] | None) -> Augment | None:
+    def _draw(
+        self, hidden: torch.Tensor, frame_lengths: torch.Tensor, frame_counts: list[int] | None
+    ) -> Augment | None:
         """This batch's shift and time mask while training, if any is asked for."""
         if not self.training or not (self.shift_frames or self.mask_time_prob):
             return None
@@ -183,18 +241,32 @@ class TrainerInputs(NamedTuple):
     cache_info: dict[str, Any]
 
 
-def frozen_head(model: nn.Module, splits: dict[str, SplitData], *, audio_collator: Callable,
-                dataset: dict[str, Any], preprocessing: dict[str, Any], training: HeadTraining,
-                features: FeatureArguments, training_args: Any) -> TrainerInputs:
+def frozen_head(
+    model: nn.Module,
+    splits: dict[str, SplitData],
+    *,
+    audio_collator: Callable,
+    dataset: dict[str, Any],
+    preprocessing: dict[str, Any],
+    training: HeadTraining,
+    features: FeatureArguments,
+    training_args: Any,
+) -> TrainerInputs:
     """The Trainer's inputs for a frozen encoder: stored features (built or reused per split,
     keyed by `dataset` and `preprocessing` besides the encoder and clips) or, with
     --no_feature_cache, the audio datasets and a live encoder."""
     # Graphs in one process on one GPU only: DataParallel replicates the head on every step, and
     # multi-process runs are not tested with them.
     single = training_args.world_size == 1 and training_args.n_gpu <= 1
-    head = FrozenEncoderHead(model, live_encoder=not features.feature_cache, loss=training.loss,
-                             mask_time_prob=training.mask_time_prob, mask_time_length=training.mask_time_length,
-                             shift_frames=training.shift_frames, cuda_graphs=features.cuda_graphs and single)
+    head = FrozenEncoderHead(
+        model,
+        live_encoder=not features.feature_cache,
+        loss=training.loss,
+        mask_time_prob=training.mask_time_prob,
+        mask_time_length=training.mask_time_length,
+        shift_frames=training.shift_frames,
+        cuda_graphs=features.cuda_graphs and single,
+    )
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:
         return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
@@ -207,17 +279,30 @@ def frozen_head(model: nn.Module, splits: dict[str, SplitData], *, audio_collato
         if not len(split.audio):
             datasets[name] = split.audio
             continue
-        key = store_key(encoder_digest, head.head.layers, precision, {**dataset, "split": name}, split.identities,
-                        preprocessing)
+        key = store_key(
+            encoder_digest, head.head.layers, precision, {**dataset, "split": name}, split.identities, preprocessing
+        )
         with training_args.main_process_first(local=True, desc=f"feature cache ({name})"):
-            store = open_or_build(features.feature_cache_dir, key, split.audio, model.base_model,
-                                  device=training_args.device, batch_seconds=features.cache_batch_seconds,
-                                  num_workers=workers, name=name)
+            store = open_or_build(
+                features.feature_cache_dir,
+                key,
+                split.audio,
+                model.base_model,
+                device=training_args.device,
+                batch_seconds=features.cache_batch_seconds,
+                num_workers=workers,
+                name=name,
+            )
         datasets[name] = CachedDataset(store, split.labels, split.audio.lengths)
-        stores[name] = {"path": str(store.path), "reused": store.reused,
-                        **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")}}
+        stores[name] = {
+            "path": str(store.path),
+            "reused": store.reused,
+            **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")},
+        }
     # Workers were for decoding audio; the stores need none (the builds above used them).
-    reading = replace(training_args, dataloader_num_workers=features.store_workers,
-                      dataloader_persistent_workers=training_args.dataloader_persistent_workers
-                      and features.store_workers > 0)
+    reading = replace(
+        training_args,
+        dataloader_num_workers=features.store_workers,
+        dataloader_persistent_workers=training_args.dataloader_persistent_workers and features.store_workers > 0,
+    )
     return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})

@@ -15,8 +15,8 @@ single process on one GPU.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -81,8 +81,9 @@ class GraphedPoolingStep:
         logits = self.head.pooled_logits(hidden.float(), weights)
         return logits, self.loss(logits, lengths, labels)
 
-    def _capture(self, hidden: torch.Tensor, weights: torch.Tensor, lengths: torch.Tensor,
-                 labels: torch.Tensor) -> _Captured:
+    def _capture(
+        self, hidden: torch.Tensor, weights: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor
+    ) -> _Captured:
         static = [t.clone() for t in (hidden, weights, lengths, labels)]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -90,15 +91,17 @@ class GraphedPoolingStep:
             for _ in range(WARMUP):  # autograd.grad: nothing is accumulated into .grad
                 torch.autograd.grad(self._run(*static)[1], self.params)
         torch.cuda.current_stream().wait_stream(side)
-        forward, backward = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        forward = torch.cuda.CUDAGraph()
+        backward = torch.cuda.CUDAGraph()
         with torch.cuda.graph(forward):
             logits, loss = self._run(*static)
         with torch.cuda.graph(backward, pool=forward.pool()):
             grads = torch.autograd.grad(loss, self.params)
         return _Captured(*static, forward, backward, logits, loss, grads)
 
-    def __call__(self, hidden: torch.Tensor, weights: torch.Tensor, lengths: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, hidden: torch.Tensor, weights: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         params = tuple(p for p in self.head.parameters() if p.requires_grad)
         if [p.data_ptr() for p in params] != [p.data_ptr() for p in self.params]:
             self.graphs.clear()  # moved or replaced since capture: the graphs point at old memory

@@ -1,7 +1,7 @@
 """Fine-tune DistilHuBERT for keyword spotting (12 SUPERB classes of Speech Commands v0.01) with a
 class-weighted cross-entropy.
 
-    python -m train.kws train/configs/kws_report.json            # the report's recipe
+    python -m train.kws train/configs/kws_report.json            # the course report's recipe
     python -m train.kws train/configs/kws_superb.json            # SUPERB's layer-mix head
     python -m scripts.make_smoke_data && python -m train.kws train/configs/kws_smoke.json
     torchrun --nproc_per_node 4 -m train.kws train/configs/kws_report.json
@@ -26,11 +26,27 @@ from core import keywords
 from core.audio import TARGET_RATE, load_audio
 from core.metrics import classification_report
 from core.spotting import fit_window
+from train.common import (
+    GroupedTrainer,
+    RunArguments,
+    SpeechModelArguments,
+    apply_freeze,
+    begin,
+    command_line,
+    hyperparameters,
+    publish_run,
+    split_metrics,
+)
 from train.feature_store import audio_identity
-from train.frozen_head import (FeatureArguments, FrozenEncoderHead, HeadTraining, SplitData, TrainerInputs,
-                               dataset_source, frozen_head)
-from train.common import (GroupedTrainer, RunArguments, SpeechModelArguments, apply_freeze, begin, command_line,
-                          hyperparameters, publish_run, split_metrics)
+from train.frozen_head import (
+    FeatureArguments,
+    FrozenEncoderHead,
+    HeadTraining,
+    SplitData,
+    TrainerInputs,
+    dataset_source,
+    frozen_head,
+)
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
 logger = logging.getLogger(__name__)
@@ -43,25 +59,40 @@ ModelArguments = SpeechModelArguments
 
 @dataclass
 class DataArguments:
-    data_dir: str | None = field(default=None, metadata={
-        "help": "A local Speech Commands v0.01 tree; when set, the hub is not used."})
-    test_dir: str | None = field(default=None, metadata={
-        "help": "The separate official v0.01 test set (folders incl. _silence_, _unknown_)."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "A local Speech Commands v0.01 tree; when set, the hub is not used."}
+    )
+    test_dir: str | None = field(
+        default=None, metadata={"help": "The separate official v0.01 test set (folders incl. _silence_, _unknown_)."}
+    )
     dataset_name: str = field(default="google/speech_commands", metadata={"help": "Hub dataset id."})
     dataset_config: str | None = field(default="v0.01", metadata={"help": "Hub dataset configuration."})
-    dataset_revision: str | None = field(default="refs/convert/parquet", metadata={
-        "help": "Hub revision; the parquet conversion loads without the dataset script."})
-    silence_clips: int = field(default=2000, metadata={
-        "help": "1 s `_silence_` windows cut from the background-noise files for training."})
-    drop_silence: bool = field(default=False, metadata={
-        "help": "Drop `_silence_` from every split (the report's other remedy)."})
-    class_weights: str = field(default="balanced", metadata={
-        "help": "'balanced': scikit-learn compute_class_weight over the training labels, in the "
-                "cross-entropy; 'none': plain cross-entropy.", "choices": ["balanced", "none"]})
-    balanced_sampler: bool = field(default=False, metadata={
-        "help": "Sample training clips with probability 1/count(class) instead (an alternative remedy)."})
-    augment: bool = field(default=True, metadata={
-        "help": "Training only: random time shift (±100 ms) and gain (±6 dB)."})
+    dataset_revision: str | None = field(
+        default="refs/convert/parquet",
+        metadata={"help": "Hub revision; the parquet conversion loads without the dataset script."},
+    )
+    silence_clips: int = field(
+        default=2000, metadata={"help": "1 s `_silence_` windows cut from the background-noise files for training."}
+    )
+    drop_silence: bool = field(
+        default=False,
+        metadata={"help": "Drop `_silence_` from every split (the course report's other remedy for the imbalance)."},
+    )
+    class_weights: str = field(
+        default="balanced",
+        metadata={
+            "help": "'balanced': scikit-learn compute_class_weight over the training labels, in the "
+            "cross-entropy; 'none': plain cross-entropy.",
+            "choices": ["balanced", "none"],
+        },
+    )
+    balanced_sampler: bool = field(
+        default=False,
+        metadata={"help": "Sample training clips with probability 1/count(class) instead (an alternative remedy)."},
+    )
+    augment: bool = field(
+        default=True, metadata={"help": "Training only: random time shift (±100 ms) and gain (±6 dB)."}
+    )
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -79,8 +110,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         clip = self.clips[i]
         segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
-        samples = fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment),
-                           self.rng if self.train else None)
+        rng = self.rng if self.train else None
+        samples = fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment), rng)
         if self.train and self.augment:
             samples = np.roll(samples, int(self.rng.integers(-1600, 1601)))
             samples = samples * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
@@ -92,23 +123,29 @@ def fit_clip(samples: np.ndarray, rng: np.random.Generator | None = None) -> np.
     """Exactly 1 s: a random crop of a longer clip with `rng` (training), else as the app does."""
     if rng is not None and len(samples) > CLIP_SAMPLES:
         start = int(rng.integers(0, len(samples) - CLIP_SAMPLES + 1))
-        return samples[start:start + CLIP_SAMPLES]
+        return samples[start : start + CLIP_SAMPLES]
     return fit_window(samples)
 
 
 def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    return {"input_values": torch.from_numpy(np.stack([f["input_values"] for f in features])),
-            "labels": torch.tensor([f["labels"] for f in features])}
+    return {
+        "input_values": torch.from_numpy(np.stack([f["input_values"] for f in features])),
+        "labels": torch.tensor([f["labels"] for f in features]),
+    }
 
 
 class WeightedCrossEntropy(torch.nn.Module):
-    """Cross-entropy with per-class weights (the report's remedy for `_unknown_` dominating). A
+    """Cross-entropy with per-class weights (the course report's remedy for `_unknown_` dominating). A
     module, so the weights move to the GPU with a frozen-encoder head that computes its own loss."""
 
     def __init__(self, class_weights: np.ndarray | None):
         super().__init__()
-        self.register_buffer("weight", None if class_weights is None
-                             else torch.tensor(class_weights, dtype=torch.float32), persistent=False)
+        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer(
+            "weight",
+            weight,
+            persistent=False,
+        )
 
     def forward(self, logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.device)  # no-op once moved
@@ -145,44 +182,81 @@ def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:
 
 
 def load_splits(data: DataArguments, subset_sizes: list[int] | None, seed: int) -> dict[str, list[Clip]]:
-    splits = (load_local(Path(data.data_dir), Path(data.test_dir) if data.test_dir else None)
-              if data.data_dir else load_hub(data.dataset_name, data.dataset_config, data.dataset_revision))
+    test_dir = Path(data.test_dir) if data.test_dir else None
+    splits = (
+        load_local(Path(data.data_dir), test_dir)
+        if data.data_dir
+        else load_hub(data.dataset_name, data.dataset_config, data.dataset_revision)
+    )
     splits["train"] = cut_silence(splits["train"], data.silence_clips, seed)
     if data.drop_silence:
         silence = keywords.LABEL2ID[keywords.SILENCE]
         splits = {s: [c for c in clips if c.label != silence] for s, clips in splits.items()}
-    limits = dict(zip(SPLITS, subset_sizes or [None] * 3))
+    limits = dict(zip(SPLITS, subset_sizes or [], strict=False))  # a subset may omit test: all of it
     return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}
 
 
 def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
+    no_layerdrop = {"layerdrop": 0.0} if head == "superb" else {}
     model = AutoModelForAudioClassification.from_pretrained(
-        args.model_name_or_path, revision=args.model_revision, num_labels=len(keywords.LABELS),
-        id2label=keywords.ID2LABEL, label2id=keywords.LABEL2ID, use_safetensors=True,
-        use_weighted_layer_sum=head == "superb", **({"layerdrop": 0.0} if head == "superb" else {}))
+        args.model_name_or_path,
+        revision=args.model_revision,
+        num_labels=len(keywords.LABELS),
+        id2label=keywords.ID2LABEL,
+        label2id=keywords.LABEL2ID,
+        use_safetensors=True,
+        use_weighted_layer_sum=head == "superb",
+        **no_layerdrop,
+    )
     return apply_freeze(model, args.freeze)
 
 
-def trainer_inputs(model, clips: dict[str, list[Clip]], extractor, model_args: ModelArguments,
-                   feature_args: FeatureArguments, data_args: DataArguments, training_args: TrainingArguments,
-                   dataset: dict[str, Any], loss: WeightedCrossEntropy) -> TrainerInputs:
+def trainer_inputs(
+    model,
+    clips: dict[str, list[Clip]],
+    extractor,
+    model_args: ModelArguments,
+    feature_args: FeatureArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    dataset: dict[str, Any],
+    loss: WeightedCrossEntropy,
+) -> TrainerInputs:
     """What the Trainer gets. A frozen encoder runs once (stored features, or live with
     --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its outputs.
     Otherwise the full model trains on augmented audio."""
     frozen = model_args.freeze == "encoder"
-    audio = {s: ClipDataset(clips[s], extractor, s == "train" and not frozen, data_args.augment,
-                            training_args.seed + i) for i, s in enumerate(SPLITS)}
+    audio = {
+        s: ClipDataset(clips[s], extractor, s == "train" and not frozen, data_args.augment, training_args.seed + i)
+        for i, s in enumerate(SPLITS)
+    }
     if not frozen:
         return TrainerInputs(model, audio, collate, training_args, {})
-    splits = {s: SplitData(audio[s], [c.label for c in clips[s]],
-                           [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]]) for s in SPLITS}
+    splits = {
+        s: SplitData(
+            audio[s], [c.label for c in clips[s]], [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]]
+        )
+        for s in SPLITS
+    }
     preprocessing = {"extractor": extractor.to_dict(), "decode": "core.audio.load_audio", "fit": "1 s fit_window"}
     training = HeadTraining(loss=loss)
     if data_args.augment:
-        training = HeadTraining(loss=loss, mask_time_prob=model.config.mask_time_prob,
-                                mask_time_length=model.config.mask_time_length, shift_frames=5)
-    return frozen_head(model, splits, audio_collator=collate, dataset=dataset, preprocessing=preprocessing,
-                       training=training, features=feature_args, training_args=training_args)
+        training = HeadTraining(
+            loss=loss,
+            mask_time_prob=model.config.mask_time_prob,
+            mask_time_length=model.config.mask_time_length,
+            shift_frames=5,
+        )
+    return frozen_head(
+        model,
+        splits,
+        audio_collator=collate,
+        dataset=dataset,
+        preprocessing=preprocessing,
+        training=training,
+        features=feature_args,
+        training_args=training_args,
+    )
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -198,7 +272,8 @@ def main(argv: list[str] | None = None) -> Path:
     counts = Counter(keywords.ID2LABEL[int(i)] for i in train_labels)
     weights = keywords.class_weights(train_labels) if data_args.class_weights == "balanced" else None
     logger.info("training class counts: %s", dict(counts))
-    logger.info("class weights: %s", None if weights is None else dict(zip(keywords.LABELS, weights.round(3))))
+    shown_weights = None if weights is None else dict(zip(keywords.LABELS, weights.round(3), strict=True))
+    logger.info("class weights: %s", shown_weights)
     per_class = np.bincount(train_labels, minlength=len(keywords.LABELS))
     sample_weights = (1.0 / per_class[train_labels]).tolist() if data_args.balanced_sampler else None
 
@@ -207,8 +282,9 @@ def main(argv: list[str] | None = None) -> Path:
     model = build_model(model_args, feature_args.head)
     dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
     loss = WeightedCrossEntropy(weights)
-    inputs = trainer_inputs(model, clips, extractor, model_args, feature_args, data_args, run.training_args,
-                            dataset_id, loss)
+    inputs = trainer_inputs(
+        model, clips, extractor, model_args, feature_args, data_args, run.training_args, dataset_id, loss
+    )
     datasets = inputs.datasets
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
@@ -216,28 +292,47 @@ def main(argv: list[str] | None = None) -> Path:
         return classification_report(pred.label_ids, pred.predictions.argmax(-1), keywords.LABELS, full=False)
 
     # 5. Train, evaluating every eval_steps.
-    trainer = WeightedTrainer(model=inputs.model, args=inputs.training_args, data_collator=inputs.collator,
-                              train_dataset=datasets["train"], eval_dataset=datasets["validation"],
-                              processing_class=extractor, compute_metrics=compute_metrics,
-                              loss=loss, sample_weights=sample_weights)
-    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+    trainer = WeightedTrainer(
+        model=inputs.model,
+        args=inputs.training_args,
+        data_collator=inputs.collator,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        processing_class=extractor,
+        compute_metrics=compute_metrics,
+        loss=loss,
+        sample_weights=sample_weights,
+    )
+    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
     final = {}
     for split in ("validation", "test"):
         if len(datasets[split]):
             prediction = trainer.predict(datasets[split], metric_key_prefix=split)
-            final[split] = {**split_metrics(prediction.metrics, split),
-                            **classification_report(prediction.label_ids, prediction.predictions.argmax(-1),
-                                                    keywords.LABELS)}
+            final[split] = {
+                **split_metrics(prediction.metrics, split),
+                **classification_report(prediction.label_ids, prediction.predictions.argmax(-1), keywords.LABELS),
+            }
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
-    extra = {"class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
-             "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist())),
-             **inputs.cache_info, "cuda_graphs": graph_use(inputs.model)}
-    return publish_run(run, trainer, extractor, model=model, task="kws", final=final,
-                       sizes={s: len(datasets[s]) for s in SPLITS},
-                       params=hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args),
-                       command=command_line("train.kws", argv), extra=extra)
+    extra = {
+        "class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
+        "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist(), strict=True)),
+        **inputs.cache_info,
+        "cuda_graphs": graph_use(inputs.model),
+    }
+    return publish_run(
+        run,
+        trainer,
+        extractor,
+        model=model,
+        task="kws",
+        final=final,
+        sizes={s: len(datasets[s]) for s in SPLITS},
+        params=hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args),
+        command=command_line("train.kws", argv),
+        extra=extra,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from typing import Any
 
 from core.audio import file_duration_s
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -43,8 +42,9 @@ def load_local(split_dir: Path, limit: int | None = None) -> list[Utterance]:
     return utterances
 
 
-def load_hub(name: str, config: str | None, split: str, revision: str | None,
-             limit: int | None = None) -> list[Utterance]:
+def load_hub(
+    name: str, config: str | None, split: str, revision: str | None, limit: int | None = None
+) -> list[Utterance]:
     """A parquet-backed hub dataset with `audio`, `text` and `id` columns. Audio stays encoded
     (`decode=False`): `core.audio` decodes it with soundfile, not torchcodec. With a limit the
     split is streamed, so only what is used is downloaded."""
@@ -58,7 +58,8 @@ def load_hub(name: str, config: str | None, split: str, revision: str | None,
 
 def drop_long(utterances: list[Utterance], max_duration_s: float, split: str) -> tuple[list[Utterance], list[float]]:
     """Keep utterances no longer than `max_duration_s`; returns them and their durations."""
-    kept, durations = [], []
+    kept = []
+    durations = []
     for utt in utterances:
         seconds = file_duration_s(utt.audio)
         if seconds <= max_duration_s:
@@ -66,7 +67,8 @@ def drop_long(utterances: list[Utterance], max_duration_s: float, split: str) ->
             durations.append(seconds)
     dropped = len(utterances) - len(kept)
     if not kept:
-        raise ValueError(f"all {len(utterances)} {split} utterances are longer than max_duration_s="
-                         f"{max_duration_s}; raise it")
+        raise ValueError(
+            f"all {len(utterances)} {split} utterances are longer than max_duration_s={max_duration_s}; raise it"
+        )
     logger.info("%s: %d utterances, %d longer than %.0f s dropped", split, len(kept), dropped, max_duration_s)
     return kept, durations

@@ -17,8 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from transformers import (AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding,
-                          TrainingArguments)
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 from core import qa
 from core.squad_data import gold_answers, load_file, load_hub
@@ -31,15 +30,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="distilbert-base-uncased", metadata={
-        "help": "distilbert-base-uncased, xlm-roberta-base, or a local save_pretrained folder."})
+    model_name_or_path: str = field(
+        default="distilbert-base-uncased",
+        metadata={"help": "distilbert-base-uncased, xlm-roberta-base, or a local save_pretrained folder."},
+    )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision."})
 
 
 @dataclass
 class DataArguments:
-    train_file: str | None = field(default=None, metadata={
-        "help": "SQuAD v2 JSON (data/paragraphs/qas) or flat JSON lines; else the hub dataset."})
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "SQuAD v2 JSON (data/paragraphs/qas) or flat JSON lines; else the hub dataset."},
+    )
     validation_file: str | None = field(default=None, metadata={"help": "As train_file, for validation."})
     dataset_name: str = field(default="rajpurkar/squad_v2", metadata={"help": "Parquet-backed hub dataset id."})
     dataset_revision: str | None = field(default=None, metadata={"help": "Hub dataset revision."})
@@ -72,8 +75,9 @@ class Evaluation(NamedTuple):
 class QATrainer(GroupedTrainer):
     """Evaluation = loss on the validation windows + post-processed SQuAD v2 EM/F1 per example."""
 
-    def __init__(self, *args, eval_examples: list[qa.Example], eval_features: qa.Features,
-                 data_args: DataArguments, **kwargs):
+    def __init__(
+        self, *args, eval_examples: list[qa.Example], eval_features: qa.Features, data_args: DataArguments, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.eval_examples = eval_examples
         self.eval_features = eval_features
@@ -84,14 +88,24 @@ class QATrainer(GroupedTrainer):
 
     def evaluate_answers(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> Evaluation:
         """`evaluate`, also returning the null-score margins of the examples."""
-        output = self.predict(eval_dataset or self.eval_dataset, ignore_keys=ignore_keys,
-                              metric_key_prefix=metric_key_prefix)
+        output = self.predict(
+            eval_dataset or self.eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
         start_logits, end_logits = output.predictions
-        predictions = qa.postprocess(self.eval_examples, self.eval_features, start_logits, end_logits,
-                                     self.data_args.n_best, self.data_args.max_answer_length)
-        null_diffs = {e.id: p.score_diff for e, p in zip(self.eval_examples, predictions)}
-        scores = squad_v2(gold_answers(self.eval_examples),
-                          {e.id: p.text for e, p in zip(self.eval_examples, predictions)}, null_diffs)
+        predictions = qa.postprocess(
+            self.eval_examples,
+            self.eval_features,
+            start_logits,
+            end_logits,
+            self.data_args.n_best,
+            self.data_args.max_answer_length,
+        )
+        null_diffs = {e.id: p.score_diff for e, p in zip(self.eval_examples, predictions, strict=True)}
+        scores = squad_v2(
+            gold_answers(self.eval_examples),
+            {e.id: p.text for e, p in zip(self.eval_examples, predictions, strict=True)},
+            null_diffs,
+        )
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in scores.items()}
         metrics[f"{metric_key_prefix}_loss"] = float(output.metrics.get(f"{metric_key_prefix}_loss", float("nan")))
         self.log(metrics)
@@ -100,12 +114,18 @@ class QATrainer(GroupedTrainer):
 
 
 def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
-    """Token lengths of question + context, untruncated (the report's figure 10)."""
-    lengths = np.array([len(ids) for ids in tokenizer([e.question for e in examples],
-                                                      [e.context for e in examples])["input_ids"]])
+    """Token lengths of question + context, untruncated (figure 10 of the course report this project recreates)."""
+    lengths = np.array(
+        [len(ids) for ids in tokenizer([e.question for e in examples], [e.context for e in examples])["input_ids"]]
+    )
     counts, edges = np.histogram(lengths, bins=bins)
-    return {"counts": counts.tolist(), "bin_edges": edges.tolist(), "mean": float(lengths.mean()),
-            "max": int(lengths.max()), "over_max_length": int((lengths > max_length).sum())}
+    return {
+        "counts": counts.tolist(),
+        "bin_edges": edges.tolist(),
+        "mean": float(lengths.mean()),
+        "max": int(lengths.max()),
+        "over_max_length": int((lengths > max_length).sum()),
+    }
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -120,8 +140,12 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
         val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
-    logger.info("examples: %d train, %d validation (%d unanswerable)", len(train_examples), len(val_examples),
-                sum(not e.answers for e in val_examples))
+    logger.info(
+        "examples: %d train, %d validation (%d unanswerable)",
+        len(train_examples),
+        len(val_examples),
+        sum(not e.answers for e in val_examples),
+    )
 
     # 2. Windows: question first, context truncated with overflow; unanswerable windows -> CLS.
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
@@ -129,30 +153,51 @@ def main(argv: list[str] | None = None) -> Path:
     val_features = qa.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
 
     # 3. Model with a start/end head.
-    model = AutoModelForQuestionAnswering.from_pretrained(model_args.model_name_or_path,
-                                                          revision=model_args.model_revision, use_safetensors=True)
+    model = AutoModelForQuestionAnswering.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, use_safetensors=True
+    )
 
     # 4-5. Train with dynamic padding; evaluate loss + EM/F1 every eval_steps.
-    trainer = QATrainer(model=model, args=run.training_args, data_collator=DataCollatorWithPadding(tokenizer),
-                        train_dataset=FeatureDataset(train_features), eval_dataset=FeatureDataset(val_features),
-                        processing_class=tokenizer, eval_examples=val_examples, eval_features=val_features,
-                        data_args=data_args)
-    trainer.train(resume_from_checkpoint=True if run_args.resume else None)
+    trainer = QATrainer(
+        model=model,
+        args=run.training_args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=FeatureDataset(train_features),
+        eval_dataset=FeatureDataset(val_features),
+        processing_class=tokenizer,
+        eval_examples=val_examples,
+        eval_features=val_features,
+        data_args=data_args,
+    )
+    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final validation; its best-F1 null threshold becomes the app's default. Publish.
     evaluation = trainer.evaluate_answers(metric_key_prefix="validation")
     final = {k.removeprefix("validation_"): v for k, v in evaluation.metrics.items() if k != "epoch"}
     threshold = robust_threshold(evaluation.null_diffs, final.get("best_f1_thresh", 0.0))
-    extra = {"null_score_diff_threshold": threshold,
-             "token_lengths": length_histogram(tokenizer, train_examples, data_args.max_length),
-             "structure": structure(model.config, model.num_parameters()),
-             "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)}}
+    extra = {
+        "null_score_diff_threshold": threshold,
+        "token_lengths": length_histogram(tokenizer, train_examples, data_args.max_length),
+        "structure": structure(model.config, model.num_parameters()),
+        "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)},
+    }
     logger.info("final: %s", final)
-    return publish_run(run, trainer, tokenizer, model=trainer.model, task="qa", final={"validation": final},
-                       sizes={"train": len(train_examples), "validation": len(val_examples),
-                              "validation_unanswerable": sum(not e.answers for e in val_examples)},
-                       params=hyperparameters(run.training_args, model_args, data_args, run_args),
-                       command=command_line("train.qa", argv), extra=extra)
+    return publish_run(
+        run,
+        trainer,
+        tokenizer,
+        model=trainer.model,
+        task="qa",
+        final={"validation": final},
+        sizes={
+            "train": len(train_examples),
+            "validation": len(val_examples),
+            "validation_unanswerable": sum(not e.answers for e in val_examples),
+        },
+        params=hyperparameters(run.training_args, model_args, data_args, run_args),
+        command=command_line("train.qa", argv),
+        extra=extra,
+    )
 
 
 if __name__ == "__main__":

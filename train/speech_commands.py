@@ -2,7 +2,8 @@
 revision of `google/speech_commands`) or from the original folder tree; both give `Clip` lists.
 
 `_silence_` has almost no examples of its own (the hub's v0.01 train split holds the 6
-background-noise files themselves, which is why the report counted 6): long silence sources are
+background-noise files themselves, which is why the course report this project recreates counted 6 `_silence_`
+training clips): long silence sources are
 cut into 1 s windows, `silence_clips` of them per training split, spread evenly over the sources.
 """
 
@@ -50,8 +51,10 @@ def load_local(data_dir: Path, test_dir: Path | None = None) -> dict[str, list[C
             split = "train"
         splits[split].append(Clip(str(wav), keywords.LABEL2ID[keywords.to_label(word)]))
     if test_dir is not None:
-        splits["test"] = [Clip(str(wav), keywords.LABEL2ID[keywords.to_label(wav.parent.name)])
-                          for wav in sorted(Path(test_dir).glob("*/*.wav"))]
+        splits["test"] = [
+            Clip(str(wav), keywords.LABEL2ID[keywords.to_label(wav.parent.name)])
+            for wav in sorted(Path(test_dir).glob("*/*.wav"))
+        ]
     if not splits["train"]:
         raise ValueError(f"no training clips under {data_dir}")
     return splits
@@ -66,8 +69,7 @@ def load_hub(name: str, config: str | None, revision: str | None) -> dict[str, l
     for split in ("train", "validation", "test"):
         ds = load_dataset(name, config, split=split, revision=revision).cast_column("audio", Audio(decode=False))
         names = ds.features["label"].names
-        splits[split] = [Clip(row["audio"], keywords.LABEL2ID[keywords.to_label(names[row["label"]])])
-                         for row in ds]
+        splits[split] = [Clip(row["audio"], keywords.LABEL2ID[keywords.to_label(names[row["label"]])]) for row in ds]
     return splits
 
 
