@@ -61,7 +61,7 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     """Greedy frame ids for each audio piece, cut at its true frame count (one batch).
 
     Args:
-        model: a *ForCTC model (or OnnxCTC).
+        model: a *ForCTC model (or its `core.onnx_serving.OnnxSpeech`).
         extractor: its feature extractor.
         pieces: 16 kHz mono float32 arrays of any lengths.
 
@@ -85,7 +85,7 @@ def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_s
     """Frame ids of the whole recording from overlapping windows (see the module docstring).
 
     Args:
-        model: a *ForCTC model (or OnnxCTC).
+        model: a *ForCTC model (or its `core.onnx_serving.OnnxSpeech`).
         extractor: its feature extractor.
         samples: [S] 16 kHz mono float32.
         windows: window geometry in samples (`Windows.of`).
@@ -121,7 +121,7 @@ def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S
     """Greedy CTC transcript of 16 kHz mono samples of any length.
 
     Args:
-        model: a *ForCTC model (or OnnxCTC).
+        model: a *ForCTC model (or its `core.onnx_serving.OnnxSpeech`).
         processor: its processor (feature extractor + CTC tokenizer).
         samples: [S] 16 kHz mono float32.
         window_s: window length in seconds; longer audio runs in overlapping windows.
@@ -204,7 +204,7 @@ def stream_finish(
     """The recording stopped: read the newest audio if the last update left it out.
 
     Args:
-        model: a *ForCTC model (or OnnxCTC).
+        model: a *ForCTC model (or its `core.onnx_serving.OnnxSpeech`).
         processor: its processor.
         state: the stream so far.
         window_s: as passed to `stream_step`.

@@ -252,7 +252,7 @@ def answer(
     question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
     if question_tokens > length // 2:
         raise QuestionTooLong(
-            f"The question is {question_tokens} tokens long for {type(model).__name__}; "
+            f"The question is {question_tokens} tokens long for {model.config.model_type}; "
             f"at most {length // 2} leave room for the context."
         )
     example = Example("q", question, context)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub, loading, onnx_ctc
+from core import hub, loading, onnx_serving
 from core.checkpoint import folder_size, read_metrics
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
@@ -326,7 +326,7 @@ class Slot:
             model, processor, path = self._from_hub(remote, generation)
         device = loading.best_device()
         model.to(device).eval()
-        model, precision = onnx_ctc.for_serving(self.spec.kind, model, path, device)
+        model, precision = onnx_serving.for_serving(self.spec.kind, model, path, device)
         return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts), precision)
 
     def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:

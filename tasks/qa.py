@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,29 +36,40 @@ class ModelColumn(NamedTuple):
         return [self.summary, self.highlight, self.alternatives]
 
 
-def answer_both(
+def answer_each(
     registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Both models' answers as JSON-ready dicts; a missing model gives {"error": ...}."""
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
+    model first; a missing model gives {"error": ...}. The models run one after the other, each
+    with all cores (docs/BENCHMARKS.md, "Serving speed": faster on 2 cores than side by side)."""
     context, question = qa.check_input(context, question)
-    results = {}
     for name in NAMES:
         try:
             loaded = registry[name].get()
         except SlotUnavailable as err:
-            results[name] = {"error": str(err)}
+            yield name, {"error": str(err)}
             continue
         threshold = (thresholds or {}).get(name, qa.default_threshold(loaded.metrics))
         start = time.perf_counter()
         prediction = qa.answer(loaded.model, loaded.processor, context, question, threshold)
-        results[name] = {
-            **asdict(prediction),
-            "alternatives": prediction.alternatives[:3],
-            "threshold": threshold,
-            "seconds": round(time.perf_counter() - start, 4),
-            "source": loaded.source,
-        }
-    return results
+        yield (
+            name,
+            {
+                **asdict(prediction),
+                "alternatives": prediction.alternatives[:3],
+                "threshold": threshold,
+                "seconds": round(time.perf_counter() - start, 4),
+                "source": loaded.source,
+                "precision": loaded.precision,
+            },
+        )
+
+
+def answer_both(
+    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Both models' answers, keyed by slot name (see `answer_each`)."""
+    return dict(answer_each(registry, context, question, thresholds))
 
 
 def default_threshold(loaded: LoadedModel | None) -> float:
@@ -76,8 +88,11 @@ def agreement(results: dict[str, dict[str, Any]]) -> str:
     return "⚠️ **The models disagree.**"
 
 
-def side(result: dict[str, Any], context: str) -> tuple[str, list, list[list[Any]]]:
-    """One model's column: summary line, highlighted context, top-3 alternatives."""
+def side(result: dict[str, Any] | None, context: str) -> tuple[str, list, list[list[Any]]]:
+    """One model's column: summary line, highlighted context, top-3 alternatives (None: still
+    answering)."""
+    if result is None:
+        return "*Answering…*", [(context, None)], []
     if "error" in result:
         return f"**No model.** {result['error']}", [(context, None)], []
     shown = result["text"] or "no answer"
@@ -140,17 +155,25 @@ def build(registry: Registry) -> gr.Blocks:
                 "are answered by both models, then scored with the SQuAD v2 metric."
             )
             qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
+            qa_with_fp32 = gr.Checkbox(
+                label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
+            )
             qa_run = gr.Button("Evaluate both models")
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
 
-        def on_answer(context: str, question: str, *thresholds: float) -> list[Any]:
+        def on_answer(context: str, question: str, *thresholds: float) -> Iterator[list[Any]]:
+            """Each model's column as soon as it has answered; the agreement line once both have."""
+            results: dict[str, dict[str, Any]] = {}
             with user_errors():
-                results = answer_both(registry, context, question, dict(zip(NAMES, thresholds, strict=True)))
-            shown = [agreement(results)]
-            for name in NAMES:
-                shown += side(results[name], context)
-            return shown
+                for name, result in answer_each(
+                    registry, context, question, dict(zip(NAMES, thresholds, strict=True))
+                ):
+                    results[name] = result
+                    shown = [agreement(results) if len(results) == len(NAMES) else ""]
+                    for other in NAMES:
+                        shown += side(results.get(other), context)
+                    yield shown
 
         def on_load() -> list[Any]:
             cards = [status_card(registry[name]) for name in NAMES]
@@ -165,8 +188,8 @@ def build(registry: Registry) -> gr.Blocks:
         )
         qa_run.click(
             # Gradio injects a live progress bar where a parameter defaults to gr.Progress().
-            lambda f, progress=gr.Progress(): batch_evaluate(registry, f, progress),  # noqa: B008
-            inputs=qa_file,
+            lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
+            inputs=[qa_file, qa_with_fp32],
             outputs=[qa_batch_scores, qa_disagreements],
             api_name=False,
         )
@@ -198,12 +221,13 @@ def build(registry: Registry) -> gr.Blocks:
             with user_errors():
                 return answer_both(registry, context, question)
 
-        def api_batch_evaluate(file: FileData) -> dict:
+        def api_batch_evaluate(file: FileData, with_fp32: bool = False) -> dict:
             """Both models on the first 200 questions of an uploaded SQuAD v2 file: "scores" per
-            slot (exact, f1, HasAns_/NoAns_ and best_ thresholds, as the official script) and
-            "disagreements" (id, question, gold answers, each model's answer)."""
+            slot (exact, f1, HasAns_/NoAns_ and best_ thresholds, as the official script),
+            "disagreements" (id, question, gold answers, each model's answer), "precisions" (what
+            each slot serves) and, with `with_fp32`, "fp32": the same models' scores in fp32."""
             with user_errors():
-                result = evaluate_examples(registry, read_batch(uploaded_path(file)))
+                result = evaluate_examples(registry, read_batch(uploaded_path(file)), with_fp32=with_fp32)
             return asdict(result)
 
         gr.api(api_answer, api_name="answer")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 
 from core import qa
 from core.errors import InputError
+from core.loading import load_model
 from core.qa import Example
 from core.slots import Registry
 from core.squad_data import gold_answers, load_file
@@ -29,14 +31,38 @@ NAMES = {"qa-distilbert": "DistilBERT", "qa-xlmr": "XLM-RoBERTa"}
 SCORE_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
 
-def scores_table(scores: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Rows = models; columns = EM/F1 for all, HasAns and NoAns (percent), with counts."""
+def scores_table(
+    scores: dict[str, dict[str, Any]],
+    fp32: dict[str, dict[str, Any]] | None = None,
+    precisions: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Rows = models; columns = EM/F1 for all, HasAns and NoAns (percent), with counts. With
+    `fp32` (the same models in fp32 on the same questions), a row for each and one for the
+    difference (served minus fp32): the accuracy cost of the served precision."""
     rows = []
     for name, s in scores.items():
         row = {"model": NAMES.get(name, name)}
+        if fp32:
+            row["precision"] = (precisions or {}).get(name, "as served")
         row.update({k: round(float(s[k]), 2) for k in SCORE_KEYS if k in s})
         row.update({k: int(s[k]) for k in ("total", "HasAns_total", "NoAns_total") if k in s})
         rows.append(row)
+        if fp32 and name in fp32:
+            reference = fp32[name]
+            rows.append(
+                {
+                    "model": row["model"],
+                    "precision": "fp32 (torch)",
+                    **{k: round(float(reference[k]), 2) for k in SCORE_KEYS if k in reference},
+                }
+            )
+            rows.append(
+                {
+                    "model": row["model"],
+                    "precision": "difference (served − fp32)",
+                    **{k: round(float(s[k]) - float(reference[k]), 2) for k in SCORE_KEYS if k in s},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -85,8 +111,10 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
 class BatchResult:
     """Both models' scores on an uploaded file and the questions where their answers differ."""
 
-    scores: dict[str, dict[str, Any]]  # slot name -> SQuAD v2 scores
+    scores: dict[str, dict[str, Any]]  # slot name -> SQuAD v2 scores, as served
     disagreements: list[dict[str, str]]  # id, question, gold answers, then one answer per model
+    precisions: dict[str, str]  # slot name -> the precision it serves
+    fp32: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same models in fp32, when asked
 
 
 def read_batch(path: str | Path) -> list[Example]:
@@ -105,16 +133,32 @@ def read_batch(path: str | Path) -> list[Example]:
     return examples
 
 
-def evaluate_examples(registry: Registry, examples: list[Example], progress: gr.Progress | None = None) -> BatchResult:
-    """Both models on `examples`, each at its own default threshold, scored with SQuAD v2."""
+def predict_all(
+    model: Any, tokenizer: Any, examples: list[Example], threshold: float, progress: Iterable[Example] | None = None
+) -> dict[str, str]:
+    """Question id -> answer text ("" = no answer) for every example."""
+    return {e.id: qa.answer(model, tokenizer, e.context, e.question, threshold).text for e in progress or examples}
+
+
+def evaluate_examples(
+    registry: Registry, examples: list[Example], progress: gr.Progress | None = None, with_fp32: bool = False
+) -> BatchResult:
+    """Both models on `examples`, each at its own default threshold, scored with SQuAD v2. With
+    `with_fp32`, a model served in another precision (int8 on CPU) also answers in fp32 (loaded
+    from its checkpoint for this evaluation), so the scores show what the precision costs."""
     answers: dict[str, dict[str, str]] = {}
+    reference: dict[str, dict[str, str]] = {}
+    precisions = {}
     for name in NAMES:
         loaded = require(registry[name])
         threshold = qa.default_threshold(loaded.metrics)
-        answers[name] = {}
-        for example in progress.tqdm(examples, desc=NAMES[name]) if progress else examples:
-            prediction = qa.answer(loaded.model, loaded.processor, example.context, example.question, threshold)
-            answers[name][example.id] = prediction.text
+        precisions[name] = loaded.precision
+        shown = progress.tqdm(examples, desc=f"{NAMES[name]} ({loaded.precision})") if progress else None
+        answers[name] = predict_all(loaded.model, loaded.processor, examples, threshold, shown)
+        if with_fp32 and not loaded.precision.startswith("fp32"):
+            model = load_model(registry[name].spec.kind, loaded.path).eval()
+            shown = progress.tqdm(examples, desc=f"{NAMES[name]} (fp32)") if progress else None
+            reference[name] = predict_all(model, loaded.processor, examples, threshold, shown)
     golds = gold_answers(examples)
     disagreements = []
     for e in examples:
@@ -129,21 +173,25 @@ def evaluate_examples(registry: Registry, examples: list[Example], progress: gr.
                     **{NAMES[name]: answer for name, answer in zip(NAMES, pair, strict=True)},
                 }
             )
-    return BatchResult({name: squad_v2(golds, preds) for name, preds in answers.items()}, disagreements)
+    scores = {name: squad_v2(golds, preds) for name, preds in answers.items()}
+    fp32 = {name: squad_v2(golds, preds) for name, preds in reference.items()}
+    return BatchResult(scores, disagreements, precisions, fp32)
 
 
-def batch_evaluate(registry: Registry, file: Any, progress: gr.Progress | None = None) -> tuple[pd.DataFrame, str]:
-    """The tab's batch evaluation: the scores table and a CSV of the questions where the models'
-    answers differ."""
+def batch_evaluate(
+    registry: Registry, file: Any, progress: gr.Progress | None = None, with_fp32: bool = False
+) -> tuple[pd.DataFrame, str]:
+    """The tab's batch evaluation: the scores table (with `with_fp32`, also in fp32 and the
+    difference) and a CSV of the questions where the models' answers differ."""
     if file is None:
         raise gr.Error("Upload a SQuAD v2 JSON file first.")
     with user_errors():
         path = file if isinstance(file, (str, Path)) else file.name
         examples = read_batch(path)
-        result = evaluate_examples(registry, examples, progress)
+        result = evaluate_examples(registry, examples, progress, with_fp32)
     out = Path(tempfile.mkdtemp(prefix="qa-batch-")) / "disagreements.csv"
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["id", "question", "gold answers", *NAMES.values()])
         writer.writeheader()
         writer.writerows(result.disagreements)
-    return scores_table(result.scores), str(out)
+    return scores_table(result.scores, result.fp32, result.precisions), str(out)

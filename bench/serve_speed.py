@@ -1,0 +1,277 @@
+"""Serving speed of every endpoint on this machine's CPU, next to the raw forward pass of the same
+model in torch fp32 and ONNX Runtime int8, in one run (real architectures, random weights: speed
+does not depend on the values).
+
+    python -m bench.serve_speed                       # 7 calls per endpoint
+    python -m bench.serve_speed --repeat 11 --json out.json
+
+The models: DistilHuBERT-size CTC and keyword classifier (HuBERT-base widths, 2 layers),
+DistilBERT-base and XLM-R-base QA, saved with the project's `save_checkpoint`. Their tokenizers
+are small ones made here (the embedding tables keep the real vocabulary sizes); the QA context is
+made so that question + context fill one 384-token window for each model.
+
+Prints per endpoint: its p50 over plain HTTP (upload excluded), the raw int8 forward of the same
+input (what the app serves), the server's own overhead (the difference), and the raw fp32
+forward; for QA also the two models one after the other and side by side. Also the app's time
+from launch to its first answer (a separate `python app.py` process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from core import onnx_serving, qa
+from core.audio import TARGET_RATE
+from core.checkpoint import Metrics, save_checkpoint
+
+QA_NAMES = ("qa-distilbert", "qa-xlmr")
+QUESTION = "when was the tower built"
+WORDS = "the tower was built in paris in eighteen eighty nine and it is the capital of france".split()  # noqa: SIM905
+
+
+def build_checkpoints(root: Path) -> None:
+    """The four slots at real sizes with random weights."""
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForQuestionAnswering,
+        HubertConfig,
+        HubertForCTC,
+        HubertForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForQuestionAnswering,
+    )
+
+    from core import keywords
+    from core.ctc import build_char_vocab, make_processor
+    from scripts.make_smoke_data import speech_extractor, unigram_tokenizer, wordpiece_tokenizer
+
+    corpus = [" ".join(WORDS), QUESTION]
+
+    def metrics(task: str) -> Metrics:
+        return Metrics(task=task, hyperparameters={"note": "random weights, for timing"})
+
+    torch.manual_seed(0)
+    processor = make_processor(build_char_vocab(corpus))
+    distilhubert = {"num_hidden_layers": 2}  # ntu-spml/distilhubert: HuBERT-base widths, 2 layers
+    asr = HubertForCTC(HubertConfig(vocab_size=len(processor.tokenizer), **distilhubert))
+    save_checkpoint(root / "asr", asr, processor, metrics("asr"))
+    labels = {"num_labels": 12, "id2label": keywords.ID2LABEL, "label2id": keywords.LABEL2ID}
+    save_checkpoint(
+        root / "kws",
+        HubertForSequenceClassification(HubertConfig(**distilhubert, **labels)),
+        speech_extractor(),
+        metrics("kws"),
+    )
+    save_checkpoint(
+        root / "qa-distilbert",
+        DistilBertForQuestionAnswering(DistilBertConfig()),
+        wordpiece_tokenizer(corpus),
+        metrics("qa"),
+    )
+    xlmr = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1)
+    save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), unigram_tokenizer(corpus), metrics("qa"))
+
+
+def context_for(tokenizers: list, tokens: int = qa.WINDOW) -> str:
+    """The longest context whose question + context fits one `tokens` window for every tokenizer."""
+    words: list[str] = []
+    while True:
+        candidate = " ".join([*words, WORDS[len(words) % len(WORDS)]])
+        if max(len(t(QUESTION, candidate)["input_ids"]) for t in tokenizers) > tokens:
+            return " ".join(words)
+        words.append(WORDS[len(words) % len(WORDS)])
+
+
+def p50(fn, repeat: int) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def call_http(url: str, endpoint: str, data: list) -> float:
+    """Seconds for one call over plain HTTP (Gradio's two-step call API)."""
+    import httpx
+
+    start = time.perf_counter()
+    event = httpx.post(f"{url}gradio_api/call/{endpoint}", json={"data": data}, timeout=600).json()["event_id"]
+    body = httpx.get(f"{url}gradio_api/call/{endpoint}/{event}", timeout=600).text
+    if "event: complete" not in body:
+        raise RuntimeError(f"{endpoint}: {body[:300]}")
+    return time.perf_counter() - start
+
+
+def upload(url: str, path: Path) -> dict:
+    import httpx
+
+    with path.open("rb") as f:
+        uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+
+
+def launch_s(root: Path, timeout_s: float = 120) -> float:
+    """Seconds from `python app.py` to its first HTTP 200."""
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port), "--checkpoints", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while time.perf_counter() - start < timeout_s:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+                    return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.1)
+        return float("nan")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--json", help="Also write the rows to this file.")
+    args = parser.parse_args(argv)
+
+    import app
+    from core.loading import from_pretrained
+    from core.slots import SLOTS
+
+    root = Path(tempfile.mkdtemp(prefix="serve-speed-"))
+    os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
+    onnx_serving.CACHE = Path(os.environ["ONNX_CACHE"])
+    build_checkpoints(root)
+    torch_models = {name: from_pretrained(SLOTS[name].kind, root / name) for name in SLOTS}
+    int8 = {
+        name: onnx_serving.int8_model(SLOTS[name].kind, m, next((root / name).glob("*.safetensors")))
+        for name, (m, _) in torch_models.items()
+    }
+    rng = np.random.default_rng(0)
+    clips = {}
+    for seconds in (1, 5, 30):
+        clips[seconds] = root / f"clip{seconds}.wav"
+        sf.write(clips[seconds], (rng.standard_normal(seconds * TARGET_RATE) * 0.1).astype(np.float32), TARGET_RATE)
+    tokenizers = [torch_models[name][1] for name in QA_NAMES]
+    context = context_for(tokenizers)
+    windows = {name: len(torch_models[name][1](QUESTION, context)["input_ids"]) for name in QA_NAMES}
+
+    # 1. Raw forwards, torch fp32 and int8, of exactly what each endpoint runs.
+    def qa_inputs(name: str) -> dict:
+        return dict(torch_models[name][1](QUESTION, context, return_tensors="pt"))
+
+    raw: dict[str, dict[str, float]] = {}
+    with torch.inference_mode():
+        for name in QA_NAMES:
+            inputs = qa_inputs(name)
+            raw[name] = {
+                "fp32": p50(lambda m=torch_models[name][0], i=inputs: m(**i), args.repeat),
+                "int8": p50(lambda m=int8[name], i=inputs: m(**i), args.repeat),
+            }
+        for key, name, seconds in (("kws 1 s", "kws", 1), ("asr 5 s", "asr", 5), ("asr 30 s", "asr", 30)):
+            audio = torch.from_numpy(sf.read(clips[seconds], dtype="float32")[0])[None]
+            raw[key] = {
+                "fp32": p50(lambda m=torch_models[name][0], a=audio: m(a), args.repeat),
+                "int8": p50(lambda m=int8[name], a=audio: m(a), args.repeat),
+            }
+    single = {
+        name: onnx_serving.int8_model(
+            SLOTS[name].kind, torch_models[name][0], next((root / name).glob("*.safetensors")), threads=1
+        )
+        for name in QA_NAMES
+    }
+
+    pair_inputs = {n: qa_inputs(n) for n in QA_NAMES}
+
+    def side_by_side(models: dict) -> None:
+        threads = [threading.Thread(target=lambda n=n: models[n](**pair_inputs[n])) for n in QA_NAMES]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    pair = {
+        "sequential, all threads": p50(lambda: [int8[n](**pair_inputs[n]) for n in QA_NAMES], args.repeat),
+        "side by side, 1 thread each": p50(lambda: side_by_side(single), args.repeat),
+    }
+
+    # 2. The app, in this process, int8 (the CPU default), every model loaded.
+    registry = app.open_registry(root, preload=True)
+    demo = app.build_app(registry)
+    for slot in registry.slots.values():
+        slot.get(wait_s=600)
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    url = demo.local_url
+    files = {seconds: upload(url, path) for seconds, path in clips.items()}
+    served = {
+        "/status": p50(lambda: call_http(url, "status", []), args.repeat),
+        "/answer": p50(lambda: call_http(url, "answer", [context, QUESTION]), args.repeat),
+        "/spot 1 s": p50(lambda: call_http(url, "spot", [files[1]]), args.repeat),
+        "/transcribe 5 s": p50(lambda: call_http(url, "transcribe", [files[5]]), args.repeat),
+        "/transcribe 30 s": p50(lambda: call_http(url, "transcribe", [files[30]]), args.repeat),
+    }
+    demo.close()
+    started = launch_s(root)
+
+    # 3. The table.
+    model_time = {
+        "/status": (0.0, 0.0),
+        "/answer": tuple(sum(raw[n][p] for n in QA_NAMES) for p in ("int8", "fp32")),
+        "/spot 1 s": (raw["kws 1 s"]["int8"], raw["kws 1 s"]["fp32"]),
+        "/transcribe 5 s": (raw["asr 5 s"]["int8"], raw["asr 5 s"]["fp32"]),
+        "/transcribe 30 s": (raw["asr 30 s"]["int8"], raw["asr 30 s"]["fp32"]),
+    }
+    rows = []
+    print(f"QA context: {windows} tokens (question + context) per model; {torch.get_num_threads()} torch threads")
+    print(f"{'endpoint':<18} {'HTTP p50':>9} {'int8 raw':>9} {'overhead':>9} {'fp32 raw':>9} {'p50 / fp32':>10}")
+    for endpoint, p in served.items():
+        int8_s, fp32_s = model_time[endpoint]
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "http_p50_s": p,
+                "int8_raw_s": int8_s,
+                "overhead_s": p - int8_s,
+                "fp32_raw_s": fp32_s,
+                "ratio_to_fp32": p / fp32_s if fp32_s else None,
+            }
+        )
+        ratio = f"{p / fp32_s:10.2f}" if fp32_s else f"{'-':>10}"
+        print(
+            f"{endpoint:<18} {p * 1e3:7.0f}ms {int8_s * 1e3:7.0f}ms {(p - int8_s) * 1e3:7.0f}ms "
+            f"{fp32_s * 1e3:7.0f}ms {ratio}"
+        )
+    for label, seconds in pair.items():
+        print(f"QA pair int8, {label}: {seconds * 1e3:.0f} ms")
+    print(f"app answering after launch: {started:.1f} s")
+    extra = {"qa_pair_int8_s": pair, "launch_s": started, "qa_window_tokens": windows, "raw": raw}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, **extra}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

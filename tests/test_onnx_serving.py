@@ -1,0 +1,108 @@
+"""CPU serving through ONNX Runtime: each kind's export computes what torch computes, padding never
+leaks into a speech row, the int8 model is built once and cached, and the status says which
+precision serves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import onnx_serving
+from core.slots import Registry
+from tests.test_long_audio import tiny  # noqa: F401 - the fixture
+from tests.tiny_models import build_asr
+
+
+def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny, tmp_path):  # noqa: F811
+    model, _ = tiny
+    onnx_serving._export(onnx_serving.EXPORTS["ctc"], model, tmp_path / "model.onnx")
+    served = onnx_serving.OnnxSpeech(tmp_path / "model.onnx", model)
+    rng = np.random.default_rng(0)
+    long, short = (rng.normal(0, 0.1, n).astype(np.float32) for n in (24_000, 13_000))
+    with torch.inference_mode():
+        expected_long = model(torch.from_numpy(long)[None]).logits[0].numpy()
+        expected_short = model(torch.from_numpy(short)[None]).logits[0].numpy()
+    batch = torch.zeros(2, len(long))
+    batch[0] = torch.from_numpy(long)
+    batch[1, : len(short)] = torch.from_numpy(short)
+    mask = torch.zeros(2, len(long), dtype=torch.long)
+    mask[0] = 1
+    mask[1, : len(short)] = 1
+    logits = served(batch, attention_mask=mask).logits.numpy()
+    frames = int(served._get_feat_extract_output_lengths(len(short)))
+    assert frames == len(expected_short) == int(model._get_feat_extract_output_lengths(len(short)))
+    np.testing.assert_allclose(logits[0], expected_long, atol=1e-4)
+    np.testing.assert_allclose(logits[1, :frames], expected_short, atol=1e-4)
+
+
+def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_path, monkeypatch):
+    build_asr(tmp_path / "asr")
+    loaded = Registry(tmp_path)["asr"].get()
+    assert loaded.precision == "int8 (onnxruntime, cpu)" and isinstance(loaded.model, onnx_serving.OnnxSpeech)
+    assert loaded.model.path.is_file() and loaded.model.path.is_relative_to(onnx_serving.CACHE)
+    status = Registry(tmp_path).status()["asr"]
+    assert status["precision"] == "int8 (onnxruntime, cpu)" and status["parameters"] == loaded.parameters
+
+    def no_rebuild(*args):
+        raise AssertionError("the cached int8 model should have been reused")
+
+    monkeypatch.setattr(onnx_serving, "_build", no_rebuild)
+    again = Registry(tmp_path)["asr"].get()
+    assert again.model.path == loaded.model.path
+    monkeypatch.setenv("SERVE_PRECISION", "fp32")
+    fp32 = Registry(tmp_path)["asr"].get()
+    assert fp32.precision == "fp32 (torch, cpu)" and not isinstance(fp32.model, onnx_serving.OnnxSpeech)
+    monkeypatch.setenv("SERVE_PRECISION", "int4")
+    with pytest.raises(ValueError, match="SERVE_PRECISION must be int8 or fp32"):
+        onnx_serving.precision_setting()
+
+
+def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_default(tmp_path):
+    from core import qa
+    from tests.tiny_models import build_qa_distilbert, build_qa_xlmr
+
+    build_qa_distilbert(tmp_path / "qa-distilbert")
+    build_qa_xlmr(tmp_path / "qa-xlmr")
+    context = "the tower was built in eighteen eighty nine in paris"
+    for name in ("qa-distilbert", "qa-xlmr"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SERVE_PRECISION", "fp32")
+            reference = Registry(tmp_path)[name].get()
+        model, tokenizer = reference.model, reference.processor
+        onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, tmp_path / f"{name}.onnx")
+        served = onnx_serving.OnnxQA(tmp_path / f"{name}.onnx", model)
+        batch = tokenizer(["when was it built", "where"], [context, context[:20]], padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            expected = model(**batch)
+        out = served(**batch)
+        mask = batch["attention_mask"].bool()
+        for key in ("start_logits", "end_logits"):
+            np.testing.assert_allclose(
+                getattr(out, key)[mask].numpy(), getattr(expected, key)[mask].numpy(), atol=1e-4
+            )
+        loaded = Registry(tmp_path)[name].get()
+        assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxQA)
+        assert loaded.parameters == reference.parameters
+        prediction = qa.answer(loaded.model, loaded.processor, context, "when was it built")
+        assert prediction.best_span in context and prediction.alternatives
+
+
+def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_path):
+    from core import spotting
+    from tests.tiny_models import build_kws
+
+    build_kws(tmp_path / "kws")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SERVE_PRECISION", "fp32")
+        reference = Registry(tmp_path)["kws"].get()
+    onnx_serving._export(onnx_serving.EXPORTS["audio-classification"], reference.model, tmp_path / "kws.onnx")
+    served = onnx_serving.OnnxSpeech(tmp_path / "kws.onnx", reference.model)
+    rng = np.random.default_rng(0)
+    windows = [rng.normal(0, 0.1, spotting.WINDOW).astype(np.float32) for _ in range(3)]
+    with torch.inference_mode():
+        expected = spotting.window_probs(reference.model, reference.processor, windows)
+    np.testing.assert_allclose(spotting.window_probs(served, reference.processor, windows), expected, atol=1e-5)
+    loaded = Registry(tmp_path)["kws"].get()
+    assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxSpeech)
+    assert spotting.window_probs(loaded.model, loaded.processor, windows).shape == expected.shape
