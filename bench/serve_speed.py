@@ -6,9 +6,10 @@ does not depend on the values).
     python -m bench.serve_speed --repeat 11 --json out.json
 
 The models: DistilHuBERT-size CTC and keyword classifier (HuBERT-base widths, 2 layers),
-DistilBERT-base and XLM-R-base QA, saved with the project's `save_checkpoint`. Their tokenizers
-are small ones made here (the embedding tables keep the real vocabulary sizes); the QA context is
-made so that question + context fill one 384-token window for each model.
+DistilBERT-base and XLM-R-base QA, saved with the project's `save_checkpoint`. Both QA models get
+the same small WordPiece tokenizer made here (the embedding tables keep the real vocabulary sizes;
+speed depends on the token count, not on which tokens), so one context fills exactly one 384-token
+window for each model.
 
 Prints per endpoint: its p50 over plain HTTP (upload excluded), the raw int8 forward of the same
 input (what the app serves), the server's own overhead (the difference), and the raw fp32
@@ -56,7 +57,7 @@ def build_checkpoints(root: Path) -> None:
 
     from core import keywords
     from core.ctc import build_char_vocab, make_processor
-    from scripts.make_smoke_data import speech_extractor, unigram_tokenizer, wordpiece_tokenizer
+    from scripts.make_smoke_data import speech_extractor, wordpiece_tokenizer
 
     corpus = [" ".join(WORDS), QUESTION]
 
@@ -82,7 +83,7 @@ def build_checkpoints(root: Path) -> None:
         metrics("qa"),
     )
     xlmr = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1)
-    save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), unigram_tokenizer(corpus), metrics("qa"))
+    save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), wordpiece_tokenizer(corpus), metrics("qa"))
 
 
 def context_for(tokenizers: list, tokens: int = qa.WINDOW) -> str:

@@ -85,7 +85,8 @@ def build(registry: Registry) -> gr.Blocks:
             registry.reload()
             return status(registry)
 
-        gr.api(slot_status, api_name="status")
+        # Off the queue: the status never waits behind inference (it never waits for a load either).
+        gr.api(slot_status, api_name="status", queue=False)
         gr.api(reload_models, api_name="reload")
     return demo
 

@@ -41,7 +41,7 @@ def answer_each(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
     model first; a missing model gives {"error": ...}. The models run one after the other, each
-    with all cores (docs/BENCHMARKS.md, "Serving speed": faster on 2 cores than side by side)."""
+    with all cores (docs/BENCHMARKS.md, "Serving speed": side by side was never faster on 2 cores)."""
     context, question = qa.check_input(context, question)
     for name in NAMES:
         try:

@@ -163,3 +163,30 @@ def test_file_endpoints_take_uploads_only_never_a_server_path(launch, tmp_path):
         stream = httpx.get(f"{url}gradio_api/call/{endpoint}/{event.json()['event_id']}", timeout=30).text
         assert stream.startswith("event: error") and "root:" not in stream
     assert settled_status(client)["app"]["preload"] is True  # still serving
+
+
+def test_status_answers_while_a_request_is_computing(launch, tiny_checkpoints, monkeypatch):
+    import threading
+    import time
+
+    from core import qa
+
+    real, busy = qa.answer, threading.Event()
+
+    def slow_answer(*args, **kwargs):
+        busy.set()
+        time.sleep(4)  # a long context on a busy CPU
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qa, "answer", slow_answer)
+    url = launch(tiny_checkpoints)
+    settled_status(Client(url, verbose=False))
+    worker = threading.Thread(
+        target=lambda: Client(url, verbose=False).predict("Paris is in France.", "Where?", api_name="/answer")
+    )
+    worker.start()
+    assert busy.wait(30)
+    start = time.monotonic()
+    status = Client(url, verbose=False).predict(api_name="/status")
+    assert time.monotonic() - start < 2.0 and status["qa-xlmr"]["state"] == "loaded"
+    worker.join(30)
