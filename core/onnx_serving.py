@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 CACHE = Path(os.environ.get("ONNX_CACHE", Path.home() / ".cache" / "speech-qa-transformers" / "onnx"))
 FORMAT = 2  # bump when the export or quantization recipe changes: old cache entries are ignored
 INT8 = "int8 (onnxruntime, cpu)"
+# torch.onnx.export is not thread-safe: two slots exporting at once (their loads run in parallel
+# threads) crash the process. One export at a time.
+_EXPORTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -221,8 +225,9 @@ def int8_model(kind: str, model: Any, weights: Path, threads: int | None = None)
         An `OnnxQA` for question answering, else an `OnnxSpeech`.
     """
     target = CACHE / cache_key(weights, model) / "model.int8.onnx"
-    if not target.is_file():
-        _build(EXPORTS[kind], model, target)
+    with _EXPORTING:
+        if not target.is_file():
+            _build(EXPORTS[kind], model, target)
     wrapper = OnnxQA if kind == "question-answering" else OnnxSpeech
     return wrapper(target, model, threads)
 

@@ -76,7 +76,8 @@ def test_superb_ctc_head_answers_the_same_alone_and_padded(tmp_path):
         model.save_pretrained(tmp_path)
         reloaded = heads.HubertSuperbForCTC.from_pretrained(tmp_path).eval()(short).logits
     assert torch.allclose(padded[1, : alone.shape[1]], alone[0], atol=1e-5)
-    assert torch.equal(reloaded, alone)
+    # Reloaded weights give the same logits (bitwise equality would also test the CPU kernels' choice).
+    assert torch.allclose(reloaded, alone, atol=1e-6)
     assert heads.describe_head(reloaded_config := model.config) == "layer mix + 2-layer BiLSTM (8) + linear CTC"
     assert reloaded_config.architectures is None or heads.SUPERB_CTC in reloaded_config.architectures
 
