@@ -57,7 +57,8 @@ def build_checkpoints(root: Path) -> None:
 
     from core import keywords
     from core.ctc import build_char_vocab, make_processor
-    from scripts.make_smoke_data import speech_extractor, wordpiece_tokenizer
+    from scripts.make_smoke_data import wordpiece_tokenizer
+    from scripts.tiny_configs import speech_extractor
 
     corpus = [" ".join(WORDS), QUESTION]
 

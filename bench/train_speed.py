@@ -35,7 +35,7 @@ from transformers import (
 
 from core.audio import TARGET_RATE
 from core.heads import HubertSuperbForCTC, ctc_loss, encode
-from scripts.make_smoke_data import tiny_hubert_config
+from scripts.tiny_configs import tiny_hubert_config
 from train.feature_store import length_batches
 from train.frozen_head import FrozenEncoderHead
 

@@ -111,9 +111,6 @@ class OnnxModel(torch.nn.Module):
         self.source_parameters = sum(p.numel() for p in torch_model.parameters())
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # device for callers
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, feeds)
-
 
 class OnnxSpeech(OnnxModel):
     """CTC or classification over audio: `input_values` (+ `attention_mask`) in, `.logits` out."""
@@ -128,9 +125,9 @@ class OnnxSpeech(OnnxModel):
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
         x = input_values.detach().cpu().numpy().astype(np.float32)
         if attention_mask is None or bool(attention_mask.all()):
-            return SimpleNamespace(logits=torch.from_numpy(self._run({"input_values": x})[0]))
+            return SimpleNamespace(logits=torch.from_numpy(self.session.run(None, {"input_values": x})[0]))
         lengths = attention_mask.sum(-1).tolist()
-        rows = [self._run({"input_values": x[i : i + 1, : int(n)]})[0][0] for i, n in enumerate(lengths)]
+        rows = [self.session.run(None, {"input_values": x[i : i + 1, : int(n)]})[0][0] for i, n in enumerate(lengths)]
         if rows[0].ndim == 1:  # one vector per clip (classification)
             return SimpleNamespace(logits=torch.from_numpy(np.stack(rows)))
         frames = max(len(r) for r in rows)
@@ -148,7 +145,7 @@ class OnnxQA(OnnxModel):
             "input_ids": input_ids.cpu().numpy().astype(np.int64),
             "attention_mask": attention_mask.cpu().numpy().astype(np.int64),
         }
-        starts, ends = self._run(feeds)
+        starts, ends = self.session.run(None, feeds)
         return SimpleNamespace(start_logits=torch.from_numpy(starts), end_logits=torch.from_numpy(ends))
 
 

@@ -44,26 +44,20 @@ def scores_table(
         row = {"model": NAMES.get(name, name)}
         if fp32:
             row["precision"] = (precisions or {}).get(name, "as served")
-        row.update({k: round(float(s[k]), 2) for k in SCORE_KEYS if k in s})
+        row.update(_percent(s))
         row.update({k: int(s[k]) for k in ("total", "HasAns_total", "NoAns_total") if k in s})
         rows.append(row)
         if fp32 and name in fp32:
-            reference = fp32[name]
-            rows.append(
-                {
-                    "model": row["model"],
-                    "precision": "fp32 (torch)",
-                    **{k: round(float(reference[k]), 2) for k in SCORE_KEYS if k in reference},
-                }
-            )
-            rows.append(
-                {
-                    "model": row["model"],
-                    "precision": "difference (served − fp32)",
-                    **{k: round(float(s[k]) - float(reference[k]), 2) for k in SCORE_KEYS if k in s},
-                }
-            )
+            reference = _percent(fp32[name])
+            difference = {k: round(v - reference[k], 2) for k, v in _percent(s).items() if k in reference}
+            rows.append({"model": row["model"], "precision": "fp32 (torch)", **reference})
+            rows.append({"model": row["model"], "precision": "difference (served − fp32)", **difference})
     return pd.DataFrame(rows)
+
+
+def _percent(scores: dict[str, Any]) -> dict[str, float]:
+    """The EM/F1 scores among `scores`, rounded to two decimals."""
+    return {k: round(float(scores[k]), 2) for k in SCORE_KEYS if k in scores}
 
 
 def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
