@@ -27,14 +27,20 @@ def labels_of(loaded: LoadedModel) -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go.Figure | None]:
-    """Class probabilities for a clip (its most keyword-like 1 s window when longer), and for a
-    clip longer than 1 s a timeline of every keyword's probability per window."""
+def clip_scores(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Class probabilities for a clip (its most keyword-like 1 s window when longer), with the
+    window centre times [W] and every window's probabilities [W, classes]."""
     times, probs, quiet = spotting.sliding_probs(loaded.model, loaded.processor, samples)
     labels = labels_of(loaded)
     summary = spotting.best_window(probs, labels, quiet)
-    scores = {label: float(p) for label, p in zip(labels, summary, strict=True)}
-    return scores, (timeline_figure(times, probs, labels) if len(times) > 1 else None)
+    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, times, probs
+
+
+def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go.Figure | None]:
+    """`clip_scores`, and for a clip longer than 1 s a timeline of every keyword's probability
+    per window."""
+    scores, times, probs = clip_scores(loaded, samples)
+    return scores, (timeline_figure(times, probs, labels_of(loaded)) if len(times) > 1 else None)
 
 
 def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
@@ -204,7 +210,8 @@ def build(registry: Registry) -> gr.Blocks:
             """The top 5 keywords of an uploaded clip (its most keyword-like 1 s window when
             longer), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
             path = uploaded_path(audio)
-            scores = spot_input(require(slot), path)[0]
+            loaded = require(slot)
+            scores = clip_scores(loaded, audio_or_error(path))[0]  # no timeline: the API returns none
             return top_classes(scores, 5)
 
         gr.api(api_spot, api_name="spot")
