@@ -72,15 +72,22 @@ def apply_threshold(
 
 
 def best_threshold(
-    scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool]
+    scores: dict, null_diffs: Mapping[str, float], has_answer: Mapping[str, bool], predictions: Mapping[str, str]
 ) -> tuple[float, float]:
-    """(best score in percent, its threshold), sweeping the threshold over the observed margins as
-    the official script does (starting from answering nothing)."""
+    """(best score in percent, its threshold), sweeping the threshold over the observed margins
+    exactly as the official script's `find_best_thresh` does: starting from answering nothing, the
+    questions in `null_diffs`' order stably sorted by margin, each one answered in turn. Answering
+    an unanswerable question costs 1 whenever the prediction is a non-empty string, even one that
+    normalises to nothing ("The", "!!"): the official script tests the raw text, not its score."""
     current = best = sum(not has_answer[q] for q in scores)
     threshold = 0.0
-    for qid in sorted(scores, key=lambda q: null_diffs[q]):
-        # Answering this question instead of abstaining changes its score.
-        current += scores[qid] - float(not has_answer[qid])
+    for qid in sorted(null_diffs, key=lambda q: null_diffs[q]):
+        if qid not in scores:
+            continue
+        if has_answer[qid]:
+            current += scores[qid]
+        elif predictions[qid]:
+            current -= 1
         if current > best:
             best = current
             threshold = null_diffs[qid]
@@ -124,8 +131,8 @@ def squad_v2(
         if ids:
             out.update({f"{name}_{k}": v for k, v in _summary(exact_scores, f1_scores, ids).items()})
     if null_diffs is not None:
-        out["best_exact"], out["best_exact_thresh"] = best_threshold(raw_exact, null_diffs, has_answer)
-        out["best_f1"], out["best_f1_thresh"] = best_threshold(raw_f1, null_diffs, has_answer)
+        out["best_exact"], out["best_exact_thresh"] = best_threshold(raw_exact, null_diffs, has_answer, predictions)
+        out["best_f1"], out["best_f1_thresh"] = best_threshold(raw_f1, null_diffs, has_answer, predictions)
     return out
 
 

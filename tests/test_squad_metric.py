@@ -64,6 +64,35 @@ def test_null_threshold_and_best_threshold_by_hand():
     assert out["best_f1"] == pytest.approx(100.0) and out["best_f1_thresh"] == -2.0
 
 
+@pytest.mark.parametrize("text", ["The", "!!", "  AN", "a the."])
+def test_best_threshold_counts_a_non_empty_prediction_that_normalises_to_nothing_as_an_answer(text):
+    # The official find_best_thresh tests the raw prediction: answering the unanswerable q2 with
+    # any non-empty string costs 1, though its normalised text "" would score as an abstention.
+    golds = {"q1": ["1889"], "q2": []}
+    predictions = {"q1": "1889", "q2": text}
+    null_diffs = {"q2": -3.0, "q1": -1.0}
+    out = squad_v2(golds, predictions, null_diffs)
+    # start 1 (q2 abstains); answer q2 at -3: 1 - 1 = 0; answer q1 at -1: 0 + 1 = 1, not > 1
+    assert (out["best_exact"], out["best_exact_thresh"]) == (50.0, 0.0)
+    assert (out["best_f1"], out["best_f1_thresh"]) == (50.0, 0.0)
+    # an empty prediction is an abstention however far the sweep goes: q2 adds 0, q1 adds 1
+    out = squad_v2(golds, {"q1": "1889", "q2": ""}, null_diffs)
+    assert (out["best_exact"], out["best_exact_thresh"]) == (100.0, -1.0)
+
+
+def test_best_threshold_sweeps_equal_margins_in_the_order_the_margins_were_given():
+    # Two questions with the same margin: the official script sorts the null-score file's ids
+    # stably, so the margins' order decides, not the gold file's.
+    golds = {"a": [], "b": ["x"]}
+    predictions = {"a": "Paris", "b": "x"}
+    out = squad_v2(golds, predictions, {"b": 0.5, "a": 0.5})
+    # start 1; b first: +1 -> 2 (best, thresh 0.5); then a: -1 -> 1
+    assert (out["best_exact"], out["best_exact_thresh"]) == (100.0, 0.5)
+    out = squad_v2(golds, predictions, {"a": 0.5, "b": 0.5})
+    # a first: -1 -> 0; then b: +1 -> 1, not above the start
+    assert (out["best_exact"], out["best_exact_thresh"]) == (50.0, 0.0)
+
+
 def test_a_missing_prediction_is_an_error():
     with pytest.raises(ValueError, match="have no prediction"):
         squad_v2({"q1": ["a"]}, {})
