@@ -17,6 +17,7 @@ crashed run leaves the previous one untouched.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from core.errors import json_kind
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -73,12 +76,64 @@ def write_metrics(folder: Path, metrics: Metrics) -> Path:
     return path
 
 
+class MetricsError(ValueError):
+    """A `metrics.json` that exists but is not what `Metrics` describes; the message names the file
+    and what is wrong with it (never the folder: it may reach a visitor)."""
+
+
+# Sections of `Metrics` a reader relies on, with the JSON type each must have.
+_SECTIONS: dict[str, type | tuple[type, ...]] = {
+    "task": str,
+    "final": dict,
+    "history": list,
+    "dataset_sizes": dict,
+    "hyperparameters": dict,
+    "hardware": dict,
+    "extra": dict,
+    "wall_time_s": (int, float),
+}
+# Numbers inside `extra` that the app computes with.
+_EXTRA_NUMBERS = ("null_score_diff_threshold",)
+
+
 def read_metrics(folder: Path) -> dict[str, Any] | None:
-    """The checkpoint's metrics, or None when the folder has none (e.g. a hub model)."""
+    """The checkpoint's metrics, or None when the folder has none (e.g. a hub model).
+
+    Raises:
+        MetricsError: the file is not JSON, not an object, or a section has the wrong type.
+    """
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise MetricsError(f"{METRICS_FILE} is not UTF-8 text") from err
+    except (json.JSONDecodeError, RecursionError) as err:
+        where = f" (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise MetricsError(f"{METRICS_FILE} is not valid JSON{where}") from err
+    check_metrics(metrics)
+    return metrics
+
+
+def check_metrics(metrics: Any) -> None:
+    """Raise `MetricsError` unless `metrics` has the shape `Metrics` writes (absent sections are
+    allowed: a hand-written file may hold only some)."""
+    if not isinstance(metrics, dict):
+        raise MetricsError(f"{METRICS_FILE} holds {json_kind(metrics)}, not an object")
+    for key, kind in _SECTIONS.items():
+        if key in metrics and (not isinstance(metrics[key], kind) or isinstance(metrics[key], bool)):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise MetricsError(f"{METRICS_FILE}: '{key}' is {json_kind(metrics[key])}, not {json_kind(kinds[0])}")
+    for split, values in metrics.get("final", {}).items():
+        if not isinstance(values, dict):
+            raise MetricsError(f"{METRICS_FILE}: 'final.{split}' is {json_kind(values)}, not an object")
+    for key in _EXTRA_NUMBERS:
+        value = metrics.get("extra", {}).get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+        ):
+            raise MetricsError(f"{METRICS_FILE}: 'extra.{key}' is {json.dumps(value)[:40]}, not a number")
 
 
 def validate(folder: Path) -> None:

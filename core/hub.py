@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from tqdm.std import tqdm
 
+from core.errors import NO_SAFETENSORS, NoModelFiles
+
 # Seconds a hub step may go without an answer (no response, no new bytes) before the load gives up
 # for now; the slot then retries later. Applies to every request of a load, not only file bodies.
 HUB_TIMEOUT_S = float(os.environ.get("HUB_TIMEOUT_S", 10))
@@ -178,9 +180,10 @@ def require_safetensors(source: HubSource, files: dict[str, int]) -> None:
         return
     pickled = sorted(matching(files, PICKLE_PATTERNS))
     at = f"revision {source.revision}" if source.revision else "its default branch"
-    raise FileNotFoundError(
+    raise NoModelFiles(
         f"{source.repo_id} has no safetensors weights at {at}"
-        + (f" (only pickled {', '.join(pickled)}, which is never loaded)" if pickled else "")
+        + (f" (only pickled {', '.join(pickled)}, which is never loaded)" if pickled else ""),
+        NO_SAFETENSORS,
     )
 
 
@@ -223,3 +226,25 @@ def is_transient(err: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def plain_reason(err: BaseException) -> str | None:
+    """A few plain words for a failed hub step that a visitor may read (no URL, no path, no
+    library advice), or None when `err` is not a hub failure."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(err, (OfflineModeIsEnabled, LocalEntryNotFoundError)):
+        return "the model hub is not reachable from this server"
+    if isinstance(err, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return "not found on the model hub"
+    if is_transient(err):
+        return "the model hub did not answer"
+    if isinstance(err, HfHubHTTPError):
+        return "the model hub refused the request"
+    return None

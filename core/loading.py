@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.errors import NO_SAFETENSORS, NoModelFiles
+
 
 def classes(kind: str) -> tuple[Any, Any]:
     """The (model class, processor class) of a slot kind: asr, kws or qa."""
@@ -56,9 +58,9 @@ def _importable(module: str) -> bool:
 
 
 def require_weights(path: Path) -> None:
-    """Raise FileNotFoundError unless `path` holds safetensors weights (pickles are never loaded)."""
+    """Raise `NoModelFiles` unless `path` holds safetensors weights (pickles are never loaded)."""
     if not any(Path(path).glob("*.safetensors")):
-        raise FileNotFoundError(f"no safetensors weights in {path} (pickled weights are not loaded)")
+        raise NoModelFiles(f"no safetensors weights in {path} (pickled weights are not loaded)", NO_SAFETENSORS)
 
 
 def load_model(kind: str, path: Path) -> Any:

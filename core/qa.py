@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import InputError
+from core.errors import InputError, json_kind
 
 WINDOW = 384  # tokens per window, as the models were fine-tuned
 STRIDE = 128  # tokens shared by neighbouring windows
 MAX_CONTEXT_CHARS = 20_000  # ~3,500 words: a few dozen windows, a few seconds on a CPU
+MAX_QUESTION_CHARS = 1_000  # a question is one sentence; this leaves room for long ones
 
 
 class QAInputError(InputError):
@@ -195,21 +196,39 @@ def _choose(context: str, spans: list, null_score: float, n_best: int, threshold
     return Prediction(top["text"], top["text"], top["probability"], diff, top["start"], top["end"], alternatives)
 
 
-def check_input(context: str | None, question: str | None) -> tuple[str, str]:
+def check_input(context: Any, question: Any) -> tuple[str, str]:
     """The context and question stripped of surrounding space.
 
     Raises:
-        QAInputError: either is empty, or the context exceeds `MAX_CONTEXT_CHARS`.
+        QAInputError: either is not text, is empty, holds characters that are not valid text (an
+            unpaired surrogate), or exceeds its limit (`MAX_CONTEXT_CHARS`, `MAX_QUESTION_CHARS`).
     """
-    context = (context or "").strip()
-    question = (question or "").strip()
+    context = _text(context, "context")
+    question = _text(question, "question")
     if not context:
         raise QAInputError("The context is empty: paste the paragraph the answer should come from.")
     if not question:
         raise QAInputError("The question is empty.")
     if len(context) > MAX_CONTEXT_CHARS:
         raise QAInputError(f"The context has {len(context):,} characters; the limit is {MAX_CONTEXT_CHARS:,}.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QAInputError(f"The question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}.")
     return context, question
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise QAInputError(f"The {name} must be text, not {json_kind(value)}.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise QAInputError(
+            f"The {name} holds a character that is not valid text (an unpaired surrogate at position "
+            f"{err.start + 1:,}); paste it again as plain text."
+        ) from err
+    return value.strip()
 
 
 def window_length(config: Any) -> int:

@@ -11,10 +11,16 @@ Each slot loads in a thread of its own. A request waits for a load only while it
 files; while a hub download runs it gets the slot's state ("downloading 42 %") at once. A hub
 that times out or fails on its side leaves the slot *retrying*: it tries again after a backoff,
 so a transient error at boot heals itself.
+
+Two views of a slot: `status()` is what a visitor may see (its state, where the model comes from
+as a label such as "checkpoint asr" or a hub id, a one-line reason; never a server path), and
+`status(detail=True)` adds what the operator needs (folders, every attempt's full error), as the
+server log does.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from core import hub, loading, onnx_serving
-from core.checkpoint import folder_size, read_metrics
+from core.checkpoint import MetricsError, folder_size, read_metrics
+from core.errors import NoModelFiles
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
 LOAD_WAIT_S = float(os.environ.get("LOAD_WAIT_S", 120))
@@ -31,6 +38,8 @@ LOAD_WAIT_S = float(os.environ.get("LOAD_WAIT_S", 120))
 RETRY_S = float(os.environ.get("HUB_RETRY_S", 30))
 RETRY_MAX_S = 600.0
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,12 +102,12 @@ SLOTS: dict[str, SlotSpec] = {
 
 
 class SlotUnavailable(RuntimeError):
-    """No source of a slot could be loaded; `attempts` says what was tried and why it failed."""
+    """No source of a slot could be loaded; `attempts` says what was tried and why it failed. The
+    message is the plain one (see `plain_reasons`); the attempts hold the operator's detail."""
 
     def __init__(self, slot: str, attempts: list[dict[str, str]]):
         self.slot, self.attempts = slot, attempts
-        tried = "; ".join(f"{a['source']}: {a['error']}" for a in attempts)
-        super().__init__(f"No model for '{slot}' could be loaded ({tried}).")
+        super().__init__(f"No model for '{slot}' is available ({plain_reasons(attempts)}).")
 
 
 class SlotNotReady(SlotUnavailable):
@@ -116,13 +125,15 @@ class LoadedModel:
 
     model: Any
     processor: Any  # feature extractor, processor or tokenizer
-    source: str
+    source: str  # as configured: a folder or a hub id (operator detail)
     path: Path  # local folder the weights came from
     device: str
     load_time_s: float
     metrics: dict[str, Any] | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)  # earlier sources that failed
     precision: str = "fp32 (torch, cpu)"
+    label: str = ""  # where the model comes from, fit for a visitor: "checkpoint asr", a hub id
+    warnings: list[str] = field(default_factory=list)  # e.g. a metrics.json that was ignored
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
@@ -225,9 +236,11 @@ class Slot:
             return f"retrying in {max(0, self._retry_at - time.monotonic()):.0f} s"
         return state
 
-    def status(self) -> dict[str, Any]:
+    def status(self, detail: bool = False) -> dict[str, Any]:
         """State without triggering a load: 'not loaded', 'starting', 'resolving', 'downloading',
-        'loading', 'loaded', 'retrying' or 'unavailable'."""
+        'loading', 'loaded', 'retrying' or 'unavailable'; where the model comes from, and why a
+        source failed, in plain words. `detail` adds server paths and every attempt's full error
+        (for the operator; never shown to a visitor)."""
         spec = self.spec
         info: dict[str, Any] = {
             "slot": spec.name,
@@ -243,22 +256,28 @@ class Slot:
             info["progress"] = self._progress.fraction
             info["downloaded_bytes"] = self._progress.done
             info["download_bytes"] = self._progress.total
+        attempts = self._failure.attempts if self._failure is not None else self._attempts
         if self._loaded is not None:
             m = self._loaded
+            attempts = m.skipped
             info.update(
-                source=m.source,
+                source=m.label,
                 parameters=m.parameters,
                 size_bytes=m.size_bytes,
                 device=m.device,
                 precision=m.precision,
                 load_time_s=round(m.load_time_s, 3),
-                skipped=m.skipped,
                 ready_after_s=self.ready_after_s,
+                warnings=list(m.warnings),
+                skipped=[{"source": a["label"], "reason": a["reason"]} for a in m.skipped],
             )
-        elif self._failure is not None:
-            info.update(error=str(self._failure), attempts=self._failure.attempts)
-        elif self._attempts:
-            info["attempts"] = list(self._attempts)
+            if detail:
+                info.update(path=str(m.path), configured=m.source)
+        if attempts and self._loaded is None:
+            info["reason"] = plain_reasons(attempts)
+            info["tried"] = [{"source": a["label"], "reason": a["reason"]} for a in attempts]
+        if detail and attempts:
+            info["attempts"] = [{"source": a["source"], "error": a["error"]} for a in attempts]
         if self._state == "retrying":
             info["retry_in_s"] = round(max(0.0, (self._retry_at or 0) - time.monotonic()), 1)
         return info
@@ -283,7 +302,7 @@ class Slot:
                 try:
                     loaded = self._load_one(label, source, generation, attempts)
                 except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
-                    attempts.append({"source": f"{label} {source}", "error": _short(err)})
+                    attempts.append(self._attempt(label, source, err))
                     transient = transient or hub.is_transient(err)
                     with self._cond:
                         if generation != self._generation:
@@ -319,7 +338,8 @@ class Slot:
         remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
         if remote is None:
             if not path.is_dir():
-                raise FileNotFoundError(f"no folder at {path}")
+                plain = "not trained yet" if label == "checkpoint" else "no such folder"
+                raise NoModelFiles(f"no folder at {path}", plain)
             self._set("loading", generation)
             model, processor = loading.from_pretrained(self.spec.kind, path)
         else:
@@ -327,7 +347,39 @@ class Slot:
         device = loading.best_device()
         model.to(device).eval()
         model, precision = onnx_serving.for_serving(self.spec.kind, model, path, device)
-        return LoadedModel(model, processor, source, path, device, 0.0, read_metrics(path), list(attempts), precision)
+        metrics, warnings = None, []
+        try:
+            metrics = read_metrics(path)
+        except MetricsError as err:  # the model still serves; the tab and status say what is wrong
+            warnings.append(f"{err}; it is ignored")
+            logger.warning("slot %s: %s in %s", self.spec.name, err, path)
+        label = self.label(label, source)
+        return LoadedModel(
+            model, processor, source, path, device, 0.0, metrics, list(attempts), precision, label, warnings
+        )
+
+    def label(self, label: str, source: str) -> str:
+        """Where a model comes from, in words a visitor may read: a hub id is public, a server
+        folder is not ("checkpoint asr", "$ASR_MODEL (a local folder)")."""
+        if label == "checkpoint":
+            return f"checkpoint {self.spec.name}"
+        if hub.parse_source(source) is not None and not Path(source).expanduser().is_dir():
+            return source
+        return f"{label} (a local folder)"
+
+    def _attempt(self, label: str, source: str, err: Exception) -> dict[str, str]:
+        """One failed source: the full error for the operator (also logged), a plain reason."""
+        logger.warning("slot %s: %s %s failed: %s", self.spec.name, label, source, err)
+        if isinstance(err, NoModelFiles):
+            reason = err.plain
+        else:
+            reason = hub.plain_reason(err) or (
+                "a package it needs is not installed on this server"
+                if isinstance(err, ImportError)
+                else "its files could not be loaded"
+            )
+        shown = self.label(label, source)
+        return {"source": f"{label} {source}", "error": _short(err), "label": shown, "reason": reason}
 
     def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
         """Tokenizer/processor first (a failure there costs no weight download), then weights."""
@@ -373,16 +425,16 @@ class Registry:
         for slot in self.slots.values():
             slot.start()
 
-    def status(self, load: bool = True, wait: bool = True) -> dict[str, dict[str, Any]]:
-        """Per-slot status; with `load`, starts every slot's load, and with `wait` also waits for
-        local reads (never for a download)."""
+    def status(self, load: bool = True, wait: bool = True, detail: bool = False) -> dict[str, dict[str, Any]]:
+        """Per-slot status (`Slot.status`); with `load`, starts every slot's load, and with `wait`
+        also waits for local reads (never for a download)."""
         if load:
             for slot in self.slots.values():
                 slot.start()
         if load and wait:
             for slot in self.slots.values():
                 slot.try_get()
-        return {name: slot.status() for name, slot in self.slots.items()}
+        return {name: slot.status(detail) for name, slot in self.slots.items()}
 
     def summary(self) -> dict[str, Any]:
         """App-wide: whether slots preload, and seconds from launch until all were ready."""
@@ -397,6 +449,11 @@ class Registry:
         for slot in self.slots.values():
             slot.reset()
         return self.status()
+
+
+def plain_reasons(attempts: list[dict[str, str]]) -> str:
+    """One line a visitor may read: each source tried and why it failed, no server paths."""
+    return "; ".join(f"{a['label']}: {a['reason']}" for a in attempts) or "nothing was tried"
 
 
 def _short(err: Exception) -> str:

@@ -153,7 +153,7 @@ def build(registry: Registry) -> gr.Blocks:
         )
         status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
 
-        def api_transcribe(audio: FileData) -> str:
+        def api_transcribe(audio: FileData | None = None) -> str:
             """The transcript of an uploaded audio file (wav, flac, ogg or mp3; long audio in
             overlapping windows)."""
             path = uploaded_path(audio)

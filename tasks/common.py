@@ -3,8 +3,13 @@ refused input (`core.errors.InputError`) into the `gr.Error` a user sees."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -12,37 +17,49 @@ import numpy as np
 
 from core.audio import AudioInput, load_audio
 from core.errors import InputError
-from core.slots import LoadedModel, Slot, SlotNotReady, SlotUnavailable
+from core.slots import LoadedModel, Slot, SlotNotReady, SlotUnavailable, plain_reasons
 from core.structure import human_bytes
 
 
 def status_card(slot: Slot, load: bool = True) -> str:
-    """Markdown saying what the slot serves, how far its download or load is, or what was tried
-    and how to get a model. With `load`, starts the slot's load; it never waits for one (the
-    card's timer shows the rest)."""
+    """Markdown for a visitor: what the slot serves, how far its download or load is, or that it
+    has no model and why, in one line (no server paths; the operator's detail is in the Models
+    tab). With `load`, starts the slot's load; it never waits for one (the card's timer shows the
+    rest)."""
     if load:
         slot.start()
     info = slot.status()
     spec = slot.spec
     if info["state"] == "loaded":
-        return (
+        card = (
             f"**{spec.title}** — serving `{info['source']}` · {info['parameters']:,} parameters · "
             f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
             f"loaded in {info['load_time_s']:.1f} s"
         )
+        return "\n\n".join([card, *(f"⚠️ {warning}" for warning in info["warnings"])])
     if info["state"] == "not loaded":
         return f"**{spec.title}** — not loaded yet; it loads on the first request."
     if info["state"] == "retrying":
         return f"**{spec.title}** — the model hub did not answer; {info['detail']} (this page updates by itself)."
     if info["state"] != "unavailable":  # starting, resolving, downloading, loading
         return f"**{spec.title}** — getting the model ready: {info['detail']} (this page updates by itself)."
-    tried = "\n".join(f"- `{a['source']}` — {a['error']}" for a in info["attempts"])
-    return (
-        f"**{spec.title}: no model available.** Tried, in order:\n{tried}\n\n"
-        f"Train one with `{spec.train_command}` (writes `{slot.checkpoints / spec.name}`), "
-        f"or set `{spec.env_var}` to a local folder or a hub id, then press *Reload models* "
-        f"in the Models tab."
+    return f"**{spec.title}: this model is not available on this server** ({info['reason']})."
+
+
+def operator_card(slot: Slot) -> str:
+    """Markdown for the operator: every source tried with its full error, where a trained
+    checkpoint goes and how to make one (the Models tab shows it collapsed)."""
+    info = slot.status(detail=True)
+    spec = slot.spec
+    lines = [f"**{spec.title}** (`{spec.name}`): {info['detail']}"]
+    if info.get("path"):
+        lines.append(f"- serving `{info['configured']}` from `{info['path']}`")
+    lines += [f"- tried `{a['source']}`: {a['error']}" for a in info.get("attempts", [])]
+    lines.append(
+        f"- a trained checkpoint goes to `{slot.checkpoints / spec.name}` (`{spec.train_command}`); or set "
+        f"`{spec.env_var}` to a folder or a hub id; then *Reload models*"
     )
+    return "\n".join(lines)
 
 
 def settled(slot: Slot) -> bool:
@@ -87,10 +104,8 @@ def require(slot: Slot) -> LoadedModel:
             f"The {slot.spec.title.lower()} model is not ready yet ({err.state}). Try again in a moment."
         ) from err
     except SlotUnavailable as err:
-        raise gr.Error(
-            f"No {slot.spec.title} model is loaded. Train one with "
-            f"`{slot.spec.train_command}` or set {slot.spec.env_var}. ({err})"
-        ) from err
+        reason = plain_reasons(err.attempts)
+        raise gr.Error(f"The {slot.spec.title.lower()} model is not available on this server ({reason}).") from err
 
 
 @contextmanager
@@ -115,7 +130,26 @@ def uploaded_path(file: Any) -> str:
     Gradio checks a `FileData` dict's path (it must be an upload, never a server file) before the
     endpoint runs; a bare string or a dict without FileData's marker skips that check, so it is
     refused here."""
+    if file is None:
+        raise gr.Error("No file was sent: upload one (gradio_client's handle_file).")
     meta = file.get("meta") if isinstance(file, dict) else None
     if not isinstance(meta, dict) or meta.get("_type") != "gradio.FileData" or not file.get("path"):
         raise gr.Error("Send the file as an upload (gradio_client's handle_file), not as a path or text.")
     return str(file["path"])
+
+
+# Files the app writes for a visitor to download (Gradio copies each into its own cache, which
+# `delete_cache` clears); ours are removed once they are an hour old, so the folder never grows.
+OUTPUTS = Path(tempfile.mkdtemp(prefix="app-outputs-"))
+OUTPUT_LIFETIME_S = 3600
+
+
+def output_file(name: str) -> Path:
+    """A fresh path named `name` in a folder of its own under `OUTPUTS` (older outputs pruned)."""
+    cutoff = time.time() - OUTPUT_LIFETIME_S
+    for old in OUTPUTS.iterdir():
+        if old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = OUTPUTS / uuid.uuid4().hex
+    folder.mkdir()
+    return folder / name

@@ -206,7 +206,7 @@ def build(registry: Registry) -> gr.Blocks:
         )
         status_watch(slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs)
 
-        def api_spot(audio: FileData) -> dict:
+        def api_spot(audio: FileData | None = None) -> dict:
             """The top 5 keywords of an uploaded clip (its most keyword-like 1 s window when
             longer), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
             path = uploaded_path(audio)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.slots import Registry
 from core.structure import ROWS, structure
-from tasks.common import settled, status_card
+from tasks.common import operator_card, settled, status_card
 
 TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
 
@@ -34,16 +34,18 @@ def status(registry: Registry) -> dict[str, dict[str, Any]]:
     return report
 
 
-def overview(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
+def overview(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
+    """The structure table, the visitor's cards, the operator's detail and the status JSON."""
     report = status(registry)
     cards = "\n\n".join(status_card(slot, load=False) for slot in registry.slots.values())
     ready = report["app"]["all_ready_after_s"]
     if ready is not None:
         cards += f"\n\nAll four models were ready {ready:.1f} s after launch."
-    return structure_table(registry), cards, report
+    details = "\n\n".join(operator_card(slot) for slot in registry.slots.values())
+    return structure_table(registry), cards, details, report
 
 
-def reload(registry: Registry) -> tuple[pd.DataFrame, str, dict]:
+def reload(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
     """Forget every slot and load again; waits for local reads (an operator's action)."""
     registry.reload()
     return overview(registry)
@@ -60,9 +62,11 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Row():
             models_refresh = gr.Button("Refresh status")
             models_reload = gr.Button("Reload models", variant="secondary")
+        with gr.Accordion("For the operator: what each slot tried, folders and errors in full", open=False):
+            models_details = gr.Markdown()
         with gr.Accordion("Status (JSON, as the `status` endpoint returns it)", open=False):
             models_status = gr.JSON()
-        outputs = [models_table, models_cards, models_status]
+        outputs = [models_table, models_cards, models_details, models_status]
         demo.load(lambda: overview(registry), outputs=outputs, api_name=False)
         models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
         models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)

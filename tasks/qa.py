@@ -16,8 +16,18 @@ from gradio import FileData
 from core import qa
 from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
+from core.structure import human_bytes
 from tasks.common import status_card, status_watch, uploaded_path, user_errors
-from tasks.qa_panels import BATCH_LIMIT, NAMES, batch_evaluate, comparison, evaluate_examples, read_batch
+from tasks.qa_panels import (
+    BATCH_CONTEXT_CHARS,
+    BATCH_LIMIT,
+    BATCH_MAX_BYTES,
+    NAMES,
+    batch_evaluate,
+    comparison,
+    evaluate_examples,
+    read_batch,
+)
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
@@ -59,7 +69,7 @@ def answer_each(
                 "alternatives": prediction.alternatives[:3],
                 "threshold": threshold,
                 "seconds": round(time.perf_counter() - start, 4),
-                "source": loaded.source,
+                "source": loaded.label,
                 "precision": loaded.precision,
             },
         )
@@ -151,14 +161,16 @@ def build(registry: Registry) -> gr.Blocks:
             qa_structure = gr.Dataframe(label="Structure", interactive=False)
         with gr.Tab("Batch evaluation"):
             gr.Markdown(
-                f"Upload a SQuAD v2 JSON file (or JSON lines); the first {BATCH_LIMIT} questions "
-                "are answered by both models, then scored with the SQuAD v2 metric."
+                f"Upload a SQuAD v2 JSON file (or JSON lines, up to {human_bytes(BATCH_MAX_BYTES)}); the first "
+                f"{BATCH_LIMIT} questions (at most {BATCH_CONTEXT_CHARS:,} characters of context in all) are "
+                "answered by both models, then scored with the SQuAD v2 metric."
             )
             qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
             qa_with_fp32 = gr.Checkbox(
                 label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
             )
             qa_run = gr.Button("Evaluate both models")
+            qa_batch_note = gr.Markdown()
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
 
@@ -190,7 +202,7 @@ def build(registry: Registry) -> gr.Blocks:
             # Gradio injects a live progress bar where a parameter defaults to gr.Progress().
             lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
             inputs=[qa_file, qa_with_fp32],
-            outputs=[qa_batch_scores, qa_disagreements],
+            outputs=[qa_batch_scores, qa_disagreements, qa_batch_note],
             api_name=False,
         )
         for name, column in columns.items():
@@ -214,18 +226,19 @@ def build(registry: Registry) -> gr.Blocks:
             api_name=False,
         )
 
-        def api_answer(context: str, question: str) -> dict:
+        def api_answer(context: str = "", question: str = "") -> dict:
             """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no
             answer), probability, score_diff (null minus best span), threshold, seconds, source,
             the top-3 alternatives; {"error": ...} for a model that is not available."""
             with user_errors():
                 return answer_both(registry, context, question)
 
-        def api_batch_evaluate(file: FileData, with_fp32: bool = False) -> dict:
-            """Both models on the first 200 questions of an uploaded SQuAD v2 file: "scores" per
-            slot (exact, f1, HasAns_/NoAns_ and best_ thresholds, as the official script),
-            "disagreements" (id, question, gold answers, each model's answer), "precisions" (what
-            each slot serves) and, with `with_fp32`, "fp32": the same models' scores in fp32."""
+        def api_batch_evaluate(file: FileData | None = None, with_fp32: bool = False) -> dict:
+            """Both models on the first questions of an uploaded SQuAD v2 file (up to 200, and
+            300,000 characters of context): "scores" per slot (exact, f1, HasAns_/NoAns_, as the
+            official script), "disagreements" (id, question, gold answers, each model's answer),
+            "precisions" (what each slot serves), "note" (what was left out of the file) and, with
+            `with_fp32`, "fp32": the same models' scores in fp32."""
             with user_errors():
                 result = evaluate_examples(registry, read_batch(uploaded_path(file)), with_fp32=with_fp32)
             return asdict(result)

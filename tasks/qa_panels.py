@@ -4,7 +4,6 @@ uploaded SQuAD v2 file."""
 from __future__ import annotations
 
 import csv
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -22,11 +21,16 @@ from core.qa import Example
 from core.slots import Registry
 from core.squad_data import gold_answers, load_file
 from core.squad_metric import normalize_answer, squad_v2
-from core.structure import structure
-from tasks.common import require, user_errors
+from core.structure import human_bytes, structure
+from tasks.common import output_file, require, user_errors
 from tasks.plots import history_figure
 
-BATCH_LIMIT = 200  # questions per upload: two models on CPU answer ~200 in a minute or two
+# Work per upload, so one batch holds its queue for a bounded time (each batch waits for the one
+# before it): questions, characters of context over those questions (each question runs over its
+# whole context), and the file's size, checked before it is read.
+BATCH_LIMIT = 200  # two models on 2 CPU cores answer ~200 SQuAD questions in a minute or two
+BATCH_CONTEXT_CHARS = 300_000  # ~200 SQuAD paragraphs; 15 questions on a 20,000-character context
+BATCH_MAX_BYTES = 16 * 1024 * 1024  # SQuAD v2's dev file (4.4 MB) fits
 NAMES = {"qa-distilbert": "DistilBERT", "qa-xlmr": "XLM-RoBERTa"}
 SCORE_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
 
@@ -109,22 +113,61 @@ class BatchResult:
     disagreements: list[dict[str, str]]  # id, question, gold answers, then one answer per model
     precisions: dict[str, str]  # slot name -> the precision it serves
     fp32: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same models in fp32, when asked
+    note: str = ""  # what was left out of the file, and why
 
 
-def read_batch(path: str | Path) -> list[Example]:
-    """The first BATCH_LIMIT questions of a SQuAD v2 file (JSON or JSON lines).
+@dataclass
+class Batch:
+    """The questions of an uploaded file that will be answered, and what was left out."""
+
+    examples: list[Example]
+    note: str = ""
+
+
+def read_batch(path: str | Path) -> Batch:
+    """The questions of a SQuAD v2 file (JSON or JSON lines) to answer: the first ones, up to
+    `BATCH_LIMIT` questions and `BATCH_CONTEXT_CHARS` characters of context; each checked with the
+    limits of a single question (`core.qa.check_input`) before any model runs.
 
     Raises:
-        InputError: the file cannot be read as SQuAD v2, or holds no questions.
+        InputError: the file is too large, is not SQuAD v2, holds no questions, repeats an id,
+            or a question or context it would answer exceeds a limit.
     """
-    try:
-        examples = load_file(path)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise InputError(f"Could not read the file as SQuAD v2 ({type(err).__name__}: {err}).") from err
-    examples = [e for e in examples if e.context.strip() and e.question.strip()][:BATCH_LIMIT]
+    size = Path(path).stat().st_size
+    if size > BATCH_MAX_BYTES:
+        raise InputError(
+            f"The file is {human_bytes(size)}; the limit is {human_bytes(BATCH_MAX_BYTES)}. "
+            f"Only the first {BATCH_LIMIT} questions are scored, so a file with those is enough."
+        )
+    found = load_file(path)
+    examples = [e for e in found if e.context.strip() and e.question.strip()]
+    empty = len(found) - len(examples)
     if not examples:
-        raise InputError("The file holds no questions.")
-    return examples
+        raise InputError("The file holds no questions (each needs a question and a context).")
+    taken: list[Example] = []
+    characters = 0
+    for n, example in enumerate(examples, 1):
+        if len(taken) == BATCH_LIMIT or (taken and characters + len(example.context) > BATCH_CONTEXT_CHARS):
+            break
+        try:
+            qa.check_input(example.context, example.question)
+        except InputError as err:
+            raise InputError(f"Question {n} (id {example.id!r}): {err} No question was answered.") from err
+        taken.append(example)
+        characters += len(example.context)
+    ids = [e.id for e in taken]
+    if len(set(ids)) < len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"The question id {twice!r} appears more than once; each question needs its own id.")
+    notes = []
+    if len(taken) < len(examples):
+        notes.append(
+            f"Scored the first {len(taken):,} of {len(examples):,} questions (the limit per file is "
+            f"{BATCH_LIMIT} questions and {BATCH_CONTEXT_CHARS:,} characters of context)."
+        )
+    if empty:
+        notes.append(f"Skipped {empty:,} question(s) with an empty question or context.")
+    return Batch(taken, " ".join(notes))
 
 
 def predict_all(
@@ -135,11 +178,12 @@ def predict_all(
 
 
 def evaluate_examples(
-    registry: Registry, examples: list[Example], progress: gr.Progress | None = None, with_fp32: bool = False
+    registry: Registry, batch: Batch, progress: gr.Progress | None = None, with_fp32: bool = False
 ) -> BatchResult:
     """Both models on `examples`, each at its own default threshold, scored with SQuAD v2. With
     `with_fp32`, a model served in another precision (int8 on CPU) also answers in fp32 (loaded
     from its checkpoint for this evaluation), so the scores show what the precision costs."""
+    examples = batch.examples
     answers: dict[str, dict[str, str]] = {}
     reference: dict[str, dict[str, str]] = {}
     precisions = {}
@@ -169,23 +213,22 @@ def evaluate_examples(
             )
     scores = {name: squad_v2(golds, preds) for name, preds in answers.items()}
     fp32 = {name: squad_v2(golds, preds) for name, preds in reference.items()}
-    return BatchResult(scores, disagreements, precisions, fp32)
+    return BatchResult(scores, disagreements, precisions, fp32, batch.note)
 
 
 def batch_evaluate(
     registry: Registry, file: Any, progress: gr.Progress | None = None, with_fp32: bool = False
-) -> tuple[pd.DataFrame, str]:
+) -> tuple[pd.DataFrame, str, str]:
     """The tab's batch evaluation: the scores table (with `with_fp32`, also in fp32 and the
-    difference) and a CSV of the questions where the models' answers differ."""
+    difference), a CSV of the questions where the models' answers differ, and what was left out."""
     if file is None:
         raise gr.Error("Upload a SQuAD v2 JSON file first.")
     with user_errors():
         path = file if isinstance(file, (str, Path)) else file.name
-        examples = read_batch(path)
-        result = evaluate_examples(registry, examples, progress, with_fp32)
-    out = Path(tempfile.mkdtemp(prefix="qa-batch-")) / "disagreements.csv"
+        result = evaluate_examples(registry, read_batch(path), progress, with_fp32)
+    out = output_file("disagreements.csv")
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["id", "question", "gold answers", *NAMES.values()])
         writer.writeheader()
         writer.writerows(result.disagreements)
-    return scores_table(result.scores, result.fp32, result.precisions), str(out)
+    return scores_table(result.scores, result.fp32, result.precisions), str(out), result.note

@@ -67,6 +67,19 @@ def launch():
         demo.close()
 
 
+@pytest.fixture(scope="session")
+def tiny_app(tiny_checkpoints):
+    """One app on the tiny checkpoints for the whole session (its URL), for tests that only send
+    requests: fuzz cases need not start an app each."""
+    import app
+
+    demo = app.build_app(app.open_registry(tiny_checkpoints))
+    port = free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
 @pytest.fixture
 def app_process():
     """Start `python app.py ARGS` as users do; yields a function returning (process, url)."""

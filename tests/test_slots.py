@@ -36,9 +36,13 @@ def test_env_var_beats_checkpoint(tmp_path, monkeypatch, two_asr):
 def test_broken_env_var_falls_through_and_is_reported(tmp_path, monkeypatch, two_asr):
     shutil.copytree(two_asr[1], tmp_path / "asr")
     monkeypatch.setenv("ASR_MODEL", str(tmp_path / "typo"))
-    status = Registry(tmp_path).status()["asr"]
-    assert status["state"] == "loaded" and status["source"] == str(tmp_path / "asr")
-    assert status["skipped"] == [
+    registry = Registry(tmp_path)
+    status = registry.status()["asr"]
+    assert status["state"] == "loaded" and status["source"] == "checkpoint asr"
+    assert status["skipped"] == [{"source": "$ASR_MODEL (a local folder)", "reason": "no such folder"}]
+    detail = registry["asr"].status(detail=True)
+    assert detail["path"] == str(tmp_path / "asr")
+    assert detail["attempts"] == [
         {"source": f"$ASR_MODEL {tmp_path / 'typo'}", "error": f"no folder at {tmp_path / 'typo'}"}
     ]
 
@@ -73,7 +77,7 @@ def test_hub_id_loads_from_the_cache_when_offline(tmp_path, monkeypatch, two_asr
 
 def test_missing_slot_is_unavailable_fast_and_says_what_was_tried(tmp_path):
     start = time.monotonic()
-    status = Registry(tmp_path).status()
+    status = Registry(tmp_path).status(detail=True)
     assert time.monotonic() - start < 5
     for name, info in status.items():
         assert info["state"] == "unavailable"
@@ -81,16 +85,20 @@ def test_missing_slot_is_unavailable_fast_and_says_what_was_tried(tmp_path):
         assert sources == [f"checkpoint {tmp_path / name}", f"hub default {slots.SLOTS[name].hub_default}"]
         assert "outgoing traffic has been disabled" in info["attempts"][1]["error"]
         assert info["train_command"].startswith("python -m train.")
-    with pytest.raises(SlotUnavailable, match="No model for 'kws' could be loaded"):
+    with pytest.raises(SlotUnavailable, match=r"No model for 'kws' is available \(checkpoint kws: not trained yet;"):
         Registry(tmp_path)["kws"].get()
 
 
 def test_pickled_weights_are_not_loaded(tmp_path, two_asr):
     folder = shutil.copytree(two_asr[0], tmp_path / "asr")
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    info = Registry(tmp_path).status()["asr"]
+    info = Registry(tmp_path).status(detail=True)["asr"]
     assert info["state"] == "unavailable"
-    assert "no safetensors weights" in info["attempts"][0]["error"]
+    assert info["attempts"][0]["error"] == f"no safetensors weights in {folder} (pickled weights are not loaded)"
+    assert info["tried"][0] == {
+        "source": "checkpoint asr",
+        "reason": "no safetensors weights (pickled weights are never loaded)",
+    }
 
 
 def test_concurrent_first_requests_load_once(tmp_path, monkeypatch, two_asr):
