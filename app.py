@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from core.slots import Registry
 from tasks import asr, kws, models, qa
+
+# Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
+# minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
+UPLOAD_MAX_MB = float(os.environ.get("UPLOAD_MAX_MB", 128))
+# Gradio's cache of uploads and outputs: every hour, files older than an hour are deleted.
+CACHE_SWEEP_S = (3600, 3600)
 
 TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answering", qa), ("Models", models))
 
@@ -33,7 +40,7 @@ def build_app(registry: Registry) -> gr.Blocks:
     # Built outside the app's context: a Blocks created inside another renders itself there, and
     # `.render()` would then place it a second time.
     parts = [(title, module.build(registry)) for title, module in TABS]
-    with gr.Blocks(title="Speech & QA transformers") as demo:
+    with gr.Blocks(title="Speech & QA transformers", delete_cache=CACHE_SWEEP_S) as demo:
         gr.Markdown(
             "# Speech & QA transformers\nSpeech recognition and keyword spotting with "
             "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
@@ -43,6 +50,11 @@ def build_app(registry: Registry) -> gr.Blocks:
             with gr.Tab(title):
                 part.render()
     return demo
+
+
+def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
+    """Queue and launch `demo` with the app's limits (upload size); `launch` is passed on."""
+    demo.queue().launch(server_name=host, server_port=port, max_file_size=f"{UPLOAD_MAX_MB:g}mb", **launch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,4 +82,4 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args()
     demo = build_app(open_registry(args.checkpoints, preload=args.preload))
-    demo.queue().launch(server_name=args.host, server_port=args.port, share=args.share)
+    serve(demo, args.host, args.port, share=args.share)

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     url = demo.local_url
     result = {
         "precision": loaded.precision,

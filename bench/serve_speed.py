@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     demo = app.build_app(registry)
     for slot in registry.slots.values():
         slot.get(wait_s=600)
-    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    app.serve(demo, "127.0.0.1", None, prevent_thread_lock=True, quiet=True)
     url = demo.local_url
     files = {seconds: upload(url, path) for seconds, path in clips.items()}
     served = {

@@ -4,6 +4,12 @@ Everything that reaches a speech model goes through `load_audio`: Gradio's `(rat
 tuples from the microphone or an upload, and file paths from `train/`. Decoding uses
 `soundfile` (libsndfile) rather than the torchcodec/FFmpeg stack, which needs system libraries
 and CUDA-only wheels on recent versions.
+
+Where libsndfile's idea of a file's length cannot be trusted, PyAV (FFmpeg's decoders, bundled in
+its wheel) decodes it frame by frame and stops at the length limit: MP3 (libsndfile's decoder stops
+at the frame count its Xing header states, so two concatenated files would be cut silently at the
+first one's end), streams that store no length (a FLAC written while recording), and files
+libsndfile cannot open at all (m4a, webm).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ MIN_DURATION_S = 0.1
 DEFAULT_MAX_DURATION_S = float(os.environ.get("AUDIO_MAX_SECONDS", 600))
 # Peak below -80 dBFS: nothing a microphone picked up, only digital silence or dither.
 SILENCE_PEAK = 1e-4
-SUPPORTED_FILES = "wav, flac or ogg (mp3 where the installed libsndfile decodes it)"
+SUPPORTED_FILES = "wav, flac, ogg, mp3 or m4a"
+# libsndfile reports this many frames (SF_COUNT_MAX) for a stream whose length is not stored.
+UNKNOWN_FRAMES = 2**62
 
 AudioInput = str | os.PathLike | tuple | dict | None
 
@@ -86,7 +94,9 @@ def file_duration_s(source: AudioInput) -> float:
     encoded = _encoded(source)
     if encoded is None:
         raise AudioInputError(f"Not an audio file: {type(source).__name__}.")
-    info = _info(*encoded)
+    info = _info(encoded[0])
+    if info is None or not 0 < info.frames < UNKNOWN_FRAMES:
+        raise AudioInputError(f"The length of '{encoded[1]}' is not stored in its header.")
     return info.frames / info.samplerate
 
 
@@ -169,34 +179,75 @@ def duration_s(samples: np.ndarray, rate: int = TARGET_RATE) -> float:
     return len(samples) / float(rate)
 
 
-def _info(path: str | io.BytesIO, name: str):
-    """The file's header, or the reason it is not audio."""
+def _info(path: str | io.BytesIO):
+    """The file's header as libsndfile reads it; None where libsndfile cannot open the file (it
+    may still be audio that FFmpeg decodes)."""
     try:
         return sf.info(path)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioInputError(f"Could not read '{name}' as audio ({err}). Use {SUPPORTED_FILES}.") from err
+    except (sf.LibsndfileError, RuntimeError):
+        return None
+    finally:
+        if isinstance(path, io.BytesIO):
+            path.seek(0)
 
 
 def _read_file(
     path: str | io.BytesIO, name: str, limit: float, segment: tuple[float, float] | None = None
 ) -> tuple[int, np.ndarray]:
-    info = _info(path, name)
+    info = _info(path)
+    known = info is not None and 0 < info.frames < UNKNOWN_FRAMES
+    # Refuse an over-long file from its header, before decoding it into memory.
+    if known and segment is None and info.frames / info.samplerate > limit:
+        raise AudioInputError(_too_long(info.frames / info.samplerate, limit))
+    if info is None or not known or (info.format == "MP3" and segment is None):
+        return _decode_capped(path, name, limit, info.frames / info.samplerate if known else None)
+    rate = _check_rate(info.samplerate)
     start = 0
     stop = None
     if segment is not None:
         start = int(segment[0] * info.samplerate)
         stop = start + int(segment[1] * info.samplerate)
-    # Refuse an over-long file from its header, before decoding it into memory.
-    elif info.frames > 0 and info.frames / info.samplerate > limit:
-        raise AudioInputError(_too_long(info.frames / info.samplerate, limit))
-    rate = _check_rate(info.samplerate)
-    if isinstance(path, io.BytesIO):
-        path.seek(0)
     try:
         samples, _ = sf.read(path, dtype="float32", always_2d=True, start=start, stop=stop)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioInputError(f"Could not decode '{name}': {err}.") from err
     return rate, samples
+
+
+def _decode_capped(path: str | io.BytesIO, name: str, limit: float, stated_s: float | None) -> tuple[int, np.ndarray]:
+    """Decode with FFmpeg (PyAV) frame by frame to the end of the data, whatever a header says,
+    and refuse as soon as the audio passes `limit` seconds: nothing past the limit is decoded."""
+    import av
+
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, ValueError) as err:
+        raise AudioInputError(f"'{name}' is not an audio file this app can read. Use {SUPPORTED_FILES}.") from err
+    with container:
+        stream = container.streams.audio[0] if container.streams.audio else None
+        if stream is None or not stream.rate:  # FFmpeg guesses a format for any bytes; no rate: none fits
+            raise AudioInputError(f"'{name}' is not an audio file this app can read. Use {SUPPORTED_FILES}.")
+        rate = _check_rate(stream.rate)
+        planar = av.AudioResampler(format="fltp")  # float32, one row per channel, rate unchanged
+        parts: list[np.ndarray] = []
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                for out in planar.resample(frame):
+                    parts.append(out.to_ndarray())
+                    decoded += parts[-1].shape[1]
+                if decoded > limit * rate:
+                    stated = f"; its header said {stated_s:.1f} s" if stated_s is not None else ""
+                    raise AudioInputError(
+                        f"The audio is longer than the limit of {limit:.0f} s (AUDIO_MAX_SECONDS){stated}."
+                    )
+        except av.FFmpegError as err:
+            if not parts:
+                raise AudioInputError(f"Could not decode '{name}' as audio. Use {SUPPORTED_FILES}.") from err
+            # A damaged tail: keep what decoded, as players do.
+    if not parts:
+        return rate, np.zeros((0, 1), np.float32)
+    return rate, np.concatenate(parts, axis=1).T
 
 
 def _check_rate(rate: object) -> int:

@@ -58,7 +58,7 @@ def launch():
     def _launch(checkpoints: Path) -> str:
         demo = app.build_app(app.open_registry(checkpoints))
         port = free_port()
-        demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
         launched.append(demo)
         return f"http://127.0.0.1:{port}/"
 
@@ -75,7 +75,7 @@ def tiny_app(tiny_checkpoints):
 
     demo = app.build_app(app.open_registry(tiny_checkpoints))
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -204,3 +204,24 @@ def test_status_answers_while_a_request_is_computing(launch, tiny_checkpoints, m
     status = Client(url, verbose=False).predict(api_name="/status")
     assert time.monotonic() - start < 2.0 and status["qa-xlmr"]["state"] == "loaded"
     worker.join(30)
+
+
+def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, tmp_path):
+    from gradio_client import handle_file
+
+    cache = tmp_path / "gradio-cache"
+    _, url = app_process(
+        "--checkpoints", str(tmp_path / "none"), env={"UPLOAD_MAX_MB": "1", "GRADIO_TEMP_DIR": str(cache)}
+    )
+    wait_for_http(url, START_S)
+    client = Client(url, verbose=False)
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"RIFF" + bytes(3 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)file.*(too large|size)"):
+        client.predict(handle_file(str(big)), api_name="/transcribe")
+    stored = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert not [p for p in stored if p.stat().st_size > 1024 * 1024], stored
+    small = tmp_path / "small.wav"
+    small.write_bytes(b"RIFF" + bytes(1000))  # under the limit: it reaches the endpoint (which has no model)
+    with pytest.raises(Exception, match="speech recognition model is not available on this server"):
+        client.predict(handle_file(str(small)), api_name="/transcribe")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -110,14 +113,70 @@ def test_too_long_arrays_and_files_are_refused(tmp_path):
 def test_unreadable_and_missing_files_are_refused(tmp_path):
     text = tmp_path / "notes.wav"
     text.write_text("this is not audio at all")
-    with pytest.raises(AudioInputError, match="Could not read 'notes.wav' as audio"):
+    with pytest.raises(AudioInputError, match="'notes.wav' is not an audio file this app can read"):
         load_audio(str(text))
     noise = tmp_path / "random.flac"
     noise.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(AudioInputError, match="Could not read 'random.flac'"):
+    with pytest.raises(AudioInputError, match="'random.flac' is not an audio file this app can read"):
         load_audio(str(noise))
+    named = tmp_path / "notes.mp3"  # text with an audio name: not libsndfile's "possibly a pipe?"
+    named.write_text("hello, this is not audio\n" * 40)
+    with pytest.raises(AudioInputError) as err:
+        load_audio(str(named))
+    assert str(err.value) == "'notes.mp3' is not an audio file this app can read. Use wav, flac, ogg, mp3 or m4a."
     with pytest.raises(AudioInputError, match="'gone.wav' was not found"):
         load_audio(str(tmp_path / "gone.wav"))
+
+
+def mp3_bytes(seconds: float, hz: float) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(hz, 16_000, seconds).astype(np.float32), 16_000, format="MP3")
+    return buffer.getvalue()
+
+
+def test_an_mp3_whose_header_understates_its_length_is_decoded_to_its_end(tmp_path):
+    # Two files joined: the first one's Xing header says 3 s, the data holds 13 s. libsndfile's
+    # decoder stops at 3 s; the app decodes it all, or refuses it once past the limit.
+    path = tmp_path / "joined.mp3"
+    path.write_bytes(mp3_bytes(3.0, 440) + mp3_bytes(10.0, 220))
+    assert sf.info(str(path)).duration == pytest.approx(3.0, abs=0.1)
+    out = load_audio(str(path))
+    assert len(out) / 16_000 == pytest.approx(13.0, abs=0.3)
+    assert abs(peak_hz(out[-16_000 * 5 :]) - 220) < 3  # the second file's tone is there
+    with pytest.raises(AudioInputError) as err:
+        load_audio(str(path), max_duration_s=5)
+    assert str(err.value) == ("The audio is longer than the limit of 5 s (AUDIO_MAX_SECONDS); its header said 3.0 s.")
+
+
+def test_a_long_joined_mp3_is_refused_at_the_limit_without_decoding_it_all(tmp_path):
+    path = tmp_path / "two_hours.mp3"
+    path.write_bytes(mp3_bytes(10.0, 440) * 720)  # 7,200 s of audio, a header that says 10 s
+    start = time.perf_counter()
+    with pytest.raises(AudioInputError, match="longer than the limit of 60 s"):
+        load_audio(str(path), max_duration_s=60)
+    refused_s = time.perf_counter() - start
+    start = time.perf_counter()
+    assert len(load_audio(str(path), max_duration_s=8000)) / 16_000 > 7000
+    whole_s = time.perf_counter() - start
+    assert refused_s < whole_s / 20  # stopped at 60 s of 7,200
+
+
+def test_a_flac_that_stores_no_length_is_decoded_with_the_limit(tmp_path):
+    buffer = io.BytesIO()
+    sf.write(buffer, tone(440, 16_000, 3.0).astype(np.float32), 16_000, format="FLAC")
+    data = bytearray(buffer.getvalue())
+    # STREAMINFO's 36-bit total-samples field (bytes 21-25 of the file) set to 0: "unknown", as
+    # an encoder that streams leaves it.
+    data[21] &= 0xF0
+    data[22:26] = bytes(4)
+    path = tmp_path / "streamed.flac"
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).frames > 2**62  # libsndfile: no length
+    out = load_audio(str(path))
+    assert len(out) == 48_000 and abs(peak_hz(out) - 440) < 3
+    with pytest.raises(AudioInputError) as err:
+        load_audio(str(path), max_duration_s=2)
+    assert str(err.value) == "The audio is longer than the limit of 2 s (AUDIO_MAX_SECONDS)."
 
 
 def test_nan_inside_a_float_file_is_refused(tmp_path):
@@ -134,7 +193,7 @@ def test_encoded_bytes_from_a_datasets_audio_column(tmp_path):
     sf.write(path, tone(440, 22_050), 22_050)
     out = load_audio({"bytes": path.read_bytes(), "path": "clip.flac"})
     assert len(out) == 16_000 and abs(peak_hz(out) - 440) < 3
-    with pytest.raises(AudioInputError, match="Could not read 'junk.flac'"):
+    with pytest.raises(AudioInputError, match="'junk.flac' is not an audio file this app can read"):
         load_audio({"bytes": b"not audio", "path": "junk.flac"})
 
 
