@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ from tasks import asr, kws, models, qa
 UPLOAD_MAX_MB = float(os.environ.get("UPLOAD_MAX_MB", 128))
 # Gradio's cache of uploads and outputs: every hour, files older than an hour are deleted.
 CACHE_SWEEP_S = (3600, 3600)
+# Gradio keeps per-visitor state (a copy of every component's config, ~20 KB here) for this many
+# sessions, least recently used out first; its default, 10,000, lets it grow to ~200 MB.
+STATE_SESSIONS = 1000
 
 TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answering", qa), ("Models", models))
 
@@ -52,9 +57,39 @@ def build_app(registry: Registry) -> gr.Blocks:
     return demo
 
 
+def bound_allocator(arenas: int = 2, trim_every_s: float = 30.0) -> None:
+    """Keep the process's memory from creeping up under many concurrent requests.
+
+    glibc gives threads that contend for malloc arenas of their own (up to eight per core) and
+    hands little of their freed memory back: under 50 concurrent clients the app's RSS kept
+    growing round after round (`python -m bench.load`, docs/MEASUREMENTS.md). Two arenas, and a
+    `malloc_trim` every `trim_every_s` seconds, bound it. A no-op where libc is not glibc."""
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return
+
+    def trim() -> None:
+        while True:
+            time.sleep(trim_every_s)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=trim, name="malloc_trim", daemon=True).start()
+
+
 def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
-    """Queue and launch `demo` with the app's limits (upload size); `launch` is passed on."""
-    demo.queue().launch(server_name=host, server_port=port, max_file_size=f"{UPLOAD_MAX_MB:g}mb", **launch)
+    """Queue and launch `demo` with the app's limits (upload size, sessions kept); `launch` is passed on."""
+    demo.queue().launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=f"{UPLOAD_MAX_MB:g}mb",
+        state_session_capacity=STATE_SESSIONS,
+        **launch,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    # The operator's log: what each slot tried and why it failed, in full, with a timestamp.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bound_allocator()
     args = parse_args()
     demo = build_app(open_registry(args.checkpoints, preload=args.preload))
     serve(demo, args.host, args.port, share=args.share)

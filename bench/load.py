@@ -9,6 +9,10 @@ The app runs as `python app.py` in a process of its own (so its memory is its ow
 checkpoints the tests use unless `--checkpoints` names a folder. Each client cycles through
 /status, /answer, /spot and /transcribe (uploading its clip as a visitor's browser does). The run
 is bounded: `--max-s` stops it (and the app) whatever is left, and each request has a timeout.
+
+Beside the visitors, a monitor in a process of its own (so the visitors' threads do not slow its
+clock) calls `/status` over plain HTTP (`POST /gradio_api/run/status`, off the queue) every 0.25 s:
+what `/status` costs a health check while the app is under load.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from tests.helpers import ROOT, free_port, wait_for_http
+from tests.helpers import ROOT, free_port
 
 ENDPOINTS = ("/status", "/answer", "/spot", "/transcribe")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall."
@@ -44,6 +48,18 @@ def rss_mb(pid: int) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def spread(seconds: list[float]) -> dict:
+    """Count, p50, p95 and max of request times (None where there were none)."""
+    if not seconds:
+        return {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}
+    return {
+        "n": len(seconds),
+        "p50_s": round(statistics.median(seconds), 3),
+        "p95_s": round(percentile(seconds, 0.95), 3),
+        "max_s": round(max(seconds), 3),
+    }
 
 
 def run_client(url: str, requests: int, offset: int, clips: dict[str, Path], timeout_s: float, results: list) -> None:
@@ -67,6 +83,25 @@ def run_client(url: str, requests: int, offset: int, clips: dict[str, Path], tim
         results.append((endpoint, time.perf_counter() - start, error))
 
 
+MONITOR = """
+import json, os, sys, time, httpx
+url, out, stop = sys.argv[1:4]
+times = []
+with httpx.Client(timeout=60) as client:
+    while not os.path.exists(stop):
+        start = time.perf_counter()
+        client.post(url + "gradio_api/run/status", json={"data": []}).raise_for_status()
+        times.append(time.perf_counter() - start)
+        time.sleep(0.25)
+open(out, "w").write(json.dumps(times))
+"""
+
+
+def monitor(url: str, out: Path, stop: Path) -> subprocess.Popen:
+    """Plain-HTTP /status calls every 0.25 s until `stop` exists, in a process of its own."""
+    return subprocess.Popen([sys.executable, "-c", MONITOR, url, str(out), str(stop)])
+
+
 def summarise(results: list) -> dict:
     by_endpoint: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
@@ -79,15 +114,7 @@ def summarise(results: list) -> dict:
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "over_5s": sum(s > SLOW_S for _, s, _ in results),
-        "endpoints": {
-            e: {
-                "n": len(v),
-                "p50_s": round(statistics.median(v), 3),
-                "p95_s": round(percentile(v, 0.95), 3),
-                "max_s": round(max(v), 3),
-            }
-            for e, v in sorted(by_endpoint.items())
-        },
+        "endpoints": {e: spread(v) for e, v in sorted(by_endpoint.items())},
     }
 
 
@@ -119,13 +146,14 @@ def main(argv: list[str] | None = None) -> dict:
         [sys.executable, "app.py", "--checkpoints", str(checkpoints), "--port", str(port)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(work / "app.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     report: dict = {"clients": args.clients, "requests_per_client": args.requests, "rounds": []}
     try:
-        wait_for_http(url, 120)
+        if not wait_for_app(url, app, 120):
+            raise SystemExit(f"the app did not start:\n{(work / 'app.log').read_text()[-3000:]}")
         from gradio_client import Client
 
         from tests.helpers import settled_status
@@ -149,9 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             for t in threads:
                 t.start()
+            watch = monitor(url, work / f"monitor-{number}.json", work / f"stop-{number}")
             for t in threads:
                 t.join(timeout=max(0.0, deadline - time.monotonic()))
+            (work / f"stop-{number}").touch()
+            watch.wait(timeout=120)
             summary = summarise(list(results))
+            summary["status_plain_http"] = spread(json.loads((work / f"monitor-{number}.json").read_text()))
             summary.update(
                 round=number, wall_s=round(time.perf_counter() - start, 1), rss_mb=round(rss_mb(app.pid), 1)
             )
@@ -163,9 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f"RSS {summary['rss_mb']:.0f} MB"
             )
             for endpoint, numbers in summary["endpoints"].items():
-                print(
-                    f"  {endpoint:12s} n={numbers['n']:4d} p50 {numbers['p50_s']:.3f} s  p95 {numbers['p95_s']:.3f} s"
-                )
+                print(f"  {endpoint:12s} {numbers}")
+            print(f"  /status over plain HTTP from a monitor process: {summary['status_plain_http']}")
             for kind, count in summary["error_kinds"].items():
                 print(f"  error x{count}: {kind}")
         rounds = report["rounds"]
@@ -182,6 +213,20 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def wait_for_app(url: str, app: subprocess.Popen, timeout_s: float) -> bool:
+    """Whether the app answered HTTP within `timeout_s` (False at once if it exited)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and app.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 def one_second_clip(folder: Path) -> Path:

@@ -13,7 +13,15 @@ from gradio import FileData
 from core import long_audio
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_or_error, require, status_card, status_watch, uploaded_path, user_errors
+from tasks.common import (
+    audio_or_error,
+    no_evaluation,
+    require,
+    status_card,
+    status_watch,
+    uploaded_path,
+    user_errors,
+)
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "asr"
@@ -62,10 +70,11 @@ def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tu
     return state.text, state
 
 
-def results(metrics: dict[str, Any] | None) -> tuple[str, Any, Any]:
-    """The checkpoint's evaluation: a summary table and loss / WER curves."""
+def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any, Any]:
+    """The checkpoint's evaluation: a summary table and loss / WER curves; `absent` says why
+    there is none (`no_evaluation`)."""
     if not metrics:
-        return "This model has no `metrics.json` (it was not trained by `train/asr.py`).", None, None
+        return absent or no_evaluation(None, "train/asr.py"), None, None
     test = metrics.get("final", {}).get("test", {})
     rows = {"test WER": test.get("wer"), "test CER": test.get("cer")}
     rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
@@ -108,8 +117,7 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_results():
         loaded = slot.peek()
-        metrics = loaded.metrics if loaded else None
-        return results(metrics)
+        return results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py"))
 
     with gr.Blocks() as demo:
         asr_status = gr.Markdown()
@@ -154,7 +162,7 @@ def build(registry: Registry) -> gr.Blocks:
         status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
 
         def api_transcribe(audio: FileData | None = None) -> str:
-            """The transcript of an uploaded audio file (wav, flac, ogg or mp3; long audio in
+            """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in
             overlapping windows)."""
             path = uploaded_path(audio)
             return transcribe_input(require(slot), path)[0]

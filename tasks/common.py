@@ -62,6 +62,16 @@ def operator_card(slot: Slot) -> str:
     return "\n".join(lines)
 
 
+def no_evaluation(loaded: LoadedModel | None, script: str) -> str:
+    """Why a tab has no evaluation to show (its model has no readable `metrics.json`), for a visitor."""
+    if loaded is None:
+        return "No model is loaded, so there is no evaluation to show."
+    ignored = [w for w in loaded.warnings if w.startswith("metrics.json")]
+    if ignored:
+        return f"This model's evaluation could not be read: {ignored[0]}."
+    return f"This model has no evaluation of its own (`metrics.json`): it was not trained by `{script}`."
+
+
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
     return slot.state in ("loaded", "unavailable", "not loaded")
@@ -82,7 +92,9 @@ def status_watch(
     def tick() -> tuple[str, gr.Timer]:
         return status_card(slot, load=False), gr.Timer(active=not settled(slot))
 
-    event = timer.tick(tick, outputs=[card, timer], api_name=False, show_progress="hidden")
+    # No concurrency limit: a status read takes microseconds, so it never waits for another
+    # visitor's (Gradio's default is one at a time per event) nor, being its own event, for inference.
+    event = timer.tick(tick, outputs=[card, timer], api_name=False, show_progress="hidden", concurrency_limit=None)
     if then is not None and outputs:
         unchanged = gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
         event.then(

@@ -15,7 +15,15 @@ from gradio import FileData
 from core import spotting
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
-from tasks.common import audio_or_error, require, status_card, status_watch, uploaded_path, user_errors
+from tasks.common import (
+    audio_or_error,
+    no_evaluation,
+    require,
+    status_card,
+    status_watch,
+    uploaded_path,
+    user_errors,
+)
 from tasks.plots import history_figure, key_value_markdown
 
 SLOT = "kws"
@@ -117,10 +125,13 @@ def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
     return fig
 
 
-def evaluation(metrics: dict[str, Any] | None, normalise: bool = False) -> tuple[str, Any, Any, Any, Any]:
-    """Summary, confusion matrix, per-class table, class frequencies and loss curves."""
+def evaluation(
+    metrics: dict[str, Any] | None, normalise: bool = False, absent: str = ""
+) -> tuple[str, Any, Any, Any, Any]:
+    """Summary, confusion matrix, per-class table, class frequencies and loss curves; `absent`
+    says why there is none (`no_evaluation`)."""
     if not metrics:
-        return "This model has no `metrics.json` (it was not trained by `train/kws.py`).", None, None, None, None
+        return absent or no_evaluation(None, "train/kws.py"), None, None, None, None
     final = metrics.get("final", {})
     split = "test" if "test" in final else "validation"
     report = final.get(split, {})
@@ -157,7 +168,7 @@ def build(registry: Registry) -> gr.Blocks:
     def on_evaluation(normalise):
         loaded = slot.peek()
         metrics = loaded.metrics if loaded else None
-        return evaluation(metrics, normalise == "row-normalised")
+        return evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded, "train/kws.py"))
 
     with gr.Blocks() as demo:
         kws_status = gr.Markdown()

@@ -67,8 +67,9 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Accordion("Status (JSON, as the `status` endpoint returns it)", open=False):
             models_status = gr.JSON()
         outputs = [models_table, models_cards, models_details, models_status]
-        demo.load(lambda: overview(registry), outputs=outputs, api_name=False)
-        models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False)
+        # Status reads take microseconds: no concurrency limit, so no visitor waits for another's.
+        demo.load(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
+        models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
         models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)
         models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
         models_timer.tick(
@@ -76,6 +77,7 @@ def build(registry: Registry) -> gr.Blocks:
             outputs=[*outputs, models_timer],
             api_name=False,
             show_progress="hidden",
+            concurrency_limit=None,
         )
 
         def slot_status() -> dict:
@@ -89,8 +91,10 @@ def build(registry: Registry) -> gr.Blocks:
             registry.reload()
             return status(registry)
 
-        # Off the queue: the status never waits behind inference (it never waits for a load either).
-        gr.api(slot_status, api_name="status", queue=False)
+        # Off the queue for a plain POST to /gradio_api/run/status; gradio_client joins the queue
+        # even so, where no concurrency limit makes it wait for other status calls. Either way it
+        # never waits behind inference (nor for a load).
+        gr.api(slot_status, api_name="status", queue=False, concurrency_limit=None)
         gr.api(reload_models, api_name="reload")
     return demo
 

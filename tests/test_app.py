@@ -206,6 +206,31 @@ def test_status_answers_while_a_request_is_computing(launch, tiny_checkpoints, m
     worker.join(30)
 
 
+def test_status_calls_never_wait_for_each_other(launch, tiny_checkpoints, monkeypatch):
+    # Gradio runs one call of an event at a time unless told otherwise; /status has no limit, so
+    # five visitors whose status reads are slow (a busy CPU) are answered side by side.
+    import threading
+    import time
+
+    real = models.status
+
+    def slow_status(registry):
+        time.sleep(1.5)
+        return real(registry)
+
+    monkeypatch.setattr(models, "status", slow_status)
+    url = launch(tiny_checkpoints)
+    clients = [Client(url, verbose=False) for _ in range(5)]
+    answers = []
+    threads = [threading.Thread(target=lambda c=c: answers.append(c.predict(api_name="/status"))) for c in clients]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 5 and time.monotonic() - start < 5.0  # one after the other: >= 7.5 s
+
+
 def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, tmp_path):
     from gradio_client import handle_file
 

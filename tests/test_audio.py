@@ -179,6 +179,24 @@ def test_a_flac_that_stores_no_length_is_decoded_with_the_limit(tmp_path):
     assert str(err.value) == "The audio is longer than the limit of 2 s (AUDIO_MAX_SECONDS)."
 
 
+def test_an_m4a_that_libsndfile_cannot_open_is_decoded_by_ffmpeg(tmp_path):
+    import av
+
+    path = tmp_path / "phone.m4a"  # AAC in MP4, as phones record
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44_100, layout="mono")
+        samples = (0.3 * tone(440, 44_100, 2.0)).astype(np.float32)
+        for start in range(0, len(samples), 1024):
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + 1024], format="fltp", layout="mono")
+            frame.rate = 44_100
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(str(path))
+    out = load_audio(str(path))
+    assert abs(len(out) / 16_000 - 2.0) < 0.1 and abs(peak_hz(out) - 440) < 3
+
+
 def test_nan_inside_a_float_file_is_refused(tmp_path):
     samples = tone(440, 16_000).astype(np.float32)
     samples[100] = np.nan

@@ -40,3 +40,23 @@ def test_data_loading_reports_utterances_and_build_throughput(tmp_path):
     stored = [(r["what"], r["workers"]) for r in rows if r["what"].startswith("stored")]
     assert stored == [(f"stored features, {t}-shaped batches", w) for t in ("kws", "asr") for w in (0, 1)]
     assert all(r["ms_per_batch"] > 0 for r in rows if r["what"].startswith("stored"))
+
+
+def test_load_runs_concurrent_visitors_and_reports_every_endpoint_and_the_memory(tmp_path, tiny_checkpoints):
+    from bench import load
+
+    out = tmp_path / "load.json"
+    report = load.main(
+        ["--clients", "4", "--requests", "4", "--rounds", "3", "--checkpoints", str(tiny_checkpoints)]
+        + ["--json", str(out)]
+    )
+    assert json.loads(out.read_text()) == report
+    assert [r["round"] for r in report["rounds"]] == [1, 2, 3] and report["rss_mb_start"] > 0
+    for summary in report["rounds"]:
+        # 4 clients x 4 requests cycling from their own offset: each endpoint 4 times, all answered
+        assert summary["requests"] == 16 and summary["errors"] == 0, summary["error_kinds"]
+        assert {e: n["n"] for e, n in summary["endpoints"].items()} == dict.fromkeys(load.ENDPOINTS, 4)
+        assert summary["rss_mb"] > 0
+    second, third = (r["rss_mb"] for r in report["rounds"][1:])
+    growth = (third - second) / second
+    assert report["rss_growth_from_round_2"] == pytest.approx(growth, abs=1e-4)

@@ -307,6 +307,36 @@ def test_malformed_batch_files_get_the_apps_sentence_before_any_model_runs(tiny_
     assert time.monotonic() - start < 10  # refused from the file alone; no model ran
 
 
+def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, monkeypatch):
+    import threading
+
+    from gradio_client import handle_file
+
+    from tasks import qa_panels
+
+    real, started = qa_panels.predict_all, threading.Event()
+
+    def slow_predict_all(*args, **kwargs):
+        started.set()
+        time.sleep(6)  # 200 long questions on a busy CPU
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qa_panels, "predict_all", slow_predict_all)
+    url = launch(tiny_checkpoints)
+    upload = tmp_path / "batch.json"
+    upload.write_text(json.dumps(squad_json()))
+    batch = threading.Thread(
+        target=lambda: Client(url, verbose=False).predict(handle_file(str(upload)), api_name="/batch_evaluate")
+    )
+    batch.start()
+    assert started.wait(60)
+    start = time.monotonic()
+    answers = Client(url, verbose=False).predict(CONTEXT, "Which letter follows alpha?", api_name="/answer")
+    assert time.monotonic() - start < 4.0 and set(answers) == {"qa-distilbert", "qa-xlmr"}
+    assert batch.is_alive()  # the batch was still running while /answer was served
+    batch.join(60)
+
+
 def test_batch_files_are_cut_to_the_limits_and_say_so(tmp_path, monkeypatch):
     from tasks import qa_panels
 
