@@ -15,6 +15,7 @@ from core.audio import duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
+    hide_empty,
     no_evaluation,
     require,
     status_card,
@@ -117,7 +118,7 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_results():
         loaded = slot.peek()
-        return results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py"))
+        return hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py")))
 
     with gr.Blocks() as demo:
         asr_status = gr.Markdown()

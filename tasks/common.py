@@ -72,6 +72,12 @@ def no_evaluation(loaded: LoadedModel | None, script: str) -> str:
     return f"This model has no evaluation of its own (`metrics.json`): it was not trained by `{script}`."
 
 
+def hide_empty(values: tuple) -> tuple:
+    """A pane's outputs with each missing one (None: no plot or table to show) hidden, so a
+    visitor never sees an empty plot or a table headed "1 2 3"."""
+    return tuple(gr.update(value=v, visible=v is not None) for v in values)
+
+
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
     return slot.state in ("loaded", "unavailable", "not loaded")

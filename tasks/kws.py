@@ -17,6 +17,7 @@ from core.audio import duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
+    hide_empty,
     no_evaluation,
     require,
     status_card,
@@ -168,7 +169,7 @@ def build(registry: Registry) -> gr.Blocks:
     def on_evaluation(normalise):
         loaded = slot.peek()
         metrics = loaded.metrics if loaded else None
-        return evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded, "train/kws.py"))
+        return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded, "train/kws.py")))
 
     with gr.Blocks() as demo:
         kws_status = gr.Markdown()

@@ -83,9 +83,9 @@ def answer_both(
 
 
 def default_threshold(loaded: LoadedModel | None) -> float:
-    """A slot's threshold from its metrics.json; 0 without a model."""
+    """A slot's threshold from its metrics.json, to the slider's 0.01; 0 without a model."""
     metrics = loaded.metrics if loaded else None
-    return qa.default_threshold(metrics)
+    return round(qa.default_threshold(metrics), 2)
 
 
 def agreement(results: dict[str, dict[str, Any]]) -> str:
@@ -105,13 +105,17 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, list, list[l
         return "*Answering…*", [(context, None)], []
     if "error" in result:
         return f"**No model.** {result['error']}", [(context, None)], []
-    shown = result["text"] or "no answer"
-    summary = (
-        f"### {shown}\nprobability {result['probability']:.2f} · margin (null − best span) "
-        f"{result['score_diff']:+.2f} vs threshold {result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms"
+    # Plain words first; the numbers behind the decision in a smaller details line.
+    if result["text"]:
+        summary = f"### {result['text']}\nAnswers with {result['probability']:.0%} confidence."
+    else:
+        summary = "### No answer\nAbstains: it finds no answer to this question in the text."
+        if result["best_span"]:
+            summary += f" Its best guess was “{result['best_span']}”."
+    summary += (
+        f"\n\n<small>no-answer score − best span score = {result['score_diff']:+.2f}; it abstains above "
+        f"{result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
     )
-    if not result["text"] and result["best_span"]:
-        summary += f"\n\nBest span, below the threshold: “{result['best_span']}”"
     spans = [(context, None)]
     if result["start"] is not None:
         s = result["start"]
@@ -130,8 +134,9 @@ def build(registry: Registry) -> gr.Blocks:
             qa_context = gr.Textbox(label="Context", lines=8, max_length=qa.MAX_CONTEXT_CHARS)
             qa_question = gr.Textbox(label="Question", lines=1)
             qa_button = gr.Button("Answer with both models", variant="primary")
-            if examples:
-                gr.Examples([[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question])
+            if examples:  # collapsed, so the answers start right under the button
+                with gr.Accordion("Examples: pick one to fill in the context and question", open=False):
+                    gr.Examples([[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question])
             qa_agreement = gr.Markdown()
             columns: dict[str, ModelColumn] = {}
             with gr.Row():
@@ -144,8 +149,8 @@ def build(registry: Registry) -> gr.Blocks:
                                 -10,
                                 10,
                                 value=0.0,
-                                step=0.05,
-                                label="Null threshold (abstain when null − best span exceeds it)",
+                                step=0.01,
+                                label="Abstain threshold (higher: answers more often)",
                             ),
                             summary=gr.Markdown(),
                             highlight=gr.HighlightedText(label="Answer in context", combine_adjacent=True),
@@ -169,7 +174,7 @@ def build(registry: Registry) -> gr.Blocks:
             qa_with_fp32 = gr.Checkbox(
                 label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
             )
-            qa_run = gr.Button("Evaluate both models")
+            qa_run = gr.Button("Evaluate both models", interactive=False)  # until a file is chosen
             qa_batch_note = gr.Markdown()
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
@@ -197,6 +202,13 @@ def build(registry: Registry) -> gr.Blocks:
             inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
             outputs=[qa_agreement, *(out for c in columns.values() for out in c.results())],
             api_name=False,
+        )
+        qa_file.change(
+            lambda f: gr.Button(interactive=f is not None),
+            inputs=qa_file,
+            outputs=qa_run,
+            api_name=False,
+            show_progress="hidden",
         )
         qa_run.click(
             # Gradio injects a live progress bar where a parameter defaults to gr.Progress().

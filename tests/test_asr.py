@@ -114,7 +114,7 @@ def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned, tmp_pa
     client = Client(launch(checkpoints), verbose=False)
     junk = tmp_path / "notes.wav"
     junk.write_text("not audio")
-    with pytest.raises(Exception, match="Could not read 'notes.wav' as audio"):
+    with pytest.raises(Exception, match="'notes.wav' is not an audio file this app can read"):
         client.predict(handle_file(str(junk)), api_name="/transcribe")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16_000, np.int16), 16_000)

@@ -21,8 +21,19 @@ def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_check
     assert out.stat().st_size > 20_000  # a blank page is a few KB
 
 
-def test_missing_models_show_how_to_get_one(app_process, tmp_path):
+def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_one(app_process, tmp_path):
+    from scripts.screenshot import open_page
+
     _, url = app_process("--checkpoints", str(tmp_path))
     wait_for_http(url, timeout_s=START_S)
-    tabs = screenshot(url, tmp_path / "asr.png", wait_for="python -m train.asr train/configs/asr_report.json")
+    tabs = screenshot(
+        url, tmp_path / "asr.png", wait_for="Speech recognition: this model is not available on this server"
+    )
     assert tabs == TAB_NAMES
+    with open_page(url) as page:
+        card = page.get_by_text("Speech recognition: this model is not available on this server").first
+        card.wait_for()
+        assert str(tmp_path) not in card.inner_text()  # no server path in what a visitor reads
+        page.get_by_role("tab", name="Models").click()
+        page.get_by_text("For the operator").click()  # the collapsed section
+        page.get_by_text("python -m train.asr train/configs/asr_report.json").first.wait_for()

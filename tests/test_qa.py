@@ -337,6 +337,36 @@ def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, 
     batch.join(60)
 
 
+def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details_line():
+    from tasks.qa import side
+
+    context = "The tower was built in 1889."
+    answered = {
+        "text": "1889",
+        "best_span": "1889",
+        "probability": 0.6234,
+        "score_diff": -2.3456,
+        "threshold": -0.130182415,
+        "seconds": 0.0123,
+        "start": 23,
+        "end": 27,
+        "alternatives": [{"text": "1889", "probability": 0.6234, "score": 7.891}],
+    }
+    summary, spans, rows = side(answered, context)
+    assert summary == (
+        "### 1889\nAnswers with 62% confidence.\n\n<small>no-answer score − best span score = -2.35; "
+        "it abstains above -0.13 · 12 ms</small>"
+    )
+    assert spans == [("The tower was built in ", None), ("1889", "answer"), (".", None)]
+    assert rows == [["1889", 0.623, 7.89]]
+    abstained = {**answered, "text": "", "probability": 0.7, "score_diff": 1.5}
+    summary, spans, _ = side(abstained, context)
+    assert summary.startswith(
+        "### No answer\nAbstains: it finds no answer to this question in the text. Its best guess was “1889”."
+    )
+    assert spans[1] == ("1889", "best span (abstained)")
+
+
 def test_batch_files_are_cut_to_the_limits_and_say_so(tmp_path, monkeypatch):
     from tasks import qa_panels
 
