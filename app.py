@@ -51,9 +51,11 @@ def build_app(registry: Registry) -> gr.Blocks:
             "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
             "says which model it serves."
         )
-        for title, part in parts:
-            with gr.Tab(title):
-                part.render()
+        # "wrap": on a phone the four tabs take two rows instead of hiding behind a "..." menu.
+        with gr.Tabs(overflow_behavior="wrap"):
+            for title, part in parts:
+                with gr.Tab(title):
+                    part.render()
     return demo
 
 

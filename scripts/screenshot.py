@@ -33,9 +33,12 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def open_page(url: str, fake_microphone: Path | None = None, timeout_ms: int = 30_000) -> Iterator:
-    """A Playwright page on `url` once the app's tabs are drawn. With `fake_microphone` (a WAV
-    file), Chromium grants microphone access and plays that file, looped, as the microphone."""
+def open_page(
+    url: str, fake_microphone: Path | None = None, timeout_ms: int = 30_000, width: int = 1280, height: int = 900
+) -> Iterator:
+    """A Playwright page on `url` once the app's tabs are drawn, in a `width` x `height` window
+    (390 x 844 is a phone). With `fake_microphone` (a WAV file), Chromium grants microphone
+    access and plays that file, looped, as the microphone."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
@@ -49,7 +52,7 @@ def open_page(url: str, fake_microphone: Path | None = None, timeout_ms: int = 3
         browser = p.chromium.launch(executable_path=chromium_path(), args=args)
         try:
             permissions = ["microphone"] if fake_microphone else []
-            context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=permissions)
+            context = browser.new_context(viewport={"width": width, "height": height}, permissions=permissions)
             page = context.new_page()
             page.set_default_timeout(timeout_ms)
             page.goto(url)

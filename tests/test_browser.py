@@ -37,3 +37,16 @@ def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_o
         page.get_by_role("tab", name="Models").click()
         page.get_by_text("For the operator").click()  # the collapsed section
         page.get_by_text("python -m train.asr train/configs/asr_report.json").first.wait_for()
+
+
+def test_all_four_tabs_are_visible_on_a_phone(launch, tiny_checkpoints):
+    from scripts.screenshot import open_page
+
+    with open_page(launch(tiny_checkpoints), width=390, height=844) as page:
+        tabs = page.get_by_role("tablist").first.get_by_role("tab")
+        assert [t.strip() for t in tabs.all_inner_texts()] == TAB_NAMES
+        for name in TAB_NAMES:  # each one on screen, none behind an overflow menu
+            box = page.get_by_role("tab", name=name).first.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
+        page.get_by_role("tab", name="Models").first.click()
+        page.get_by_text("Structure of the model behind each slot").wait_for()
