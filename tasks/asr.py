@@ -15,10 +15,10 @@ from core.audio import duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
+    card_and_controls,
     hide_empty,
     no_evaluation,
     require,
-    status_card,
     status_watch,
     uploaded_path,
     user_errors,
@@ -157,10 +157,10 @@ def build(registry: Registry) -> gr.Blocks:
             concurrency_limit=4,
         )
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot]
-        demo.load(lambda: status_card(slot), outputs=asr_status, api_name=False).then(
+        demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
             on_results, outputs=results_outputs, api_name=False
         )
-        status_watch(slot, asr_status, then=on_results, outputs=results_outputs)
+        status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=[asr_button])
 
         def api_transcribe(audio: FileData | None = None) -> str:
             """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in

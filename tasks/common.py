@@ -7,7 +7,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,17 @@ def hide_empty(values: tuple) -> tuple:
     return tuple(gr.update(value=v, visible=v is not None) for v in values)
 
 
+def usable(slot: Slot, count: int) -> tuple[Any, ...]:
+    """Updates for `count` controls: disabled while the slot is unavailable (pressing one could
+    only repeat the card's message), enabled otherwise (a press during a load says to wait)."""
+    return tuple(gr.update(interactive=slot.state != "unavailable") for _ in range(count))
+
+
+def card_and_controls(slot: Slot, count: int) -> tuple[Any, ...]:
+    """The status card (starting the slot's load) and `usable` updates for `count` controls."""
+    return status_card(slot), *usable(slot, count)
+
+
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
     return slot.state in ("loaded", "unavailable", "not loaded")
@@ -90,17 +101,21 @@ def status_watch(
     inputs: list[Any] | None = None,
     outputs: list[Any] | None = None,
     every_s: float = 2.0,
+    controls: Sequence[Any] = (),
 ) -> gr.Timer:
     """A timer that refreshes `card` while the slot downloads, loads or waits to retry, and stops
-    once it settles; `then` (e.g. the tab's results) runs when it does."""
+    once it settles; `then` (e.g. the tab's results) runs when it does. `controls` (the tab's
+    buttons) are disabled while the slot has no model (`usable`)."""
     timer = gr.Timer(every_s, active=True)
 
-    def tick() -> tuple[str, gr.Timer]:
-        return status_card(slot, load=False), gr.Timer(active=not settled(slot))
+    def tick() -> tuple[Any, ...]:
+        return status_card(slot, load=False), gr.Timer(active=not settled(slot)), *usable(slot, len(controls))
 
     # No concurrency limit: a status read takes microseconds, so it never waits for another
     # visitor's (Gradio's default is one at a time per event) nor, being its own event, for inference.
-    event = timer.tick(tick, outputs=[card, timer], api_name=False, show_progress="hidden", concurrency_limit=None)
+    event = timer.tick(
+        tick, outputs=[card, timer, *controls], api_name=False, show_progress="hidden", concurrency_limit=None
+    )
     if then is not None and outputs:
         unchanged = gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
         event.then(

@@ -17,10 +17,10 @@ from core.audio import duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
+    card_and_controls,
     hide_empty,
     no_evaluation,
     require,
-    status_card,
     status_watch,
     uploaded_path,
     user_errors,
@@ -213,10 +213,12 @@ def build(registry: Registry) -> gr.Blocks:
         )
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
-        demo.load(lambda: status_card(slot), outputs=kws_status, api_name=False).then(
+        demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
             on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False
         )
-        status_watch(slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs)
+        status_watch(
+            slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs, controls=[kws_button]
+        )
 
         def api_spot(audio: FileData | None = None) -> dict:
             """The top 5 keywords of an uploaded clip (its most keyword-like 1 s window when

@@ -22,6 +22,8 @@ def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_check
 
 
 def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_one(app_process, tmp_path):
+    from playwright.sync_api import expect
+
     from scripts.screenshot import open_page
 
     _, url = app_process("--checkpoints", str(tmp_path))
@@ -34,6 +36,9 @@ def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_o
         card = page.get_by_text("Speech recognition: this model is not available on this server").first
         card.wait_for()
         assert str(tmp_path) not in card.inner_text()  # no server path in what a visitor reads
+        expect(page.get_by_role("button", name="Transcribe")).to_be_disabled()  # pressing it could only repeat that
+        page.get_by_role("tab", name="Keyword spotting").click()
+        expect(page.get_by_role("button", name="Spot", exact=True)).to_be_disabled()
         page.get_by_role("tab", name="Models").click()
         page.get_by_text("For the operator").click()  # the collapsed section
         page.get_by_text("python -m train.asr train/configs/asr_report.json").first.wait_for()
