@@ -23,7 +23,7 @@ from tasks.common import (
     uploaded_path,
     user_errors,
 )
-from tasks.plots import history_figure, key_value_markdown
+from tasks.plots import history_figure, human, key_value_markdown
 
 SLOT = "asr"
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "asr").glob("*.wav"))
@@ -77,12 +77,12 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
     if not metrics:
         return absent or no_evaluation(None, "train/asr.py"), None, None
     test = metrics.get("final", {}).get("test", {})
-    rows = {"test WER": test.get("wer"), "test CER": test.get("cer")}
+    rows = {f"test {human(k)}": test.get(k) for k in ("wer", "cer")}
     rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
     params = metrics.get("hyperparameters", {})
     rows.update(
         {
-            k: params[k]
+            human(k): params[k]
             for k in (
                 "model_name_or_path",
                 "freeze",
@@ -140,8 +140,8 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Results"):
             asr_summary = gr.Markdown()
             with gr.Row():
-                asr_loss_plot = gr.Plot(label="Loss")
-                asr_wer_plot = gr.Plot(label="WER")
+                asr_loss_plot = gr.Plot(label="Loss during training")
+                asr_wer_plot = gr.Plot(label="Validation WER and CER")
 
         asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)

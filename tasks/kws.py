@@ -25,7 +25,7 @@ from tasks.common import (
     uploaded_path,
     user_errors,
 )
-from tasks.plots import history_figure, key_value_markdown
+from tasks.plots import history_figure, human, key_value_markdown, rounded
 
 SLOT = "kws"
 DEFAULT_THRESHOLD = 0.8
@@ -137,14 +137,14 @@ def evaluation(
     split = "test" if "test" in final else "validation"
     report = final.get(split, {})
     rows = {
-        f"{split} {k}": report[k]
+        f"{split} {human(k)}": report[k]
         for k in ("loss", "accuracy", "precision_micro", "precision_macro", "recall_micro", "recall_macro", "f1_macro")
         if k in report
     }
     rows.update({f"{s} clips": n for s, n in metrics.get("dataset_sizes", {}).items()})
     per_class = pd.DataFrame(
         [
-            {"class": label, **{k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}}
+            {"class": label, **{human(k): rounded(v) for k, v in scores.items()}}
             for label, scores in report.get("per_class", {}).items()
         ]
     )
@@ -193,11 +193,11 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Evaluation"):
             kws_summary = gr.Markdown()
             kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
-            kws_matrix = gr.Plot()
+            kws_matrix = gr.Plot(label="Confusion matrix")
             kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
             with gr.Row():
-                kws_freq = gr.Plot()
-                kws_loss = gr.Plot()
+                kws_freq = gr.Plot(label="Training clips per class")
+                kws_loss = gr.Plot(label="Loss during training")
 
         kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
         kws_live_audio.start_recording(

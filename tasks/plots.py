@@ -31,10 +31,47 @@ def history_figure(
     return fig
 
 
+# Readable names for the metrics.json keys the tabs show (anything else: underscores to spaces).
+LABELS = {
+    "wer": "WER",
+    "cer": "CER",
+    "precision_micro": "precision (micro)",
+    "precision_macro": "precision (macro)",
+    "recall_micro": "recall (micro)",
+    "recall_macro": "recall (macro)",
+    "f1_macro": "F1 (macro)",
+    "model_name_or_path": "base model",
+    "freeze": "frozen",
+    "warmup_steps": "warm-up steps",
+    "per_device_train_batch_size": "batch size per device",
+    "num_train_epochs": "epochs",
+}
+
+
+def human(key: str) -> str:
+    """A metrics.json key as a table shows it: "f1_macro" -> "F1 (macro)"."""
+    return LABELS.get(key, key.replace("_", " "))
+
+
+def number(value: Any) -> Any:
+    """A table cell: whole numbers as whole numbers (2.0 -> "2", 12000 -> "12,000"), other
+    floats to four significant digits, anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return f"{int(value):,}"
+
+
+def rounded(value: Any) -> Any:
+    """A table value that still sorts as a number: whole floats as ints, others to 4 decimals."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else round(value, 4)
+    return value
+
+
 def key_value_markdown(rows: dict[str, Any]) -> str:
-    """A two-column markdown table; floats with four decimals."""
+    """A two-column markdown table, numbers formatted by `number`."""
     lines = ["| | value |", "|---|---|"]
-    for key, value in rows.items():
-        cell = f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |"
-        lines.append(cell)
+    lines += [f"| {key} | {number(value)} |" for key, value in rows.items()]
     return "\n".join(lines)

@@ -160,9 +160,9 @@ def build(registry: Registry) -> gr.Blocks:
                         )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
-            qa_bars = gr.Plot()
-            qa_losses = gr.Plot()
-            qa_lengths = gr.Plot()
+            qa_bars = gr.Plot(label="Validation EM / F1")
+            qa_losses = gr.Plot(label="Loss during training")
+            qa_lengths = gr.Plot(label="Training examples' token lengths")
             qa_structure = gr.Dataframe(label="Structure", interactive=False)
         with gr.Tab("Batch evaluation"):
             gr.Markdown(

@@ -142,6 +142,7 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     metrics = read_metrics(checkpoints / "kws")
     summary, matrix, per_class, freq, loss = kws_tab.evaluation(metrics, normalise=True)
     assert "test accuracy" in summary and "| train clips | 380 |" in summary
+    assert "| test precision (micro) |" in summary and "precision_micro" not in summary
     z = np.array(matrix.data[0].z)
     assert z.shape == (12, 12)
     np.testing.assert_allclose(z.sum(axis=1)[z.sum(axis=1) > 0], 1.0)
