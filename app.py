@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from core import memory
 from core.slots import Registry
 from tasks import asr, kws, models, qa
 
@@ -59,30 +59,6 @@ def build_app(registry: Registry) -> gr.Blocks:
     return demo
 
 
-def bound_allocator(arenas: int = 2, trim_every_s: float = 30.0) -> None:
-    """Keep the process's memory from creeping up under many concurrent requests.
-
-    glibc gives threads that contend for malloc arenas of their own (up to eight per core) and
-    hands little of their freed memory back: under 50 concurrent clients the app's RSS kept
-    growing round after round (`python -m bench.load`, docs/MEASUREMENTS.md). Two arenas, and a
-    `malloc_trim` every `trim_every_s` seconds, bound it. A no-op where libc is not glibc."""
-    import ctypes
-    import threading
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        return
-
-    def trim() -> None:
-        while True:
-            time.sleep(trim_every_s)
-            libc.malloc_trim(0)
-
-    threading.Thread(target=trim, name="malloc_trim", daemon=True).start()
-
-
 def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
     """Queue and launch `demo` with the app's limits (upload size, sessions kept); `launch` is passed on."""
     demo.queue().launch(
@@ -119,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     # The operator's log: what each slot tried and why it failed, in full, with a timestamp.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    bound_allocator()
+    memory.bound_allocator()
     args = parse_args()
     demo = build_app(open_registry(args.checkpoints, preload=args.preload))
     serve(demo, args.host, args.port, share=args.share)

@@ -31,6 +31,7 @@ from typing import Any
 from core import hub, loading, onnx_serving
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
+from core.slot_table import SLOTS, SlotSpec
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
 LOAD_WAIT_S = float(os.environ.get("LOAD_WAIT_S", 120))
@@ -40,65 +41,6 @@ RETRY_MAX_S = 600.0
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SlotSpec:
-    name: str
-    title: str
-    env_var: str
-    hub_id: str  # the public fine-tuned default; documented in the README's slot table
-    revision: str  # a commit of `hub_id` that holds safetensors weights (never a moving branch)
-    kind: str  # "ctc", "audio-classification" or "question-answering"
-    train_command: str
-
-    @property
-    def hub_default(self) -> str:
-        return f"{self.hub_id}@{self.revision}"
-
-
-# The hub defaults, each pinned to a commit with safetensors weights (why each: README, "Model slots").
-SLOTS: dict[str, SlotSpec] = {
-    spec.name: spec
-    for spec in (
-        SlotSpec(
-            "asr",
-            "Speech recognition",
-            "ASR_MODEL",
-            "facebook/wav2vec2-base-960h",
-            "22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
-            "ctc",
-            "python -m train.asr train/configs/asr_report.json",
-        ),
-        SlotSpec(
-            "kws",
-            "Keyword spotting",
-            "KWS_MODEL",
-            "anton-l/distilhubert-ft-keyword-spotting",
-            "544d59e19da793285a8d9329742b31c7a5f0934b",
-            "audio-classification",
-            "python -m train.kws train/configs/kws_report.json",
-        ),
-        SlotSpec(
-            "qa-distilbert",
-            "Question answering (DistilBERT)",
-            "QA_DISTILBERT_MODEL",
-            "twmkn9/distilbert-base-uncased-squad2",
-            "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
-            "question-answering",
-            "python -m train.qa train/configs/qa_distilbert.json",
-        ),
-        SlotSpec(
-            "qa-xlmr",
-            "Question answering (XLM-RoBERTa)",
-            "QA_XLMR_MODEL",
-            "deepset/xlm-roberta-base-squad2",
-            "a17f72834366c08e1442ba44b483983d86d659bf",
-            "question-answering",
-            "python -m train.qa train/configs/qa_xlmr.json",
-        ),
-    )
-}
 
 
 class SlotUnavailable(RuntimeError):
@@ -269,13 +211,13 @@ class Slot:
                 load_time_s=round(m.load_time_s, 3),
                 ready_after_s=self.ready_after_s,
                 warnings=list(m.warnings),
-                skipped=[{"source": a["label"], "reason": a["reason"]} for a in m.skipped],
+                skipped=_plain(m.skipped),
             )
             if detail:
                 info.update(path=str(m.path), configured=m.source)
         if attempts and self._loaded is None:
             info["reason"] = plain_reasons(attempts)
-            info["tried"] = [{"source": a["label"], "reason": a["reason"]} for a in attempts]
+            info["tried"] = _plain(attempts)
         if detail and attempts:
             info["attempts"] = [{"source": a["source"], "error": a["error"]} for a in attempts]
         if self._state == "retrying":
@@ -449,6 +391,11 @@ class Registry:
         for slot in self.slots.values():
             slot.reset()
         return self.status()
+
+
+def _plain(attempts: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The visitor's view of failed sources: each one's label and plain reason."""
+    return [{"source": a["label"], "reason": a["reason"]} for a in attempts]
 
 
 def plain_reasons(attempts: list[dict[str, str]]) -> str:
