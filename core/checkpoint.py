@@ -7,6 +7,7 @@ A checkpoint is a folder that `from_pretrained` loads as it is:
         model.safetensors        weights; pickled *.bin weights are refused
         preprocessor_config.json / tokenizer files / vocab.json   processor or tokenizer
         metrics.json             see `Metrics`
+        examples/                optional: the final evaluation per example (core/examples.py)
         README.md                the model card: hub metadata (model-index = metrics.json), recipe
 
 A checkpoint is published atomically (`publish`): it is written into a hidden folder beside the
@@ -21,6 +22,7 @@ import math
 import os
 import platform
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import json_kind
+from core.examples import ExampleSet, write_examples
 
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -173,7 +176,14 @@ def publish(target: Path, check: Callable[[Path], None] | None = None) -> Iterat
         raise
 
 
-def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics, command: str | None = None) -> Path:
+def save_checkpoint(
+    target: Path,
+    model: Any,
+    processor: Any,
+    metrics: Metrics,
+    command: str | None = None,
+    examples: ExampleSet | None = None,
+) -> Path:
     """Publish a checkpoint atomically (see `publish`).
 
     Args:
@@ -182,6 +192,8 @@ def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics, 
         processor: its tokenizer, feature extractor or processor.
         metrics: what `metrics.json` records (scores, history, sizes, hyperparameters).
         command: the command that trained it, for the model card's recipe.
+        examples: per-example results of the final evaluation (core/examples.py); their summary
+            and the time spent writing them go into `metrics.extra["examples"]`.
 
     Returns:
         `target`.
@@ -191,6 +203,10 @@ def save_checkpoint(target: Path, model: Any, processor: Any, metrics: Metrics, 
     with publish(target) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+        if examples is not None:
+            started = time.perf_counter()
+            summary = write_examples(staging, examples)
+            metrics.extra["examples"] = {**summary, "write_s": round(time.perf_counter() - started, 3)}
         write_metrics(staging, metrics)
         card = render(
             json.loads((staging / METRICS_FILE).read_text()), Path(target).name, model.config.model_type, command

@@ -10,6 +10,7 @@ Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default che
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from core.ctc import (
     mask_padding,
     normalize_transcript,
 )
+from core.error_analysis import asr_rows, worst
+from core.examples import ExampleSet
 from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from core.metrics import wer_cer
 from train.common import (
@@ -195,6 +198,25 @@ def trainer_inputs(
     )
 
 
+def per_example(utterances: list[Utterance], prediction: Any, tokenizer: Any, audio_mb: float) -> ExampleSet:
+    """Each test utterance's reference and greedy transcript aligned by jiwer, with its WER and
+    CER; the audio of the worst ones (core/error_analysis.py)."""
+    rows = asr_rows(
+        [u.id for u in utterances],
+        decode_labels(prediction.label_ids, tokenizer),
+        decode_predictions(prediction.predictions, tokenizer),
+    )
+    order = {row["id"]: i for i, row in enumerate(rows)}
+    listen = [
+        (
+            order[row["id"]],
+            functools.partial(load_audio, utterances[order[row["id"]]].audio, max_duration_s=float("inf")),
+        )
+        for row in worst(rows)
+    ]
+    return ExampleSet("asr", "test", rows, listen, audio_mb=audio_mb)
+
+
 def main(argv: list[str] | None = None) -> Path:
     run = begin((ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
     model_args, feature_args, data_args, run_args = run.arguments
@@ -233,9 +255,17 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
-    final = {
-        s: split_metrics(trainer.evaluate(inputs.datasets[s], metric_key_prefix=s), s) for s in ("validation", "test")
-    }
+    #    Test is kept per utterance (jiwer's alignment, audio of the worst) for error analysis.
+    validation = trainer.evaluate(inputs.datasets["validation"], metric_key_prefix="validation")
+    final = {"validation": split_metrics(validation, "validation")}
+    prediction = trainer.predict_in_order(inputs.datasets["test"], metric_key_prefix="test")
+    trainer.log(prediction.metrics)  # into the history, as `evaluate` would
+    final["test"] = split_metrics(prediction.metrics, "test")
+    examples = None
+    if run_args.examples:
+        examples = per_example(
+            datasets["test"].utterances, prediction, processor.tokenizer, run_args.examples_audio_mb
+        )
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
     params = hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args)
@@ -250,6 +280,7 @@ def main(argv: list[str] | None = None) -> Path:
         params=params,
         command=command_line("train.asr", argv),
         extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **inputs.cache_info},
+        examples=examples,
     )
 
 

@@ -13,12 +13,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PredictionOutput
 
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
+from core.examples import AUDIO_CAP_MB, ExampleSet
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,16 @@ class RunArguments:
         },
     )
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in run_dir."})
+    examples: bool = field(
+        default=True,
+        metadata={
+            "help": "Store the final evaluation's per-example results (and audio worth hearing) with the "
+            "checkpoint, for the app's error analysis (core/examples.py)."
+        },
+    )
+    examples_audio_mb: float = field(
+        default=AUDIO_CAP_MB, metadata={"help": "Cap on the audio stored with the per-example results, in MB."}
+    )
     precision: str = field(
         default="auto",
         metadata={
@@ -163,6 +176,25 @@ class GroupedTrainer(Trainer):
             )
         return super()._get_eval_sampler(eval_dataset)
 
+    def predict_in_order(
+        self, dataset: Any, ignore_keys: Any = None, metric_key_prefix: str = "test"
+    ) -> PredictionOutput:
+        """`predict`, with predictions and labels in the dataset's order. A length-grouped eval
+        sampler permutes the examples; its generator is seeded afresh for every loader, so a fresh
+        sampler yields the very order `predict` used, and its inverse puts the rows back."""
+        output = self.predict(dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        sampler = self._get_eval_sampler(dataset)
+        if not isinstance(sampler, LengthGroupedSampler):
+            return output
+        back = np.argsort(np.fromiter(iter(sampler), dtype=np.int64, count=len(dataset)))
+
+        def reorder(value: Any) -> Any:
+            if isinstance(value, (tuple, list)):
+                return type(value)(reorder(v) for v in value)
+            return None if value is None else value[back]
+
+        return PredictionOutput(reorder(output.predictions), reorder(output.label_ids), output.metrics)
+
 
 def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Trainer logs as rows: training loss and evaluation metrics per step (runtime noise dropped)."""
@@ -230,9 +262,11 @@ def publish_run(
     params: dict[str, Any],
     command: str,
     extra: dict[str, Any] | None = None,
+    examples: ExampleSet | None = None,
 ) -> Path:
     """Write `model` (with its trained head) in the checkpoint contract to the run's target
-    atomically, with a model card that records `command`; only the main process writes."""
+    atomically, with a model card that records `command`, and the per-example results if given;
+    only the main process writes."""
     if trainer.is_world_process_zero():
         metrics = Metrics(
             task=task,
@@ -244,6 +278,6 @@ def publish_run(
             hardware=hardware_info(),
             extra=extra or {},
         )
-        save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command)
+        save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)
         logger.info("published %s", run.target)
     return run.target

@@ -11,6 +11,7 @@ Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default che
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 
 from core import keywords
 from core.audio import TARGET_RATE, load_audio
+from core.error_analysis import kws_listen_order, kws_rows
+from core.examples import ExampleSet
 from core.metrics import classification_report
 from core.spotting import fit_window
 from train.common import (
@@ -108,15 +111,35 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.clips)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        clip = self.clips[i]
-        segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
-        rng = self.rng if self.train else None
-        samples = fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment), rng)
+        samples = clip_samples(self.clips[i], self.rng if self.train else None)
         if self.train and self.augment:
             samples = np.roll(samples, int(self.rng.integers(-1600, 1601)))
             samples = samples * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
         values = self.extractor(samples, sampling_rate=TARGET_RATE).input_values[0]
-        return {"input_values": np.asarray(values, np.float32), "labels": clip.label}
+        return {"input_values": np.asarray(values, np.float32), "labels": self.clips[i].label}
+
+
+def clip_samples(clip: Clip, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The clip's 1 s of 16 kHz audio, as the model hears it (`fit_clip`)."""
+    segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
+    return fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment), rng)
+
+
+def clip_id(clip: Clip, index: int) -> str:
+    """A readable id: `word/file.wav` as in the dataset (plus the offset of a window cut from a
+    longer file), else the clip's position."""
+    path = clip.audio.get("path") if isinstance(clip.audio, dict) else clip.audio
+    name = "/".join(Path(str(path)).parts[-2:]) if path else f"clip {index}"
+    return name if clip.start_s is None else f"{name}@{clip.start_s:.2f}s"
+
+
+def per_example(clips: list[Clip], logits: np.ndarray, split: str, audio_mb: float) -> ExampleSet:
+    """The split's clips with their true and predicted labels and top-3 probabilities; the audio
+    of every mistake and of a few correct clips per class (core/error_analysis.py)."""
+    probs = torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), -1).numpy()
+    rows = kws_rows([clip_id(c, i) for i, c in enumerate(clips)], keywords.LABELS, [c.label for c in clips], probs)
+    listen = [(i, functools.partial(clip_samples, clips[i])) for i in kws_listen_order(rows)]
+    return ExampleSet("kws", split, rows, listen, audio_mb=audio_mb)
 
 
 def fit_clip(samples: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -306,14 +329,17 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
-    final = {}
+    #    The last split evaluated (test where there is one) is kept per clip for error analysis.
+    final, examples = {}, None
     for split in ("validation", "test"):
         if len(datasets[split]):
-            prediction = trainer.predict(datasets[split], metric_key_prefix=split)
+            prediction = trainer.predict_in_order(datasets[split], metric_key_prefix=split)
             final[split] = {
                 **split_metrics(prediction.metrics, split),
                 **classification_report(prediction.label_ids, prediction.predictions.argmax(-1), keywords.LABELS),
             }
+            if run_args.examples:
+                examples = per_example(clips[split], prediction.predictions, split, run_args.examples_audio_mb)
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {
         "class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
@@ -332,6 +358,7 @@ def main(argv: list[str] | None = None) -> Path:
         params=hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args),
         command=command_line("train.kws", argv),
         extra=extra,
+        examples=examples,
     )
 
 

@@ -20,6 +20,8 @@ import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
 from core import qa
+from core.error_analysis import qa_rows
+from core.examples import ExampleSet
 from core.squad_data import gold_answers, load_file, load_hub
 from core.squad_metric import robust_threshold, squad_v2
 from core.structure import structure
@@ -70,6 +72,7 @@ class Evaluation(NamedTuple):
 
     metrics: dict[str, float]
     null_diffs: dict[str, float]
+    predictions: list[qa.Prediction]
 
 
 class QATrainer(GroupedTrainer):
@@ -88,7 +91,7 @@ class QATrainer(GroupedTrainer):
 
     def evaluate_answers(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> Evaluation:
         """`evaluate`, also returning the null-score margins of the examples."""
-        output = self.predict(
+        output = self.predict_in_order(  # postprocess maps windows to examples by position
             eval_dataset or self.eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
         )
         start_logits, end_logits = output.predictions
@@ -110,7 +113,7 @@ class QATrainer(GroupedTrainer):
         metrics[f"{metric_key_prefix}_loss"] = float(output.metrics.get(f"{metric_key_prefix}_loss", float("nan")))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return Evaluation(metrics, null_diffs)
+        return Evaluation(metrics, null_diffs, predictions)
 
 
 def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> Path:
         "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)},
     }
     logger.info("final: %s", final)
+    examples = None
+    if run_args.examples:  # each validation question as the app answers it, for the comparison's explorer
+        rows, contexts = qa_rows(val_examples, evaluation.predictions, threshold)
+        examples = ExampleSet("qa", "validation", rows, contexts=contexts)
     return publish_run(
         run,
         trainer,
@@ -197,6 +204,7 @@ def main(argv: list[str] | None = None) -> Path:
         params=hyperparameters(run.training_args, model_args, data_args, run_args),
         command=command_line("train.qa", argv),
         extra=extra,
+        examples=examples,
     )
 
 

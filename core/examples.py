@@ -1,0 +1,191 @@
+"""Per-example results of a checkpoint's final evaluation (part of the checkpoint contract, optional):
+
+    checkpoints/<slot>/examples/
+        summary.json        task, split, row count, what audio was stored and what was left out
+        predictions.jsonl   one JSON object per evaluated example (fields per task: core/error_analysis.py)
+        contexts.jsonl      QA: each context once, {"id": "c0", "text": ...}; rows name theirs
+        audio/00012.flac    16 kHz mono FLAC of the clips worth listening to; a row's "audio" names it
+
+The training scripts write it beside `metrics.json` (inside the staging folder, so it is published
+atomically with the rest); the app reads it to list, play and compare individual examples on a
+Space that has no dataset. Checkpoints without it still load: the tabs say there are no
+per-example results.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from core.audio import TARGET_RATE
+from core.errors import json_kind
+
+EXAMPLES_DIR = "examples"
+SUMMARY_FILE = "summary.json"
+ROWS_FILE = "predictions.jsonl"
+CONTEXTS_FILE = "contexts.jsonl"
+AUDIO_DIR = "audio"
+AUDIO_CAP_MB = 20.0  # default cap on the stored audio: a Space's repo stays small
+_AUDIO_NAME = re.compile(rf"^{AUDIO_DIR}/\d{{5,}}\.flac$")  # what a row may name: nothing outside audio/
+
+
+@dataclass
+class ExampleSet:
+    """What a training script hands to `write_examples`.
+
+    `listen` lists the rows whose audio is worth storing, most important first, each with a
+    function that decodes it (called only for what fits under the cap)."""
+
+    task: str
+    split: str
+    rows: list[dict[str, Any]]
+    listen: list[tuple[int, Callable[[], np.ndarray]]] = field(default_factory=list)
+    contexts: list[str] = field(default_factory=list)
+    audio_mb: float = AUDIO_CAP_MB
+
+
+def write_examples(folder: Path, examples: ExampleSet) -> dict[str, Any]:
+    """Write `examples` under `folder/examples` and return its summary.
+
+    Audio goes in `listen` order until the next clip would pass the cap; clips that do not fit
+    are counted in the summary's `audio.left_out` (a smaller one later in the list may still fit)."""
+    root = Path(folder) / EXAMPLES_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [dict(row) for row in examples.rows]
+    cap = int(examples.audio_mb * 2**20)
+    stored = left_out = used = 0
+    for index, load in examples.listen:
+        data = flac_bytes(load())
+        if used + len(data) > cap:
+            left_out += 1
+            continue
+        name = f"{AUDIO_DIR}/{index:05d}.flac"
+        (root / AUDIO_DIR).mkdir(exist_ok=True)
+        (root / name).write_bytes(data)
+        rows[index]["audio"] = name
+        stored, used = stored + 1, used + len(data)
+    _write_jsonl(root / ROWS_FILE, rows)
+    if examples.contexts:
+        _write_jsonl(root / CONTEXTS_FILE, [{"id": f"c{i}", "text": t} for i, t in enumerate(examples.contexts)])
+    summary = {
+        "task": examples.task,
+        "split": examples.split,
+        "rows": len(rows),
+        "audio": {"stored": stored, "left_out": left_out, "bytes": used, "cap_bytes": cap},
+    }
+    (root / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def flac_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz mono samples as 16-bit FLAC (lossless for what the model heard at 16-bit, ~half a WAV)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(np.asarray(samples, np.float32), -1, 1), TARGET_RATE, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class ExamplesError(ValueError):
+    """Per-example files that exist but cannot be read; the message names the file, never the folder."""
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A checkpoint's per-example results as read back."""
+
+    folder: Path  # the examples folder
+    task: str
+    split: str
+    rows: list[dict[str, Any]]
+    contexts: dict[str, str]
+    audio: dict[str, int]  # stored, left_out, bytes, cap_bytes
+
+    def audio_path(self, row: dict[str, Any]) -> Path | None:
+        """The row's stored clip, or None (not stored, or a name pointing outside `audio/`)."""
+        name = row.get("audio")
+        if not isinstance(name, str) or not _AUDIO_NAME.match(name):
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
+
+    def audio_note(self) -> str:
+        """What a visitor can listen to, in one sentence."""
+        stored, left = self.audio.get("stored", 0), self.audio.get("left_out", 0)
+        cap = self.audio.get("cap_bytes", 0) / 2**20
+        note = f"{stored} clip{'s' * (stored != 1)} stored with the model"
+        return note + (f"; {left} more left out to keep the audio under {round(cap, 1):g} MB." if left else ".")
+
+
+def read_examples(checkpoint: Path) -> Examples | None:
+    """The per-example results stored with the checkpoint at `checkpoint`, or None when it has none.
+
+    Raises:
+        ExamplesError: a file is not valid JSON / JSON lines or not the shape written above."""
+    root = Path(checkpoint) / EXAMPLES_DIR
+    summary_path = root / SUMMARY_FILE
+    if not summary_path.is_file():
+        return None
+    files = (summary_path, root / ROWS_FILE, root / CONTEXTS_FILE)
+    stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None for p in files)
+    return _read_cached(root, stamp)
+
+
+@functools.lru_cache(maxsize=8)  # a tab reads them on every choice; the files change only on publish
+def _read_cached(root: Path, stamp: tuple) -> Examples:
+    summary = _read_json(root / SUMMARY_FILE)
+    if not isinstance(summary, dict) or not isinstance(summary.get("task"), str):
+        raise ExamplesError(f"{EXAMPLES_DIR}/{SUMMARY_FILE} holds {json_kind(summary)}, not a summary")
+    rows = _read_jsonl(root / ROWS_FILE)
+    contexts = {}
+    if (root / CONTEXTS_FILE).is_file():
+        contexts = {str(c.get("id")): str(c.get("text", "")) for c in _read_jsonl(root / CONTEXTS_FILE)}
+    audio = summary.get("audio") if isinstance(summary.get("audio"), dict) else {}
+    audio = {k: int(v) for k, v in audio.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return Examples(root, summary["task"], str(summary.get("split", "")), rows, contexts, audio)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ExamplesError(f"{EXAMPLES_DIR}/{path.name} is not valid JSON") from err
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ExamplesError(f"{EXAMPLES_DIR}/{path.name} is missing")
+    rows = []
+    with path.open(encoding="utf-8", errors="strict") as f:
+        try:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ExamplesError(
+                        f"{EXAMPLES_DIR}/{path.name} line {number} holds {json_kind(row)}, not an object"
+                    )
+                rows.append(row)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ExamplesError(f"{EXAMPLES_DIR}/{path.name} is not valid JSON lines") from err
+    return rows

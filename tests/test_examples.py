@@ -1,0 +1,166 @@
+"""Per-example results (core/examples.py, core/error_analysis.py): the files, the audio cap, the
+questions asked of them, and evaluation order under length-grouped batches."""
+
+from __future__ import annotations
+
+import json
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import TrainingArguments
+
+from core import error_analysis as ea
+from core.examples import ExamplesError, ExampleSet, read_examples, write_examples
+from train.common import GroupedTrainer
+
+
+def _noise(seconds: float, seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(16_000 * seconds)) * 0.1).astype(np.float32)
+
+
+def test_audio_stops_at_the_cap_and_says_how_much_was_left_out(tmp_path):
+    rows = [{"id": f"clip{i}", "true": "yes", "predicted": "no", "top3": [["no", 0.9]]} for i in range(200)]
+    listen = [(i, lambda i=i: _noise(1.0, i)) for i in range(200)]  # white noise: ~25 KB per FLAC second
+    summary = write_examples(tmp_path, ExampleSet("kws", "test", rows, listen, audio_mb=0.5))
+    audio = summary["audio"]
+    assert audio["stored"] + audio["left_out"] == 200 and audio["left_out"] > 150
+    stored = list((tmp_path / "examples" / "audio").glob("*.flac"))
+    assert len(stored) == audio["stored"] and sum(p.stat().st_size for p in stored) <= 0.5 * 2**20
+    assert audio["bytes"] == sum(p.stat().st_size for p in stored)
+
+    examples = read_examples(tmp_path)
+    assert [r["id"] for r in examples.rows] == [f"clip{i}" for i in range(200)]
+    with_audio = [r for r in examples.rows if examples.audio_path(r)]
+    assert len(with_audio) == audio["stored"] and with_audio[0]["id"] == "clip0"  # in `listen` order
+    samples, rate = sf.read(examples.audio_path(with_audio[0]), dtype="float32")
+    assert rate == 16_000 and np.abs(samples - _noise(1.0, 0)).max() < 1e-4  # 16-bit FLAC: lossless to 2**-15
+    assert examples.audio_note().endswith(f"{audio['left_out']} more left out to keep the audio under 0.5 MB.")
+    assert f"{audio['stored']} clips stored" in examples.audio_note() and "left out" in examples.audio_note()
+
+
+def test_old_checkpoints_have_none_and_broken_files_are_named(tmp_path):
+    assert read_examples(tmp_path) is None
+    write_examples(tmp_path, ExampleSet("kws", "test", [{"id": "a", "audio": "../../../etc/passwd"}]))
+    examples = read_examples(tmp_path)
+    assert examples.audio_path(examples.rows[0]) is None  # a row can only name a file under audio/
+    (tmp_path / "examples" / "predictions.jsonl").write_text('{"id": "a"}\n[1, 2]\n')
+    with pytest.raises(ExamplesError, match="predictions.jsonl line 2 holds a list"):
+        read_examples(tmp_path)
+    (tmp_path / "examples" / "predictions.jsonl").write_text("{broken\n")
+    with pytest.raises(ExamplesError, match="predictions.jsonl is not valid JSON lines"):
+        read_examples(tmp_path)
+    (tmp_path / "examples" / "summary.json").write_text("5")
+    with pytest.raises(ExamplesError, match="summary.json holds a number"):
+        read_examples(tmp_path)
+
+
+def test_kws_cells_and_confused_pairs():
+    labels = ["yes", "no", "up", "off"]
+    truth = [0, 0, 1, 3, 3, 3, 2]
+    picks = [0, 1, 1, 2, 2, 0, 2]
+    probs = np.full((7, 4), 0.1)
+    probs[np.arange(7), picks] = np.linspace(0.5, 0.8, 7)
+    rows = ea.kws_rows([f"c{i}" for i in range(7)], labels, truth, probs)
+    assert [r["predicted"] for r in rows] == [labels[p] for p in picks]
+    assert rows[3]["top3"][0] == ["up", pytest.approx(0.65)]
+    assert ea.confused_pairs(rows) == [("off", "up", 2), ("off", "yes", 1), ("yes", "no", 1)]
+    assert [r["id"] for r in ea.cell(rows, "off", "up")] == ["c4", "c3"]  # most confident first
+    order = ea.kws_listen_order(rows, correct_per_class=1)
+    assert set(order[:4]) == {1, 3, 4, 5} and order[0] == 5 and set(order[4:]) == {0, 2, 6}
+
+
+def test_asr_alignment_is_jiwers():
+    ref, hyp = "the cat sat on the mat", "the bat sat the mat now"
+    row = ea.asr_rows(["u1"], [ref], [hyp])[0]
+    chunks = jiwer.process_words(ref, hyp).alignments[0]
+    assert row["alignment"] == [
+        [c.type, c.ref_start_idx, c.ref_end_idx, c.hyp_start_idx, c.hyp_end_idx] for c in chunks
+    ]
+    assert row["errors"] == {"substitutions": 1, "deletions": 1, "insertions": 1, "words": 6}
+    assert row["wer"] == 0.5
+    assert ea.aligned_words(row) == [
+        ("equal", "the", "the"),
+        ("substitute", "cat", "bat"),
+        ("equal", "sat", "sat"),
+        ("delete", "on", ""),
+        ("equal", "the", "the"),
+        ("equal", "mat", "mat"),
+        ("insert", "", "now"),
+    ]
+    rows = ea.asr_rows(["u1", "u2", "u3", "u4"], [ref, "a cat", "right", ""], [hyp, "a bat", "right", "noise"])
+    assert [r["id"] for r in ea.worst(rows)] == ["u4", "u1", "u2"]  # u4: an empty reference, all inserted
+    assert ea.substitutions(rows) == [("cat", "bat", 2)]
+    assert ea.error_breakdown(rows) == {"substitutions": 2, "deletions": 1, "insertions": 2, "words": 9}
+
+
+def _qa_row(qid: str, said: str, gold: list[str]) -> dict:
+    golds = gold or [""]
+    return {
+        "id": qid,
+        "question": f"q {qid}",
+        "context": "c0",
+        "answers": [{"text": g, "start": 0} for g in gold],
+        "prediction": {"text": said, "start": 0 if said else None, "end": len(said) if said else None},
+        "exact": int(any(ea.normalize_answer(g) == ea.normalize_answer(said) for g in golds)),
+    }
+
+
+def test_qa_filters_on_the_questions_both_models_answered():
+    a = [_qa_row("1", "Paris", ["Paris"]), _qa_row("2", "the Paris", ["Paris"]), _qa_row("3", "", [])]
+    a += [_qa_row("4", "1889", []), _qa_row("5", "", ["Rome"]), _qa_row("only-a", "x", ["x"])]
+    b = [_qa_row("1", "Lyon", ["Paris"]), _qa_row("2", "Paris!", ["Paris"]), _qa_row("3", "", [])]
+    b += [_qa_row("4", "", []), _qa_row("5", "Rome", ["Rome"])]
+    joined = ea.join({"a": a, "b": b})
+    assert [j["a"]["id"] for j in joined] == ["1", "2", "3", "4", "5"]
+    chosen = {how: [j["a"]["id"] for j in joined if ea.keep(j, how)] for how in ea.QA_FILTERS}
+    assert chosen["disagree"] == ["1", "4", "5"]  # "the Paris" and "Paris!" normalise alike
+    assert chosen["one right"] == ["1", "4", "5"]
+    assert chosen["unanswerable answered"] == ["4"]
+    assert chosen["answerable abstained"] == ["5"]
+    alone = ea.join({"a": a})
+    assert len(alone) == 6 and not any(ea.keep(j, "disagree") for j in alone)
+
+
+class _Echo(torch.nn.Module):
+    """Returns each example's own id as its prediction."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, labels=None):
+        return {"loss": self.w.sum(), "logits": x[:, :1] + self.w}
+
+
+class _Varied(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.lengths = [int(v) for v in np.random.default_rng(0).integers(1, 50, n)]
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __getitem__(self, i):
+        return {"x": torch.full((4,), float(i)), "labels": torch.tensor(float(i))}
+
+
+def test_predict_in_order_undoes_length_grouping(tmp_path):
+    args = TrainingArguments(
+        tmp_path, per_device_eval_batch_size=4, train_sampling_strategy="group_by_length", report_to="none"
+    )
+    trainer = GroupedTrainer(model=_Echo(), args=args)
+    data = _Varied(37)
+    grouped = trainer.predict(data).predictions[:, 0]
+    assert not np.array_equal(grouped, np.arange(37))  # the sampler does permute
+    output = trainer.predict_in_order(data)
+    np.testing.assert_array_equal(output.predictions[:, 0], np.arange(37))
+    np.testing.assert_array_equal(output.label_ids, np.arange(37))
+
+
+def test_summary_and_rows_are_plain_json(tmp_path):
+    rows = ea.kws_rows(["a"], ["yes", "no"], [np.int64(1)], np.array([[0.2, 0.8]], np.float32))
+    write_examples(tmp_path, ExampleSet("kws", "test", rows))
+    line = (tmp_path / "examples" / "predictions.jsonl").read_text().splitlines()[0]
+    assert json.loads(line) == {"id": "a", "true": "no", "predicted": "no", "top3": [["no", 0.8], ["yes", 0.2]]}
