@@ -23,6 +23,7 @@ from tasks.common import (
     uploaded_path,
     user_errors,
 )
+from tasks.error_views import asr_panel
 from tasks.plots import history_figure, human, key_value_markdown
 
 SLOT = "asr"
@@ -118,7 +119,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_results():
         loaded = slot.peek()
-        return hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py")))
+        shown = hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py")))
+        return [*shown, *errors_refresh()]
 
     with gr.Blocks() as demo:
         asr_status = gr.Markdown()
@@ -142,6 +144,7 @@ def build(registry: Registry) -> gr.Blocks:
             with gr.Row():
                 asr_loss_plot = gr.Plot(label="Loss during training")
                 asr_wer_plot = gr.Plot(label="Validation WER and CER")
+            errors_refresh, errors_outputs = asr_panel(slot)
 
         asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)
@@ -156,7 +159,7 @@ def build(registry: Registry) -> gr.Blocks:
             api_name=False,
             concurrency_limit=4,
         )
-        results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot]
+        results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
         demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
             on_results, outputs=results_outputs, api_name=False
         )

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from gradio import FileData
 
-from core import spotting
+from core import keywords, spotting
 from core.audio import duration_s
 from core.slots import LoadedModel, Registry
 from tasks.common import (
@@ -25,6 +25,7 @@ from tasks.common import (
     uploaded_path,
     user_errors,
 )
+from tasks.error_views import kws_panel
 from tasks.plots import history_figure, human, key_value_markdown, rounded
 
 SLOT = "kws"
@@ -198,6 +199,7 @@ def build(registry: Registry) -> gr.Blocks:
             with gr.Row():
                 kws_freq = gr.Plot(label="Training clips per class")
                 kws_loss = gr.Plot(label="Loss during training")
+            errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
         kws_live_audio.start_recording(
@@ -213,11 +215,21 @@ def build(registry: Registry) -> gr.Blocks:
         )
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
+
+        def on_evaluation_and_errors(normalise, *cell):
+            return [*on_evaluation(normalise), *errors_refresh(*cell)]
+
+        everything = [*eval_outputs, *errors_outputs]
         demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
-            on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False
+            on_evaluation_and_errors, inputs=[kws_normalise, *errors_inputs], outputs=everything, api_name=False
         )
         status_watch(
-            slot, kws_status, then=on_evaluation, inputs=[kws_normalise], outputs=eval_outputs, controls=[kws_button]
+            slot,
+            kws_status,
+            then=on_evaluation_and_errors,
+            inputs=[kws_normalise, *errors_inputs],
+            outputs=everything,
+            controls=[kws_button],
         )
 
         def api_spot(audio: FileData | None = None) -> dict:

@@ -18,6 +18,7 @@ from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
 from core.structure import human_bytes
 from tasks.common import status_card, status_watch, uploaded_path, user_errors
+from tasks.qa_explorer import qa_explorer
 from tasks.qa_panels import (
     BATCH_CONTEXT_CHARS,
     BATCH_LIMIT,
@@ -164,6 +165,7 @@ def build(registry: Registry) -> gr.Blocks:
             qa_losses = gr.Plot(label="Loss during training")
             qa_lengths = gr.Plot(label="Training examples' token lengths")
             qa_structure = gr.Dataframe(label="Structure", interactive=False)
+            explore, explore_inputs, explore_outputs = qa_explorer(registry)
         with gr.Tab("Batch evaluation"):
             gr.Markdown(
                 f"Upload a SQuAD v2 JSON file (or JSON lines, up to {human_bytes(BATCH_MAX_BYTES)}); the first "
@@ -221,8 +223,9 @@ def build(registry: Registry) -> gr.Blocks:
             status_watch(
                 registry[name],
                 column.card,
-                then=lambda n=name: default_threshold(registry[n].peek()),
-                outputs=[column.threshold],
+                then=lambda how, shown, n=name: [default_threshold(registry[n].peek()), *explore(how, shown)],
+                inputs=explore_inputs,
+                outputs=[column.threshold, *explore_outputs],
             )
         demo.load(
             on_load,
@@ -236,7 +239,7 @@ def build(registry: Registry) -> gr.Blocks:
                 qa_structure,
             ],
             api_name=False,
-        )
+        ).then(explore, inputs=explore_inputs, outputs=explore_outputs, api_name=False)
 
         def api_answer(context: str = "", question: str = "") -> dict:
             """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no

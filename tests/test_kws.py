@@ -3,6 +3,8 @@ generalising to unheard voices, the app's /spot endpoint, evaluation view and li
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,6 +15,7 @@ from transformers import HubertForSequenceClassification
 
 from core import keywords, spotting
 from core.checkpoint import read_metrics
+from core.examples import read_examples
 from core.slots import Registry
 from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
 from tasks import kws as kws_tab
@@ -153,6 +156,36 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     assert {t.name for t in loss.data} == {"loss", "eval_loss"}
 
 
+def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned, launch):
+    root, checkpoints = learned
+    examples = read_examples(checkpoints / "kws")
+    metrics = read_metrics(checkpoints / "kws")
+    assert examples.split == "test" and len(examples.rows) == metrics["dataset_sizes"]["test"]
+    matrix = np.array(metrics["final"]["test"]["confusion_matrix"])
+    client = Client(launch(checkpoints), verbose=False)
+    confused = client.predict("", "", api_name="/kws_errors")["confused"]
+    assert confused  # voices never heard: some mistakes
+    for pair in confused:  # the pairs are the matrix's largest off-diagonal cells
+        assert pair["count"] == matrix[keywords.LABEL2ID[pair["true"]], keywords.LABEL2ID[pair["predicted"]]]
+    off_diagonal = matrix - np.diag(np.diag(matrix))
+    assert confused[0]["count"] == off_diagonal.max()
+
+    top = confused[0]
+    clips = client.predict(top["true"], top["predicted"], api_name="/kws_errors")["clips"]
+    assert len(clips) == top["count"]
+    for clip in clips:
+        assert (clip["true"], clip["predicted"], clip["audio"]) == (top["true"], top["predicted"], True)
+        source = root / "test" / clip["id"]  # the id is the clip's place in the official test tree
+        assert source.parent.name == top["true"]
+        assert client.predict(handle_file(str(source)), api_name="/spot")["label"] == top["predicted"]
+        stored, _ = sf.read(examples.audio_path(next(r for r in examples.rows if r["id"] == clip["id"])))
+        np.testing.assert_allclose(stored, train_kws.fit_clip(sf.read(source, dtype="float32")[0]), atol=2**-14)
+    # Every mistake's audio is stored, and three correct clips of each class that has them.
+    wrong = int(off_diagonal.sum())
+    correct = sum(min(3, int(matrix[i, i])) for i in range(len(keywords.LABELS)))
+    assert examples.audio == {**examples.audio, "stored": wrong + correct, "left_out": 0}
+
+
 def voiced_centre_s(samples: np.ndarray) -> float:
     """Middle of the part of a clip louder than -30 dB below its peak (espeak pads with silence)."""
     loud = np.flatnonzero(np.abs(samples) > np.abs(samples).max() * 10 ** (-30 / 20))
@@ -215,6 +248,14 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     metrics = read_metrics(checkpoints / "kws")
     assert metrics["extra"]["class_counts"]["_silence_"] == 0
     assert metrics["dataset_sizes"]["test"] == 12
+    # The audio stored for error analysis stays under its cap, and says what it left out.
+    train_kws.main(["train/configs/kws_smoke.json", "--max_steps", "2", "--examples_audio_mb", "0.05"])
+    audio = read_examples(checkpoints / "kws").audio
+    assert 0 < audio["bytes"] <= 0.05 * 2**20 and audio["cap_bytes"] == int(0.05 * 2**20)
+    assert audio["stored"] > 0 and audio["left_out"] > 0 and audio["stored"] + audio["left_out"] == 14
+    assert read_metrics(checkpoints / "kws")["extra"]["examples"]["audio"] == audio
+    train_kws.main(["train/configs/kws_smoke.json", "--max_steps", "2", "--examples", "false"])
+    assert read_examples(checkpoints / "kws") is None
 
 
 def test_digital_silence_never_fires(learned):
@@ -256,3 +297,28 @@ def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp
     assert len(recorded) == 1
     expected, _, _ = kws_tab.spot_input(Registry(checkpoints)["kws"].get(), str(recorded[0]))
     assert shown == max(expected, key=expected.get)  # the page shows the model's top keyword
+
+
+@pytest.mark.browser
+def test_browser_picks_a_confused_pair_and_plays_its_clips(learned, launch):
+    from playwright.sync_api import expect
+
+    from scripts.screenshot import open_page
+
+    _, checkpoints = learned
+    rows = read_examples(checkpoints / "kws").rows
+    with open_page(launch(checkpoints), height=1600) as page:
+        page.get_by_role("tab", name="Keyword spotting").click()
+        page.get_by_role("tab", name="Evaluation").click()
+        pairs = page.get_by_label("Most confused pairs (select one)")
+        second = pairs.get_by_role("row").nth(2)  # header, then the most confused pair, then the next
+        true, predicted = (second.get_by_role("gridcell").nth(i).inner_text().strip() for i in (0, 1))
+        second.get_by_role("gridcell").first.click()
+        expected = [r["id"] for r in rows if r["true"] == true and r["predicted"] == predicted]
+        expect(page.get_by_text(f"of {true} predicted as {predicted}")).to_be_visible()
+        for clip in expected[:8]:
+            expect(page.get_by_text(clip, exact=False)).to_be_visible()
+        player = page.locator("[data-testid='waveform-Listen']").first
+        expect(player).to_have_text(re.compile(r"^\s*0:00\s+0:01"))  # a 1 s clip, not yet played
+        player.get_by_role("button", name="Play", exact=True).click()
+        expect(player).to_have_text(re.compile(r"^\s*0:01\s+0:01"), timeout=5_000)  # the clock ran: it played
