@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 
 from core.checkpoint import read_metrics
+from core.ctc import normalize_transcript
+from core.examples import read_examples
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
 from tasks import asr as asr_tab
 from tests.card_check import assert_card_matches_metrics
@@ -156,6 +159,28 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
 
     loaded = Registry(checkpoints)["asr"].get()
     assert served == asr_tab.transcribe_input(loaded, str(clip))[0]
+    # Error analysis: every test utterance with jiwer's alignment, the worst ones' audio.
+    examples = read_examples(checkpoints / "asr")
+    transcripts = dict(
+        line.split(" ", 1) for line in (clip.parent / "19-198.trans.txt").read_text().splitlines() if line.strip()
+    )
+    assert len(examples.rows) == metrics["dataset_sizes"]["test"] and examples.split == "test"
+    for row in examples.rows:
+        assert row["reference"] == normalize_transcript(transcripts[row["id"]])
+        words = jiwer.process_words(row["reference"], row["hypothesis"])
+        assert row["alignment"] == [
+            [c.type, c.ref_start_idx, c.ref_end_idx, c.hyp_start_idx, c.hyp_end_idx] for c in words.alignments[0]
+        ]
+        assert row["wer"] == pytest.approx(words.wer, abs=1e-4)
+    errors = Client(launch(checkpoints), verbose=False).predict(api_name="/asr_errors")
+    b = errors["breakdown"]
+    corpus = (b["substitutions"] + b["deletions"] + b["insertions"]) / b["words"]
+    assert corpus == pytest.approx(metrics["final"]["test"]["wer"], abs=1e-6)  # the same errors as metrics.json
+    worst = [w["id"] for w in errors["worst"]]
+    assert sorted(worst) == sorted(r["id"] for r in examples.rows if r["wer"] > 0)
+    assert [w["wer"] for w in errors["worst"]] == sorted((w["wer"] for w in errors["worst"]), reverse=True)
+    stored = sf.read(examples.audio_path(next(r for r in examples.rows if r["id"] == worst[0])))[0]
+    assert len(stored) == len(sf.read(clip.parent / f"{worst[0]}.flac")[0])
     # The report's WholeDataset list: only the first N of each split.
     train_asr.main(["train/configs/asr_smoke.json", "--subset", "2", "1", "1", "--max_steps", "2"])
     assert read_metrics(checkpoints / "asr")["dataset_sizes"] == {"train": 2, "validation": 1, "test": 1}

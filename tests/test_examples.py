@@ -164,3 +164,33 @@ def test_summary_and_rows_are_plain_json(tmp_path):
     write_examples(tmp_path, ExampleSet("kws", "test", rows))
     line = (tmp_path / "examples" / "predictions.jsonl").read_text().splitlines()[0]
     assert json.loads(line) == {"id": "a", "true": "no", "predicted": "no", "top3": [["no", 0.8], ["yes", 0.2]]}
+
+
+def test_the_context_marks_each_answer_and_escapes_the_text():
+    from tasks.qa_explorer import BOTH, COLOURS, marked_context
+
+    text = "The <tower> was built in 1889."
+    spans = {"gold": [(25, 29)], "qa-distilbert": [(16, 29)], "qa-xlmr": [(25, 29)]}
+    shown = marked_context(text, spans)
+    assert "The &lt;tower&gt; was " in shown  # a context is text, never markup
+    assert f"<span style='background:{COLOURS[0]}'>built in </span>" in shown  # DistilBERT alone
+    assert f"<span style='background:{BOTH};text-decoration:underline" in shown and ">1889</span>." in shown
+    assert shown.count("<span") == 2
+
+
+def test_alignment_marks_substitutions_deletions_and_insertions():
+    from tasks.error_views import alignment_html
+
+    row = ea.asr_rows(["u"], ["the cat sat on the <mat>"], ["the bat sat the <mat> now"])[0]
+    shown = alignment_html(row)
+    assert shown.startswith("the <span") and "cat → bat</span> sat" in shown
+    assert 'title="missed">on</span> the &lt;mat&gt;' in shown and 'title="added">+now</span>' in shown
+
+
+def test_models_without_per_example_results_say_so(tiny_app):
+    from gradio_client import Client
+
+    client = Client(tiny_app, verbose=False)
+    for endpoint, args in (("/kws_errors", ("yes", "no")), ("/asr_errors", ()), ("/qa_questions", ("all",))):
+        with pytest.raises(Exception, match="no per-example results"):
+            client.predict(*args, api_name=endpoint)

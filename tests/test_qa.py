@@ -12,7 +12,9 @@ from gradio_client import Client
 
 from core import qa
 from core.checkpoint import read_metrics
+from core.examples import read_examples
 from core.slots import Registry
+from core.squad_metric import normalize_answer
 from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
 from tasks.qa_panels import batch_evaluate, comparison
 from tests.card_check import assert_card_matches_metrics
@@ -155,6 +157,18 @@ def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned, slot):
     assert metrics["extra"]["token_lengths"]["max"] <= 128
     assert metrics["extra"]["structure"]["layers"] == 2
     assert [row["step"] for row in metrics["history"] if "eval_f1" in row] == [400, 800]
+    # Each validation question as the app would answer it, for the comparison's explorer.
+    examples = read_examples(checkpoints / slot)
+    said = [(examples.contexts[r["context"]], r["question"], r["prediction"]["text"]) for r in examples.rows]
+    assert said == expected_answers() and len(examples.contexts) == len(QA_PARAGRAPHS)
+    assert all(r["exact"] == 1 and r["f1"] == 1.0 for r in examples.rows)
+    for row in examples.rows:  # the served span's offsets point at its text in the context
+        p = row["prediction"]
+        assert (
+            p["start"] is None
+            if not p["text"]
+            else examples.contexts[row["context"]][p["start"] : p["end"]] == p["text"]
+        )
 
 
 def test_app_answers_side_by_side_through_the_api(learned, launch):
@@ -272,5 +286,28 @@ def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, la
         assert_card_matches_metrics(
             checkpoints / slot, None, "question-answering", f"qa_{slot.removeprefix('qa-')}_smoke.json"
         )
-    result = Client(launch(checkpoints), verbose=False).predict(*expected_answers()[0][:2], api_name="/answer")
+    client = Client(launch(checkpoints), verbose=False)
+    result = client.predict(*expected_answers()[0][:2], api_name="/answer")
     assert set(result) == {"qa-distilbert", "qa-xlmr"} and all("text" in r for r in result.values())
+    # The explorer's filters, checked against both checkpoints' per-example files read directly.
+    rows = {
+        slot: {r["id"]: r for r in read_examples(checkpoints / slot).rows} for slot in ("qa-distilbert", "qa-xlmr")
+    }
+    said = {q: {slot: rows[slot][q]["prediction"]["text"] for slot in rows} for q in rows["qa-distilbert"]}
+    gold = {q: [a["text"] for a in r["answers"]] for q, r in rows["qa-distilbert"].items()}
+    expected = {
+        "all": list(said),
+        "disagree": [
+            q for q, s in said.items() if normalize_answer(s["qa-distilbert"]) != normalize_answer(s["qa-xlmr"])
+        ],
+        "one right": [q for q in said if rows["qa-distilbert"][q]["exact"] != rows["qa-xlmr"][q]["exact"]],
+        "unanswerable answered": [q for q, s in said.items() if not gold[q] and any(s.values())],
+        "answerable abstained": [q for q, s in said.items() if gold[q] and not all(s.values())],
+    }
+    assert expected["disagree"]  # two untrained models rarely agree
+    for how, ids in expected.items():
+        listed = client.predict(how, api_name="/qa_questions")
+        assert [q["id"] for q in listed["questions"]] == ids, how
+        assert listed["joined"] == 10
+    with pytest.raises(Exception, match="Unknown filter"):
+        client.predict("everything", api_name="/qa_questions")
