@@ -129,8 +129,8 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
         """The note and pairs; the pickers move to the most confused pair unless the visitor has
         already chosen a cell (a status refresh must not undo their choice)."""
         found, why = examples()
-        if found is None:
-            return [why, gr.update(visible=False), gr.update(value=None), gr.update(value=None)]
+        if found is None:  # no empty pickers: the note says why there is nothing to pick
+            return [why, gr.update(visible=False), *(gr.update(value=None, visible=False) for _ in range(2))]
         confused = kws_errors(found, None, None)["confused"]
         table = pd.DataFrame(
             [[c["true"], c["predicted"], c["count"]] for c in confused], columns=["true", "predicted", "clips"]
@@ -143,8 +143,8 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
         return [
             text,
             gr.update(value=table, visible=bool(confused)),
-            gr.skip() if keep else gr.update(value=first["true"]),
-            gr.skip() if keep else gr.update(value=first["predicted"]),
+            gr.update(visible=True) if keep else gr.update(value=first["true"], visible=True),
+            gr.update(visible=True) if keep else gr.update(value=first["predicted"], visible=True),
         ]
 
     def on_pair(event: gr.SelectData, table: pd.DataFrame) -> tuple[str, str]:

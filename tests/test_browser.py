@@ -39,6 +39,9 @@ def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_o
         expect(page.get_by_role("button", name="Transcribe")).to_be_disabled()  # pressing it could only repeat that
         page.get_by_role("tab", name="Keyword spotting").click()
         expect(page.get_by_role("button", name="Spot", exact=True)).to_be_disabled()
+        page.get_by_role("tab", name="Evaluation").click()  # no model: one sentence, no empty pickers
+        expect(page.get_by_text("No model is loaded, so there are no examples to show.")).to_be_visible()
+        expect(page.get_by_text("True keyword")).to_have_count(0)
         page.get_by_role("tab", name="Models").click()
         page.get_by_text("For the operator").click()  # the collapsed section
         page.get_by_text("python -m train.asr train/configs/asr_report.json").first.wait_for()

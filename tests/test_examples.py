@@ -194,3 +194,24 @@ def test_models_without_per_example_results_say_so(tiny_app):
     for endpoint, args in (("/kws_errors", ("yes", "no")), ("/asr_errors", ()), ("/qa_questions", ("all",))):
         with pytest.raises(Exception, match="no per-example results"):
             client.predict(*args, api_name=endpoint)
+
+
+def test_the_explorer_works_with_one_model_and_says_so(tmp_path):
+    from tasks.qa_explorer import _note, qa_questions, question_detail
+
+    rows = [_qa_row("1", "Paris", ["Paris"]), _qa_row("2", "", ["Rome"])]
+    for row in rows:
+        row.update(f1=float(row["exact"]), null_margin=0.5, threshold=0.0)
+    rows[0]["answers"][0]["start"] = 15
+    rows[0]["prediction"].update(start=15, end=20)
+    write_examples(tmp_path, ExampleSet("qa", "validation", rows, contexts=["The capital is Paris."]))
+    alone = {"qa-xlmr": read_examples(tmp_path)}
+    listed = qa_questions(alone, "answerable abstained")
+    assert listed["models"] == ["qa-xlmr"] and [q["id"] for q in listed["questions"]] == ["2"]
+    assert qa_questions(alone, "disagree")["questions"] == []
+    note = _note(qa_questions(alone, "disagree"), "DistilBERT: no model.", "disagree")
+    assert note.startswith("Only XLM-RoBERTa has per-example results (DistilBERT: no model.)")
+    assert "compares two models, so it shows nothing" in note
+    detail = question_detail(alone, "1")
+    assert "<b>XLM-RoBERTa</b>: Paris (EM 1, F1 1.00, null margin +0.50 vs threshold +0.00)" in detail
+    assert "DistilBERT" not in detail and ">Paris</span>." in detail
