@@ -59,6 +59,16 @@ def build_app(registry: Registry) -> gr.Blocks:
     return demo
 
 
+# System fonts only: the default theme's font is a web font, and where it cannot load (an offline
+# machine, a blocked network) headings mix letter heights from fallback faces.
+SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
+MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
+
+
 def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
     """Queue and launch `demo` with the app's limits (upload size, sessions kept); `launch` is passed on."""
     demo.queue().launch(
@@ -66,6 +76,7 @@ def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
         server_port=port,
         max_file_size=f"{UPLOAD_MAX_MB:g}mb",
         state_session_capacity=STATE_SESSIONS,
+        theme=theme(),
         **launch,
     )
 

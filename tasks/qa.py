@@ -3,6 +3,7 @@ comparison panel from both checkpoints' metrics, and batch evaluation of an uplo
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ class ModelColumn(NamedTuple):
     card: gr.Markdown
     threshold: gr.Slider
     summary: gr.Markdown
-    highlight: gr.HighlightedText
+    highlight: gr.HTML
     alternatives: gr.Dataframe
 
     def results(self) -> list[Any]:
@@ -99,13 +100,13 @@ def agreement(results: dict[str, dict[str, Any]]) -> str:
     return "⚠️ **The models disagree.**"
 
 
-def side(result: dict[str, Any] | None, context: str) -> tuple[str, list, list[list[Any]]]:
-    """One model's column: summary line, highlighted context, top-3 alternatives (None: still
-    answering)."""
+def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[list[Any]]]:
+    """One model's column: summary line, the context with the answer marked (HTML), top-3
+    alternatives (None: still answering)."""
     if result is None:
-        return "*Answering…*", [(context, None)], []
+        return "*Answering…*", in_context(context), []
     if "error" in result:
-        return f"**No model.** {result['error']}", [(context, None)], []
+        return f"**No model.** {result['error']}", in_context(context), []
     # Plain words first; the numbers behind the decision in a smaller details line.
     if result["text"]:
         summary = f"### {result['text']}\nAnswers with {result['probability']:.0%} confidence."
@@ -117,14 +118,23 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, list, list[l
         f"\n\n<small>no-answer score − best span score = {result['score_diff']:+.2f}; it abstains above "
         f"{result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
     )
-    spans = [(context, None)]
-    if result["start"] is not None:
-        s = result["start"]
-        e = result["end"]
-        label = "answer" if result["text"] else "best span (abstained)"
-        spans = [(context[:s], None), (context[s:e], label), (context[e:], None)]
     rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
-    return summary, spans, rows
+    return summary, in_context(context, result["start"], result["end"], answered=bool(result["text"])), rows
+
+
+def in_context(context: str, start: int | None = None, end: int | None = None, answered: bool = True) -> str:
+    """The context as one flowing paragraph (HTML, escaped) with the answer marked; a span the
+    model abstained on is only underlined, dashed. Long contexts scroll inside the box."""
+    box = "<div style='max-height:22em;overflow-y:auto'><p style='line-height:1.7;margin:0'>{}</p></div>"
+    if start is None or end is None:
+        return box.format(html.escape(context))
+    style, title = (
+        ("background:#fde68a;padding:0 2px", "answer")
+        if answered
+        else ("background:none;text-decoration:underline dashed", "best span (abstained)")
+    )
+    mark = f"<mark style='{style}' title='{title}'>{html.escape(context[start:end])}</mark>"
+    return box.format(html.escape(context[:start]) + mark + html.escape(context[end:]))
 
 
 def build(registry: Registry) -> gr.Blocks:
@@ -154,7 +164,7 @@ def build(registry: Registry) -> gr.Blocks:
                                 label="Abstain threshold (higher: answers more often)",
                             ),
                             summary=gr.Markdown(),
-                            highlight=gr.HighlightedText(label="Answer in context", combine_adjacent=True),
+                            highlight=gr.HTML(label="Answer in context", show_label=True),
                             alternatives=gr.Dataframe(
                                 headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
                             ),

@@ -58,3 +58,18 @@ def test_all_four_tabs_are_visible_on_a_phone(launch, tiny_checkpoints):
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (name, box)
         page.get_by_role("tab", name="Models").first.click()
         page.get_by_text("Structure of the model behind each slot").wait_for()
+
+
+def test_the_page_uses_system_fonts_and_fetches_nothing_from_elsewhere(launch, tiny_checkpoints):
+    from scripts.screenshot import open_page
+
+    url = launch(tiny_checkpoints)
+    with open_page(url) as page:
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.reload()
+        page.get_by_role("tab").first.wait_for()
+        page.wait_for_timeout(2_000)  # fonts and styles load with the page; status timers never idle
+        heading = page.evaluate("() => getComputedStyle(document.querySelector('h1')).fontFamily")
+    assert requested and all(u.startswith(url.rstrip("/")) or u.startswith("data:") for u in requested)
+    assert heading.startswith("system-ui")  # a web font that cannot load offline mixes letter heights

@@ -266,9 +266,11 @@ def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
         page.get_by_label("Question").fill(question)
         page.get_by_role("button", name="Answer with both models").click()
         page.get_by_text("The models agree").wait_for()
-        highlighted = page.locator(".token.highlighted .text").all_inner_texts()
+        highlighted = page.locator("mark[title='answer']").all_inner_texts()
+        paragraphs = page.locator("p", has=page.locator("mark[title='answer']")).all_inner_texts()
         page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
     assert [h.strip() for h in highlighted] == [answer, answer]  # one highlight per model
+    assert paragraphs == [context, context]  # the context in one paragraph, words whole
 
 
 def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, launch):

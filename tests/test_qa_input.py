@@ -181,14 +181,18 @@ def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details
         "### 1889\nAnswers with 62% confidence.\n\n<small>no-answer score − best span score = -2.35; "
         "it abstains above -0.13 · 12 ms</small>"
     )
-    assert spans == [("The tower was built in ", None), ("1889", "answer"), (".", None)]
+    assert spans == (  # one paragraph, the answer marked in place
+        "<div style='max-height:22em;overflow-y:auto'><p style='line-height:1.7;margin:0'>The tower was built in "
+        "<mark style='background:#fde68a;padding:0 2px' title='answer'>1889</mark>.</p></div>"
+    )
     assert rows == [["1889", 0.623, 7.89]]
     abstained = {**answered, "text": "", "probability": 0.7, "score_diff": 1.5}
     summary, spans, _ = side(abstained, context)
     assert summary.startswith(
         "### No answer\nAbstains: it finds no answer to this question in the text. Its best guess was “1889”."
     )
-    assert spans[1] == ("1889", "best span (abstained)")
+    assert "title='best span (abstained)'>1889</mark>." in spans
+    assert side(None, "a <b> c")[1].endswith(">a &lt;b&gt; c</p></div>")  # a context is text, never markup
 
 
 def test_batch_files_are_cut_to_the_limits_and_say_so(tmp_path, monkeypatch):
