@@ -60,6 +60,12 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
     return np.concatenate(rows)
 
 
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of float samples in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
 def is_quiet(window: np.ndarray) -> bool:
     """Whether a window is too quiet to hold a spoken word (RMS below `QUIET_RMS`)."""
     return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
@@ -133,6 +139,7 @@ class Listener:
     last_fired: dict[str, float] = field(default_factory=dict)
     detections: list[Detection] = field(default_factory=list)
     latest: np.ndarray | None = None  # probabilities of the newest window
+    closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
 
     def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
         """Add a microphone chunk; score every window it completes; return new detections."""
@@ -150,11 +157,19 @@ class Listener:
                 shown = np.zeros_like(probs) if is_quiet(window) else probs
                 new += self._decide(start, shown, labels, threshold)
                 self.latest = probs
+                self._note_closest(shown, labels)
         keep_from = self.next_window - self.buffer_start  # older audio is never scored again
         self.buffer = self.buffer[keep_from:]
         self.buffer_start += keep_from
         self.detections += new
         return new
+
+    def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
+        """Remember the strongest keyword so far, so a visitor whose words never pass the
+        threshold can be told how close they came."""
+        for i, label in enumerate(labels):
+            if label in keywords.KEYWORDS and probs[i] > (self.closest[1] if self.closest else 0.0):
+                self.closest = (label, float(probs[i]))
 
     def _decide(self, start: int, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
         centre = (start + WINDOW / 2) / TARGET_RATE

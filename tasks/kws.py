@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from gradio import FileData
 
 from core import keywords, spotting
-from core.audio import duration_s
+from core.audio import duration_s, to_mono_float
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
@@ -89,32 +89,68 @@ def timeline_figure(times: np.ndarray, probs: np.ndarray, labels: list[str]) -> 
 
 def listen(
     loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple[int, np.ndarray] | None, threshold: float
-) -> tuple[spotting.Listener, str, dict[str, float]]:
-    """One streaming chunk in: the detection log (newest first) and the latest window's scores."""
+) -> tuple[spotting.Listener, str, dict[str, float], str]:
+    """One streaming chunk in: the detection log (newest first, or a hint while it is empty), the
+    latest window's scores and the chunk's input level."""
     listener = listener or spotting.Listener()
+    level = ""
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
         with user_errors():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
+        level = level_meter(to_mono_float(*chunk)[1])
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
-    return listener, log or "(listening: no keyword above the threshold yet)", latest
+    return listener, log or waiting_hint(listener, threshold), latest, level
+
+
+def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
+    """What the empty log says: listening, and how close the best word came to the threshold."""
+    if listener.closest is None:
+        return "(listening: say one of the keywords)"
+    label, p = listener.closest
+    return (
+        f"(listening: nothing above the {threshold:.2f} threshold yet; the closest was “{label}” at "
+        f"{p:.2f}. Speak closer, or lower the threshold.)"
+    )
+
+
+def level_meter(samples: np.ndarray, bars: int = 12) -> str:
+    """The input level as a bar from -60 dBFS (nothing the model scores) to 0 dBFS."""
+    dbfs = spotting.level_dbfs(samples)
+    filled = 0 if not np.isfinite(dbfs) else int(np.clip((dbfs + 60) / 60, 0, 1) * bars + 0.5)
+    shown = "silence" if not np.isfinite(dbfs) else f"{dbfs:.0f} dBFS"
+    quiet = " · too quiet to score" if not np.isfinite(dbfs) or dbfs < -60 else ""
+    return f"Input level `{'█' * filled}{'░' * (bars - filled)}` {shown}{quiet}"
 
 
 def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
     labels = report["labels"]
-    matrix = np.array(report["confusion_matrix"], dtype=float)
-    if normalise:
-        matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in matrix]
+    counts = np.array(report["confusion_matrix"], dtype=float)
+    totals = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    matrix = counts / totals if normalise else counts
+    # Normalised cells print a percentage (empty cells stay blank); the hover always has both.
+    n = len(labels)
+    text = [
+        [(f"{matrix[i, j]:.0%}" if counts[i, j] else "") if normalise else f"{int(counts[i, j])}" for j in range(n)]
+        for i in range(n)
+    ]
+    rows = counts.sum(axis=1)
+    hover = [
+        [f"{int(counts[i, j])} of {int(rows[i])} clips ({counts[i, j] / totals[i, 0]:.0%})" for j in range(n)]
+        if rows[i]
+        else ["no test clips of this class"] * n
+        for i in range(n)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
             x=labels,
             y=labels,
             text=text,
+            customdata=hover,
             texttemplate="%{text}",
             colorscale="Blues",
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
         )
     )
     fig.update_layout(
@@ -185,8 +221,10 @@ def build(registry: Registry) -> gr.Blocks:
                 "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
                 "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
             )
+            gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
             kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
             kws_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+            kws_level = gr.Markdown()
             with gr.Row():
                 kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
                 kws_live_label = gr.Label(num_top_classes=3, label="Current window")
@@ -202,16 +240,16 @@ def build(registry: Registry) -> gr.Blocks:
             errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
-        kws_live_audio.start_recording(
-            lambda: (None, "", {}), outputs=[kws_listener, kws_log, kws_live_label], api_name=False
-        )
+        live_outputs = [kws_listener, kws_log, kws_live_label, kws_level]
+        kws_live_audio.start_recording(lambda: (None, "", {}, ""), outputs=live_outputs, api_name=False)
         kws_live_audio.stream(
             on_listen,
             inputs=[kws_live_audio, kws_listener, kws_threshold],
-            outputs=[kws_listener, kws_log, kws_live_label],
+            outputs=live_outputs,
             stream_every=0.25,
             api_name=False,
             concurrency_limit=4,
+            show_progress="hidden",  # a timer over "Current window" every 250 ms hides what it shows
         )
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)

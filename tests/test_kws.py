@@ -149,6 +149,13 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     z = np.array(matrix.data[0].z)
     assert z.shape == (12, 12)
     np.testing.assert_allclose(z.sum(axis=1)[z.sum(axis=1) > 0], 1.0)
+    cells = np.array(metrics["final"]["test"]["confusion_matrix"])
+    i = int(np.argmax(cells.sum(axis=1)))  # a row with clips: its diagonal cell reads "n of N clips (p%)"
+    assert (
+        matrix.data[0].customdata[i][i]
+        == f"{cells[i, i]} of {cells[i].sum()} clips ({cells[i, i] / cells[i].sum():.0%})"
+    )
+    assert matrix.data[0].text[i][i] == (f"{cells[i, i] / cells[i].sum():.0%}" if cells[i, i] else "")
     counts = kws_tab.evaluation(metrics, normalise=False)[1].data[0].z
     assert np.array(counts).sum() == metrics["dataset_sizes"]["test"]
     assert list(per_class["class"]) == list(keywords.LABELS)
@@ -207,13 +214,25 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
     listener = spotting.Listener()
     for start in range(0, len(pcm), 12_000):  # 250 ms chunks
-        listener, log, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
+        listener, log, _, level = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
     found = [(d.label, d.time_s) for d in listener.detections]
     assert [label for label, _ in found] == ["yes", "stop"], found
     centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
     for label, t in found:  # the window that fired is centred on the word, within half a window
         assert abs(t - centres[label]) <= 0.5, (label, t, centres[label])
     assert len(listener.buffer) < 16_000 + 12_000  # only the newest audio is kept
+    assert level.startswith("Input level `") and level.endswith(" dBFS")  # the quiet room, audible
+    assert "too quiet" not in level and "░" in level
+    # A weak word never reaches a high threshold: the log says how close the best one came.
+    listener = None
+    for start in range(0, len(pcm), 12_000):
+        listener, log, _, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.999)
+    label, p = listener.closest
+    assert listener.detections == [] and label in ("yes", "stop") and 0.5 < p < 0.999
+    assert log == (
+        f"(listening: nothing above the 1.00 threshold yet; the closest was “{label}” at {p:.2f}. "
+        "Speak closer, or lower the threshold.)"
+    )
 
 
 def test_long_clip_gets_a_timeline(learned):
@@ -263,8 +282,9 @@ def test_digital_silence_never_fires(learned):
     loaded = Registry(checkpoints)["kws"].get()
     listener = None
     for _ in range(12):
-        listener, log, _ = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
-    assert listener.detections == [] and log.startswith("(listening")
+        listener, log, _, level = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
+    assert listener.detections == [] and log == "(listening: say one of the keywords)"
+    assert level == "Input level `░░░░░░░░░░░░` silence · too quiet to score"
 
 
 @pytest.mark.browser
