@@ -28,6 +28,9 @@ HUB_TIMEOUT_S = float(os.environ.get("HUB_TIMEOUT_S", 10))
 WEIGHT_PATTERNS = ["*.safetensors"]
 PROCESSOR_PATTERNS = ["*.json", "*.txt", "*.model", "*.spm"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
+# A checkpoint published from train/ carries its per-example results (core/examples.py): fetched
+# with the weights, so a Space serving it from the hub shows its error analysis too.
+EXAMPLE_PATTERNS = ["examples/*"]
 
 T = TypeVar("T")
 

@@ -4,16 +4,18 @@ stand-in hub on loopback (`HF_ENDPOINT`), laid out as the real repositories are.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.slots import SLOTS
 from tests.helpers import ROOT, START_S, wait_for_http
 from tests.hub_repos import SPOKEN_LETTER, default_repos
-from tests.hub_standin import StandInHub
+from tests.hub_standin import Repo, StandInHub
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +236,45 @@ def test_download_progress_counts_the_bytes_the_hub_sends(tmp_path, repos):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["done"] == result["total"] == result["bytes"] > 0 and result["fraction"] == 1.0
     assert result["files"] == ["config.json", "model.safetensors", "preprocessor_config.json"]
+
+
+PUBLISHED = """
+import json, time
+from pathlib import Path
+from core.examples import read_examples
+from core.slots import Registry
+slot = Registry(Path("{empty}"))["kws"]
+slot.start()
+while slot.state not in ("loaded", "unavailable"):  # get() never waits through a download
+    time.sleep(0.1)
+loaded = slot.get()
+found = read_examples(loaded.path)
+print(json.dumps({{"source": loaded.source, "rows": [r["id"] for r in found.rows],
+                  "audio": [found.audio_path(r) is not None for r in found.rows]}}))
+"""
+
+
+def test_a_checkpoint_published_to_the_hub_brings_its_per_example_results(tmp_path, repos):
+    import os
+    import subprocess
+    import sys
+
+    from core.examples import ExampleSet, write_examples
+    from tests.hub_repos import _files
+    from tests.tiny_models import build_kws
+
+    folder = build_kws(tmp_path / "kws")
+    rows = [{"id": f"yes/{i}.wav", "true": "yes", "predicted": "no", "top3": [["no", 0.9]]} for i in range(3)]
+    write_examples(folder, ExampleSet("kws", "test", rows, [(1, lambda: np.zeros(16_000, np.float32) + 0.1)]))
+    files = _files(lambda d: shutil.copytree(folder, d, dirs_exist_ok=True))
+    published = {**repos, "you/kws-checkpoint": Repo({"c" * 40: files}, {"main": "c" * 40})}
+    with StandInHub(published) as hub:
+        env = {**os.environ, **hub_env(hub, tmp_path / "hf", KWS_MODEL="you/kws-checkpoint")}
+        script = PUBLISHED.format(empty=tmp_path / "no-checkpoints")
+        out = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["source"] == "you/kws-checkpoint"
+    assert result["rows"] == ["yes/0.wav", "yes/1.wav", "yes/2.wav"] and result["audio"] == [False, True, False]
