@@ -65,6 +65,14 @@ SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica N
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
 
 
+RAW_MICROPHONE = Path(__file__).resolve().parent / "assets" / "web" / "raw_microphone.js"
+
+
+def head() -> str:
+    """What goes in the page's <head>: the script that asks for the microphone's raw signal."""
+    return f"<script>{RAW_MICROPHONE.read_text(encoding='utf-8')}</script>"
+
+
 def theme() -> gr.themes.Base:
     return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
 
@@ -77,6 +85,7 @@ def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
         max_file_size=f"{UPLOAD_MAX_MB:g}mb",
         state_session_capacity=STATE_SESSIONS,
         theme=theme(),
+        head=head(),
         **launch,
     )
 

@@ -83,6 +83,10 @@ def test_training_overfits_four_utterances_to_exact_transcripts(learned):
     evals = [row for row in metrics["history"] if "eval_wer" in row]
     assert [row["step"] for row in evals] == [250, 500, 750, 1000]
     assert evals[0]["eval_loss"] > evals[-1]["eval_loss"]
+    examples = read_examples(checkpoints / "asr")  # each test utterance, as transcribed in the final evaluation
+    assert sorted(r["reference"] for r in examples.rows) == sorted(UTTERANCES)
+    assert all(r["hypothesis"] == r["reference"] and r["wer"] == 0 for r in examples.rows)
+    assert examples.audio["stored"] == 0  # only utterances with errors are worth hearing
     vocab = json.loads((checkpoints / "asr" / "vocab.json").read_text())
     assert vocab["[PAD]"] == 0 and vocab["|"] == 2 and set("thequickbrownfox") <= set(vocab)
 
