@@ -4,6 +4,7 @@ a detection log, and the evaluation view of the checkpoint."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -29,6 +30,7 @@ from tasks.error_views import kws_panel
 from tasks.plots import history_figure, human, key_value_markdown, rounded
 
 SLOT = "kws"
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "kws").glob("*.wav"))
 DEFAULT_THRESHOLD = 0.8
 
 
@@ -213,6 +215,8 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Record or upload"):
             kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
             kws_button = gr.Button("Spot", variant="primary")
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
             kws_label = gr.Label(num_top_classes=5, label="Top 5")
             kws_timing = gr.Markdown()
             kws_timeline = gr.Plot(label="Timeline (clips longer than 1 s)")

@@ -50,7 +50,7 @@ def settled_status(client, timeout_s: float = 60) -> dict:
 
 def recordings(upload_dir: Path) -> list[Path]:
     """WAV files the browser uploaded to Gradio, without the example clips Gradio copies there."""
-    from tasks.asr import EXAMPLES
+    from tasks import asr, kws
 
-    examples = {Path(e).name for e in EXAMPLES}
+    examples = {Path(e).name for e in asr.EXAMPLES + kws.EXAMPLES}
     return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]

@@ -75,6 +75,14 @@ def test_the_page_uses_system_fonts_and_fetches_nothing_from_elsewhere(launch, t
     assert heading.startswith("system-ui")  # a web font that cannot load offline mixes letter heights
 
 
+def loudness(samples, frame: int = 320):
+    """RMS per 20 ms frame of 16 kHz audio."""
+    import numpy as np
+
+    frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
+    return np.sqrt(np.mean(frames**2, axis=1))
+
+
 def test_the_microphone_is_captured_raw_so_the_model_hears_the_speakers_level(
     launch, tiny_checkpoints, tmp_path, monkeypatch
 ):
@@ -106,7 +114,9 @@ def test_the_microphone_is_captured_raw_so_the_model_hears_the_speakers_level(
         "autoGainControl": False,
     }
     got, ref = load_audio(str(recordings(tmp_path / "uploads")[0])), load_audio(str(tmp_path / "mic.wav"))
-    lag = int(np.argmax(np.abs(np.correlate(got, ref, mode="valid"))))  # the fake device loops the file
-    heard = got[lag : lag + len(ref)]
-    assert np.sqrt(np.mean(heard**2)) / np.sqrt(np.mean(ref**2)) == pytest.approx(1.0, abs=0.1)
-    assert abs(np.corrcoef(heard, ref)[0, 1]) > 0.9
+    heard, said = loudness(got), np.tile(loudness(ref), 1 + len(got) // len(ref) + 1)  # the device loops the file
+    assert len(heard) >= 25  # at least half a second was recorded
+    lag = int(np.argmax(np.correlate(said, heard, mode="valid")))  # 20 ms frames: robust to the codec's phase
+    said = said[lag : lag + len(heard)]
+    assert np.sqrt(np.mean(heard**2)) / np.sqrt(np.mean(said**2)) == pytest.approx(1.0, abs=0.1)  # processed: 1.7-2.9
+    assert np.corrcoef(heard, said)[0, 1] > 0.9  # the same bursts at the same relative levels

@@ -4,6 +4,7 @@ generalising to unheard voices, the app's /spot endpoint, evaluation view and li
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +139,16 @@ def test_app_spots_keywords_through_the_api(learned, launch):
         assert result["label"] == word
         assert result["confidences"][0]["label"] == word and result["confidences"][0]["confidence"] > 0.5
         assert len(result["confidences"]) == 5
+
+
+def test_the_tabs_example_clips_say_their_words(learned):
+    _, checkpoints = learned
+    loaded = Registry(checkpoints)["kws"].get()
+    words = [Path(p).name.split("_")[0] for p in kws_tab.EXAMPLES]
+    assert words == ["left", "off", "stop", "yes"]
+    for word, clip in zip(words, kws_tab.EXAMPLES, strict=True):  # made as the training clips are
+        scores = kws_tab.clip_scores(loaded, kws_tab.audio_or_error(clip))[0]
+        assert max(scores, key=scores.get) == word
 
 
 def test_evaluation_view_renders_from_metrics_json(learned):
