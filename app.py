@@ -12,7 +12,7 @@ import gradio as gr
 
 from core import memory
 from core.slots import Registry
-from tasks import asr, kws, models, qa
+from tasks import asr, kws, models, page, qa
 
 # Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
 # minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
@@ -59,24 +59,6 @@ def build_app(registry: Registry) -> gr.Blocks:
     return demo
 
 
-# System fonts only: the default theme's font is a web font, and where it cannot load (an offline
-# machine, a blocked network) headings mix letter heights from fallback faces.
-SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
-MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
-
-
-RAW_MICROPHONE = Path(__file__).resolve().parent / "assets" / "web" / "raw_microphone.js"
-
-
-def head() -> str:
-    """What goes in the page's <head>: the script that asks for the microphone's raw signal."""
-    return f"<script>{RAW_MICROPHONE.read_text(encoding='utf-8')}</script>"
-
-
-def theme() -> gr.themes.Base:
-    return gr.themes.Default(font=SYSTEM_FONTS, font_mono=MONO_FONTS)
-
-
 def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
     """Queue and launch `demo` with the app's limits (upload size, sessions kept); `launch` is passed on."""
     demo.queue().launch(
@@ -84,8 +66,8 @@ def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
         server_port=port,
         max_file_size=f"{UPLOAD_MAX_MB:g}mb",
         state_session_capacity=STATE_SESSIONS,
-        theme=theme(),
-        head=head(),
+        theme=page.theme(),
+        head=page.head(),
         **launch,
     )
 

@@ -31,6 +31,7 @@ PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
 # A checkpoint published from train/ carries its per-example results (core/examples.py): fetched
 # with the weights, so a Space serving it from the hub shows its error analysis too.
 EXAMPLE_PATTERNS = ["examples/*"]
+SERVED_PATTERNS = PROCESSOR_PATTERNS + WEIGHT_PATTERNS + EXAMPLE_PATTERNS  # what a slot fetches to serve
 
 T = TypeVar("T")
 

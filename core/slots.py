@@ -327,7 +327,7 @@ class Slot:
         """Tokenizer/processor first (a failure there costs no weight download), then weights."""
         if hub.offline():  # the local cache only: as quick as a folder, so requests may wait
             self._set("loading", generation)
-            path = hub.download(source, hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS + hub.EXAMPLE_PATTERNS)
+            path = hub.download(source, hub.SERVED_PATTERNS)
             return (*loading.from_pretrained(self.spec.kind, path), path)
         hub.install_timeouts()
         progress = hub.Progress()
@@ -341,8 +341,7 @@ class Slot:
         with self._cond:
             self._progress = progress
         self._set("downloading", generation)
-        everything = hub.PROCESSOR_PATTERNS + hub.WEIGHT_PATTERNS + hub.EXAMPLE_PATTERNS
-        path = hub.with_deadline(lambda: hub.download(source, everything, progress), progress, "weights")
+        path = hub.with_deadline(lambda: hub.download(source, hub.SERVED_PATTERNS, progress), progress, "weights")
         loading.require_weights(path)
         self._set("loading", generation)
         return loading.load_model(self.spec.kind, path), processor, path
