@@ -68,6 +68,7 @@ def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
         state_session_capacity=STATE_SESSIONS,
         theme=page.theme(),
         head=page.head(),
+        css=page.css(),
         **launch,
     )
 

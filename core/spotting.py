@@ -4,6 +4,7 @@ a microphone stream, with a debounced detection log."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -115,6 +116,14 @@ def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None =
     return probs[audible[int(probs[audible][:, keyword_ids].max(axis=1).argmax())]]
 
 
+class Scan(NamedTuple):
+    """`sliding_probs`' output: window centres (s), probabilities and quiet flags."""
+
+    times: np.ndarray
+    probs: np.ndarray
+    quiet: np.ndarray
+
+
 @dataclass
 class Detection:
     time_s: float  # centre of the window that fired, from the start of the stream
@@ -123,56 +132,18 @@ class Detection:
 
 
 @dataclass
-class Listener:
-    """Live state: the newest audio, the next window to score, and the detection log.
+class Debouncer:
+    """Turns successive windows' probabilities into detections, the same way live and offline:
+    a keyword fires when `CONFIRM` successive windows put it above the threshold; it cannot fire
+    again until its probability has fallen below the threshold and `REFRACTORY_S` has passed. The
+    time logged is the centre of the first of those windows."""
 
-    Debouncing: a keyword fires when `CONFIRM` successive windows put it above the threshold; it
-    cannot fire again until its probability has fallen below the threshold and `REFRACTORY_S`
-    has passed. The time logged is the centre of the first of those windows."""
-
-    resampler: StreamResampler = field(default_factory=StreamResampler)
-    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
-    buffer_start: int = 0  # stream sample index of buffer[0]
-    next_window: int = 0  # stream sample index where the next window starts
     armed: dict[str, bool] = field(default_factory=dict)
     streak: dict[str, list[float]] = field(default_factory=dict)  # centres of successive hits
     last_fired: dict[str, float] = field(default_factory=dict)
-    detections: list[Detection] = field(default_factory=list)
-    latest: np.ndarray | None = None  # probabilities of the newest window
-    closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
 
-    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
-        """Add a microphone chunk; score every window it completes; return new detections."""
-        final, _ = self.resampler.push(rate, chunk)
-        self.buffer = np.concatenate([self.buffer, final])
-        starts = []
-        while self.next_window + WINDOW <= self.buffer_start + len(self.buffer):
-            starts.append(self.next_window)
-            self.next_window += HOP
-        new = []
-        if starts:
-            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
-            labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows), strict=True):
-                shown = np.zeros_like(probs) if is_quiet(window) else probs
-                new += self._decide(start, shown, labels, threshold)
-                self.latest = probs
-                self._note_closest(shown, labels)
-        keep_from = self.next_window - self.buffer_start  # older audio is never scored again
-        self.buffer = self.buffer[keep_from:]
-        self.buffer_start += keep_from
-        self.detections += new
-        return new
-
-    def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
-        """Remember the strongest keyword so far, so a visitor whose words never pass the
-        threshold can be told how close they came."""
-        for i, label in enumerate(labels):
-            if label in keywords.KEYWORDS and probs[i] > (self.closest[1] if self.closest else 0.0):
-                self.closest = (label, float(probs[i]))
-
-    def _decide(self, start: int, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
-        centre = (start + WINDOW / 2) / TARGET_RATE
+    def decide(self, centre: float, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
+        """The detections one window (centred at `centre` seconds) completes."""
         fired = []
         for i, label in enumerate(labels):
             if label not in keywords.KEYWORDS:
@@ -192,3 +163,60 @@ class Listener:
                 self.armed[label] = False
                 self.last_fired[label] = streak[0]
         return fired
+
+
+def detect(
+    times: np.ndarray, probs: np.ndarray, quiet: np.ndarray, labels: list[str], threshold: float
+) -> list[Detection]:
+    """The detections a live listener would log over a whole clip (`sliding_probs`' output);
+    quiet windows score nothing, as live."""
+    debouncer = Debouncer()
+    found = []
+    for centre, p, silent in zip(times, probs, quiet, strict=True):
+        found += debouncer.decide(float(centre), np.zeros_like(p) if silent else p, labels, threshold)
+    return found
+
+
+@dataclass
+class Listener:
+    """Live state: the newest audio, the next window to score, and the detection log (debounced
+    by a `Debouncer`)."""
+
+    resampler: StreamResampler = field(default_factory=StreamResampler)
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
+    buffer_start: int = 0  # stream sample index of buffer[0]
+    next_window: int = 0  # stream sample index where the next window starts
+    debouncer: Debouncer = field(default_factory=Debouncer)
+    detections: list[Detection] = field(default_factory=list)
+    latest: np.ndarray | None = None  # probabilities of the newest window
+    closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
+
+    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
+        """Add a microphone chunk; score every window it completes; return new detections."""
+        final, _ = self.resampler.push(rate, chunk)
+        self.buffer = np.concatenate([self.buffer, final])
+        starts = []
+        while self.next_window + WINDOW <= self.buffer_start + len(self.buffer):
+            starts.append(self.next_window)
+            self.next_window += HOP
+        new = []
+        if starts:
+            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
+            labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows), strict=True):
+                shown = np.zeros_like(probs) if is_quiet(window) else probs
+                new += self.debouncer.decide((start + WINDOW / 2) / TARGET_RATE, shown, labels, threshold)
+                self.latest = probs
+                self._note_closest(shown, labels)
+        keep_from = self.next_window - self.buffer_start  # older audio is never scored again
+        self.buffer = self.buffer[keep_from:]
+        self.buffer_start += keep_from
+        self.detections += new
+        return new
+
+    def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
+        """Remember the strongest keyword so far, so a visitor whose words never pass the
+        threshold can be told how close they came."""
+        for i, label in enumerate(labels):
+            if label in keywords.KEYWORDS and probs[i] > (self.closest[1] if self.closest else 0.0):
+                self.closest = (label, float(probs[i]))

@@ -100,8 +100,8 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
     history = metrics.get("history", [])
     return (
         key_value_markdown({k: v for k, v in rows.items() if v is not None}),
-        history_figure(history, ["loss", "eval_loss"], "Training and validation loss"),
-        history_figure(history, ["eval_wer", "eval_cer"], "Validation error rates"),
+        history_figure(history, ["loss", "eval_loss"]),
+        history_figure(history, ["eval_wer", "eval_cer"]),
     )
 
 
@@ -142,7 +142,7 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Results"):
             asr_summary = gr.Markdown()
             with gr.Row():
-                asr_loss_plot = gr.Plot(label="Loss during training")
+                asr_loss_plot = gr.Plot(label="Training and validation loss")
                 asr_wer_plot = gr.Plot(label="Validation WER and CER")
             errors_refresh, errors_outputs = asr_panel(slot)
 

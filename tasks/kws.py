@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from gradio import FileData
+from plotly.subplots import make_subplots
 
 from core import keywords, spotting
-from core.audio import duration_s, to_mono_float
+from core.audio import TARGET_RATE, duration_s, to_mono_float
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
@@ -27,11 +28,12 @@ from tasks.common import (
     user_errors,
 )
 from tasks.error_views import kws_panel
-from tasks.plots import history_figure, human, key_value_markdown, rounded
+from tasks.plots import compact, history_figure, human, key_value_markdown, rounded
 
 SLOT = "kws"
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "kws").glob("*.wav"))
 DEFAULT_THRESHOLD = 0.8
+MATRIX_PX = 560
 
 
 def labels_of(loaded: LoadedModel) -> list[str]:
@@ -39,20 +41,26 @@ def labels_of(loaded: LoadedModel) -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def clip_scores(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Class probabilities for a clip (its most keyword-like 1 s window when longer), with the
-    window centre times [W] and every window's probabilities [W, classes]."""
-    times, probs, quiet = spotting.sliding_probs(loaded.model, loaded.processor, samples)
+def clip_scores(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], spotting.Scan]:
+    """Class probabilities for a clip (its most keyword-like 1 s window when longer), and the scan
+    of every window they were chosen from."""
+    scan = spotting.Scan(*spotting.sliding_probs(loaded.model, loaded.processor, samples))
     labels = labels_of(loaded)
-    summary = spotting.best_window(probs, labels, quiet)
-    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, times, probs
+    summary = spotting.best_window(scan.probs, labels, scan.quiet)
+    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan
 
 
-def spot(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], go.Figure | None]:
-    """`clip_scores`, and for a clip longer than 1 s a timeline of every keyword's probability
-    per window."""
-    scores, times, probs = clip_scores(loaded, samples)
-    return scores, (timeline_figure(times, probs, labels_of(loaded)) if len(times) > 1 else None)
+def spot(
+    loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[dict[str, float], go.Figure | None, list[spotting.Detection]]:
+    """`clip_scores`; for a clip longer than 1 s also the keywords a live listener would log in it
+    at `threshold` and a timeline of the waveform and every keyword's probability."""
+    scores, scan = clip_scores(loaded, samples)
+    if len(scan.times) < 2:
+        return scores, None, []
+    labels = labels_of(loaded)
+    found = spotting.detect(scan.times, scan.probs, scan.quiet, labels, threshold)
+    return scores, timeline_figure(samples, scan, labels, found), found
 
 
 def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
@@ -64,29 +72,72 @@ def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
 def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, go.Figure | None]:
     samples = audio_or_error(audio)
     start = time.perf_counter()
-    scores, figure = spot(loaded, samples)
+    scores, figure, found = spot(loaded, samples)
     elapsed = time.perf_counter() - start
-    return (
-        scores,
-        f"{duration_s(samples):.1f} s of audio classified in {elapsed * 1000:.0f} ms on {loaded.device}",
-        figure,
+    line = f"{duration_s(samples):.1f} s of audio classified in {elapsed * 1000:.0f} ms on {loaded.device}"
+    if figure is not None:
+        heard = ", ".join(f"**{d.label}** at {d.time_s:.2f} s ({d.probability:.0%})" for d in found)
+        line += f"\n\nSpotted (threshold {DEFAULT_THRESHOLD:.0%}): " + (heard or "no keyword")
+    return scores, line, figure
+
+
+# One colour per keyword, far apart (Tableau 10, its grey swapped for navy); the two catch-all
+# classes are grey and dashed: they matter less than the words.
+COLOURS = dict(
+    zip(
+        keywords.KEYWORDS,
+        ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1b2a6b"),
+        strict=True,
     )
+)
 
 
-def timeline_figure(times: np.ndarray, probs: np.ndarray, labels: list[str]) -> go.Figure:
-    fig = go.Figure()
+def timeline_figure(
+    samples: np.ndarray, scan: spotting.Scan, labels: list[str], found: list[spotting.Detection]
+) -> go.Figure:
+    """The waveform with each detection marked on it, above every keyword's probability per window."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.35, 0.65], vertical_spacing=0.05)
+    t, low, high = envelope(samples)
+    waveform = {"x": t, "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False}
+    fig.add_trace(go.Scatter(y=high, **waveform), row=1, col=1)
+    fig.add_trace(go.Scatter(y=low, fill="tonexty", fillcolor="rgba(90,90,90,0.55)", **waveform), row=1, col=1)
+    peak = float(np.abs(samples).max()) if len(samples) else 1.0
+    if found:
+        fig.add_trace(
+            go.Scatter(
+                x=[d.time_s for d in found],
+                y=[peak * 1.15] * len(found),
+                mode="markers+text",
+                text=[d.label for d in found],
+                textposition="top center",
+                marker={"symbol": "triangle-down", "size": 11, "color": [COLOURS.get(d.label) for d in found]},
+                name="spotted",
+                showlegend=False,
+                hovertemplate="%{text} at %{x:.2f} s<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    # Classes that never matter would only clutter the plot; a weak model still shows its top 3.
+    peaks = scan.probs.max(axis=0)
+    shown = set(np.argsort(-peaks)[:3]) | set(np.flatnonzero(peaks >= 0.1))
     for i, label in enumerate(labels):
-        if probs[:, i].max() >= 0.1:  # classes that never matter would only clutter the plot
-            fig.add_trace(go.Scatter(x=times, y=probs[:, i], mode="lines", name=label))
-    fig.update_layout(
-        title="Probability per 1 s window (every 250 ms)",
-        xaxis_title="time (s)",
-        yaxis_title="probability",
-        yaxis_range=[0, 1],
-        height=320,
-        margin={"l": 40, "r": 20, "t": 50, "b": 40},
-    )
+        if i not in shown:
+            continue
+        line = {"color": COLOURS[label]} if label in COLOURS else {"color": "#9a9a9a", "dash": "dot"}
+        fig.add_trace(go.Scatter(x=scan.times, y=scan.probs[:, i], mode="lines", name=label, line=line), row=2, col=1)
+    compact(fig, height=400, xaxis2_title="time (s)")
+    fig.update_yaxes(visible=False, range=[-peak * 1.1, peak * 1.6], row=1, col=1)
+    fig.update_yaxes(title_text="probability", range=[0, 1], row=2, col=1)
     return fig
+
+
+def envelope(samples: np.ndarray, bins: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The waveform drawn as its min/max per bin: [bins] times (s), lows and highs."""
+    n = max(1, len(samples) // bins)
+    usable = samples[: len(samples) // n * n].reshape(-1, n)
+    t = (np.arange(len(usable)) + 0.5) * n / TARGET_RATE
+    return t, usable.min(axis=1), usable.max(axis=1)
 
 
 def listen(
@@ -160,7 +211,12 @@ def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis_autorange="reversed",
-        height=520,
+        # A fixed size: twelve labels a side need ~30 px a cell to stay legible; on a phone the
+        # plot scrolls sideways (page.css, .scroll-x) rather than shrinking.
+        width=MATRIX_PX,
+        height=MATRIX_PX,
+        autosize=False,
+        margin={"l": 90, "r": 20, "t": 50, "b": 90},
     )
     return fig
 
@@ -190,9 +246,9 @@ def evaluation(
     counts = metrics.get("extra", {}).get("class_counts", {})
     freq = go.Figure(go.Bar(x=list(counts), y=list(counts.values()))) if counts else None
     if freq is not None:
-        freq.update_layout(title="Training clips per class", height=320, margin={"l": 40, "r": 20, "t": 50, "b": 40})
+        compact(freq)
     matrix = confusion_figure(report, normalise) if "confusion_matrix" in report else None
-    loss = history_figure(metrics.get("history", []), ["loss", "eval_loss"], "Training and validation loss")
+    loss = history_figure(metrics.get("history", []), ["loss", "eval_loss"])
     return key_value_markdown(rows), matrix, per_class, freq, loss
 
 
@@ -219,7 +275,7 @@ def build(registry: Registry) -> gr.Blocks:
                 gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
             kws_label = gr.Label(num_top_classes=5, label="Top 5")
             kws_timing = gr.Markdown()
-            kws_timeline = gr.Plot(label="Timeline (clips longer than 1 s)")
+            kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
         with gr.Tab("Live"):
             gr.Markdown(
                 "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
@@ -236,11 +292,11 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Evaluation"):
             kws_summary = gr.Markdown()
             kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
-            kws_matrix = gr.Plot(label="Confusion matrix")
+            kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
             kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
             with gr.Row():
                 kws_freq = gr.Plot(label="Training clips per class")
-                kws_loss = gr.Plot(label="Loss during training")
+                kws_loss = gr.Plot(label="Training and validation loss")
             errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)

@@ -1,4 +1,4 @@
-"""What the page carries beside the tabs: the theme and a script in its <head>."""
+"""What the page carries beside the tabs: the theme, its stylesheet and the scripts in its <head>."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import gradio as gr
 # machine, a blocked network) headings mix letter heights from fallback faces.
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
-RAW_MICROPHONE = Path(__file__).resolve().parents[1] / "assets" / "web" / "raw_microphone.js"
+WEB = Path(__file__).resolve().parents[1] / "assets" / "web"
+# Each script says why it is there in its own header.
+SCRIPTS = ("raw_microphone.js", "scroll_cue.js")
 
 
 def theme() -> gr.themes.Base:
@@ -18,5 +20,10 @@ def theme() -> gr.themes.Base:
 
 
 def head() -> str:
-    """What goes in the page's <head>: the script that asks for the microphone's raw signal."""
-    return f"<script>{RAW_MICROPHONE.read_text(encoding='utf-8')}</script>"
+    """What goes in the page's <head>: the script that asks for the microphone's raw signal and
+    the one that marks tables and plots scrolled sideways."""
+    return "".join(f"<script>{(WEB / name).read_text(encoding='utf-8')}</script>" for name in SCRIPTS)
+
+
+def css() -> str:
+    return (WEB / "page.css").read_text(encoding="utf-8")

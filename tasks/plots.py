@@ -8,27 +8,31 @@ from typing import Any
 import plotly.graph_objects as go
 
 
-def history_figure(
-    history: list[dict[str, Any]], keys: Sequence[str], title: str, y_title: str = ""
-) -> go.Figure | None:
+def compact(fig: go.Figure, height: int = 320, **layout: Any) -> go.Figure:
+    """The layout every small plot shares, readable at a phone's 320 px: the caption is the
+    gr.Plot's label (no title inside the figure), and the legend is one or more rows above the
+    plot area, where it pushes the plot down instead of covering an axis title or taking half
+    the width beside it."""
+    fig.update_layout(
+        height=height,
+        margin={"l": 45, "r": 15, "t": 10, "b": 45},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        **layout,
+    )
+    return fig
+
+
+def history_figure(history: list[dict[str, Any]], keys: Sequence[str]) -> go.Figure | None:
     """One line per metric key over training steps; None when the history has none of them."""
     fig = go.Figure()
     for key in keys:
         points = [(row["step"], row[key]) for row in history if key in row and "step" in row]
         if points:
             steps, values = zip(*points, strict=True)
-            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=key))
+            fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=LABELS.get(key, key)))
     if not fig.data:
         return None
-    fig.update_layout(
-        title=title,
-        xaxis_title="step",
-        yaxis_title=y_title,
-        height=320,
-        margin={"l": 40, "r": 20, "t": 50, "b": 40},
-        legend={"orientation": "h"},
-    )
-    return fig
+    return compact(fig, xaxis_title="step")
 
 
 # Readable names for the metrics.json keys the tabs show (anything else: underscores to spaces).
@@ -40,6 +44,20 @@ LABELS = {
     "recall_micro": "recall (micro)",
     "recall_macro": "recall (macro)",
     "f1_macro": "F1 (macro)",
+    "loss": "training loss",
+    "eval_loss": "validation loss",
+    "eval_wer": "WER",
+    "eval_cer": "CER",
+    # SQuAD v2's official names
+    "exact": "EM",
+    "f1": "F1",
+    "HasAns_exact": "EM answerable",
+    "HasAns_f1": "F1 answerable",
+    "NoAns_exact": "EM unanswerable",
+    "NoAns_f1": "F1 unanswerable",
+    "total": "questions",
+    "HasAns_total": "answerable",
+    "NoAns_total": "unanswerable",
     "model_name_or_path": "base model",
     "freeze": "frozen",
     "warmup_steps": "warm-up steps",

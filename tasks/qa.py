@@ -171,9 +171,9 @@ def build(registry: Registry) -> gr.Blocks:
                         )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
-            qa_bars = gr.Plot(label="Validation EM / F1")
-            qa_losses = gr.Plot(label="Loss during training")
-            qa_lengths = gr.Plot(label="Training examples' token lengths")
+            qa_bars = gr.Plot(label="Validation EM / F1 (%)")
+            qa_losses = gr.Plot(label="Training and validation loss")
+            qa_lengths = gr.Plot(label="Training examples by token length")
             qa_structure = gr.Dataframe(label="Structure", interactive=False)
             explore, explore_inputs, explore_outputs = qa_explorer(registry)
         with gr.Tab("Batch evaluation"):

@@ -23,7 +23,7 @@ from core.squad_data import gold_answers, load_file
 from core.squad_metric import normalize_answer, squad_v2
 from core.structure import human_bytes, structure
 from tasks.common import output_file, require, user_errors
-from tasks.plots import history_figure
+from tasks.plots import compact, history_figure, human
 
 # Work per upload, so one batch holds its queue for a bounded time (each batch waits for the one
 # before it): questions, characters of context over those questions (each question runs over its
@@ -49,7 +49,7 @@ def scores_table(
         if fp32:
             row["precision"] = (precisions or {}).get(name, "as served")
         row.update(_percent(s))
-        row.update({k: int(s[k]) for k in ("total", "HasAns_total", "NoAns_total") if k in s})
+        row.update({human(k): int(s[k]) for k in ("total", "HasAns_total", "NoAns_total") if k in s})
         rows.append(row)
         if fp32 and name in fp32:
             reference = _percent(fp32[name])
@@ -60,8 +60,8 @@ def scores_table(
 
 
 def _percent(scores: dict[str, Any]) -> dict[str, float]:
-    """The EM/F1 scores among `scores`, rounded to two decimals."""
-    return {k: round(float(scores[k]), 2) for k in SCORE_KEYS if k in scores}
+    """The EM/F1 scores among `scores`, rounded to two decimals, under their table names."""
+    return {human(k): round(float(scores[k]), 2) for k in SCORE_KEYS if k in scores}
 
 
 def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
@@ -76,17 +76,16 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
         if loaded.metrics:
             metrics[name] = loaded.metrics
     validation = {n: m.get("final", {}).get("validation", {}) for n, m in metrics.items()}
-    bars = go.Figure(
-        [go.Bar(name=NAMES[n], x=list(SCORE_KEYS), y=[s.get(k) for k in SCORE_KEYS]) for n, s in validation.items()]
-    )
-    bars.update_layout(barmode="group", title="Validation EM / F1 (%)", height=340)
+    names = [human(k) for k in SCORE_KEYS]
+    bars = go.Figure([go.Bar(name=NAMES[n], x=names, y=[s.get(k) for k in SCORE_KEYS]) for n, s in validation.items()])
+    compact(bars, barmode="group", yaxis_title="%")
     losses = go.Figure()
     for n, m in metrics.items():
-        fig = history_figure(m.get("history", []), ["loss", "eval_loss"], "")
+        fig = history_figure(m.get("history", []), ["loss", "eval_loss"])
         for trace in fig.data if fig else []:
             trace.name = f"{NAMES[n]} {trace.name}"
             losses.add_trace(trace)
-    losses.update_layout(title="Training and validation loss", xaxis_title="step", height=340)
+    compact(losses, xaxis_title="step")
     lengths = go.Figure()
     for n, m in metrics.items():
         hist = m.get("extra", {}).get("token_lengths")
@@ -95,12 +94,7 @@ def comparison(registry: Registry) -> tuple[Any, Any, Any, Any, Any]:
             lengths.add_trace(
                 go.Bar(name=NAMES[n], x=[(a + b) / 2 for a, b in pairwise(edges)], y=hist["counts"], opacity=0.6)
             )
-    lengths.update_layout(
-        barmode="overlay",
-        title="Training examples by token length (question + context)",
-        xaxis_title="tokens",
-        height=340,
-    )
+    compact(lengths, barmode="overlay", xaxis_title="tokens (question + context)")
     table = pd.DataFrame(structures).reset_index(names="") if structures else pd.DataFrame()
     return scores_table(validation), bars, losses, lengths, table
 

@@ -136,7 +136,7 @@ def test_results_panel_reads_metrics_json(learned):
     summary, loss_fig, wer_fig = asr_tab.results(read_metrics(checkpoints / "asr"))
     assert "| test WER | 0 |" in summary and "| train utterances | 4 |" in summary  # whole numbers as such
     assert "| batch size per device | 4 |" in summary and "per_device_train_batch_size" not in summary
-    assert {t.name for t in loss_fig.data} == {"loss", "eval_loss"}
+    assert {t.name for t in loss_fig.data} == {"training loss", "validation loss"}
     assert list(wer_fig.data[0].x) == [250, 500, 750, 1000]
     assert asr_tab.results(None)[0] == "No model is loaded, so there is no evaluation to show."
 

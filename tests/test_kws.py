@@ -171,7 +171,7 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     assert np.array(counts).sum() == metrics["dataset_sizes"]["test"]
     assert list(per_class["class"]) == list(keywords.LABELS)
     assert dict(zip(freq.data[0].x, freq.data[0].y, strict=True))["_unknown_"] == 120
-    assert {t.name for t in loss.data} == {"loss", "eval_loss"}
+    assert {t.name for t in loss.data} == {"training loss", "validation loss"}
 
 
 def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned, launch):
@@ -210,16 +210,24 @@ def voiced_centre_s(samples: np.ndarray) -> float:
     return (loud[0] + loud[-1]) / 2 / 16_000
 
 
+def two_words(root) -> np.ndarray:
+    """6 s of a quiet room (not digital silence) with "yes" spoken at 1.0 s and "stop" at 3.5 s."""
+    from scripts.make_smoke_data import noise
+
+    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
+    stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
+    stream = 0.1 * noise(6.0, seed=7)
+    stream[16_000 : 16_000 + len(yes)] += yes
+    stream[int(3.5 * 16_000) : int(3.5 * 16_000) + len(stop)] += stop
+    return stream
+
+
 def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     root, checkpoints = learned
     loaded = Registry(checkpoints)["kws"].get()
     yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
     stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
-    from scripts.make_smoke_data import noise
-
-    stream = 0.1 * noise(6.0, seed=7)  # a quiet room, not digital silence
-    stream[16_000 : 16_000 + len(yes)] += yes  # "yes" spoken at 1.0 s
-    stream[int(3.5 * 16_000) : int(3.5 * 16_000) + len(stop)] += stop  # "stop" at 3.5 s
+    stream = two_words(root)
     from core.audio import resample
 
     pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
@@ -246,14 +254,26 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     )
 
 
-def test_long_clip_gets_a_timeline(learned):
+def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned):
     root, checkpoints = learned
     loaded = Registry(checkpoints)["kws"].get()
-    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
-    clip = np.concatenate([np.zeros(8_000, np.float32), yes, np.zeros(16_000, np.float32)])
-    scores, figure = kws_tab.spot(loaded, clip)
-    assert max(scores, key=scores.get) == "yes"
-    assert figure is not None and len(figure.data[0].x) >= 4
+    stream = two_words(root)
+    listener = spotting.Listener()
+    for start in range(0, len(stream), 4_000):
+        listener.push(loaded.model, loaded.processor, 16_000, stream[start : start + 4_000], 0.8)
+    live = [(d.label, d.time_s) for d in listener.detections]
+    scores, figure, found = kws_tab.spot(loaded, stream, threshold=0.8)
+    assert [(d.label, d.time_s) for d in found] == live and [label for label, _ in live] == ["yes", "stop"]
+    assert max(scores, key=scores.get) in ("yes", "stop")
+    # The waveform (two envelope lines) spans the clip; the spotted words sit on it at their times.
+    high, low, spotted, *lines = figure.data
+    assert high.x[-1] == pytest.approx(6.0, abs=0.02) and min(low.y) < 0 < max(high.y)
+    assert list(spotted.text) == ["yes", "stop"] and list(spotted.x) == [t for _, t in live]
+    assert {"yes", "stop"} <= {t.name for t in lines} and all(len(t.x) >= 20 for t in lines)
+    _, line, _ = kws_tab.spot_input(loaded, (16_000, stream))
+    assert f"**yes** at {live[0][1]:.2f} s" in line and f"**stop** at {live[1][1]:.2f} s" in line
+    # A clip of one window has no timeline.
+    assert kws_tab.spot(loaded, stream[16_000:32_000])[1:] == (None, [])
 
 
 def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):

@@ -230,8 +230,10 @@ def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
     registry = Registry(checkpoints)
     registry.status()
     scores, bars, losses, lengths, structure = comparison(registry)
-    assert scores["model"].tolist() == ["DistilBERT", "XLM-RoBERTa"] and scores["exact"].tolist() == [100.0, 100.0]
-    assert len(bars.data) == 2 and {t.name for t in losses.data} >= {"DistilBERT loss", "XLM-RoBERTa eval_loss"}
+    assert scores["model"].tolist() == ["DistilBERT", "XLM-RoBERTa"] and scores["EM"].tolist() == [100.0, 100.0]
+    assert list(scores.columns[1:4]) == ["EM", "F1", "EM answerable"]
+    assert len(bars.data) == 2 and bars.data[0].x[:2] == ("EM", "F1")
+    assert {t.name for t in losses.data} >= {"DistilBERT training loss", "XLM-RoBERTa validation loss"}
     assert structure.set_index("").loc["model type"].tolist() == ["distilbert", "xlm-roberta"]
     # A file where one gold answer is wrong on purpose: both models "fail" it the same way, and
     # a question only one model gets right appears in the disagreement CSV.
@@ -240,7 +242,7 @@ def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
     upload = tmp_path / "upload.json"
     upload.write_text(json.dumps(data))
     table, csv_path, note = batch_evaluate(registry, str(upload))
-    assert table["exact"].tolist() == [90.0, 90.0] and table["total"].tolist() == [10, 10] and note == ""
+    assert table["EM"].tolist() == [90.0, 90.0] and table["questions"].tolist() == [10, 10] and note == ""
     with open(csv_path, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["id", "question", "gold answers", "DistilBERT", "XLM-RoBERTa"]
@@ -249,9 +251,9 @@ def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
     table, _, _ = batch_evaluate(registry, str(upload), with_fp32=True)
     by_row = table.set_index(["model", "precision"])
     for model in ("DistilBERT", "XLM-RoBERTa"):
-        served = by_row.loc[(model, "int8 (onnxruntime, cpu)"), "f1"]
-        fp32 = by_row.loc[(model, "fp32 (torch)"), "f1"]
-        assert fp32 == 90.0 and by_row.loc[(model, "difference (served − fp32)"), "f1"] == pytest.approx(served - fp32)
+        served = by_row.loc[(model, "int8 (onnxruntime, cpu)"), "F1"]
+        fp32 = by_row.loc[(model, "fp32 (torch)"), "F1"]
+        assert fp32 == 90.0 and by_row.loc[(model, "difference (served − fp32)"), "F1"] == pytest.approx(served - fp32)
 
 
 @pytest.mark.browser
