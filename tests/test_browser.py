@@ -3,6 +3,7 @@ table. Needs Debian's chromium (installed by .ci/run)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from scripts.screenshot import screenshot
@@ -120,3 +121,51 @@ def test_the_microphone_is_captured_raw_so_the_model_hears_the_speakers_level(
     said = said[lag : lag + len(heard)]
     assert np.sqrt(np.mean(heard**2)) / np.sqrt(np.mean(said**2)) == pytest.approx(1.0, abs=0.1)  # processed: 1.7-2.9
     assert np.corrcoef(heard, said)[0, 1] > 0.9  # the same bursts at the same relative levels
+
+
+def scrollers(page) -> list[dict]:
+    """Every visible table or plot box that scrolls sideways: how much it hides, and the cue classes
+    on its parent."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.virtual-table-viewport, .prose table, .scroll-x .js-plotly-plot')]
+            .filter((e) => e.offsetParent !== null)
+            .map((e) => ({hidden: e.scrollWidth - e.clientWidth, cue: [...e.parentElement.classList]
+                .filter((c) => c === 'scroll-cue-left' || c === 'scroll-cue-right'), width: e.scrollWidth}))"""
+    )
+
+
+def test_on_a_phone_wide_tables_and_the_matrix_scroll_with_a_cue(launch, tiny_checkpoints, tmp_path):
+    import json
+    import shutil
+
+    from core import keywords
+    from scripts.screenshot import open_page
+
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, checkpoints)
+    metrics_path = checkpoints / "kws" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    n = len(keywords.LABELS)
+    metrics["final"]["test"].update(labels=list(keywords.LABELS), confusion_matrix=(3 * np.eye(n, dtype=int)).tolist())
+    metrics_path.write_text(json.dumps(metrics))
+    with open_page(launch(checkpoints), width=390, height=844) as page:
+        page.get_by_role("tab", name="Models").first.click()
+        page.get_by_text("Structure of the model behind each slot").wait_for()
+        page.wait_for_timeout(1_000)
+        wide = [s for s in scrollers(page) if s["hidden"] > 1]
+        assert wide and all(s["cue"] == ["scroll-cue-right"] for s in wide), scrollers(page)
+        # Scrolled to its end, a table's cue moves to the side that now hides columns.
+        page.evaluate(
+            "() => { const e = document.querySelector('.virtual-table-viewport'); e.scrollLeft = e.scrollWidth; }"
+        )
+        page.wait_for_timeout(500)
+        assert scrollers(page)[0]["cue"] == ["scroll-cue-left"]
+        assert all(not s["cue"] for s in scrollers(page) if s["hidden"] <= 1)  # no cue where nothing is hidden
+        # The confusion matrix keeps its readable size and scrolls instead of shrinking.
+        page.get_by_role("tab", name="Keyword spotting").first.click()
+        page.get_by_role("tab", name="Evaluation").first.click()
+        page.locator(".scroll-x .js-plotly-plot .main-svg").first.wait_for()
+        page.wait_for_timeout(1_000)
+        matrix = [s for s in scrollers(page) if s["width"] >= 560]
+        assert matrix and matrix[0]["hidden"] > 100 and matrix[0]["cue"] == ["scroll-cue-right"], scrollers(page)
+        assert page.locator(".scroll-x .xtick").count() == n  # every label kept
