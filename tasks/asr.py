@@ -16,6 +16,7 @@ from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
     card_and_controls,
+    fading,
     hide_empty,
     no_evaluation,
     require,
@@ -146,7 +147,7 @@ def build(registry: Registry) -> gr.Blocks:
                 asr_wer_plot = gr.Plot(label="Validation WER and CER")
             errors_refresh, errors_outputs = asr_panel(slot)
 
-        asr_button.click(on_transcribe, inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
+        asr_button.click(fading(on_transcribe, 2), inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)
         asr_live_audio.stop_recording(
             on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state], api_name=False

@@ -3,6 +3,8 @@ refused input (`core.errors.InputError`) into the `gr.Error` a user sees."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import shutil
 import tempfile
 import time
@@ -149,6 +151,38 @@ def user_errors() -> Iterator[None]:
         yield
     except InputError as err:
         raise gr.Error(str(err)) from err
+
+
+def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    """A page event's handler whose refusal (a `gr.Error`: no audio, a file it cannot read) shows
+    as a notice that fades, and leaves the event's `outputs` as they were.
+
+    Raised, the error would also mark every output with a red "Error" badge that stays after the
+    message has gone, over whatever the visitor had there. API endpoints keep raising: a client
+    needs the failure. Generator handlers (answers streamed as they come) are wrapped as such."""
+    unchanged = gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error as err:
+                gr.Warning(err.message)
+                yield unchanged
+
+        return stream
+
+    @functools.wraps(fn)
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as err:
+            gr.Warning(err.message)
+            return unchanged
+
+    return handler
 
 
 def audio_or_error(source: AudioInput, max_duration_s: float | None = None) -> np.ndarray:

@@ -20,6 +20,7 @@ from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
     card_and_controls,
+    fading,
     hide_empty,
     no_evaluation,
     require,
@@ -299,7 +300,9 @@ def build(registry: Registry) -> gr.Blocks:
                 kws_loss = gr.Plot(label="Training and validation loss")
             errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
-        kws_button.click(on_spot, inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False)
+        kws_button.click(
+            fading(on_spot, 3), inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False
+        )
         live_outputs = [kws_listener, kws_log, kws_live_label, kws_level]
         kws_live_audio.start_recording(lambda: (None, "", {}, ""), outputs=live_outputs, api_name=False)
         kws_live_audio.stream(

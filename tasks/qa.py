@@ -18,7 +18,7 @@ from core import qa
 from core.slots import LoadedModel, Registry, SlotUnavailable
 from core.squad_metric import normalize_answer
 from core.structure import human_bytes
-from tasks.common import status_card, status_watch, uploaded_path, user_errors
+from tasks.common import fading, status_card, status_watch, uploaded_path, user_errors
 from tasks.qa_explorer import qa_explorer
 from tasks.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -209,10 +209,11 @@ def build(registry: Registry) -> gr.Blocks:
             thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
             return [*cards, *thresholds, *comparison(registry)]
 
+        answer_outputs = [qa_agreement, *(out for c in columns.values() for out in c.results())]
         qa_button.click(
-            on_answer,
+            fading(on_answer, len(answer_outputs)),
             inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
-            outputs=[qa_agreement, *(out for c in columns.values() for out in c.results())],
+            outputs=answer_outputs,
             api_name=False,
         )
         qa_file.change(
@@ -224,7 +225,10 @@ def build(registry: Registry) -> gr.Blocks:
         )
         qa_run.click(
             # Gradio injects a live progress bar where a parameter defaults to gr.Progress().
-            lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
+            fading(
+                lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
+                3,
+            ),
             inputs=[qa_file, qa_with_fp32],
             outputs=[qa_batch_scores, qa_disagreements, qa_batch_note],
             api_name=False,

@@ -169,3 +169,19 @@ def test_on_a_phone_wide_tables_and_the_matrix_scroll_with_a_cue(launch, tiny_ch
         matrix = [s for s in scrollers(page) if s["width"] >= 560]
         assert matrix and matrix[0]["hidden"] > 100 and matrix[0]["cue"] == ["scroll-cue-right"], scrollers(page)
         assert page.locator(".scroll-x .xtick").count() == n  # every label kept
+
+
+def test_a_refused_input_says_why_and_leaves_no_error_badge(launch, tiny_checkpoints):
+    from scripts.screenshot import open_page
+
+    visible = "(s) => [...document.querySelectorAll(s)].filter((e) => e.offsetParent !== null).map((e) => e.innerText)"
+    with open_page(launch(tiny_checkpoints)) as page:
+        page.get_by_role("button", name="Transcribe").click()  # nothing recorded or uploaded
+        toast = page.locator(".toast-body").first
+        toast.wait_for()
+        assert "No audio was received" in toast.inner_text()
+        assert page.evaluate(visible, ".error") == []  # a raised gr.Error badges every output, for good
+        page.get_by_role("tab", name="Question answering").first.click()
+        page.get_by_role("button", name="Answer with both models").click()  # no context, no question
+        page.locator(".toast-body", has_text="The context is empty").wait_for()
+        assert page.evaluate(visible, ".error") == []
