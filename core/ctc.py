@@ -6,6 +6,7 @@ import json
 import re
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,61 @@ def decode_predictions(ids: np.ndarray, tokenizer) -> list[str]:
         text = tokenizer.decode([i for i in merged if i not in special], group_tokens=False)
         texts.append(" ".join(text.lower().split()))
     return texts
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word of a transcript and when it is spoken, from its first letter's first frame to its
+    last letter's last frame."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+def word_times(ids: np.ndarray, tokenizer, seconds_per_frame: float) -> list[Word]:
+    """The words of one utterance's greedy CTC transcript with their times.
+
+    The same rules as `decode_predictions` (repeats merged before blanks are dropped, special
+    tokens never shown, lower case), so the words joined by spaces are its transcript. A blank
+    between two letters does not end a word; only the word delimiter does.
+
+    Args:
+        ids: [T] frame ids of one utterance, cut at its length.
+        tokenizer: the model's CTC tokenizer.
+        seconds_per_frame: the model's frame hop in seconds (0.02 for HuBERT at 16 kHz).
+
+    Returns:
+        The words in order.
+    """
+    delimiter = tokenizer.word_delimiter_token_id
+    special = set(tokenizer.all_special_ids) - {delimiter}
+    words: list[Word] = []
+    letters: list[str] = []
+    first = last = 0
+
+    def close() -> None:
+        text = "".join(letters).lower().strip()
+        if text:
+            words.append(Word(text, round(first * seconds_per_frame, 3), round(last * seconds_per_frame, 3)))
+        letters.clear()
+
+    previous = None
+    for frame, i in enumerate(int(i) for i in ids):
+        if i == previous:  # the same letter held over more frames
+            if letters and i not in special and i != delimiter:
+                last = frame + 1
+            continue
+        previous = i
+        if i == delimiter:
+            close()
+        elif i not in special:
+            if not letters:
+                first = frame
+            letters.append(tokenizer.convert_ids_to_tokens(i))
+            last = frame + 1
+    close()
+    return words
 
 
 def decode_labels(ids: np.ndarray, tokenizer) -> list[str]:

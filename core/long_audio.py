@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from core.audio import TARGET_RATE, StreamResampler
-from core.ctc import decode_predictions
+from core.ctc import Word, decode_predictions, word_times
 from core.heads import padding_proof
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
@@ -132,6 +132,16 @@ def transcribe(model, processor, samples: np.ndarray, window_s: float = WINDOW_S
     """
     ids = chunked_ids(model, processor.feature_extractor, samples, Windows.for_model(model, window_s, stride_s))
     return decode_predictions(ids[None, :], processor.tokenizer)[0]
+
+
+def transcribe_words(
+    model, processor, samples: np.ndarray, window_s: float = WINDOW_S, stride_s: float = STRIDE_S
+) -> tuple[str, list[Word]]:
+    """`transcribe`, and each word of the transcript with its start and end in seconds (from the
+    same frames: the model runs once)."""
+    ids = chunked_ids(model, processor.feature_extractor, samples, Windows.for_model(model, window_s, stride_s))
+    text = decode_predictions(ids[None, :], processor.tokenizer)[0]
+    return text, word_times(ids, processor.tokenizer, samples_per_frame(model) / TARGET_RATE)
 
 
 @dataclass

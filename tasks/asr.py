@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 from gradio import FileData
 
 from core import long_audio
 from core.audio import duration_s
+from core.ctc import Word
 from core.slots import LoadedModel, Registry
 from tasks.common import (
     audio_or_error,
@@ -32,21 +35,33 @@ EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets
 LIVE_EVERY_S = 0.5
 
 
-def transcribe(loaded: LoadedModel, samples: np.ndarray) -> str:
-    """Greedy CTC transcript of 16 kHz mono samples; long audio runs in overlapping windows."""
-    return long_audio.transcribe(loaded.model, loaded.processor, samples)
+def transcribe(loaded: LoadedModel, samples: np.ndarray) -> tuple[str, list[Word]]:
+    """Greedy CTC transcript of 16 kHz mono samples, with each word's start and end; long audio
+    runs in overlapping windows."""
+    return long_audio.transcribe_words(loaded.model, loaded.processor, samples)
 
 
-def transcribe_input(loaded: LoadedModel, audio: Any) -> tuple[str, str]:
-    """Transcript and a line with the audio's duration and the processing time."""
+def transcribe_input(loaded: LoadedModel, audio: Any) -> tuple[str, str, list[Word]]:
+    """Transcript, a line with the audio's duration and the processing time, and the words' times."""
     samples = audio_or_error(audio)
     start = time.perf_counter()
-    text = transcribe(loaded, samples)
+    text, words = transcribe(loaded, samples)
     elapsed = time.perf_counter() - start
     seconds = duration_s(samples)
-    return text, (
-        f"{seconds:.1f} s of audio transcribed in {elapsed:.2f} s "
-        f"({seconds / max(elapsed, 1e-9):.0f}× real time) on {loaded.device}"
+    return (
+        text,
+        (
+            f"{seconds:.1f} s of audio transcribed in {elapsed:.2f} s "
+            f"({seconds / max(elapsed, 1e-9):.0f}× real time) on {loaded.device}"
+        ),
+        words,
+    )
+
+
+def words_table(words: list[Word]) -> pd.DataFrame:
+    """What the word-timestamps table shows: one row per word, times in seconds."""
+    return pd.DataFrame(
+        [(f"{w.start_s:.2f}", f"{w.end_s:.2f}", w.text) for w in words], columns=["start (s)", "end (s)", "word"]
     )
 
 
@@ -109,8 +124,9 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
 def build(registry: Registry) -> gr.Blocks:
     slot = registry[SLOT]
 
-    def on_transcribe(audio: Any) -> tuple[str, str]:
-        return transcribe_input(require(slot), audio)
+    def on_transcribe(audio: Any) -> tuple[str, str, pd.DataFrame]:
+        text, line, words = transcribe_input(require(slot), audio)
+        return text, line, words_table(words)
 
     def on_live(chunk, state):
         return live_update(require(slot), state, chunk)
@@ -130,6 +146,9 @@ def build(registry: Registry) -> gr.Blocks:
             asr_button = gr.Button("Transcribe", variant="primary")
             asr_text = gr.Textbox(label="Transcript", lines=4, buttons=["copy"])
             asr_timing = gr.Markdown()
+            # The times come with every transcript (the same frames); the box only shows them.
+            asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
+            asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
             if EXAMPLES:
                 gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
         with gr.Tab("Live"):
@@ -147,7 +166,12 @@ def build(registry: Registry) -> gr.Blocks:
                 asr_wer_plot = gr.Plot(label="Validation WER and CER")
             errors_refresh, errors_outputs = asr_panel(slot)
 
-        asr_button.click(fading(on_transcribe, 2), inputs=asr_audio, outputs=[asr_text, asr_timing], api_name=False)
+        asr_button.click(
+            fading(on_transcribe, 3), inputs=asr_audio, outputs=[asr_text, asr_timing, asr_words], api_name=False
+        )
+        asr_show_words.change(
+            lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
+        )
         asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)
         asr_live_audio.stop_recording(
             on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state], api_name=False
@@ -172,5 +196,12 @@ def build(registry: Registry) -> gr.Blocks:
             path = uploaded_path(audio)
             return transcribe_input(require(slot), path)[0]
 
+        def api_transcribe_words(audio: FileData | None = None) -> dict:
+            """The transcript of an uploaded audio file and when each word is spoken:
+            {"text": ..., "words": [{"text", "start_s", "end_s"}]}, times in seconds from the start."""
+            text, _, words = transcribe_input(require(slot), uploaded_path(audio))
+            return {"text": text, "words": [asdict(w) for w in words]}
+
         gr.api(api_transcribe, api_name="transcribe")
+        gr.api(api_transcribe_words, api_name="transcribe_words")
     return demo

@@ -164,7 +164,7 @@ def test_file_endpoints_take_uploads_only_never_a_server_path(launch, tmp_path):
 
     url = launch(tmp_path)
     client = Client(url, verbose=False)
-    for endpoint in ("transcribe", "spot", "batch_evaluate"):
+    for endpoint in ("transcribe", "transcribe_words", "spot", "batch_evaluate"):
         # A bare path skips Gradio's upload check, so the endpoint itself refuses it ...
         with pytest.raises(Exception, match="Send the file as an upload"):
             client.predict("/etc/passwd", api_name=f"/{endpoint}")

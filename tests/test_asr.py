@@ -112,8 +112,14 @@ def test_stereo_48k_int32_and_float64_input_just_work(learned, tmp_path, launch)
     from core.slots import Registry
 
     loaded = Registry(checkpoints)["asr"].get()
-    text, timing = asr_tab.transcribe_input(loaded, (48_000, np.stack([up, up], axis=1).astype(np.float64)))
+    text, timing, words = asr_tab.transcribe_input(loaded, (48_000, np.stack([up, up], axis=1).astype(np.float64)))
     assert text == UTTERANCES[0] and "s of audio transcribed in" in timing
+    # Word timestamps: the same words, in order, inside the clip.
+    timed = client.predict(handle_file(str(stereo)), api_name="/transcribe_words")
+    assert timed["text"] == text and [w["text"] for w in timed["words"]] == text.split()
+    ends = [(w["start_s"], w["end_s"]) for w in timed["words"]]
+    assert all(0 <= a < b <= len(samples) / rate + 0.02 for a, b in ends) and ends == sorted(ends)
+    assert asr_tab.words_table(words)["word"].tolist() == text.split()
 
 
 def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned, tmp_path, launch):

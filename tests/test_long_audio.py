@@ -9,7 +9,7 @@ import torch
 
 from core import long_audio
 from core.audio import resample
-from core.ctc import build_char_vocab, decode_predictions, make_processor
+from core.ctc import build_char_vocab, decode_predictions, make_processor, word_times
 from tests.tiny_models import hubert_config
 from tests.tone_ctc import ToneCTC, speak_as_tones
 
@@ -151,3 +151,30 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
             padded = model(inputs.input_values, attention_mask=inputs.attention_mask).logits[1]
         single = model(torch.from_numpy(short)[None]).logits[0]
     assert torch.allclose(padded[: len(single)], single, atol=1e-4)
+
+
+def test_word_times_come_from_the_frames_where_each_word_is_spoken(tone):
+    model, processor = tone
+    text = "the quick brown fox jumps over the lazy dog"
+    samples = speak_as_tones(text, processor.tokenizer)  # every letter and space: 0.1 s tone + 0.04 s gap
+    for window_s in (60, 2.0):  # one pass, and windows joined four times
+        transcript, words = long_audio.transcribe_words(model, processor, samples, window_s=window_s, stride_s=0.5)
+        assert transcript == text and " ".join(w.text for w in words) == text
+        position = 0
+        for word in words:  # a word's first letter starts at 0.14 s per character before it
+            start = position * 0.14
+            end = start + (len(word.text) - 1) * 0.14 + 0.1
+            assert abs(word.start_s - start) <= 0.03 and abs(word.end_s - end) <= 0.03, (word, start, end)
+            position += len(word.text) + 1
+
+
+def test_word_times_follow_the_transcripts_rules(tone):
+    _, processor = tone
+    tok = processor.tokenizer
+    blank, space = tok.pad_token_id, tok.word_delimiter_token_id
+    h, e, el, o = (tok.convert_tokens_to_ids(c) for c in "helo")
+    # "hello": the blank keeps the two l's apart; a held letter stretches its word; specials vanish.
+    ids = np.array([blank, h, h, e, el, blank, el, o, o, o, space, space, tok.unk_token_id, blank, o, space])
+    words = word_times(ids, tok, 0.02)
+    assert [w.text for w in words] == decode_predictions(ids[None, :], tok)[0].split() == ["hello", "o"]
+    assert (words[0].start_s, words[0].end_s) == (0.02, 0.2) and (words[1].start_s, words[1].end_s) == (0.28, 0.3)
