@@ -199,7 +199,8 @@ def build(registry: Registry) -> gr.Blocks:
         def api_transcribe_words(audio: FileData | None = None) -> dict:
             """The transcript of an uploaded audio file and when each word is spoken:
             {"text": ..., "words": [{"text", "start_s", "end_s"}]}, times in seconds from the start."""
-            text, _, words = transcribe_input(require(slot), uploaded_path(audio))
+            path = uploaded_path(audio)
+            text, _, words = transcribe_input(require(slot), path)
             return {"text": text, "words": [asdict(w) for w in words]}
 
         gr.api(api_transcribe, api_name="transcribe")
