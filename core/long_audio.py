@@ -160,6 +160,7 @@ class StreamState:
     stale: bool = False  # the provisional ids miss the newest audio (see `stream_finish`)
     text: str = ""
     last_cost: int = 0  # samples run through the model in the last update
+    finished: bool = False  # `stream_finish` ran: the text is final unless more audio arrives
 
     @property
     def seconds(self) -> float:
@@ -223,6 +224,7 @@ def stream_finish(
     Returns:
         `state` with the final transcript in `state.text`.
     """
+    state.finished = True
     if state.stale:
         state.last_cost = 0
         _read_uncommitted(model, processor, state, Windows.for_model(model, window_s, stride_s))

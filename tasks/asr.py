@@ -68,7 +68,11 @@ def words_table(words: list[Word]) -> pd.DataFrame:
 def live_update(
     loaded: LoadedModel, state: long_audio.StreamState | None, chunk: tuple[int, np.ndarray] | None
 ) -> tuple[str, long_audio.StreamState]:
-    """One streaming microphone chunk in, the transcript so far out."""
+    """One streaming microphone chunk in, the transcript so far out.
+
+    A chunk can arrive after the recording stopped and the final text was shown (the browser
+    sends what it recorded last while the stop event runs): it is added, and the text made final
+    again, so the visitor's last words are neither lost nor left provisional."""
     state = state or long_audio.StreamState()
     if chunk is None:
         return state.text, state
@@ -77,15 +81,22 @@ def live_update(
         return state.text, state
     with user_errors():
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
+        if state.finished:
+            state = long_audio.stream_finish(loaded.model, loaded.processor, state)
     return state.text, state
 
 
-def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any]:
-    """The microphone stopped: the transcript including the last half second."""
+def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any, str]:
+    """The microphone stopped: the transcript including the last half second, and the line
+    under it saying the text is final."""
     if state is None:
-        return "", None
+        return "", None, ""
     state = long_audio.stream_finish(loaded.model, loaded.processor, state)
-    return state.text, state
+    return state.text, state, f"Final transcript of {state.seconds:.1f} s of audio."
+
+
+LISTENING = "Listening: the transcript updates every half second."
+FINALISING = "Finalising: reading the last words…"
 
 
 def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any, Any]:
@@ -158,6 +169,7 @@ def build(registry: Registry) -> gr.Blocks:
             )
             asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
+            asr_live_note = gr.Markdown()
             asr_live_state = gr.State(None)
         with gr.Tab("Results"):
             asr_summary = gr.Markdown()
@@ -172,9 +184,19 @@ def build(registry: Registry) -> gr.Blocks:
         asr_show_words.change(
             lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
         )
-        asr_live_audio.start_recording(lambda: ("", None), outputs=[asr_live_text, asr_live_state], api_name=False)
+        asr_live_audio.start_recording(
+            lambda: ("", None, LISTENING), outputs=[asr_live_text, asr_live_state, asr_live_note], api_name=False
+        )
+        # Stop: at once a line saying the text is being finalised (not queued behind the model),
+        # then the final text; until then the partial text may still change.
         asr_live_audio.stop_recording(
-            on_live_stop, inputs=asr_live_state, outputs=[asr_live_text, asr_live_state], api_name=False
+            lambda: FINALISING, outputs=asr_live_note, queue=False, show_progress="hidden", api_name=False
+        ).then(
+            on_live_stop,
+            inputs=asr_live_state,
+            outputs=[asr_live_text, asr_live_state, asr_live_note],
+            api_name=False,
+            show_progress="hidden",
         )
         asr_live_audio.stream(
             on_live,

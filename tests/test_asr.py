@@ -256,21 +256,39 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
         updates.append((state.seconds, state.text, state.last_cost))
         return state
 
+    finals = []
+    real_finish = long_audio.stream_finish
+
+    def recording_finish(*args, **kwargs):
+        state = real_finish(*args, **kwargs)
+        finals.append(state.text)
+        return state
+
     monkeypatch.setattr(long_audio, "stream_step", recording_step)
+    monkeypatch.setattr(long_audio, "stream_finish", recording_finish)
     with open_page(launch(checkpoints), fake_microphone=microphone_wav) as page:
         page.get_by_text("serving").first.wait_for()
         page.get_by_role("tab", name="Live").click()
         page.get_by_role("button", name="Record").first.click()
+        page.get_by_text("Listening: the transcript updates").wait_for()
         page.wait_for_timeout(4000)
+        # Every text the line under the transcript shows from now on, however briefly.
+        page.evaluate(
+            """() => { window.notes = []; new MutationObserver(() => window.notes.push(document.body.innerText.match(
+                /(Finalising|Final transcript)[^\\n]*/)?.[0])).observe(document.body, {subtree: true, childList: true,
+                characterData: true}); }"""
+        )
         page.get_by_role("button", name="Stop").first.click()
-        page.wait_for_timeout(1000)
+        page.get_by_text("Final transcript of").wait_for()
+        page.wait_for_timeout(1500)  # a chunk the browser sent last may still join the text
         shown = page.locator("label:has-text('Partial transcript') textarea").input_value()
+        notes = [n for n in page.evaluate("() => window.notes") if n]
     assert len(updates) >= 4  # about two chunks a second
     seconds = [u[0] for u in updates]
     assert seconds == sorted(seconds) and 2.5 < seconds[-1] < 6.0  # the stream grew with the recording
-    # The page shows one of the server's latest partial transcripts (the very last one may still be
-    # in flight, or dropped by the browser, when the recording stops).
-    assert shown in [u[1] for u in updates[-3:]]
+    # Stop: "Finalising" first, then the final line; the page ends on the server's final text.
+    assert notes[0].startswith("Finalising") and notes[-1].startswith("Final transcript of")
+    assert finals and shown == finals[-1]
     assert max(u[2] for u in updates) <= 16_000 * 12  # each update: one 10 s window + new audio at most
 
 

@@ -178,3 +178,21 @@ def test_word_times_follow_the_transcripts_rules(tone):
     words = word_times(ids, tok, 0.02)
     assert [w.text for w in words] == decode_predictions(ids[None, :], tok)[0].split() == ["hello", "o"]
     assert (words[0].start_s, words[0].end_s) == (0.02, 0.2) and (words[1].start_s, words[1].end_s) == (0.28, 0.3)
+
+
+def test_audio_arriving_after_stop_joins_the_final_transcript(tone):
+    from types import SimpleNamespace
+
+    from tasks import asr as asr_tab
+
+    model, processor = tone
+    loaded = SimpleNamespace(model=model, processor=processor)
+    pcm = (speak_as_tones(TEXT, processor.tokenizer) * 32767).astype(np.int16)
+    cut = len(pcm) - 8_000  # the browser's last half second reaches the server after the stop event
+    state = None
+    for start in range(0, cut, 8_000):
+        _, state = asr_tab.live_update(loaded, state, (16_000, pcm[start : min(start + 8_000, cut)]))
+    before, state, note = asr_tab.live_finish(loaded, state)
+    assert note.startswith("Final transcript of") and before != TEXT and TEXT.startswith(before[:-3])
+    after, state = asr_tab.live_update(loaded, state, (16_000, pcm[cut:]))
+    assert after == TEXT == long_audio.transcribe(model, processor, pcm / 32767, window_s=2.5, stride_s=0.5)
