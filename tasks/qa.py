@@ -154,8 +154,14 @@ def build(registry: Registry) -> gr.Blocks:
                 for name, title in NAMES.items():
                     with gr.Column():
                         gr.Markdown(f"## {title}")
+                        # Drawn in this order: the answer first, right under the button; the
+                        # model's card and its threshold after it.
                         columns[name] = ModelColumn(
-                            card=gr.Markdown(),
+                            summary=gr.Markdown(),
+                            highlight=gr.HTML(label="Answer in context", show_label=True),
+                            alternatives=gr.Dataframe(
+                                headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
+                            ),
                             threshold=gr.Slider(
                                 -10,
                                 10,
@@ -163,11 +169,7 @@ def build(registry: Registry) -> gr.Blocks:
                                 step=0.01,
                                 label="Abstain threshold (higher: answers more often)",
                             ),
-                            summary=gr.Markdown(),
-                            highlight=gr.HTML(label="Answer in context", show_label=True),
-                            alternatives=gr.Dataframe(
-                                headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
-                            ),
+                            card=gr.Markdown(),
                         )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
