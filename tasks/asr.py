@@ -67,32 +67,34 @@ def words_table(words: list[Word]) -> pd.DataFrame:
 
 def live_update(
     loaded: LoadedModel, state: long_audio.StreamState | None, chunk: tuple[int, np.ndarray] | None
-) -> tuple[str, long_audio.StreamState]:
-    """One streaming microphone chunk in, the transcript so far out.
+) -> tuple[str, long_audio.StreamState, Any]:
+    """One streaming microphone chunk in: the transcript so far, the state, and the line under
+    the text (unchanged while recording).
 
     A chunk can arrive after the recording stopped and the final text was shown (the browser
-    sends what it recorded last while the stop event runs): it is added, and the text made final
-    again, so the visitor's last words are neither lost nor left provisional."""
+    sends what it recorded last while the stop event runs; on a busy server every pending chunk
+    can): it is added and the text made final again, so the visitor's last words are neither
+    lost nor left provisional."""
     state = state or long_audio.StreamState()
-    if chunk is None:
-        return state.text, state
+    if chunk is None or chunk[1] is None or np.size(chunk[1]) == 0:
+        return state.text, state, gr.skip()
     rate, samples = chunk
-    if samples is None or np.size(samples) == 0:
-        return state.text, state
     with user_errors():
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
         if state.finished:
             state = long_audio.stream_finish(loaded.model, loaded.processor, state)
-    return state.text, state
+    return state.text, state, final_note(state) if state.finished else gr.skip()
 
 
 def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any, str]:
     """The microphone stopped: the transcript including the last half second, and the line
-    under it saying the text is final."""
-    if state is None:
-        return "", None, ""
-    state = long_audio.stream_finish(loaded.model, loaded.processor, state)
-    return state.text, state, f"Final transcript of {state.seconds:.1f} s of audio."
+    under it saying the text is final (chunks still on their way join it: `live_update`)."""
+    state = long_audio.stream_finish(loaded.model, loaded.processor, state or long_audio.StreamState())
+    return state.text, state, final_note(state)
+
+
+def final_note(state: long_audio.StreamState) -> str:
+    return f"Final transcript of {state.seconds:.1f} s of audio."
 
 
 LISTENING = "Listening: the transcript updates every half second."
@@ -201,7 +203,7 @@ def build(registry: Registry) -> gr.Blocks:
         asr_live_audio.stream(
             on_live,
             inputs=[asr_live_audio, asr_live_state],
-            outputs=[asr_live_text, asr_live_state],
+            outputs=[asr_live_text, asr_live_state, asr_live_note],
             stream_every=LIVE_EVERY_S,
             api_name=False,
             concurrency_limit=4,

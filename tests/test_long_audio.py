@@ -3,6 +3,7 @@ joins, bounded work per live update."""
 
 from __future__ import annotations
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -191,8 +192,16 @@ def test_audio_arriving_after_stop_joins_the_final_transcript(tone):
     cut = len(pcm) - 8_000  # the browser's last half second reaches the server after the stop event
     state = None
     for start in range(0, cut, 8_000):
-        _, state = asr_tab.live_update(loaded, state, (16_000, pcm[start : min(start + 8_000, cut)]))
+        _, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : min(start + 8_000, cut)]))
+        assert note == gr.skip()  # while recording, the line under the text stays
     before, state, note = asr_tab.live_finish(loaded, state)
     assert note.startswith("Final transcript of") and before != TEXT and TEXT.startswith(before[:-3])
-    after, state = asr_tab.live_update(loaded, state, (16_000, pcm[cut:]))
+    after, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[cut:]))
     assert after == TEXT == long_audio.transcribe(model, processor, pcm / 32767, window_s=2.5, stride_s=0.5)
+    assert note == f"Final transcript of {len(pcm) / 16_000:.1f} s of audio."
+    # On a busy server the stop can be handled before any chunk: they all arrive afterwards.
+    text, state, note = asr_tab.live_finish(loaded, None)
+    assert (text, note) == ("", "Final transcript of 0.0 s of audio.")
+    for start in range(0, len(pcm), 8_000):
+        text, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : start + 8_000]))
+    assert text == TEXT and note == f"Final transcript of {len(pcm) / 16_000:.1f} s of audio."

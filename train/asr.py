@@ -222,18 +222,20 @@ def main(argv: list[str] | None = None) -> Path:
     model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
-    raw = load_splits(data_args, run_args.subset)
-    kept = {s: drop_long(raw[s], data_args.max_duration_s, s) for s in SPLITS}
+    with run.phase("data"):
+        raw = load_splits(data_args, run_args.subset)
+        kept = {s: drop_long(raw[s], data_args.max_duration_s, s) for s in SPLITS}
 
-    # 2. Vocabulary from the training transcripts only, as it would be for unseen test text.
-    processor = make_processor(build_char_vocab(u.text for u in kept["train"][0]))
-    datasets = {s: SpeechDataset(*kept[s], processor) for s in SPLITS}
+        # 2. Vocabulary from the training transcripts only, as it would be for unseen test text.
+        processor = make_processor(build_char_vocab(u.text for u in kept["train"][0]))
+        datasets = {s: SpeechDataset(*kept[s], processor) for s in SPLITS}
 
     # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary. A frozen encoder
     #    runs once over every split (or per batch, --no_feature_cache); then only the head trains.
-    model = build_model(model_args, feature_args.head, processor.tokenizer)
-    dataset_id = {"source": dataset_source(data_args), "subset": run_args.subset}
-    inputs = trainer_inputs(model, datasets, processor, model_args, feature_args, run.training_args, dataset_id)
+    with run.phase("features"):
+        model = build_model(model_args, feature_args.head, processor.tokenizer)
+        dataset_id = {"source": dataset_source(data_args), "subset": run_args.subset}
+        inputs = trainer_inputs(model, datasets, processor, model_args, feature_args, run.training_args, dataset_id)
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:
@@ -252,20 +254,22 @@ def main(argv: list[str] | None = None) -> Path:
         processing_class=processor.feature_extractor,
         compute_metrics=compute_metrics,
     )
-    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+    with run.phase("train"):
+        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
     #    Test is kept per utterance (jiwer's alignment, audio of the worst) for error analysis.
-    validation = trainer.evaluate(inputs.datasets["validation"], metric_key_prefix="validation")
-    final = {"validation": split_metrics(validation, "validation")}
-    prediction = trainer.predict_in_order(inputs.datasets["test"], metric_key_prefix="test")
-    trainer.log(prediction.metrics)  # into the history, as `evaluate` would
-    final["test"] = split_metrics(prediction.metrics, "test")
-    examples = None
-    if run_args.examples:
-        examples = per_example(
-            datasets["test"].utterances, prediction, processor.tokenizer, run_args.examples_audio_mb
-        )
+    with run.phase("evaluate"):
+        validation = trainer.evaluate(inputs.datasets["validation"], metric_key_prefix="validation")
+        final = {"validation": split_metrics(validation, "validation")}
+        prediction = trainer.predict_in_order(inputs.datasets["test"], metric_key_prefix="test")
+        trainer.log(prediction.metrics)  # into the history, as `evaluate` would
+        final["test"] = split_metrics(prediction.metrics, "test")
+        examples = None
+        if run_args.examples:
+            examples = per_example(
+                datasets["test"].utterances, prediction, processor.tokenizer, run_args.examples_audio_mb
+            )
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
     params = hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args)

@@ -8,7 +8,8 @@ import logging
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,17 @@ class Run:
     training_args: TrainingArguments
     target: Path
     started: float
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per numbered step, for metrics.json
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a step of the script (data, features, train, evaluate): users feel the whole run's
+        wall time, and these say where it goes (bench/train_e2e.py prints them)."""
+        tick = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - tick, 3)
 
 
 def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
@@ -276,7 +288,7 @@ def publish_run(
             hyperparameters=params,
             wall_time_s=round(time.time() - run.started, 2),
             hardware=hardware_info(),
-            extra=extra or {},
+            extra={**(extra or {}), "phases_s": dict(run.phases)},
         )
         save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)
         logger.info("published %s", run.target)

@@ -193,11 +193,12 @@ def open_or_build(
     *,
     device: torch.device,
     batch_seconds: float = 320.0,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     name: str = "",
 ) -> FeatureStore:
     """Reuse the store for `key`, or run `encoder` over `source` (items with "input_values"; a
-    `lengths` list in samples) once and store its outputs."""
+    `lengths` list in samples) once and store its outputs, decoded by `num_workers` processes
+    (None: `decode_workers`)."""
     path = Path(root) / key.digest()
     store = FeatureStore.open(path, key)
     if store is not None:
@@ -230,22 +231,36 @@ def open_or_build(
             f"{free / 1e9:.1f} GB free: point --feature_cache_dir elsewhere or train with "
             "--no_feature_cache"
         )
+    batches = length_batches(source.lengths, int(batch_seconds * RATE))
     loader = torch.utils.data.DataLoader(
         _Indexed(source),
-        num_workers=num_workers,
+        num_workers=decode_workers(len(batches)) if num_workers is None else num_workers,
         collate_fn=_pad_audio,
-        batch_sampler=length_batches(source.lengths, int(batch_seconds * RATE)),
+        batch_sampler=batches,
     )
     with publish(path, check=_check_complete) as staging:
         _build(staging, key, encoder, device, layout, loader)
     store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
     logger.info(
-        "feature cache: built %s in %.1f s (%.0f audio-s/s)",
+        "feature cache: built %s in %.1f s (%.0f audio-s/s; %.1f s waiting for %d decoding workers, %.1f s in "
+        "the encoder: bound by %s)",
         path,
         store.manifest["build_seconds"],
         store.manifest["audio_seconds_per_second"],
+        store.manifest["decode_wait_seconds"],
+        store.manifest["workers"],
+        store.manifest["encoder_seconds"],
+        store.manifest["bound_by"],
     )
     return store
+
+
+def decode_workers(batches: int) -> int:
+    """Decoding processes for a build of `batches` encoder batches: one per core the process may
+    use (a build is bound by decoding), none where there are too few batches to repay starting
+    them (a smoke run's store is one or two batches)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, batches // 2) if batches > 2 else 0
 
 
 def _frame_counts(encoder: nn.Module, lengths: Sequence[int]) -> np.ndarray:
@@ -319,10 +334,22 @@ def _build(
     home = next(encoder.parameters()).device
     encoder.eval().to(device)
     audio_samples = 0
-    for ids, audio, lengths in loader:
+    # Where the build's time goes: waiting for decoded audio (the loader's workers) or in the
+    # encoder (the copy back to the host waits for the device, so the clock is honest there).
+    waiting = encoding = 0.0
+    batches = iter(loader)
+    while True:
+        tick = time.perf_counter()
+        batch = next(batches, None)
+        waiting += time.perf_counter() - tick
+        if batch is None:
+            break
+        ids, audio, lengths = batch
+        tick = time.perf_counter()
         with torch.autocast(device.type, dtype=compute, enabled=compute != torch.float32):
             hidden, counts = encode(encoder, audio.to(device), lengths.to(device), key.layers)
         hidden = hidden.to(compute).cpu()
+        encoding += time.perf_counter() - tick
         hidden = (hidden.view(torch.uint16) if compute == torch.bfloat16 else hidden).numpy()
         for row, (i, n) in enumerate(zip(ids, counts.tolist(), strict=True)):
             if n > frames[i]:
@@ -345,5 +372,9 @@ def _build(
         "build_seconds": round(seconds, 3),
         "audio_seconds": round(audio_samples / RATE, 3),
         "audio_seconds_per_second": round(audio_samples / RATE / max(seconds, 1e-9), 1),
+        "decode_wait_seconds": round(waiting, 3),
+        "encoder_seconds": round(encoding, 3),
+        "workers": loader.num_workers,
+        "bound_by": "decoding" if waiting > encoding else "encoder",
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))

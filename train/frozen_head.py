@@ -41,8 +41,8 @@ class FeatureArguments:
     cache_workers: int | None = field(
         default=None,
         metadata={
-            "help": "Decoding worker processes while building a store (default: --dataloader_num_workers). "
-            "A build is bound by decoding: give it the machine's cores."
+            "help": "Decoding worker processes while building a store (default: one per core, none for a "
+            "store of one or two encoder batches). A build is bound by decoding (metrics.json says)."
         },
     )
     cuda_graphs: bool = field(
@@ -68,6 +68,18 @@ class FeatureArguments:
             "choices": ["linear", "superb"],
         },
     )
+
+
+# What metrics.json records about each store (a store built by an older version lacks the last four).
+BUILD_FACTS = (
+    "bytes",
+    "build_seconds",
+    "audio_seconds_per_second",
+    "decode_wait_seconds",
+    "encoder_seconds",
+    "workers",
+    "bound_by",
+)
 
 
 class CachedDataset(torch.utils.data.Dataset):
@@ -272,7 +284,6 @@ def frozen_head(
         return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
     precision = precision_of(training_args)
     encoder_digest = encoder_fingerprint(model.base_model)
-    workers = training_args.dataloader_num_workers if features.cache_workers is None else features.cache_workers
     datasets = {}
     stores = {}
     for name, split in splits.items():
@@ -290,14 +301,14 @@ def frozen_head(
                 model.base_model,
                 device=training_args.device,
                 batch_seconds=features.cache_batch_seconds,
-                num_workers=workers,
+                num_workers=features.cache_workers,
                 name=name,
             )
         datasets[name] = CachedDataset(store, split.labels, split.audio.lengths)
         stores[name] = {
             "path": str(store.path),
             "reused": store.reused,
-            **{k: store.manifest[k] for k in ("bytes", "build_seconds", "audio_seconds_per_second")},
+            **{k: store.manifest.get(k) for k in BUILD_FACTS},
         }
     # Workers were for decoding audio; the stores need none (the builds above used them).
     reading = replace(

@@ -287,8 +287,11 @@ def main(argv: list[str] | None = None) -> Path:
     model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
-    clips = load_splits(data_args, run_args.subset, run.training_args.seed)
-    extractor = AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    with run.phase("data"):
+        clips = load_splits(data_args, run_args.subset, run.training_args.seed)
+        extractor = AutoFeatureExtractor.from_pretrained(
+            model_args.model_name_or_path, revision=model_args.model_revision
+        )
 
     # 2. Imbalance: class counts, balanced class weights (or a balanced sampler).
     train_labels = np.array([c.label for c in clips["train"]])
@@ -302,13 +305,14 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config. A frozen
     #    encoder runs once over every split (or per batch, --no_feature_cache); only the head trains.
-    model = build_model(model_args, feature_args.head)
-    dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
-    loss = WeightedCrossEntropy(weights)
-    inputs = trainer_inputs(
-        model, clips, extractor, model_args, feature_args, data_args, run.training_args, dataset_id, loss
-    )
-    datasets = inputs.datasets
+    with run.phase("features"):
+        model = build_model(model_args, feature_args.head)
+        dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
+        loss = WeightedCrossEntropy(weights)
+        inputs = trainer_inputs(
+            model, clips, extractor, model_args, feature_args, data_args, run.training_args, dataset_id, loss
+        )
+        datasets = inputs.datasets
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
     def compute_metrics(pred) -> dict[str, float]:
@@ -326,20 +330,21 @@ def main(argv: list[str] | None = None) -> Path:
         loss=loss,
         sample_weights=sample_weights,
     )
-    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+    with run.phase("train"):
+        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
     #    The last split evaluated (test where there is one) is kept per clip for error analysis.
     final, examples = {}, None
-    for split in ("validation", "test"):
-        if len(datasets[split]):
-            prediction = trainer.predict_in_order(datasets[split], metric_key_prefix=split)
-            final[split] = {
-                **split_metrics(prediction.metrics, split),
-                **classification_report(prediction.label_ids, prediction.predictions.argmax(-1), keywords.LABELS),
-            }
-            if run_args.examples:
-                examples = per_example(clips[split], prediction.predictions, split, run_args.examples_audio_mb)
+    with run.phase("evaluate"):
+        for split in ("validation", "test"):
+            if len(datasets[split]):
+                prediction = trainer.predict_in_order(datasets[split], metric_key_prefix=split)
+                labels = prediction.predictions.argmax(-1)
+                report = classification_report(prediction.label_ids, labels, keywords.LABELS)
+                final[split] = {**split_metrics(prediction.metrics, split), **report}
+                if run_args.examples:
+                    examples = per_example(clips[split], prediction.predictions, split, run_args.examples_audio_mb)
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {
         "class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},

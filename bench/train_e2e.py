@@ -1,0 +1,196 @@
+"""Wall time of the training scripts end to end, as a user runs them: `python -m train.kws` and
+`python -m train.asr` with the course report's config, the report's way (fp32, the frozen encoder
+run on every batch of every epoch: `--no_feature_cache --precision fp32`) against this project's
+default (the encoder run once into a feature store, the head trained on it), the default twice:
+building the store, then reusing it. One process per run, all in one call, on synthetic trees
+shaped like the real sets (bench/synthetic.py) and a random-init encoder (speed does not depend
+on the weights).
+
+    python -m bench.train_e2e                  # on a GPU: DistilHuBERT-size encoder; on CPU: tiny
+    python -m bench.train_e2e --tiny --tasks kws --json out.json
+
+Prints each run's phases from its metrics.json (data listing, model + store build, training,
+evaluation; start-up and publishing are the rest of the process's wall time), the store build's
+audio-seconds per second and what bound it, and the end-to-end ratios report / default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PHASES = ("data", "features", "train", "evaluate")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training script, its config, and the synthetic tree it reads."""
+
+    module: str
+    config: str
+    speech_commands: bool
+    real: tuple[int, int, int]  # train / validation / test clips at real size
+    tiny: tuple[int, int, int]
+
+
+TASKS = {
+    # Speech Commands: 51,094 training clips in the real set; 20,000 keep a GPU run in minutes.
+    "kws": Task("train.kws", "train/configs/kws_report.json", True, (20_000, 2_000, 2_000), (240, 24, 24)),
+    # LibriSpeech-shaped utterances (~12.7 s): 1,000 is 3.5 hours of audio.
+    "asr": Task("train.asr", "train/configs/asr_report.json", False, (1_000, 100, 100), (24, 6, 6)),
+}
+RUNS = {
+    "report": ["--no_feature_cache", "--precision", "fp32"],
+    "default (store built)": [],
+    "default (store reused)": [],
+}
+
+
+def make_encoder(folder: Path, tiny: bool) -> None:
+    """A random-init HuBERT encoder (DistilHuBERT's size, or tiny) with its feature extractor."""
+    from transformers import HubertModel, Wav2Vec2FeatureExtractor
+
+    from bench.train_speed import hubert_config
+
+    torch.manual_seed(0)
+    HubertModel(hubert_config(tiny=tiny)).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False).save_pretrained(folder)
+
+
+def make_tree(folder: Path, task: Task, counts: tuple[int, int, int]) -> None:
+    from bench.synthetic import librispeech_like, speech_commands_like
+
+    splits = dict(zip(("train", "validation", "test"), counts, strict=True))
+    (speech_commands_like if task.speech_commands else librispeech_like)(folder, splits)
+
+
+def run_script(task: Task, extra: list[str], work: Path, name: str, common: list[str]) -> dict:
+    """One run of the script in its own process; its metrics.json and the process's wall time."""
+    out = work / name.replace(" ", "_").replace("(", "").replace(")", "")
+    command = [
+        sys.executable,
+        "-m",
+        task.module,
+        task.config,
+        *common,
+        "--output_dir",
+        str(out / "checkpoint"),
+        "--run_dir",
+        str(out / "run"),
+        *extra,
+    ]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((out / "checkpoint" / "metrics.json").read_text())
+    return {"process_s": round(wall, 2), "metrics": metrics}
+
+
+def summary(name: str, result: dict) -> dict:
+    """A run's row: its phases, the rest of the process, the store's build facts and the loss."""
+    metrics = result["metrics"]
+    phases = metrics.get("extra", {}).get("phases_s", {})
+    row = {"run": name, "process_s": result["process_s"], **{p: phases.get(p, 0.0) for p in PHASES}}
+    row["start-up + publish"] = round(result["process_s"] - sum(phases.values()), 2)
+    stores = metrics.get("extra", {}).get("feature_cache") or {}
+    train_store = stores.get("train") or {}
+    if train_store:
+        row["store"] = "reused" if train_store.get("reused") else "built"
+        built = [s for s in stores.values() if not s.get("reused")]
+        if built:
+            row["build_s"] = round(sum(s["build_seconds"] for s in built), 2)
+            row["audio_s_per_s"] = train_store.get("audio_seconds_per_second")
+            row["bound_by"] = train_store.get("bound_by")
+            row["decode_workers"] = train_store.get("workers")
+    losses = [h["loss"] for h in metrics.get("history", []) if "loss" in h]
+    row["last_loss"] = round(losses[-1], 4) if losses else None
+    steps = max((h["step"] for h in metrics.get("history", []) if "step" in h), default=0)
+    row["steps"] = steps
+    row["train_ms_per_step"] = round(1000 * row["train"] / steps, 2) if steps else None
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    widths = {k: max(len(k), *(len(str(row.get(k, ""))) for row in rows)) for k in keys}
+    print("  ".join(k.ljust(widths[k]) for k in keys))
+    for row in rows:
+        print("  ".join(str(row.get(k, "")).ljust(widths[k]) for k in keys))
+
+
+def bench_task(name: str, task: Task, work: Path, tiny: bool, encoder: Path, epochs: float | None) -> dict:
+    counts = task.tiny if tiny else task.real
+    tree = work / f"data-{name}"
+    started = time.perf_counter()
+    make_tree(tree, task, counts)
+    print(
+        f"\n## {name}: {task.module} {task.config}, {counts[0]:,} / {counts[1]:,} / {counts[2]:,} clips "
+        f"(synthetic tree written in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
+    cache = work / f"cache-{name}"
+    common = [
+        "--model_name_or_path", str(encoder), "--data_dir", str(tree), "--feature_cache_dir", str(cache),
+        "--examples", "false",
+    ]  # fmt: skip
+    if name == "kws":  # the report's 2,000 silence windows, scaled with the tree
+        common += ["--silence_clips", str(max(1, round(2_000 * counts[0] / 51_094)))]
+    if epochs is not None:
+        common += ["--num_train_epochs", str(epochs)]
+    if tiny:
+        common += ["--eval_steps", "20", "--save_steps", "20", "--logging_steps", "5", "--warmup_steps", "5"]
+    rows = []
+    for run, extra in RUNS.items():
+        result = run_script(task, extra, work / name, run, common)
+        rows.append(summary(run, result))
+        print(f"  {run}: {result['process_s']:.1f} s", flush=True)
+    print_table(rows)
+    report = rows[0]["process_s"]
+    ratios = {
+        "built": round(report / rows[1]["process_s"], 2),
+        "reused": round(report / rows[2]["process_s"], 2),
+        "train_phase_reused": round(rows[0]["train"] / max(rows[2]["train"], 1e-9), 2),
+    }
+    print(
+        f"end to end, report / default: {ratios['built']}x including the store build, {ratios['reused']}x reusing "
+        f"it (training phase alone: {ratios['train_phase_reused']}x)",
+        flush=True,
+    )
+    return {"counts": counts, "rows": rows, "ratios": ratios}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tiny", action="store_true", help="tiny encoder and trees (default on a CPU)")
+    parser.add_argument("--epochs", type=float, help="override the config's num_train_epochs")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench-e2e"), help="scratch folder (emptied)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    tiny = args.tiny or not torch.cuda.is_available()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    encoder = args.work / "encoder"
+    make_encoder(encoder, tiny)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"# train_e2e on {device}, {'tiny' if tiny else 'DistilHuBERT-size'} random-init encoder", flush=True)
+    results = {"device": device, "tiny": tiny, "tasks": {}}
+    for name in args.tasks:
+        results["tasks"][name] = bench_task(name, TASKS[name], args.work, tiny, encoder, args.epochs)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
