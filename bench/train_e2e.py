@@ -148,7 +148,7 @@ def bench_task(name: str, task: Task, work: Path, tiny: bool, encoder: Path, epo
     if epochs is not None:
         common += ["--num_train_epochs", str(epochs)]
     if tiny:
-        common += ["--eval_steps", "20", "--save_steps", "20", "--logging_steps", "5", "--warmup_steps", "5"]
+        common += ["--eval_steps", "20", "--save_steps", "20", "--logging_steps", "1", "--warmup_steps", "5"]
     rows = []
     for run, extra in RUNS.items():
         result = run_script(task, extra, work / name, run, common)
@@ -166,7 +166,7 @@ def bench_task(name: str, task: Task, work: Path, tiny: bool, encoder: Path, epo
         f"it (training phase alone: {ratios['train_phase_reused']}x)",
         flush=True,
     )
-    return {"counts": counts, "rows": rows, "ratios": ratios}
+    return {"counts": list(counts), "rows": rows, "ratios": ratios}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from core.errors import InputError
 
@@ -134,6 +133,10 @@ def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.nd
     """
     if rate == target:
         return np.ascontiguousarray(samples, dtype=np.float32)
+    # Imported here: scipy.signal takes ~1.5 s to import, paid by every app and training start,
+    # while most audio (16 kHz already) never needs it.
+    from scipy.signal import resample_poly
+
     g = math.gcd(int(rate), int(target))
     out = resample_poly(samples.astype(np.float32, copy=False), target // g, rate // g)
     return np.ascontiguousarray(out, dtype=np.float32)

@@ -367,3 +367,20 @@ def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dt
     assert batch["hidden"].dtype == (torch.bfloat16 if dtype == np.uint16 else torch.float32)
     assert torch.equal(batch["hidden"], pad_sequence([store[i] for i in range(3)], batch_first=True))
     assert batch["frame_counts"] == [5, 2, 4] and batch["labels"].tolist() == [7, 8, 9]
+    # A whole batch read at once (what the DataLoader asks for) is the same batch, in the order
+    # asked; clips of equal length (KWS) are gathered in one read.
+    dataset = CachedDataset(store, [7, 8, 9], counts * 320)
+    for order in ([2, 0, 1], [0, 2], [1]):
+        whole = collate_features(dataset.__getitems__(order))
+        single = collate_features([dataset[i] for i in order])
+        assert whole.keys() == single.keys() and whole["frame_counts"] == single["frame_counts"]
+        assert all(torch.equal(whole[k], single[k]) for k in ("hidden", "frame_lengths", "labels"))
+    assert dataset.__getitems__([0, 2]).hidden is None and dataset.__getitems__([1]).hidden is not None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=collate_features)
+    assert torch.equal(next(iter(loader))["hidden"], single_batch(store, [0, 1]))
+
+
+def single_batch(store, order):
+    from torch.nn.utils.rnn import pad_sequence
+
+    return pad_sequence([store[i] for i in order], batch_first=True)

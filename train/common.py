@@ -3,6 +3,7 @@ logging, length-grouped batches, the training history, and publishing the checkp
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shlex
@@ -146,8 +147,21 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def cache_per_step_package_checks() -> None:
+    """accelerate asks `is_lomo_available()` in every backward and every clipping call, and each
+    answer is a search of the installed packages (find_spec + metadata, ~0.2 ms): twice a step,
+    0.4 ms of Python against a ~1 ms head step on stored features (profiled: 1,201 calls, 0.23 s
+    in a 600-step run). The answer cannot change while the process runs, so it is asked once."""
+    import accelerate.accelerator
+
+    check = getattr(accelerate.accelerator, "is_lomo_available", None)
+    if check is not None and not hasattr(check, "cache_info"):
+        accelerate.accelerator.is_lomo_available = functools.lru_cache(maxsize=1)(check)
+
+
 def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any) -> TrainingArguments:
     """Logging, seed, and trainer arguments that write to run_dir (not to the published folder)."""
+    cache_per_step_package_checks()
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -97,15 +97,37 @@ class CachedDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"hidden": self.store.rows(i), "labels": self.labels[i]}  # read once, by the collator
 
+    def __getitems__(self, indices: list[int]) -> StoredBatch:
+        """A whole batch at once (the DataLoader asks so when a dataset can): the collator then
+        builds it without a Python dict per clip. Equal-length clips (KWS: 1 s each) are read
+        from the memory map in one gather."""
+        indices = [int(i) for i in indices]
+        start, counts = self.store.index[indices, 0], self.store.index[indices, 1]
+        hidden = None
+        if len(set(counts.tolist())) == 1:
+            hidden = self.store.frames[start[:, None] + np.arange(int(counts[0]))[None, :]]
+        return StoredBatch(self.store, indices, counts.tolist(), [self.labels[i] for i in indices], hidden)
 
-def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    counts = [len(f["hidden"]) for f in items]
-    labels = [f["labels"] for f in items]
-    # Each clip's frames go from the memory map straight into the padded batch: one copy.
-    first = items[0]["hidden"]
-    hidden = np.zeros((len(items), max(counts), *first.shape[1:]), first.dtype)
-    for row, (f, n) in enumerate(zip(items, counts, strict=True)):
-        hidden[row, :n] = f["hidden"]
+
+class StoredBatch(NamedTuple):
+    """What `CachedDataset.__getitems__` hands the collator."""
+
+    store: FeatureStore
+    indices: list[int]
+    counts: list[int]
+    labels: list[Any]
+    hidden: np.ndarray | None  # [B, frames, ...] already gathered when every clip has as many frames
+
+
+def collate_features(items: list[dict[str, Any]] | StoredBatch) -> dict[str, torch.Tensor]:
+    """The head's batch: padded frames, their counts and the labels (CTC: padded with -100)."""
+    if isinstance(items, StoredBatch):
+        counts, labels, hidden = items.counts, items.labels, items.hidden
+        if hidden is None:
+            hidden = _padded([items.store.rows(i) for i in items.indices], counts)
+    else:
+        counts, labels = [len(f["hidden"]) for f in items], [f["labels"] for f in items]
+        hidden = _padded([f["hidden"] for f in items], counts)
     # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
     # on the CPU from these without reading anything back.
     return {
@@ -117,7 +139,15 @@ def collate_features(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
             if isinstance(labels[0], (list, tuple))
             else torch.tensor(labels)
         ),
-    }  # CTC: -100 = none
+    }
+
+
+def _padded(rows: list[np.ndarray], counts: list[int]) -> np.ndarray:
+    """Each clip's frames from the memory map straight into the padded batch: one copy."""
+    hidden = np.zeros((len(rows), max(counts), *rows[0].shape[1:]), rows[0].dtype)
+    for row, (frames, n) in enumerate(zip(rows, counts, strict=True)):
+        hidden[row, :n] = frames
+    return hidden
 
 
 class FrozenEncoderHead(nn.Module):
@@ -311,9 +341,14 @@ def frozen_head(
             **{k: store.manifest.get(k) for k in BUILD_FACTS},
         }
     # Workers were for decoding audio; the stores need none (the builds above used them).
+    # The loss check the Trainer makes on every step (`logging_nan_inf_filter`) reads the loss
+    # back from the GPU: a host sync per ~1 ms head step. Off here, a NaN or inf loss shows in
+    # the logged loss instead of being replaced by the running mean.
     reading = replace(
         training_args,
         dataloader_num_workers=features.store_workers,
         dataloader_persistent_workers=training_args.dataloader_persistent_workers and features.store_workers > 0,
+        logging_nan_inf_filter=False,
+        remove_unused_columns=False,  # its wrapper would take a `StoredBatch` apart item by item
     )
     return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})
