@@ -81,28 +81,11 @@ on kws && for mode in graphs eager; do
   cp /tmp/bench-kws-$mode/metrics.json "$OUT/kws_$mode.json"
 done
 
-# 3b. The same script end to end, as a user runs it: 22,000 clips (20,000 + 2,000 silence windows),
-#     2 epochs (688 steps), evaluation every 300 steps. The report's way (fp32, encoder on every
-#     batch; with the config's 2 loader workers and with 8) against the default (store built in the
-#     run, bf16, CUDA graphs, store read without workers; then read by 2 workers). wall_time_s of
-#     metrics.json.
-SC2=/tmp/bench-sc-e2e
-on e2e && $PY -m bench.synthetic $SC2 --speech_commands --train ${E2E_TRAIN:-20000} --validation 1000 --test 1000
-on e2e && for mode in ${E2E_MODES:-report report8 default stored_w2}; do
-  case $mode in
-    report) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 2" ;;
-    report8) extra="--precision fp32 --no_feature_cache --dataloader_num_workers 8" ;;
-    default) extra="--dataloader_num_workers 2" ;;
-    stored_w2) extra="--dataloader_num_workers 2 --store_workers 2" ;;
-  esac
-  timeout 240 $PY -m train.kws train/configs/kws_report.json --model_name_or_path $ENC --data_dir $SC2 \
-    --num_train_epochs ${E2E_EPOCHS:-2} --eval_steps 300 --logging_steps 100 --save_strategy no \
-    --output_dir /tmp/e2e-$mode --run_dir /tmp/e2e-run-$mode --feature_cache_dir /tmp/e2e-cache $extra 2>&1 \
-    | grep -E "feature cache|common: precision|Error|error" | tee -a "$OUT/e2e.log"
-  cp /tmp/e2e-$mode/metrics.json "$OUT/e2e_$mode.json"
-  $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[2], 'wall_time_s', d['wall_time_s'])" \
-    /tmp/e2e-$mode/metrics.json $mode | tee -a "$OUT/e2e.log"
-done
+# 3b. The scripts end to end, as a user runs them (issue #17): train.kws and train.asr with the
+#     report's configs, the report's way (fp32, encoder on every batch) against the default (store
+#     built, then reused), each phase's time and the end-to-end ratios (bench/train_e2e.py).
+on e2e && timeout 540 $PY -m bench.train_e2e ${TINY:+--tiny} ${E2E_EPOCHS:+--epochs $E2E_EPOCHS} \
+  --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"
 
 # 4. The loading path with more workers than this project's 2-core CI box has.
 on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
