@@ -137,12 +137,13 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
     n_train, n_val = (run_args.subset or [None, None])[:2]
-    if data_args.train_file:
-        train_examples = load_file(data_args.train_file)[:n_train]
-        val_examples = load_file(data_args.validation_file or data_args.train_file)[:n_val]
-    else:
-        train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
-        val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
+    with run.phase("data"):
+        if data_args.train_file:
+            train_examples = load_file(data_args.train_file)[:n_train]
+            val_examples = load_file(data_args.validation_file or data_args.train_file)[:n_val]
+        else:
+            train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
+            val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
     logger.info(
         "examples: %d train, %d validation (%d unanswerable)",
         len(train_examples),
@@ -151,9 +152,10 @@ def main(argv: list[str] | None = None) -> Path:
     )
 
     # 2. Windows: question first, context truncated with overflow; unanswerable windows -> CLS.
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    train_features = qa.prepare(tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True)
-    val_features = qa.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
+    with run.phase("features"):
+        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        train_features = qa.prepare(tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True)
+        val_features = qa.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
 
     # 3. Model with a start/end head.
     model = AutoModelForQuestionAnswering.from_pretrained(
@@ -172,10 +174,12 @@ def main(argv: list[str] | None = None) -> Path:
         eval_features=val_features,
         data_args=data_args,
     )
-    trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+    with run.phase("train"):
+        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
 
     # 6. Final validation; its best-F1 null threshold becomes the app's default. Publish.
-    evaluation = trainer.evaluate_answers(metric_key_prefix="validation")
+    with run.phase("evaluate"):
+        evaluation = trainer.evaluate_answers(metric_key_prefix="validation")
     final = {k.removeprefix("validation_"): v for k, v in evaluation.metrics.items() if k != "epoch"}
     threshold = robust_threshold(evaluation.null_diffs, final.get("best_f1_thresh", 0.0))
     extra = {
