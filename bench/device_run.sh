@@ -85,7 +85,7 @@ done
 #     report's configs, the report's way (fp32, encoder on every batch) against the default (store
 #     built, then reused), each phase's time and the end-to-end ratios (bench/train_e2e.py).
 on e2e && timeout 540 $PY -m bench.train_e2e ${TINY:+--tiny} ${E2E_EPOCHS:+--epochs $E2E_EPOCHS} \
-  --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"
+  --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep --line-buffered -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"
 
 # 4. The loading path with more workers than this project's 2-core CI box has.
 on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \
