@@ -373,3 +373,33 @@ def test_browser_picks_a_confused_pair_and_plays_its_clips(learned, launch):
         expect(player).to_have_text(re.compile(r"^\s*0:00\s+0:01"))  # a 1 s clip, not yet played
         player.get_by_role("button", name="Play", exact=True).click()
         expect(player).to_have_text(re.compile(r"^\s*0:01\s+0:01"), timeout=5_000)  # the clock ran: it played
+
+
+@pytest.mark.browser
+def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned, launch, tmp_path):
+    from core.audio import resample
+    from scripts.screenshot import open_page
+
+    root, checkpoints = learned
+    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
+    mic = tmp_path / "mic.wav"  # Chromium loops it: "yes", then 2 s of a quiet room
+    room = 0.1 * np.random.default_rng(3).normal(0, 0.05, 2 * 44_100).astype(np.float32)
+    sf.write(mic, np.concatenate([resample(yes, 16_000, 44_100), room]), 44_100, subtype="PCM_16")
+    with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
+        page.get_by_role("tab", name="Keyword spotting").click()
+        page.get_by_text("serving").first.wait_for()
+        page.get_by_role("tab", name="Live").click()
+        page.get_by_text("Say one of:").wait_for()
+        page.get_by_role("button", name="Record").first.click()
+        log = page.locator("label:has-text('Detections') textarea")
+        page.wait_for_function(
+            "(el) => /\\byes\\b/.test(el.value) && !el.value.startsWith('(')", arg=log.element_handle(), timeout=30_000
+        )
+        # The level bar follows the microphone: it fills while the word plays.
+        page.get_by_text(re.compile(r"Input level █+░* -\d+ dBFS")).first.wait_for(timeout=15_000)
+        level = page.get_by_text("Input level").first.inner_text()
+        page.get_by_role("button", name="Stop").first.click()
+        lines = log.input_value().splitlines()
+    # One line per spoken "yes" (the loop repeats it), each with its time and probability.
+    assert lines and all(re.fullmatch(r"\s*\d+\.\d\d s  yes\s+0\.\d\d", line) for line in lines), lines
+    assert re.fullmatch(r"Input level [█░]{12} (-\d+ dBFS|silence).*", level), level
