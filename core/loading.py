@@ -69,7 +69,8 @@ def load_model(kind: str, path: Path) -> Any:
 
     model_cls = classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
-        from core.heads import SUPERB_CTC, HubertSuperbForCTC
+        from core.heads import HubertSuperbForCTC
+        from core.structure import SUPERB_CTC
 
         if SUPERB_CTC in (tf.AutoConfig.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC

@@ -17,7 +17,7 @@ import torch
 
 from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import Word, decode_predictions, word_times
-from core.heads import padding_proof
+from core.padding import padding_proof
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
 # network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.

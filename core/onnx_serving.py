@@ -15,7 +15,7 @@ Any failure leaves the slot serving the torch model in fp32, and says so.
 The sessions stand in for the transformers models wherever `core` runs one: they take the same
 inputs and return an object with the same output names. Speech rows that are padded run one at a
 time at their own length, so padding never reaches the conv front end's GroupNorm (the guarantee
-`core.heads.padding_proof` gives the torch model); text rows run as one batch (their attention
+`core.padding.padding_proof` gives the torch model); text rows run as one batch (their attention
 mask already keeps padding out).
 """
 

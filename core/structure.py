@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.heads import describe_head
-
+# The architecture name of `core.heads.HubertSuperbForCTC`, here so that the table (and the app,
+# which imports it at start) need not import transformers' HuBERT model code to name a head.
+SUPERB_CTC = "HubertSuperbForCTC"
 # Row label -> config attributes that hold it, by model family (BERT-like, DistilBERT, Hubert).
 ROWS: dict[str, tuple[str, ...]] = {
     "activation": ("hidden_act", "activation"),
@@ -54,3 +55,17 @@ def human_bytes(n: int) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+def describe_head(config: Any) -> str:
+    """One line for the structure table."""
+    architectures = getattr(config, "architectures", None) or []
+    if SUPERB_CTC in architectures:
+        spec = config.superb_head
+        return f"layer mix + {spec['lstm_layers']}-layer BiLSTM ({spec['lstm_size']}) + linear CTC"
+    if any("SequenceClassification" in a for a in architectures):
+        mix = "layer mix + " if getattr(config, "use_weighted_layer_sum", False) else ""
+        return f"{mix}projection ({config.classifier_proj_size}) + mean pool + linear"
+    if any("ForCTC" in a for a in architectures):
+        return "linear CTC"
+    return "span start/end (linear)" if any("QuestionAnswering" in a for a in architectures) else "?"

@@ -16,6 +16,7 @@ from transformers import HubertForCTC, HubertModel
 from core import heads
 from core.checkpoint import read_metrics
 from core.slots import Registry
+from core.structure import SUPERB_CTC, describe_head
 from scripts.make_smoke_data import make_asr_smoke, make_kws_smoke, tiny_hubert
 from tasks import asr as asr_tab
 from tasks import kws as kws_tab
@@ -78,8 +79,8 @@ def test_superb_ctc_head_answers_the_same_alone_and_padded(tmp_path):
     assert torch.allclose(padded[1, : alone.shape[1]], alone[0], atol=1e-5)
     # Reloaded weights give the same logits (bitwise equality would also test the CPU kernels' choice).
     assert torch.allclose(reloaded, alone, atol=1e-6)
-    assert heads.describe_head(reloaded_config := model.config) == "layer mix + 2-layer BiLSTM (8) + linear CTC"
-    assert reloaded_config.architectures is None or heads.SUPERB_CTC in reloaded_config.architectures
+    assert describe_head(reloaded_config := model.config) == "layer mix + 2-layer BiLSTM (8) + linear CTC"
+    assert reloaded_config.architectures is None or SUPERB_CTC in reloaded_config.architectures
 
 
 # ---- same model, same result ------------------------------------------------------------------

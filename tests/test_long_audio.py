@@ -146,7 +146,7 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
         inputs = extractor(
             [long, short], sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
         )
-        from core.heads import padding_proof
+        from core.padding import padding_proof
 
         with padding_proof(model.base_model, inputs.attention_mask.sum(-1)):
             padded = model(inputs.input_values, attention_mask=inputs.attention_mask).logits[1]
