@@ -3,21 +3,28 @@ code, the processor (tokenizer) first."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from core.errors import NO_SAFETENSORS, NoModelFiles
 
+# transformers resolves its top-level names on first use, importing the module behind each; two
+# threads doing that at once can find it half-imported ("module 'transformers' has no attribute
+# 'AutoModelForCTC'"). The slots load in parallel at launch, so the lookups take turns.
+_LOOKUP = threading.Lock()
+
 
 def classes(kind: str) -> tuple[Any, Any]:
     """The (model class, processor class) of a slot kind: asr, kws or qa."""
-    import transformers as tf
+    with _LOOKUP:
+        import transformers as tf
 
-    return {
-        "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
-        "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
-        "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
-    }[kind]
+        return {
+            "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
+            "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
+            "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
+        }[kind]
 
 
 def load_processor(kind: str, path: Path) -> Any:
@@ -65,14 +72,14 @@ def require_weights(path: Path) -> None:
 
 def load_model(kind: str, path: Path) -> Any:
     """The model from `path`'s safetensors weights (see `require_weights`), never remote code."""
-    import transformers as tf
-
     model_cls = classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
         from core.heads import HubertSuperbForCTC
         from core.structure import SUPERB_CTC
 
-        if SUPERB_CTC in (tf.AutoConfig.from_pretrained(path).architectures or []):
+        with _LOOKUP:
+            from transformers import AutoConfig
+        if SUPERB_CTC in (AutoConfig.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
     return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
 

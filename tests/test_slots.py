@@ -129,3 +129,55 @@ def test_reload_picks_up_a_new_checkpoint(tmp_path, two_asr):
     shutil.copytree(two_asr[0], tmp_path / "asr")
     assert registry.status()["asr"]["state"] == "unavailable"  # cached until reload
     assert registry.reload()["asr"]["state"] == "loaded"
+
+
+def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
+    """At launch the slots load in parallel threads, each the first in its process to ask
+    transformers for its Auto classes; resolved at the same time, those lazy names came back
+    missing ("no attribute 'AutoModelForCTC'") and slots went unavailable."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import json, sys, threading
+import app  # what the app has imported when its slots start loading
+from core import loading
+from pathlib import Path
+kinds = {"asr": "ctc", "kws": "audio-classification", "qa-distilbert": "question-answering",
+         "qa-xlmr": "question-answering"}
+loaded, errors = {}, []
+start = threading.Barrier(len(kinds))  # all four ask at the same moment, as at launch
+def load(slot, kind):
+    start.wait()
+    try:
+        loaded[slot] = type(loading.from_pretrained(kind, Path(sys.argv[1]) / slot)[0]).__name__
+    except Exception as err:
+        errors.append(f"{slot}: {err!r}")
+threads = [threading.Thread(target=load, args=item) for item in kinds.items()]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"loaded": loaded, "errors": errors}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    # The race is a matter of timing: three fresh processes side by side give it three chances.
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tiny_checkpoints)], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    results = [json.loads(run.communicate(timeout=300)[0].strip().splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert results == 3 * [
+        {
+            "loaded": {
+                "asr": "HubertForCTC",
+                "kws": "HubertForSequenceClassification",
+                "qa-distilbert": "DistilBertForQuestionAnswering",
+                "qa-xlmr": "XLMRobertaForQuestionAnswering",
+            },
+            "errors": [],
+        }
+    ]
