@@ -271,6 +271,10 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
         page.get_by_role("tab", name="Live").click()
         page.get_by_role("button", name="Record").first.click()
         page.get_by_text("Listening: the transcript updates").wait_for()
+        for _ in range(60):  # on a busy machine the first chunk can take a while to be served
+            if updates:
+                break
+            page.wait_for_timeout(500)
         page.wait_for_timeout(4000)
         # Every text the line under the transcript shows from now on, however briefly.
         page.evaluate(
