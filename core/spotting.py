@@ -72,7 +72,15 @@ def is_quiet(window: np.ndarray) -> bool:
     return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
 
 
-def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class Scan(NamedTuple):
+    """`sliding_probs`' output: window centres (s), probabilities and quiet flags."""
+
+    times: np.ndarray
+    probs: np.ndarray
+    quiet: np.ndarray
+
+
+def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
     """A 1 s window every `HOP` samples over a clip; a clip of 1 s or less is one window.
 
     Args:
@@ -95,7 +103,7 @@ def sliding_probs(model, extractor, samples: np.ndarray) -> tuple[np.ndarray, np
         windows = [samples[s : s + WINDOW] for s in starts]
         times = (np.array(starts) + WINDOW / 2) / TARGET_RATE
     quiet = np.array([is_quiet(w) for w in windows])
-    return times, window_probs(model, extractor, windows), quiet
+    return Scan(times, window_probs(model, extractor, windows), quiet)
 
 
 def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None = None) -> np.ndarray:
@@ -114,14 +122,6 @@ def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None =
     if not keyword_ids:
         return probs[audible].mean(axis=0)
     return probs[audible[int(probs[audible][:, keyword_ids].max(axis=1).argmax())]]
-
-
-class Scan(NamedTuple):
-    """`sliding_probs`' output: window centres (s), probabilities and quiet flags."""
-
-    times: np.ndarray
-    probs: np.ndarray
-    quiet: np.ndarray
 
 
 @dataclass
@@ -165,14 +165,12 @@ class Debouncer:
         return fired
 
 
-def detect(
-    times: np.ndarray, probs: np.ndarray, quiet: np.ndarray, labels: list[str], threshold: float
-) -> list[Detection]:
-    """The detections a live listener would log over a whole clip (`sliding_probs`' output);
+def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
+    """The detections a live listener would log over a whole clip (`sliding_probs`' scan);
     quiet windows score nothing, as live."""
     debouncer = Debouncer()
     found = []
-    for centre, p, silent in zip(times, probs, quiet, strict=True):
+    for centre, p, silent in zip(scan.times, scan.probs, scan.quiet, strict=True):
         found += debouncer.decide(float(centre), np.zeros_like(p) if silent else p, labels, threshold)
     return found
 

@@ -45,7 +45,7 @@ def labels_of(loaded: LoadedModel) -> list[str]:
 def clip_scores(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], spotting.Scan]:
     """Class probabilities for a clip (its most keyword-like 1 s window when longer), and the scan
     of every window they were chosen from."""
-    scan = spotting.Scan(*spotting.sliding_probs(loaded.model, loaded.processor, samples))
+    scan = spotting.sliding_probs(loaded.model, loaded.processor, samples)
     labels = labels_of(loaded)
     summary = spotting.best_window(scan.probs, labels, scan.quiet)
     return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan
@@ -60,7 +60,7 @@ def spot(
     if len(scan.times) < 2:
         return scores, None, []
     labels = labels_of(loaded)
-    found = spotting.detect(scan.times, scan.probs, scan.quiet, labels, threshold)
+    found = spotting.detect(scan, labels, threshold)
     return scores, timeline_figure(samples, scan, labels, found), found
 
 
