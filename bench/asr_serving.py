@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bench.serve_speed import call_http, upload
 from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
 
@@ -63,20 +64,7 @@ def random_checkpoint(folder: Path, shape: str = "base-960h") -> Path:
 
 def transcribe_http(url: str, path: Path) -> float:
     """Seconds for one `/transcribe` call over plain HTTP, the upload excluded."""
-    import httpx
-
-    with path.open("rb") as f:
-        uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
-    start = time.perf_counter()
-    event = httpx.post(
-        f"{url}gradio_api/call/transcribe",
-        timeout=600,
-        json={"data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}]},
-    ).json()["event_id"]
-    body = httpx.get(f"{url}gradio_api/call/transcribe/{event}", timeout=600).text
-    if "event: complete" not in body:
-        raise RuntimeError(body)
-    return time.perf_counter() - start
+    return call_http(url, "transcribe", [upload(url, path)])
 
 
 @torch.inference_mode()
