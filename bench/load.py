@@ -10,9 +10,10 @@ checkpoints the tests use unless `--checkpoints` names a folder. Each client cyc
 /status, /answer, /spot and /transcribe (uploading its clip as a visitor's browser does). The run
 is bounded: `--max-s` stops it (and the app) whatever is left, and each request has a timeout.
 
-Beside the visitors, a monitor in a process of its own (so the visitors' threads do not slow its
-clock) calls `/status` over plain HTTP (`POST /gradio_api/run/status`, off the queue) every 0.25 s:
-what `/status` costs a health check while the app is under load.
+Beside the visitors, two monitors in processes of their own (so the visitors' threads do not slow
+their clocks) call `/status` every 0.25 s, one over plain HTTP (`POST /gradio_api/run/status`, off
+the queue: a health check), one through gradio_client (a visitor's script): what `/status` costs
+while the app is under load.
 """
 
 from __future__ import annotations
@@ -84,22 +85,32 @@ def run_client(url: str, requests: int, offset: int, clips: dict[str, Path], tim
 
 
 MONITOR = """
-import json, os, sys, time, httpx
-url, out, stop = sys.argv[1:4]
+import json, os, sys, time
+url, out, stop, kind = sys.argv[1:5]
+if kind == "http":
+    import httpx
+    http = httpx.Client(timeout=60)
+    call = lambda: http.post(url + "gradio_api/run/status", json={"data": []}).raise_for_status()
+else:
+    from gradio_client import Client
+    client = Client(url, verbose=False)
+    call = lambda: client.predict(api_name="/status")
 times = []
-with httpx.Client(timeout=60) as client:
-    while not os.path.exists(stop):
-        start = time.perf_counter()
-        client.post(url + "gradio_api/run/status", json={"data": []}).raise_for_status()
-        times.append(time.perf_counter() - start)
-        time.sleep(0.25)
+while True:  # at least one call, however short the round
+    start = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - start)
+    if os.path.exists(stop):
+        break
+    time.sleep(0.25)
 open(out, "w").write(json.dumps(times))
 """
 
 
-def monitor(url: str, out: Path, stop: Path) -> subprocess.Popen:
-    """Plain-HTTP /status calls every 0.25 s until `stop` exists, in a process of its own."""
-    return subprocess.Popen([sys.executable, "-c", MONITOR, url, str(out), str(stop)])
+def monitor(url: str, out: Path, stop: Path, kind: str) -> subprocess.Popen:
+    """`/status` every 0.25 s until `stop` exists, in a process of its own: over plain HTTP
+    (`kind` "http") or through gradio_client ("client"), as a health check or a visitor would."""
+    return subprocess.Popen([sys.executable, "-c", MONITOR, url, str(out), str(stop), kind])
 
 
 def summarise(results: list) -> dict:
@@ -177,13 +188,18 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             for t in threads:
                 t.start()
-            watch = monitor(url, work / f"monitor-{number}.json", work / f"stop-{number}")
+            watches = {
+                kind: monitor(url, work / f"{kind}-{number}.json", work / f"stop-{number}", kind)
+                for kind in ("http", "client")
+            }
             for t in threads:
                 t.join(timeout=max(0.0, deadline - time.monotonic()))
             (work / f"stop-{number}").touch()
-            watch.wait(timeout=120)
+            for watch in watches.values():
+                watch.wait(timeout=120)
             summary = summarise(list(results))
-            summary["status_plain_http"] = spread(json.loads((work / f"monitor-{number}.json").read_text()))
+            for kind, key in (("http", "status_plain_http"), ("client", "status_client_monitor")):
+                summary[key] = spread(json.loads((work / f"{kind}-{number}.json").read_text()))
             summary.update(
                 round=number, wall_s=round(time.perf_counter() - start, 1), rss_mb=round(rss_mb(app.pid), 1)
             )
@@ -197,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
             for endpoint, numbers in summary["endpoints"].items():
                 print(f"  {endpoint:12s} {numbers}")
             print(f"  /status over plain HTTP from a monitor process: {summary['status_plain_http']}")
+            print(f"  /status through gradio_client from a monitor process: {summary['status_client_monitor']}")
             for kind, count in summary["error_kinds"].items():
                 print(f"  error x{count}: {kind}")
         rounds = report["rounds"]

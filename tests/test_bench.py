@@ -57,6 +57,7 @@ def test_load_runs_concurrent_visitors_and_reports_every_endpoint_and_the_memory
         assert summary["requests"] == 16 and summary["errors"] == 0, summary["error_kinds"]
         assert {e: n["n"] for e, n in summary["endpoints"].items()} == dict.fromkeys(load.ENDPOINTS, 4)
         assert summary["rss_mb"] > 0
+        assert summary["status_plain_http"]["n"] >= 1 and summary["status_client_monitor"]["n"] >= 1
     second, third = (r["rss_mb"] for r in report["rounds"][1:])
     growth = (third - second) / second
     assert report["rss_growth_from_round_2"] == pytest.approx(growth, abs=1e-4)
