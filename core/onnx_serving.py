@@ -105,6 +105,11 @@ class OnnxModel(torch.nn.Module):
         super().__init__()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
+        # No spinning: after a run, ONNX Runtime's workers spin-wait for more work by default, and the
+        # next session to run (XLM-R right after DistilBERT in /answer, any other visitor's request)
+        # then shares the cores with them: a 1 s clip's keyword model took 100 ms right after another
+        # session's run instead of 63 ms; without spinning 64-66 ms either way (docs/BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.config = torch_model.config
         self.path = Path(path)

@@ -41,6 +41,9 @@ def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_pat
     loaded = Registry(tmp_path)["asr"].get()
     assert loaded.precision == "int8 (onnxruntime, cpu)" and isinstance(loaded.model, onnx_serving.OnnxSpeech)
     assert loaded.model.path.is_file() and loaded.model.path.is_relative_to(onnx_serving.CACHE)
+    # Its workers do not spin after a run (they would slow the next model to run, see the code).
+    options = loaded.model.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     status = Registry(tmp_path).status()["asr"]
     assert status["precision"] == "int8 (onnxruntime, cpu)" and status["parameters"] == loaded.parameters
 
