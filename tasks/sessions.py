@@ -3,8 +3,8 @@
 For every new session, Gradio 6 builds the config of every component on the page (here ~200,
 each with its JSON schemas): 41 ms of CPU and ~330 KB kept per session. Every call without a
 session (a plain HTTP `/gradio_api/call/...` or `/run/...`, a health check) starts a new one, and
-up to `STATE_SESSIONS` of them stay in memory: most of the memory the app gained under load and a
-third of an endpoint's server-side cost (`docs/MEASUREMENTS.md`). Only the deep-link route reads
+up to `STATE_SESSIONS` of them stay in memory: most of the memory the app gained under load
+(`docs/MEASUREMENTS.md`). Only the deep-link route reads
 that copy whole; a call reads at most the configs of its own outputs. So each config is built when
 it is first read, from the session's own blocks, which gives the same values as building it up
 front (a block replaced in a session writes its config at once, as in Gradio).
@@ -38,7 +38,7 @@ class LazyConfigs(dict):
     def _build_all(self) -> None:
         if not self._pending:
             return
-        built = {key: self[key] for key in self._order if key in self}
+        built = {key: self[key] for key in self._order}
         extra = {key: value for key, value in super().items() if key not in built}
         super().clear()
         super().update({**built, **extra})  # Gradio's order: the page's blocks first

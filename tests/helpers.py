@@ -1,8 +1,9 @@
-"""Helpers the tests import (fixtures live in conftest.py): ports, waiting for the app, the
-settled `/status`, the browser's recordings."""
+"""Helpers the tests import (fixtures live in conftest.py): ports, waiting for the app, calling an
+endpoint over plain HTTP, the settled `/status`, the browser's recordings."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import urllib.request
@@ -23,6 +24,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def call(url: str, api: str, *args, timeout: float = 30):
+    """One endpoint over plain HTTP (Gradio's call API): the value, or raises with its error."""
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/{api}",
+        data=json.dumps({"data": list(args)}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        event = json.load(response)["event_id"]
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=timeout) as response:
+        lines = response.read().decode().splitlines()
+    kind = next(line.split(": ", 1)[1] for line in lines if line.startswith("event:"))
+    data = json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data:")))
+    if kind != "complete":
+        raise RuntimeError(f"{api} failed: {data}")
+    return data[0]
 
 
 def wait_for_http(url: str, timeout_s: float) -> float:

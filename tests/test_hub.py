@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.slots import SLOTS
-from tests.helpers import ROOT, START_S, wait_for_http
+from tests.helpers import ROOT, START_S, call, wait_for_http
 from tests.hub_repos import SPOKEN_LETTER, default_repos
 from tests.hub_standin import Repo, StandInHub
 
@@ -32,24 +31,6 @@ def hub_env(hub: StandInHub, home: Path, **extra: str) -> dict[str, str]:
         "HF_HUB_DISABLE_XET": "1",
         **extra,
     }
-
-
-def call(url: str, api: str, *args, timeout: float = 30):
-    """One endpoint over plain HTTP (Gradio's call API): the value, or raises with its error."""
-    request = urllib.request.Request(
-        f"{url}gradio_api/call/{api}",
-        data=json.dumps({"data": list(args)}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        event = json.load(response)["event_id"]
-    with urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=timeout) as response:
-        lines = response.read().decode().splitlines()
-    kind = next(line.split(": ", 1)[1] for line in lines if line.startswith("event:"))
-    data = json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data:")))
-    if kind != "complete":
-        raise RuntimeError(f"{api} failed: {data}")
-    return data[0]
 
 
 def transcribe(url: str, clip: str) -> str:

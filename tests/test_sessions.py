@@ -3,15 +3,12 @@ only when read, and a sessionless API call no longer copies the whole page."""
 
 from __future__ import annotations
 
-import json
-
-import httpx
 import pytest
 from gradio.state_holder import SessionState
 
 import app
 from tasks import sessions
-from tests.helpers import free_port
+from tests.helpers import call, free_port
 
 
 @pytest.fixture
@@ -58,33 +55,25 @@ def test_a_block_updated_in_a_session_has_its_new_config_as_in_gradio(demo):
     assert set(lazy) == set(demo.blocks)  # and nothing left unbuilt
 
 
-def call(url: str, endpoint: str, data: list) -> str:
-    with httpx.Client(timeout=60) as client:
-        event = client.post(f"{url}gradio_api/call/{endpoint}", json={"data": data}).json()["event_id"]
-        body = client.get(f"{url}gradio_api/call/{endpoint}/{event}").text
-    assert "event: complete" in body, body[-500:]
-    return json.loads(body.split("data: ")[-1])
-
-
 def test_api_calls_answer_the_same_and_stop_copying_the_page(demo):
     app.serve(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     try:
         url = demo.local_url
         context = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris."
-        lazy = call(url, "answer", [context, "When was the tower built?"])
+        lazy = call(url, "answer", context, "When was the tower built?")
         holder = demo.state_holder
         new = list(holder.session_data.values())[-1]
         assert built(new) <= 4  # its two inputs (and outputs), not the page's ~200 blocks
         sessions.uninstall()
-        eager = call(url, "answer", [context, "When was the tower built?"])
+        eager = call(url, "answer", context, "When was the tower built?")
         assert built(list(holder.session_data.values())[-1]) > 150
-        for answers in (lazy[0], eager[0]):
+        for answers in (lazy, eager):
             for model in ("qa-distilbert", "qa-xlmr"):
                 answers[model].pop("seconds")  # how long it took: the one field that may differ
-        assert lazy == eager and lazy[0]["qa-xlmr"]["alternatives"]  # the same answers, both models
+        assert lazy == eager and lazy["qa-xlmr"]["alternatives"]  # the same answers, both models
         sessions.install()
         for _ in range(5):
-            assert set(call(url, "status", [])[0]) >= {"asr", "kws", "qa-distilbert", "qa-xlmr"}
+            assert set(call(url, "status")) >= {"asr", "kws", "qa-distilbert", "qa-xlmr"}
         assert [built(s) for s in list(holder.session_data.values())[-5:]] == [1] * 5  # its output only
     finally:
         demo.close()
