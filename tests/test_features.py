@@ -23,6 +23,7 @@ from tasks import kws as kws_tab
 from tests.tiny_models import hubert_config
 from train import asr as train_asr
 from train import feature_store as features
+from train import frozen_head
 from train import kws as train_kws
 from train.augment import Augment
 from train.frozen_head import FeatureArguments
@@ -86,7 +87,7 @@ def test_superb_ctc_head_answers_the_same_alone_and_padded(tmp_path):
 # ---- same model, same result ------------------------------------------------------------------
 
 
-def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory(smoke_workdir):
+def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory(smoke_workdir, monkeypatch):
     make_asr_smoke()
     # Batches of 2 clips of different lengths: padding is in play; the head's dropout and time
     # masking draw random numbers in both runs.
@@ -98,7 +99,15 @@ def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory
     assert len(cached) == 12 and max(cached) - min(cached) > 0.1  # it learns: the comparison means something
     np.testing.assert_allclose(cached, live, atol=1e-4, rtol=0)
     assert read_metrics("out/cached")["extra"]["feature_cache"]["train"]["reused"] is False
+    assert read_metrics("out/cached")["extra"]["feature_cache"]["train"]["read_from"].startswith("host")
     assert read_metrics("out/live")["extra"]["feature_cache"] is None
+    # The stores copied to the training device (a GPU's path, taken here on the CPU): every batch
+    # gathered there, padding included, trains the same head.
+    monkeypatch.setattr(frozen_head, "free_device_memory", lambda device: 1 << 40)
+    train_asr.main([*common, "--output_dir", "out/on_device"])
+    np.testing.assert_allclose(losses("out/on_device"), cached, atol=1e-6, rtol=0)
+    on_device = read_metrics("out/on_device")["extra"]["feature_cache"]
+    assert on_device["train"]["reused"] is True and on_device["train"]["read_from"].startswith("cpu device")
     a = HubertForCTC.from_pretrained("out/cached").lm_head.weight
     b = HubertForCTC.from_pretrained("out/live").lm_head.weight
     assert torch.allclose(a, b, atol=1e-4)
@@ -379,6 +388,34 @@ def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dt
     assert dataset.__getitems__([0, 2]).hidden is None and dataset.__getitems__([1]).hidden is not None
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=collate_features)
     assert torch.equal(next(iter(loader))["hidden"], single_batch(store, [0, 1]))
+    # The same store copied to the training device: any batch is one gather there, padding
+    # positions read the zero row after the frames.
+    copy = store.on_device(torch.device("cpu"), chunk_bytes=7)  # chunks of a few rows
+    assert copy.shape[0] == counts.sum() + 1 and not copy[-1].any()
+    on_device = CachedDataset(store, [7, 8, 9], counts * 320, on_device=copy)
+    for order in ([2, 0, 1], [0, 2], [1]):
+        gathered, memmapped = (
+            collate_features(on_device.__getitems__(order)),
+            collate_features(dataset.__getitems__(order)),
+        )
+        assert gathered["frame_counts"] == memmapped["frame_counts"]
+        assert all(torch.equal(gathered[k], memmapped[k]) for k in ("hidden", "frame_lengths", "labels"))
+
+
+def test_stores_go_to_the_device_only_when_they_fit_and_nothing_needs_them_on_the_host(tmp_path, monkeypatch):
+    np.save(tmp_path / "frames.npy", np.zeros((99, 4), np.uint16))  # 99 frames of 8 bytes + the zero row
+    np.save(tmp_path / "index.npy", np.array([[0, 99]]))
+    stores = {"train": features.FeatureStore(tmp_path, {}, True)}
+    cpu = torch.device("cpu")
+    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 0)
+    assert copies == {} and where == "host (memory-mapped)"  # no GPU: nothing to gain
+    monkeypatch.setattr(frozen_head, "free_device_memory", lambda device: 1600)
+    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 0)
+    assert copies["train"].shape == (100, 4) and where.startswith("cpu device (0.00 GB copied")
+    assert frozen_head.device_copies(stores, cpu, 0.49, 0)[0] == {}  # 800 bytes > 49 % of 1600
+    assert frozen_head.device_copies(stores, cpu, 0.0, 0)[0] == {}  # --store_device_share 0
+    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 2)
+    assert copies == {} and "2 loader workers" in where
 
 
 def single_batch(store, order):

@@ -163,6 +163,22 @@ class FeatureStore:
         start, count = self.index[i]
         return self.frames[start : start + count]
 
+    def on_device(self, device: torch.device, chunk_bytes: int = 256 << 20) -> torch.Tensor:
+        """Every stored frame copied to `device`, then one row of zeros that padded positions of a
+        batch gather (`pad_row`). Read in chunks: the memory map is never loaded whole on the host."""
+        rows = len(self.frames)
+        out = torch.zeros((rows + 1, *self.frames.shape[1:]), dtype=as_tensor(self.frames[:0]).dtype, device=device)
+        step = max(1, chunk_bytes // max(1, self.frames[:1].nbytes))
+        for start in range(0, rows, step):
+            end = min(start + step, rows)
+            out[start:end].copy_(as_tensor(np.ascontiguousarray(self.frames[start:end])))
+        return out
+
+    @property
+    def pad_row(self) -> int:
+        """The all-zero row that `on_device` appends."""
+        return len(self.frames)
+
     @staticmethod
     def open(path: Path, key: StoreKey) -> FeatureStore | None:
         """The store at `path` if it is complete and was built for exactly `key`, else None."""

@@ -5,6 +5,7 @@ stored ones, and the arguments that choose between them."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -18,6 +19,8 @@ from core.heads import HeadOutput, encode, head_of, mean_pooling_weights
 from train.augment import Augment
 from train.feature_store import FeatureStore, as_tensor, encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +55,14 @@ class FeatureArguments:
             "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."
         },
     )
+    store_device_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "On a GPU, copy the stores there when together they fit in this share of its free "
+            "memory: each batch is then gathered on the GPU, with no read from disk or copy from the "
+            "host per step. 0 keeps them on the host (memory-mapped)."
+        },
+    )
     store_workers: int = field(
         default=0,
         metadata={
@@ -84,12 +95,21 @@ BUILD_FACTS = (
 
 class CachedDataset(torch.utils.data.Dataset):
     """Stored hidden states + labels; `lengths` (in samples) as the audio dataset's, so length
-    grouping draws the same batches either way."""
+    grouping draws the same batches either way. With `on_device` (the store's frames on the
+    training device, `FeatureStore.on_device`) a batch is gathered there: nothing is read from
+    the memory map or copied to the device per step."""
 
-    def __init__(self, store: FeatureStore, labels: Sequence[Any], lengths: Sequence[int]):
+    def __init__(
+        self,
+        store: FeatureStore,
+        labels: Sequence[Any],
+        lengths: Sequence[int],
+        on_device: torch.Tensor | None = None,
+    ):
         if len(store) != len(labels):
             raise ValueError(f"store has {len(store)} clips, the split {len(labels)}")
         self.store, self.labels, self.lengths = store, list(labels), list(lengths)
+        self.on_device = on_device
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -100,13 +120,24 @@ class CachedDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]) -> StoredBatch:
         """A whole batch at once (the DataLoader asks so when a dataset can): the collator then
         builds it without a Python dict per clip. Equal-length clips (KWS: 1 s each) are read
-        from the memory map in one gather."""
+        from the memory map in one gather; with the store on the device, any batch is."""
         indices = [int(i) for i in indices]
         start, counts = self.store.index[indices, 0], self.store.index[indices, 1]
         hidden = None
-        if len(set(counts.tolist())) == 1:
+        if self.on_device is not None:
+            hidden = gather_rows(self.on_device, start, counts, self.store.pad_row)
+        elif len(set(counts.tolist())) == 1:
             hidden = self.store.frames[start[:, None] + np.arange(int(counts[0]))[None, :]]
         return StoredBatch(self.store, indices, counts.tolist(), [self.labels[i] for i in indices], hidden)
+
+
+def gather_rows(frames: torch.Tensor, start: np.ndarray, counts: np.ndarray, pad_row: int) -> torch.Tensor:
+    """A padded batch [B, max(counts), ...] from a store's frames on a device: one gather, whose
+    padded positions read the zero row `pad_row`. The row numbers travel without waiting for
+    the device (a host sync per step would stall the queue of a ~1 ms step)."""
+    positions = np.arange(int(counts.max()))[None, :]
+    rows = np.where(positions < counts[:, None], start[:, None] + positions, pad_row)
+    return frames[torch.from_numpy(rows).to(frames.device, non_blocking=True)]
 
 
 class StoredBatch(NamedTuple):
@@ -116,7 +147,9 @@ class StoredBatch(NamedTuple):
     indices: list[int]
     counts: list[int]
     labels: list[Any]
-    hidden: np.ndarray | None  # [B, frames, ...] already gathered when every clip has as many frames
+    # [B, frames, ...]: gathered on the device, or from the memory map when every clip has as
+    # many frames; None: the collator pads them.
+    hidden: np.ndarray | torch.Tensor | None
 
 
 def collate_features(items: list[dict[str, Any]] | StoredBatch) -> dict[str, torch.Tensor]:
@@ -128,18 +161,20 @@ def collate_features(items: list[dict[str, Any]] | StoredBatch) -> dict[str, tor
     else:
         counts, labels = [len(f["hidden"]) for f in items], [f["labels"] for f in items]
         hidden = _padded([f["hidden"] for f in items], counts)
+    labels = (
+        pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
+        if isinstance(labels[0], (list, tuple))
+        else torch.tensor(labels)
+    )
+    lengths = torch.tensor(counts)
+    if isinstance(hidden, torch.Tensor):  # gathered on the device: the rest follows, unwaited
+        lengths = lengths.to(hidden.device, non_blocking=True)
+        labels = labels.to(hidden.device, non_blocking=True)
+    else:
+        hidden = as_tensor(hidden)
     # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
     # on the CPU from these without reading anything back.
-    return {
-        "hidden": as_tensor(hidden),
-        "frame_lengths": torch.tensor(counts),
-        "frame_counts": counts,
-        "labels": (
-            pad_sequence([torch.tensor(t) for t in labels], batch_first=True, padding_value=-100)
-            if isinstance(labels[0], (list, tuple))
-            else torch.tensor(labels)
-        ),
-    }
+    return {"hidden": hidden, "frame_lengths": lengths, "frame_counts": counts, "labels": labels}
 
 
 def _padded(rows: list[np.ndarray], counts: list[int]) -> np.ndarray:
@@ -314,8 +349,7 @@ def frozen_head(
         return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
     precision = precision_of(training_args)
     encoder_digest = encoder_fingerprint(model.base_model)
-    datasets = {}
-    stores = {}
+    datasets, stores, built = {}, {}, {}
     for name, split in splits.items():
         if not len(split.audio):
             datasets[name] = split.audio
@@ -334,12 +368,17 @@ def frozen_head(
                 num_workers=features.cache_workers,
                 name=name,
             )
-        datasets[name] = CachedDataset(store, split.labels, split.audio.lengths)
+        built[name] = store
         stores[name] = {
             "path": str(store.path),
             "reused": store.reused,
             **{k: store.manifest.get(k) for k in BUILD_FACTS},
         }
+    copies, placement = device_copies(built, training_args.device, features.store_device_share, features.store_workers)
+    logger.info("feature cache: training reads the stores from the %s", placement)
+    for name, store in built.items():
+        datasets[name] = CachedDataset(store, splits[name].labels, splits[name].audio.lengths, copies.get(name))
+        stores[name]["read_from"] = placement
     # Workers were for decoding audio; the stores need none (the builds above used them).
     # The loss check the Trainer makes on every step (`logging_nan_inf_filter`) reads the loss
     # back from the GPU: a host sync per ~1 ms head step. Off here, a NaN or inf loss shows in
@@ -350,5 +389,31 @@ def frozen_head(
         dataloader_persistent_workers=training_args.dataloader_persistent_workers and features.store_workers > 0,
         logging_nan_inf_filter=False,
         remove_unused_columns=False,  # its wrapper would take a `StoredBatch` apart item by item
+        dataloader_pin_memory=training_args.dataloader_pin_memory and not copies,  # batches already there
     )
     return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Bytes free on a GPU; None elsewhere (a host's stores stay memory-mapped)."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+
+
+def device_copies(
+    stores: dict[str, FeatureStore], device: torch.device, share: float, workers: int
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Every store's frames on `device` when they fit together in `share` of its free memory
+    (else none: a run reads all its splits the same way), and where training reads them from."""
+    free = free_device_memory(device)
+    need = sum(store.frames.nbytes + store.frames[:1].nbytes for store in stores.values())
+    if free is None or share <= 0 or not stores:
+        return {}, "host (memory-mapped)"
+    if workers > 0:
+        return {}, f"host (memory-mapped; {workers} loader workers cannot use the GPU's copy)"
+    if need > share * free:
+        return {}, (
+            f"host (memory-mapped; {need / 1e9:.2f} GB is more than {share:.0%} of the "
+            f"{free / 1e9:.1f} GB free on the {device.type} device)"
+        )
+    copies = {name: store.on_device(device) for name, store in stores.items()}
+    return copies, f"{device.type} device ({need / 1e9:.2f} GB copied there; {free / 1e9:.1f} GB were free)"
