@@ -26,7 +26,7 @@ fi
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
-SECTIONS=${SECTIONS:-check speed asr kws e2e loading compile}
+SECTIONS=${SECTIONS:-check speed build asr kws e2e loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # 0. The KWS head's CUDA-graph step against the eager one, step for step.
@@ -35,6 +35,11 @@ on check && timeout 120 $PY -m bench.graph_check 2>&1 | grep -v Warning | tee "$
 # 1. The report's recipes against the defaults (and the SUPERB heads), real sizes on a GPU.
 on speed && timeout 300 $PY -m bench.train_speed --superb --repeat 5 ${TINY:+--tiny} --json "$OUT/train_speed.json" 2>&1 \
   | grep -v Warning | tee "$OUT/train_speed.log"
+
+# 1b. Where a store build's time goes: the encoder on build-shaped batches per precision, with and
+#     without the padding-proof front end, and the copy to the host (bench/store_build.py).
+on build && timeout 150 $PY -m bench.store_build ${TINY:+--tiny} --json "$OUT/store_build.json" 2>&1 \
+  | grep -v -i warn | tee "$OUT/store_build.log"
 
 # 2. train.asr with the report's config on a random-init DistilHuBERT-size encoder, precision
 #    auto (bf16 on a GPU that has it): stored features, live encoder, SUPERB head; 300 steps each.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -70,25 +72,44 @@ def transcript(rng: np.random.Generator, seconds: float) -> str:
     return " ".join(words).upper()
 
 
+def _write(job: tuple[Path, tuple[int, ...], float, int, str]) -> None:
+    """One file: its audio drawn from its own seed, so a tree is the same however many processes
+    write it."""
+    path, seed, seconds, rate, subtype = job
+    audio = utterance(np.random.default_rng(seed), seconds)
+    if rate != RATE:
+        audio = resample_poly(audio, rate // math.gcd(rate, RATE), RATE // math.gcd(rate, RATE))
+    sf.write(path, audio, rate, subtype=subtype)
+
+
+def _write_all(jobs: list[tuple[Path, tuple[int, ...], float, int, str]]) -> None:
+    """Every file, by one process per core (a real-size tree is tens of thousands of files)."""
+    workers = min(len(os.sched_getaffinity(0)), max(1, len(jobs) // 64))
+    if workers <= 1:
+        for job in jobs:
+            _write(job)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_write, jobs, chunksize=64))
+
+
 def librispeech_like(root: Path, counts: dict[str, int], seed: int = 0, rate: int = RATE) -> list[float]:
     """Write the tree (files at `rate`: other than 16 kHz, loading must resample); returns every
     utterance's length in seconds."""
     rng = np.random.default_rng(seed)
-    lengths = []
-    for split, count in counts.items():
+    lengths, jobs = [], []
+    for number, (split, count) in enumerate(counts.items()):
         folder = Path(root) / FOLDERS[split] / "19" / "198"
         folder.mkdir(parents=True, exist_ok=True)
         lines = []
         for i in range(count):
             seconds = float(np.clip(rng.normal(12.7, 3.3), 1.5, 20.0))
             utt = f"19-198-{i:04d}"
-            audio = utterance(rng, seconds)
-            if rate != RATE:
-                audio = resample_poly(audio, rate // math.gcd(rate, RATE), RATE // math.gcd(rate, RATE))
-            sf.write(folder / f"{utt}.flac", audio, rate)
+            jobs.append((folder / f"{utt}.flac", (seed, number, i), seconds, rate, "PCM_16"))
             lines.append(f"{utt} {transcript(rng, seconds)}")
             lengths.append(seconds)
         (folder / "19-198.trans.txt").write_text("\n".join(lines) + "\n")
+    _write_all(jobs)
     return lengths
 
 
@@ -98,15 +119,17 @@ def speech_commands_like(root: Path, counts: dict[str, int], seed: int = 0) -> N
     rng = np.random.default_rng(seed)
     words = [*KEYWORDS, "bed", "bird", "cat", "dog", "happy", "house"]
     lists: dict[str, list[str]] = {"validation": [], "test": []}
-    for split, count in counts.items():
+    jobs = []
+    for number, (split, count) in enumerate(counts.items()):
         for i in range(count):
             word = words[i % len(words)]
             seconds = 1.0 if rng.random() > 0.1 else rng.uniform(0.5, 1.0)
             name = f"{split[:2]}{i:05d}_nohash_0.wav"
             (Path(root) / word).mkdir(parents=True, exist_ok=True)
-            sf.write(Path(root) / word / name, utterance(rng, seconds), RATE, subtype="PCM_16")
+            jobs.append((Path(root) / word / name, (seed, number, i), seconds, RATE, "PCM_16"))
             if split in lists:
                 lists[split].append(f"{word}/{name}")
+    _write_all(jobs)
     for split, names in lists.items():
         (Path(root) / f"{split.replace('test', 'testing')}_list.txt").write_text("\n".join(names) + "\n")
     (Path(root) / "_background_noise_").mkdir(parents=True, exist_ok=True)

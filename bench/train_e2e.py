@@ -9,8 +9,9 @@ on the weights).
     python -m bench.train_e2e                  # on a GPU: DistilHuBERT-size encoder; on CPU: tiny
     python -m bench.train_e2e --tiny --tasks kws --json out.json
 
-Prints each run's phases from its metrics.json (data listing, model + store build, training,
-evaluation; start-up and publishing are the rest of the process's wall time), the store build's
+Prints each run's phases from its metrics.json (start-up: the interpreter and imports; setup:
+arguments and seed; data listing; model + store build; training; evaluation; publishing and the
+process's exit are the rest of its wall time), the store build's
 audio-seconds per second and what bound it, and the end-to-end ratios report / default.
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-PHASES = ("data", "features", "train", "evaluate")
+PHASES = ("start-up", "setup", "data", "features", "train", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def summary(name: str, result: dict) -> dict:
     metrics = result["metrics"]
     phases = metrics.get("extra", {}).get("phases_s", {})
     row = {"run": name, "process_s": result["process_s"], **{p: phases.get(p, 0.0) for p in PHASES}}
-    row["start-up + publish"] = round(result["process_s"] - sum(phases.values()), 2)
+    row["publish + exit"] = round(result["process_s"] - sum(phases.values()), 2)
     stores = metrics.get("extra", {}).get("feature_cache") or {}
     train_store = stores.get("train") or {}
     if train_store:
@@ -110,8 +111,11 @@ def summary(name: str, result: dict) -> dict:
         if built:
             row["build_s"] = round(sum(s["build_seconds"] for s in built), 2)
             row["audio_s_per_s"] = train_store.get("audio_seconds_per_second")
+            row["decode_wait_s"] = round(sum(s.get("decode_wait_seconds") or 0 for s in built), 2)
+            row["encoder_s"] = round(sum(s.get("encoder_seconds") or 0 for s in built), 2)
             row["bound_by"] = train_store.get("bound_by")
             row["decode_workers"] = train_store.get("workers")
+        row["read_from"] = (train_store.get("read_from") or "").split(" (")[0]
     losses = [h["loss"] for h in metrics.get("history", []) if "loss" in h]
     row["last_loss"] = round(losses[-1], 4) if losses else None
     steps = max((h["step"] for h in metrics.get("history", []) if "step" in h), default=0)
@@ -187,8 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"device": device, "tiny": tiny, "tasks": {}}
     for name in args.tasks:
         results["tasks"][name] = bench_task(name, TASKS[name], args.work, tiny, encoder, args.epochs)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        if args.json:  # after each task: a run cut short keeps what it measured
+            args.json.write_text(json.dumps(results, indent=2))
     return results
 
 

@@ -81,6 +81,26 @@ def test_train_e2e_runs_each_script_three_ways_and_reports_where_the_time_goes(t
         assert abs(report["last_loss"] - built["last_loss"]) < 1e-3 and built["last_loss"] == reused["last_loss"]
         for row in task["rows"]:  # the phases lie inside the process's wall time
             phases = sum(row[p] for p in train_e2e.PHASES)
-            assert 0 < phases < row["process_s"] and row["start-up + publish"] > 0
+            assert 0 < phases < row["process_s"] and row["publish + exit"] > 0
+            assert 1 < row["start-up"] < row["process_s"]  # the interpreter and the imports, before main
         assert task["ratios"]["built"] == round(report["process_s"] / built["process_s"], 2)
         assert task["ratios"]["reused"] == round(report["process_s"] / reused["process_s"], 2)
+
+
+def test_store_build_times_each_precision_with_and_without_the_padding_proof_front_end(tmp_path):
+    from bench import store_build
+
+    out = tmp_path / "build.json"
+    results = store_build.main(["--tiny", "--batches", "2", "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    for task, row in results["tasks"].items():
+        assert row["audio_seconds"] > 0 and len(row["batches"]) == 2, task
+        assert set(row["audio_s_per_s"]) == {
+            f"{variant}, {front}"
+            for variant in ("fp32", "bf16 autocast (the build)")
+            for front in ("padding-proof", "plain front end")
+        }
+        assert all(speed > 0 for speed in row["audio_s_per_s"].values())
+        assert row["copy"]["pageable_ms"] >= 0 and row["copy"]["mb_per_batch"] >= 0
+    # ASR's batches are length-grouped (several clips, padded); KWS's are 1 s clips.
+    assert results["tasks"]["asr"]["batches"][0] >= 1 and results["tasks"]["kws"]["batches"] == [8, 8]

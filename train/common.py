@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
@@ -123,9 +124,15 @@ class Run:
 def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
     """Parse (the last type must be TrainingArguments, the one before it RunArguments), set up
     logging and the seed."""
+    started = time.time()
     *arguments, parsed = parse_args(dataclass_types, argv)
     training_args = setup(parsed, arguments[-1], *arguments[:-1])
-    return Run(tuple(arguments), training_args, Path(parsed.output_dir), time.time())
+    run = Run(tuple(arguments), training_args, Path(parsed.output_dir), started)
+    # Before this: the interpreter and the imports (torch, transformers' Trainer), a few seconds
+    # of every run that no training setting changes.
+    run.phases["start-up"] = round(started - psutil.Process().create_time(), 3)
+    run.phases["setup"] = round(time.time() - started, 3)
+    return run
 
 
 def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple:
