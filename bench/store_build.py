@@ -25,7 +25,7 @@ from transformers import HubertModel
 from bench.train_speed import hubert_config, librispeech_seconds
 from core.audio import TARGET_RATE
 from core.heads import encode
-from train.feature_store import length_batches
+from train.feature_store import _pad_audio, length_batches
 
 RATE = TARGET_RATE
 
@@ -117,10 +117,12 @@ def main(argv: list[str] | None = None) -> dict:
     for task in ("asr", "kws"):
         lengths = batches_of(task, args.cache_batch_seconds, args.batches, tiny)
         audio = []
-        for n in lengths:
-            values = torch.randn(len(n), int(n.max())) * (torch.arange(int(n.max()))[None, :] < n[:, None])
-            audio.append((values.to(device), n.to(device)))
-        seconds = float(sum(n.sum() for n in lengths)) / RATE
+        batch_samples = int(args.cache_batch_seconds * RATE) if not tiny else 4 * RATE
+        for n in lengths:  # shaped as the build pads them: its bucket's rows and length
+            _, values, padded = _pad_audio([(i, np.ones(int(x), np.float32)) for i, x in enumerate(n)], batch_samples)
+            values = torch.randn(values.shape) * values
+            audio.append((values.to(device), padded.to(device)))
+        seconds = float(sum(n.sum() for n in lengths)) / RATE  # real audio, not the padding
         rows = {}
         for variant, (model, dtype, autocast) in variants(encoder, device).items():
             for padded in (True, False):

@@ -422,3 +422,45 @@ def single_batch(store, order):
     from torch.nn.utils.rnn import pad_sequence
 
     return pad_sequence([store[i] for i in order], batch_first=True)
+
+
+def test_build_batches_come_in_a_few_shapes_and_every_clip_is_stored_once(tmp_path):
+    rate = features.RATE
+    assert features.bucket_samples(rate) == rate and features.bucket_samples(rate - 1) == rate
+    assert features.bucket_samples(rate + 1) == 20_000 and features.bucket_samples(20_000) == 20_000
+    for length in (1, 777, 12_345, 16_001, 99_999, 320_000):
+        padded = features.bucket_samples(length)
+        assert length <= padded < 1.25 * length + 2, length
+    rng = np.random.default_rng(0)
+    lengths = (np.clip(rng.normal(12.7, 3.3, 500), 1.5, 20.0) * rate).astype(int).tolist()
+    batches = features.length_batches(lengths, 320 * rate)
+    assert sorted(i for batch in batches for i in batch) == list(range(500))
+    shapes = set()
+    for batch in batches:
+        ids, audio, sample_lengths = features._pad_audio(
+            [(i, np.ones(lengths[i], np.float32)) for i in batch], 320 * rate
+        )
+        assert ids == batch and audio.shape[1] == features.bucket_samples(max(lengths[i] for i in batch))
+        assert sample_lengths[: len(batch)].tolist() == [lengths[i] for i in batch]
+        assert (sample_lengths[len(batch) :] == audio.shape[1]).all()  # filler rows: full-length silence
+        assert audio.shape[0] * audio.shape[1] <= 320 * rate and audio[len(batch) :].abs().sum() == 0
+        shapes.add(tuple(audio.shape))
+    # 500 utterances in ~26 length-sorted batches of as many shapes before; one shape per bucket now.
+    assert len(shapes) == len({features.bucket_samples(n) for n in lengths}) <= 12
+
+
+def test_a_build_with_filler_rows_stores_what_each_clip_gives_alone(tmp_path):
+    encoder, clips, key = store_inputs(tmp_path)
+    # 3 clips of 4,000, 5,000 and 6,000 samples: three buckets, so three batches of one clip, each
+    # filled up with rows of silence (4 rows at the longest bucket).
+    budget = 4 * features.bucket_samples(6_000)
+    assert features.length_batches(clips.lengths, budget) == [[2], [1], [0]]
+    assert features.bucket_rows(features.bucket_samples(6_000), budget) == 4
+    store = features.open_or_build(
+        tmp_path, key, clips, encoder, device=torch.device("cpu"), batch_seconds=budget / features.RATE
+    )
+    assert len(store) == 3 and store.manifest["audio_seconds"] == pytest.approx(15_000 / features.RATE, abs=1e-3)
+    for i in range(3):
+        with torch.no_grad():
+            alone = encoder(torch.from_numpy(clips[i]["input_values"])[None]).last_hidden_state[0]
+        assert torch.allclose(store[i], alone, atol=1e-5)

@@ -14,9 +14,12 @@ the final name (staging folder + rename, as checkpoints are published).
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -28,7 +31,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
 
 from core.audio import TARGET_RATE
 from core.checkpoint import publish
@@ -251,7 +253,7 @@ def open_or_build(
     loader = torch.utils.data.DataLoader(
         _Indexed(source),
         num_workers=decode_workers(len(batches)) if num_workers is None else num_workers,
-        collate_fn=_pad_audio,
+        collate_fn=functools.partial(_pad_audio, batch_samples=int(batch_seconds * RATE)),
         batch_sampler=batches,
     )
     with publish(path, check=_check_complete) as staging:
@@ -295,18 +297,42 @@ def _check_complete(folder: Path) -> None:
         raise RuntimeError(f"feature store {folder} was not completed")
 
 
+# Padded lengths of a build's batches grow by this factor from one shape to the next. A GPU's
+# convolution library plans every new input shape once per process (measured on an H100: ~90 ms
+# a shape for the encoder's conv front end, docs/BENCHMARKS.md). Length-sorted batches are each
+# a shape of their own, so an ASR build spent more time planning than computing; with buckets it
+# meets a dozen shapes, at the cost of padding (at most 25 %, ~11 % on average; the front end is
+# padding-proof, so the stored values do not change).
+BUCKET_RATIO = 1.25
+
+
+def bucket_samples(length: int) -> int:
+    """The padded length of a batch whose longest clip has `length` samples: the smallest
+    RATE * BUCKET_RATIO**k (k whole) at or above it (1 s clips stay 1 s)."""
+    k = math.floor(math.log(max(length, 1) / RATE, BUCKET_RATIO)) - 1
+    while _edge(k) < length:
+        k += 1
+    return _edge(k)
+
+
+def _edge(k: int) -> int:
+    return math.ceil(RATE * BUCKET_RATIO**k)
+
+
+def bucket_rows(padded: int, batch_samples: int, max_items: int = 256) -> int:
+    """Clips per batch at a padded length: as many as `batch_samples` holds, at most `max_items`."""
+    return max(1, min(max_items, batch_samples // padded))
+
+
 def length_batches(lengths: Sequence[int], batch_samples: int, max_items: int = 256) -> list[list[int]]:
-    """Clips sorted by length, cut into batches whose padded size stays under `batch_samples`."""
+    """Clips sorted by length, grouped by their bucket (`bucket_samples`) and cut into batches of
+    `bucket_rows` clips: every batch of a bucket has one shape once `_pad_audio` fills its last."""
+    order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
     batches: list[list[int]] = []
-    for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
-        if (
-            batches
-            and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_samples
-            and len(batches[-1]) < max_items
-        ):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
+    for padded, group in itertools.groupby(order, key=lambda j: bucket_samples(lengths[j])):
+        clips = list(group)
+        rows = bucket_rows(padded, batch_samples, max_items)
+        batches += [clips[i : i + rows] for i in range(0, len(clips), rows)]
     return batches
 
 
@@ -321,9 +347,19 @@ class _Indexed(torch.utils.data.Dataset):
         return i, np.asarray(self.source[i]["input_values"], np.float32)
 
 
-def _pad_audio(items: list[tuple[int, np.ndarray]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    audio = [torch.from_numpy(x) for _, x in items]
-    return [i for i, _ in items], pad_sequence(audio, batch_first=True), torch.tensor([len(x) for x in audio])
+def _pad_audio(
+    items: list[tuple[int, np.ndarray]], batch_samples: int, max_items: int = 256
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The clips' ids, and their audio padded to their bucket's shape: [bucket_rows, bucket_samples];
+    rows past the clips are silence of the full length (computed, never stored)."""
+    padded = bucket_samples(max(len(x) for _, x in items))
+    rows = max(len(items), bucket_rows(padded, batch_samples, max_items))
+    audio = torch.zeros(rows, padded)
+    lengths = torch.full((rows,), padded)
+    for row, (_, x) in enumerate(items):
+        audio[row, : len(x)] = torch.from_numpy(x)
+        lengths[row] = len(x)
+    return [i for i, _ in items], audio, lengths
 
 
 @torch.no_grad()
@@ -367,12 +403,12 @@ def _build(
         hidden = hidden.to(compute).cpu()
         encoding += time.perf_counter() - tick
         hidden = (hidden.view(torch.uint16) if compute == torch.bfloat16 else hidden).numpy()
-        for row, (i, n) in enumerate(zip(ids, counts.tolist(), strict=True)):
+        for row, (i, n) in enumerate(zip(ids, counts[: len(ids)].tolist(), strict=True)):
             if n > frames[i]:
                 raise RuntimeError(f"clip {i} gave {n} frames, more than the {frames[i]} its length promised")
             store[offsets[i] : offsets[i] + n] = hidden[row, :n]
             index[i, 1] = n
-        audio_samples += int(lengths.sum())
+        audio_samples += int(lengths[: len(ids)].sum())
     store.flush()
     del store
     encoder.train(was_training).to(home)
