@@ -13,11 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import Word, decode_predictions, word_times
-from core.padding import padding_proof
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
 # network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
@@ -56,7 +54,6 @@ class Windows:
         return self.window - 2 * self.stride
 
 
-@torch.inference_mode()
 def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     """Greedy frame ids for each audio piece, cut at its true frame count (one batch).
 
@@ -68,17 +65,22 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     Returns:
         One [T_i] array of frame ids per piece.
     """
-    inputs = extractor(
-        pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-    )
-    device = next(model.parameters()).device
-    mask = inputs.attention_mask.to(device)
-    # The last window is shorter: padding must not shift its features (see core.heads).
-    with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
-        logits = model(inputs.input_values.to(device), attention_mask=mask).logits
-    lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
-    ids = logits.argmax(-1).cpu().numpy()
-    return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]
+    import torch  # here: the app answers before torch is imported (models load after)
+
+    from core.padding import padding_proof
+
+    with torch.inference_mode():
+        inputs = extractor(
+            pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+        )
+        device = next(model.parameters()).device
+        mask = inputs.attention_mask.to(device)
+        # The last window is shorter: padding must not shift its features (see core.heads).
+        with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
+            logits = model(inputs.input_values.to(device), attention_mask=mask).logits
+        lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
+        ids = logits.argmax(-1).cpu().numpy()
+        return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]
 
 
 def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_size: int = 4) -> np.ndarray:

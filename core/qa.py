@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from core.errors import InputError, json_kind
+
+if TYPE_CHECKING:
+    import torch
 
 WINDOW = 384  # tokens per window, as the models were fine-tuned
 STRIDE = 128  # tokens shared by neighbouring windows
@@ -247,7 +249,6 @@ def default_threshold(metrics: dict[str, Any] | None) -> float:
     return float(extra.get("null_score_diff_threshold", 0.0))
 
 
-@torch.inference_mode()
 def answer(
     model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0, batch_size: int = 16
 ) -> Prediction:
@@ -267,26 +268,29 @@ def answer(
     Raises:
         QuestionTooLong: the question takes more than half a window.
     """
-    length = window_length(model.config)
-    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    if question_tokens > length // 2:
-        raise QuestionTooLong(
-            f"The question is {question_tokens} tokens long for {model.config.model_type}; "
-            f"at most {length // 2} leave room for the context."
-        )
-    example = Example("q", question, context)
-    features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
-    device = next(model.parameters()).device
-    ids = features.encodings["input_ids"]
-    starts: list[np.ndarray] = []
-    ends: list[np.ndarray] = []
-    for b in range(0, len(ids), batch_size):
-        rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
-        batch = tokenizer.pad(rows, return_tensors="pt")
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        starts += list(out.start_logits.float().cpu().numpy())
-        ends += list(out.end_logits.float().cpu().numpy())
-    return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+    import torch  # here: the app answers before torch is imported (models load after)
+
+    with torch.inference_mode():
+        length = window_length(model.config)
+        question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+        if question_tokens > length // 2:
+            raise QuestionTooLong(
+                f"The question is {question_tokens} tokens long for {model.config.model_type}; "
+                f"at most {length // 2} leave room for the context."
+            )
+        example = Example("q", question, context)
+        features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
+        device = next(model.parameters()).device
+        ids = features.encodings["input_ids"]
+        starts: list[np.ndarray] = []
+        ends: list[np.ndarray] = []
+        for b in range(0, len(ids), batch_size):
+            rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
+            batch = tokenizer.pad(rows, return_tensors="pt")
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            starts += list(out.start_logits.float().cpu().numpy())
+            ends += list(out.end_logits.float().cpu().numpy())
+        return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
 
 
 def _stack(rows: list[np.ndarray]) -> np.ndarray:

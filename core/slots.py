@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub, loading, onnx_serving
+from core import hub, loading
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
 from core.slot_table import SLOTS, SlotSpec
@@ -288,6 +288,8 @@ class Slot:
             model, processor, path = self._from_hub(remote, generation)
         device = loading.best_device()
         model.to(device).eval()
+        from core import onnx_serving  # torch: imported when the first model loads, not before the app answers
+
         model, precision = onnx_serving.for_serving(self.spec.kind, model, path, device)
         metrics, warnings = None, []
         try:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from core import keywords
 from core.audio import TARGET_RATE, StreamResampler
@@ -39,7 +38,6 @@ def fit_window(samples: np.ndarray) -> np.ndarray:
     return np.pad(samples, (pad // 2, pad - pad // 2))
 
 
-@torch.inference_mode()
 def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
 
@@ -52,13 +50,16 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
     Returns:
         [len(windows), num_labels] float32.
     """
-    rows = []
-    device = next(model.parameters()).device
-    for b in range(0, len(windows), batch_size):
-        inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
-        logits = model(inputs.input_values.to(device)).logits
-        rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    return np.concatenate(rows)
+    import torch  # here: the app answers before torch is imported (models load after)
+
+    with torch.inference_mode():
+        rows = []
+        device = next(model.parameters()).device
+        for b in range(0, len(windows), batch_size):
+            inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
+            logits = model(inputs.input_values.to(device)).logits
+            rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        return np.concatenate(rows)
 
 
 def level_dbfs(samples: np.ndarray) -> float:
