@@ -12,8 +12,9 @@ speed depends on the token count, not on which tokens), so one context fills exa
 window for each model.
 
 Prints per endpoint: its p50 over plain HTTP (upload excluded), the raw int8 forward of the same
-input (what the app serves), the server's own overhead (the difference), and the raw fp32
-forward; for QA also the two models one after the other and side by side. Also the app's time
+input (what the app serves), the server's own overhead (the difference), and the raw torch fp32
+forward, all three called in turn so that the ratios come from the same minutes; for QA also the
+two models one after the other and side by side. Also the app's time
 from launch to its first answer (a separate `python app.py` process).
 """
 
@@ -118,21 +119,23 @@ def http():
     return httpx.Client(timeout=600)
 
 
-def paired(served, raw, repeat: int) -> tuple[float, float, float]:
-    """p50 of `served`, p50 of `raw`, and the median of (served − raw) over calls made in turn."""
+def paired(served, raw, fp32, repeat: int) -> tuple[float, float, float, float]:
+    """p50 of `served`, p50 of `raw` (int8), the median of (served − raw) and p50 of `fp32`, over
+    calls made in turn: the machine's drift moves all three alike, so their ratios hold."""
     with torch.inference_mode():
-        served(), raw()  # warm up
-        pairs = []
+        served(), raw(), fp32()  # warm up
+        rows = []
         for _ in range(repeat):
-            start = time.perf_counter()
-            served()
-            middle = time.perf_counter()
-            raw()
-            pairs.append((middle - start, time.perf_counter() - middle))
+            ticks = [time.perf_counter()]
+            for call in (served, raw, fp32):
+                call()
+                ticks.append(time.perf_counter())
+            rows.append([b - a for a, b in zip(ticks, ticks[1:], strict=False)])
     return (
-        statistics.median(a for a, _ in pairs),
-        statistics.median(b for _, b in pairs),
-        statistics.median(a - b for a, b in pairs),
+        statistics.median(r[0] for r in rows),
+        statistics.median(r[1] for r in rows),
+        statistics.median(r[0] - r[1] for r in rows),
+        statistics.median(r[2] for r in rows),
     )
 
 
@@ -254,39 +257,44 @@ def main(argv: list[str] | None = None) -> list[dict]:
     url = demo.local_url
     files = {seconds: upload(url, path) for seconds, path in clips.items()}
 
-    def int8_pair() -> None:
+    def qa_pair(models: dict) -> None:
         for name in QA_NAMES:
-            int8[name](**pair_inputs[name])
+            models[name](**pair_inputs[name])
 
-    # Each endpoint call alternates with the raw int8 forward of the same input, so the machine's
-    # drift (±15 % from minute to minute here) moves both alike; overhead = median of the differences.
+    fp32 = {name: model for name, (model, _) in torch_models.items()}
+    # Each endpoint call alternates with the raw int8 and the torch fp32 forward of the same
+    # input, so the machine's drift (±15 % from minute to minute here) moves all three alike;
+    # overhead = median of the differences, and the ratio to fp32 comes from the same turns.
     served = {
-        "/status": paired(lambda: call_http(url, "status", []), lambda: None, args.repeat),
-        "/answer": paired(lambda: call_http(url, "answer", [context, QUESTION]), int8_pair, args.repeat),
-        "/spot 1 s": paired(lambda: call_http(url, "spot", [files[1]]), lambda: int8["kws"](audio[1]), args.repeat),
+        "/status": paired(lambda: call_http(url, "status", []), lambda: None, lambda: None, args.repeat),
+        "/answer": paired(
+            lambda: call_http(url, "answer", [context, QUESTION]),
+            lambda: qa_pair(int8),
+            lambda: qa_pair(fp32),
+            args.repeat,
+        ),
+        "/spot 1 s": paired(
+            lambda: call_http(url, "spot", [files[1]]),
+            lambda: int8["kws"](audio[1]),
+            lambda: fp32["kws"](audio[1]),
+            args.repeat,
+        ),
     }
     for seconds in (5, 30):
         served[f"/transcribe {seconds} s"] = paired(
             lambda s=seconds: call_http(url, "transcribe", [files[s]]),
             lambda s=seconds: int8["asr"](audio[s]),
+            lambda s=seconds: fp32["asr"](audio[s]),
             args.repeat,
         )
     demo.close()
     started = launch_s(root)
 
     # 3. The table.
-    fp32_time = {
-        "/status": 0.0,
-        "/answer": sum(raw[n]["fp32"] for n in QA_NAMES),
-        "/spot 1 s": raw["kws 1 s"]["fp32"],
-        "/transcribe 5 s": raw["asr 5 s"]["fp32"],
-        "/transcribe 30 s": raw["asr 30 s"]["fp32"],
-    }
     rows = []
     print(f"QA context: {windows} tokens (question + context) per model; {torch.get_num_threads()} torch threads")
     print(f"{'endpoint':<18} {'HTTP p50':>9} {'int8 raw':>9} {'overhead':>9} {'fp32 raw':>9} {'p50 / fp32':>10}")
-    for endpoint, (p, int8_s, overhead) in served.items():
-        fp32_s = fp32_time[endpoint]
+    for endpoint, (p, int8_s, overhead, fp32_s) in served.items():
         rows.append(
             {
                 "endpoint": endpoint,

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -145,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             "copy": copies,
         }
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return results
 
 
