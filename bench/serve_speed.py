@@ -119,9 +119,11 @@ def http():
     return httpx.Client(timeout=600)
 
 
-def paired(served, raw, fp32, repeat: int) -> tuple[float, float, float, float]:
-    """p50 of `served`, p50 of `raw` (int8), the median of (served − raw) and p50 of `fp32`, over
-    calls made in turn: the machine's drift moves all three alike, so their ratios hold."""
+def paired(served, raw, fp32, repeat: int) -> tuple[float, float, float, float | None]:
+    """p50 of `served`, p50 of `raw` (int8), the median of (served − raw) and p50 of `fp32` (None:
+    no model), over calls made in turn: the machine's drift moves all three alike."""
+    if fp32 is None:
+        return (*paired(served, raw, lambda: None, repeat)[:3], None)
     with torch.inference_mode():
         served(), raw(), fp32()  # warm up
         rows = []
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # input, so the machine's drift (±15 % from minute to minute here) moves all three alike;
     # overhead = median of the differences, and the ratio to fp32 comes from the same turns.
     served = {
-        "/status": paired(lambda: call_http(url, "status", []), lambda: None, lambda: None, args.repeat),
+        "/status": paired(lambda: call_http(url, "status", []), lambda: None, None, args.repeat),
         "/answer": paired(
             lambda: call_http(url, "answer", [context, QUESTION]),
             lambda: qa_pair(int8),
@@ -308,7 +310,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ratio = f"{p / fp32_s:10.2f}" if fp32_s else f"{'-':>10}"
         print(
             f"{endpoint:<18} {p * 1e3:7.0f}ms {int8_s * 1e3:7.0f}ms {overhead * 1e3:7.0f}ms "
-            f"{fp32_s * 1e3:7.0f}ms {ratio}"
+            f"{(fp32_s or 0) * 1e3:7.0f}ms {ratio}"
         )
     for label, seconds in pair.items():
         print(f"QA pair int8, {label}: {seconds * 1e3:.0f} ms")
