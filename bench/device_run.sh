@@ -4,7 +4,7 @@
 #   TINY=1 bash bench/device_run.sh     # the same steps with tiny sizes, to try it on a CPU
 #   SECTIONS="check speed kws" bash bench/device_run.sh   # some of them
 # Wheels of the pinned transformers & co in .whl/ (if present) are installed first: a GPU image's
-# own transformers may be older than requirements.txt.
+# own transformers may be older than requirements.txt. `bash bench/device_wheels.sh` fetches them.
 set -uo pipefail
 OUT=${OUT:-outputs/device}
 mkdir -p "$OUT"
