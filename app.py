@@ -67,7 +67,10 @@ def serve(
     `started` once it answers; `launch` is passed on (with `prevent_thread_lock`, this returns)."""
     sessions.install()  # a session's config copy built on first use: 41 ms and ~330 KB less per session
     block = not launch.pop("prevent_thread_lock", False)
-    demo.queue().launch(
+    # Queue positions sent to waiting visitors once a second, not at every job's start: under 50
+    # visitors each start sent a message to every queued one, work the server's event loop (which
+    # also answers /status) did between requests.
+    demo.queue(status_update_rate=1).launch(
         server_name=host,
         server_port=port,
         max_file_size=f"{UPLOAD_MAX_MB:g}mb",
