@@ -27,8 +27,8 @@ from core.audio import TARGET_RATE
 from core.ctc import build_char_vocab, make_processor
 from train.asr import CTCCollator, SpeechDataset
 from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
-from train.frozen_head import CachedDataset, collate_features
 from train.librispeech import load_local
+from train.stored_batches import CachedDataset, collate_features
 
 
 def loading_rate(dataset: SpeechDataset, collator: CTCCollator, workers: int, batch: int = 16) -> float:

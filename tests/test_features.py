@@ -23,8 +23,8 @@ from tasks import kws as kws_tab
 from tests.tiny_models import hubert_config
 from train import asr as train_asr
 from train import feature_store as features
-from train import frozen_head
 from train import kws as train_kws
+from train import stored_batches
 from train.augment import Augment
 from train.frozen_head import FeatureArguments
 
@@ -103,7 +103,7 @@ def test_asr_head_trained_on_stored_features_follows_the_live_encoder_trajectory
     assert read_metrics("out/live")["extra"]["feature_cache"] is None
     # The stores copied to the training device (a GPU's path, taken here on the CPU): every batch
     # gathered there, padding included, trains the same head.
-    monkeypatch.setattr(frozen_head, "free_device_memory", lambda device: 1 << 40)
+    monkeypatch.setattr(stored_batches, "free_device_memory", lambda device: 1 << 40)
     train_asr.main([*common, "--output_dir", "out/on_device"])
     np.testing.assert_allclose(losses("out/on_device"), cached, atol=1e-6, rtol=0)
     on_device = read_metrics("out/on_device")["extra"]["feature_cache"]
@@ -367,7 +367,7 @@ def test_graphed_step_pads_frames_without_changing_the_loss_and_falls_back_past_
 def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dtype):
     from torch.nn.utils.rnn import pad_sequence
 
-    from train.frozen_head import CachedDataset, collate_features
+    from train.stored_batches import CachedDataset, collate_features
 
     counts = np.array([5, 2, 4])
     np.save(tmp_path / "frames.npy", np.random.default_rng(0).integers(1, 2**14, (counts.sum(), 3)).astype(dtype))
@@ -407,14 +407,14 @@ def test_stores_go_to_the_device_only_when_they_fit_and_nothing_needs_them_on_th
     np.save(tmp_path / "index.npy", np.array([[0, 99]]))
     stores = {"train": features.FeatureStore(tmp_path, {}, True)}
     cpu = torch.device("cpu")
-    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 0)
+    copies, where = stored_batches.device_copies(stores, cpu, 0.5, 0)
     assert copies == {} and where == "host (memory-mapped)"  # no GPU: nothing to gain
-    monkeypatch.setattr(frozen_head, "free_device_memory", lambda device: 1600)
-    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 0)
+    monkeypatch.setattr(stored_batches, "free_device_memory", lambda device: 1600)
+    copies, where = stored_batches.device_copies(stores, cpu, 0.5, 0)
     assert copies["train"].shape == (100, 4) and where.startswith("cpu device (0.00 GB copied")
-    assert frozen_head.device_copies(stores, cpu, 0.49, 0)[0] == {}  # 800 bytes > 49 % of 1600
-    assert frozen_head.device_copies(stores, cpu, 0.0, 0)[0] == {}  # --store_device_share 0
-    copies, where = frozen_head.device_copies(stores, cpu, 0.5, 2)
+    assert stored_batches.device_copies(stores, cpu, 0.49, 0)[0] == {}  # 800 bytes > 49 % of 1600
+    assert stored_batches.device_copies(stores, cpu, 0.0, 0)[0] == {}  # --store_device_share 0
+    copies, where = stored_batches.device_copies(stores, cpu, 0.5, 2)
     assert copies == {} and "2 loader workers" in where
 
 
