@@ -26,7 +26,7 @@ from transformers import HubertModel
 from bench.train_speed import hubert_config, librispeech_seconds
 from core.audio import TARGET_RATE
 from core.heads import encode
-from train.feature_store import _pad_audio, length_batches
+from train.build_batches import length_batches, pad_batch
 
 RATE = TARGET_RATE
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         audio = []
         batch_samples = int(args.cache_batch_seconds * RATE) if not tiny else 4 * RATE
         for n in lengths:  # shaped as the build pads them: its bucket's rows and length
-            _, values, padded = _pad_audio([(i, np.ones(int(x), np.float32)) for i, x in enumerate(n)], batch_samples)
+            _, values, padded = pad_batch([(i, np.ones(int(x), np.float32)) for i, x in enumerate(n)], batch_samples)
             values = torch.randn(values.shape) * values
             audio.append((values.to(device), padded.to(device)))
         seconds = float(sum(n.sum() for n in lengths)) / RATE  # real audio, not the padding

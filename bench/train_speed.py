@@ -36,7 +36,7 @@ from transformers import (
 from core.audio import TARGET_RATE
 from core.heads import HubertSuperbForCTC, ctc_loss, encode
 from scripts.tiny_configs import tiny_hubert_config
-from train.feature_store import length_batches
+from train.build_batches import length_batches
 from train.frozen_head import FrozenEncoderHead
 
 RATE = TARGET_RATE

@@ -16,6 +16,7 @@ import numpy as np
 
 from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import Word, decode_predictions, word_times
+from core.inference import inference_mode
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
 # network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
@@ -54,6 +55,7 @@ class Windows:
         return self.window - 2 * self.stride
 
 
+@inference_mode
 def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     """Greedy frame ids for each audio piece, cut at its true frame count (one batch).
 
@@ -65,22 +67,19 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     Returns:
         One [T_i] array of frame ids per piece.
     """
-    import torch  # here: the app answers before torch is imported (models load after)
+    from core.padding import padding_proof  # torch: not before the app answers
 
-    from core.padding import padding_proof
-
-    with torch.inference_mode():
-        inputs = extractor(
-            pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-        )
-        device = next(model.parameters()).device
-        mask = inputs.attention_mask.to(device)
-        # The last window is shorter: padding must not shift its features (see core.heads).
-        with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
-            logits = model(inputs.input_values.to(device), attention_mask=mask).logits
-        lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
-        ids = logits.argmax(-1).cpu().numpy()
-        return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]
+    inputs = extractor(
+        pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+    )
+    device = next(model.parameters()).device
+    mask = inputs.attention_mask.to(device)
+    # The last window is shorter: padding must not shift its features (see core.heads).
+    with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
+        logits = model(inputs.input_values.to(device), attention_mask=mask).logits
+    lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
+    ids = logits.argmax(-1).cpu().numpy()
+    return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]
 
 
 def chunked_ids(model, extractor, samples: np.ndarray, windows: Windows, batch_size: int = 4) -> np.ndarray:

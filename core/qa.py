@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import InputError, json_kind
+from core.inference import inference_mode
 
 if TYPE_CHECKING:
     import torch
@@ -249,6 +250,7 @@ def default_threshold(metrics: dict[str, Any] | None) -> float:
     return float(extra.get("null_score_diff_threshold", 0.0))
 
 
+@inference_mode
 def answer(
     model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0, batch_size: int = 16
 ) -> Prediction:
@@ -268,29 +270,26 @@ def answer(
     Raises:
         QuestionTooLong: the question takes more than half a window.
     """
-    import torch  # here: the app answers before torch is imported (models load after)
-
-    with torch.inference_mode():
-        length = window_length(model.config)
-        question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-        if question_tokens > length // 2:
-            raise QuestionTooLong(
-                f"The question is {question_tokens} tokens long for {model.config.model_type}; "
-                f"at most {length // 2} leave room for the context."
-            )
-        example = Example("q", question, context)
-        features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
-        device = next(model.parameters()).device
-        ids = features.encodings["input_ids"]
-        starts: list[np.ndarray] = []
-        ends: list[np.ndarray] = []
-        for b in range(0, len(ids), batch_size):
-            rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
-            batch = tokenizer.pad(rows, return_tensors="pt")
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            starts += list(out.start_logits.float().cpu().numpy())
-            ends += list(out.end_logits.float().cpu().numpy())
-        return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+    length = window_length(model.config)
+    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    if question_tokens > length // 2:
+        raise QuestionTooLong(
+            f"The question is {question_tokens} tokens long for {model.config.model_type}; "
+            f"at most {length // 2} leave room for the context."
+        )
+    example = Example("q", question, context)
+    features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
+    device = next(model.parameters()).device
+    ids = features.encodings["input_ids"]
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    for b in range(0, len(ids), batch_size):
+        rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
+        batch = tokenizer.pad(rows, return_tensors="pt")
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        starts += list(out.start_logits.float().cpu().numpy())
+        ends += list(out.end_logits.float().cpu().numpy())
+    return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
 
 
 def _stack(rows: list[np.ndarray]) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 
 from core import keywords
 from core.audio import TARGET_RATE, StreamResampler
+from core.inference import inference_mode
 
 WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
 HOP = TARGET_RATE // 4  # 250 ms
@@ -38,6 +39,7 @@ def fit_window(samples: np.ndarray) -> np.ndarray:
     return np.pad(samples, (pad // 2, pad - pad // 2))
 
 
+@inference_mode
 def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
 
@@ -50,16 +52,15 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
     Returns:
         [len(windows), num_labels] float32.
     """
-    import torch  # here: the app answers before torch is imported (models load after)
+    import torch  # not before the app answers (core.inference)
 
-    with torch.inference_mode():
-        rows = []
-        device = next(model.parameters()).device
-        for b in range(0, len(windows), batch_size):
-            inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
-            logits = model(inputs.input_values.to(device)).logits
-            rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        return np.concatenate(rows)
+    rows = []
+    device = next(model.parameters()).device
+    for b in range(0, len(windows), batch_size):
+        inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
+        logits = model(inputs.input_values.to(device)).logits
+        rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(rows)
 
 
 def level_dbfs(samples: np.ndarray) -> float:

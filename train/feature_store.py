@@ -16,10 +16,8 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import itertools
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -35,6 +33,7 @@ from torch import nn
 from core.audio import TARGET_RATE
 from core.checkpoint import publish
 from core.heads import encode
+from train.build_batches import length_batches, pad_batch
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -253,7 +252,7 @@ def open_or_build(
     loader = torch.utils.data.DataLoader(
         _Indexed(source),
         num_workers=decode_workers(len(batches)) if num_workers is None else num_workers,
-        collate_fn=functools.partial(_pad_audio, batch_samples=int(batch_seconds * RATE)),
+        collate_fn=functools.partial(pad_batch, batch_samples=int(batch_seconds * RATE)),
         batch_sampler=batches,
     )
     with publish(path, check=_check_complete) as staging:
@@ -297,45 +296,6 @@ def _check_complete(folder: Path) -> None:
         raise RuntimeError(f"feature store {folder} was not completed")
 
 
-# Padded lengths of a build's batches grow by this factor from one shape to the next. A GPU's
-# convolution library plans every new input shape once per process (measured on an H100: ~90 ms
-# a shape for the encoder's conv front end, docs/BENCHMARKS.md). Length-sorted batches are each
-# a shape of their own, so an ASR build spent more time planning than computing; with buckets it
-# meets a dozen shapes, at the cost of padding (at most 25 %, ~11 % on average; the front end is
-# padding-proof, so the stored values do not change).
-BUCKET_RATIO = 1.25
-
-
-def bucket_samples(length: int) -> int:
-    """The padded length of a batch whose longest clip has `length` samples: the smallest
-    RATE * BUCKET_RATIO**k (k whole) at or above it (1 s clips stay 1 s)."""
-    k = math.floor(math.log(max(length, 1) / RATE, BUCKET_RATIO)) - 1
-    while _edge(k) < length:
-        k += 1
-    return _edge(k)
-
-
-def _edge(k: int) -> int:
-    return math.ceil(RATE * BUCKET_RATIO**k)
-
-
-def bucket_rows(padded: int, batch_samples: int, max_items: int = 256) -> int:
-    """Clips per batch at a padded length: as many as `batch_samples` holds, at most `max_items`."""
-    return max(1, min(max_items, batch_samples // padded))
-
-
-def length_batches(lengths: Sequence[int], batch_samples: int, max_items: int = 256) -> list[list[int]]:
-    """Clips sorted by length, grouped by their bucket (`bucket_samples`) and cut into batches of
-    `bucket_rows` clips: every batch of a bucket has one shape once `_pad_audio` fills its last."""
-    order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
-    batches: list[list[int]] = []
-    for padded, group in itertools.groupby(order, key=lambda j: bucket_samples(lengths[j])):
-        clips = list(group)
-        rows = bucket_rows(padded, batch_samples, max_items)
-        batches += [clips[i : i + rows] for i in range(0, len(clips), rows)]
-    return batches
-
-
 class _Indexed(torch.utils.data.Dataset):
     def __init__(self, source):
         self.source = source
@@ -345,21 +305,6 @@ class _Indexed(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray]:
         return i, np.asarray(self.source[i]["input_values"], np.float32)
-
-
-def _pad_audio(
-    items: list[tuple[int, np.ndarray]], batch_samples: int, max_items: int = 256
-) -> tuple[list[int], torch.Tensor, torch.Tensor]:
-    """The clips' ids, and their audio padded to their bucket's shape: [bucket_rows, bucket_samples];
-    rows past the clips are silence of the full length (computed, never stored)."""
-    padded = bucket_samples(max(len(x) for _, x in items))
-    rows = max(len(items), bucket_rows(padded, batch_samples, max_items))
-    audio = torch.zeros(rows, padded)
-    lengths = torch.full((rows,), padded)
-    for row, (_, x) in enumerate(items):
-        audio[row, : len(x)] = torch.from_numpy(x)
-        lengths[row] = len(x)
-    return [i for i, _ in items], audio, lengths
 
 
 @torch.no_grad()
