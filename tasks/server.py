@@ -1,0 +1,88 @@
+"""Serving the app: its model registry (preloaded or not), the queue and launch settings, and the
+command line. `app.py` composes the tabs and hands the page to `serve`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from core.slots import Registry
+from tasks import page, sessions
+
+# Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
+# minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
+UPLOAD_MAX_MB = float(os.environ.get("UPLOAD_MAX_MB", 128))
+# Gradio keeps per-visitor state (a copy of every component's config, ~20 KB here) for this many
+# sessions, least recently used out first; its default, 10,000, lets it grow to ~200 MB.
+STATE_SESSIONS = 1000
+
+
+def preload_default() -> bool:
+    return os.environ.get("PRELOAD_MODELS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def open_registry(checkpoints: Path | str = "checkpoints", preload: bool | None = None) -> Registry:
+    """The model slots, read from `checkpoints` (then the env vars and the hub). With `preload`
+    (default: `PRELOAD_MODELS`, on), every slot starts loading in the background now, so no
+    visitor's request waits for a download; without it a slot loads on its first use."""
+    registry = Registry(Path(checkpoints))
+    if preload_default() if preload is None else preload:
+        registry.preload()
+    return registry
+
+
+def serve(
+    demo: gr.Blocks, host: str, port: int | None, started: Callable[[], None] | None = None, **launch: Any
+) -> None:
+    """Queue and launch `demo` with the app's limits (upload size, sessions kept), then call
+    `started` once it answers; `launch` is passed on (with `prevent_thread_lock`, this returns)."""
+    sessions.install()  # a session's config copy built on first use: 41 ms and ~330 KB less per session
+    block = not launch.pop("prevent_thread_lock", False)
+    # Queue positions sent to waiting visitors once a second, not at every job's start: under 50
+    # visitors each start sent a message to every queued one, work the server's event loop (which
+    # also answers /status) did between requests.
+    demo.queue(status_update_rate=1).launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=f"{UPLOAD_MAX_MB:g}mb",
+        state_session_capacity=STATE_SESSIONS,
+        theme=page.theme(),
+        head=page.head(),
+        css=page.css(),
+        prevent_thread_lock=True,
+        **launch,
+    )
+    if started is not None:
+        started()
+    if block:
+        demo.block_thread()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="The demo app: speech recognition, keyword spotting and question answering, one tab each.",
+        prog="python app.py",
+    )
+    # Spaces sets GRADIO_SERVER_NAME/PORT; the defaults keep a local run private.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path("checkpoints"),
+        help="folder holding <slot>/ checkpoints written by train/",
+    )
+    parser.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_false",
+        default=preload_default(),
+        help="load each model on its first use instead of at launch (env PRELOAD_MODELS=0)",
+    )
+    return parser.parse_args(argv)
