@@ -73,17 +73,24 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
             patch.setenv("SERVE_PRECISION", "fp32")
             reference = Registry(tmp_path)[name].get()
         model, tokenizer = reference.model, reference.processor
-        onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, tmp_path / f"{name}.onnx")
-        served = onnx_serving.OnnxQA(tmp_path / f"{name}.onnx", model)
+        exported = tmp_path / f"{name}.onnx"
+        onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, exported)
+        assert model.config._attn_implementation == reference.model.config._attn_implementation != "eager"
+        fused = onnx_serving._fuse_attention(exported, model.config, tmp_path / f"{name}.fused.onnx")
+        import onnx
+
+        ops = [node.op_type for node in onnx.load(str(fused)).graph.node]
+        assert fused != exported and ops.count("Attention") == model.config.num_hidden_layers, ops
         batch = tokenizer(["when was it built", "where"], [context, context[:20]], padding=True, return_tensors="pt")
         with torch.inference_mode():
             expected = model(**batch)
-        out = served(**batch)
         mask = batch["attention_mask"].bool()
-        for key in ("start_logits", "end_logits"):
-            np.testing.assert_allclose(
-                getattr(out, key)[mask].numpy(), getattr(expected, key)[mask].numpy(), atol=1e-4
-            )
+        for graph in (exported, fused):  # the padded row reads as it would alone in both graphs
+            out = onnx_serving.OnnxQA(graph, model)(**batch)
+            for key in ("start_logits", "end_logits"):
+                np.testing.assert_allclose(
+                    getattr(out, key)[mask].numpy(), getattr(expected, key)[mask].numpy(), atol=1e-4
+                )
         loaded = Registry(tmp_path)[name].get()
         assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxQA)
         assert loaded.parameters == reference.parameters
