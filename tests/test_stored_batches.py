@@ -95,3 +95,35 @@ def test_build_batches_come_in_a_few_shapes_and_every_clip_is_stored_once(tmp_pa
         shapes.add(tuple(audio.shape))
     # 500 utterances in ~26 length-sorted batches of as many shapes before; one shape per bucket now.
     assert len(shapes) == len({build_batches.bucket_samples(n) for n in lengths}) <= 12
+
+
+def test_package_searches_are_made_once_per_process_not_per_step(monkeypatch):
+    """accelerate asks whether `lomo_optim` is installed in each backward, clipping call and
+    optimizer step (a search of the installed packages each time); after the project's setup it
+    asks once per module, whatever the number of steps."""
+    import accelerate.accelerator
+    import accelerate.optimizer
+    from accelerate import Accelerator
+
+    from train.common import cache_per_step_package_checks
+
+    asked = []
+
+    def search() -> bool:
+        asked.append(1)
+        return False
+
+    for module in (accelerate.accelerator, accelerate.optimizer):
+        monkeypatch.setattr(module, "is_lomo_available", search)
+    cache_per_step_package_checks()
+    model = torch.nn.Linear(4, 2)
+    accelerator = Accelerator(cpu=True)
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters(), lr=0.1))
+    before = model.weight.detach().clone()
+    for _ in range(5):
+        accelerator.backward(model(torch.ones(3, 4)).square().mean())
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    assert not torch.equal(model.weight, before)  # the steps ran
+    assert len(asked) == 2  # one answer per module, not four per step
