@@ -4,6 +4,7 @@ logging, length-grouped batches, the training history, and publishing the checkp
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import shlex
@@ -128,6 +129,9 @@ def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
     *arguments, parsed = parse_args(dataclass_types, argv)
     training_args = setup(parsed, arguments[-1], *arguments[:-1])
     run = Run(tuple(arguments), training_args, Path(parsed.output_dir), started)
+    if not gc.isenabled():  # switched off for the imports (train/__init__.py)
+        gc.freeze()  # what the imports made lives as long as the process: later collections skip it
+        gc.enable()
     # Before this: the interpreter and the imports (torch, transformers' Trainer), a few seconds
     # of every run that no training setting changes.
     run.phases["start-up"] = round(started - psutil.Process().create_time(), 3)

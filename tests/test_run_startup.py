@@ -1,0 +1,37 @@
+"""What every training run pays before and after its work: the imports' garbage collection."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tmp_path):
+    # `python -m train.x` imports the package while sys.argv[0] is "-m"; this does the same.
+    out = _run(
+        f"""
+        import gc, sys
+        sys.argv[:] = ["-m"]
+        import train
+        imports_collected = gc.isenabled()
+        from train.common import RunArguments, begin
+        from transformers import TrainingArguments
+        run = begin([RunArguments, TrainingArguments],
+                    ["--output_dir", r"{tmp_path / "out"}", "--run_dir", r"{tmp_path / "run"}", "--report_to", "none"])
+        print(imports_collected, gc.isenabled(), gc.get_freeze_count(), "start-up" in run.phases)
+        """
+    )
+    imports_collected, enabled, frozen, timed = out.split()
+    assert (imports_collected, enabled, timed) == ("False", "True", "True")
+    assert int(frozen) > 100_000  # torch's and transformers' objects, out of every later collection
+
+
+def test_importing_the_package_anywhere_else_leaves_collection_alone():
+    assert _run("import gc, train, train.common; print(gc.isenabled(), gc.get_freeze_count())") == "True 0"
