@@ -95,6 +95,13 @@ def test_build_batches_come_in_a_few_shapes_and_every_clip_is_stored_once(tmp_pa
         shapes.add(tuple(audio.shape))
     # 500 utterances in ~26 length-sorted batches of as many shapes before; one shape per bucket now.
     assert len(shapes) == len({build_batches.bucket_samples(n) for n in lengths}) <= 12
+    # On the CPU (no per-shape cost): the same batches, padded to their longest clip, no filler rows.
+    for batch in batches:
+        ids, audio, sample_lengths = build_batches.pad_batch(
+            [(i, np.ones(lengths[i], np.float32)) for i in batch], 320 * rate, few_shapes=False
+        )
+        assert ids == batch and audio.shape == (len(batch), max(lengths[i] for i in batch))
+        assert sample_lengths.tolist() == [lengths[i] for i in batch]
 
 
 def test_package_searches_are_made_once_per_process_not_per_step(monkeypatch):

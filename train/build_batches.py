@@ -58,11 +58,18 @@ def length_batches(lengths: Sequence[int], batch_samples: int) -> list[list[int]
     return batches
 
 
-def pad_batch(items: list[tuple[int, np.ndarray]], batch_samples: int) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+def pad_batch(
+    items: list[tuple[int, np.ndarray]], batch_samples: int, few_shapes: bool = True
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The clips' ids, and their audio padded to their bucket's shape: [bucket_rows, bucket_samples];
-    rows past the clips are silence of the full length (computed, never stored)."""
-    padded = bucket_samples(max(len(x) for _, x in items))
-    rows = max(len(items), bucket_rows(padded, batch_samples))
+    rows past the clips are silence of the full length (computed, never stored).
+
+    few_shapes=False (an encoder on the CPU, which has no per-shape cost to save): padded to the
+    longest clip, no filler rows. Filling each bucket's last batch made a tiny ASR store's build on
+    the CPU box 5.5x slower (24 utterances, 3.25 s -> 17.8 s: ~4 buckets of ~20 rows each).
+    """
+    padded = bucket_samples(max(len(x) for _, x in items)) if few_shapes else max(len(x) for _, x in items)
+    rows = max(len(items), bucket_rows(padded, batch_samples)) if few_shapes else len(items)
     audio = torch.zeros(rows, padded)
     lengths = torch.full((rows,), padded)
     for row, (_, x) in enumerate(items):

@@ -252,7 +252,9 @@ def open_or_build(
     loader = torch.utils.data.DataLoader(
         _Indexed(source),
         num_workers=decode_workers(len(batches)) if num_workers is None else num_workers,
-        collate_fn=functools.partial(pad_batch, batch_samples=int(batch_seconds * RATE)),
+        collate_fn=functools.partial(
+            pad_batch, batch_samples=int(batch_seconds * RATE), few_shapes=torch.device(device).type == "cuda"
+        ),
         batch_sampler=batches,
     )
     with publish(path, check=_check_complete) as staging:
