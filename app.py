@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+
+if __name__ == "__main__":
+    # Serving: no collections while the imports below make the server's millions of long-lived
+    # objects (each full collection walks them all); `tasks.server.warm_start` freezes them and
+    # turns collection back on once the app answers.
+    gc.disable()
+
 import logging
 
 import gradio as gr
@@ -9,7 +17,7 @@ import gradio as gr
 from core import memory
 from core.slots import Registry
 from tasks import asr, kws, models, qa
-from tasks.server import open_registry, parse_args, serve
+from tasks.server import open_registry, parse_args, serve, warm_start
 
 # Gradio's cache of uploads and outputs: every hour, files older than an hour are deleted.
 CACHE_SWEEP_S = (3600, 3600)
@@ -44,4 +52,4 @@ if __name__ == "__main__":
     # with the page's construction and the server's start) would delay the first answer.
     registry = open_registry(args.checkpoints, preload=False)
     demo = build_app(registry)
-    serve(demo, args.host, args.port, started=registry.preload if args.preload else None, share=args.share)
+    serve(demo, args.host, args.port, started=warm_start(registry, args.preload), share=args.share)

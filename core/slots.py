@@ -361,6 +361,10 @@ class Registry:
     def __getitem__(self, name: str) -> Slot:
         return self.slots[name]
 
+    def loaded(self) -> frozenset[str]:
+        """The slots holding a model now."""
+        return frozenset(name for name, slot in self.slots.items() if slot.state == "loaded")
+
     def preload(self) -> None:
         """Start every slot's load in the background (warm start); returns at once."""
         self.preloading = True

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from core import memory
 from core.slots import Registry
 from tasks import page, sessions
 
@@ -34,6 +35,18 @@ def open_registry(checkpoints: Path | str = "checkpoints", preload: bool | None 
     if preload_default() if preload is None else preload:
         registry.preload()
     return registry
+
+
+def warm_start(registry: Registry, preload: bool) -> Callable[[], None]:
+    """What runs once the app answers: the heap frozen (`memory.freeze_heap`, again after each
+    model load) and, with `preload`, every slot's load started in the background."""
+
+    def start() -> None:
+        memory.freeze_heap(registry.loaded)
+        if preload:
+            registry.preload()
+
+    return start
 
 
 def serve(

@@ -1,0 +1,50 @@
+"""The serving process's heap: frozen out of full collections at launch and after each load."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from core import memory
+from core.slots import Registry
+from tests.tiny_models import build_kws
+
+
+def _wait_for(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_the_heap_is_frozen_at_launch_and_again_when_a_new_model_is_loaded():
+    loaded = {"names": frozenset()}
+    gc.disable()  # as app.py does before its imports
+    stop = memory.freeze_heap(lambda: loaded["names"], poll_s=0.02)
+    try:
+        assert gc.isenabled()
+        at_launch = gc.get_freeze_count()
+        assert at_launch > 10_000  # this process's modules, tests and all
+        kept = [[i] for i in range(5_000)]  # a model's objects, made after launch
+        time.sleep(0.2)
+        assert gc.get_freeze_count() <= at_launch  # nothing new loaded: nothing frozen (frozen objects may die)
+        loaded["names"] = frozenset({"kws"})
+        assert _wait_for(lambda: gc.get_freeze_count() >= at_launch + len(kept))
+        after_load = gc.get_freeze_count()
+        loaded["names"] = frozenset()  # a reload drops it: nothing to freeze
+        time.sleep(0.2)
+        assert gc.get_freeze_count() <= after_load
+    finally:
+        stop.set()
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_the_registry_names_the_slots_holding_a_model(tmp_path):
+    build_kws(tmp_path / "kws")
+    registry = Registry(tmp_path)
+    assert registry.loaded() == frozenset()
+    registry["kws"].get()
+    assert registry.loaded() == frozenset({"kws"})
+    registry["kws"].reset()
+    assert registry.loaded() == frozenset()
