@@ -291,7 +291,12 @@ def _eager_attention(model: Any):
     if before in (None, "eager") or not hasattr(model, "set_attn_implementation"):
         yield
         return
-    model.set_attn_implementation("eager")
+    try:
+        model.set_attn_implementation("eager")
+    except (ValueError, ImportError, NotImplementedError) as err:  # a class without it: export as it is
+        logger.info("eager attention unavailable for %s (%s); exporting its own", type(model).__name__, err)
+        yield
+        return
     try:
         yield
     finally:

@@ -116,3 +116,25 @@ def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_pat
     loaded = Registry(tmp_path)["kws"].get()
     assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxSpeech)
     assert spotting.window_probs(loaded.model, loaded.processor, windows).shape == expected.shape
+
+
+def test_a_model_that_refuses_eager_attention_is_exported_with_its_own(tmp_path, monkeypatch):
+    from tests.tiny_models import build_qa_distilbert
+
+    build_qa_distilbert(tmp_path / "qa-distilbert")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SERVE_PRECISION", "fp32")
+        model = Registry(tmp_path)["qa-distilbert"].get().model
+    own = model.config._attn_implementation
+
+    def refuse(self, implementation, **kwargs):
+        raise ValueError(f"{implementation} is not supported")
+
+    monkeypatch.setattr(type(model), "set_attn_implementation", refuse)
+    onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, tmp_path / "model.onnx")
+    assert model.config._attn_implementation == own
+    ids = torch.tensor([[101, 7, 8, 9, 102]])
+    with torch.inference_mode():
+        expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).start_logits.numpy()
+    out = onnx_serving.OnnxQA(tmp_path / "model.onnx", model)(ids, torch.ones_like(ids)).start_logits.numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-4)
