@@ -24,14 +24,18 @@ def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dt
     batch = collate_features([CachedDataset(store, [7, 8, 9], counts * 320)[i] for i in range(3)])
     assert batch["hidden"].dtype == (torch.bfloat16 if dtype == np.uint16 else torch.float32)
     assert torch.equal(batch["hidden"], pad_sequence([store[i] for i in range(3)], batch_first=True))
-    assert batch["frame_counts"] == [5, 2, 4] and batch["labels"].tolist() == [7, 8, 9]
+    assert batch["frame_counts"].tolist() == [5, 2, 4] and batch["labels"].tolist() == [7, 8, 9]
+    # The host-side counts pass the device placement whole (a list would be walked item by item).
+    from accelerate.utils import send_to_device
+
+    assert send_to_device(batch, torch.device("cpu"))["frame_counts"] is batch["frame_counts"]
     # A whole batch read at once (what the DataLoader asks for) is the same batch, in the order
     # asked; clips of equal length (KWS) are gathered in one read.
     dataset = CachedDataset(store, [7, 8, 9], counts * 320)
     for order in ([2, 0, 1], [0, 2], [1]):
         whole = collate_features(dataset.__getitems__(order))
         single = collate_features([dataset[i] for i in order])
-        assert whole.keys() == single.keys() and whole["frame_counts"] == single["frame_counts"]
+        assert whole.keys() == single.keys() and whole["frame_counts"].tolist() == single["frame_counts"].tolist()
         assert all(torch.equal(whole[k], single[k]) for k in ("hidden", "frame_lengths", "labels"))
     assert dataset.__getitems__([0, 2]).hidden is None and dataset.__getitems__([1]).hidden is not None
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, collate_fn=collate_features)
@@ -46,7 +50,7 @@ def test_collator_copies_stored_rows_straight_into_the_padded_batch(tmp_path, dt
             collate_features(on_device.__getitems__(order)),
             collate_features(dataset.__getitems__(order)),
         )
-        assert gathered["frame_counts"] == memmapped["frame_counts"]
+        assert gathered["frame_counts"].tolist() == memmapped["frame_counts"].tolist()
         assert all(torch.equal(gathered[k], memmapped[k]) for k in ("hidden", "frame_lengths", "labels"))
 
 

@@ -128,7 +128,7 @@ class FrozenEncoderHead(nn.Module):
         labels: torch.Tensor | None = None,
         hidden: torch.Tensor | None = None,
         frame_lengths: torch.Tensor | None = None,
-        frame_counts: list[int] | None = None,
+        frame_counts: Sequence[int] | None = None,
         input_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> HeadOutput:
@@ -167,7 +167,7 @@ class FrozenEncoderHead(nn.Module):
         return HeadOutput(loss=loss, logits=logits, frame_lengths=frame_lengths_out)
 
     def _draw(
-        self, hidden: torch.Tensor, frame_lengths: torch.Tensor, frame_counts: list[int] | None
+        self, hidden: torch.Tensor, frame_lengths: torch.Tensor, frame_counts: Sequence[int] | None
     ) -> Augment | None:
         """This batch's shift and time mask while training, if any is asked for."""
         if not self.training or not (self.shift_frames or self.mask_time_prob):

@@ -92,9 +92,12 @@ def collate_features(items: list[dict[str, Any]] | StoredBatch) -> dict[str, tor
         labels = labels.to(hidden.device, non_blocking=True)
     else:
         hidden = as_tensor(hidden)
-    # The counts also as a list: the Trainer moves tensors to the GPU, and the augmentation draws
-    # on the CPU from these without reading anything back.
-    return {"hidden": hidden, "frame_lengths": lengths, "frame_counts": counts, "labels": labels}
+    # The counts also on the host: the Trainer moves tensors to the GPU, and the augmentation draws
+    # on the CPU from these without reading anything back. An array, not a list: accelerate's
+    # device placement and the Trainer's `_prepare_inputs` each walk a list item by item (~0.2 ms a
+    # step for 64 clips here) and pass an array by.
+    counts_host = np.asarray(counts, dtype=np.int64)
+    return {"hidden": hidden, "frame_lengths": lengths, "frame_counts": counts_host, "labels": labels}
 
 
 def _padded(rows: list[np.ndarray], counts: list[int]) -> np.ndarray:
