@@ -31,9 +31,18 @@ def bound_allocator(arenas: int = 2, trim_every_s: float = 30.0) -> None:
     threading.Thread(target=trim, name="malloc_trim", daemon=True).start()
 
 
+def resume_collection() -> None:
+    """End the pause a process's entry point made for its imports (app.py, train/__init__.py):
+    what they made lives as long as the process, so it is frozen out of later collections, and
+    collection is back on. Nothing happens where collection was never paused."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def freeze_heap(loaded: Callable[[], frozenset[str]], poll_s: float = 2.0) -> threading.Event:
-    """Move every object alive now out of the collector's reach, turn collection back on (app.py
-    turns it off while it imports), and do it again whenever `loaded` names a model not seen before.
+    """End the import pause (`resume_collection`), then freeze the heap again whenever `loaded`
+    names a model not seen before.
 
     A full collection walks every tracked object, and the server's are millions (Gradio, torch,
     transformers, the models' modules), all living as long as the process. While it runs, no
@@ -44,8 +53,7 @@ def freeze_heap(loaded: Callable[[], frozenset[str]], poll_s: float = 2.0) -> th
     Returns:
         An event that stops the watching when set.
     """
-    gc.freeze()
-    gc.enable()
+    resume_collection()
     stop = threading.Event()
 
     def watch() -> None:

@@ -288,19 +288,18 @@ def _eager_attention(model: Any):
     """Export the attention as plain matmuls: SDPA's exported graph adds mask handling (`Where`,
     `IsNaN`) that took 15-18 % of an int8 QA forward here and that no fusion recognises."""
     before = getattr(model.config, "_attn_implementation", None)
-    if before in (None, "eager") or not hasattr(model, "set_attn_implementation"):
-        yield
-        return
-    try:
-        model.set_attn_implementation("eager")
-    except (ValueError, ImportError, NotImplementedError) as err:  # a class without it: export as it is
-        logger.info("eager attention unavailable for %s (%s); exporting its own", type(model).__name__, err)
-        yield
-        return
+    switched = False
+    if before not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("eager")
+            switched = True
+        except (ValueError, ImportError, NotImplementedError) as err:  # a class without it: export its own
+            logger.info("eager attention unavailable for %s (%s); exporting its own", type(model).__name__, err)
     try:
         yield
     finally:
-        model.set_attn_implementation(before)
+        if switched:
+            model.set_attn_implementation(before)
 
 
 def _export(spec: Export, model: Any, path: Path) -> None:

@@ -7,6 +7,6 @@ import sys
 # still "-m" (nothing else imports it that way). Importing torch and transformers creates millions
 # of long-lived objects, and each full collection they trigger walks all of them: 6 of 0.04-0.37 s
 # while `train.kws` imported, 2.1 s of collections in a whole tiny run on the CPU box. Collection
-# is off until the run has its arguments; then everything alive is frozen out of it (`begin`).
+# is off until the run has its arguments (`begin` then calls `core.memory.resume_collection`).
 if sys.argv[:1] == ["-m"]:
     gc.disable()

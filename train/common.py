@@ -4,7 +4,6 @@ logging, length-grouped batches, the training history, and publishing the checkp
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PredictionOutput
 
+from core import memory
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.examples import AUDIO_CAP_MB, ExampleSet
 
@@ -130,9 +130,7 @@ def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
     *arguments, parsed = parse_args(dataclass_types, argv)
     training_args = setup(parsed, arguments[-1], *arguments[:-1])
     run = Run(tuple(arguments), training_args, Path(parsed.output_dir), started)
-    if not gc.isenabled():  # switched off for the imports (train/__init__.py)
-        gc.freeze()  # what the imports made lives as long as the process: later collections skip it
-        gc.enable()
+    memory.resume_collection()  # paused for the imports (train/__init__.py)
     # Before this: the interpreter and the imports (torch, transformers' Trainer), a few seconds
     # of every run that no training setting changes.
     run.phases["start-up"] = round(process_age() - (time.time() - started), 3)
