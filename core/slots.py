@@ -15,7 +15,7 @@ so a transient error at boot heals itself.
 Two views of a slot: `status()` is what a visitor may see (its state, where the model comes from
 as a label such as "checkpoint asr" or a hub id, a one-line reason; never a server path), and
 `status(detail=True)` adds what the operator needs (folders, every attempt's full error), as the
-server log does.
+server log does. What a failed slot says is in `core/slot_errors.py`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 from core import hub, loading
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
+from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons, short_error
 from core.slot_table import SLOTS, SlotSpec
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
@@ -41,24 +42,6 @@ RETRY_MAX_S = 600.0
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 
 logger = logging.getLogger(__name__)
-
-
-class SlotUnavailable(RuntimeError):
-    """No source of a slot could be loaded; `attempts` says what was tried and why it failed. The
-    message is the plain one (see `plain_reasons`); the attempts hold the operator's detail."""
-
-    def __init__(self, slot: str, attempts: list[dict[str, str]]):
-        self.slot, self.attempts = slot, attempts
-        super().__init__(f"No model for '{slot}' is available ({plain_reasons(attempts)}).")
-
-
-class SlotNotReady(SlotUnavailable):
-    """The slot is still fetching its model, or waiting to retry the hub: try again later."""
-
-    def __init__(self, slot: str, attempts: list[dict[str, str]], state: str):
-        super().__init__(slot, attempts)
-        self.state = state
-        self.args = (f"The model for '{slot}' is not ready yet ({state}).",)
 
 
 @dataclass
@@ -211,13 +194,13 @@ class Slot:
                 load_time_s=round(m.load_time_s, 3),
                 ready_after_s=self.ready_after_s,
                 warnings=list(m.warnings),
-                skipped=_plain(m.skipped),
+                skipped=plain_attempts(m.skipped),
             )
             if detail:
                 info.update(path=str(m.path), configured=m.source)
         if attempts and self._loaded is None:
             info["reason"] = plain_reasons(attempts)
-            info["tried"] = _plain(attempts)
+            info["tried"] = plain_attempts(attempts)
         if detail and attempts:
             info["attempts"] = [{"source": a["source"], "error": a["error"]} for a in attempts]
         if self._state == "retrying":
@@ -323,7 +306,7 @@ class Slot:
                 else "its files could not be loaded"
             )
         shown = self.label(label, source)
-        return {"source": f"{label} {source}", "error": _short(err), "label": shown, "reason": reason}
+        return {"source": f"{label} {source}", "error": short_error(err), "label": shown, "reason": reason}
 
     def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
         """Tokenizer/processor first (a failure there costs no weight download), then weights."""
@@ -395,18 +378,3 @@ class Registry:
         for slot in self.slots.values():
             slot.reset()
         return self.status()
-
-
-def _plain(attempts: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The visitor's view of failed sources: each one's label and plain reason."""
-    return [{"source": a["label"], "reason": a["reason"]} for a in attempts]
-
-
-def plain_reasons(attempts: list[dict[str, str]]) -> str:
-    """One line a visitor may read: each source tried and why it failed, no server paths."""
-    return "; ".join(f"{a['label']}: {a['reason']}" for a in attempts) or "nothing was tried"
-
-
-def _short(err: Exception) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -19,7 +19,8 @@ import numpy as np
 
 from core.audio import AudioInput, load_audio
 from core.errors import InputError
-from core.slots import LoadedModel, Slot, SlotNotReady, SlotUnavailable, plain_reasons
+from core.slot_errors import SlotNotReady, SlotUnavailable, plain_reasons
+from core.slots import LoadedModel, Slot
 from core.structure import human_bytes
 
 

@@ -15,7 +15,8 @@ import gradio as gr
 from gradio import FileData
 
 from core import qa
-from core.slots import LoadedModel, Registry, SlotUnavailable
+from core.slot_errors import SlotUnavailable
+from core.slots import LoadedModel, Registry
 from core.squad_metric import normalize_answer
 from core.structure import human_bytes
 from tasks.common import fading, status_card, status_watch, uploaded_path, user_errors

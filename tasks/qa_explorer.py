@@ -14,7 +14,8 @@ import pandas as pd
 
 from core import error_analysis as ea
 from core.examples import Examples
-from core.slots import Registry, SlotUnavailable
+from core.slot_errors import SlotUnavailable
+from core.slots import Registry
 from tasks.error_views import examples_of
 from tasks.qa_panels import NAMES
 

@@ -12,7 +12,8 @@ import pytest
 from gradio_client import Client
 from safetensors.torch import load_file
 
-from core.slots import SLOTS, Registry, SlotUnavailable
+from core.slot_errors import SlotUnavailable
+from core.slots import SLOTS, Registry
 from tasks import models
 from tasks.common import operator_card, status_card
 from tests.helpers import ROOT, START_S, free_port, settled_status, wait_for_http

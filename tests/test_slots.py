@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 import core.slots as slots
 from core import loading
-from core.slots import Registry, SlotUnavailable
+from core.slot_errors import SlotUnavailable
+from core.slots import Registry
 from tests.tiny_models import build_asr
 
 
