@@ -16,7 +16,7 @@ import numpy as np
 
 from core.audio import TARGET_RATE, StreamResampler
 from core.ctc import Word, decode_predictions, word_times
-from core.inference import inference_mode
+from core.inference import model_work
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
 # network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
@@ -55,7 +55,7 @@ class Windows:
         return self.window - 2 * self.stride
 
 
-@inference_mode
+@model_work
 def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     """Greedy frame ids for each audio piece, cut at its true frame count (one batch).
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import InputError, json_kind
-from core.inference import inference_mode
+from core.inference import model_work
 
 if TYPE_CHECKING:
     import torch
@@ -250,7 +250,7 @@ def default_threshold(metrics: dict[str, Any] | None) -> float:
     return float(extra.get("null_score_diff_threshold", 0.0))
 
 
-@inference_mode
+@model_work
 def answer(
     model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0, batch_size: int = 16
 ) -> Prediction:

@@ -31,6 +31,7 @@ from typing import Any
 from core import hub, loading
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
+from core.inference import lower_priority
 from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons, short_error
 from core.slot_table import SLOTS, SlotSpec
 
@@ -219,6 +220,9 @@ class Slot:
             return True
 
     def _run(self, generation: int) -> None:
+        # A load (reading, exporting, quantizing) yields the CPU to the threads answering requests,
+        # and the model's worker threads, started from here, keep that priority.
+        lower_priority()
         while True:
             attempts: list[dict[str, str]] = []
             transient = False

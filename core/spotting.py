@@ -10,7 +10,7 @@ import numpy as np
 
 from core import keywords
 from core.audio import TARGET_RATE, StreamResampler
-from core.inference import inference_mode
+from core.inference import model_work
 
 WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
 HOP = TARGET_RATE // 4  # 250 ms
@@ -39,7 +39,7 @@ def fit_window(samples: np.ndarray) -> np.ndarray:
     return np.pad(samples, (pad // 2, pad - pad // 2))
 
 
-@inference_mode
+@model_work
 def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
     """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
 
