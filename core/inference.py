@@ -35,17 +35,19 @@ def _step() -> int:
         return 0
 
 
+# Nice steps model work runs below the server (0: off; /status reports it). Linux only: there a
+# priority set for a thread id is that thread's alone; elsewhere it would be the whole process's.
+STEP = _step() if sys.platform.startswith("linux") else 0
 # The priority of the thread that imported this (the main thread, in the app), plus the step: a
 # thread started by a model thread already has it, so nothing is lowered twice.
-_TARGET = min(19, os.getpriority(os.PRIO_PROCESS, 0) + _step()) if sys.platform.startswith("linux") else None
+_TARGET = min(19, os.getpriority(os.PRIO_PROCESS, 0) + STEP) if STEP else None
 
 
 def lower_priority() -> None:
     """Put the calling thread at the model-work priority, once (a thread cannot raise it back).
 
     Threads it starts afterwards inherit it: ONNX Runtime's and torch's worker threads, created by
-    the thread that builds the session or first runs an op. Linux only: there a priority set for a
-    thread id is that thread's alone; elsewhere it would be the whole process's."""
+    the thread that builds the session or first runs an op."""
     if _TARGET is None:
         return
     tid = threading.get_native_id()

@@ -31,7 +31,7 @@ from typing import Any
 from core import hub, loading
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
-from core.inference import lower_priority
+from core.inference import STEP, lower_priority
 from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons, short_error
 from core.slot_table import SLOTS, SlotSpec
 
@@ -370,10 +370,12 @@ class Registry:
         return {name: slot.status(detail) for name, slot in self.slots.items()}
 
     def summary(self) -> dict[str, Any]:
-        """App-wide: whether slots preload, and seconds from launch until all were ready."""
+        """App-wide: whether slots preload, seconds from launch until all were ready, and how many
+        nice steps model work runs below the server (`core.inference`; 0: same priority)."""
         ready = [slot.ready_after_s for slot in self.slots.values()]
         return {
             "preload": self.preloading,
+            "model_nice": STEP,
             "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
             "up_s": round(time.monotonic() - self.launched, 1),
         }

@@ -80,7 +80,8 @@ def _threads_nice() -> str:
         new = set(os.listdir("/proc/self/task")) - before
         nice = {int(t): os.getpriority(os.PRIO_PROCESS, int(t)) for t in new | {str(main)}}
         main_nice, others = nice.pop(main), [*nice.values(), caller["nice"]]
-        print(json.dumps({"precision": loaded.precision, "main": main_nice, "others": others}))
+        reported = registry.summary()["model_nice"]  # what /status says under "app"
+        print(json.dumps({"precision": loaded.precision, "main": main_nice, "others": others, "reported": reported}))
         """
     )
 
@@ -104,3 +105,4 @@ def test_the_app_answers_at_its_priority_while_models_load_and_run_below_it(tiny
     assert seen["precision"].startswith("int8")  # an ONNX Runtime session, with a thread pool of its own
     assert len(seen["others"]) >= 2  # at least ONNX Runtime's worker and the thread that ran the model
     assert set(seen["others"]) == {min(19, seen["main"] + int(step))}
+    assert seen["reported"] == int(step)
