@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 from core.audio import TARGET_RATE
+from core.onnx_graphs import fuse_speech_attention, fuse_text_attention
 
 logger = logging.getLogger(__name__)
 
 CACHE = Path(os.environ.get("ONNX_CACHE", Path.home() / ".cache" / "speech-qa-transformers" / "onnx"))
-FORMAT = 3  # bump when the export or quantization recipe changes: old cache entries are ignored
+FORMAT = 4  # bump when the export or quantization recipe changes: old cache entries are ignored
 INT8 = "int8 (onnxruntime, cpu)"
 # torch.onnx.export is not thread-safe: two slots exporting at once (their loads run in parallel
 # threads) crash the process. One export at a time.
@@ -242,8 +243,8 @@ def _build(spec: Export, model: Any, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export(spec, model.eval(), fp32)
-        if spec is EXPORTS["question-answering"]:
-            fp32 = _fuse_attention(fp32, model.config, Path(tmp) / "fused.onnx")
+        fuse = fuse_text_attention if spec is EXPORTS["question-answering"] else fuse_speech_attention
+        fp32 = fuse(fp32, model.config, Path(tmp) / "fused.onnx")
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
         try:
@@ -259,28 +260,6 @@ def _build(spec: Export, model: Any, target: Path) -> None:
         finally:
             logging.getLogger().setLevel(quiet)
         os.replace(staged, target)  # a reader never sees half a file
-
-
-def _fuse_attention(path: Path, config: Any, target: Path) -> Path:
-    """A text model's graph with each layer's attention as one ONNX Runtime `Attention` op (and the
-    GELUs and residual layer norms fused), which quantizes to `QAttention`: with the eager export
-    the QA pair ran in 535 ms against 550 unfused and 657 with SDPA's graph (docs/BENCHMARKS.md).
-    The fusion is pattern matching; when it fails or finds nothing, the unfused graph serves."""
-    from onnxruntime.transformers import optimizer
-
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", 0)
-    try:
-        fused = optimizer.optimize_model(
-            str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0
-        )
-        if not fused.get_fused_operator_statistics().get("Attention"):
-            return path
-        fused.save_model_to_file(str(target))
-    except Exception as err:  # noqa: BLE001 - the unfused graph computes the same
-        logger.info("attention fusion failed (%s); serving the unfused graph", err)
-        return path
-    return target
 
 
 @contextmanager

@@ -8,16 +8,30 @@ import numpy as np
 import pytest
 import torch
 
-from core import onnx_serving
+from core import onnx_graphs, onnx_serving
 from core.slots import Registry
 from tests.test_long_audio import tiny  # noqa: F401 - the fixture
 from tests.tiny_models import build_asr
 
 
 def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny, tmp_path):  # noqa: F811
+    """The exported graph and the one with each layer's attention fused into one op (what is
+    quantized and served) both compute torch's logits."""
+    import onnx
+
     model, _ = tiny
-    onnx_serving._export(onnx_serving.EXPORTS["ctc"], model, tmp_path / "model.onnx")
-    served = onnx_serving.OnnxSpeech(tmp_path / "model.onnx", model)
+    exported = tmp_path / "model.onnx"
+    onnx_serving._export(onnx_serving.EXPORTS["ctc"], model, exported)
+    fused = onnx_graphs.fuse_speech_attention(exported, model.config, tmp_path / "fused.onnx")
+    ops = [node.op_type for node in onnx.load(str(fused)).graph.node]
+    assert fused != exported and ops.count("MultiHeadAttention") == model.config.num_hidden_layers, ops
+    assert "Softmax" not in ops
+    for graph in (exported, fused):
+        _check_speech_graph(graph, model)
+
+
+def _check_speech_graph(graph, model) -> None:
+    served = onnx_serving.OnnxSpeech(graph, model)
     rng = np.random.default_rng(0)
     long, short = (rng.normal(0, 0.1, n).astype(np.float32) for n in (24_000, 13_000))
     with torch.inference_mode():
@@ -76,7 +90,7 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
         exported = tmp_path / f"{name}.onnx"
         onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, exported)
         assert model.config._attn_implementation == reference.model.config._attn_implementation != "eager"
-        fused = onnx_serving._fuse_attention(exported, model.config, tmp_path / f"{name}.fused.onnx")
+        fused = onnx_graphs.fuse_text_attention(exported, model.config, tmp_path / f"{name}.fused.onnx")
         import onnx
 
         ops = [node.op_type for node in onnx.load(str(fused)).graph.node]
