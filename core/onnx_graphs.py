@@ -48,6 +48,8 @@ def fuse_speech_attention(path: Path, config: Any, target: Path) -> Path:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     heads = getattr(config, "num_attention_heads", 0)
+    if heads <= 0:
+        return path
     try:
         model = onnx.load(str(path))
         graph = model.graph
@@ -56,10 +58,9 @@ def fuse_speech_attention(path: Path, config: Any, target: Path) -> Path:
         for node in graph.node:
             for name in node.input:
                 consumers.setdefault(name, []).append(node)
-        constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-        constants.update(
-            {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"}
-        )
+        # Constant tensors by name, read into numpy only for the scales (the weights are initializers too).
+        constants = {init.name: init for init in graph.initializer}
+        constants.update({n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant"})
 
         def only_consumer(name: str, op: str):
             found = consumers.get(name, [])
@@ -87,7 +88,7 @@ def fuse_speech_attention(path: Path, config: Any, target: Path) -> Path:
             q, k, v = heads_input(scores.input[0]), heads_input(scores.input[1]), heads_input(mix.input[1])
             if None in (q, k, v):
                 continue
-            scale = float(constants[scale_node.input[1]].reshape(-1)[0])
+            scale = float(numpy_helper.to_array(constants[scale_node.input[1]]).reshape(-1)[0])
             fused.append(
                 helper.make_node(
                     "MultiHeadAttention",
@@ -100,7 +101,7 @@ def fuse_speech_attention(path: Path, config: Any, target: Path) -> Path:
                 )
             )
             dead.update(id(n) for n in (scores, scale_node, softmax, mix, merge, flat))
-        if not fused or heads <= 0:
+        if not fused:
             return path
         kept = [n for n in graph.node if id(n) not in dead]
         del graph.node[:]

@@ -27,6 +27,7 @@ import os
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,14 @@ _EXPORTING = threading.Lock()
 
 @dataclass(frozen=True)
 class Export:
-    """How one slot kind's models go to ONNX: which classes, and their inputs and outputs."""
+    """How one slot kind's models go to ONNX: which classes, their inputs and outputs, and the
+    attention rewrite their exported graph gets before quantization (core/onnx_graphs.py)."""
 
     classes: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
+    fuse: Callable[[Path, Any, Path], Path]
 
     def example(self) -> tuple[torch.Tensor, ...]:
         """Inputs to trace with: 1 s of audio, or 16 tokens."""
@@ -76,12 +79,14 @@ EXPORTS = {
         ("input_values",),
         ("logits",),
         {**_AUDIO_AXES, "logits": {0: "batch", 1: "frames"}},
+        fuse_speech_attention,
     ),
     "audio-classification": Export(
         ("HubertForSequenceClassification", "Wav2Vec2ForSequenceClassification", "WavLMForSequenceClassification"),
         ("input_values",),
         ("logits",),
         {**_AUDIO_AXES, "logits": {0: "batch"}},
+        fuse_speech_attention,
     ),
     "question-answering": Export(
         (
@@ -93,6 +98,7 @@ EXPORTS = {
         ("input_ids", "attention_mask"),
         ("start_logits", "end_logits"),
         _TEXT_AXES,
+        fuse_text_attention,
     ),
 }
 
@@ -243,8 +249,7 @@ def _build(spec: Export, model: Any, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export(spec, model.eval(), fp32)
-        fuse = fuse_text_attention if spec is EXPORTS["question-answering"] else fuse_speech_attention
-        fp32 = fuse(fp32, model.config, Path(tmp) / "fused.onnx")
+        fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
         try:
