@@ -2,7 +2,8 @@
 `python -m train.asr` with the course report's config, the report's way (fp32, the frozen encoder
 run on every batch of every epoch: `--no_feature_cache --precision fp32`) against this project's
 default (the encoder run once into a feature store, the head trained on it), the default twice:
-building the store, then reusing it. One process per run, all in one call, on synthetic trees
+building the store, then reusing it, and once more reusing it in the Trainer's own training loop
+instead of the lean one (`--no_lean_loop`). One process per run, all in one call, on synthetic trees
 shaped like the real sets (bench/synthetic.py) and a random-init encoder (speed does not depend
 on the weights).
 
@@ -12,7 +13,8 @@ on the weights).
 Prints each run's phases from its metrics.json (start-up: the interpreter and imports; setup:
 arguments and seed; data listing; model + store build; training; evaluation; publishing and the
 process's exit are the rest of its wall time), the store build's
-audio-seconds per second and what bound it, and the end-to-end ratios report / default.
+audio-seconds per second and what bound it, the end-to-end ratios report / default, and the
+training phase's ratio Trainer's loop / lean loop.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ RUNS = {
     "report": ["--no_feature_cache", "--precision", "fp32"],
     "default (store built)": [],
     "default (store reused)": [],
+    # The same as the last, trained in the Trainer's own epoch instead of train/lean_loop.py's.
+    "default (store reused, Trainer's loop)": ["--no_lean_loop"],
 }
 
 
@@ -75,7 +79,7 @@ def make_tree(folder: Path, task: Task, counts: tuple[int, int, int]) -> None:
 
 def run_script(task: Task, extra: list[str], work: Path, name: str, common: list[str]) -> dict:
     """One run of the script in its own process; its metrics.json and the process's wall time."""
-    out = work / name.replace(" ", "_").replace("(", "").replace(")", "")
+    out = work / "".join(c if c.isalnum() else "_" for c in name)
     command = [
         sys.executable,
         "-m",
@@ -116,6 +120,7 @@ def summary(name: str, result: dict) -> dict:
             row["bound_by"] = train_store.get("bound_by")
             row["decode_workers"] = train_store.get("workers")
         row["read_from"] = (train_store.get("read_from") or "").split(" (")[0]
+    row["loop"] = (metrics.get("extra", {}).get("training_loop") or "").split(":")[0]
     losses = [h["loss"] for h in metrics.get("history", []) if "loss" in h]
     row["last_loss"] = round(losses[-1], 4) if losses else None
     steps = max((h["step"] for h in metrics.get("history", []) if "step" in h), default=0)
@@ -164,10 +169,12 @@ def bench_task(name: str, task: Task, work: Path, tiny: bool, encoder: Path, epo
         "built": round(report / rows[1]["process_s"], 2),
         "reused": round(report / rows[2]["process_s"], 2),
         "train_phase_reused": round(rows[0]["train"] / max(rows[2]["train"], 1e-9), 2),
+        "lean_loop_train_phase": round(rows[3]["train"] / max(rows[2]["train"], 1e-9), 2),
     }
     print(
         f"end to end, report / default: {ratios['built']}x including the store build, {ratios['reused']}x reusing "
-        f"it (training phase alone: {ratios['train_phase_reused']}x)",
+        f"it (training phase alone: {ratios['train_phase_reused']}x); training phase, Trainer's loop / lean loop: "
+        f"{ratios['lean_loop_train_phase']}x",
         flush=True,
     )
     return {"counts": list(counts), "rows": rows, "ratios": ratios}

@@ -306,9 +306,11 @@ def test_resume_continues_from_the_last_trainer_checkpoint(smoke_workdir, monkey
     train_asr.main([*common, "--max_steps", "3"])
     assert (tmp_path / "outputs" / "smoke" / "runs" / "asr" / "checkpoint-3").is_dir()
     calls = []
-    real_step = train_asr.CTCTrainer.training_step
+    real_loss = train_asr.CTCTrainer.compute_loss  # each training step's forward, in either training loop
     monkeypatch.setattr(
-        train_asr.CTCTrainer, "training_step", lambda self, *a, **k: calls.append(1) or real_step(self, *a, **k)
+        train_asr.CTCTrainer,
+        "compute_loss",
+        lambda self, model, *a, **k: model.training and calls.append(1) or real_loss(self, model, *a, **k),
     )
     train_asr.main([*common, "--max_steps", "6", "--resume", "true"])
     assert len(calls) == 3  # steps 4-6 only: 1-3 came from checkpoint-3

@@ -63,15 +63,15 @@ def test_load_runs_concurrent_visitors_and_reports_every_endpoint_and_the_memory
     assert report["rss_growth_from_round_2"] == pytest.approx(growth, abs=1e-4)
 
 
-def test_train_e2e_runs_each_script_three_ways_and_reports_where_the_time_goes(tmp_path):
+def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tmp_path):
     from bench import train_e2e
 
     out = tmp_path / "e2e.json"
     results = train_e2e.main(["--tiny", "--epochs", "1", "--work", str(tmp_path / "work"), "--json", str(out)])
     assert json.loads(out.read_text()) == results and set(results["tasks"]) == {"kws", "asr"}
     for name, task in results["tasks"].items():
-        report, built, reused = task["rows"]
-        assert [report["run"], built["run"], reused["run"]] == list(train_e2e.RUNS)
+        report, built, reused, trainer_loop = task["rows"]
+        assert [row["run"] for row in task["rows"]] == list(train_e2e.RUNS)
         # The report's way has no store; the default builds one, then reuses it.
         assert "store" not in report and built["store"] == "built" and reused["store"] == "reused"
         assert built["build_s"] > 0 and built["audio_s_per_s"] > 0 and built["bound_by"] in ("decoding", "encoder")
@@ -79,12 +79,16 @@ def test_train_e2e_runs_each_script_three_ways_and_reports_where_the_time_goes(t
         # Every run trains the same steps to the same loss (fp32 on a CPU: stored = live encoder).
         assert report["steps"] == built["steps"] == reused["steps"] > 0, name
         assert abs(report["last_loss"] - built["last_loss"]) < 1e-3 and built["last_loss"] == reused["last_loss"]
+        # The stored-feature runs train in the lean loop unless told not to; the same loss either way.
+        assert [row["loop"] for row in task["rows"]] == ["trainer", "lean", "lean", "trainer"]
+        assert trainer_loop["steps"] == reused["steps"] and trainer_loop["last_loss"] == reused["last_loss"]
         for row in task["rows"]:  # the phases lie inside the process's wall time
             phases = sum(row[p] for p in train_e2e.PHASES)
             assert 0 < phases < row["process_s"] and row["publish + exit"] > 0
             assert 1 < row["start-up"] < row["process_s"]  # the interpreter and the imports, before main
         assert task["ratios"]["built"] == round(report["process_s"] / built["process_s"], 2)
         assert task["ratios"]["reused"] == round(report["process_s"] / reused["process_s"], 2)
+        assert task["ratios"]["lean_loop_train_phase"] == round(trainer_loop["train"] / reused["train"], 2)
 
 
 def test_store_build_times_each_precision_with_and_without_the_padding_proof_front_end(tmp_path):

@@ -27,6 +27,7 @@ from transformers.trainer_utils import PredictionOutput
 from core import memory
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.examples import AUDIO_CAP_MB, ExampleSet
+from train.lean_loop import LeanLoop
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +207,10 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
     return replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
 
 
-class GroupedTrainer(Trainer):
+class GroupedTrainer(LeanLoop):
     """A Trainer whose datasets may carry a `lengths` list, so `group_by_length` batches need no
-    pass over the (lazily decoded) audio to find out how long each example is."""
+    pass over the (lazily decoded) audio to find out how long each example is; a head on stored
+    features trains in the lean epoch (train/lean_loop.py)."""
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -327,7 +329,11 @@ def publish_run(
             hyperparameters=params,
             wall_time_s=round(time.time() - run.started, 2),
             hardware=hardware_info(),
-            extra={**(extra or {}), "phases_s": dict(run.phases)},
+            extra={
+                **(extra or {}),
+                "phases_s": dict(run.phases),
+                "training_loop": getattr(trainer, "loop_used", None),
+            },
         )
         save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)
         logger.info("published %s", run.target)

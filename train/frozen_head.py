@@ -54,6 +54,14 @@ class FeatureArguments:
             "graphs: the step is launch-bound. --no_cuda_graphs runs it eagerly."
         },
     )
+    lean_loop: bool = field(
+        default=True,
+        metadata={
+            "help": "On stored features, train in a lean epoch (train/lean_loop.py: the same batches, "
+            "loss, optimizer, logging and checkpoints without the Trainer's per-step generality). "
+            "--no_lean_loop runs the Trainer's own epoch."
+        },
+    )
     store_device_share: float = field(
         default=0.5,
         metadata={
@@ -116,6 +124,7 @@ class FrozenEncoderHead(nn.Module):
         graphable = cuda_graphs and not live_encoder and loss is not None and hasattr(self.head, "pooled_logits")
         self.graphed = GraphedPoolingStep(self.head, loss) if graphable else None
         self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
+        self.lean_loop = False  # train in train.lean_loop's epoch (`frozen_head` sets it for stored features)
 
     def train(self, mode: bool = True) -> FrozenEncoderHead:
         super().train(mode)
@@ -251,6 +260,7 @@ def frozen_head(
         shift_frames=training.shift_frames,
         cuda_graphs=features.cuda_graphs and single,
     )
+    head.lean_loop = features.lean_loop and features.feature_cache  # read by train.lean_loop
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:
         return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
