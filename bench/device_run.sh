@@ -88,7 +88,8 @@ done
 
 # 3b. The scripts end to end, as a user runs them (issue #17): train.kws and train.asr with the
 #     report's configs, the report's way (fp32, encoder on every batch) against the default (store
-#     built, then reused), each phase's time and the end-to-end ratios (bench/train_e2e.py).
+#     built, then reused; reused once more in the Trainer's own epoch against the lean one), each
+#     phase's time and the end-to-end ratios (bench/train_e2e.py).
 on e2e && timeout 540 $PY -m bench.train_e2e ${TINY:+--tiny} ${E2E_EPOCHS:+--epochs $E2E_EPOCHS} \
   --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep --line-buffered -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"
 

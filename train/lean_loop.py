@@ -25,6 +25,7 @@ import torch
 from accelerate.data_loader import skip_first_batches
 from accelerate.utils import DistributedType
 from transformers import Trainer
+from transformers.optimization import GreedyLR
 from transformers.training_args import OptimizerNames
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class LeanLoop(Trainer):
                 self.optimizer.step()
                 self.control = handler.on_optimizer_step(args, state, self.control)
                 learning_rate = self._get_learning_rate()
-                if not isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if not isinstance(self.lr_scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):
                     self.lr_scheduler.step()
                 for p in params:
                     p.grad = None
