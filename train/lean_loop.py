@@ -5,8 +5,9 @@ Trainer's step wraps it in machinery made for every setting it supports: context
 sequence parallelism, DeepSpeed and FSDP hooks, token counting, FLOP estimates, per-step
 `model.train()`, accelerate's backward, clipping and optimizer wrappers (each checking for loss
 scalers, XLA and sharded tensors), a scan of every parameter for mixed device meshes. None of it
-applies to one process training a head in bf16 or fp32, and on a GPU all of it is host time the
-device waits for (docs/BENCHMARKS.md, issue #17).
+applies to one process training a head in bf16 or fp32, and on a GPU it is host time the device
+may wait for (KWS's step took 3.2 ms on an H100 around that head step: docs/BENCHMARKS.md, #17).
+On the CPU box the difference is below that machine's run-to-run noise (docs/BENCHMARKS.md).
 
 `LeanLoop._run_epoch` runs the same epoch with only what such a run needs: the same batches in the
 same order (the Trainer's own loader, sampler and `set_epoch`), the same loss (the trainer's
@@ -42,8 +43,7 @@ class LeanLoop(Trainer):
         args = self.args
         checks = {
             "more than one process or GPU": args.world_size > 1 or args.n_gpu > 1,
-            "a distributed engine": self.accelerator.distributed_type
-            not in (DistributedType.NO, DistributedType.MULTI_GPU),
+            "a distributed engine": self.accelerator.distributed_type != DistributedType.NO,
             "fp16 (a loss scaler)": self.accelerator.scaler is not None,
             "a wrapped model": self.model_wrapped is not self.model,
             "a LOMO optimizer": args.optim in (OptimizerNames.LOMO, OptimizerNames.ADALOMO),
