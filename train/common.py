@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import torch
 import transformers
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PredictionOutput
 
@@ -305,7 +305,7 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
 
 def publish_run(
     run: Run,
-    trainer: Trainer,
+    trainer: GroupedTrainer,
     processor: Any,
     *,
     model: Any,
@@ -332,7 +332,7 @@ def publish_run(
             extra={
                 **(extra or {}),
                 "phases_s": dict(run.phases),
-                "training_loop": getattr(trainer, "loop_used", None),
+                "training_loop": trainer.loop_used,
             },
         )
         save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)

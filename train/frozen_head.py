@@ -115,6 +115,7 @@ class FrozenEncoderHead(nn.Module):
         mask_time_length: int = 10,
         shift_frames: int = 0,
         cuda_graphs: bool = False,
+        lean_loop: bool = False,
     ):
         super().__init__()
         self.head = head_of(model)
@@ -124,7 +125,7 @@ class FrozenEncoderHead(nn.Module):
         graphable = cuda_graphs and not live_encoder and loss is not None and hasattr(self.head, "pooled_logits")
         self.graphed = GraphedPoolingStep(self.head, loss) if graphable else None
         self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
-        self.lean_loop = False  # train in train.lean_loop's epoch (`frozen_head` sets it for stored features)
+        self.lean_loop = lean_loop and not live_encoder  # stored features: train.lean_loop's epoch
 
     def train(self, mode: bool = True) -> FrozenEncoderHead:
         super().train(mode)
@@ -259,8 +260,8 @@ def frozen_head(
         mask_time_length=training.mask_time_length,
         shift_frames=training.shift_frames,
         cuda_graphs=features.cuda_graphs and single,
+        lean_loop=features.lean_loop,
     )
-    head.lean_loop = features.lean_loop and features.feature_cache  # read by train.lean_loop
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:
         return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})

@@ -109,6 +109,8 @@ class LeanLoop(Trainer):
         params = [p for p in model.parameters() if p.requires_grad]
         self.accelerator.gradient_state._set_sync_gradients(True)  # what accelerate's optimizer.step reads
         remainder = steps_in_epoch % accumulation or accumulation
+        # The whole tree: a head taken from a model loaded with from_pretrained is in eval mode
+        # (no dropout) while the new wrapper around it says it is training.
         model.train()
 
         for update_step in range(first_update, num_update_steps_per_epoch):
@@ -125,8 +127,8 @@ class LeanLoop(Trainer):
                 if not model.training:  # an evaluation ran since the last step
                     model.train()
                 loss = self.compute_loss(model, self._prepare_inputs(inputs))
-                if len(samples) > 1:
-                    loss = loss / len(samples)
+                if len(samples) > 1:  # as the Trainer's training_step scales it
+                    loss = loss / self.current_gradient_accumulation_steps
                 loss.backward()
                 self._tr_loss += loss.detach()  # on the device: read only when logged
                 if (step + 1) % accumulation and step + 1 != steps_in_epoch:
