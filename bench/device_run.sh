@@ -26,7 +26,7 @@ fi
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
-SECTIONS=${SECTIONS:-check speed build asr kws e2e loading compile}
+SECTIONS=${SECTIONS:-check speed build asr kws e2e profile loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # 0. The KWS head's CUDA-graph step against the eager one, step for step.
@@ -92,6 +92,12 @@ done
 #     phase's time and the end-to-end ratios (bench/train_e2e.py).
 on e2e && timeout 540 $PY -m bench.train_e2e ${TINY:+--tiny} ${E2E_EPOCHS:+--epochs $E2E_EPOCHS} \
   --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep --line-buffered -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"
+
+# 3c. Where a run's host time goes on this machine (issue #17): the imports of `python -m train.kws`
+#     by package, and cProfile over the epoch of a KWS run on a reused store, lean and Trainer's
+#     loop, per optimizer step (bench/step_profile.py; ~1 minute).
+on profile && timeout 240 $PY -m bench.step_profile ${TINY:+--tiny} --work /tmp/bench-profile \
+  --json "$OUT/step_profile.json" 2>&1 | grep --line-buffered -E "^#|^ +[0-9]" | tee "$OUT/step_profile.log"
 
 # 4. The loading path with more workers than this project's 2-core CI box has.
 on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \

@@ -108,3 +108,21 @@ def test_store_build_times_each_precision_with_and_without_the_padding_proof_fro
         assert row["copy"]["pageable_ms"] >= 0 and row["copy"]["mb_per_batch"] >= 0
     # ASR's batches are length-grouped (several clips, padded); KWS's are 1 s clips.
     assert results["tasks"]["asr"]["batches"][0] >= 1 and results["tasks"]["kws"]["batches"] == [8, 8]
+
+
+def test_step_profile_breaks_down_the_start_and_each_loops_step(tmp_path):
+    from bench import step_profile
+
+    out = tmp_path / "profile.json"
+    results = step_profile.main(["--tiny", "--steps", "20", "--work", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    packages = dict(results["imports"]["packages_s"])
+    assert {"torch", "transformers"} <= set(packages) and 0 < sum(packages.values()) < results["imports"]["process_s"]
+    lean, trainer = results["runs"]["lean"], results["runs"]["trainer"]
+    assert (lean["loop"], lean["epoch_function"]) == ("lean", "_lean_epoch")
+    assert trainer["loop"].startswith("trainer:") and trainer["epoch_function"] == "_run_epoch"
+    for run in (lean, trainer):
+        callees = dict(run["callees_ms_per_step"])
+        # The loss is computed in every step of both loops (the Trainer's inside its training_step).
+        assert any(name.endswith("compute_loss") or name.endswith("training_step") for name in callees)
+        assert 0 < max(callees.values()) <= run["epoch_ms_per_step"]

@@ -55,7 +55,7 @@ def test_the_lean_epoch_trains_exactly_as_the_trainers_own(smoke_workdir, steps_
 
     lean, trainer = read_metrics("out/lean"), read_metrics("out/trainer")
     assert lean["extra"]["training_loop"] == "lean"
-    assert trainer["extra"]["training_loop"] == "trainer: the model does not ask for it"
+    assert trainer["extra"]["training_loop"] == "trainer: not asked for (--no_lean_loop, or the encoder runs live)"
     (lean_losses, lean_evals), (losses, evals) = history("out/lean"), history("out/trainer")
     assert len(lean_losses) == 12 and max(losses) - min(losses) > 0.01  # it learns: the comparison means something
     np.testing.assert_allclose(lean_losses, losses, atol=1e-6, rtol=0)
@@ -108,4 +108,7 @@ def test_a_run_the_lean_epoch_does_not_cover_takes_the_trainers_own(smoke_workdi
     assert read_metrics("out/cleared")["extra"]["training_loop"] == "trainer: per-step cache clearing"
     # The report's way (the live encoder on every batch) is the Trainer's too.
     train_kws.main([*KWS, *STEPS, "--max_steps", "2", "--output_dir", "out/live", "--no_feature_cache"])
-    assert read_metrics("out/live")["extra"]["training_loop"] == "trainer: the model does not ask for it"
+    assert (
+        read_metrics("out/live")["extra"]["training_loop"]
+        == "trainer: not asked for (--no_lean_loop, or the encoder runs live)"
+    )

@@ -39,7 +39,7 @@ class LeanLoop(Trainer):
     def lean_reason(self) -> str | None:
         """Why this run takes the Trainer's own epoch, or None when the lean one applies."""
         if not getattr(self.model, "lean_loop", False):
-            return "the model does not ask for it"
+            return "not asked for (--no_lean_loop, or the encoder runs live)"
         args = self.args
         checks = {
             "more than one process or GPU": args.world_size > 1 or args.n_gpu > 1,
@@ -73,6 +73,11 @@ class LeanLoop(Trainer):
         return self._lean_epoch(
             model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw
         )
+
+    @staticmethod
+    def _next_batches(batches: Any, count: int) -> list[Any]:
+        """The next `count` batches of an update (fewer at the epoch's end)."""
+        return [b for b in (next(batches, None) for _ in range(count)) if b is not None]
 
     def _lean_epoch(
         self,
@@ -115,7 +120,7 @@ class LeanLoop(Trainer):
 
         for update_step in range(first_update, num_update_steps_per_epoch):
             micro = accumulation if update_step != num_update_steps_per_epoch - 1 else remainder
-            samples = [b for b in (next(batches, None) for _ in range(micro)) if b is not None]
+            samples = self._next_batches(batches, micro)
             if rng_to_sync:
                 self._load_rng_state(resume_from_checkpoint)
                 rng_to_sync = False

@@ -1,0 +1,151 @@
+"""Where a training run's host time goes, on the machine it runs on: the imports of a script's start
+(`python -X importtime`) and, per optimizer step, what the training epoch calls (cProfile over a
+`train.kws` run on a stored-feature store, the lean epoch and the Trainer's own).
+
+    python -m bench.step_profile                       # tiny sizes on a CPU, a real-size store on a GPU
+    python -m bench.step_profile --steps 600 --json out.json
+
+Issue #17: on a GPU a stored-feature step is ~0.4 ms of kernels inside ~3 ms of a Trainer step
+(docs/BENCHMARKS.md); which calls make up the rest on that machine decides what to cut next (a
+whole-step CUDA graph, or fewer loader hand-offs). cProfile inflates Python calls, so its ms per
+step are an upper bound for each call's share, not a timing; the run's own `train` phase without
+the profiler is what `bench.train_e2e` times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.train_e2e import TASKS, make_encoder, make_tree
+
+EPOCHS = ("_lean_epoch", "_run_epoch")  # the lean loop's epoch, else the Trainer's own
+TOP = 14
+# What some callees are, where their profiler names do not say it.
+NAMES = {
+    "lr_scheduler.py:wrapper": "optimizer.step (as the scheduler wraps it)",
+    "clip_grad.py:_no_grad_wrapper": "clip_grad_norm_",
+    "trainer.py:_maybe_log_save_evaluate": "_maybe_log_save_evaluate (with its logging and evaluations)",
+}
+
+
+def import_times(module: str = "train.kws") -> dict:
+    """Seconds `python -m module --help` takes, and the import time of each top-level
+    package under it (its modules' own times summed: torch, transformers, datasets, the project's)."""
+    started = time.perf_counter()
+    # A run's start as `python -m` makes it (imports without garbage collection: train/__init__.py);
+    # `--help` stops main once its arguments are parsed.
+    command = [sys.executable, "-X", "importtime", "-m", module, "--help"]
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
+    wall = time.perf_counter() - started
+    packages: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            root = match.group(2).split(".")[0]
+            packages[root] = packages.get(root, 0.0) + int(match.group(1)) / 1e6
+    slowest = sorted(packages.items(), key=lambda item: -item[1])[:TOP]
+    return {"process_s": round(wall, 2), "packages_s": [[name, round(s, 3)] for name, s in slowest]}
+
+
+def _find(stats: pstats.Stats, name: str):
+    return next((key for key in stats.stats if key[2] == name), None)  # type: ignore[attr-defined]
+
+
+def epoch_callees(stats: pstats.Stats, steps: int) -> dict:
+    """The epoch function's own cumulative time and each of its callees' (ms per optimizer step)."""
+    epoch = next((key for name in EPOCHS if (key := _find(stats, name))), None)
+    if epoch is None:
+        return {}
+    table = stats.stats  # type: ignore[attr-defined]
+    calls = []
+    for key, (_cc, _nc, _tt, _ct, callers) in table.items():
+        if epoch in callers:
+            cumulative = callers[epoch][3]
+            name = f"{Path(key[0]).name}:{key[2]}"
+            calls.append((cumulative, NAMES.get(name, name)))
+    calls.sort(reverse=True)
+    return {
+        "epoch_function": epoch[2],
+        "epoch_ms_per_step": round(table[epoch][3] * 1e3 / steps, 3),
+        "callees_ms_per_step": [[name, round(s * 1e3 / steps, 3)] for s, name in calls[:TOP]],
+    }
+
+
+def profile_run(argv: list[str], steps: int) -> dict:
+    """One in-process `train.kws.main(argv)` under cProfile (its imports already done)."""
+    import train.kws
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    folder = train.kws.main(argv)
+    profiler.disable()
+    metrics = json.loads((Path(folder) / "metrics.json").read_text())
+    extra = metrics.get("extra", {})
+    stats = pstats.Stats(profiler)
+    return {
+        "loop": extra.get("training_loop"),
+        "train_phase_s_profiled": extra.get("phases_s", {}).get("train"),
+        **epoch_callees(stats, steps),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny encoder and tree (default on a CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 600; tiny 60)")
+    parser.add_argument("--work", type=Path, default=Path("outputs/bench-profile"), help="scratch folder (emptied)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    tiny = args.tiny or not torch.cuda.is_available()
+    steps = args.steps or (60 if tiny else 600)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    results: dict = {"device": device, "tiny": tiny, "steps": steps, "imports": import_times()}
+    print(f"# step_profile on {device}; `import train.kws`: {results['imports']['process_s']} s, by package:")
+    for name, seconds in results["imports"]["packages_s"]:
+        print(f"  {seconds:7.3f} s  {name}")
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    task = TASKS["kws"]
+    counts = task.tiny if tiny else (3_000, 300, 300)
+    make_encoder(args.work / "encoder", tiny)
+    make_tree(args.work / "data", task, counts)
+    common = [
+        task.config, "--model_name_or_path", str(args.work / "encoder"), "--data_dir", str(args.work / "data"),
+        "--feature_cache_dir", str(args.work / "cache"), "--examples", "false", "--silence_clips", "4",
+        "--max_steps", str(steps), "--eval_steps", "100000", "--save_strategy", "no", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    results["runs"] = {}
+    # The first run builds the store (and runs every shape once); the profiled ones reuse it.
+    for name, extra in (("warm-up", []), ("lean", []), ("trainer", ["--no_lean_loop"])):
+        run = common + ["--output_dir", str(args.work / f"ck-{name}"), "--run_dir", str(args.work / f"run-{name}")]
+        if name == "warm-up":
+            import train.kws
+
+            train.kws.main(run + extra)
+            continue
+        result = results["runs"][name] = profile_run(run + extra, steps)
+        print(
+            f"\n## {name} ({result['loop']}): train phase {result['train_phase_s_profiled']} s under the profiler, "
+            f"{result.get('epoch_function')} {result.get('epoch_ms_per_step')} ms a step; its callees (ms a step):"
+        )
+        for callee, ms in result.get("callees_ms_per_step", []):
+            print(f"  {ms:8.3f}  {callee}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
