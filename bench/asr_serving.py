@@ -136,9 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
         clip = work / f"clip-{seconds:g}.wav"
         sf.write(clip, samples, RATE, subtype="PCM_16")
         transcribe_http(url, clip)  # warm-up
-        endpoint = statistics.median(transcribe_http(url, clip) for _ in range(args.repeat))
-        serving = statistics.median(forward_s(loaded.model, samples) for _ in range(args.repeat))
-        fp32 = statistics.median(forward_s(reference, samples) for _ in range(args.repeat))
+        # Round by round, so that the machine's drift over the minutes lands in all three columns.
+        rounds = [
+            (transcribe_http(url, clip), forward_s(loaded.model, samples), forward_s(reference, samples))
+            for _ in range(args.repeat)
+        ]
+        endpoint, serving, fp32 = (statistics.median(column) for column in zip(*rounds, strict=True))
         row = {
             "seconds": seconds,
             "endpoint_s": round(endpoint, 3),
