@@ -29,7 +29,8 @@ fi
 SECTIONS=${SECTIONS:-check speed build asr kws e2e profile loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
-# 0. The KWS head's CUDA-graph step against the eager one, step for step.
+# 0. The KWS head's CUDA-graph step against the eager one, step for step; the optimizer update from
+#    a CUDA graph (--graphed_update) against the eager update, and each one's time.
 on check && timeout 120 $PY -m bench.graph_check 2>&1 | grep -v Warning | tee "$OUT/graph_check.log"
 
 # 1. The report's recipes against the defaults (and the SUPERB heads), real sizes on a GPU.
@@ -88,7 +89,8 @@ done
 
 # 3b. The scripts end to end, as a user runs them (issue #17): train.kws and train.asr with the
 #     report's configs, the report's way (fp32, encoder on every batch) against the default (store
-#     built, then reused; reused once more in the Trainer's own epoch against the lean one), each
+#     built, then reused; reused once more in the Trainer's own epoch against the lean one, and with
+#     the lean epoch's optimizer update from a CUDA graph, --graphed_update), each
 #     phase's time and the end-to-end ratios (bench/train_e2e.py).
 on e2e && timeout 540 $PY -m bench.train_e2e ${TINY:+--tiny} ${E2E_EPOCHS:+--epochs $E2E_EPOCHS} \
   --work /tmp/bench-e2e --json "$OUT/train_e2e.json" 2>&1 | grep --line-buffered -v -i -E "warn|shards" | tee "$OUT/train_e2e.log"

@@ -1,6 +1,7 @@
 """Where a training run's host time goes, on the machine it runs on: the imports of a script's start
 (`python -X importtime`) and, per optimizer step, what the training epoch calls (cProfile over a
-`train.kws` run on a stored-feature store, the lean epoch and the Trainer's own).
+`train.kws` run on a stored-feature store: the lean epoch, the Trainer's own, and on a GPU the lean
+epoch with its optimizer update from a CUDA graph).
 
     python -m bench.step_profile                       # tiny sizes on a CPU, a real-size store on a GPU
     python -m bench.step_profile --steps 600 --json out.json
@@ -128,7 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
     ]  # fmt: skip
     results["runs"] = {}
     # The first run builds the store (and runs every shape once); the profiled ones reuse it.
-    for name, extra in (("warm-up", []), ("lean", []), ("trainer", ["--no_lean_loop"])):
+    runs = [("warm-up", []), ("lean", []), ("trainer", ["--no_lean_loop"])]
+    if torch.cuda.is_available():  # the optimizer update from a CUDA graph (train/graphed_update.py)
+        runs.append(("lean, graphed update", ["--graphed_update"]))
+    for name, extra in runs:
         run = common + ["--output_dir", str(args.work / f"ck-{name}"), "--run_dir", str(args.work / f"run-{name}")]
         if name == "warm-up":
             import train.kws

@@ -13,6 +13,7 @@ from transformers import Trainer
 from core.checkpoint import read_metrics
 from scripts.make_smoke_data import make_asr_smoke, make_kws_smoke
 from train import asr as train_asr
+from train import graphed_update
 from train import kws as train_kws
 from train.lean_loop import LeanLoop
 
@@ -33,6 +34,17 @@ def final_scores(metrics: dict) -> dict[str, float]:
     return {
         f"{split}.{k}": v for split, row in metrics["final"].items() for k, v in row.items() if isinstance(v, float)
     }
+
+
+@pytest.fixture
+def update_in_place(monkeypatch) -> list[int]:
+    """train/graphed_update.py's update on the CPU (captured only on CUDA): gradients kept in the
+    same tensors and zeroed in place, the learning rate and clipping as in the graph. Counts updates."""
+    monkeypatch.setattr(graphed_update, "DEVICES", ("cuda", "cpu"))
+    calls = []
+    real = graphed_update.GraphedUpdate._update
+    monkeypatch.setattr(graphed_update.GraphedUpdate, "_update", lambda self: calls.append(1) or real(self))
+    return calls
 
 
 @pytest.fixture
@@ -68,13 +80,83 @@ def test_the_lean_epoch_trains_exactly_as_the_trainers_own(smoke_workdir, steps_
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.parametrize("task", ["kws", "asr"])
+def test_the_graphed_updates_arithmetic_trains_as_the_lean_epochs(smoke_workdir, update_in_place, task):
+    script, args = (train_kws, KWS) if task == "kws" else (train_asr, ASR)
+    (make_kws_smoke if task == "kws" else make_asr_smoke)()
+    script.main([*args, *STEPS, "--output_dir", "out/lean"])
+    assert update_in_place == []
+    script.main([*args, *STEPS, "--output_dir", "out/graphed", "--graphed_update"])
+    assert len(update_in_place) == 12  # one update a step, accumulated micro-batches included
+    assert read_metrics("out/graphed")["extra"]["training_loop"] == "lean, optimizer update in place"
+    (losses, evals), (reference, reference_evals) = history("out/graphed"), history("out/lean")
+    assert max(reference) - min(reference) > 0.01
+    np.testing.assert_allclose(losses, reference, atol=1e-6, rtol=0)
+    for a, b in zip(evals, reference_evals, strict=True):
+        assert all(a[k] == pytest.approx(b[k], abs=1e-6) for k in a)
+    a, b = load_file("out/graphed/model.safetensors"), load_file("out/lean/model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_graphed_update_steps_as_the_eager_one_while_the_learning_rate_changes(update_in_place):
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(8, 3)]
+    models.append(torch.nn.Linear(8, 3).requires_grad_(True))
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-2, fused=True) for m in models]
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1 / (1 + step)) for o in optimizers]
+    update = graphed_update.GraphedUpdate(optimizers[0], list(models[0].parameters()), max_grad_norm=0.5)
+    for step in range(6):
+        norms = []
+        for i, model in enumerate(models):
+            for micro in range(2):  # two micro-batches into the same gradients
+                x = torch.randn(4, 8, generator=torch.Generator().manual_seed(10 * step + micro))
+                model(x).pow(2).mean().backward()
+            if i == 0:
+                grads = [p.grad for p in model.parameters()]
+                norms.append(update.step())
+                assert all(p.grad is g for p, g in zip(model.parameters(), grads, strict=True))  # kept, zeroed
+                assert all(not g.any() for g in grads)
+            else:
+                norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5))
+                optimizers[1].step()
+                model.zero_grad(set_to_none=True)
+            schedules[i].step()
+        assert norms[0] == pytest.approx(float(norms[1]), rel=1e-6) and norms[1] > 0.5  # clipped
+        for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    assert len(update_in_place) == 6 and update.replays == 0  # no capture off CUDA
+    assert optimizers[0].param_groups[0]["lr"] == optimizers[1].param_groups[0]["lr"] == pytest.approx(1 / 7 * 1e-2)
+
+
+def test_an_optimizer_the_graph_cannot_replay_is_named():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert graphed_update.unsupported(torch.optim.AdamW(params, fused=True), params) == (
+        "the parameters are not on a CUDA GPU"
+    )
+    graphed_update_devices = ("cuda", "cpu")
+    original, graphed_update.DEVICES = graphed_update.DEVICES, graphed_update_devices
+    try:
+        assert "not fused" in graphed_update.unsupported(torch.optim.AdamW(params, foreach=True), params)
+        assert "SGD, not Adam" in graphed_update.unsupported(torch.optim.SGD(params, lr=0.1), params)
+        assert graphed_update.unsupported(torch.optim.AdamW(params, fused=True), params) is None
+    finally:
+        graphed_update.DEVICES = original
+
+
 class Killed(Exception):
     pass
 
 
-def test_a_run_resumed_in_the_lean_epoch_ends_where_an_unbroken_one_does(smoke_workdir, steps_taken, monkeypatch):
+@pytest.mark.parametrize("update", ["eager", "graphed"])
+def test_a_run_resumed_in_the_lean_epoch_ends_where_an_unbroken_one_does(
+    smoke_workdir, steps_taken, monkeypatch, update
+):
     make_kws_smoke()
+    if update == "graphed":  # on the CPU the update's arithmetic in place: its checkpoints and resume
+        monkeypatch.setattr(graphed_update, "DEVICES", ("cuda", "cpu"))
     common = [*KWS, *STEPS, "--save_strategy", "steps", "--save_steps", "3"]
+    common += ["--graphed_update"] if update == "graphed" else []
     train_kws.main([*common, "--output_dir", "out/unbroken", "--run_dir", "runs/unbroken"])
     # The same run killed right after it saved checkpoint-3 (mid-epoch: the resumed epoch skips its
     # first batches and restores the RNG), then resumed from that checkpoint.
@@ -111,4 +193,9 @@ def test_a_run_the_lean_epoch_does_not_cover_takes_the_trainers_own(smoke_workdi
     assert (
         read_metrics("out/live")["extra"]["training_loop"]
         == "trainer: not asked for (--no_lean_loop, or the encoder runs live)"
+    )
+    # A graphed update needs a GPU: on the CPU the update runs as it always does, and says so.
+    train_kws.main([*KWS, *STEPS, "--max_steps", "2", "--output_dir", "out/cpu", "--graphed_update"])
+    assert read_metrics("out/cpu")["extra"]["training_loop"] == (
+        "lean, optimizer update eager (the parameters are not on a CUDA GPU)"
     )

@@ -62,6 +62,14 @@ class FeatureArguments:
             "--no_lean_loop runs the Trainer's own epoch."
         },
     )
+    graphed_update: bool = field(
+        default=False,
+        metadata={
+            "help": "In the lean epoch on one GPU, replay each optimizer update (clipping, a fused AdamW "
+            "step, zeroing the gradients) from a CUDA graph (train/graphed_update.py). Off until measured "
+            "on a GPU: bench.graph_check compares it with the eager update."
+        },
+    )
     store_device_share: float = field(
         default=0.5,
         metadata={
@@ -116,6 +124,7 @@ class FrozenEncoderHead(nn.Module):
         shift_frames: int = 0,
         cuda_graphs: bool = False,
         lean_loop: bool = False,
+        graphed_update: bool = False,
     ):
         super().__init__()
         self.head = head_of(model)
@@ -126,6 +135,7 @@ class FrozenEncoderHead(nn.Module):
         self.graphed = GraphedPoolingStep(self.head, loss) if graphable else None
         self.mask_time_prob, self.mask_time_length, self.shift_frames = mask_time_prob, mask_time_length, shift_frames
         self.lean_loop = lean_loop and not live_encoder  # stored features: train.lean_loop's epoch
+        self.graphed_update = graphed_update and self.lean_loop  # its updates from a graph
 
     def train(self, mode: bool = True) -> FrozenEncoderHead:
         super().train(mode)
@@ -261,6 +271,7 @@ def frozen_head(
         shift_frames=training.shift_frames,
         cuda_graphs=features.cuda_graphs and single,
         lean_loop=features.lean_loop,
+        graphed_update=features.graphed_update and single,
     )
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:

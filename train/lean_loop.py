@@ -29,6 +29,9 @@ from transformers import Trainer
 from transformers.optimization import GreedyLR
 from transformers.training_args import OptimizerNames
 
+from train import graphed_update
+from train.graphed_update import GraphedUpdate
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,11 +61,35 @@ class LeanLoop(Trainer):
         reasons = [reason for reason, applies in checks.items() if applies]
         return ", ".join(reasons) or None
 
-    loop_used: str | None = None  # what metrics.json records: "lean", or "trainer: <why>"
+    loop_used: str | None = None  # what metrics.json records: "lean", "lean, ...", or "trainer: <why>"
+    graphed: GraphedUpdate | None = None  # the lean epoch's optimizer update from a CUDA graph
+    lean_update: GraphedUpdate | None = None  # this epoch's: `graphed` where it applies
+
+    def _graphed_update(self, model: torch.nn.Module) -> tuple[GraphedUpdate | None, str]:
+        """The update from a CUDA graph when the model asks for it (`model.graphed_update`) and
+        the optimizer allows it, else None; and what metrics.json adds to "lean"."""
+        if not getattr(model, "graphed_update", False):
+            return None, ""
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # under accelerate's wrapper
+        params = [p for p in model.parameters() if p.requires_grad]
+        current = self.graphed
+        if (
+            current is None
+            or current.optimizer is not optimizer
+            or len(current.params) != len(params)
+            or any(a is not b for a, b in zip(current.params, params, strict=False))
+        ):
+            why = graphed_update.unsupported(optimizer, params)
+            if why is not None:
+                return None, f", optimizer update eager ({why})"
+            self.graphed = current = GraphedUpdate(optimizer, params, self.args.max_grad_norm, self.optimizer.step)
+        return current, ", optimizer update from a CUDA graph" if current.capture else ", optimizer update in place"
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw):
         reason = self.lean_reason()
-        used = "lean" if reason is None else f"trainer: {reason}"
+        update, how = self._graphed_update(model) if reason is None else (None, "")
+        self.lean_update = update
+        used = f"lean{how}" if reason is None else f"trainer: {reason}"
         if used != self.loop_used:
             logger.info("training loop: %s", used)
             self.loop_used = used
@@ -114,6 +141,9 @@ class LeanLoop(Trainer):
         params = [p for p in model.parameters() if p.requires_grad]
         self.accelerator.gradient_state._set_sync_gradients(True)  # what accelerate's optimizer.step reads
         remainder = steps_in_epoch % accumulation or accumulation
+        update = self.lean_update
+        if update is not None:
+            update.ensure_grads()
         # The whole tree: a head taken from a model loaded with from_pretrained is in eval mode
         # (no dropout) while the new wrapper around it says it is training.
         model.train()
@@ -139,16 +169,21 @@ class LeanLoop(Trainer):
                 if (step + 1) % accumulation and step + 1 != steps_in_epoch:
                     self.control = handler.on_substep_end(args, state, self.control)
                     continue
-                if args.max_grad_norm > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                self.control = handler.on_pre_optimizer_step(args, state, self.control)
-                self.optimizer.step()
+                if update is not None:  # clipping, the step and zeroing, from one graph
+                    self.control = handler.on_pre_optimizer_step(args, state, self.control)
+                    grad_norm = update.step()
+                else:
+                    if args.max_grad_norm > 0:
+                        grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                    self.control = handler.on_pre_optimizer_step(args, state, self.control)
+                    self.optimizer.step()
                 self.control = handler.on_optimizer_step(args, state, self.control)
                 learning_rate = self._get_learning_rate()
                 if not isinstance(self.lr_scheduler, (torch.optim.lr_scheduler.ReduceLROnPlateau, GreedyLR)):
                     self.lr_scheduler.step()
-                for p in params:
-                    p.grad = None
+                if update is None:
+                    for p in params:
+                        p.grad = None
                 state.global_step += 1
                 state.epoch = epoch + (step + 1) / steps_in_epoch
                 self.control = handler.on_step_end(args, state, self.control)
