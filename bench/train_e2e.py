@@ -4,8 +4,9 @@ run on every batch of every epoch: `--no_feature_cache --precision fp32`) agains
 default (the encoder run once into a feature store, the head trained on it), the default twice:
 building the store, then reusing it, and once more reusing it in the Trainer's own training loop
 instead of the lean one (`--no_lean_loop`); on a GPU a fifth time, reusing it with the lean
-epoch's optimizer update from a CUDA graph (`--graphed_update`). One process per run, all in one call, on synthetic trees
-shaped like the real sets (bench/synthetic.py) and a random-init encoder (speed does not depend
+epoch's optimizer update from a CUDA graph (`--graphed_update`). One process per run, all in one
+call, on synthetic trees shaped like the real sets (bench/synthetic.py; `--train kws=51094` for
+the real Speech Commands training split's size) and a random-init encoder (speed does not depend
 on the weights).
 
     python -m bench.train_e2e                  # on a GPU: DistilHuBERT-size encoder; on CPU: tiny
@@ -138,8 +139,19 @@ def print_table(rows: list[dict]) -> None:
         print("  ".join(str(row.get(k, "")).ljust(widths[k]) for k in keys))
 
 
-def bench_task(name: str, task: Task, work: Path, tiny: bool, encoder: Path, epochs: float | None) -> dict:
-    counts = task.tiny if tiny else task.real
+def sizes(task: Task, tiny: bool, train: int | None) -> tuple[int, int, int]:
+    """Train / validation / test clips: the task's tiny or real-size tree, or `train` clips with the
+    real-size tree's proportions for the other two."""
+    if train is None:
+        return task.tiny if tiny else task.real
+    scale = train / task.real[0]
+    return train, max(1, round(task.real[1] * scale)), max(1, round(task.real[2] * scale))
+
+
+def bench_task(
+    name: str, task: Task, work: Path, tiny: bool, encoder: Path, epochs: float | None, train: int | None = None
+) -> dict:
+    counts = sizes(task, tiny, train)
     tree = work / f"data-{name}"
     started = time.perf_counter()
     make_tree(tree, task, counts)
@@ -192,10 +204,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--tiny", action="store_true", help="tiny encoder and trees (default on a CPU)")
     parser.add_argument("--epochs", type=float, help="override the config's num_train_epochs")
+    parser.add_argument(
+        "--train",
+        nargs="+",
+        default=[],
+        metavar="TASK=CLIPS",
+        help="training clips per task (validation and test in proportion), e.g. kws=51094: the real Speech "
+        "Commands training split",
+    )
     parser.add_argument("--work", type=Path, default=Path("outputs/bench-e2e"), help="scratch folder (emptied)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     tiny = args.tiny or not torch.cuda.is_available()
+    train = {task: int(clips) for task, clips in (item.split("=", 1) for item in args.train)}
+    if unknown := set(train) - set(TASKS):
+        parser.error(f"--train: unknown tasks {sorted(unknown)}")
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     encoder = args.work / "encoder"
@@ -204,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"# train_e2e on {device}, {'tiny' if tiny else 'DistilHuBERT-size'} random-init encoder", flush=True)
     results = {"device": device, "tiny": tiny, "tasks": {}}
     for name in args.tasks:
-        results["tasks"][name] = bench_task(name, TASKS[name], args.work, tiny, encoder, args.epochs)
+        results["tasks"][name] = bench_task(name, TASKS[name], args.work, tiny, encoder, args.epochs, train.get(name))
         if args.json:  # after each task: a run cut short keeps what it measured
             args.json.write_text(json.dumps(results, indent=2))
     return results

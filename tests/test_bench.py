@@ -67,8 +67,11 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
     from bench import train_e2e
 
     out = tmp_path / "e2e.json"
-    results = train_e2e.main(["--tiny", "--epochs", "1", "--work", str(tmp_path / "work"), "--json", str(out)])
+    work = ["--work", str(tmp_path / "work"), "--json", str(out)]
+    results = train_e2e.main(["--tiny", "--epochs", "1", "--train", "kws=120", *work])
     assert json.loads(out.read_text()) == results and set(results["tasks"]) == {"kws", "asr"}
+    # KWS with the training clips asked for (the others in the real tree's proportions), ASR tiny.
+    assert results["tasks"]["kws"]["counts"] == [120, 12, 12] and results["tasks"]["asr"]["counts"] == [24, 6, 6]
     for name, task in results["tasks"].items():
         report, built, reused, trainer_loop = task["rows"]
         assert [row["run"] for row in task["rows"]] == list(train_e2e.RUNS)
