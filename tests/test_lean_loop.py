@@ -98,6 +98,28 @@ def test_the_graphed_updates_arithmetic_trains_as_the_lean_epochs(smoke_workdir,
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_a_failed_capture_leaves_the_updates_eager_and_the_run_says_so(smoke_workdir, update_in_place, monkeypatch):
+    make_kws_smoke()
+    train_kws.main([*KWS, *STEPS, "--output_dir", "out/lean"])
+    real_init = graphed_update.GraphedUpdate.__init__
+
+    def as_if_on_cuda(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.capture = True  # so that it tries to capture after its warm-up updates
+
+    def capture_fails(self):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphed_update.GraphedUpdate, "__init__", as_if_on_cuda)
+    monkeypatch.setattr(graphed_update.GraphedUpdate, "_capture", capture_fails)
+    train_kws.main([*KWS, *STEPS, "--output_dir", "out/failed", "--graphed_update"])
+    assert read_metrics("out/failed")["extra"]["training_loop"] == (
+        "lean, optimizer update eager (its CUDA graph capture failed)"
+    )
+    assert len(update_in_place) == 12  # every update ran, eagerly after the failed capture
+    np.testing.assert_allclose(history("out/failed")[0], history("out/lean")[0], atol=1e-6, rtol=0)
+
+
 def test_a_graphed_update_steps_as_the_eager_one_while_the_learning_rate_changes(update_in_place):
     torch.manual_seed(0)
     models = [torch.nn.Linear(8, 3)]
@@ -129,19 +151,14 @@ def test_a_graphed_update_steps_as_the_eager_one_while_the_learning_rate_changes
     assert optimizers[0].param_groups[0]["lr"] == optimizers[1].param_groups[0]["lr"] == pytest.approx(1 / 7 * 1e-2)
 
 
-def test_an_optimizer_the_graph_cannot_replay_is_named():
+def test_an_optimizer_the_graph_cannot_replay_is_named(monkeypatch):
     params = [torch.nn.Parameter(torch.zeros(2))]
-    assert graphed_update.unsupported(torch.optim.AdamW(params, fused=True), params) == (
-        "the parameters are not on a CUDA GPU"
-    )
-    graphed_update_devices = ("cuda", "cpu")
-    original, graphed_update.DEVICES = graphed_update.DEVICES, graphed_update_devices
-    try:
-        assert "not fused" in graphed_update.unsupported(torch.optim.AdamW(params, foreach=True), params)
-        assert "SGD, not Adam" in graphed_update.unsupported(torch.optim.SGD(params, lr=0.1), params)
-        assert graphed_update.unsupported(torch.optim.AdamW(params, fused=True), params) is None
-    finally:
-        graphed_update.DEVICES = original
+    fused = torch.optim.AdamW(params, fused=True)
+    assert graphed_update.unsupported(fused, params) == "the parameters are not on a CUDA GPU"
+    monkeypatch.setattr(graphed_update, "DEVICES", ("cuda", "cpu"))
+    assert graphed_update.unsupported(fused, params) is None
+    assert "not fused" in graphed_update.unsupported(torch.optim.AdamW(params, foreach=True), params)
+    assert "SGD, not Adam" in graphed_update.unsupported(torch.optim.SGD(params, lr=0.1), params)
 
 
 class Killed(Exception):

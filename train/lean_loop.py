@@ -83,6 +83,8 @@ class LeanLoop(Trainer):
             if why is not None:
                 return None, f", optimizer update eager ({why})"
             self.graphed = current = GraphedUpdate(optimizer, params, self.args.max_grad_norm, self.optimizer.step)
+        if current.failed:
+            return current, ", optimizer update eager (its CUDA graph capture failed)"
         return current, ", optimizer update from a CUDA graph" if current.capture else ", optimizer update in place"
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw):
@@ -198,6 +200,8 @@ class LeanLoop(Trainer):
         if step < 0:
             logger.warning("no batch in this epoch: training stops at step %d", state.global_step)
             self.control.should_training_stop = True
+        if update is not None and update.failed:  # metrics.json says what ran
+            self.loop_used = "lean, optimizer update eager (its CUDA graph capture failed)"
         self.control = handler.on_epoch_end(args, state, self.control)
         self._maybe_log_save_evaluate(
             self._tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time, learning_rate
