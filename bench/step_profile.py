@@ -30,7 +30,8 @@ import torch
 
 from bench.train_e2e import TASKS, make_encoder, make_tree
 
-EPOCHS = ("_lean_epoch", "_run_epoch")  # the lean loop's epoch, else the Trainer's own
+# The lean loop's epoch, else the Trainer's own (not LeanLoop's `_run_epoch`, which only picks one).
+EPOCHS = (("lean_loop.py", "_lean_epoch"), ("trainer.py", "_run_epoch"))
 TOP = 14
 # What some callees are, where their profiler names do not say it.
 NAMES = {
@@ -59,13 +60,14 @@ def import_times(module: str = "train.kws") -> dict:
     return {"process_s": round(wall, 2), "packages_s": [[name, round(s, 3)] for name, s in slowest]}
 
 
-def _find(stats: pstats.Stats, name: str):
-    return next((key for key in stats.stats if key[2] == name), None)  # type: ignore[attr-defined]
+def _find(stats: pstats.Stats, file: str, name: str):
+    keys = stats.stats  # type: ignore[attr-defined]
+    return next((key for key in keys if Path(key[0]).name == file and key[2] == name), None)
 
 
 def epoch_callees(stats: pstats.Stats, steps: int) -> dict:
     """The epoch function's own cumulative time and each of its callees' (ms per optimizer step)."""
-    epoch = next((key for name in EPOCHS if (key := _find(stats, name))), None)
+    epoch = next((key for file, name in EPOCHS if (key := _find(stats, file, name))), None)
     if epoch is None:
         return {}
     table = stats.stats  # type: ignore[attr-defined]
@@ -77,7 +79,7 @@ def epoch_callees(stats: pstats.Stats, steps: int) -> dict:
             calls.append((cumulative, NAMES.get(name, name)))
     calls.sort(reverse=True)
     return {
-        "epoch_function": epoch[2],
+        "epoch_function": f"{Path(epoch[0]).name}:{epoch[2]}",
         "epoch_ms_per_step": round(table[epoch][3] * 1e3 / steps, 3),
         "callees_ms_per_step": [[name, round(s * 1e3 / steps, 3)] for s, name in calls[:TOP]],
     }

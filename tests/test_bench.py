@@ -122,10 +122,11 @@ def test_step_profile_breaks_down_the_start_and_each_loops_step(tmp_path):
     packages = dict(results["imports"]["packages_s"])
     assert {"torch", "transformers"} <= set(packages) and 0 < sum(packages.values()) < results["imports"]["process_s"]
     lean, trainer = results["runs"]["lean"], results["runs"]["trainer"]
-    assert (lean["loop"], lean["epoch_function"]) == ("lean", "_lean_epoch")
-    assert trainer["loop"].startswith("trainer:") and trainer["epoch_function"] == "_run_epoch"
-    for run in (lean, trainer):
-        callees = dict(run["callees_ms_per_step"])
-        # The loss is computed in every step of both loops (the Trainer's inside its training_step).
-        assert any(name.endswith("compute_loss") or name.endswith("training_step") for name in callees)
+    assert (lean["loop"], lean["epoch_function"]) == ("lean", "lean_loop.py:_lean_epoch")
+    assert trainer["loop"].startswith("trainer:") and trainer["epoch_function"] == "trainer.py:_run_epoch"
+    # The loss: the lean epoch calls the script's compute_loss, the Trainer's epoch its training_step.
+    lean_calls, trainer_calls = dict(lean["callees_ms_per_step"]), dict(trainer["callees_ms_per_step"])
+    assert "kws.py:compute_loss" in lean_calls and "trainer.py:training_step" not in lean_calls
+    assert "trainer.py:training_step" in trainer_calls
+    for run, callees in ((lean, lean_calls), (trainer, trainer_calls)):
         assert 0 < max(callees.values()) <= run["epoch_ms_per_step"]
