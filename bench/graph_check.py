@@ -138,7 +138,8 @@ def check_update(device: torch.device, tolerance: float) -> bool:
                 optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
         micro = 2 if step % 3 == 2 else 1
         batches = [batch(rng, size, frames, 1, config.hidden_size) for _ in range(micro)]
-        losses, norms = [], []
+        losses = []
+        norms = []
         for i, head in enumerate(heads):
             total = 0.0
             for features, counts, labels in batches:
@@ -179,7 +180,8 @@ def check_update(device: torch.device, tolerance: float) -> bool:
 
     for p in params[1]:
         p.grad = torch.zeros_like(p)
-    eager_ms, graphed_ms = timed(eager), timed(update.step)
+    eager_ms = timed(eager)
+    graphed_ms = timed(update.step)
     print(
         f"graphed optimizer update, {len(SHAPES) * 2} steps (accumulation every third, a state reload midway, "
         f"learning rate changing every step): max |loss diff| {worst_loss:.2e}, max |param diff| {worst_param:.2e}, "

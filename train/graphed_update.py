@@ -95,14 +95,18 @@ class GraphedUpdate:
         try:
             # While capturing, the kernel reads the learning rate from a GPU tensor.
             for group, lr in zip(groups, self.lrs, strict=True):
-                group["lr"], group["capturable"] = lr, True
+                group["lr"] = lr
+                group["capturable"] = True
             # thread_local: the loader's pin-memory thread may call CUDA while this thread captures.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 norm = self._update()
         finally:
             for group, (lr, capturable) in zip(groups, saved, strict=True):
-                group["lr"], group["capturable"] = lr, capturable
-        self.graph, self.norm, self.pointers = graph, norm, self._pointers()
+                group["lr"] = lr
+                group["capturable"] = capturable
+        self.graph = graph
+        self.norm = norm
+        self.pointers = self._pointers()
 
     def step(self) -> torch.Tensor | None:
         self.ensure_grads()
@@ -114,7 +118,8 @@ class GraphedUpdate:
                 self._capture()  # records the update without running it: the replay below runs it
             except RuntimeError as err:  # a long run should not die for a speed-up
                 logger.warning("CUDA graph capture of the optimizer update failed; updates run eagerly: %s", err)
-                self.failed, self.graph = True, None
+                self.failed = True
+                self.graph = None
                 return self._update()
         for group, lr in zip(self.optimizer.param_groups, self.lrs, strict=True):
             lr.fill_(group["lr"])

@@ -82,14 +82,19 @@ class LeanLoop(Trainer):
             why = graphed_update.unsupported(optimizer, params)
             if why is not None:
                 return None, f", optimizer update eager ({why})"
-            self.graphed = current = GraphedUpdate(optimizer, params, self.args.max_grad_norm, self.optimizer.step)
+            current = GraphedUpdate(optimizer, params, self.args.max_grad_norm, self.optimizer.step)
+            self.graphed = current
         if current.failed:
             return current, ", optimizer update eager (its CUDA graph capture failed)"
-        return current, ", optimizer update from a CUDA graph" if current.capture else ", optimizer update in place"
+        where = "from a CUDA graph" if current.capture else "in place"
+        return current, f", optimizer update {where}"
 
     def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw):
         reason = self.lean_reason()
-        update, how = self._graphed_update(model) if reason is None else (None, "")
+        update: GraphedUpdate | None = None
+        how = ""
+        if reason is None:
+            update, how = self._graphed_update(model)
         self.lean_update = update
         used = f"lean{how}" if reason is None else f"trainer: {reason}"
         if used != self.loop_used:
