@@ -100,9 +100,12 @@ on e2e && timeout ${E2E_TIMEOUT:-540} $PY -m bench.train_e2e ${TINY:+--tiny} ${E
 
 # 3c. Where a run's host time goes on this machine (issue #17): the imports of `python -m train.kws`
 #     by package, and cProfile over the epoch of a KWS run on a reused store, lean and Trainer's
-#     loop, per optimizer step (bench/step_profile.py; ~1 minute).
-on profile && timeout 240 $PY -m bench.step_profile ${TINY:+--tiny} --work /tmp/bench-profile \
-  --json "$OUT/step_profile.json" 2>&1 | grep --line-buffered -E "^#|^ +[0-9]" | tee "$OUT/step_profile.log"
+#     loop, per optimizer step (bench/step_profile.py; ~1 minute a task). PROFILE_TASKS="kws asr" adds
+#     train.asr's CTC head.
+for task in ${PROFILE_TASKS:-kws}; do
+  on profile && timeout 240 $PY -m bench.step_profile --task $task ${TINY:+--tiny} --work /tmp/bench-profile \
+    --json "$OUT/step_profile_$task.json" 2>&1 | grep --line-buffered -E "^#|^ +[0-9]" | tee "$OUT/step_profile_$task.log"
+done
 
 # 4. The loading path with more workers than this project's 2-core CI box has.
 on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utterances 0 --json "$OUT/data_loading.json" \

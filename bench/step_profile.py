@@ -5,6 +5,7 @@ epoch with its optimizer update from a CUDA graph).
 
     python -m bench.step_profile                       # tiny sizes on a CPU, a real-size store on a GPU
     python -m bench.step_profile --steps 600 --json out.json
+    python -m bench.step_profile --task asr            # train.asr (CTC head) instead of train.kws
 
 Issue #17: on a GPU a stored-feature step is ~0.4 ms of kernels inside ~3 ms of a Trainer step
 (docs/BENCHMARKS.md); which calls make up the rest on that machine decides what to cut next (a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import json
 import pstats
 import re
@@ -85,13 +87,16 @@ def epoch_callees(stats: pstats.Stats, steps: int) -> dict:
     }
 
 
-def profile_run(argv: list[str], steps: int) -> dict:
-    """One in-process `train.kws.main(argv)` under cProfile (its imports already done)."""
-    import train.kws
+# Per task: the tree at tiny size and on a GPU (a store of a few thousand clips / a few hundred
+# utterances: enough steps, built in seconds).
+SIZES = {"kws": ((240, 24, 24), (3_000, 300, 300)), "asr": ((24, 6, 6), (400, 40, 40))}
 
+
+def profile_run(script, argv: list[str], steps: int) -> dict:
+    """One in-process `script.main(argv)` under cProfile (its imports already done)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    folder = train.kws.main(argv)
+    folder = script.main(argv)
     profiler.disable()
     metrics = json.loads((Path(folder) / "metrics.json").read_text())
     extra = metrics.get("extra", {})
@@ -105,6 +110,7 @@ def profile_run(argv: list[str], steps: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=list(SIZES), default="kws", help="train.kws (default) or train.asr")
     parser.add_argument("--tiny", action="store_true", help="tiny encoder and tree (default on a CPU)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default 600; tiny 60)")
     parser.add_argument("--work", type=Path, default=Path("outputs/bench-profile"), help="scratch folder (emptied)")
@@ -113,35 +119,37 @@ def main(argv: list[str] | None = None) -> dict:
     tiny = args.tiny or not torch.cuda.is_available()
     steps = args.steps or (60 if tiny else 600)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    results: dict = {"device": device, "tiny": tiny, "steps": steps, "imports": import_times()}
-    print(f"# step_profile on {device}; `import train.kws`: {results['imports']['process_s']} s, by package:")
+    task = TASKS[args.task]
+    results: dict = {"device": device, "task": args.task, "tiny": tiny, "steps": steps}
+    results["imports"] = import_times(task.module)
+    print(f"# step_profile on {device}; `{task.module}`'s start: {results['imports']['process_s']} s, by package:")
     for name, seconds in results["imports"]["packages_s"]:
         print(f"  {seconds:7.3f} s  {name}")
 
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    task = TASKS["kws"]
-    counts = task.tiny if tiny else (3_000, 300, 300)
     make_encoder(args.work / "encoder", tiny)
-    make_tree(args.work / "data", task, counts)
+    make_tree(args.work / "data", task, SIZES[args.task][0 if tiny else 1])
     common = [
         task.config, "--model_name_or_path", str(args.work / "encoder"), "--data_dir", str(args.work / "data"),
-        "--feature_cache_dir", str(args.work / "cache"), "--examples", "false", "--silence_clips", "4",
+        "--feature_cache_dir", str(args.work / "cache"), "--examples", "false",
         "--max_steps", str(steps), "--eval_steps", "100000", "--save_strategy", "no", "--disable_tqdm", "true",
     ]  # fmt: skip
+    if args.task == "kws":
+        common += ["--silence_clips", "4"]
+    script = importlib.import_module(task.module)
     results["runs"] = {}
     # The first run builds the store (and runs every shape once); the profiled ones reuse it.
     runs = [("warm-up", []), ("lean", []), ("trainer", ["--no_lean_loop"])]
     if torch.cuda.is_available():  # the optimizer update from a CUDA graph (train/graphed_update.py)
         runs.append(("lean, graphed update", ["--graphed_update"]))
     for name, extra in runs:
-        run = common + ["--output_dir", str(args.work / f"ck-{name}"), "--run_dir", str(args.work / f"run-{name}")]
+        folder = "".join(c if c.isalnum() else "-" for c in name)
+        run = common + ["--output_dir", str(args.work / f"ck-{folder}"), "--run_dir", str(args.work / f"run-{folder}")]
         if name == "warm-up":
-            import train.kws
-
-            train.kws.main(run + extra)
+            script.main(run + extra)
             continue
-        result = results["runs"][name] = profile_run(run + extra, steps)
+        result = results["runs"][name] = profile_run(script, run + extra, steps)
         print(
             f"\n## {name} ({result['loop']}): train phase {result['train_phase_s_profiled']} s under the profiler, "
             f"{result.get('epoch_function')} {result.get('epoch_ms_per_step')} ms a step; its callees (ms a step):"

@@ -130,3 +130,16 @@ def test_step_profile_breaks_down_the_start_and_each_loops_step(tmp_path):
     assert "trainer.py:training_step" in trainer_calls
     for run, callees in ((lean, lean_calls), (trainer, trainer_calls)):
         assert 0 < max(callees.values()) <= run["epoch_ms_per_step"]
+
+
+def test_step_profile_breaks_down_the_ctc_heads_step_too(tmp_path):
+    from bench import step_profile
+
+    results = step_profile.main(["--task", "asr", "--tiny", "--steps", "4", "--work", str(tmp_path / "work")])
+    assert results["task"] == "asr" and "torch" in dict(results["imports"]["packages_s"])
+    lean, trainer = results["runs"]["lean"], results["runs"]["trainer"]
+    assert (lean["epoch_function"], trainer["epoch_function"]) == ("lean_loop.py:_lean_epoch", "trainer.py:_run_epoch")
+    # The CTC loss's backward is the biggest part of the lean step on a CPU; the Trainer's is in its training_step.
+    lean_calls = dict(lean["callees_ms_per_step"])
+    assert max(lean_calls, key=lean_calls.get) in ("_tensor.py:backward", "trainer.py:compute_loss")
+    assert "trainer.py:training_step" in dict(trainer["callees_ms_per_step"])
