@@ -174,7 +174,7 @@ def check_update(device: torch.device, tolerance: float) -> bool:
         synchronize()
         return (time.perf_counter() - start) / 200 * 1e3
 
-    def eager() -> None:  # the lean epoch's update: clipping, the optimizer's step (then grad = None)
+    def eager() -> None:  # the lean epoch's update without the graph: clipping, the optimizer's step
         torch.nn.utils.clip_grad_norm_(params[1], 1.0)
         optimizers[1].step()
 

@@ -138,18 +138,25 @@ def main(argv: list[str] | None = None) -> dict:
     if args.task == "kws":
         common += ["--silence_clips", "4"]
     script = importlib.import_module(task.module)
+
+    def run_args(name: str, extra: list[str]) -> list[str]:
+        folder = "".join(c if c.isalnum() else "-" for c in name)
+        return [
+            *common,
+            "--output_dir",
+            str(args.work / f"ck-{folder}"),
+            "--run_dir",
+            str(args.work / f"run-{folder}"),
+        ]
+
+    # A first run builds the store (and runs every shape once); the profiled ones reuse it.
+    script.main(run_args("warm-up", []))
     results["runs"] = {}
-    # The first run builds the store (and runs every shape once); the profiled ones reuse it.
-    runs = [("warm-up", []), ("lean", []), ("trainer", ["--no_lean_loop"])]
+    runs = [("lean", []), ("trainer", ["--no_lean_loop"])]
     if torch.cuda.is_available():  # the optimizer update from a CUDA graph (train/graphed_update.py)
         runs.append(("lean, graphed update", ["--graphed_update"]))
     for name, extra in runs:
-        folder = "".join(c if c.isalnum() else "-" for c in name)
-        run = common + ["--output_dir", str(args.work / f"ck-{folder}"), "--run_dir", str(args.work / f"run-{folder}")]
-        if name == "warm-up":
-            script.main(run + extra)
-            continue
-        result = results["runs"][name] = profile_run(script, run + extra, steps)
+        result = results["runs"][name] = profile_run(script, run_args(name, extra) + extra, steps)
         print(
             f"\n## {name} ({result['loop']}): train phase {result['train_phase_s_profiled']} s under the profiler, "
             f"{result.get('epoch_function')} {result.get('epoch_ms_per_step')} ms a step; its callees (ms a step):"

@@ -29,25 +29,10 @@ from train.frozen_head import FrozenEncoderHead
 TRAIN_VOICES = ["en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3"]
 UNHEARD_VOICES = ["en-gb+m2", "en-gb+f2", "en-us+m5"]
 LEARN = [
-    "--freeze",
-    "none",
-    "--silence_clips",
-    "60",
-    "--max_steps",
-    "800",
-    "--warmup_steps",
-    "40",
-    "--per_device_train_batch_size",
-    "16",
-    "--learning_rate",
-    "1e-3",
-    "--max_grad_norm",
-    "1.0",
-    "--eval_steps",
-    "200",
-    "--logging_steps",
-    "100",
-]
+    "--freeze", "none", "--silence_clips", "60", "--max_steps", "800", "--warmup_steps", "40",
+    "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--max_grad_norm", "1.0",
+    "--eval_steps", "200", "--logging_steps", "100",
+]  # fmt: skip
 
 
 def test_balanced_weights_are_n_over_classes_times_count():

@@ -66,9 +66,16 @@ class GraphedUpdate:
         self.replays = 0
         self.ensure_grads()
 
+    def describe(self) -> str:
+        """How the updates run, for metrics.json."""
+        if self.failed:
+            return "eager (its CUDA graph capture failed)"
+        return "from a CUDA graph" if self.capture else "in place"
+
     def ensure_grads(self) -> None:
         """Give every parameter a zero gradient where it has none (the Trainer sets them to None
-        before training): autograd then adds into these tensors."""
+        before training; call this before the first backward of an epoch): autograd then adds into
+        these tensors, and every update zeroes them in place."""
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -109,7 +116,6 @@ class GraphedUpdate:
         self.pointers = self._pointers()
 
     def step(self) -> torch.Tensor | None:
-        self.ensure_grads()
         if self.warmup > 0 or self.failed or not self.capture:
             self.warmup -= 1
             return self._update()

@@ -63,7 +63,6 @@ class LeanLoop(Trainer):
 
     loop_used: str | None = None  # what metrics.json records: "lean", "lean, ...", or "trainer: <why>"
     graphed: GraphedUpdate | None = None  # the lean epoch's optimizer update from a CUDA graph
-    lean_update: GraphedUpdate | None = None  # this epoch's: `graphed` where it applies
 
     def _graphed_update(self, model: torch.nn.Module) -> tuple[GraphedUpdate | None, str]:
         """The update from a CUDA graph when the model asks for it (`model.graphed_update`) and
@@ -76,36 +75,32 @@ class LeanLoop(Trainer):
         if (
             current is None
             or current.optimizer is not optimizer
-            or len(current.params) != len(params)
-            or any(a is not b for a, b in zip(current.params, params, strict=False))
+            or list(map(id, current.params)) != list(map(id, params))
         ):
             why = graphed_update.unsupported(optimizer, params)
             if why is not None:
                 return None, f", optimizer update eager ({why})"
             current = GraphedUpdate(optimizer, params, self.args.max_grad_norm, self.optimizer.step)
             self.graphed = current
-        if current.failed:
-            return current, ", optimizer update eager (its CUDA graph capture failed)"
-        where = "from a CUDA graph" if current.capture else "in place"
-        return current, f", optimizer update {where}"
+        return current, f", optimizer update {current.describe()}"
 
-    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw):
-        reason = self.lean_reason()
-        update: GraphedUpdate | None = None
-        how = ""
-        if reason is None:
-            update, how = self._graphed_update(model)
-        self.lean_update = update
-        used = f"lean{how}" if reason is None else f"trainer: {reason}"
+    def _note_loop(self, used: str) -> None:
+        """What metrics.json records as the training loop, logged when it changes."""
         if used != self.loop_used:
             logger.info("training loop: %s", used)
             self.loop_used = used
+
+    def _run_epoch(self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw):
+        reason = self.lean_reason()
         if reason is not None:
+            self._note_loop(f"trainer: {reason}")
             return super()._run_epoch(
                 model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw
             )
+        update, how = self._graphed_update(model)
+        self._note_loop(f"lean{how}")
         return self._lean_epoch(
-            model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw
+            model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, *rest, **kw, update=update
         )
 
     @staticmethod
@@ -126,6 +121,7 @@ class LeanLoop(Trainer):
         resume_from_checkpoint: str | None,
         epochs_trained: int,
         steps_trained_in_current_epoch: int,
+        update: GraphedUpdate | None = None,
     ) -> None:
         args, state, handler = self.args, self.state, self.callback_handler
         accumulation = args.gradient_accumulation_steps
@@ -148,7 +144,6 @@ class LeanLoop(Trainer):
         params = [p for p in model.parameters() if p.requires_grad]
         self.accelerator.gradient_state._set_sync_gradients(True)  # what accelerate's optimizer.step reads
         remainder = steps_in_epoch % accumulation or accumulation
-        update = self.lean_update
         if update is not None:
             update.ensure_grads()
         # The whole tree: a head taken from a model loaded with from_pretrained is in eval mode
@@ -176,13 +171,12 @@ class LeanLoop(Trainer):
                 if (step + 1) % accumulation and step + 1 != steps_in_epoch:
                     self.control = handler.on_substep_end(args, state, self.control)
                     continue
+                if update is None and args.max_grad_norm > 0:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                self.control = handler.on_pre_optimizer_step(args, state, self.control)
                 if update is not None:  # clipping, the step and zeroing, from one graph
-                    self.control = handler.on_pre_optimizer_step(args, state, self.control)
                     grad_norm = update.step()
                 else:
-                    if args.max_grad_norm > 0:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                    self.control = handler.on_pre_optimizer_step(args, state, self.control)
                     self.optimizer.step()
                 self.control = handler.on_optimizer_step(args, state, self.control)
                 learning_rate = self._get_learning_rate()
@@ -205,8 +199,8 @@ class LeanLoop(Trainer):
         if step < 0:
             logger.warning("no batch in this epoch: training stops at step %d", state.global_step)
             self.control.should_training_stop = True
-        if update is not None and update.failed:  # metrics.json says what ran
-            self.loop_used = "lean, optimizer update eager (its CUDA graph capture failed)"
+        if update is not None:  # a capture that failed during the epoch: metrics.json says what ran
+            self._note_loop(f"lean, optimizer update {update.describe()}")
         self.control = handler.on_epoch_end(args, state, self.control)
         self._maybe_log_save_evaluate(
             self._tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, start_time, learning_rate
