@@ -21,6 +21,7 @@ from tasks.common import (
     card_and_controls,
     fading,
     hide_empty,
+    microphone_watch,
     no_evaluation,
     require,
     status_watch,
@@ -75,6 +76,7 @@ def live_update(
     sends what it recorded last while the stop event runs; on a busy server every pending chunk
     can): it is added and the text made final again, so the visitor's last words are neither
     lost nor left provisional."""
+    first = state is None
     state = state or long_audio.StreamState()
     if chunk is None or chunk[1] is None or np.size(chunk[1]) == 0:
         return state.text, state, gr.skip()
@@ -83,7 +85,10 @@ def live_update(
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
         if state.finished:
             state = long_audio.stream_finish(loaded.model, loaded.processor, state)
-    return state.text, state, final_note(state) if state.finished else gr.skip()
+    if state.finished:
+        return state.text, state, final_note(state)
+    # The first chunk replaces the "no sound" note a busy server may have shown while it queued.
+    return state.text, state, LISTENING if first else gr.skip()
 
 
 def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any, str]:
@@ -208,6 +213,7 @@ def build(registry: Registry) -> gr.Blocks:
             api_name=False,
             concurrency_limit=4,
         )
+        microphone_watch(asr_live_audio, asr_live_state, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
         demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
             on_results, outputs=results_outputs, api_name=False

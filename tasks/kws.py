@@ -22,6 +22,7 @@ from tasks.common import (
     card_and_controls,
     fading,
     hide_empty,
+    microphone_watch,
     no_evaluation,
     require,
     status_watch,
@@ -314,6 +315,7 @@ def build(registry: Registry) -> gr.Blocks:
             concurrency_limit=4,
             show_progress="hidden",  # a timer over "Current window" every 250 ms hides what it shows
         )
+        microphone_watch(kws_live_audio, kws_listener, kws_level)
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
 

@@ -1,5 +1,5 @@
 """Helpers the tests import (fixtures live in conftest.py): ports, waiting for the app, calling an
-endpoint over plain HTTP, the settled `/status`, the browser's recordings."""
+endpoint over plain HTTP, the settled `/status`, the browser's recordings, pressing Record."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,53 @@ def recordings(upload_dir: Path) -> list[Path]:
 
     examples = {Path(e).name for e in asr.EXAMPLES + kws.EXAMPLES}
     return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
+
+
+class HeldRecorder:
+    """Holds back the page's requests for Gradio's streaming-recorder scripts until `release`: a
+    Record pressed meanwhile is the one a slow connection gives (the recorder does not exist yet,
+    so nothing is recorded while the page shows a recording)."""
+
+    PATTERN = "**/assets/module-*.js"  # the chunks Gradio imports when a streaming microphone mounts
+
+    def __init__(self, page) -> None:
+        self.held = []
+        self.released = False
+        page.route(self.PATTERN, self._route)
+
+    def _route(self, route) -> None:
+        if self.released:
+            route.continue_()
+        else:
+            self.held.append(route)
+
+    def release(self) -> None:
+        self.released = True
+        for route in self.held:
+            route.continue_()
+
+
+def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> int:
+    """Press Record, and when the page says no sound arrives (`tasks.common.microphone_watch`), do
+    as it asks: Stop and Record again. Returns the number of presses it took for `heard()`."""
+    from tasks.common import NO_SOUND_S
+
+    note = no_sound_note(page)
+    for presses in range(1, tries + 1):
+        page.get_by_role("button", name="Record").first.click()
+        note.first.wait_for(state="hidden")  # the last press's note, cleared by this one
+        deadline = time.monotonic() + NO_SOUND_S + 30  # a busy machine can answer late
+        while not heard() and not note.count() and time.monotonic() < deadline:
+            page.wait_for_timeout(250)
+        if heard():
+            return presses
+        assert note.count(), "no audio reached the server and the page did not say so"
+        page.get_by_role("button", name="Stop").first.click()
+    raise AssertionError(f"no audio after {tries} presses of Record")
+
+
+def no_sound_note(page):
+    """The page's "no sound has reached the app" note (`tasks.common.microphone_watch`)."""
+    from tasks.common import NO_SOUND
+
+    return page.get_by_text(NO_SOUND.split(". ")[0])

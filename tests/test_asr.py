@@ -17,7 +17,7 @@ from core.examples import read_examples
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
 from tasks import asr as asr_tab
 from tests.card_check import assert_card_matches_metrics
-from tests.helpers import recordings
+from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
 from train import asr as train_asr
 
 # Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
@@ -268,13 +268,18 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
     monkeypatch.setattr(long_audio, "stream_finish", recording_finish)
     with open_page(launch(checkpoints), fake_microphone=microphone_wav) as page:
         page.get_by_text("serving").first.wait_for()
+        # A Record pressed before the recorder's scripts arrive records nothing: the page says so,
+        # and Stop, Record again works once they are there.
+        recorder = HeldRecorder(page)
         page.get_by_role("tab", name="Live").click()
         page.get_by_role("button", name="Record").first.click()
         page.get_by_text("Listening: the transcript updates").wait_for()
-        for _ in range(60):  # on a busy machine the first chunk can take a while to be served
-            if updates:
-                break
-            page.wait_for_timeout(500)
+        no_sound_note(page).wait_for()
+        assert recorder.held and not updates
+        recorder.release()
+        page.get_by_role("button", name="Stop").first.click()
+        record_until_heard(page, lambda: bool(updates))
+        page.get_by_text("Listening: the transcript updates").wait_for()
         page.wait_for_timeout(4000)
         # Every text the line under the transcript shows from now on, however briefly.
         page.evaluate(

@@ -21,7 +21,7 @@ from core.slots import Registry
 from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
 from tasks import kws as kws_tab
 from tests.card_check import assert_card_matches_metrics
-from tests.helpers import recordings
+from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
 from tests.tiny_models import hubert_config
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
@@ -373,9 +373,15 @@ def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_leve
     with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
         page.get_by_role("tab", name="Keyword spotting").click()
         page.get_by_text("serving").first.wait_for()
+        recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
         page.get_by_role("tab", name="Live").click()
         page.get_by_text("Say one of:").wait_for()
         page.get_by_role("button", name="Record").first.click()
+        no_sound_note(page).wait_for()  # the page says nothing arrives, and what to do
+        assert recorder.held and not page.get_by_text("Input level").count()
+        recorder.release()
+        page.get_by_role("button", name="Stop").first.click()
+        record_until_heard(page, lambda: page.get_by_text("Input level").count() > 0)
         log = page.locator("label:has-text('Detections') textarea")
         page.wait_for_function(
             "(el) => /\\byes\\b/.test(el.value) && !el.value.startsWith('(')", arg=log.element_handle(), timeout=30_000
