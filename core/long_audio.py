@@ -153,7 +153,8 @@ class StreamState:
     resampler: StreamResampler = field(default_factory=StreamResampler)
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio...
     audio_start: int = 0  # ...from this stream sample on
-    committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change
+    committed: list[np.ndarray] = field(default_factory=list)  # frame ids that no longer change...
+    committed_text: str = ""  # ...and the text of those before them (`_fold_committed`)
     next_frame: int = 0  # global index of the first uncommitted frame
     next_start: int = 0  # stream sample where the next window begins
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # not yet final audio
@@ -243,6 +244,30 @@ def _read_uncommitted(model, processor, state: StreamState, windows: Windows) ->
 
 
 def _decode(state: StreamState, processor) -> StreamState:
+    _fold_committed(state, processor.tokenizer)
     ids = np.concatenate([*state.committed, state.provisional])
-    state.text = decode_predictions(ids[None, :], processor.tokenizer)[0]
+    tail = decode_predictions(ids[None, :], processor.tokenizer)[0]
+    state.text = " ".join(t for t in (state.committed_text, tail) if t)
     return state
+
+
+def _fold_committed(state: StreamState, tokenizer) -> None:
+    """Turn committed ids up to their last word delimiter into text, once.
+
+    Decoding every committed id on every update would cost a recording's length each time (an
+    hour is 180,000 ids, ~0.3 s of Python per update). Cut after a delimiter, the two sides decode
+    to the whole's words exactly: no word spans the cut, a repeat merged across it is a second
+    space, and `decode_predictions` normalises spaces. That holds while decoding is token by
+    token; a tokenizer that cleans up spaces (" 's" -> "'s") looks across the cut, so its ids
+    are all decoded each time, as before."""
+    delimiter = getattr(tokenizer, "word_delimiter_token_id", None)
+    if delimiter is None or getattr(tokenizer, "clean_up_tokenization_spaces", False) or not state.committed:
+        return
+    ids = np.concatenate(state.committed)
+    ends = np.flatnonzero(ids == delimiter)
+    if not len(ends):
+        return
+    cut = int(ends[-1]) + 1
+    words = decode_predictions(ids[None, :cut], tokenizer)[0]
+    state.committed_text = " ".join(t for t in (state.committed_text, words) if t)
+    state.committed = [ids[cut:]]

@@ -143,3 +143,16 @@ def test_step_profile_breaks_down_the_ctc_heads_step_too(tmp_path):
     lean_calls = dict(lean["callees_ms_per_step"])
     assert max(lean_calls, key=lean_calls.get) in ("_tensor.py:backward", "trainer.py:compute_loss")
     assert "trainer.py:training_step" in dict(trainer["callees_ms_per_step"])
+
+
+def test_live_decode_folds_committed_words_and_keeps_the_text(tmp_path):
+    from bench import live_decode
+
+    out = tmp_path / "live.json"
+    results = live_decode.main(["--minutes", "0.5", "2", "--json", str(out)])
+    assert json.loads(out.read_text()) == results
+    # Both ways give the same transcript, every word spoken in the 2 minutes (6,000 frames): each
+    # letter 3 frames with its blank, each word 2 more for its delimiter and blank.
+    cycle = sum(3 * len(word) + 2 for word in live_decode.WORDS)
+    assert results["same_text"] and abs(results["words"] - 6_000 * len(live_decode.WORDS) / cycle) <= 1
+    assert len(results["folded_ms"]) == len(results["every_id_ms"]) == 2

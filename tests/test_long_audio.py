@@ -103,6 +103,32 @@ def test_live_stream_ends_with_the_offline_transcript_at_bounded_cost(tone, rate
     assert offline == state.text
 
 
+@pytest.mark.parametrize("cleanup", [False, True])
+def test_a_long_live_stream_decodes_each_word_once(tone, cleanup):
+    # Decoding every committed id on every update grows with the recording (an hour: ~0.3 s per
+    # 0.5 s update); words before the last committed delimiter are decoded once. A tokenizer that
+    # cleans up spaces looks across words, so it keeps decoding everything (and the same text).
+    import copy
+
+    model, processor = tone
+    processor = copy.deepcopy(processor)
+    processor.tokenizer.clean_up_tokenization_spaces = cleanup
+    spoken = " ".join([TEXT] * 8)  # 83 s
+    pcm = (speak_as_tones(spoken, processor.tokenizer) * 32767).astype(np.int16)
+    state = long_audio.StreamState()
+    pending = []
+    for start in range(0, len(pcm), 8_000):
+        state = long_audio.stream_step(model, processor, state, 16_000, pcm[start : start + 8_000], 2.0, 0.5)
+        pending.append(sum(len(ids) for ids in state.committed))
+        assert spoken.startswith(state.text.rsplit(" ", 1)[0])
+    state = long_audio.stream_finish(model, processor, state, window_s=2.0, stride_s=0.5)
+    assert state.text == spoken
+    if cleanup:
+        assert pending[-1] > 4_000  # every committed frame id of the 83 s, decoded on each update
+    else:
+        assert max(pending) <= 60  # at most the frames since the last word's end
+
+
 def test_decoding_merges_repeats_but_not_across_blanks(tone):
     _, processor = tone
     tok = processor.tokenizer
