@@ -94,6 +94,9 @@ class HeldRecorder:
         else:
             self.held.append(route)
 
+    def assert_held(self) -> None:
+        assert self.held, f"no request matched {self.PATTERN}: has Gradio renamed its recorder's chunks?"
+
     def release(self) -> None:
         self.released = True
         for route in self.held:

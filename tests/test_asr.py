@@ -275,7 +275,8 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, mic
         page.get_by_role("button", name="Record").first.click()
         page.get_by_text("Listening: the transcript updates").wait_for()
         no_sound_note(page).wait_for()
-        assert recorder.held and not updates
+        recorder.assert_held()
+        assert not updates
         recorder.release()
         page.get_by_role("button", name="Stop").first.click()
         record_until_heard(page, lambda: bool(updates))

@@ -378,7 +378,8 @@ def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_leve
         page.get_by_text("Say one of:").wait_for()
         page.get_by_role("button", name="Record").first.click()
         no_sound_note(page).wait_for()  # the page says nothing arrives, and what to do
-        assert recorder.held and not page.get_by_text("Input level").count()
+        recorder.assert_held()
+        assert not page.get_by_text("Input level").count()
         recorder.release()
         page.get_by_role("button", name="Stop").first.click()
         record_until_heard(page, lambda: page.get_by_text("Input level").count() > 0)
