@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
             str(args.work / f"ck-{folder}"),
             "--run_dir",
             str(args.work / f"run-{folder}"),
+            *extra,
         ]
 
     # A first run builds the store (and runs every shape once); the profiled ones reuse it.
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     if torch.cuda.is_available():  # the optimizer update from a CUDA graph (train/graphed_update.py)
         runs.append(("lean, graphed update", ["--graphed_update"]))
     for name, extra in runs:
-        result = results["runs"][name] = profile_run(script, run_args(name, extra) + extra, steps)
+        result = results["runs"][name] = profile_run(script, run_args(name, extra), steps)
         print(
             f"\n## {name} ({result['loop']}): train phase {result['train_phase_s_profiled']} s under the profiler, "
             f"{result.get('epoch_function')} {result.get('epoch_ms_per_step')} ms a step; its callees (ms a step):"

@@ -138,7 +138,7 @@ NO_SOUND = (
 )
 
 
-def microphone_watch(audio: gr.Audio, state: gr.State, note: gr.Markdown) -> gr.Timer:
+def microphone_watch(audio: gr.Audio, state: gr.State, note: gr.Markdown) -> None:
     """Tell the visitor when a streaming recording sends no audio.
 
     Gradio loads the streaming recorder's encoder when the microphone's tab first opens; a Record
@@ -157,7 +157,6 @@ def microphone_watch(audio: gr.Audio, state: gr.State, note: gr.Markdown) -> gr.
         outputs=[timer, note],
         **quiet,
     )
-    return timer
 
 
 def require(slot: Slot) -> LoadedModel:

@@ -103,20 +103,20 @@ class HeldRecorder:
             route.continue_()
 
 
-def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> int:
+def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
     """Press Record, and when the page says no sound arrives (`tasks.common.microphone_watch`), do
-    as it asks: Stop and Record again. Returns the number of presses it took for `heard()`."""
+    as it asks: Stop and Record again, until `heard()`."""
     from tasks.common import NO_SOUND_S
 
     note = no_sound_note(page)
-    for presses in range(1, tries + 1):
+    for _ in range(tries):
         page.get_by_role("button", name="Record").first.click()
         note.first.wait_for(state="hidden")  # the last press's note, cleared by this one
         deadline = time.monotonic() + NO_SOUND_S + 30  # a busy machine can answer late
         while not heard() and not note.count() and time.monotonic() < deadline:
             page.wait_for_timeout(250)
         if heard():
-            return presses
+            return
         assert note.count(), "no audio reached the server and the page did not say so"
         page.get_by_role("button", name="Stop").first.click()
     raise AssertionError(f"no audio after {tries} presses of Record")
