@@ -7,7 +7,8 @@ instead of the lean one (`--no_lean_loop`); on a GPU a fifth time, reusing it wi
 epoch's optimizer update from a CUDA graph (`--graphed_update`). One process per run, all in one
 call, on synthetic trees shaped like the real sets (bench/synthetic.py; `--train kws=51094` for
 the real Speech Commands training split's size) and a random-init encoder (speed does not depend
-on the weights).
+on the weights). Before a task's timed runs an untimed `--help` process imports what they import,
+so the first of them does not alone pay for compiling bytecode or a cold file cache.
 
     python -m bench.train_e2e                  # on a GPU: DistilHuBERT-size encoder; on CPU: tiny
     python -m bench.train_e2e --tiny --tasks kws --json out.json
@@ -103,6 +104,15 @@ def run_script(task: Task, extra: list[str], work: Path, name: str, common: list
     return {"process_s": round(wall, 2), "metrics": metrics}
 
 
+def warm_up(task: Task) -> float:
+    """One untimed `python -m <script> --help` before a task's timed runs: it imports what a run
+    imports, so that the first timed run (the report's way) does not alone pay for compiling
+    bytecode nobody compiled yet or reading the packages into the file cache. Its seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", task.module, "--help"], capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
 def summary(name: str, result: dict) -> dict:
     """A run's row: its phases, the rest of the process, the store's build facts and the loss."""
     metrics = result["metrics"]
@@ -171,6 +181,8 @@ def bench_task(
         common += ["--num_train_epochs", str(epochs)]
     if tiny:
         common += ["--eval_steps", "20", "--save_steps", "20", "--logging_steps", "1", "--warmup_steps", "5"]
+    warm = round(warm_up(task), 2)
+    print(f"  warm-up (`python -m {task.module} --help`, untimed): {warm:.1f} s", flush=True)
     rows = []
     runs = dict(RUNS)
     if torch.cuda.is_available():  # and on a GPU the lean epoch's update from a CUDA graph
@@ -197,7 +209,7 @@ def bench_task(
         f"{ratios['lean_loop_train_phase']}x{graphed}",
         flush=True,
     )
-    return {"counts": list(counts), "rows": rows, "ratios": ratios}
+    return {"counts": list(counts), "warm_up_s": warm, "rows": rows, "ratios": ratios}
 
 
 def main(argv: list[str] | None = None) -> dict:
