@@ -163,11 +163,13 @@ class StreamState:
     text: str = ""
     last_cost: int = 0  # samples run through the model in the last update
     finished: bool = False  # `stream_finish` ran: the text is final unless more audio arrives
+    earlier_s: float = 0.0  # audio received before the latest gap (`stream_gap`)...
+    missed_s: float = 0.0  # ...and the audio the gaps lost
 
     @property
     def seconds(self) -> float:
         """Length of the final audio received so far."""
-        return (self.audio_start + len(self.audio)) / TARGET_RATE
+        return self.earlier_s + (self.audio_start + len(self.audio)) / TARGET_RATE
 
 
 def stream_step(
@@ -231,6 +233,27 @@ def stream_finish(
         state.last_cost = 0
         _read_uncommitted(model, processor, state, Windows.for_model(model, window_s, stride_s))
     return _decode(state, processor)
+
+
+def stream_gap(
+    model,
+    processor,
+    state: StreamState,
+    missed_s: float,
+    window_s: float = LIVE_WINDOW_S,
+    stride_s: float = LIVE_STRIDE_S,
+) -> StreamState:
+    """`missed_s` seconds of audio never arrived before the next chunk (a busy server drops a
+    live stream's chunks): the words so far become final, the text marks the gap with "…", and
+    the stream starts again after it, so that no window joins audio from both sides (a word cut
+    by the gap would be read as another word).
+
+    Returns:
+        A new state whose text so far is `state`'s final text and the mark.
+    """
+    done = stream_finish(model, processor, state, window_s, stride_s)
+    text = f"{done.text} …" if done.text else ""
+    return StreamState(committed_text=text, text=text, earlier_s=done.seconds, missed_s=done.missed_s + missed_s)
 
 
 def _read_uncommitted(model, processor, state: StreamState, windows: Windows) -> None:

@@ -190,6 +190,7 @@ class Listener:
     detections: list[Detection] = field(default_factory=list)
     latest: np.ndarray | None = None  # probabilities of the newest window
     closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
+    missed_s: float = 0.0  # audio that never arrived (`skip`)
 
     def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
         """Add a microphone chunk; score every window it completes; return new detections."""
@@ -213,6 +214,19 @@ class Listener:
         self.buffer_start += keep_from
         self.detections += new
         return new
+
+    def skip(self, seconds: float) -> None:
+        """`seconds` of audio never arrived (a busy server drops a live stream's chunks): the
+        stream's clock moves on by them, so detection times stay times since Record, and no
+        window joins the audio before the gap to the audio after it (nor do two windows on
+        either side count as successive)."""
+        end = self.buffer_start + len(self.buffer) + round(seconds * TARGET_RATE)
+        self.resampler = StreamResampler()
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = end
+        self.next_window = end
+        self.debouncer.streak.clear()
+        self.missed_s += seconds
 
     def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
         """Remember the strongest keyword so far, so a visitor whose words never pass the

@@ -39,6 +39,21 @@ def open_page(
     """A Playwright page on `url` once the app's tabs are drawn, in a `width` x `height` window
     (390 x 844 is a phone). With `fake_microphone` (a WAV file), Chromium grants microphone
     access and plays that file, looped, as the microphone."""
+    with open_pages(url, 1, fake_microphone, timeout_ms, width, height) as pages:
+        yield pages[0]
+
+
+@contextmanager
+def open_pages(
+    url: str,
+    count: int,
+    fake_microphone: Path | None = None,
+    timeout_ms: int = 30_000,
+    width: int = 1280,
+    height: int = 900,
+) -> Iterator[list]:
+    """`count` pages as `open_page` opens one, each a visitor of its own (its own browser
+    context, so its own Gradio session), in one browser."""
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
@@ -52,12 +67,15 @@ def open_page(
         browser = p.chromium.launch(executable_path=chromium_path(), args=args)
         try:
             permissions = ["microphone"] if fake_microphone else []
-            context = browser.new_context(viewport={"width": width, "height": height}, permissions=permissions)
-            page = context.new_page()
-            page.set_default_timeout(timeout_ms)
-            page.goto(url)
-            page.get_by_role("tab").first.wait_for()
-            yield page
+            pages = []
+            for _ in range(count):
+                context = browser.new_context(viewport={"width": width, "height": height}, permissions=permissions)
+                page = context.new_page()
+                page.set_default_timeout(timeout_ms)
+                page.goto(url)
+                page.get_by_role("tab").first.wait_for()
+                pages.append(page)
+            yield pages
         finally:
             browser.close()
 

@@ -16,12 +16,12 @@ from core import long_audio
 from core.audio import duration_s
 from core.ctc import Word
 from core.slots import LoadedModel, Registry
+from tasks import live
 from tasks.common import (
     audio_or_error,
     card_and_controls,
     fading,
     hide_empty,
-    microphone_watch,
     no_evaluation,
     require,
     status_watch,
@@ -67,28 +67,33 @@ def words_table(words: list[Word]) -> pd.DataFrame:
 
 
 def live_update(
-    loaded: LoadedModel, state: long_audio.StreamState | None, chunk: tuple[int, np.ndarray] | None
+    loaded: LoadedModel,
+    state: long_audio.StreamState | None,
+    chunk: tuple[int, np.ndarray] | None,
+    missing_s: float = 0.0,
 ) -> tuple[str, long_audio.StreamState, Any]:
     """One streaming microphone chunk in: the transcript so far, the state, and the line under
-    the text (unchanged while recording).
+    the text (`LISTENING` while recording: it replaces whatever `live.watch` said meanwhile).
 
-    A chunk can arrive after the recording stopped and the final text was shown (the browser
-    sends what it recorded last while the stop event runs; on a busy server every pending chunk
-    can): it is added and the text made final again, so the visitor's last words are neither
-    lost nor left provisional."""
-    first = state is None
+    `missing_s` of audio never arrived before this chunk (`live.Places.heard`): from
+    `live.GAP_S` on, the text marks the gap and the stream starts again after it
+    (`long_audio.stream_gap`). A chunk can arrive after the recording stopped and the final text
+    was shown (the browser sends what it recorded last while the stop event runs; on a busy
+    server every pending chunk can): it is added and the text made final again, so the visitor's
+    last words are neither lost nor left provisional."""
     state = state or long_audio.StreamState()
     if chunk is None or chunk[1] is None or np.size(chunk[1]) == 0:
         return state.text, state, gr.skip()
     rate, samples = chunk
     with user_errors():
+        if missing_s >= live.GAP_S and not state.finished:
+            state = long_audio.stream_gap(loaded.model, loaded.processor, state, missing_s)
         state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
         if state.finished:
             state = long_audio.stream_finish(loaded.model, loaded.processor, state)
     if state.finished:
         return state.text, state, final_note(state)
-    # The first chunk replaces the "no sound" note a busy server may have shown while it queued.
-    return state.text, state, LISTENING if first else gr.skip()
+    return state.text, state, LISTENING
 
 
 def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any, str]:
@@ -99,7 +104,10 @@ def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tu
 
 
 def final_note(state: long_audio.StreamState) -> str:
-    return f"Final transcript of {state.seconds:.1f} s of audio."
+    note = f"Final transcript of {state.seconds:.1f} s of audio."
+    if state.missed_s:  # the gaps `stream_gap` marked
+        note += f" {state.missed_s:.1f} s more were not heard (the server was busy): “…” marks where."
+    return note
 
 
 LISTENING = "Listening: the transcript updates every half second."
@@ -146,8 +154,13 @@ def build(registry: Registry) -> gr.Blocks:
         text, line, words = transcribe_input(require(slot), audio)
         return text, line, words_table(words)
 
-    def on_live(chunk, state):
-        return live_update(require(slot), state, chunk)
+    places = live.places_of(slot)
+
+    def on_live(chunk, state, request: gr.Request):
+        session = live.session_of(request)
+        missing = places.heard(session, live.chunk_seconds(chunk))
+        text, state, note = live_update(require(slot), state, chunk, missing)
+        return text, state, note if note != LISTENING else live.while_heard(places, session, note)
 
     def on_live_stop(state):
         return live_finish(require(slot), state)
@@ -205,15 +218,15 @@ def build(registry: Registry) -> gr.Blocks:
             api_name=False,
             show_progress="hidden",
         )
-        asr_live_audio.stream(
+        live.stream(
+            asr_live_audio,
+            places,
             on_live,
             inputs=[asr_live_audio, asr_live_state],
             outputs=[asr_live_text, asr_live_state, asr_live_note],
-            stream_every=LIVE_EVERY_S,
-            api_name=False,
-            concurrency_limit=4,
+            every_s=LIVE_EVERY_S,
         )
-        microphone_watch(asr_live_audio, asr_live_state, asr_live_note)
+        live.watch(asr_live_audio, places, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
         demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
             on_results, outputs=results_outputs, api_name=False

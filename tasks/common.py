@@ -131,34 +131,6 @@ def status_watch(
     return timer
 
 
-NO_SOUND_S = 4.0
-NO_SOUND = (
-    "No sound has reached the app from your microphone. Press **Stop**, then **Record** again; "
-    "if that does not help, allow this page to use the microphone."
-)
-
-
-def microphone_watch(audio: gr.Audio, state: gr.State, note: gr.Markdown) -> None:
-    """Tell the visitor when a streaming recording sends no audio.
-
-    Gradio loads the streaming recorder's encoder when the microphone's tab first opens; a Record
-    pressed before it arrives (a slow connection, a busy machine) records nothing while the page
-    shows a recording in progress, and so does a refused microphone. Stop and Record again works
-    once the encoder is there. `state` is the live handler's: the tab's start_recording sets it to
-    None and the first served chunk replaces it, so a None `NO_SOUND_S` after Record means no audio
-    came. The stream handler's first answer replaces the note."""
-    timer = gr.Timer(NO_SOUND_S, active=False)
-    quiet = {"queue": False, "api_name": False, "show_progress": "hidden"}
-    audio.start_recording(lambda: gr.Timer(active=True), outputs=timer, **quiet)
-    audio.stop_recording(lambda: gr.Timer(active=False), outputs=timer, **quiet)
-    timer.tick(
-        lambda served: (gr.Timer(active=False), gr.skip() if served is not None else NO_SOUND),
-        inputs=state,
-        outputs=[timer, note],
-        **quiet,
-    )
-
-
 def require(slot: Slot) -> LoadedModel:
     """The slot's model, or a `gr.Error` that says it is on its way or how to get one."""
     try:

@@ -17,12 +17,12 @@ from plotly.subplots import make_subplots
 from core import keywords, spotting
 from core.audio import TARGET_RATE, duration_s, to_mono_float
 from core.slots import LoadedModel, Registry
+from tasks import live
 from tasks.common import (
     audio_or_error,
     card_and_controls,
     fading,
     hide_empty,
-    microphone_watch,
     no_evaluation,
     require,
     status_watch,
@@ -143,13 +143,21 @@ def envelope(samples: np.ndarray, bins: int = 600) -> tuple[np.ndarray, np.ndarr
 
 
 def listen(
-    loaded: LoadedModel, listener: spotting.Listener | None, chunk: tuple[int, np.ndarray] | None, threshold: float
+    loaded: LoadedModel,
+    listener: spotting.Listener | None,
+    chunk: tuple[int, np.ndarray] | None,
+    threshold: float,
+    missing_s: float = 0.0,
 ) -> tuple[spotting.Listener, str, dict[str, float], str]:
     """One streaming chunk in: the detection log (newest first, or a hint while it is empty), the
-    latest window's scores and the chunk's input level."""
+    latest window's scores and the chunk's input level. `missing_s` of audio never arrived before
+    the chunk (`live.Places.heard`): from `live.GAP_S` on, the listener skips over it
+    (`spotting.Listener.skip`), so logged times stay times since Record."""
     listener = listener or spotting.Listener()
     level = ""
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
+        if missing_s >= live.GAP_S:
+            listener.skip(missing_s)
         with user_errors():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
         level = level_meter(to_mono_float(*chunk)[1])
@@ -260,8 +268,13 @@ def build(registry: Registry) -> gr.Blocks:
     def on_spot(audio):
         return spot_input(require(slot), audio)
 
-    def on_listen(chunk, listener, threshold):
-        return listen(require(slot), listener, chunk, threshold)
+    places = live.places_of(slot)
+
+    def on_listen(chunk, listener, threshold, request: gr.Request):
+        session = live.session_of(request)
+        missing = places.heard(session, live.chunk_seconds(chunk))
+        listener, log, latest, level = listen(require(slot), listener, chunk, threshold, missing)
+        return listener, log, latest, live.while_heard(places, session, level)
 
     def on_evaluation(normalise):
         loaded = slot.peek()
@@ -306,16 +319,12 @@ def build(registry: Registry) -> gr.Blocks:
         )
         live_outputs = [kws_listener, kws_log, kws_live_label, kws_level]
         kws_live_audio.start_recording(lambda: (None, "", {}, ""), outputs=live_outputs, api_name=False)
-        kws_live_audio.stream(
-            on_listen,
-            inputs=[kws_live_audio, kws_listener, kws_threshold],
-            outputs=live_outputs,
-            stream_every=0.25,
-            api_name=False,
-            concurrency_limit=4,
-            show_progress="hidden",  # a timer over "Current window" every 250 ms hides what it shows
-        )
-        microphone_watch(kws_live_audio, kws_listener, kws_level)
+        # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
+        live.stream(
+            kws_live_audio, places, on_listen, inputs=[kws_live_audio, kws_listener, kws_threshold],
+            outputs=live_outputs, every_s=0.25,
+        )  # fmt: skip
+        live.watch(kws_live_audio, places, kws_level)
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
 

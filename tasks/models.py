@@ -11,6 +11,7 @@ import pandas as pd
 
 from core.slots import Registry
 from core.structure import ROWS, structure
+from tasks import live
 from tasks.common import operator_card, settled, status_card
 
 TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
@@ -28,8 +29,12 @@ def structure_table(registry: Registry) -> pd.DataFrame:
 
 def status(registry: Registry) -> dict[str, dict[str, Any]]:
     """Per slot: state (and download progress), source, parameters, size on disk, device, load
-    time, or the error; under "app": whether slots preload and seconds from launch to all ready."""
+    time, or the error, and for a slot with a Live tab its places (`live.Places.summary`); under
+    "app": whether slots preload and seconds from launch to all ready."""
     report: dict[str, dict[str, Any]] = registry.status(load=True, wait=False)  # never waits on a load
+    for name, slot in registry.slots.items():
+        if (listening := live.status(slot)) is not None:
+            report[name]["live"] = listening
     report["app"] = registry.summary()
     return report
 

@@ -104,9 +104,9 @@ class HeldRecorder:
 
 
 def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
-    """Press Record, and when the page says no sound arrives (`tasks.common.microphone_watch`), do
+    """Press Record, and when the page says no sound arrives (`tasks.live.watch`), do
     as it asks: Stop and Record again, until `heard()`."""
-    from tasks.common import NO_SOUND_S
+    from tasks.live import NO_SOUND_S
 
     note = no_sound_note(page)
     for _ in range(tries):
@@ -123,7 +123,7 @@ def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
 
 
 def no_sound_note(page):
-    """The page's "no sound has reached the app" note (`tasks.common.microphone_watch`)."""
-    from tasks.common import NO_SOUND
+    """The page's "no sound has reached the app" note (`tasks.live.watch`)."""
+    from tasks.live import NO_SOUND
 
     return page.get_by_text(NO_SOUND.split(". ")[0])

@@ -239,6 +239,28 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     )
 
 
+def test_live_listening_across_unheard_audio_keeps_times_since_record(learned):
+    # A busy server drops chunks: the second of audio from 2.25 s never arrives. The listener
+    # skips it, so "stop" is logged at its time since Record, not a second early.
+    root, checkpoints = learned
+    loaded = Registry(checkpoints)["kws"].get()
+    stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
+    pcm = (two_words(root) * 32767).astype(np.int16)
+    listener = None
+    for start in range(0, len(pcm), 4_000):  # 250 ms chunks
+        if 36_000 <= start < 52_000:
+            continue  # never arrived
+        missing = 1.0 if start == 52_000 else 0.0
+        listener, _, _, _ = kws_tab.listen(loaded, listener, (16_000, pcm[start : start + 4_000]), 0.8, missing)
+    found = {d.label: d.time_s for d in listener.detections}
+    assert set(found) == {"yes", "stop"} and listener.missed_s == 1.0
+    assert abs(found["stop"] - (3.5 + voiced_centre_s(stop))) <= 0.5, found
+    # Below `live.GAP_S` (network jitter) nothing is skipped.
+    listener = spotting.Listener()
+    kws_tab.listen(loaded, listener, (16_000, pcm[:4_000]), 0.8, 0.2)
+    assert listener.missed_s == 0.0 and listener.buffer_start == 0
+
+
 def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned):
     root, checkpoints = learned
     loaded = Registry(checkpoints)["kws"].get()

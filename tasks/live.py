@@ -1,0 +1,238 @@
+"""The Live tabs on a shared server: how many visitors are listened to at once, turns when more
+want to be, what went unheard, and what a visitor whose audio is not being heard is told.
+
+Facts about Gradio 6.31's streaming that this is built on (checked with two browsers on one
+server, `docs/MEASUREMENTS.md`):
+- a recording's stream holds one of its event's `concurrency_limit` places from Record to Stop;
+  a visitor beyond them waits in the queue (the Stop button reads "Waiting") and nothing they
+  say reaches the server meanwhile;
+- the browser sends a chunk every `stream_every` seconds, and the server keeps only the newest
+  one while the handler is busy: a handler slower than the audio, or a wait for a place, loses
+  audio without anyone being told;
+- a stream whose handler has run for `time_limit` seconds (model time, not wall time) ends and
+  the browser joins the queue again with the same state: with nobody waiting it goes on without
+  a lost chunk; otherwise the waiting visitors take turns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from core.slots import Slot
+
+PLACES = max(1, int(os.environ.get("LIVE_PLACES", 4)))  # recordings listened to at once, per Live tab
+# Model seconds a recording runs before it gives its place to a waiting visitor (0: no turns).
+TURN_S = float(os.environ.get("LIVE_TURN_S", 15))
+GAP_S = 1.0  # audio missing between two chunks that the transcript marks (shorter: chunks jitter ~0.1 s)
+STALL_S = 1.5  # no chunk served for this long: the visitor is not being heard now
+WATCH_S = 1.0  # how often a recording's page asks whether it is heard
+NO_SOUND_S = 4.0  # no chunk this long after Record, and a place was free: the microphone sent none
+MISSING_SHARE = 0.15  # dropped audio worth telling the visitor about...
+MISSING_AFTER_S = 5.0  # ...once this much was heard
+FORGET_S = 600.0  # a recording not heard from for this long is gone (a tab closed without Stop)
+
+NO_SOUND = (
+    "No sound has reached the app from your microphone. Press **Stop**, then **Record** again; "
+    "if that does not help, allow this page to use the microphone."
+)
+
+
+def busy_note(places: int, turn_s: float) -> str:
+    """What a visitor waiting for a place is told."""
+    who = "listener" if places == 1 else f"{places} listeners"
+    when = "you are heard in turns with them" if turn_s > 0 else "you are heard once one of them stops"
+    return (
+        f"Live listening is full ({who} at once on this server): {when}. What you say while the "
+        "button reads **Waiting** is not heard."
+    )
+
+
+def skipping_note(share: float) -> str:
+    return (
+        f"The app is slower than your speech right now: about {share:.0%} of the audio is not heard, "
+        "so words can be missing."
+    )
+
+
+@dataclass
+class Hearing:
+    """One recording as the server hears it (seconds of audio; times from the places' clock)."""
+
+    began: float  # when it began, as far as the server can tell: its first chunk's service less its length
+    last: float  # when its latest chunk was served
+    heard_s: float = 0.0
+    dropped_s: float = 0.0  # lost in small pieces: chunks replaced while the handler was busy
+    gaps_s: float = 0.0  # lost in gaps of `GAP_S` or more: waiting for a place
+
+    def missing_share(self) -> float:
+        return self.dropped_s / max(self.heard_s + self.dropped_s, 1e-9)
+
+
+class Places:
+    """The recordings one Live tab listens to: who is heard now, and how much of each one's audio
+    arrives. A visitor speaks for as long as their recording lasts, so audio the server should
+    have had by a chunk's service and did not get never arrived. Counted that way (against the
+    recording's whole length, not chunk by chunk), chunks served late by jitter or in a burst
+    after a wait are not counted as lost more than once."""
+
+    def __init__(
+        self, places: int | None = None, turn_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self.places = PLACES if places is None else places
+        self.turn_s = TURN_S if turn_s is None else turn_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started: dict[str, float] = {}
+        self._hearing: dict[str, Hearing] = {}
+
+    def start(self, session: str) -> None:
+        with self._lock:
+            now = self._clock()
+            self._forget_old(now)
+            self._started[session] = now
+            self._hearing.pop(session, None)
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            self._started.pop(session, None)
+            self._hearing.pop(session, None)
+
+    def heard(self, session: str, seconds: float) -> float:
+        """A chunk of `seconds` is being served: the seconds of audio that went missing before it."""
+        with self._lock:
+            now = self._clock()
+            hearing = self._hearing.get(session)
+            if hearing is None:
+                self._hearing[session] = Hearing(began=now - seconds, last=now, heard_s=seconds)
+                return 0.0
+            hearing.last = now
+            hearing.heard_s += seconds
+            accounted = hearing.heard_s + hearing.dropped_s + hearing.gaps_s
+            missing = max(0.0, now - hearing.began - accounted)
+            if missing >= GAP_S:
+                hearing.gaps_s += missing
+            else:
+                hearing.dropped_s += missing
+            return missing
+
+    def hearing(self, session: str) -> Hearing | None:
+        with self._lock:
+            return self._hearing.get(session)
+
+    def listening(self, but: str | None = None) -> int:
+        """Recordings heard within the last `STALL_S` seconds (other than `but`)."""
+        with self._lock:
+            now = self._clock()
+            return sum(1 for s, h in self._hearing.items() if s != but and now - h.last <= STALL_S)
+
+    def note(self, session: str) -> str | None:
+        """What the page of a recording in progress says when it is not being heard (None: it is
+        heard, or it is too early to say; the live handler's own lines speak then)."""
+        hearing = self.hearing(session)
+        now = self._clock()
+        if hearing is not None and now - hearing.last <= STALL_S:
+            return None
+        if self.listening(but=session) >= self.places:
+            return busy_note(self.places, self.turn_s)
+        with self._lock:
+            started = self._started.get(session, now)
+        if hearing is None and now - started >= NO_SOUND_S:
+            return NO_SOUND
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"places": self.places, "turn_s": self.turn_s, "listening": self.listening()}
+
+    def _forget_old(self, now: float) -> None:
+        for session in [s for s, h in self._hearing.items() if now - h.last > FORGET_S]:
+            del self._hearing[session]
+        for session in [s for s, t in self._started.items() if now - t > FORGET_S and s not in self._hearing]:
+            del self._started[session]
+
+
+_PLACES: weakref.WeakKeyDictionary[Slot, Places] = weakref.WeakKeyDictionary()
+
+
+def places_of(slot: Slot) -> Places:
+    """The Live tab's places for the slot's model (made on first use)."""
+    return _PLACES.setdefault(slot, Places())
+
+
+def status(slot: Slot) -> dict[str, Any] | None:
+    """For `/status`: the slot's live places, the turn, and how many are heard now (None: the
+    slot has no Live tab)."""
+    places = _PLACES.get(slot)
+    return None if places is None else places.summary()
+
+
+def chunk_seconds(chunk: tuple[int, Any] | None) -> float:
+    """The length of a streamed microphone chunk (rate, samples)."""
+    if chunk is None or chunk[1] is None or not chunk[0]:
+        return 0.0
+    return len(chunk[1]) / chunk[0]
+
+
+def while_heard(places: Places, session: str, note: str) -> str:
+    """The line a served chunk shows: `note`, or that audio is being dropped when a share of it
+    is (after `MISSING_AFTER_S` of audio, so one slow update early on says nothing)."""
+    hearing = places.hearing(session)
+    if hearing is None or hearing.heard_s < MISSING_AFTER_S or hearing.missing_share() < MISSING_SHARE:
+        return note
+    return skipping_note(hearing.missing_share())
+
+
+def session_of(request: gr.Request | None) -> str:
+    return (request.session_hash if request is not None else None) or "-"
+
+
+def stream(
+    audio: gr.Audio, places: Places, fn: Callable[..., Any], inputs: list[Any], outputs: list[Any], every_s: float
+) -> None:
+    """Register a Live tab's stream with the places and turns above."""
+    audio.stream(
+        fn,
+        inputs=inputs,
+        outputs=outputs,
+        stream_every=every_s,
+        api_name=False,
+        concurrency_limit=places.places,
+        time_limit=places.turn_s or None,
+        show_progress="hidden",
+    )
+
+
+def watch(audio: gr.Audio, places: Places, note: gr.Markdown) -> None:
+    """While a recording is on, tell its visitor when they are not being heard, and why: every
+    place is taken (`busy_note`), or no audio has come at all (`NO_SOUND`).
+
+    The second: Gradio loads the streaming recorder's encoder when the microphone's tab first
+    opens; a Record pressed before it arrives (a slow connection, a busy machine) records nothing
+    while the page shows a recording in progress, and so does a refused microphone. Stop and
+    Record again works once the encoder is there. Whatever the note says, the stream handler's
+    next answer replaces it."""
+    timer = gr.Timer(WATCH_S, active=False)
+    quiet = {"queue": False, "api_name": False, "show_progress": "hidden"}
+
+    def begin(request: gr.Request) -> gr.Timer:
+        places.start(session_of(request))
+        return gr.Timer(active=True)
+
+    def end(request: gr.Request) -> gr.Timer:
+        places.stop(session_of(request))
+        return gr.Timer(active=False)
+
+    def tick(request: gr.Request) -> Any:
+        said = places.note(session_of(request))
+        return gr.skip() if said is None else said
+
+    audio.start_recording(begin, outputs=timer, **quiet)
+    audio.stop_recording(end, outputs=timer, **quiet)
+    timer.tick(tick, outputs=note, **quiet)

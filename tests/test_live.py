@@ -1,0 +1,190 @@
+"""The Live tabs on a shared server: places, turns, audio that never arrived, and what the page
+says when a visitor is not being heard."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core import long_audio
+from core.ctc import build_char_vocab, make_processor
+from tasks import asr as asr_tab
+from tasks import live
+from tests.tone_ctc import ToneCTC, speak_as_tones
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_chunk_served_later_than_its_length_says_how_much_audio_never_arrived():
+    clock = Clock()
+    places = live.Places(places=2, turn_s=15, clock=clock)
+    places.start("a")
+    assert places.heard("a", 0.5) == 0.0  # the first chunk: nothing before it to miss
+    clock.t += 0.55
+    assert places.heard("a", 0.5) == pytest.approx(0.05)  # the browser's timer jitters
+    clock.t += 0.8
+    assert places.heard("a", 0.5) == pytest.approx(0.3)  # a handler slower than the audio
+    clock.t += 3.0
+    assert places.heard("a", 0.5) == pytest.approx(2.5)  # a wait for a place
+    # After a wait the browser sends what it held at once: only the first of a burst says so.
+    clock.t += 0.05
+    assert places.heard("a", 0.5) == 0.0
+    hearing = places.hearing("a")
+    assert hearing.heard_s == 2.5
+    assert hearing.dropped_s == pytest.approx(0.35) and hearing.gaps_s == pytest.approx(2.5)
+    # Chunks served early, then late, by the same jitter are not lost audio.
+    for step in (0.4, 0.6, 0.4, 0.6, 0.5):
+        clock.t += step
+        assert places.heard("a", 0.5) == pytest.approx(0.0, abs=1e-9)
+    places.stop("a")
+    assert places.hearing("a") is None
+
+
+def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_when_one_was_free():
+    clock = Clock()
+    places = live.Places(places=2, turn_s=15, clock=clock)
+    for session in "abc":
+        places.start(session)
+    places.heard("a", 0.5)
+    places.heard("b", 0.5)
+    clock.t += 1.0
+    assert places.note("a") is None  # being heard: the handler's own lines speak
+    assert places.note("c") == live.busy_note(2, 15) and "in turns" in places.note("c")
+    assert places.summary() == {"places": 2, "turn_s": 15, "listening": 2}
+    places.stop("b")
+    assert places.note("c") is None  # a place is free and it is too early to blame the microphone
+    clock.t += 3.0  # 4 s since Record, nothing came
+    assert places.note("c") == live.NO_SOUND
+    assert places.note("a") is None  # heard before, stalled with places free: nothing to blame
+    assert places.summary()["listening"] == 0
+    assert "once one of them stops" in live.busy_note(1, 0) and "(listener at once" in live.busy_note(1, 0)
+
+
+def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_share():
+    clock = Clock()
+    places = live.Places(places=4, turn_s=15, clock=clock)
+    places.start("a")
+    places.heard("a", 0.5)
+    for _ in range(8):  # served every 0.7 s: 0.2 s of each 0.7 s never arrives
+        clock.t += 0.7
+        places.heard("a", 0.5)
+    assert live.while_heard(places, "a", "Listening") == "Listening"  # 4.5 s heard: too early to say
+    clock.t += 0.7
+    places.heard("a", 0.5)
+    assert live.while_heard(places, "a", "Listening") == live.skipping_note(1.8 / 6.8)
+    assert "about 26% of the audio is not heard" in live.skipping_note(1.8 / 6.8)
+    # A wait for a place is a gap the transcript marks, not a share of dropped audio.
+    other = live.Places(places=4, turn_s=15, clock=clock)
+    other.heard("b", 0.5)
+    for gap in (0.5, 0.5, 6.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5):
+        clock.t += gap
+        other.heard("b", 0.5)
+    assert live.while_heard(other, "b", "Listening") == "Listening"
+
+
+def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_heard():
+    processor = make_processor(build_char_vocab(["hello little letters the quick brown fox"]))
+    loaded = SimpleNamespace(model=ToneCTC(len(processor.tokenizer)), processor=processor, device="cpu")
+    before, after = (
+        (speak_as_tones(t, processor.tokenizer) * 32767).astype(np.int16) for t in ("hello little", "the quick")
+    )
+    state = None
+    for pcm, missing in ((before, 0.0), (after, 3.0)):
+        for i, start in enumerate(range(0, len(pcm), 8_000)):
+            text, state, note = asr_tab.live_update(
+                loaded, state, (16_000, pcm[start : start + 8_000]), missing if i == 0 else 0.0
+            )
+            assert note == asr_tab.LISTENING
+    text, state, note = asr_tab.live_finish(loaded, state)
+    assert text == "hello little … the quick"
+    heard = (len(before) + len(after)) / 16_000
+    assert note == (
+        f"Final transcript of {heard:.1f} s of audio. "
+        "3.0 s more were not heard (the server was busy): “…” marks where."
+    )
+    # Jitter below `live.GAP_S` marks nothing.
+    _, state, _ = asr_tab.live_update(loaded, None, (16_000, before[:8_000]), 0.0)
+    text, state, _ = asr_tab.live_update(loaded, state, (16_000, before[8_000:16_000]), live.GAP_S - 0.01)
+    assert "…" not in text and state.missed_s == 0 and isinstance(state, long_audio.StreamState)
+
+
+def test_status_reports_each_live_tabs_places(tiny_checkpoints):
+    import app
+    from tasks import models
+
+    registry = app.open_registry(tiny_checkpoints)
+    app.build_app(registry)
+    report = models.status(registry)
+    for name in ("asr", "kws"):
+        assert report[name]["live"] == {"places": live.PLACES, "turn_s": live.TURN_S, "listening": 0}
+    assert "live" not in report["qa-distilbert"] and "live" not in report["qa-xlmr"]
+
+
+@pytest.mark.browser
+def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoints, tmp_path, monkeypatch):
+    # One place; each update takes >= 0.25 s of model time and a turn is 5 s of it (at most 20
+    # updates): the second visitor is told the tab is full, then the two are heard in turns, and
+    # the first one's transcript and final line say what it missed meanwhile.
+    from scripts.screenshot import open_pages
+
+    monkeypatch.setattr(live, "PLACES", 1)
+    monkeypatch.setattr(live, "TURN_S", 5.0)
+    served: list[tuple[str, float]] = []
+    real_heard = live.Places.heard
+
+    def heard(self, session, seconds):
+        missing = real_heard(self, session, seconds)
+        served.append((session, missing))
+        time.sleep(0.25)  # in the stream's handler: counts towards its turn
+        return missing
+
+    monkeypatch.setattr(live.Places, "heard", heard)
+    wav = tmp_path / "tone.wav"
+    t = np.arange(44_100 * 3) / 44_100
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
+    url = launch(tiny_checkpoints)
+
+    def sessions() -> list[str]:  # in the order they were first heard
+        return list(dict.fromkeys(s for s, _ in served))
+
+    def wait_until(done, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.25)
+
+    full = "Live listening is full"
+    with open_pages(url, 2, fake_microphone=wav) as (first, second):
+        for page in (first, second):
+            page.get_by_text("serving").first.wait_for()
+            page.get_by_role("tab", name="Live").first.click()
+        first.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
+        first.get_by_role("button", name="Record").first.click()
+        wait_until(lambda: served, 30)
+        assert served, "the first visitor was never heard"
+        second.get_by_role("button", name="Record").first.click()
+        second.get_by_text(full).wait_for(timeout=20_000)  # while the first one's turn lasts
+        wait_until(lambda: len(sessions()) == 2, 60)
+        assert len(sessions()) == 2, "the second visitor never got a turn"
+        first.get_by_text(full).wait_for(timeout=20_000)  # now the first one waits
+        a = sessions()[0]
+        wait_until(lambda: any(s == a and m >= live.GAP_S for s, m in served), 60)
+        first.wait_for_timeout(1000)
+        for page in (first, second):
+            page.get_by_role("button", name="Stop").first.click()
+        final = first.get_by_text("more were not heard")
+        final.wait_for(timeout=30_000)
+        note = final.inner_text()
+        transcript = first.locator("label:has-text('Partial transcript') textarea").input_value()
+    gaps = [m for s, m in served if s == a and m >= live.GAP_S]
+    assert gaps and f"{sum(gaps):.1f} s more were not heard" in note, (gaps, note)
+    assert "…" in transcript or not transcript.strip()  # a gap after words is marked
