@@ -47,11 +47,11 @@ NO_SOUND = (
 
 def busy_note(places: int, turn_s: float) -> str:
     """What a visitor waiting for a place is told."""
-    who = "listener" if places == 1 else f"{places} listeners"
-    when = "you are heard in turns with them" if turn_s > 0 else "you are heard once one of them stops"
+    how_many = "one recording" if places == 1 else f"{places} recordings"
+    when = "You are heard in turns with the others" if turn_s > 0 else "You are heard once a place frees up"
     return (
-        f"Live listening is full ({who} at once on this server): {when}. What you say while the "
-        "button reads **Waiting** is not heard."
+        f"Live listening is full: this server listens to {how_many} at a time. {when}; what you say "
+        "while the button reads **Waiting** is not heard."
     )
 
 

@@ -67,7 +67,11 @@ def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_wh
     assert places.note("c") == live.NO_SOUND
     assert places.note("a") is None  # heard before, stalled with places free: nothing to blame
     assert places.summary()["listening"] == 0
-    assert "once one of them stops" in live.busy_note(1, 0) and "(listener at once" in live.busy_note(1, 0)
+    assert live.busy_note(1, 0) == (
+        "Live listening is full: this server listens to one recording at a time. You are heard once a "
+        "place frees up; what you say while the button reads **Waiting** is not heard."
+    )
+    assert "listens to 4 recordings at a time. You are heard in turns with the others;" in live.busy_note(4, 15)
 
 
 def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_share():
