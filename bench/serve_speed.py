@@ -45,8 +45,8 @@ QUESTION = "when was the tower built"
 WORDS = "the tower was built in paris in eighteen eighty nine and it is the capital of france".split()  # noqa: SIM905
 
 
-def build_checkpoints(root: Path) -> None:
-    """The four slots at real sizes with random weights."""
+def build_checkpoints(root: Path, speech_only: bool = False) -> None:
+    """The four slots at real sizes with random weights (only `asr` and `kws` with `speech_only`)."""
     from transformers import (
         DistilBertConfig,
         DistilBertForQuestionAnswering,
@@ -79,6 +79,8 @@ def build_checkpoints(root: Path) -> None:
         speech_extractor(),
         metrics("kws"),
     )
+    if speech_only:
+        return
     save_checkpoint(
         root / "qa-distilbert",
         DistilBertForQuestionAnswering(DistilBertConfig()),

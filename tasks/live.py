@@ -28,7 +28,9 @@ import gradio as gr
 
 from core.slots import Slot
 
-PLACES = max(1, int(os.environ.get("LIVE_PLACES", 4)))  # recordings listened to at once, per Live tab
+# Recordings listened to at once, per Live tab. 3: on 2 cores (a free Space) three DistilHuBERT-size
+# recordings are heard in full (95-99 % of their audio), four lose 12-24 % each (`bench.live_capacity`).
+PLACES = max(1, int(os.environ.get("LIVE_PLACES", 3)))
 # Model seconds a recording runs before it gives its place to a waiting visitor (0: no turns).
 TURN_S = float(os.environ.get("LIVE_TURN_S", 15))
 GAP_S = 1.0  # audio missing between two chunks that the transcript marks (shorter: chunks jitter ~0.1 s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -157,3 +158,24 @@ def test_live_decode_folds_committed_words_and_keeps_the_text(tmp_path):
     cycle = sum(3 * len(word) + 2 for word in live_decode.WORDS)
     assert results["same_text"] and abs(results["words"] - 6_000 * len(live_decode.WORDS) / cycle) <= 1
     assert len(results["folded_ms"]) == len(results["every_id_ms"]) == 2
+
+
+def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_checkpoints, monkeypatch):
+    from bench import live_capacity
+    from core.slots import Registry
+    from tasks import asr
+
+    loaded = Registry(tiny_checkpoints)["asr"].get()
+    fast = live_capacity.run("asr", loaded, 2, seconds=4.0)
+    assert fast["visitors"] == 2 and fast["updates"] >= 10
+    assert fast["heard_share"] >= 0.9  # the tiny model keeps up with two recordings
+    real_update = asr.live_update
+
+    def slow_update(*args):
+        time.sleep(0.8)  # 0.8 s per 0.5 s chunk: the server keeps the newest chunk, ~5/8 of the audio
+        return real_update(*args)
+
+    monkeypatch.setattr(asr, "live_update", slow_update)
+    slow = live_capacity.run("asr", loaded, 1, seconds=6.0)
+    assert 0.5 <= slow["heard_share"] <= 0.75, slow
+    assert slow["update_p50_s"] >= 0.8

@@ -1,0 +1,140 @@
+"""How many live recordings this machine's CPU hears in full at once: the Live tabs' handlers
+(`tasks.asr.live_update`, `tasks.kws.listen`, each behind `tasks.live.Places.heard`) on real-size
+models with random weights (DistilHuBERT's shape, served as the app serves them: int8 ONNX on a
+CPU), fed by simulated visitors as Gradio 6.31 feeds them (docs/MEASUREMENTS.md, *Live
+microphones*): each visitor's browser posts a chunk every `chunk_s` seconds of wall time, and the
+server keeps only the newest one while that visitor's handler runs, so a handler slower than the
+audio loses audio.
+
+    python -m bench.live_capacity                       # 1-4 visitors, 20 s each, both tabs
+    python -m bench.live_capacity --visitors 1 2 3 4 6 --seconds 30 --json out.json
+
+Prints, per tab and number of visitors at once: the share of audio heard (what `Places` counts as
+heard against what it counts as never arrived), and the handler's time per update (p50, p95).
+Gradio's own work per chunk (the HTTP post, JSON, the page's update) is not in it: a real server
+hears a little less. Speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
+
+
+def visitor(handler, places, session: str, chunk_s: float, seconds: float, times: list[float]) -> None:
+    """One recording: a browser thread posting 48 kHz chunks on time, the server's handler taking
+    the newest (older ones are replaced, as Gradio's `/stream/{event_id}` does)."""
+    newest: list = [None]
+    lock = threading.Lock()
+    done = threading.Event()
+    rng = np.random.default_rng(abs(hash(session)) % 2**32)
+
+    def browser() -> None:
+        start = time.monotonic()
+        for k in range(int(seconds / chunk_s)):
+            time.sleep(max(0.0, start + (k + 1) * chunk_s - time.monotonic()))
+            with lock:
+                newest[0] = (48_000, (rng.standard_normal(int(48_000 * chunk_s)) * 3000).astype(np.int16))
+        done.set()
+
+    thread = threading.Thread(target=browser, daemon=True)
+    thread.start()
+    state = None
+    places.start(session)
+    while True:
+        finished = done.is_set()  # read before taking the chunk: the last one is still served
+        with lock:
+            chunk = newest[0]
+            newest[0] = None
+        if chunk is None:
+            if finished:
+                break
+            time.sleep(0.005)
+            continue
+        began = time.perf_counter()
+        state = handler(state, chunk, places.heard(session, len(chunk[1]) / chunk[0]))
+        times.append(time.perf_counter() - began)
+    thread.join()
+
+
+def run(tab: str, loaded, count: int, seconds: float) -> dict:
+    from tasks import asr, kws, live
+
+    places = live.Places(places=count, turn_s=0)
+    if tab == "asr":
+
+        def handler(state, chunk, missing):
+            return asr.live_update(loaded, state, chunk, missing)[1]
+    else:
+
+        def handler(state, chunk, missing):
+            return kws.listen(loaded, state, chunk, 0.8, missing)[0]
+
+    times: list[list[float]] = [[] for _ in range(count)]
+    threads = [
+        threading.Thread(target=visitor, args=(handler, places, f"v{i}", TABS[tab], seconds, times[i]))
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hearings = [places.hearing(f"v{i}") for i in range(count)]  # no Stop here: none is forgotten
+    heard = sum(h.heard_s for h in hearings)
+    missed = sum(h.dropped_s + h.gaps_s for h in hearings)
+    updates = [t for per in times for t in per[1:]]  # each visitor's first update warms its shapes
+    return {
+        "tab": tab,
+        "visitors": count,
+        "heard_share": round(heard / max(heard + missed, 1e-9), 3),
+        "update_p50_s": round(statistics.median(updates), 3),
+        "update_p95_s": round(float(np.percentile(updates, 95)), 3),
+        "updates": len(updates),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--visitors", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--tabs", nargs="+", choices=sorted(TABS), default=sorted(TABS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
+    from bench.serve_speed import build_checkpoints
+    from core.slots import Registry
+
+    root = Path(tempfile.mkdtemp(prefix="live-capacity-"))
+    build_checkpoints(root, speech_only=True)
+    registry = Registry(root)
+    rows = []
+    print(f"{os.cpu_count()} cores; {args.seconds:g} s per visitor")
+    print(f"{'tab':<4} {'visitors':>8} {'heard':>7} {'update p50':>11} {'p95':>7}  (chunk: asr 0.5 s, kws 0.25 s)")
+    for tab in args.tabs:
+        loaded = registry[tab].get(wait_s=900)
+        for count in args.visitors:
+            row = run(tab, loaded, count, args.seconds)
+            row["precision"] = loaded.precision
+            rows.append(row)
+            print(
+                f"{tab:<4} {count:>8} {row['heard_share']:>7.1%} {row['update_p50_s']:>10.3f}s "
+                f"{row['update_p95_s']:>6.3f}s",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps({"cores": os.cpu_count(), "seconds": args.seconds, "rows": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
