@@ -16,6 +16,7 @@ server, `docs/MEASUREMENTS.md`):
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,11 +29,30 @@ import gradio as gr
 
 from core.slots import Slot
 
+logger = logging.getLogger(__name__)
+
+
+def setting(name: str, default: float, kind: Callable[[str], float], least: float) -> float:
+    """An operator's number from the environment; one that is not a number, or below `least`,
+    is logged and the default is served instead (the app starts either way)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or number < least or number != number:  # (NaN)
+        logger.warning("%s=%r is not a number >= %g; using %g", name, value, least, default)
+        return default
+    return number
+
+
 # Recordings listened to at once, per Live tab. 3: on 2 cores (a free Space) three DistilHuBERT-size
 # recordings are heard in full (95-99 % of their audio), four lose 12-24 % each (`bench.live_capacity`).
-PLACES = max(1, int(os.environ.get("LIVE_PLACES", 3)))
+PLACES = int(setting("LIVE_PLACES", 3, int, 1))
 # Model seconds a recording runs before it gives its place to a waiting visitor (0: no turns).
-TURN_S = float(os.environ.get("LIVE_TURN_S", 15))
+TURN_S = setting("LIVE_TURN_S", 15.0, float, 0)
 GAP_S = 1.0  # audio missing between two chunks that the transcript marks (shorter: chunks jitter ~0.1 s)
 STALL_S = 1.5  # no chunk served for this long: the visitor is not being heard now
 WATCH_S = 1.0  # how often a recording's page asks whether it is heard

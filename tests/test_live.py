@@ -122,6 +122,16 @@ def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_hear
     assert "…" not in text and state.missed_s == 0 and isinstance(state, long_audio.StreamState)
 
 
+def test_an_operators_setting_that_is_not_a_usable_number_keeps_the_default(monkeypatch, caplog):
+    for value, served in (("2", 2), (" 5 ", 5), ("two", 3), ("0", 3), ("-1", 3), ("2.5", 3), ("", 3)):
+        monkeypatch.setenv("LIVE_PLACES", value)
+        assert live.setting("LIVE_PLACES", 3, int, 1) == served, value
+    for value, served in (("0", 0.0), ("7.5", 7.5), ("nan", 15.0), ("-3", 15.0), ("soon", 15.0)):
+        monkeypatch.setenv("LIVE_TURN_S", value)
+        assert live.setting("LIVE_TURN_S", 15.0, float, 0) == served, value
+    assert "LIVE_TURN_S='soon' is not a number >= 0; using 15" in caplog.text
+
+
 def test_status_reports_each_live_tabs_places(tiny_checkpoints):
     import app
     from tasks import models
