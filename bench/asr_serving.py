@@ -84,7 +84,7 @@ def live_costs(loaded, seconds: float = 60.0, chunk_s: float = 0.5) -> list[floa
     for _ in range(int(seconds / chunk_s)):
         chunk = (rng.standard_normal(int(48_000 * chunk_s)) * 3000).astype(np.int16)
         start = time.perf_counter()
-        _, state, _ = live_update(loaded, state, (48_000, chunk))
+        state, _, _ = live_update(loaded, state, (48_000, chunk))
         costs.append(time.perf_counter() - start)
     return costs
 

@@ -1,5 +1,5 @@
 """How many live recordings this machine's CPU hears in full at once: the Live tabs' handlers
-(`tasks.asr.live_update`, `tasks.kws.listen`, each behind `tasks.live.Places.heard`) on real-size
+(`tasks.asr.live_update`, `tasks.kws.listen`, each served by `tasks.live.serving`) on real-size
 models with random weights (DistilHuBERT's shape, served as the app serves them: int8 ONNX on a
 CPU), fed by simulated visitors as Gradio 6.31 feeds them (docs/MEASUREMENTS.md, *Live
 microphones*): each visitor's browser posts a chunk every `chunk_s` seconds of wall time, and the
@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def visitor(handler, places, session: str, chunk_s: float, seconds: float, times
 
     thread = threading.Thread(target=browser, daemon=True)
     thread.start()
-    state = None
+    request = SimpleNamespace(session_hash=session)  # (what `live.session_of` reads)
     places.start(session)
     while True:
         finished = done.is_set()  # read before taking the chunk: the last one is still served
@@ -62,7 +63,7 @@ def visitor(handler, places, session: str, chunk_s: float, seconds: float, times
             time.sleep(0.005)
             continue
         began = time.perf_counter()
-        state = handler(state, chunk, places.heard(session, len(chunk[1]) / chunk[0]))
+        handler(request, chunk)
         times.append(time.perf_counter() - began)
     thread.join()
 
@@ -73,12 +74,14 @@ def run(tab: str, loaded, count: int, seconds: float) -> dict:
     places = live.Places(places=count, turn_s=0)
     if tab == "asr":
 
-        def handler(state, chunk, missing):
-            return asr.live_update(loaded, state, chunk, missing)[1]
+        def serve(chunk, state, missing_s):
+            return asr.live_update(loaded, state, chunk, missing_s)
     else:
 
-        def handler(state, chunk, missing):
-            return kws.listen(loaded, state, chunk, 0.8, missing)[0]
+        def serve(chunk, listener, missing_s):
+            return kws.listen(loaded, listener, chunk, 0.8, missing_s)
+
+    handler = live.serving(places, serve)
 
     times: list[list[float]] = [[] for _ in range(count)]
     threads = [

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from core import settings
 from core.errors import InputError
 
 TARGET_RATE = 16_000
@@ -31,7 +32,7 @@ MAX_RATE = 192_000
 MIN_DURATION_S = 0.1
 # Ten minutes by default: long enough for a lecture excerpt, short enough that one upload
 # cannot tie the server up. `AUDIO_MAX_SECONDS` changes it for the whole app.
-DEFAULT_MAX_DURATION_S = float(os.environ.get("AUDIO_MAX_SECONDS", 600))
+DEFAULT_MAX_DURATION_S = settings.number("AUDIO_MAX_SECONDS", 600.0, least=0.1)
 # Peak below -80 dBFS: nothing a microphone picked up, only digital silence or dither.
 SILENCE_PEAK = 1e-4
 SUPPORTED_FILES = "wav, flac, ogg, mp3 or m4a"

@@ -8,7 +8,6 @@ The hub is reached only through huggingface_hub's public API (`HfApi.list_repo_t
 from __future__ import annotations
 
 import fnmatch
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +17,12 @@ from typing import Any, TypeVar
 
 from tqdm.std import tqdm
 
+from core import settings
 from core.errors import NO_SAFETENSORS, NoModelFiles
 
 # Seconds a hub step may go without an answer (no response, no new bytes) before the load gives up
 # for now; the slot then retries later. Applies to every request of a load, not only file bodies.
-HUB_TIMEOUT_S = float(os.environ.get("HUB_TIMEOUT_S", 10))
+HUB_TIMEOUT_S = settings.number("HUB_TIMEOUT_S", 10.0, least=0.1)
 # Files worth fetching: configs, tokenizer/processor files and safetensors weights. Pickled weights
 # are never downloaded, so they can never be loaded.
 WEIGHT_PATTERNS = ["*.safetensors"]

@@ -20,24 +20,17 @@ import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from core import settings
+
 P = ParamSpec("P")
 R = TypeVar("R")
 logger = logging.getLogger(__name__)
 
 
-def _step() -> int:
-    """How many nice steps model work sits below the process (`MODEL_NICE`, default 10; 0: off)."""
-    try:
-        return max(0, int(os.environ.get("MODEL_NICE", "10")))
-    except ValueError:
-        value = os.environ["MODEL_NICE"]
-        logger.warning("MODEL_NICE=%r is not a whole number; model work keeps the process's priority", value)
-        return 0
-
-
-# Nice steps model work runs below the server (0: off; /status reports it). Linux only: there a
-# priority set for a thread id is that thread's alone; elsewhere it would be the whole process's.
-STEP = _step() if sys.platform.startswith("linux") else 0
+# Nice steps model work runs below the server (`MODEL_NICE`, default 10; 0: off; /status reports
+# it). Linux only: there a priority set for a thread id is that thread's alone; elsewhere it would
+# be the whole process's.
+STEP = int(settings.number("MODEL_NICE", 10, int)) if sys.platform.startswith("linux") else 0
 # The priority of the thread that imported this (the main thread, in the app), plus the step: a
 # thread started by a model thread already has it, so nothing is lowered twice.
 _TARGET = min(19, os.getpriority(os.PRIO_PROCESS, 0) + STEP) if STEP else None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub, loading
+from core import hub, loading, settings
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
 from core.inference import STEP, lower_priority
@@ -36,9 +36,9 @@ from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plai
 from core.slot_table import SLOTS, SlotSpec
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
-LOAD_WAIT_S = float(os.environ.get("LOAD_WAIT_S", 120))
+LOAD_WAIT_S = settings.number("LOAD_WAIT_S", 120.0)
 # First wait after a transient hub failure; it doubles up to RETRY_MAX_S.
-RETRY_S = float(os.environ.get("HUB_RETRY_S", 30))
+RETRY_S = settings.number("HUB_RETRY_S", 30.0)
 RETRY_MAX_S = 600.0
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 

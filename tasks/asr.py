@@ -71,8 +71,8 @@ def live_update(
     state: long_audio.StreamState | None,
     chunk: tuple[int, np.ndarray] | None,
     missing_s: float = 0.0,
-) -> tuple[str, long_audio.StreamState, Any]:
-    """One streaming microphone chunk in: the transcript so far, the state, and the line under
+) -> tuple[long_audio.StreamState, str, Any]:
+    """One streaming microphone chunk in: the state, the transcript so far and the line under
     the text (`LISTENING` while recording: it replaces whatever `live.watch` said meanwhile).
 
     `missing_s` of audio never arrived before this chunk (`live.Places.heard`): from
@@ -83,7 +83,7 @@ def live_update(
     last words are neither lost nor left provisional."""
     state = state or long_audio.StreamState()
     if chunk is None or chunk[1] is None or np.size(chunk[1]) == 0:
-        return state.text, state, gr.skip()
+        return state, state.text, gr.skip()
     rate, samples = chunk
     with user_errors():
         if missing_s >= live.GAP_S and not state.finished:
@@ -92,15 +92,15 @@ def live_update(
         if state.finished:
             state = long_audio.stream_finish(loaded.model, loaded.processor, state)
     if state.finished:
-        return state.text, state, final_note(state)
-    return state.text, state, LISTENING
+        return state, state.text, final_note(state)
+    return state, state.text, LISTENING
 
 
-def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[str, Any, str]:
-    """The microphone stopped: the transcript including the last half second, and the line
-    under it saying the text is final (chunks still on their way join it: `live_update`)."""
+def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[Any, str, str]:
+    """The microphone stopped: the state, the transcript including the last half second, and the
+    line under it saying the text is final (chunks still on their way join it: `live_update`)."""
     state = long_audio.stream_finish(loaded.model, loaded.processor, state or long_audio.StreamState())
-    return state.text, state, final_note(state)
+    return state, state.text, final_note(state)
 
 
 def final_note(state: long_audio.StreamState) -> str:
@@ -156,11 +156,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     places = live.places_of(slot)
 
-    def on_live(chunk, state, request: gr.Request):
-        session = live.session_of(request)
-        missing = places.heard(session, live.chunk_seconds(chunk))
-        text, state, note = live_update(require(slot), state, chunk, missing)
-        return text, state, note if note != LISTENING else live.while_heard(places, session, note)
+    def on_live(chunk, state, missing_s):
+        return live_update(require(slot), state, chunk, missing_s)
 
     def on_live_stop(state):
         return live_finish(require(slot), state)
@@ -190,7 +187,6 @@ def build(registry: Registry) -> gr.Blocks:
             asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_note = gr.Markdown()
-            asr_live_state = gr.State(None)
         with gr.Tab("Results"):
             asr_summary = gr.Markdown()
             with gr.Row():
@@ -204,27 +200,19 @@ def build(registry: Registry) -> gr.Blocks:
         asr_show_words.change(
             lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
         )
-        asr_live_audio.start_recording(
-            lambda: ("", None, LISTENING), outputs=[asr_live_text, asr_live_state, asr_live_note], api_name=False
-        )
+        asr_live_audio.start_recording(lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False)
         # Stop: at once a line saying the text is being finalised (not queued behind the model),
         # then the final text; until then the partial text may still change.
         asr_live_audio.stop_recording(
             lambda: FINALISING, outputs=asr_live_note, queue=False, show_progress="hidden", api_name=False
         ).then(
-            on_live_stop,
-            inputs=asr_live_state,
-            outputs=[asr_live_text, asr_live_state, asr_live_note],
+            live.finishing(places, on_live_stop),
+            outputs=[asr_live_text, asr_live_note],
             api_name=False,
             show_progress="hidden",
         )
         live.stream(
-            asr_live_audio,
-            places,
-            on_live,
-            inputs=[asr_live_audio, asr_live_state],
-            outputs=[asr_live_text, asr_live_state, asr_live_note],
-            every_s=LIVE_EVERY_S,
+            asr_live_audio, places, on_live, inputs=[], outputs=[asr_live_text, asr_live_note], every_s=LIVE_EVERY_S
         )
         live.watch(asr_live_audio, places, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]

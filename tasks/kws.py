@@ -270,11 +270,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     places = live.places_of(slot)
 
-    def on_listen(chunk, listener, threshold, request: gr.Request):
-        session = live.session_of(request)
-        missing = places.heard(session, live.chunk_seconds(chunk))
-        listener, log, latest, level = listen(require(slot), listener, chunk, threshold, missing)
-        return listener, log, latest, live.while_heard(places, session, level)
+    def on_listen(chunk, listener, threshold, missing_s):
+        return listen(require(slot), listener, chunk, threshold, missing_s)
 
     def on_evaluation(normalise):
         loaded = slot.peek()
@@ -303,7 +300,6 @@ def build(registry: Registry) -> gr.Blocks:
             with gr.Row():
                 kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
                 kws_live_label = gr.Label(num_top_classes=3, label="Current window")
-            kws_listener = gr.State(None)
         with gr.Tab("Evaluation"):
             kws_summary = gr.Markdown()
             kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
@@ -317,11 +313,11 @@ def build(registry: Registry) -> gr.Blocks:
         kws_button.click(
             fading(on_spot, 3), inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False
         )
-        live_outputs = [kws_listener, kws_log, kws_live_label, kws_level]
-        kws_live_audio.start_recording(lambda: (None, "", {}, ""), outputs=live_outputs, api_name=False)
+        live_outputs = [kws_log, kws_live_label, kws_level]
+        kws_live_audio.start_recording(lambda: ("", {}, ""), outputs=live_outputs, api_name=False)
         # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
         live.stream(
-            kws_live_audio, places, on_listen, inputs=[kws_live_audio, kws_listener, kws_threshold],
+            kws_live_audio, places, on_listen, inputs=[kws_threshold],
             outputs=live_outputs, every_s=0.25,
         )  # fmt: skip
         live.watch(kws_live_audio, places, kws_level)

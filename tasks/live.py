@@ -12,47 +12,34 @@ server, `docs/MEASUREMENTS.md`):
 - a stream whose handler has run for `time_limit` seconds (model time, not wall time) ends and
   the browser joins the queue again with the same state: with nobody waiting it goes on without
   a lost chunk; otherwise the waiting visitors take turns.
+- the queue picks events by concurrency group, not one session's at a time: a recording's Stop
+  handler runs while its last chunk is being served, each on the `gr.State` as it was when it
+  began (`Recording` keeps the state on the server instead).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
+from core import settings
 from core.slots import Slot
 
 logger = logging.getLogger(__name__)
 
 
-def setting(name: str, default: float, kind: Callable[[str], float], least: float) -> float:
-    """An operator's number from the environment; one that is not a number, or below `least`,
-    is logged and the default is served instead (the app starts either way)."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = kind(value)
-    except ValueError:
-        number = None
-    if number is None or number < least or number != number:  # (NaN)
-        logger.warning("%s=%r is not a number >= %g; using %g", name, value, least, default)
-        return default
-    return number
-
-
 # Recordings listened to at once, per Live tab. 3: on 2 cores (a free Space) three DistilHuBERT-size
 # recordings are heard in full (95-99 % of their audio), four lose 12-24 % each (`bench.live_capacity`).
-PLACES = int(setting("LIVE_PLACES", 3, int, 1))
+PLACES = int(settings.number("LIVE_PLACES", 3, int, least=1))
 # Model seconds a recording runs before it gives its place to a waiting visitor (0: no turns).
-TURN_S = setting("LIVE_TURN_S", 15.0, float, 0)
+TURN_S = settings.number("LIVE_TURN_S", 15.0)
 GAP_S = 1.0  # audio missing between two chunks that the transcript marks (shorter: chunks jitter ~0.1 s)
 STALL_S = 1.5  # no chunk served for this long: the visitor is not being heard now
 WATCH_S = 1.0  # how often a recording's page asks whether it is heard
@@ -98,6 +85,23 @@ class Hearing:
         return self.dropped_s / max(self.heard_s + self.dropped_s, 1e-9)
 
 
+@dataclass
+class Recording:
+    """One visitor's recording, from Record on, as its tab's handlers share it.
+
+    Gradio runs a chunk and the Stop handler of one recording at the same time and each reads
+    the `gr.State` as it was when it began, so a Stop during a chunk would finish without that
+    chunk (its words and what went unheard before it), or a chunk would bring back a state from
+    before the Stop. Here the handlers take turns (`lock`) on the newest state (`state`)."""
+
+    started: float
+    last: float
+    hearing: Hearing | None = None  # None until its first chunk, and after Stop
+    stopped: bool = False
+    state: Any = None  # the handler's state after the newest chunk or Stop (None: nothing yet)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Places:
     """The recordings one Live tab listens to: who is heard now, and how much of each one's audio
     arrives. A visitor speaks for as long as their recording lasts, so audio the server should
@@ -112,28 +116,36 @@ class Places:
         self.turn_s = TURN_S if turn_s is None else turn_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._started: dict[str, float] = {}
-        self._hearing: dict[str, Hearing] = {}
+        self._recordings: dict[str, Recording] = {}
 
     def start(self, session: str) -> None:
         with self._lock:
             now = self._clock()
             self._forget_old(now)
-            self._started[session] = now
-            self._hearing.pop(session, None)
+            self._recordings[session] = Recording(started=now, last=now)
 
     def stop(self, session: str) -> None:
         with self._lock:
-            self._started.pop(session, None)
-            self._hearing.pop(session, None)
+            recording = self._recording(session, self._clock())
+            recording.stopped = True
+            recording.hearing = None
+
+    def recording(self, session: str) -> Recording:
+        """The session's latest recording (one begins here if Record was not seen)."""
+        with self._lock:
+            return self._recording(session, self._clock())
 
     def heard(self, session: str, seconds: float) -> float:
-        """A chunk of `seconds` is being served: the seconds of audio that went missing before it."""
+        """A chunk of `seconds` is being served: the seconds of audio that went missing before it.
+        Nothing after Stop: the time since is not audio (the browser sends its last chunks then)."""
         with self._lock:
             now = self._clock()
-            hearing = self._hearing.get(session)
+            recording = self._recording(session, now)
+            hearing = recording.hearing
+            if recording.stopped:
+                return 0.0
             if hearing is None:
-                self._hearing[session] = Hearing(began=now - seconds, last=now, heard_s=seconds)
+                recording.hearing = Hearing(began=now - seconds, last=now, heard_s=seconds)
                 return 0.0
             hearing.last = now
             hearing.heard_s += seconds
@@ -147,13 +159,18 @@ class Places:
 
     def hearing(self, session: str) -> Hearing | None:
         with self._lock:
-            return self._hearing.get(session)
+            recording = self._recordings.get(session)
+            return None if recording is None else recording.hearing
 
     def listening(self, but: str | None = None) -> int:
         """Recordings heard within the last `STALL_S` seconds (other than `but`)."""
         with self._lock:
             now = self._clock()
-            return sum(1 for s, h in self._hearing.items() if s != but and now - h.last <= STALL_S)
+            return sum(
+                1
+                for s, r in self._recordings.items()
+                if s != but and r.hearing is not None and now - r.hearing.last <= STALL_S
+            )
 
     def note(self, session: str) -> str | None:
         """What the page of a recording in progress says when it is not being heard (None: it is
@@ -165,19 +182,26 @@ class Places:
         if self.listening(but=session) >= self.places:
             return busy_note(self.places, self.turn_s)
         with self._lock:
-            started = self._started.get(session, now)
-        if hearing is None and now - started >= NO_SOUND_S:
+            recording = self._recordings.get(session)
+        if recording is None or recording.stopped:
+            return None
+        if hearing is None and now - recording.started >= NO_SOUND_S:
             return NO_SOUND
         return None
 
     def summary(self) -> dict[str, Any]:
         return {"places": self.places, "turn_s": self.turn_s, "listening": self.listening()}
 
+    def _recording(self, session: str, now: float) -> Recording:  # (holding `_lock`)
+        recording = self._recordings.get(session)
+        if recording is None:
+            recording = self._recordings[session] = Recording(started=now, last=now)
+        recording.last = now
+        return recording
+
     def _forget_old(self, now: float) -> None:
-        for session in [s for s, h in self._hearing.items() if now - h.last > FORGET_S]:
-            del self._hearing[session]
-        for session in [s for s, t in self._started.items() if now - t > FORGET_S and s not in self._hearing]:
-            del self._started[session]
+        for session in [s for s, r in self._recordings.items() if now - r.last > FORGET_S]:
+            del self._recordings[session]
 
 
 _PLACES: weakref.WeakKeyDictionary[Slot, Places] = weakref.WeakKeyDictionary()
@@ -202,9 +226,10 @@ def chunk_seconds(chunk: tuple[int, Any] | None) -> float:
     return len(chunk[1]) / chunk[0]
 
 
-def while_heard(places: Places, session: str, note: str) -> str:
+def while_heard(places: Places, session: str, note: Any) -> Any:
     """The line a served chunk shows: `note`, or that audio is being dropped when a share of it
-    is (after `MISSING_AFTER_S` of audio, so one slow update early on says nothing)."""
+    is (after `MISSING_AFTER_S` of audio, so one slow update early on says nothing; never after
+    Stop, when `note` is the final line)."""
     hearing = places.hearing(session)
     if hearing is None or hearing.heard_s < MISSING_AFTER_S or hearing.missing_share() < MISSING_SHARE:
         return note
@@ -215,13 +240,32 @@ def session_of(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "-"
 
 
+def serving(places: Places, fn: Callable[..., tuple]) -> Callable[..., tuple]:
+    """A stream handler for the places' recordings: `fn(chunk, state, *values, missing_s=...)`
+    serves one chunk given the recording's state (None at first) and the audio that never arrived
+    before it (`Places.heard`), and returns `(state, *outputs)`; the state stays on the server
+    with the recording (`Recording`). The last output is the line under the result: while a share
+    of the audio is lost, it says so instead (`while_heard`)."""
+
+    def on_chunk(request: gr.Request, chunk, *values):  # (Gradio fills a request only before *values)
+        session = session_of(request)
+        recording = places.recording(session)
+        with recording.lock:
+            missing = places.heard(session, chunk_seconds(chunk))
+            recording.state, *shown, line = fn(chunk, recording.state, *values, missing_s=missing)
+        return *shown, while_heard(places, session, line)
+
+    return on_chunk
+
+
 def stream(
-    audio: gr.Audio, places: Places, fn: Callable[..., Any], inputs: list[Any], outputs: list[Any], every_s: float
+    audio: gr.Audio, places: Places, fn: Callable[..., tuple], inputs: list[Any], outputs: list[Any], every_s: float
 ) -> None:
-    """Register a Live tab's stream with the places and turns above."""
+    """Register a Live tab's stream of `audio` (and `inputs`) to `outputs` with the places and
+    turns above; `fn` as in `serving`."""
     audio.stream(
-        fn,
-        inputs=inputs,
+        serving(places, fn),
+        inputs=[audio, *inputs],
         outputs=outputs,
         stream_every=every_s,
         api_name=False,
@@ -229,6 +273,19 @@ def stream(
         time_limit=places.turn_s or None,
         show_progress="hidden",
     )
+
+
+def finishing(places: Places, fn: Callable[[Any], tuple]) -> Callable[..., tuple]:
+    """A Stop handler for `stream`'s recordings: `fn(state)` returns `(state, *outputs)`. It runs
+    after the chunk being served (if any), on the state that chunk left."""
+
+    def on_stop(request: gr.Request):
+        recording = places.recording(session_of(request))
+        with recording.lock:
+            recording.state, *shown = fn(recording.state)
+        return tuple(shown)
+
+    return on_stop
 
 
 def watch(audio: gr.Audio, places: Places, note: gr.Markdown) -> None:

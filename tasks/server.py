@@ -11,13 +11,13 @@ from typing import Any
 
 import gradio as gr
 
-from core import memory
+from core import memory, settings
 from core.slots import Registry
 from tasks import page, sessions
 
 # Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
 # minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
-UPLOAD_MAX_MB = float(os.environ.get("UPLOAD_MAX_MB", 128))
+UPLOAD_MAX_MB = settings.number("UPLOAD_MAX_MB", 128.0, least=0.001)
 # Gradio keeps per-visitor state (a copy of every component's config, ~20 KB here) for this many
 # sessions, least recently used out first; its default, 10,000, lets it grow to ~200 MB.
 STATE_SESSIONS = 1000

@@ -48,6 +48,14 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory) -> tuple[Path, Path]:
+    """The keyword model the KWS tests share (`tests/kws_learned.py`): its tree and checkpoints."""
+    from tests.kws_learned import learn
+
+    return learn(tmp_path_factory.mktemp("kws"))
+
+
 @pytest.fixture
 def launch():
     """Start the app on `checkpoints` in this process; yields a function returning its URL."""

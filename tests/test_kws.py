@@ -18,21 +18,14 @@ from core import keywords, spotting
 from core.checkpoint import read_metrics
 from core.examples import read_examples
 from core.slots import Registry
-from scripts.make_smoke_data import UNKNOWN_WORDS, make_kws_smoke, speech_commands_tree, tiny_hubert
+from scripts.make_smoke_data import make_kws_smoke
 from tasks import kws as kws_tab
 from tests.card_check import assert_card_matches_metrics
-from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
+from tests.helpers import recordings
+from tests.kws_learned import training_clip, two_words
 from tests.tiny_models import hubert_config
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
-
-TRAIN_VOICES = ["en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3"]
-UNHEARD_VOICES = ["en-gb+m2", "en-gb+f2", "en-us+m5"]
-LEARN = [
-    "--freeze", "none", "--silence_clips", "60", "--max_steps", "800", "--warmup_steps", "40",
-    "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--max_grad_norm", "1.0",
-    "--eval_steps", "200", "--logging_steps", "100",
-]  # fmt: skip
 
 
 def test_balanced_weights_are_n_over_classes_times_count():
@@ -68,38 +61,6 @@ def test_the_trainer_optimises_the_weighted_loss():
     assert loss.item() == pytest.approx(expected.item())
 
 
-@pytest.fixture(scope="module")
-def learned(tmp_path_factory):
-    """A tiny Hubert trained from scratch on espeak-ng keywords (~1 min on 2 CPU cores)."""
-    root = tmp_path_factory.mktemp("kws")
-    words = list(keywords.KEYWORDS) + UNKNOWN_WORDS
-    variants = {
-        "train": [(v, s, p) for v in TRAIN_VOICES for s in (130, 175) for p in (30, 70)],
-        "validation": [(v, 150, 50) for v in TRAIN_VOICES],
-    }
-    unheard = [(v, s, 50) for v in UNHEARD_VOICES for s in (140, 165)]
-    speech_commands_tree(root / "tree", words, variants, noise_files=3, test_dir=root / "test", test_variants=unheard)
-    tiny_hubert(root / "encoder")
-    checkpoints = root / "checkpoints"
-    train_kws.main(
-        [
-            "train/configs/kws_smoke.json",
-            "--model_name_or_path",
-            str(root / "encoder"),
-            "--data_dir",
-            str(root / "tree"),
-            "--test_dir",
-            str(root / "test"),
-            "--output_dir",
-            str(checkpoints / "kws"),
-            "--run_dir",
-            str(root / "run"),
-            *LEARN,
-        ]
-    )
-    return root, checkpoints
-
-
 def test_learns_keywords_and_generalises_to_unheard_voices(learned):
     _, checkpoints = learned
     metrics = read_metrics(checkpoints / "kws")
@@ -111,16 +72,11 @@ def test_learns_keywords_and_generalises_to_unheard_voices(learned):
     assert metrics["extra"]["class_weights"]["yes"] == pytest.approx(380 / (12 * 20))
 
 
-def _clip(root, word: str, voice: str = "en-us+m3") -> str:
-    """A training clip: these tests check the app's plumbing, the learning test generalisation."""
-    return str(next((root / "tree" / word).glob(f"{voice.replace('+', '-')}-130-70_*.wav")))
-
-
 def test_app_spots_keywords_through_the_api(learned, launch):
     root, checkpoints = learned
     client = Client(launch(checkpoints), verbose=False)
     for word in ("yes", "stop", "left"):
-        result = client.predict(handle_file(_clip(root, word)), api_name="/spot")
+        result = client.predict(handle_file(training_clip(root, word)), api_name="/spot")
         assert result["label"] == word
         assert result["confidences"][0]["label"] == word and result["confidences"][0]["confidence"] > 0.5
         assert len(result["confidences"]) == 5
@@ -189,78 +145,6 @@ def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned, laun
     assert examples.audio == {**examples.audio, "stored": wrong + correct, "left_out": 0}
 
 
-def voiced_centre_s(samples: np.ndarray) -> float:
-    """Middle of the part of a clip louder than -30 dB below its peak (espeak pads with silence)."""
-    loud = np.flatnonzero(np.abs(samples) > np.abs(samples).max() * 10 ** (-30 / 20))
-    return (loud[0] + loud[-1]) / 2 / 16_000
-
-
-def two_words(root) -> np.ndarray:
-    """6 s of a quiet room (not digital silence) with "yes" spoken at 1.0 s and "stop" at 3.5 s."""
-    from scripts.make_smoke_data import noise
-
-    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
-    stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
-    stream = 0.1 * noise(6.0, seed=7)
-    stream[16_000 : 16_000 + len(yes)] += yes
-    stream[int(3.5 * 16_000) : int(3.5 * 16_000) + len(stop)] += stop
-    return stream
-
-
-def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
-    root, checkpoints = learned
-    loaded = Registry(checkpoints)["kws"].get()
-    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
-    stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
-    stream = two_words(root)
-    from core.audio import resample
-
-    pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
-    listener = spotting.Listener()
-    for start in range(0, len(pcm), 12_000):  # 250 ms chunks
-        listener, log, _, level = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
-    found = [(d.label, d.time_s) for d in listener.detections]
-    assert [label for label, _ in found] == ["yes", "stop"], found
-    centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
-    for label, t in found:  # the window that fired is centred on the word, within half a window
-        assert abs(t - centres[label]) <= 0.5, (label, t, centres[label])
-    assert len(listener.buffer) < 16_000 + 12_000  # only the newest audio is kept
-    assert level.startswith("Input level `") and level.endswith(" dBFS")  # the quiet room, audible
-    assert "too quiet" not in level and "░" in level
-    # A weak word never reaches a high threshold: the log says how close the best one came.
-    listener = None
-    for start in range(0, len(pcm), 12_000):
-        listener, log, _, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.999)
-    label, p = listener.closest
-    assert listener.detections == [] and label in ("yes", "stop") and 0.5 < p < 0.999
-    assert log == (
-        f"(listening: nothing above the 1.00 threshold yet; the closest was “{label}” at {p:.2f}. "
-        "Speak closer, or lower the threshold.)"
-    )
-
-
-def test_live_listening_across_unheard_audio_keeps_times_since_record(learned):
-    # A busy server drops chunks: the second of audio from 2.25 s never arrives. The listener
-    # skips it, so "stop" is logged at its time since Record, not a second early.
-    root, checkpoints = learned
-    loaded = Registry(checkpoints)["kws"].get()
-    stop, _ = sf.read(_clip(root, "stop"), dtype="float32")
-    pcm = (two_words(root) * 32767).astype(np.int16)
-    listener = None
-    for start in range(0, len(pcm), 4_000):  # 250 ms chunks
-        if 36_000 <= start < 52_000:
-            continue  # never arrived
-        missing = 1.0 if start == 52_000 else 0.0
-        listener, _, _, _ = kws_tab.listen(loaded, listener, (16_000, pcm[start : start + 4_000]), 0.8, missing)
-    found = {d.label: d.time_s for d in listener.detections}
-    assert set(found) == {"yes", "stop"} and listener.missed_s == 1.0
-    assert abs(found["stop"] - (3.5 + voiced_centre_s(stop))) <= 0.5, found
-    # Below `live.GAP_S` (network jitter) nothing is skipped.
-    listener = spotting.Listener()
-    kws_tab.listen(loaded, listener, (16_000, pcm[:4_000]), 0.8, 0.2)
-    assert listener.missed_s == 0.0 and listener.buffer_start == 0
-
-
 def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned):
     root, checkpoints = learned
     loaded = Registry(checkpoints)["kws"].get()
@@ -315,23 +199,13 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     assert read_examples(checkpoints / "kws") is None
 
 
-def test_digital_silence_never_fires(learned):
-    _, checkpoints = learned
-    loaded = Registry(checkpoints)["kws"].get()
-    listener = None
-    for _ in range(12):
-        listener, log, _, level = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
-    assert listener.detections == [] and log == "(listening: say one of the keywords)"
-    assert level == "Input level `░░░░░░░░░░░░` silence · too quiet to score"
-
-
 @pytest.mark.browser
 def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp_path, monkeypatch):
     from core.audio import resample
     from scripts.screenshot import open_page
 
     root, checkpoints = learned
-    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
+    yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
     mic = tmp_path / "mic.wav"
     sf.write(
         mic,
@@ -380,40 +254,3 @@ def test_browser_picks_a_confused_pair_and_plays_its_clips(learned, launch):
         expect(player).to_have_text(re.compile(r"^\s*0:00\s+0:01"))  # a 1 s clip, not yet played
         player.get_by_role("button", name="Play", exact=True).click()
         expect(player).to_have_text(re.compile(r"^\s*0:01\s+0:01"), timeout=5_000)  # the clock ran: it played
-
-
-@pytest.mark.browser
-def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned, launch, tmp_path):
-    from core.audio import resample
-    from scripts.screenshot import open_page
-
-    root, checkpoints = learned
-    yes, _ = sf.read(_clip(root, "yes"), dtype="float32")
-    mic = tmp_path / "mic.wav"  # Chromium loops it: "yes", then 2 s of a quiet room
-    room = 0.1 * np.random.default_rng(3).normal(0, 0.05, 2 * 44_100).astype(np.float32)
-    sf.write(mic, np.concatenate([resample(yes, 16_000, 44_100), room]), 44_100, subtype="PCM_16")
-    with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
-        page.get_by_role("tab", name="Keyword spotting").click()
-        page.get_by_text("serving").first.wait_for()
-        recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
-        page.get_by_role("tab", name="Live").click()
-        page.get_by_text("Say one of:").wait_for()
-        page.get_by_role("button", name="Record").first.click()
-        no_sound_note(page).wait_for()  # the page says nothing arrives, and what to do
-        recorder.assert_held()
-        assert not page.get_by_text("Input level").count()
-        recorder.release()
-        page.get_by_role("button", name="Stop").first.click()
-        record_until_heard(page, lambda: page.get_by_text("Input level").count() > 0)
-        log = page.locator("label:has-text('Detections') textarea")
-        page.wait_for_function(
-            "(el) => /\\byes\\b/.test(el.value) && !el.value.startsWith('(')", arg=log.element_handle(), timeout=30_000
-        )
-        # The level bar follows the microphone: it fills while the word plays.
-        page.get_by_text(re.compile(r"Input level █+░* -\d+ dBFS")).first.wait_for(timeout=15_000)
-        level = page.get_by_text("Input level").first.inner_text()
-        page.get_by_role("button", name="Stop").first.click()
-        lines = log.input_value().splitlines()
-    # One line per spoken "yes" (the loop repeats it), each with its time and probability.
-    assert lines and all(re.fullmatch(r"\s*\d+\.\d\d s  yes\s+0\.\d\d", line) for line in lines), lines
-    assert re.fullmatch(r"Input level [█░]{12} (-\d+ dBFS|silence).*", level), level

@@ -3,6 +3,7 @@ says when a visitor is not being heard."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -48,6 +49,9 @@ def test_a_chunk_served_later_than_its_length_says_how_much_audio_never_arrived(
         assert places.heard("a", 0.5) == pytest.approx(0.0, abs=1e-9)
     places.stop("a")
     assert places.hearing("a") is None
+    # The browser sends its last chunks after Stop: the wait since is not audio that went missing.
+    clock.t += 5.0
+    assert places.heard("a", 0.5) == 0.0 and places.hearing("a") is None
 
 
 def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_when_one_was_free():
@@ -105,11 +109,11 @@ def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_hear
     state = None
     for pcm, missing in ((before, 0.0), (after, 3.0)):
         for i, start in enumerate(range(0, len(pcm), 8_000)):
-            text, state, note = asr_tab.live_update(
+            state, text, note = asr_tab.live_update(
                 loaded, state, (16_000, pcm[start : start + 8_000]), missing if i == 0 else 0.0
             )
             assert note == asr_tab.LISTENING
-    text, state, note = asr_tab.live_finish(loaded, state)
+    state, text, note = asr_tab.live_finish(loaded, state)
     assert text == "hello little … the quick"
     heard = (len(before) + len(after)) / 16_000
     assert note == (
@@ -117,19 +121,60 @@ def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_hear
         "3.0 s more were not heard (the server was busy): “…” marks where."
     )
     # Jitter below `live.GAP_S` marks nothing.
-    _, state, _ = asr_tab.live_update(loaded, None, (16_000, before[:8_000]), 0.0)
-    text, state, _ = asr_tab.live_update(loaded, state, (16_000, before[8_000:16_000]), live.GAP_S - 0.01)
+    state, _, _ = asr_tab.live_update(loaded, None, (16_000, before[:8_000]), 0.0)
+    state, text, _ = asr_tab.live_update(loaded, state, (16_000, before[8_000:16_000]), live.GAP_S - 0.01)
     assert "…" not in text and state.missed_s == 0 and isinstance(state, long_audio.StreamState)
 
 
-def test_an_operators_setting_that_is_not_a_usable_number_keeps_the_default(monkeypatch, caplog):
-    for value, served in (("2", 2), (" 5 ", 5), ("two", 3), ("0", 3), ("-1", 3), ("2.5", 3), ("", 3)):
-        monkeypatch.setenv("LIVE_PLACES", value)
-        assert live.setting("LIVE_PLACES", 3, int, 1) == served, value
-    for value, served in (("0", 0.0), ("7.5", 7.5), ("nan", 15.0), ("-3", 15.0), ("soon", 15.0)):
-        monkeypatch.setenv("LIVE_TURN_S", value)
-        assert live.setting("LIVE_TURN_S", 15.0, float, 0) == served, value
-    assert "LIVE_TURN_S='soon' is not a number >= 0; using 15" in caplog.text
+def test_a_stop_during_a_chunk_finishes_with_that_chunk_and_its_gap():
+    # Gradio runs a recording's Stop handler while one of its chunks is still being served; the
+    # stop must wait for that chunk and finish on the state it leaves (its words, the gap before it).
+    processor = make_processor(build_char_vocab(["hello little letters the quick brown fox"]))
+    loaded = SimpleNamespace(model=ToneCTC(len(processor.tokenizer)), processor=processor, device="cpu")
+    before, after = (
+        (speak_as_tones(t, processor.tokenizer) * 32767).astype(np.int16) for t in ("hello little", "the quick")
+    )
+    clock = Clock()
+    places = live.Places(places=1, turn_s=0, clock=clock)
+    serving = threading.Event()
+    go_on = threading.Event()
+
+    def on_chunk(chunk, state, missing_s):
+        if missing_s:  # the chunk after the gap
+            serving.set()
+            go_on.wait(10)
+        return asr_tab.live_update(loaded, state, chunk, missing_s)
+
+    chunk = live.serving(places, on_chunk)
+    stop = live.finishing(places, lambda state: asr_tab.live_finish(loaded, state))
+    request = SimpleNamespace(session_hash="a")
+    places.start("a")
+    for start in range(0, len(before), 8_000):
+        piece = before[start : start + 8_000]
+        clock.t += len(piece) / 16_000  # served as it is recorded
+        text, note = chunk(request, (16_000, piece))
+    assert (text, note) == ("hello little", asr_tab.LISTENING)
+    clock.t += 2.0 + len(after) / 16_000  # the next chunk comes after 2 s that never arrived
+    served = threading.Thread(target=chunk, args=(request, (16_000, after)))
+    served.start()
+    assert serving.wait(10)
+    finished = []
+    stopping = threading.Thread(target=lambda: finished.append(stop(request)))
+    places.stop("a")  # (what the unqueued Stop event does at once)
+    stopping.start()
+    time.sleep(0.3)
+    assert not finished  # it waits for the chunk being served...
+    go_on.set()
+    served.join(10)
+    stopping.join(10)
+    heard = (len(before) + len(after)) / 16_000
+    assert finished == [  # ...and finishes with it
+        (
+            "hello little … the quick",
+            f"Final transcript of {heard:.1f} s of audio. "
+            "2.0 s more were not heard (the server was busy): “…” marks where.",
+        )
+    ]
 
 
 def test_status_reports_each_live_tabs_places(tiny_checkpoints):

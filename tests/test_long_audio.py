@@ -239,17 +239,17 @@ def test_audio_arriving_after_stop_joins_the_final_transcript(tone):
     cut = len(pcm) - 8_000  # the browser's last half second reaches the server after the stop event
     state = None
     for start in range(0, cut, 8_000):
-        _, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : min(start + 8_000, cut)]))
+        state, _, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : min(start + 8_000, cut)]))
         # While recording, every served chunk says it is heard (replacing what `live.watch` said).
         assert note == asr_tab.LISTENING
-    before, state, note = asr_tab.live_finish(loaded, state)
+    state, before, note = asr_tab.live_finish(loaded, state)
     assert note.startswith("Final transcript of") and before != TEXT and TEXT.startswith(before[:-3])
-    after, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[cut:]))
+    state, after, note = asr_tab.live_update(loaded, state, (16_000, pcm[cut:]))
     assert after == TEXT == long_audio.transcribe(model, processor, pcm / 32767, window_s=2.5, stride_s=0.5)
     assert note == f"Final transcript of {len(pcm) / 16_000:.1f} s of audio."
     # On a busy server the stop can be handled before any chunk: they all arrive afterwards.
-    text, state, note = asr_tab.live_finish(loaded, None)
+    state, text, note = asr_tab.live_finish(loaded, None)
     assert (text, note) == ("", "Final transcript of 0.0 s of audio.")
     for start in range(0, len(pcm), 8_000):
-        text, state, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : start + 8_000]))
+        state, text, note = asr_tab.live_update(loaded, state, (16_000, pcm[start : start + 8_000]))
     assert text == TEXT and note == f"Final transcript of {len(pcm) / 16_000:.1f} s of audio."

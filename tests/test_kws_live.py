@@ -1,0 +1,117 @@
+"""Live keyword listening: each spoken keyword logged once at its time since Record, across audio
+that never arrived, never on digital silence; and in a browser with a fake microphone."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from core import spotting
+from core.slots import Registry
+from tasks import kws as kws_tab
+from tests.helpers import HeldRecorder, no_sound_note, record_until_heard
+from tests.kws_learned import training_clip, two_words, voiced_centre_s
+
+
+def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
+    root, checkpoints = learned
+    loaded = Registry(checkpoints)["kws"].get()
+    yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
+    stop, _ = sf.read(training_clip(root, "stop"), dtype="float32")
+    stream = two_words(root)
+    from core.audio import resample
+
+    pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
+    listener = spotting.Listener()
+    for start in range(0, len(pcm), 12_000):  # 250 ms chunks
+        listener, log, _, level = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
+    found = [(d.label, d.time_s) for d in listener.detections]
+    assert [label for label, _ in found] == ["yes", "stop"], found
+    centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
+    for label, t in found:  # the window that fired is centred on the word, within half a window
+        assert abs(t - centres[label]) <= 0.5, (label, t, centres[label])
+    assert len(listener.buffer) < 16_000 + 12_000  # only the newest audio is kept
+    assert level.startswith("Input level `") and level.endswith(" dBFS")  # the quiet room, audible
+    assert "too quiet" not in level and "░" in level
+    # A weak word never reaches a high threshold: the log says how close the best one came.
+    listener = None
+    for start in range(0, len(pcm), 12_000):
+        listener, log, _, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.999)
+    label, p = listener.closest
+    assert listener.detections == [] and label in ("yes", "stop") and 0.5 < p < 0.999
+    assert log == (
+        f"(listening: nothing above the 1.00 threshold yet; the closest was “{label}” at {p:.2f}. "
+        "Speak closer, or lower the threshold.)"
+    )
+
+
+def test_live_listening_across_unheard_audio_keeps_times_since_record(learned):
+    # A busy server drops chunks: the second of audio from 2.25 s never arrives. The listener
+    # skips it, so "stop" is logged at its time since Record, not a second early.
+    root, checkpoints = learned
+    loaded = Registry(checkpoints)["kws"].get()
+    stop, _ = sf.read(training_clip(root, "stop"), dtype="float32")
+    pcm = (two_words(root) * 32767).astype(np.int16)
+    listener = None
+    for start in range(0, len(pcm), 4_000):  # 250 ms chunks
+        if 36_000 <= start < 52_000:
+            continue  # never arrived
+        missing = 1.0 if start == 52_000 else 0.0
+        listener, _, _, _ = kws_tab.listen(loaded, listener, (16_000, pcm[start : start + 4_000]), 0.8, missing)
+    found = {d.label: d.time_s for d in listener.detections}
+    assert set(found) == {"yes", "stop"} and listener.missed_s == 1.0
+    assert abs(found["stop"] - (3.5 + voiced_centre_s(stop))) <= 0.5, found
+    # Below `live.GAP_S` (network jitter) nothing is skipped.
+    listener = spotting.Listener()
+    kws_tab.listen(loaded, listener, (16_000, pcm[:4_000]), 0.8, 0.2)
+    assert listener.missed_s == 0.0 and listener.buffer_start == 0
+
+
+def test_digital_silence_never_fires(learned):
+    _, checkpoints = learned
+    loaded = Registry(checkpoints)["kws"].get()
+    listener = None
+    for _ in range(12):
+        listener, log, _, level = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
+    assert listener.detections == [] and log == "(listening: say one of the keywords)"
+    assert level == "Input level `░░░░░░░░░░░░` silence · too quiet to score"
+
+
+@pytest.mark.browser
+def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned, launch, tmp_path):
+    from core.audio import resample
+    from scripts.screenshot import open_page
+
+    root, checkpoints = learned
+    yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
+    mic = tmp_path / "mic.wav"  # Chromium loops it: "yes", then 2 s of a quiet room
+    room = 0.1 * np.random.default_rng(3).normal(0, 0.05, 2 * 44_100).astype(np.float32)
+    sf.write(mic, np.concatenate([resample(yes, 16_000, 44_100), room]), 44_100, subtype="PCM_16")
+    with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
+        page.get_by_role("tab", name="Keyword spotting").click()
+        page.get_by_text("serving").first.wait_for()
+        recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
+        page.get_by_role("tab", name="Live").click()
+        page.get_by_text("Say one of:").wait_for()
+        page.get_by_role("button", name="Record").first.click()
+        no_sound_note(page).wait_for()  # the page says nothing arrives, and what to do
+        recorder.assert_held()
+        assert not page.get_by_text("Input level").count()
+        recorder.release()
+        page.get_by_role("button", name="Stop").first.click()
+        record_until_heard(page, lambda: page.get_by_text("Input level").count() > 0)
+        log = page.locator("label:has-text('Detections') textarea")
+        page.wait_for_function(
+            "(el) => /\\byes\\b/.test(el.value) && !el.value.startsWith('(')", arg=log.element_handle(), timeout=30_000
+        )
+        # The level bar follows the microphone: it fills while the word plays.
+        page.get_by_text(re.compile(r"Input level █+░* -\d+ dBFS")).first.wait_for(timeout=15_000)
+        level = page.get_by_text("Input level").first.inner_text()
+        page.get_by_role("button", name="Stop").first.click()
+        lines = log.input_value().splitlines()
+    # One line per spoken "yes" (the loop repeats it), each with its time and probability.
+    assert lines and all(re.fullmatch(r"\s*\d+\.\d\d s  yes\s+0\.\d\d", line) for line in lines), lines
+    assert re.fullmatch(r"Input level [█░]{12} (-\d+ dBFS|silence).*", level), level
