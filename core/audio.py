@@ -143,6 +143,13 @@ def resample(samples: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.nd
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def prepare_resampling() -> None:
+    """Import what `resample` needs now: a speech model's background load calls it, so that the
+    first visitor's first chunk at 44.1/48 kHz does not wait ~1 s for scipy.signal (on a live
+    stream, audio the server never hears: it keeps only the newest chunk while one is served)."""
+    from scipy.signal import resample_poly  # noqa: F401
+
+
 @dataclass
 class StreamResampler:
     """Resamples a live stream chunk by chunk without clicks at chunk borders.

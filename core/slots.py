@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import hub, loading, settings
+from core import audio, hub, loading, settings
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
 from core.inference import STEP, lower_priority
@@ -278,6 +278,8 @@ class Slot:
         from core import onnx_serving  # torch: imported when the first model loads, not before the app answers
 
         model, precision = onnx_serving.for_serving(self.spec.kind, model, path, device)
+        if self.spec.kind != "question-answering":
+            audio.prepare_resampling()
         metrics, warnings = None, []
         try:
             metrics = read_metrics(path)
