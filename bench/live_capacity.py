@@ -8,6 +8,7 @@ audio loses audio.
 
     python -m bench.live_capacity                       # 1-4 visitors, 20 s each, both tabs
     python -m bench.live_capacity --visitors 1 2 3 4 6 --seconds 30 --json out.json
+    python -m bench.live_capacity --tabs --together 1+1 2+2 3+3   # both Live tabs at once
 
 Prints, per tab and number of visitors at once: the share of audio heard (what `Places` counts as
 heard against what it counts as never arrived), and the handler's time per update (p50, p95).
@@ -26,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +70,10 @@ def visitor(handler, places, session: str, chunk_s: float, seconds: float, times
     thread.join()
 
 
-def run(tab: str, loaded, count: int, seconds: float) -> dict:
+def serving(tab: str, loaded, places):
+    """The tab's Live handler, as the app serves it (`live.serving`)."""
     from tasks import asr, kws, live
 
-    places = live.Places(places=count, turn_s=0)
     if tab == "asr":
 
         def serve(chunk, state, missing_s):
@@ -81,36 +83,61 @@ def run(tab: str, loaded, count: int, seconds: float) -> dict:
         def serve(chunk, listener, missing_s):
             return kws.listen(loaded, listener, chunk, 0.8, missing_s)
 
-    handler = live.serving(places, serve)
+    return live.serving(places, serve)
 
-    times: list[list[float]] = [[] for _ in range(count)]
+
+def run_together(models: dict[str, Any], counts: dict[str, int], seconds: float) -> list[dict]:
+    """`counts[tab]` visitors at each tab's Live microphone at once (each tab with its own places,
+    as in the app); one row per tab."""
+    from tasks import live
+
+    places = {tab: live.Places(places=counts[tab], turn_s=0) for tab in counts}
+    handlers = {tab: serving(tab, models[tab], places[tab]) for tab in counts}
+    visitors = [(tab, f"v{i}") for tab in counts for i in range(counts[tab])]
+    times: dict[tuple[str, str], list[float]] = {v: [] for v in visitors}
     threads = [
-        threading.Thread(target=visitor, args=(handler, places, f"v{i}", TABS[tab], seconds, times[i]))
-        for i in range(count)
+        threading.Thread(
+            target=visitor, args=(handlers[tab], places[tab], session, TABS[tab], seconds, times[tab, session])
+        )
+        for tab, session in visitors
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    hearings = [places.hearing(f"v{i}") for i in range(count)]  # no Stop here: none is forgotten
-    heard = sum(h.heard_s for h in hearings)
-    missed = sum(h.dropped_s + h.gaps_s for h in hearings)
-    updates = [t for per in times for t in per[1:]]  # each visitor's first update warms its shapes
-    return {
-        "tab": tab,
-        "visitors": count,
-        "heard_share": round(heard / max(heard + missed, 1e-9), 3),
-        "update_p50_s": round(statistics.median(updates), 3),
-        "update_p95_s": round(float(np.percentile(updates, 95)), 3),
-        "updates": len(updates),
-    }
+    rows = []
+    for tab, count in counts.items():
+        hearings = [places[tab].hearing(f"v{i}") for i in range(count)]  # no Stop here: none is forgotten
+        heard = sum(h.heard_s for h in hearings)
+        missed = sum(h.dropped_s + h.gaps_s for h in hearings)
+        updates = [t for (t_tab, _), per in times.items() if t_tab == tab for t in per[1:]]  # (first: warm-up)
+        rows.append(
+            {
+                "tab": tab,
+                "visitors": count,
+                "alongside": {other: n for other, n in counts.items() if other != tab},
+                "heard_share": round(heard / max(heard + missed, 1e-9), 3),
+                "update_p50_s": round(statistics.median(updates), 3),
+                "update_p95_s": round(float(np.percentile(updates, 95)), 3),
+                "updates": len(updates),
+            }
+        )
+    return rows
+
+
+def run(tab: str, loaded, count: int, seconds: float) -> dict:
+    """`count` visitors at one tab's Live microphone at once."""
+    return run_together({tab: loaded}, {tab: count}, seconds)[0]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visitors", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--tabs", nargs="+", choices=sorted(TABS), default=sorted(TABS))
+    parser.add_argument("--tabs", nargs="*", choices=sorted(TABS), default=sorted(TABS))
+    parser.add_argument(
+        "--together", nargs="*", default=[], metavar="ASR+KWS", help="then both tabs at once, e.g. 1+1 2+2 3+3"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
@@ -123,15 +150,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     print(f"{os.cpu_count()} cores; {args.seconds:g} s per visitor")
     print(f"{'tab':<4} {'visitors':>8} {'heard':>7} {'update p50':>11} {'p95':>7}  (chunk: asr 0.5 s, kws 0.25 s)")
-    for tab in args.tabs:
-        loaded = registry[tab].get(wait_s=900)
-        for count in args.visitors:
-            row = run(tab, loaded, count, args.seconds)
-            row["precision"] = loaded.precision
+    models = {tab: registry[tab].get(wait_s=900) for tab in TABS}
+    plan = [{tab: count} for tab in args.tabs for count in args.visitors]
+    plan += [dict(zip(TABS, map(int, mix.split("+")), strict=True)) for mix in args.together]
+    for counts in plan:
+        for row in run_together(models, counts, args.seconds):
+            row["precision"] = models[row["tab"]].precision
             rows.append(row)
+            beside = "".join(f" (+{n} {other})" for other, n in row["alongside"].items())
             print(
-                f"{tab:<4} {count:>8} {row['heard_share']:>7.1%} {row['update_p50_s']:>10.3f}s "
-                f"{row['update_p95_s']:>6.3f}s",
+                f"{row['tab']:<4} {row['visitors']:>8} {row['heard_share']:>7.1%} {row['update_p50_s']:>10.3f}s "
+                f"{row['update_p95_s']:>6.3f}s{beside}",
                 flush=True,
             )
     if args.json:

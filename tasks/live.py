@@ -35,8 +35,9 @@ from core.slots import Slot
 logger = logging.getLogger(__name__)
 
 
-# Recordings listened to at once, per Live tab. 3: on 2 cores (a free Space) three DistilHuBERT-size
-# recordings are heard in full (95-99 % of their audio), four lose 12-24 % each (`bench.live_capacity`).
+# Recordings listened to at once, by both Live tabs together (they share the cores). 3: on 2 cores
+# (a free Space) three DistilHuBERT-size recordings are heard in full in any mix of the tabs
+# (95-100 % of their audio), four ASR ones lose 16-24 % each, five in a mix 22-45 % (`bench.live_capacity`).
 PLACES = int(settings.number("LIVE_PLACES", 3, int, least=1))
 # Model seconds a recording runs before it gives its place to a waiting visitor (0: no turns).
 TURN_S = settings.number("LIVE_TURN_S", 15.0)
@@ -110,13 +111,21 @@ class Places:
     after a wait are not counted as lost more than once."""
 
     def __init__(
-        self, places: int | None = None, turn_s: float | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        places: int | None = None,
+        turn_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        group: weakref.WeakSet[Places] | None = None,
     ):
         self.places = PLACES if places is None else places
         self.turn_s = TURN_S if turn_s is None else turn_s
         self._clock = clock
         self._lock = threading.Lock()
         self._recordings: dict[str, Recording] = {}
+        # The tabs whose recordings share `places` (the same `stream` concurrency group): a
+        # visitor waits when they all, together, hold every place.
+        self._group = weakref.WeakSet() if group is None else group
+        self._group.add(self)
 
     def start(self, session: str) -> None:
         with self._lock:
@@ -163,7 +172,12 @@ class Places:
             return None if recording is None else recording.hearing
 
     def listening(self, but: str | None = None) -> int:
-        """Recordings heard within the last `STALL_S` seconds (other than `but`)."""
+        """Recordings heard within the last `STALL_S` seconds by all the tabs of the group (other
+        than this tab's `but`)."""
+        return sum(tab.listening_here(but if tab is self else None) for tab in list(self._group))
+
+    def listening_here(self, but: str | None = None) -> int:
+        """As `listening`, this tab's recordings only."""
         with self._lock:
             now = self._clock()
             return sum(
@@ -190,7 +204,12 @@ class Places:
         return None
 
     def summary(self) -> dict[str, Any]:
-        return {"places": self.places, "turn_s": self.turn_s, "listening": self.listening()}
+        return {
+            "places": self.places,
+            "turn_s": self.turn_s,
+            "listening": self.listening_here(),
+            "listening_all_tabs": self.listening(),
+        }
 
     def _recording(self, session: str, now: float) -> Recording:  # (holding `_lock`)
         recording = self._recordings.get(session)
@@ -205,11 +224,17 @@ class Places:
 
 
 _PLACES: weakref.WeakKeyDictionary[Slot, Places] = weakref.WeakKeyDictionary()
+_LIVE_TABS: weakref.WeakSet[Places] = weakref.WeakSet()  # every Live tab's: they share the places
+CONCURRENCY_ID = "live-microphones"
 
 
 def places_of(slot: Slot) -> Places:
-    """The Live tab's places for the slot's model (made on first use)."""
-    return _PLACES.setdefault(slot, Places())
+    """The Live tab's places for the slot's model (made on first use; shared with the other
+    Live tab's, `PLACES` in all)."""
+    places = _PLACES.get(slot)
+    if places is None:
+        places = _PLACES[slot] = Places(group=_LIVE_TABS)
+    return places
 
 
 def status(slot: Slot) -> dict[str, Any] | None:
@@ -262,7 +287,8 @@ def stream(
     audio: gr.Audio, places: Places, fn: Callable[..., tuple], inputs: list[Any], outputs: list[Any], every_s: float
 ) -> None:
     """Register a Live tab's stream of `audio` (and `inputs`) to `outputs` with the places and
-    turns above; `fn` as in `serving`."""
+    turns above; `fn` as in `serving`. Both Live tabs' streams are one concurrency group: their
+    recordings share the places (`PLACES` in all), since they share the cores."""
     audio.stream(
         serving(places, fn),
         inputs=[audio, *inputs],
@@ -270,6 +296,7 @@ def stream(
         stream_every=every_s,
         api_name=False,
         concurrency_limit=places.places,
+        concurrency_id=CONCURRENCY_ID,
         time_limit=places.turn_s or None,
         show_progress="hidden",
     )

@@ -165,10 +165,19 @@ def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_
     from core.slots import Registry
     from tasks import asr
 
-    loaded = Registry(tiny_checkpoints)["asr"].get()
+    registry = Registry(tiny_checkpoints)
+    loaded = registry["asr"].get()
     fast = live_capacity.run("asr", loaded, 2, seconds=4.0)
     assert fast["visitors"] == 2 and fast["updates"] >= 10
     assert fast["heard_share"] >= 0.9  # the tiny model keeps up with two recordings
+    # Both tabs at once: one row each, saying what ran beside it (KWS chunks are 0.25 s).
+    models = {"asr": loaded, "kws": registry["kws"].get()}
+    both = live_capacity.run_together(models, {"asr": 1, "kws": 1}, seconds=4.0)
+    assert [(r["tab"], r["visitors"], r["alongside"]) for r in both] == [
+        ("asr", 1, {"kws": 1}),
+        ("kws", 1, {"asr": 1}),
+    ]
+    assert all(r["heard_share"] >= 0.9 for r in both) and both[1]["updates"] >= 12
     real_update = asr.live_update
 
     def slow_update(*args):

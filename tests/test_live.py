@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_wh
     clock.t += 1.0
     assert places.note("a") is None  # being heard: the handler's own lines speak
     assert places.note("c") == live.busy_note(2, 15) and "in turns" in places.note("c")
-    assert places.summary() == {"places": 2, "turn_s": 15, "listening": 2}
+    assert places.summary() == {"places": 2, "turn_s": 15, "listening": 2, "listening_all_tabs": 2}
     places.stop("b")
     assert places.note("c") is None  # a place is free and it is too early to blame the microphone
     clock.t += 3.0  # 4 s since Record, nothing came
@@ -76,6 +77,30 @@ def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_wh
         "place frees up; what you say while the button reads **Waiting** is not heard."
     )
     assert "listens to 4 recordings at a time. You are heard in turns with the others;" in live.busy_note(4, 15)
+
+
+def test_the_live_tabs_share_their_places():
+    # Both tabs' recordings run on the same cores: a recording in one tab takes a place from both.
+    clock = Clock()
+    group = weakref.WeakSet()
+    asr_tab_places = live.Places(places=2, turn_s=15, clock=clock, group=group)
+    kws_tab_places = live.Places(places=2, turn_s=15, clock=clock, group=group)
+    for places, session in ((asr_tab_places, "a"), (kws_tab_places, "b"), (kws_tab_places, "c")):
+        places.start(session)
+    asr_tab_places.heard("a", 0.5)
+    assert kws_tab_places.note("c") is None  # a place is free
+    kws_tab_places.heard("b", 0.5)
+    clock.t += 1.0
+    assert kws_tab_places.note("c") == live.busy_note(2, 15)
+    asr_tab_places.start("c")  # the same visitor in the other tab: a recording of its own
+    assert asr_tab_places.note("c") == live.busy_note(2, 15)
+    assert kws_tab_places.summary() == {"places": 2, "turn_s": 15, "listening": 1, "listening_all_tabs": 2}
+    asr_tab_places.stop("a")
+    assert kws_tab_places.note("c") is None and kws_tab_places.listening() == 1
+    # A tab outside the group counts its own recordings only.
+    alone = live.Places(places=1, turn_s=15, clock=clock)
+    alone.start("d")
+    assert alone.note("d") is None and alone.listening() == 0
 
 
 def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_share():
@@ -182,11 +207,22 @@ def test_status_reports_each_live_tabs_places(tiny_checkpoints):
     from tasks import models
 
     registry = app.open_registry(tiny_checkpoints)
-    app.build_app(registry)
+    demo = app.build_app(registry)
     report = models.status(registry)
     for name in ("asr", "kws"):
-        assert report[name]["live"] == {"places": live.PLACES, "turn_s": live.TURN_S, "listening": 0}
+        assert report[name]["live"] == {
+            "places": live.PLACES,
+            "turn_s": live.TURN_S,
+            "listening": 0,
+            "listening_all_tabs": 0,
+        }
     assert "live" not in report["qa-distilbert"] and "live" not in report["qa-xlmr"]
+    # The two Live streams are one concurrency group of `PLACES` in the app's queue.
+    streams = [fn for fn in demo.fns.values() if fn.connection == "stream"]
+    assert len(streams) == 2
+    assert {(fn.concurrency_id, fn.concurrency_limit, fn.time_limit) for fn in streams} == {
+        (live.CONCURRENCY_ID, live.PLACES, live.TURN_S)
+    }
 
 
 @pytest.mark.browser
@@ -247,3 +283,46 @@ def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoint
     gaps = [m for s, m in served if s == a and m >= live.GAP_S]
     assert gaps and f"{sum(gaps):.1f} s more were not heard" in note, (gaps, note)
     assert "…" in transcript or not transcript.strip()  # a gap after words is marked
+
+
+@pytest.mark.browser
+def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
+    launch, tiny_checkpoints, tmp_path, monkeypatch
+):
+    # One place for the server: a visitor recording speech holds it, so a second visitor at the
+    # keyword tab is told it is full and is heard once the first one stops.
+    from scripts.screenshot import open_pages
+
+    monkeypatch.setattr(live, "PLACES", 1)
+    monkeypatch.setattr(live, "TURN_S", 0.0)
+    served: list[str] = []
+    real_heard = live.Places.heard
+
+    def heard(self, session, seconds):
+        served.append(session)
+        return real_heard(self, session, seconds)
+
+    monkeypatch.setattr(live.Places, "heard", heard)
+    wav = tmp_path / "tone.wav"
+    t = np.arange(44_100 * 3) / 44_100
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
+    url = launch(tiny_checkpoints)
+    with open_pages(url, 2, fake_microphone=wav) as (speech, keywords):
+        for page in (speech, keywords):
+            page.get_by_text("serving").first.wait_for()
+        speech.get_by_role("tab", name="Live").first.click()
+        keywords.get_by_role("tab", name="Keyword spotting").click()
+        keywords.get_by_role("tab", name="Live").click()
+        speech.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
+        speech.get_by_role("button", name="Record").first.click()
+        deadline = time.monotonic() + 30
+        while not served and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert served, "the speech visitor was never heard"
+        keywords.get_by_role("button", name="Record").first.click()
+        keywords.get_by_text("Live listening is full").wait_for(timeout=20_000)
+        assert set(served) == {served[0]} and not keywords.get_by_text("Input level").count()
+        speech.get_by_role("button", name="Stop").first.click()
+        keywords.get_by_text("Input level").first.wait_for(timeout=30_000)  # its place came
+        keywords.get_by_role("button", name="Stop").first.click()
+    assert len(set(served)) == 2
