@@ -122,6 +122,7 @@ class Places:
         self._clock = clock
         self._lock = threading.Lock()
         self._recordings: dict[str, Recording] = {}
+        self._stopped: dict[str, Recording] = {}  # each session's last stopped recording, for `finishing`
         # The tabs whose recordings share `places` (the same `stream` concurrency group): a
         # visitor waits when they all, together, hold every place.
         self._group = weakref.WeakSet() if group is None else group
@@ -138,6 +139,13 @@ class Places:
             recording = self._recording(session, self._clock())
             recording.stopped = True
             recording.hearing = None
+            self._stopped[session] = recording
+
+    def stopped(self, session: str) -> Recording:
+        """The session's recording that Stop ended last: its Stop handler is queued and may run
+        after Record was pressed again (the current recording if Stop was not seen yet)."""
+        with self._lock:
+            return self._stopped.pop(session, None) or self._recording(session, self._clock())
 
     def recording(self, session: str) -> Recording:
         """The session's latest recording (one begins here if Record was not seen)."""
@@ -219,8 +227,9 @@ class Places:
         return recording
 
     def _forget_old(self, now: float) -> None:
-        for session in [s for s, r in self._recordings.items() if now - r.last > FORGET_S]:
-            del self._recordings[session]
+        for recordings in (self._recordings, self._stopped):
+            for session in [s for s, r in recordings.items() if now - r.last > FORGET_S]:
+                del recordings[session]
 
 
 _PLACES: weakref.WeakKeyDictionary[Slot, Places] = weakref.WeakKeyDictionary()
@@ -304,10 +313,11 @@ def stream(
 
 def finishing(places: Places, fn: Callable[[Any], tuple]) -> Callable[..., tuple]:
     """A Stop handler for `stream`'s recordings: `fn(state)` returns `(state, *outputs)`. It runs
-    after the chunk being served (if any), on the state that chunk left."""
+    after the chunk being served (if any), on the state that chunk left, of the recording that
+    was stopped (not of one begun since: `Places.stopped`)."""
 
     def on_stop(request: gr.Request):
-        recording = places.recording(session_of(request))
+        recording = places.stopped(session_of(request))
         with recording.lock:
             recording.state, *shown = fn(recording.state)
         return tuple(shown)

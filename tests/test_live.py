@@ -125,12 +125,20 @@ def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_
     assert live.while_heard(other, "b", "Listening") == "Listening"
 
 
-def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_heard():
+@pytest.fixture(scope="module")
+def tone_speech():
+    """A CTC model that reads letters spoken as tones (`tests/tone_ctc.py`), and two phrases in
+    its tones as 16 kHz PCM: "hello little" and "the quick"."""
     processor = make_processor(build_char_vocab(["hello little letters the quick brown fox"]))
     loaded = SimpleNamespace(model=ToneCTC(len(processor.tokenizer)), processor=processor, device="cpu")
     before, after = (
         (speak_as_tones(t, processor.tokenizer) * 32767).astype(np.int16) for t in ("hello little", "the quick")
     )
+    return loaded, before, after
+
+
+def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_heard(tone_speech):
+    loaded, before, after = tone_speech
     state = None
     for pcm, missing in ((before, 0.0), (after, 3.0)):
         for i, start in enumerate(range(0, len(pcm), 8_000)):
@@ -151,14 +159,10 @@ def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_hear
     assert "…" not in text and state.missed_s == 0 and isinstance(state, long_audio.StreamState)
 
 
-def test_a_stop_during_a_chunk_finishes_with_that_chunk_and_its_gap():
+def test_a_stop_during_a_chunk_finishes_with_that_chunk_and_its_gap(tone_speech):
     # Gradio runs a recording's Stop handler while one of its chunks is still being served; the
     # stop must wait for that chunk and finish on the state it leaves (its words, the gap before it).
-    processor = make_processor(build_char_vocab(["hello little letters the quick brown fox"]))
-    loaded = SimpleNamespace(model=ToneCTC(len(processor.tokenizer)), processor=processor, device="cpu")
-    before, after = (
-        (speak_as_tones(t, processor.tokenizer) * 32767).astype(np.int16) for t in ("hello little", "the quick")
-    )
+    loaded, before, after = tone_speech
     clock = Clock()
     places = live.Places(places=1, turn_s=0, clock=clock)
     serving = threading.Event()
@@ -200,6 +204,28 @@ def test_a_stop_during_a_chunk_finishes_with_that_chunk_and_its_gap():
             "2.0 s more were not heard (the server was busy): “…” marks where.",
         )
     ]
+
+
+def test_a_stop_handled_after_record_was_pressed_again_finishes_the_recording_it_stopped(tone_speech):
+    # Stop's handler is queued; on a busy server Record can be pressed again before it runs. It
+    # must finish the recording that was stopped, and leave the new one listening.
+    loaded, before, after = tone_speech
+    places = live.Places(places=2, turn_s=0, clock=Clock())
+    chunk = live.serving(places, lambda chunk, state, missing_s: asr_tab.live_update(loaded, state, chunk, missing_s))
+    stop = live.finishing(places, lambda state: asr_tab.live_finish(loaded, state))
+    request = SimpleNamespace(session_hash="a")
+    places.start("a")
+    for start in range(0, len(before), 8_000):
+        chunk(request, (16_000, before[start : start + 8_000]))
+    places.stop("a")  # (the unqueued Stop event, at once)
+    places.start("a")  # Record again
+    assert chunk(request, (16_000, after[:8_000]))[1] == asr_tab.LISTENING
+    assert stop(request) == ("hello little", f"Final transcript of {len(before) / 16_000:.1f} s of audio.")
+    for start in range(8_000, len(after), 8_000):
+        text, note = chunk(request, (16_000, after[start : start + 8_000]))
+    assert note == asr_tab.LISTENING and places.recording("a").state.finished is False
+    places.stop("a")
+    assert stop(request) == ("the quick", f"Final transcript of {len(after) / 16_000:.1f} s of audio.")
 
 
 def test_status_reports_each_live_tabs_places(tiny_checkpoints):
