@@ -96,7 +96,7 @@ def live_update(
     return state, state.text, LISTENING
 
 
-def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[Any, str, str]:
+def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[long_audio.StreamState, str, str]:
     """The microphone stopped: the state, the transcript including the last half second, and the
     line under it saying the text is final (chunks still on their way join it: `live_update`)."""
     state = long_audio.stream_finish(loaded.model, loaded.processor, state or long_audio.StreamState())

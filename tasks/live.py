@@ -19,7 +19,6 @@ server, `docs/MEASUREMENTS.md`):
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import weakref
@@ -31,9 +30,6 @@ import gradio as gr
 
 from core import settings
 from core.slots import Slot
-
-logger = logging.getLogger(__name__)
-
 
 # Recordings listened to at once, by both Live tabs together (they share the cores). 3: on 2 cores
 # (a free Space) three DistilHuBERT-size recordings are heard in full in any mix of the tabs
@@ -158,9 +154,9 @@ class Places:
         with self._lock:
             now = self._clock()
             recording = self._recording(session, now)
-            hearing = recording.hearing
             if recording.stopped:
                 return 0.0
+            hearing = recording.hearing
             if hearing is None:
                 recording.hearing = Hearing(began=now - seconds, last=now, heard_s=seconds)
                 return 0.0

@@ -251,6 +251,20 @@ def test_status_reports_each_live_tabs_places(tiny_checkpoints):
     }
 
 
+def tone_microphone(folder) -> str:
+    """A 3 s 440 Hz tone at 44.1 kHz for Chromium's fake microphone (which loops it)."""
+    wav = folder / "tone.wav"
+    t = np.arange(44_100 * 3) / 44_100
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
+    return str(wav)
+
+
+def wait_until(done, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
 @pytest.mark.browser
 def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoints, tmp_path, monkeypatch):
     # One place; each update takes >= 0.25 s of model time and a turn is 5 s of it (at most 20
@@ -270,18 +284,11 @@ def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoint
         return missing
 
     monkeypatch.setattr(live.Places, "heard", heard)
-    wav = tmp_path / "tone.wav"
-    t = np.arange(44_100 * 3) / 44_100
-    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
+    wav = tone_microphone(tmp_path)
     url = launch(tiny_checkpoints)
 
     def sessions() -> list[str]:  # in the order they were first heard
         return list(dict.fromkeys(s for s, _ in served))
-
-    def wait_until(done, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline:
-            time.sleep(0.25)
 
     full = "Live listening is full"
     with open_pages(url, 2, fake_microphone=wav) as (first, second):
@@ -329,9 +336,7 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
         return real_heard(self, session, seconds)
 
     monkeypatch.setattr(live.Places, "heard", heard)
-    wav = tmp_path / "tone.wav"
-    t = np.arange(44_100 * 3) / 44_100
-    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44_100)
+    wav = tone_microphone(tmp_path)
     url = launch(tiny_checkpoints)
     with open_pages(url, 2, fake_microphone=wav) as (speech, keywords):
         for page in (speech, keywords):
@@ -341,9 +346,7 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
         keywords.get_by_role("tab", name="Live").click()
         speech.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
         speech.get_by_role("button", name="Record").first.click()
-        deadline = time.monotonic() + 30
-        while not served and time.monotonic() < deadline:
-            time.sleep(0.25)
+        wait_until(lambda: served, 30)
         assert served, "the speech visitor was never heard"
         keywords.get_by_role("button", name="Record").first.click()
         keywords.get_by_text("Live listening is full").wait_for(timeout=20_000)
