@@ -30,6 +30,7 @@ import torch
 from bench.serve_speed import call_http, upload
 from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
+from core.scratch import scratch_folder
 
 RATE = TARGET_RATE
 UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
@@ -96,14 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--shape", choices=("base-960h", "distilhubert"), default="base-960h")
     args = parser.parse_args(argv)
-    os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
+    work = scratch_folder("asr-serving-")  # a 360 MB model and its export: removed at exit
+    os.environ.setdefault("ONNX_CACHE", str(work / "onnx-cache"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the other slots: no hub here, fail at once
     from transformers import AutoModelForCTC
 
     import app
 
-    work = Path(tempfile.mkdtemp(prefix="asr-serving-"))
     folder = random_checkpoint(work, args.shape)
     reference = AutoModelForCTC.from_pretrained(folder).eval()  # torch fp32, for the raw column
     start = time.perf_counter()

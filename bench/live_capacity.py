@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from core.scratch import scratch_folder
 
 TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
 
@@ -140,11 +141,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    os.environ.setdefault("ONNX_CACHE", tempfile.mkdtemp(prefix="onnx-"))
+    root = scratch_folder("live-capacity-")  # the models and their exports: removed at exit
+    os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
     from bench.serve_speed import build_checkpoints
     from core.slots import Registry
 
-    root = Path(tempfile.mkdtemp(prefix="live-capacity-"))
     build_checkpoints(root, speech_only=True)
     registry = Registry(root)
     rows = []

@@ -24,12 +24,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from core.scratch import scratch_folder
 from tests.helpers import ROOT, free_port
 
 ENDPOINTS = ("/status", "/answer", "/spot", "/transcribe")
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.max_s
 
-    work = Path(tempfile.mkdtemp(prefix="load-"))
+    work = scratch_folder("load-")  # models, clips, the app's log and uploads: removed at exit
     checkpoints = args.checkpoints
     if checkpoints is None:
         from tests.tiny_models import build_all

@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from core import onnx_serving, qa
 from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
+from core.scratch import scratch_folder
 
 QA_NAMES = ("qa-distilbert", "qa-xlmr")
 QUESTION = "when was the tower built"
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from core.loading import from_pretrained
     from core.slots import SLOTS
 
-    root = Path(tempfile.mkdtemp(prefix="serve-speed-"))
+    root = scratch_folder("serve-speed-")  # ~2.5 GB of models and exports: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
     onnx_serving.CACHE = Path(os.environ["ONNX_CACHE"])
     build_checkpoints(root)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import inspect
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 
 from core.audio import AudioInput, load_audio
 from core.errors import InputError
+from core.scratch import scratch_folder
 from core.slot_errors import SlotNotReady, SlotUnavailable, plain_reasons
 from core.slots import LoadedModel, Slot
 from core.structure import human_bytes
@@ -207,8 +207,9 @@ def uploaded_path(file: Any) -> str:
 
 
 # Files the app writes for a visitor to download (Gradio copies each into its own cache, which
-# `delete_cache` clears); ours are removed once they are an hour old, so the folder never grows.
-OUTPUTS = Path(tempfile.mkdtemp(prefix="app-outputs-"))
+# `delete_cache` clears); ours are removed once they are an hour old, so the folder never grows,
+# and the folder itself when the app stops.
+OUTPUTS = scratch_folder("app-outputs-")
 OUTPUT_LIFETIME_S = 3600
 
 

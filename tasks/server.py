@@ -4,7 +4,10 @@ command line. `app.py` composes the tabs and hands the page to `serve`."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,8 @@ import gradio as gr
 from core import memory, settings
 from core.slots import Registry
 from tasks import page, sessions
+
+logger = logging.getLogger(__name__)
 
 # Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
 # minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
@@ -56,24 +61,45 @@ def serve(
     `started` once it answers; `launch` is passed on (with `prevent_thread_lock`, this returns)."""
     sessions.install()  # a session's config copy built on first use: 41 ms and ~330 KB less per session
     block = not launch.pop("prevent_thread_lock", False)
-    # Queue positions sent to waiting visitors once a second, not at every job's start: under 50
-    # visitors each start sent a message to every queued one, work the server's event loop (which
-    # also answers /status) did between requests.
-    demo.queue(status_update_rate=1).launch(
-        server_name=host,
-        server_port=port,
-        max_file_size=f"{UPLOAD_MAX_MB:g}mb",
-        state_session_capacity=STATE_SESSIONS,
-        theme=page.theme(),
-        head=page.head(),
-        css=page.css(),
-        prevent_thread_lock=True,
-        **launch,
-    )
-    if started is not None:
-        started()
+    if block:
+        stop_on_sigterm()
+    try:
+        # Queue positions sent to waiting visitors once a second, not at every job's start: under
+        # 50 visitors each start sent a message to every queued one, work the server's event loop
+        # (which also answers /status) did between requests.
+        demo.queue(status_update_rate=1).launch(
+            server_name=host,
+            server_port=port,
+            max_file_size=f"{UPLOAD_MAX_MB:g}mb",
+            state_session_capacity=STATE_SESSIONS,
+            theme=page.theme(),
+            head=page.head(),
+            css=page.css(),
+            prevent_thread_lock=True,
+            **launch,
+        )
+        if started is not None:
+            started()
+    except KeyboardInterrupt:  # stopped while starting: close what started, as block_thread does
+        if not block:
+            raise
+        demo.close()
+        return
     if block:
         demo.block_thread()
+
+
+def stop_on_sigterm() -> None:
+    """A SIGTERM (a container's or a Space's stop, `kill`) stops the server as Ctrl-C does: Gradio
+    closes it and the process exits normally, removing its scratch files (core/scratch.py). By
+    default SIGTERM ends Python at once and they stayed in /tmp, one folder per start."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        logger.warning("SIGTERM: closing the server")
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

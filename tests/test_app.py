@@ -259,6 +259,18 @@ def test_status_calls_never_wait_for_each_other(launch, tiny_checkpoints, monkey
     assert len(answers) == 5 and time.monotonic() - start < 5.0  # one after the other: >= 7.5 s
 
 
+def test_a_stopped_app_leaves_no_scratch_folder_behind(app_process, tmp_path):
+    # SIGTERM is how a container or a Space stops the app; each start used to leave its folder.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc, url = app_process("--checkpoints", str(tmp_path / "none"), env={"TMPDIR": str(scratch)})
+    wait_for_http(url, START_S)
+    assert len(list(scratch.glob("app-outputs-*"))) == 1
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert not list(scratch.glob("app-outputs-*")), proc.stdout.read()
+
+
 def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, tmp_path):
     from gradio_client import handle_file
 
