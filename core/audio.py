@@ -250,7 +250,7 @@ def _decode_capped(path: str | io.BytesIO, name: str, limit: float, stated_s: fl
                 if decoded > limit * rate:
                     stated = f"; its header said {stated_s:.1f} s" if stated_s is not None else ""
                     raise AudioInputError(
-                        f"The audio is longer than the limit of {limit:.0f} s (AUDIO_MAX_SECONDS){stated}."
+                        f"The audio is longer than the limit of {limit:.0f} s{stated}: send a shorter clip."
                     )
         except av.FFmpegError as err:
             if not parts:
@@ -308,4 +308,4 @@ def _check_content(samples: np.ndarray, rate: int, limit: float) -> None:
 
 
 def _too_long(seconds: float, limit: float) -> str:
-    return f"The audio is {seconds:.1f} s long; the limit is {limit:.0f} s (AUDIO_MAX_SECONDS)."
+    return f"The audio is {seconds:.1f} s long; the limit is {limit:.0f} s: send a shorter clip."

@@ -21,7 +21,7 @@ from tasks.common import output_file, require
 PAGE = 8  # clips with a player on one page: enough to compare, few enough to load at once
 
 
-def examples_of(loaded: LoadedModel | None, task: str, script: str) -> tuple[Examples | None, str]:
+def examples_of(loaded: LoadedModel | None, task: str) -> tuple[Examples | None, str]:
     """The loaded model's per-example results, or why there are none, for a visitor."""
     if loaded is None:
         return None, "No model is loaded, so there are no examples to show."
@@ -31,8 +31,8 @@ def examples_of(loaded: LoadedModel | None, task: str, script: str) -> tuple[Exa
         return None, f"This model's per-example results could not be read: {err}."
     if examples is None or examples.task != task:
         return None, (
-            "This model has no per-example results: they are stored by "
-            f"`{script}` with the checkpoint it writes (older checkpoints and hub models have none)."
+            "This model has no per-example results: only checkpoints written by this project's training "
+            "scripts carry them (hub models and older checkpoints have none)."
         )
     return examples, ""
 
@@ -113,7 +113,7 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
     clips = ClipList()
 
     def examples(load: bool = False) -> tuple[Examples | None, str]:
-        return examples_of(require(slot) if load else slot.peek(), "kws", "train/kws.py")
+        return examples_of(require(slot) if load else slot.peek(), "kws")
 
     def on_cell(t: str | None, p: str | None, page: int = 0) -> list[Any]:
         found, _ = examples()
@@ -230,7 +230,7 @@ def asr_panel(slot: Slot) -> tuple[Callable[[], list[Any]], list[Any]]:
     clips = ClipList()
 
     def examples(load: bool = False) -> tuple[Examples | None, str]:
-        return examples_of(require(slot) if load else slot.peek(), "asr", "train/asr.py")
+        return examples_of(require(slot) if load else slot.peek(), "asr")
 
     def page_of(page: int = 0) -> list[Any]:
         found, _ = examples()

@@ -33,7 +33,7 @@ def per_model(registry: Registry, load: bool = False) -> tuple[dict[str, Example
         if load and loaded is None:
             with contextlib.suppress(SlotUnavailable):  # then examples_of says there is no model
                 loaded = registry[name].get()
-        examples, why = examples_of(loaded, "qa", "train/qa.py")
+        examples, why = examples_of(loaded, "qa")
         if examples is None:
             missing.append(f"{title}: {why}")
         else:
