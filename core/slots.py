@@ -12,6 +12,13 @@ files; while a hub download runs it gets the slot's state ("downloading 42 %") a
 that times out or fails on its side leaves the slot *retrying*: it tries again after a backoff,
 so a transient error at boot heals itself.
 
+*Reload* (the Models tab's button, `/reload`) is safe for any visitor of a public Space to press:
+a slot without a model tries its sources again; a slot whose model came from a local folder that
+changed since (a checkpoint trained again, or one that now comes before the hub default) loads
+the new model beside the one serving and swaps it in when it is ready, keeping the old one if the
+new fails; anything else is left as it is (a load under way is not started twice, and a hub model
+is fetched again only when the app restarts).
+
 Two views of a slot: `status()` is what a visitor may see (its state, where the model comes from
 as a label such as "checkpoint asr" or a hub id, a one-line reason; never a server path), and
 `status(detail=True)` adds what the operator needs (folders, every attempt's full error), as the
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -60,6 +68,9 @@ class LoadedModel:
     precision: str = "fp32 (torch, cpu)"
     label: str = ""  # where the model comes from, fit for a visitor: "checkpoint asr", a hub id
     warnings: list[str] = field(default_factory=list)  # e.g. a metrics.json that was ignored
+    # The sources up to the one it came from, as they were when its load began (`Slot.origins`):
+    # Reload loads again only when they differ.
+    origin: tuple = ()
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
@@ -68,6 +79,22 @@ class LoadedModel:
             p.numel() for p in self.model.parameters()
         )
         self.size_bytes = folder_size(self.path)
+
+
+def folder_fingerprint(source: str) -> tuple | None:
+    """What Reload compares for one source: a local folder's identity and its files' sizes and
+    times (train/ writes a checkpoint as a new folder swapped in whole: core/checkpoint.py); None
+    for a hub id or a folder that is not there. A few stat calls: cheap enough for any visitor."""
+    path = Path(source).expanduser()
+    try:
+        folder = path.stat()
+        if not stat.S_ISDIR(folder.st_mode):
+            return None
+        with os.scandir(path) as entries:
+            files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+    except OSError:
+        return None
+    return folder.st_ino, folder.st_mtime_ns, tuple(files)
 
 
 class Slot:
@@ -79,6 +106,8 @@ class Slot:
         self._cond = threading.Condition()
         self._generation = 0  # bumped by reset(): a stale loader's result is dropped
         self._wake = threading.Event()  # cuts a retry wait short (reset)
+        self._swap: Slot | None = None  # a newer model loading beside the one serving (Reload)
+        self._swap_warning: str | None = None  # why the last such load failed
         self._clear()
 
     def _clear(self) -> None:
@@ -99,6 +128,10 @@ class Slot:
         found.append(("checkpoint", str(self.checkpoints / self.spec.name)))
         found.append(("hub default", self.spec.hub_default))
         return found
+
+    def origins(self) -> tuple:
+        """Each candidate with its folder's fingerprint, in resolution order."""
+        return tuple((label, source, folder_fingerprint(source)) for label, source in self.candidates())
 
     # ---- what requests call ---------------------------------------------------------------------
 
@@ -139,7 +172,73 @@ class Slot:
             self._wake.set()
             self._wake = threading.Event()
             self._clear()
+            self._swap, self._swap_warning = None, None  # a Reload's load under way: dropped when it ends
             self._cond.notify_all()
+
+    def refresh(self) -> str:
+        """Reload this slot as the module docstring says; returns what it did, in a few words."""
+        with self._cond:
+            if self._swap is not None or self._state not in ("loaded", "unavailable", "retrying", "not loaded"):
+                return "a load is under way"
+            loaded = self._loaded
+            if loaded is None:  # nothing to keep serving: try every source again, now
+                self.reset()
+                self.start()
+                return "loading"
+            if self.origins()[: len(loaded.origin)] == loaded.origin:
+                return "unchanged"
+            self._swap = Slot(self.spec, self.checkpoints, self.launched)
+            self._swap.start()
+            threading.Thread(
+                target=self._swap_in,
+                args=(self._swap, self._generation),
+                name=f"slot {self.spec.name} reload",
+                daemon=True,
+            ).start()
+            return "loading the new model; the current one serves meanwhile"
+
+    def _swap_in(self, fresh: Slot, generation: int) -> None:
+        """Load `fresh` to its end (a hub that fails is not retried: the current model serves on)
+        and put its model in place of the current one, or say why not."""
+        with fresh._cond:
+            while fresh._state not in ("loaded", "unavailable", "retrying"):
+                fresh._cond.wait(1.0)
+        new = fresh.peek()
+        attempts = fresh._failure.attempts if fresh._failure is not None else list(fresh._attempts)
+        if fresh.state == "retrying":
+            fresh.reset()  # ends its retry loop
+        with self._cond:
+            if generation != self._generation:  # reset meanwhile: whatever it loads replaces both
+                return
+            self._swap = None
+            if new is None:
+                reasons = plain_reasons(attempts)
+                self._swap_warning = (
+                    f"a newer model could not be loaded ({reasons}); the one loaded before still serves"
+                )
+                logger.warning("slot %s: reload failed, keeping the current model: %s", self.spec.name, reasons)
+            else:
+                self._loaded, self._swap_warning = new, None
+                self._ready_after_s = fresh.ready_after_s
+                logger.warning("slot %s: now serving %s (reloaded)", self.spec.name, new.source)
+            self._cond.notify_all()
+
+    def wait_for_swap(self, deadline: float) -> None:
+        """Wait (until `deadline`, monotonic) until a Reload's new model is in place, unless it
+        comes from the hub (no request waits through a download)."""
+        with self._cond:
+            while (
+                (fresh := self._swap) is not None
+                and fresh.state not in ("resolving", "downloading")
+                and time.monotonic() < deadline
+            ):
+                self._cond.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+
+    @property
+    def swapping(self) -> str | None:
+        """The state of a Reload's new model while it loads beside the current one, else None."""
+        fresh = self._swap
+        return fresh.describe_state() if fresh is not None else None
 
     def peek(self) -> LoadedModel | None:
         return self._loaded
@@ -194,7 +293,7 @@ class Slot:
                 precision=m.precision,
                 load_time_s=round(m.load_time_s, 3),
                 ready_after_s=self.ready_after_s,
-                warnings=list(m.warnings),
+                warnings=[*m.warnings, *([self._swap_warning] if self._swap_warning else [])],
                 skipped=plain_attempts(m.skipped),
             )
             if detail:
@@ -204,6 +303,8 @@ class Slot:
             info["tried"] = plain_attempts(attempts)
         if detail and attempts:
             info["attempts"] = [{"source": a["source"], "error": a["error"]} for a in attempts]
+        if (swapping := self.swapping) is not None:
+            info["reloading"] = swapping
         if self._state == "retrying":
             info["retry_in_s"] = round(max(0.0, (self._retry_at or 0) - time.monotonic()), 1)
         return info
@@ -226,7 +327,8 @@ class Slot:
         while True:
             attempts: list[dict[str, str]] = []
             transient = False
-            for label, source in self.candidates():
+            origins = self.origins()  # before reading: files changed during the load count as changed
+            for index, (label, source, _) in enumerate(origins):
                 start = time.perf_counter()
                 try:
                     loaded = self._load_one(label, source, generation, attempts)
@@ -239,6 +341,7 @@ class Slot:
                         self._attempts = list(attempts)
                     continue
                 loaded.load_time_s = time.perf_counter() - start
+                loaded.origin = origins[: index + 1]
                 with self._cond:
                     if generation != self._generation:
                         return
@@ -383,6 +486,13 @@ class Registry:
         }
 
     def reload(self) -> dict[str, dict[str, Any]]:
+        """Reload every slot (`Slot.refresh`), wait for what reads local files, and return the
+        status, with what Reload did to each slot under "reload"."""
+        done = {name: slot.refresh() for name, slot in self.slots.items()}
+        deadline = time.monotonic() + LOAD_WAIT_S
         for slot in self.slots.values():
-            slot.reset()
-        return self.status()
+            slot.wait_for_swap(deadline)
+        report = self.status()
+        for name, what in done.items():
+            report[name]["reload"] = what
+        return report

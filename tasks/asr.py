@@ -118,7 +118,7 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
     """The checkpoint's evaluation: a summary table and loss / WER curves; `absent` says why
     there is none (`no_evaluation`)."""
     if not metrics:
-        return absent or no_evaluation(None, "train/asr.py"), None, None
+        return absent or no_evaluation(None), None, None
     test = metrics.get("final", {}).get("test", {})
     rows = {f"test {human(k)}": test.get(k) for k in ("wer", "cer")}
     rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
@@ -164,7 +164,7 @@ def build(registry: Registry) -> gr.Blocks:
 
     def on_results():
         loaded = slot.peek()
-        shown = hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded, "train/asr.py")))
+        shown = hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded)))
         return [*shown, *errors_refresh()]
 
     with gr.Blocks() as demo:

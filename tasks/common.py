@@ -39,6 +39,8 @@ def status_card(slot: Slot, load: bool = True) -> str:
             f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
             f"loaded in {info['load_time_s']:.1f} s"
         )
+        if info.get("reloading"):
+            card += f"\n\nA newer model is loading ({info['reloading']}); this one serves until it is ready."
         return "\n\n".join([card, *(f"⚠️ {warning}" for warning in info["warnings"])])
     if info["state"] == "not loaded":
         return f"**{spec.title}** — not loaded yet; it loads on the first request."
@@ -65,14 +67,14 @@ def operator_card(slot: Slot) -> str:
     return "\n".join(lines)
 
 
-def no_evaluation(loaded: LoadedModel | None, script: str) -> str:
+def no_evaluation(loaded: LoadedModel | None) -> str:
     """Why a tab has no evaluation to show (its model has no readable `metrics.json`), for a visitor."""
     if loaded is None:
         return "No model is loaded, so there is no evaluation to show."
     ignored = [w for w in loaded.warnings if w.startswith("metrics.json")]
     if ignored:
         return f"This model's evaluation could not be read: {ignored[0]}."
-    return f"This model has no evaluation of its own (`metrics.json`): it was not trained by `{script}`."
+    return "This model has no evaluation of its own: it was not trained by this project's training script."
 
 
 def hide_empty(values: tuple) -> tuple:
@@ -94,7 +96,7 @@ def card_and_controls(slot: Slot, count: int) -> tuple[Any, ...]:
 
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
-    return slot.state in ("loaded", "unavailable", "not loaded")
+    return slot.state in ("loaded", "unavailable", "not loaded") and slot.swapping is None
 
 
 def status_watch(

@@ -237,7 +237,7 @@ def evaluation(
     """Summary, confusion matrix, per-class table, class frequencies and loss curves; `absent`
     says why there is none (`no_evaluation`)."""
     if not metrics:
-        return absent or no_evaluation(None, "train/kws.py"), None, None, None, None
+        return absent or no_evaluation(None), None, None, None, None
     final = metrics.get("final", {})
     split = "test" if "test" in final else "validation"
     report = final.get(split, {})
@@ -276,7 +276,7 @@ def build(registry: Registry) -> gr.Blocks:
     def on_evaluation(normalise):
         loaded = slot.peek()
         metrics = loaded.metrics if loaded else None
-        return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded, "train/kws.py")))
+        return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
 
     with gr.Blocks() as demo:
         kws_status = gr.Markdown()

@@ -51,8 +51,11 @@ def overview(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
 
 
 def reload(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
-    """Forget every slot and load again; waits for local reads (an operator's action)."""
-    registry.reload()
+    """Reload (`Registry.reload`: safe for any visitor to press), say what it did, and the overview."""
+    report = registry.reload()
+    gr.Info(
+        "Reload: " + "; ".join(f"{slot.spec.title}: {report[name]['reload']}" for name, slot in registry.slots.items())
+    )
     return overview(registry)
 
 
@@ -91,10 +94,14 @@ def build(registry: Registry) -> gr.Blocks:
             return status(registry)
 
         def reload_models() -> dict:
-            """Forget every slot's model and load again (a checkpoint trained after launch, a
-            changed env var); returns the status, as /status does, once local reads are done."""
-            registry.reload()
-            return status(registry)
+            """Load what changed since launch (a checkpoint trained since, a slot that failed),
+            serving the current model until its successor is ready; returns the status, as /status
+            does, with what was done to each slot under "reload", once local reads are done."""
+            done = registry.reload()
+            report = status(registry)
+            for name in registry.slots:
+                report[name]["reload"] = done[name]["reload"]
+            return report
 
         # Off the queue for a plain POST to /gradio_api/run/status; gradio_client joins the queue
         # even so, where no concurrency limit makes it wait for other status calls. Either way it

@@ -142,7 +142,9 @@ def test_reload_endpoint_finds_a_checkpoint_trained_after_start(launch, tmp_path
     shutil.copytree(tiny_checkpoints / "kws", tmp_path / "kws")
     status = client.predict(api_name="/reload")
     assert status["kws"]["state"] == "loaded" and status["asr"]["state"] == "unavailable"
-    assert status["kws"]["source"] == "checkpoint kws"
+    assert status["kws"]["source"] == "checkpoint kws" and status["kws"]["reload"] == "loading"
+    again = client.predict(api_name="/reload")  # nothing changed: the model stays, nothing loads
+    assert again["kws"]["reload"] == "unchanged" and again["kws"]["load_time_s"] == status["kws"]["load_time_s"]
 
 
 def test_tasks_without_a_model_say_so_in_plain_words_without_server_paths(launch, tmp_path):

@@ -197,6 +197,21 @@ def test_models_without_per_example_results_say_so(tiny_app):
         assert "train/" not in str(err.value) and ".py" not in str(err.value)  # no server paths for visitors
 
 
+def test_a_model_without_an_evaluation_says_so_without_server_files():
+    from types import SimpleNamespace
+
+    from tasks.common import no_evaluation
+
+    hub_model = SimpleNamespace(warnings=[], metrics=None)
+    assert no_evaluation(hub_model) == (
+        "This model has no evaluation of its own: it was not trained by this project's training script."
+    )
+    broken = SimpleNamespace(warnings=["metrics.json holds a number, not an object; it is ignored"], metrics=None)
+    assert no_evaluation(broken) == (
+        "This model's evaluation could not be read: metrics.json holds a number, not an object; it is ignored."
+    )
+
+
 def test_the_explorer_works_with_one_model_and_says_so(tmp_path):
     from tasks.qa_explorer import _note, qa_questions, question_detail
 

@@ -3,6 +3,7 @@ load under concurrent requests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ import core.slots as slots
 from core import loading
 from core.slot_errors import SlotUnavailable
 from core.slots import Registry
+from tasks.common import settled, status_card
 from tests.tiny_models import build_asr
 
 
@@ -129,7 +131,84 @@ def test_reload_picks_up_a_new_checkpoint(tmp_path, two_asr):
     assert registry.status()["asr"]["state"] == "unavailable"
     shutil.copytree(two_asr[0], tmp_path / "asr")
     assert registry.status()["asr"]["state"] == "unavailable"  # cached until reload
-    assert registry.reload()["asr"]["state"] == "loaded"
+    report = registry.reload()["asr"]
+    assert report["state"] == "loaded" and report["reload"] == "loading"
+
+
+def _retrain(folder, source, wer: float) -> None:
+    """What train/ does to a checkpoint: a new folder swapped in whole (core/checkpoint.py)."""
+    staging = shutil.copytree(source, folder.with_name(folder.name + ".new"))
+    metrics = json.loads((staging / "metrics.json").read_text())
+    metrics["final"]["test"]["wer"] = wer
+    (staging / "metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(folder)
+    staging.rename(folder)
+
+
+def test_reload_keeps_an_unchanged_model_and_swaps_in_a_retrained_one_while_the_old_serves(
+    tmp_path, monkeypatch, two_asr
+):
+    # Reload is a button any visitor of a public Space can press: it must never take a model away.
+    shutil.copytree(two_asr[0], tmp_path / "asr")
+    registry = Registry(tmp_path)
+    slot = registry["asr"]
+    first = slot.get()
+    assert registry.reload()["asr"]["reload"] == "unchanged" and slot.peek() is first
+    _retrain(tmp_path / "asr", two_asr[1], wer=0.25)
+    gate = threading.Event()
+    calls = []
+    real = loading.from_pretrained
+
+    def held(kind, path):
+        calls.append(path)
+        assert gate.wait(60)
+        return real(kind, path)
+
+    monkeypatch.setattr(loading, "from_pretrained", held)
+    assert slot.refresh() == "loading the new model; the current one serves meanwhile"
+    assert slot.refresh() == "a load is under way"  # pressing again starts nothing
+    deadline = time.monotonic() + 60
+    while not calls and time.monotonic() < deadline:  # the new model's files are being read
+        time.sleep(0.01)
+    assert slot.get(wait_s=0) is first and slot.status()["state"] == "loaded"
+    assert slot.status()["reloading"] == "loading" and not settled(slot)
+    assert "A newer model is loading (loading); this one serves until it is ready." in status_card(slot)
+    gate.set()
+    deadline = time.monotonic() + 60
+    while slot.swapping is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = slot.get(wait_s=0)
+    assert new is not first and new.metrics["final"]["test"]["wer"] == 0.25 and len(calls) == 1
+    assert "reloading" not in slot.status() and settled(slot)
+    assert registry.reload()["asr"]["reload"] == "unchanged" and slot.peek() is new
+
+
+def test_a_reload_that_fails_keeps_the_model_serving_and_says_why(tmp_path, two_asr):
+    shutil.copytree(two_asr[0], tmp_path / "asr")
+    registry = Registry(tmp_path)
+    first = registry["asr"].get()
+    (tmp_path / "asr" / "model.safetensors").write_bytes(b"not weights")  # a broken save
+    report = registry.reload()["asr"]
+    assert report["reload"] == "loading the new model; the current one serves meanwhile"
+    assert report["state"] == "loaded" and registry["asr"].peek() is first
+    (warning,) = report["warnings"]
+    assert warning.startswith("a newer model could not be loaded (checkpoint asr: its files could not be loaded; ")
+    assert warning.endswith("); the one loaded before still serves")
+    assert "⚠️ " + warning in status_card(registry["asr"])
+    # Mended: the next Reload loads it, and the warning goes.
+    shutil.copy(two_asr[0] / "model.safetensors", tmp_path / "asr" / "model.safetensors")
+    report = registry.reload()["asr"]
+    assert report["warnings"] == [] and registry["asr"].peek() is not first
+
+
+def test_hub_models_and_missing_folders_have_no_fingerprint(tmp_path, two_asr):
+    assert slots.folder_fingerprint(f"someone/tiny-asr@{'0' * 40}") is None
+    assert slots.folder_fingerprint(str(tmp_path / "missing")) is None
+    folder = shutil.copytree(two_asr[0], tmp_path / "asr")
+    before = slots.folder_fingerprint(str(folder))
+    assert before == slots.folder_fingerprint(str(folder))
+    (folder / "metrics.json").write_text("{}")
+    assert slots.folder_fingerprint(str(folder)) != before
 
 
 def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
