@@ -9,13 +9,16 @@ import threading
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
-from safetensors.torch import load_file
+import torch
+from safetensors.torch import load_file, save_file
 
 import core.slots as slots
 from core import loading
 from core.slot_errors import SlotUnavailable
 from core.slots import Registry
+from tasks.asr import transcribe
 from tasks.common import settled, status_card
 from tests.tiny_models import build_asr
 
@@ -135,9 +138,20 @@ def test_reload_picks_up_a_new_checkpoint(tmp_path, two_asr):
     assert report["state"] == "loaded" and report["reload"] == "loading"
 
 
+def _alone(root, checkpoint):
+    """`checkpoint` loaded by a registry of its own."""
+    shutil.copytree(checkpoint, root / "asr")
+    return Registry(root)["asr"].get()
+
+
 def _retrain(folder, source, wer: float) -> None:
-    """What train/ does to a checkpoint: a new folder swapped in whole (core/checkpoint.py)."""
+    """What train/ does to a checkpoint: a new folder swapped in whole (core/checkpoint.py), here
+    with other weights (its CTC head moved) and a `wer` in its metrics."""
     staging = shutil.copytree(source, folder.with_name(folder.name + ".new"))
+    weights = load_file(staging / "model.safetensors")
+    torch.manual_seed(1)
+    moved = {name: t + torch.randn_like(t) if name.startswith("lm_head") else t for name, t in weights.items()}
+    save_file(moved, staging / "model.safetensors", metadata={"format": "pt"})
     metrics = json.loads((staging / "metrics.json").read_text())
     metrics["final"]["test"]["wer"] = wer
     (staging / "metrics.json").write_text(json.dumps(metrics))
@@ -179,6 +193,10 @@ def test_reload_keeps_an_unchanged_model_and_swaps_in_a_retrained_one_while_the_
         time.sleep(0.05)
     new = slot.get(wait_s=0)
     assert new is not first and new.metrics["final"]["test"]["wer"] == 0.25 and len(calls) == 1
+    # The retrained weights serve (the int8 export cache is keyed by the weights file, not the folder).
+    noise = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
+    alone = _alone(tmp_path / "alone", tmp_path / "asr")
+    assert transcribe(new, noise)[0] == transcribe(alone, noise)[0] != transcribe(first, noise)[0]
     assert "reloading" not in slot.status() and settled(slot)
     assert registry.reload()["asr"]["reload"] == "unchanged" and slot.peek() is new
 
