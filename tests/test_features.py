@@ -298,6 +298,35 @@ def test_report_and_superb_configs_parse_with_their_heads(script, config):
     assert feature_args.head == ("superb" if "superb" in config else "linear")
 
 
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (None, "no config file {path}"),
+        (
+            '{"learning_rate": 1e-3,}',
+            "{path} is not valid JSON (Expecting property name enclosed in double quotes, line 1, column 24)",
+        ),
+        ("[1, 2]", "{path} holds a JSON list, not an object of argument names and values"),
+        ('{"learning_rat": 1e-3}', "{path} sets unknown arguments: learning_rat"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_of_error_not_a_traceback(tmp_path, capsys, content, error):
+    from transformers import TrainingArguments
+
+    from train.common import RunArguments, parse_args
+
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(
+            (train_kws.ModelArguments, FeatureArguments, train_kws.DataArguments, RunArguments, TrainingArguments),
+            [str(path)],
+        )
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("error: " + error.format(path=path))
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_classifier_head_pools_first_and_still_gives_the_models_own_logits(weighted):
     from transformers import HubertForSequenceClassification

@@ -160,7 +160,7 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     argv = list(given)
     parser = HfArgumentParser(dataclass_types)
     if argv and argv[0].endswith(".json"):
-        config = json.loads(Path(argv[0]).read_text())
+        config = read_config(parser, argv[0])
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(config) - known)
         if unknown:
@@ -168,6 +168,21 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
         parser.set_defaults(**config)
         argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def read_config(parser: HfArgumentParser, path: str) -> dict[str, Any]:
+    """A JSON config's settings, or the parser's one-line error (as for a bad flag) saying why not."""
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        parser.error(f"no config file {path}")
+    except (OSError, UnicodeDecodeError) as err:
+        parser.error(f"{path} could not be read: {err}")
+    except json.JSONDecodeError as err:
+        parser.error(f"{path} is not valid JSON ({err.msg}, line {err.lineno}, column {err.colno})")
+    if not isinstance(config, dict):
+        parser.error(f"{path} holds a JSON {type(config).__name__}, not an object of argument names and values")
+    return config
 
 
 def cache_per_step_package_checks() -> None:
