@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import audio, hub, loading, settings
-from core.checkpoint import MetricsError, folder_size, read_metrics
-from core.errors import NoModelFiles
+from core import hub, settings
 from core.inference import STEP, lower_priority
-from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons, short_error
+from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons
+from core.slot_sources import LoadedModel, Phase, failed_attempt, folder_fingerprint, load_source
 from core.slot_table import SLOTS, SlotSpec
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
@@ -51,50 +48,6 @@ RETRY_MAX_S = 600.0
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to serve, with what the status endpoint reports about it."""
-
-    model: Any
-    processor: Any  # feature extractor, processor or tokenizer
-    source: str  # as configured: a folder or a hub id (operator detail)
-    path: Path  # local folder the weights came from
-    device: str
-    load_time_s: float
-    metrics: dict[str, Any] | None = None
-    skipped: list[dict[str, str]] = field(default_factory=list)  # earlier sources that failed
-    precision: str = "fp32 (torch, cpu)"
-    label: str = ""  # where the model comes from, fit for a visitor: "checkpoint asr", a hub id
-    warnings: list[str] = field(default_factory=list)  # e.g. a metrics.json that was ignored
-    # The sources up to the one it came from, as they were when its load began (`Slot.origins`):
-    # Reload loads again only when they differ.
-    origin: tuple = ()
-    parameters: int = field(init=False)
-    size_bytes: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.parameters = getattr(self.model, "source_parameters", None) or sum(
-            p.numel() for p in self.model.parameters()
-        )
-        self.size_bytes = folder_size(self.path)
-
-
-def folder_fingerprint(source: str) -> tuple | None:
-    """What Reload compares for one source: a local folder's identity and its files' sizes and
-    times (train/ writes a checkpoint as a new folder swapped in whole: core/checkpoint.py); None
-    for a hub id or a folder that is not there. A few stat calls: cheap enough for any visitor."""
-    path = Path(source).expanduser()
-    try:
-        folder = path.stat()
-        if not stat.S_ISDIR(folder.st_mode):
-            return None
-        with os.scandir(path) as entries:
-            files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
-    except OSError:
-        return None
-    return folder.st_ino, folder.st_mtime_ns, tuple(files)
 
 
 class Slot:
@@ -320,6 +273,17 @@ class Slot:
             self._cond.notify_all()
             return True
 
+    def _phase(self, generation: int) -> Phase:
+        """How a loader of `generation` reports its phase (nothing, once a reset made it stale)."""
+
+        def phase(state: str, progress: hub.Progress | None = None) -> None:
+            if progress is not None:
+                with self._cond:
+                    self._progress = progress
+            self._set(state, generation)
+
+        return phase
+
     def _run(self, generation: int) -> None:
         # A load (reading, exporting, quantizing) yields the CPU to the threads answering requests,
         # and the model's worker threads, started from here, keep that priority.
@@ -331,9 +295,9 @@ class Slot:
             for index, (label, source, _) in enumerate(origins):
                 start = time.perf_counter()
                 try:
-                    loaded = self._load_one(label, source, generation, attempts)
+                    loaded = load_source(self.spec, label, source, self._phase(generation), attempts)
                 except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
-                    attempts.append(self._attempt(label, source, err))
+                    attempts.append(failed_attempt(self.spec, label, source, err))
                     transient = transient or hub.is_transient(err)
                     with self._cond:
                         if generation != self._generation:
@@ -364,81 +328,6 @@ class Slot:
             wake.wait(delay)
             if not self._set("starting", generation):
                 return
-
-    def _load_one(self, label: str, source: str, generation: int, attempts: list[dict[str, str]]) -> LoadedModel:
-        path = Path(source).expanduser()
-        remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
-        if remote is None:
-            if not path.is_dir():
-                plain = "not trained yet" if label == "checkpoint" else "no such folder"
-                raise NoModelFiles(f"no folder at {path}", plain)
-            self._set("loading", generation)
-            model, processor = loading.from_pretrained(self.spec.kind, path)
-        else:
-            model, processor, path = self._from_hub(remote, generation)
-        device = loading.best_device()
-        model.to(device).eval()
-        from core import onnx_serving  # torch: imported when the first model loads, not before the app answers
-
-        model, precision = onnx_serving.for_serving(self.spec.kind, model, path, device)
-        if self.spec.kind != "question-answering":
-            audio.prepare_resampling()
-        metrics, warnings = None, []
-        try:
-            metrics = read_metrics(path)
-        except MetricsError as err:  # the model still serves; the tab and status say what is wrong
-            warnings.append(f"{err}; it is ignored")
-            logger.warning("slot %s: %s in %s", self.spec.name, err, path)
-        label = self.label(label, source)
-        return LoadedModel(
-            model, processor, source, path, device, 0.0, metrics, list(attempts), precision, label, warnings
-        )
-
-    def label(self, label: str, source: str) -> str:
-        """Where a model comes from, in words a visitor may read: a hub id is public, a server
-        folder is not ("checkpoint asr", "$ASR_MODEL (a local folder)")."""
-        if label == "checkpoint":
-            return f"checkpoint {self.spec.name}"
-        if hub.parse_source(source) is not None and not Path(source).expanduser().is_dir():
-            return source
-        return f"{label} (a local folder)"
-
-    def _attempt(self, label: str, source: str, err: Exception) -> dict[str, str]:
-        """One failed source: the full error for the operator (also logged), a plain reason."""
-        logger.warning("slot %s: %s %s failed: %s", self.spec.name, label, source, err)
-        if isinstance(err, NoModelFiles):
-            reason = err.plain
-        else:
-            reason = hub.plain_reason(err) or (
-                "a package it needs is not installed on this server"
-                if isinstance(err, ImportError)
-                else "its files could not be loaded"
-            )
-        shown = self.label(label, source)
-        return {"source": f"{label} {source}", "error": short_error(err), "label": shown, "reason": reason}
-
-    def _from_hub(self, source: hub.HubSource, generation: int) -> tuple[Any, Any, Path]:
-        """Tokenizer/processor first (a failure there costs no weight download), then weights."""
-        if hub.offline():  # the local cache only: as quick as a folder, so requests may wait
-            self._set("loading", generation)
-            path = hub.download(source, hub.SERVED_PATTERNS)
-            return (*loading.from_pretrained(self.spec.kind, path), path)
-        hub.install_timeouts()
-        progress = hub.Progress()
-        self._set("resolving", generation)
-        files = hub.with_deadline(lambda: hub.list_files(source), progress, "listing files")
-        hub.require_safetensors(source, files)
-        small = hub.with_deadline(
-            lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress, "tokenizer and config"
-        )
-        processor = loading.load_processor(self.spec.kind, small)
-        with self._cond:
-            self._progress = progress
-        self._set("downloading", generation)
-        path = hub.with_deadline(lambda: hub.download(source, hub.SERVED_PATTERNS, progress), progress, "weights")
-        loading.require_weights(path)
-        self._set("loading", generation)
-        return loading.load_model(self.spec.kind, path), processor, path
 
 
 class Registry:

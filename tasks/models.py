@@ -27,11 +27,13 @@ def structure_table(registry: Registry) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def status(registry: Registry) -> dict[str, dict[str, Any]]:
+def status(registry: Registry, report: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Per slot: state (and download progress), source, parameters, size on disk, device, load
     time, or the error, and for a slot with a Live tab its places (`live.Places.summary`); under
-    "app": whether slots preload and seconds from launch to all ready."""
-    report: dict[str, dict[str, Any]] = registry.status(load=True, wait=False)  # never waits on a load
+    "app": whether slots preload and seconds from launch to all ready. `report`: the slots'
+    status already taken (`Registry.reload` returns one), else it is taken now, never waiting."""
+    if report is None:
+        report = registry.status(load=True, wait=False)
     for name, slot in registry.slots.items():
         if (listening := live.status(slot)) is not None:
             report[name]["live"] = listening
@@ -97,11 +99,7 @@ def build(registry: Registry) -> gr.Blocks:
             """Load what changed since launch (a checkpoint trained since, a slot that failed),
             serving the current model until its successor is ready; returns the status, as /status
             does, with what was done to each slot under "reload", once local reads are done."""
-            done = registry.reload()
-            report = status(registry)
-            for name in registry.slots:
-                report[name]["reload"] = done[name]["reload"]
-            return report
+            return status(registry, registry.reload())
 
         # Off the queue for a plain POST to /gradio_api/run/status; gradio_client joins the queue
         # even so, where no concurrency limit makes it wait for other status calls. Either way it

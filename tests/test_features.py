@@ -26,7 +26,6 @@ from train import build_batches, stored_batches
 from train import feature_store as features
 from train import kws as train_kws
 from train.augment import Augment
-from train.frozen_head import FeatureArguments
 
 SMOKE = "outputs/smoke"
 ASR_CLIP = f"{SMOKE}/librispeech/test-clean/19/198/19-198-0000.flac"
@@ -279,52 +278,6 @@ def test_the_app_serves_heads_trained_live_from_the_cache_and_superb_style(smoke
     assert {c["label"]: c["confidence"] for c in top["confidences"]} == pytest.approx(
         dict(sorted(expected.items(), key=lambda kv: -kv[1])[:5]), abs=1e-6
     )
-
-
-@pytest.mark.parametrize(
-    "script, config",
-    [(train_asr, "asr_superb"), (train_kws, "kws_superb"), (train_asr, "asr_report"), (train_kws, "kws_report")],
-)
-def test_report_and_superb_configs_parse_with_their_heads(script, config):
-    from transformers import TrainingArguments
-
-    from train.common import RunArguments, parse_args
-
-    model_args, feature_args, *_ = parse_args(
-        (script.ModelArguments, FeatureArguments, script.DataArguments, RunArguments, TrainingArguments),
-        [f"train/configs/{config}.json"],
-    )
-    assert model_args.freeze == "encoder" and feature_args.feature_cache
-    assert feature_args.head == ("superb" if "superb" in config else "linear")
-
-
-@pytest.mark.parametrize(
-    "content, error",
-    [
-        (None, "no config file {path}"),
-        (
-            '{"learning_rate": 1e-3,}',
-            "{path} is not valid JSON (Expecting property name enclosed in double quotes, line 1, column 24)",
-        ),
-        ("[1, 2]", "{path} holds a JSON list, not an object of argument names and values"),
-        ('{"learning_rat": 1e-3}', "{path} sets unknown arguments: learning_rat"),
-    ],
-)
-def test_a_bad_config_file_is_one_line_of_error_not_a_traceback(tmp_path, capsys, content, error):
-    from transformers import TrainingArguments
-
-    from train.common import RunArguments, parse_args
-
-    path = tmp_path / "config.json"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(SystemExit) as exit_:
-        parse_args(
-            (train_kws.ModelArguments, FeatureArguments, train_kws.DataArguments, RunArguments, TrainingArguments),
-            [str(path)],
-        )
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith("error: " + error.format(path=path))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
