@@ -53,8 +53,12 @@ def open_pages(
     height: int = 900,
 ) -> Iterator[list]:
     """`count` pages as `open_page` opens one, each a visitor of its own (its own browser
-    context, so its own Gradio session), in one browser."""
-    from playwright.sync_api import sync_playwright
+    context, so its own Gradio session), in one browser. `timeout_ms` bounds both the pages'
+    actions and `expect` assertions (whose own default, 5 s, is shorter than a page of plots and
+    players takes to draw when the browser shares two cores with the app)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=timeout_ms)
 
     args = list(CHROMIUM_ARGS)
     if fake_microphone is not None:

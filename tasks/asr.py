@@ -216,10 +216,10 @@ def build(registry: Registry) -> gr.Blocks:
         )
         live.watch(asr_live_audio, places, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
+        watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=[asr_button])
         demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
-            on_results, outputs=results_outputs, api_name=False
+            watch.render, outputs=[*results_outputs, watch.shown], api_name=False
         )
-        status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=[asr_button])
 
         def api_transcribe(audio: FileData | None = None) -> str:
             """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,37 @@ def settled(slot: Slot) -> bool:
     return slot.state in ("loaded", "unavailable", "not loaded") and slot.swapping is None
 
 
+def shown_key(slot: Slot) -> str:
+    """What a tab's results are made from: the served model (this object, so a swapped-in one
+    differs) and the state (without a model, the "no evaluation" line says loading or given up)."""
+    loaded = slot.peek()
+    return f"{slot.state}:{id(loaded) if loaded is not None else ''}"
+
+
+@dataclass
+class Watch:
+    """A tab's status timer and the key (`shown_key`) of what its results show on this page.
+    The page's first render goes through `render`, so the timer's first tick, finding the slot
+    settled on the model already shown, sends nothing: it used to render the results a second
+    time (for keyword spotting, re-sending the plots and eight audio clips) while the visitor
+    was already picking a cell."""
+
+    timer: gr.Timer
+    shown: gr.State
+    slot: Slot
+    then: Callable[..., Any]
+
+    def render(self, *args: Any) -> list[Any]:
+        """The results, and the key they were made for (taken first: a model that arrives
+        meanwhile leaves the key behind, so the next tick renders again rather than never)."""
+        key = shown_key(self.slot)
+        return [*_as_list(self.then(*args)), key]
+
+
+def _as_list(result: Any) -> list[Any]:
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
 def status_watch(
     slot: Slot,
     card: gr.Markdown,
@@ -107,11 +139,14 @@ def status_watch(
     outputs: list[Any] | None = None,
     every_s: float = 2.0,
     controls: Sequence[Any] = (),
-) -> gr.Timer:
+) -> Watch:
     """A timer that refreshes `card` while the slot downloads, loads or waits to retry, and stops
-    once it settles; `then` (e.g. the tab's results) runs when it does. `controls` (the tab's
-    buttons) are disabled while the slot has no model (`usable`)."""
+    once it settles; `then` (e.g. the tab's results) runs when it does, unless the page already
+    shows that model's results (`Watch.render`, `Watch.shown`). `controls` (the tab's buttons)
+    are disabled while the slot has no model (`usable`)."""
     timer = gr.Timer(every_s, active=True)
+    shown = gr.State(None)
+    watch = Watch(timer, shown, slot, then or (lambda *args: []))
 
     def tick() -> tuple[Any, ...]:
         return status_card(slot, load=False), gr.Timer(active=not settled(slot)), *usable(slot, len(controls))
@@ -122,15 +157,16 @@ def status_watch(
         tick, outputs=[card, timer, *controls], api_name=False, show_progress="hidden", concurrency_limit=None
     )
     if then is not None and outputs:
-        unchanged = gr.skip() if len(outputs) == 1 else tuple(gr.skip() for _ in outputs)
+
+        def after(key: str | None, *args: Any) -> list[Any]:
+            if not settled(slot) or key == shown_key(slot):
+                return [gr.skip() for _ in range(len(outputs) + 1)]
+            return watch.render(*args)
+
         event.then(
-            lambda *args: then(*args) if settled(slot) else unchanged,
-            inputs=inputs,
-            outputs=outputs,
-            api_name=False,
-            show_progress="hidden",
+            after, inputs=[shown, *(inputs or [])], outputs=[*outputs, shown], api_name=False, show_progress="hidden"
         )
-    return timer
+    return watch
 
 
 def require(slot: Slot) -> LoadedModel:

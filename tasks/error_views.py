@@ -126,36 +126,41 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
         return [gr.update(value=text, visible=True), *clips.show(entries, page)]
 
     def refresh(chosen_true: str | None = None, chosen_predicted: str | None = None) -> list[Any]:
-        """The note and pairs; the pickers move to the most confused pair unless the visitor has
-        already chosen a cell (a status refresh must not undo their choice)."""
+        """The note, the pairs and the cell shown; the pickers move to the most confused pair
+        unless the visitor has already chosen a cell (a status refresh must not undo their choice)."""
         found, why = examples()
         if found is None:  # no empty pickers: the note says why there is nothing to pick
-            return [why, gr.update(visible=False), *(gr.update(value=None, visible=False) for _ in range(2))]
+            hidden = [gr.update(value=None, visible=False) for _ in range(2)]
+            return [why, gr.update(visible=False), *hidden, *on_cell(None, None)]
         confused = kws_errors(found, None, None)["confused"]
         table = pd.DataFrame(
             [[c["true"], c["predicted"], c["count"]] for c in confused], columns=["true", "predicted", "clips"]
         )
-        first = confused[0] if confused else {"true": None, "predicted": None}
         text = f"Every {found.split} clip with the model's prediction; {found.audio_note()}"
         if not confused:
             text += f" The model got every {found.split} clip right."
-        keep = bool(chosen_true and chosen_predicted)
+        if not (chosen_true and chosen_predicted) and confused:
+            chosen_true, chosen_predicted = confused[0]["true"], confused[0]["predicted"]
         return [
             text,
             gr.update(value=table, visible=bool(confused)),
-            gr.update(visible=True) if keep else gr.update(value=first["true"], visible=True),
-            gr.update(visible=True) if keep else gr.update(value=first["predicted"], visible=True),
+            gr.update(value=chosen_true, visible=True),
+            gr.update(value=chosen_predicted, visible=True),
+            *on_cell(chosen_true, chosen_predicted),
         ]
 
-    def on_pair(event: gr.SelectData, table: pd.DataFrame) -> tuple[str, str]:
+    def on_pair(event: gr.SelectData, table: pd.DataFrame) -> list[Any]:
         row = table.iloc[event.index[0]]
-        return row.iloc[0], row.iloc[1]
+        return [row.iloc[0], row.iloc[1], *on_cell(row.iloc[0], row.iloc[1])]
 
+    # One event per visitor action: the pickers listen to `input` (a visitor's choice), not
+    # `change`, so a pair picked in the table or a refresh that moves both pickers renders the
+    # cell's clips once, not once per picker (each render copies and sends PAGE clips).
     cell_outputs = [heading, *clips.outputs]
     for picker in (true, predicted):
-        picker.change(on_cell, inputs=[true, predicted], outputs=cell_outputs, api_name=False)
+        picker.input(on_cell, inputs=[true, predicted], outputs=cell_outputs, api_name=False)
     clips.page.input(on_cell, inputs=[true, predicted, clips.page], outputs=cell_outputs, api_name=False)
-    pairs.select(on_pair, inputs=pairs, outputs=[true, predicted], api_name=False)
+    pairs.select(on_pair, inputs=pairs, outputs=[true, predicted, *cell_outputs], api_name=False)
 
     def api_kws_errors(true_label: str = "", predicted_label: str = "") -> dict:
         """The evaluation's most confused keyword pairs and the clips whose true and predicted
@@ -166,7 +171,7 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
         return kws_errors(found, true_label or None, predicted_label or None)
 
     gr.api(api_kws_errors, api_name="kws_errors")
-    return refresh, [true, predicted], [note, pairs, true, predicted]
+    return refresh, [true, predicted], [note, pairs, true, predicted, *cell_outputs]
 
 
 # --- speech recognition -----------------------------------------------------------------------

@@ -328,16 +328,16 @@ def build(registry: Registry) -> gr.Blocks:
             return [*on_evaluation(normalise), *errors_refresh(*cell)]
 
         everything = [*eval_outputs, *errors_outputs]
-        demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
-            on_evaluation_and_errors, inputs=[kws_normalise, *errors_inputs], outputs=everything, api_name=False
-        )
-        status_watch(
+        watch = status_watch(
             slot,
             kws_status,
             then=on_evaluation_and_errors,
             inputs=[kws_normalise, *errors_inputs],
             outputs=everything,
             controls=[kws_button],
+        )
+        demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
+            watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
         )
 
         def api_spot(audio: FileData | None = None) -> dict:

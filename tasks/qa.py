@@ -19,7 +19,7 @@ from core.slot_errors import SlotUnavailable
 from core.slots import LoadedModel, Registry
 from core.squad_metric import normalize_answer
 from core.structure import human_bytes
-from tasks.common import fading, status_card, status_watch, uploaded_path, user_errors
+from tasks.common import fading, shown_key, status_card, status_watch, uploaded_path, user_errors
 from tasks.qa_explorer import qa_explorer
 from tasks.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -208,9 +208,12 @@ def build(registry: Registry) -> gr.Blocks:
                     yield shown
 
         def on_load() -> list[Any]:
+            # What the page is about to show, taken first (see `Watch`): a status tick finding
+            # the same models sends nothing.
+            keys = [shown_key(registry[name]) for name in NAMES]
             cards = [status_card(registry[name]) for name in NAMES]
             thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
-            return [*cards, *thresholds, *comparison(registry)]
+            return [*keys, *cards, *thresholds, *comparison(registry)]
 
         answer_outputs = [qa_agreement, *(out for c in columns.values() for out in c.results())]
         qa_button.click(
@@ -236,7 +239,7 @@ def build(registry: Registry) -> gr.Blocks:
             outputs=[qa_batch_scores, qa_disagreements, qa_batch_note],
             api_name=False,
         )
-        for name, column in columns.items():
+        watches = [
             status_watch(
                 registry[name],
                 column.card,
@@ -244,9 +247,12 @@ def build(registry: Registry) -> gr.Blocks:
                 inputs=explore_inputs,
                 outputs=[column.threshold, *explore_outputs],
             )
+            for name, column in columns.items()
+        ]
         demo.load(
             on_load,
             outputs=[
+                *(w.shown for w in watches),
                 *(c.card for c in columns.values()),
                 *(c.threshold for c in columns.values()),
                 qa_scores,

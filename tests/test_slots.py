@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import replace
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ from core import loading
 from core.slot_errors import SlotUnavailable
 from core.slots import Registry
 from tasks.asr import transcribe
-from tasks.common import settled, status_card
+from tasks.common import settled, status_card, status_watch
 from tests.tiny_models import build_asr
 
 
@@ -279,3 +280,27 @@ print(json.dumps({"loaded": loaded, "errors": errors}))
             "errors": [],
         }
     ]
+
+
+def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not_show(tmp_path, two_asr):
+    # Each tab renders its results when the page opens; its status timer's first tick used to
+    # render them again (for keyword spotting: plots and eight audio clips), over a visitor's click.
+    shutil.copytree(two_asr[0], tmp_path / "asr")
+    slot = Registry(tmp_path)["asr"]
+    first = slot.get()
+    renders = []
+    with gr.Blocks() as demo:
+        card, results = gr.Markdown(), gr.Markdown()
+        watch = status_watch(slot, card, then=lambda: renders.append(slot.peek()) or "results", outputs=[results])
+    after = next(fn.fn for fn in demo.fns.values() if fn.fn.__name__ == "after")
+    shown, key = watch.render()  # the page opens
+    assert shown == "results" and renders == [first]
+    assert after(key) == [gr.skip(), gr.skip()] and renders == [first]  # the first tick sends nothing
+    _retrain(tmp_path / "asr", two_asr[1], wer=0.25)
+    assert slot.refresh() == "loading the new model; the current one serves meanwhile"
+    slot.wait_for_swap(time.monotonic() + 60)
+    shown, new_key = after(key)  # settled on another model: rendered again
+    assert shown == "results" and renders[-1] is slot.peek() is not first and new_key != key
+    assert after(new_key) == [gr.skip(), gr.skip()] and len(renders) == 2
+    slot.reset()  # no model: the "no evaluation" line changes too
+    assert after(new_key)[1] != new_key and len(renders) == 3
