@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> Path:
     model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
-    with run.phase("data"):
+    with run.reading_data():
         raw = load_splits(data_args, run_args.subset)
         kept = {s: drop_long(raw[s], data_args.max_duration_s, s) for s in SPLITS}
 

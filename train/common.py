@@ -26,6 +26,7 @@ from transformers.trainer_utils import PredictionOutput
 
 from core import memory
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
+from core.errors import InputError
 from core.examples import AUDIO_CAP_MB, ExampleSet
 from train.lean_loop import LeanLoop
 
@@ -122,6 +123,18 @@ class Run:
             yield
         finally:
             self.phases[name] = round(self.phases.get(name, 0.0) + time.perf_counter() - tick, 3)
+
+    @contextmanager
+    def reading_data(self) -> Iterator[None]:
+        """The "data" phase. Data that cannot be used (a folder or file that is not there, a file
+        in another format) ends the run with one line naming it and exit code 2, as a bad flag
+        does: a traceback through our readers would tell the operator nothing more."""
+        with self.phase("data"):
+            try:
+                yield
+            except (FileNotFoundError, InputError) as err:
+                print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+                raise SystemExit(2) from err
 
 
 def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:

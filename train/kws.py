@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> Path:
     model_args, feature_args, data_args, run_args = run.arguments
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
-    with run.phase("data"):
+    with run.reading_data():
         clips = load_splits(data_args, run_args.subset, run.training_args.seed)
         extractor = AutoFeatureExtractor.from_pretrained(
             model_args.model_name_or_path, revision=model_args.model_revision

@@ -22,7 +22,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataColla
 from core import qa
 from core.error_analysis import qa_rows
 from core.examples import ExampleSet
-from core.squad_data import gold_answers, load_file, load_hub
+from core.squad_data import Example, SquadFormatError, gold_answers, load_file, load_hub
 from core.squad_metric import robust_threshold, squad_v2
 from core.structure import structure
 from train.common import GroupedTrainer, RunArguments, begin, command_line, hyperparameters, publish_run
@@ -131,16 +131,25 @@ def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bin
     }
 
 
+def load_named(path: str) -> list[Example]:
+    """A SQuAD v2 file's examples; a file in another format is named in the error (the app's
+    batch upload has one file, a run has two)."""
+    try:
+        return load_file(path)
+    except SquadFormatError as err:
+        raise SquadFormatError(f"{path}: {err}") from err
+
+
 def main(argv: list[str] | None = None) -> Path:
     run = begin((ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
     model_args, data_args, run_args = run.arguments
 
     # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
     n_train, n_val = (run_args.subset or [None, None])[:2]
-    with run.phase("data"):
+    with run.reading_data():
         if data_args.train_file:
-            train_examples = load_file(data_args.train_file)[:n_train]
-            val_examples = load_file(data_args.validation_file or data_args.train_file)[:n_val]
+            train_examples = load_named(data_args.train_file)[:n_train]
+            val_examples = load_named(data_args.validation_file or data_args.train_file)[:n_val]
         else:
             train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
             val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
