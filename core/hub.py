@@ -8,6 +8,7 @@ The hub is reached only through huggingface_hub's public API (`HfApi.list_repo_t
 from __future__ import annotations
 
 import fnmatch
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,20 @@ def parse_source(text: str) -> HubSource | None:
     if not 1 <= len(parts) <= 2 or not all(parts) or (at and not revision):
         return None
     return HubSource(repo_id, revision or None)
+
+
+def is_pinned(source: HubSource) -> bool:
+    """Whether `source` names one commit (a full sha): nothing newer can appear under it, while a
+    branch, a tag or `refs/pr/N` may move."""
+    return source.revision is not None and re.fullmatch(r"[0-9a-f]{40}", source.revision) is not None
+
+
+def latest_commit(source: HubSource) -> str:
+    """The commit `source` points at now (`main` when it names no revision): one API call."""
+    from huggingface_hub import HfApi
+
+    install_timeouts()
+    return HfApi().model_info(source.repo_id, revision=source.revision or "main").sha
 
 
 def offline() -> bool:

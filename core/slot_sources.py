@@ -43,6 +43,7 @@ class LoadedModel:
     # The sources up to the one it came from, as they were when its load began (`Slot.origins`):
     # Reload loads again only when they differ.
     origin: tuple = ()
+    commit: str | None = None  # the hub commit it was read at (its snapshot folder); None for a folder
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
@@ -74,6 +75,7 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
     the sources that failed before it."""
     path = Path(source).expanduser()
     remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
+    commit = None
     if remote is None:
         if not path.is_dir():
             plain = "not trained yet" if label == "checkpoint" else "no such folder"
@@ -82,6 +84,7 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
         model, processor = loading.from_pretrained(spec.kind, path)
     else:
         model, processor, path = _from_hub(spec, remote, phase)
+        commit = path.name  # huggingface_hub's snapshot folders are named by their commit
     device = loading.best_device()
     model.to(device).eval()
     from core import onnx_serving  # torch: imported when the first model loads, not before the app answers
@@ -97,8 +100,9 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
         logger.warning("slot %s: %s in %s", spec.name, err, path)
     label = visitor_label(spec, label, source)
     return LoadedModel(
-        model, processor, source, path, device, 0.0, metrics, list(attempts), precision, label, warnings
-    )
+        model, processor, source, path, device, 0.0, metrics, list(attempts), precision, label, warnings,
+        commit=commit,
+    )  # fmt: skip
 
 
 def visitor_label(spec: SlotSpec, label: str, source: str) -> str:

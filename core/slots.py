@@ -13,11 +13,7 @@ that times out or fails on its side leaves the slot *retrying*: it tries again a
 so a transient error at boot heals itself.
 
 *Reload* (the Models tab's button, `/reload`) is safe for any visitor of a public Space to press:
-a slot without a model tries its sources again; a slot whose model came from a local folder that
-changed since (a checkpoint trained again, or one that now comes before the hub default) loads
-the new model beside the one serving and swaps it in when it is ready, keeping the old one if the
-new fails; anything else is left as it is (a load under way is not started twice, and a hub model
-is fetched again only when the app restarts).
+what it loads again, and how the current model serves meanwhile, is in `core/slot_reload.py`.
 
 Two views of a slot: `status()` is what a visitor may see (its state, where the model comes from
 as a label such as "checkpoint asr" or a hub id, a one-line reason; never a server path), and
@@ -37,6 +33,7 @@ from typing import Any
 from core import hub, settings
 from core.inference import STEP, lower_priority
 from core.slot_errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons
+from core.slot_reload import HubCheck, Reloading
 from core.slot_sources import LoadedModel, Phase, failed_attempt, folder_fingerprint, load_source
 from core.slot_table import SLOTS, SlotSpec
 
@@ -50,7 +47,7 @@ LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, neve
 logger = logging.getLogger(__name__)
 
 
-class Slot:
+class Slot(Reloading):
     """One slot: resolves and loads its model once, in a background thread."""
 
     def __init__(self, spec: SlotSpec, checkpoints: Path, launched: float | None = None):
@@ -59,7 +56,7 @@ class Slot:
         self._cond = threading.Condition()
         self._generation = 0  # bumped by reset(): a stale loader's result is dropped
         self._wake = threading.Event()  # cuts a retry wait short (reset)
-        self._swap: Slot | None = None  # a newer model loading beside the one serving (Reload)
+        self._swap: Slot | HubCheck | None = None  # Reload: a newer model loading beside the one serving
         self._swap_warning: str | None = None  # why the last such load failed
         self._clear()
 
@@ -127,71 +124,6 @@ class Slot:
             self._clear()
             self._swap, self._swap_warning = None, None  # a Reload's load under way: dropped when it ends
             self._cond.notify_all()
-
-    def refresh(self) -> str:
-        """Reload this slot as the module docstring says; returns what it did, in a few words."""
-        with self._cond:
-            if self._swap is not None or self._state not in ("loaded", "unavailable", "retrying", "not loaded"):
-                return "a load is under way"
-            loaded = self._loaded
-            if loaded is None:  # nothing to keep serving: try every source again, now
-                self.reset()
-                self.start()
-                return "loading"
-            if self.origins()[: len(loaded.origin)] == loaded.origin:
-                return "unchanged"
-            self._swap = Slot(self.spec, self.checkpoints, self.launched)
-            self._swap.start()
-            threading.Thread(
-                target=self._swap_in,
-                args=(self._swap, self._generation),
-                name=f"slot {self.spec.name} reload",
-                daemon=True,
-            ).start()
-            return "loading the new model; the current one serves meanwhile"
-
-    def _swap_in(self, fresh: Slot, generation: int) -> None:
-        """Load `fresh` to its end (a hub that fails is not retried: the current model serves on)
-        and put its model in place of the current one, or say why not."""
-        with fresh._cond:
-            while fresh._state not in ("loaded", "unavailable", "retrying"):
-                fresh._cond.wait(1.0)
-        new = fresh.peek()
-        attempts = fresh._failure.attempts if fresh._failure is not None else list(fresh._attempts)
-        if fresh.state == "retrying":
-            fresh.reset()  # ends its retry loop
-        with self._cond:
-            if generation != self._generation:  # reset meanwhile: whatever it loads replaces both
-                return
-            self._swap = None
-            if new is None:
-                reasons = plain_reasons(attempts)
-                self._swap_warning = (
-                    f"a newer model could not be loaded ({reasons}); the one loaded before still serves"
-                )
-                logger.warning("slot %s: reload failed, keeping the current model: %s", self.spec.name, reasons)
-            else:
-                self._loaded, self._swap_warning = new, None
-                self._ready_after_s = fresh.ready_after_s
-                logger.warning("slot %s: now serving %s (reloaded)", self.spec.name, new.source)
-            self._cond.notify_all()
-
-    def wait_for_swap(self, deadline: float) -> None:
-        """Wait (until `deadline`, monotonic) until a Reload's new model is in place, unless it
-        comes from the hub (no request waits through a download)."""
-        with self._cond:
-            while (
-                (fresh := self._swap) is not None
-                and fresh.state not in ("resolving", "downloading")
-                and time.monotonic() < deadline
-            ):
-                self._cond.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
-
-    @property
-    def swapping(self) -> str | None:
-        """The state of a Reload's new model while it loads beside the current one, else None."""
-        fresh = self._swap
-        return fresh.describe_state() if fresh is not None else None
 
     def peek(self) -> LoadedModel | None:
         return self._loaded

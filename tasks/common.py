@@ -131,6 +131,9 @@ def _as_list(result: Any) -> list[Any]:
     return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
+SETTLED_EVERY_S = 30.0  # how soon an open page learns of a model that Reload swapped in
+
+
 def status_watch(
     slot: Slot,
     card: gr.Markdown,
@@ -140,32 +143,38 @@ def status_watch(
     every_s: float = 2.0,
     controls: Sequence[Any] = (),
 ) -> Watch:
-    """A timer that refreshes `card` while the slot downloads, loads or waits to retry, and stops
-    once it settles; `then` (e.g. the tab's results) runs when it does, unless the page already
-    shows that model's results (`Watch.render`, `Watch.shown`). `controls` (the tab's buttons)
-    are disabled while the slot has no model (`usable`)."""
+    """A timer that refreshes `card` every `every_s` while the slot downloads, loads or waits to
+    retry, and every SETTLED_EVERY_S once it has settled (so a page open when an operator's
+    Reload swaps in a retrained model shows it); `then` (e.g. the tab's results) runs when the
+    slot settles on a model other than the one the page shows (`Watch.render`, `Watch.shown`).
+    `controls` (the tab's buttons) are disabled while the slot has no model (`usable`)."""
     timer = gr.Timer(every_s, active=True)
     shown = gr.State(None)
     watch = Watch(timer, shown, slot, then or (lambda *args: []))
+    results = list(outputs or []) if then is not None else []
 
-    def tick() -> tuple[Any, ...]:
-        return status_card(slot, load=False), gr.Timer(active=not settled(slot)), *usable(slot, len(controls))
+    def tick(key: str | None, *args: Any) -> list[Any]:
+        calm = settled(slot)
+        head = [
+            status_card(slot, load=False),
+            gr.Timer(SETTLED_EVERY_S if calm else every_s, active=True),
+            *usable(slot, len(controls)),
+        ]
+        if not results or not calm or key == shown_key(slot):
+            return head + [gr.skip() for _ in range(len(results) + 1)]
+        return head + watch.render(*args)
 
-    # No concurrency limit: a status read takes microseconds, so it never waits for another
+    # One event a tick (the results ride on it, skipped unless the model changed), without a
+    # concurrency limit: a status read takes microseconds, so it never waits for another
     # visitor's (Gradio's default is one at a time per event) nor, being its own event, for inference.
-    event = timer.tick(
-        tick, outputs=[card, timer, *controls], api_name=False, show_progress="hidden", concurrency_limit=None
+    timer.tick(
+        tick,
+        inputs=[shown, *(inputs or [])] if results else [shown],
+        outputs=[card, timer, *controls, *results, shown],
+        api_name=False,
+        show_progress="hidden",
+        concurrency_limit=None,
     )
-    if then is not None and outputs:
-
-        def after(key: str | None, *args: Any) -> list[Any]:
-            if not settled(slot) or key == shown_key(slot):
-                return [gr.skip() for _ in range(len(outputs) + 1)]
-            return watch.render(*args)
-
-        event.then(
-            after, inputs=[shown, *(inputs or [])], outputs=[*outputs, shown], api_name=False, show_progress="hidden"
-        )
     return watch
 
 

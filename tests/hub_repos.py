@@ -45,6 +45,7 @@ UPPER_VOCAB = {
     **{ch: i + 5 for i, ch in enumerate("ETAOINSHRDLUCMFWYPVBGKQJXZ'")},
 }
 SPOKEN_LETTER = "O"
+NEWER_LETTER = "E"  # what the newer commit of `moving_asr_repo` says
 
 
 def _sha(tag: str) -> str:
@@ -78,7 +79,8 @@ def _repo(model: torch.nn.Module, processor_files: dict[str, bytes], pinned: str
     return Repo({pinned: full}, {"main": pinned})
 
 
-def asr_repo() -> Repo:
+def asr_repo(letter: str = SPOKEN_LETTER, pinned: str = SLOTS["asr"].revision) -> Repo:
+    """A tiny wav2vec2 CTC model at commit `pinned` (`main` too) that hears `letter` everywhere."""
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "vocab.json").write_text(json.dumps(UPPER_VOCAB))
@@ -107,12 +109,20 @@ def asr_repo() -> Repo:
         pad_token_id=0,
     )
     model = Wav2Vec2ForCTC(config)
-    with torch.no_grad():  # every frame says SPOKEN_LETTER, whatever it hears
+    with torch.no_grad():  # every frame says `letter`, whatever it hears
         model.lm_head.weight.zero_()
         model.lm_head.bias.fill_(-5.0)
-        model.lm_head.bias[UPPER_VOCAB[SPOKEN_LETTER]] = 5.0
-    spec = SLOTS["asr"]
-    return _repo(model, _files(processor.save_pretrained), spec.revision, False, "# wav2vec2-base-960h (tiny)")
+        model.lm_head.bias[UPPER_VOCAB[letter]] = 5.0
+    return _repo(model, _files(processor.save_pretrained), pinned, False, "# wav2vec2-base-960h (tiny)")
+
+
+def moving_asr_repo() -> tuple[Repo, str]:
+    """An operator's own model repository whose `main` can move: it points at a commit that says
+    SPOKEN_LETTER; the returned sha is a newer commit that says NEWER_LETTER (move `refs["main"]`)."""
+    first, newer = _sha("first"), _sha("newer")
+    repo = asr_repo(SPOKEN_LETTER, first)
+    repo.commits[newer] = asr_repo(NEWER_LETTER, newer).commits[newer]
+    return repo, newer
 
 
 def kws_repo() -> Repo:

@@ -13,7 +13,7 @@ import pytest
 
 from core.slots import SLOTS
 from tests.helpers import ROOT, START_S, call, wait_for_http
-from tests.hub_repos import SPOKEN_LETTER, default_repos
+from tests.hub_repos import NEWER_LETTER, SPOKEN_LETTER, default_repos, moving_asr_repo
 from tests.hub_standin import Repo, StandInHub
 
 
@@ -37,6 +37,10 @@ def transcribe(url: str, clip: str) -> str:
     from gradio_client import Client, handle_file
 
     return Client(url, verbose=False).predict(handle_file(clip), api_name="/transcribe")
+
+
+def weights_fetched(hub: StandInHub) -> list[str]:
+    return [path for method, path in hub.requests if method == "GET" and path.endswith("model.safetensors")]
 
 
 def wait_for_states(url: str, done, timeout_s: float) -> dict:
@@ -146,6 +150,40 @@ def test_a_stalled_hub_hits_the_deadline_the_app_keeps_answering_and_heals_later
         hub.released.set()
         status = wait_for_states(url, lambda s: all(s[n]["state"] == "loaded" for n in SLOTS), 90)
     assert all(status[n]["source"] == SLOTS[n].hub_default for n in SLOTS)
+
+
+def test_reload_loads_a_hub_branch_that_moved_and_leaves_one_that_did_not(app_process, tmp_path):
+    # An operator serving their own model (`$ASR_MODEL=me/asr`, no revision) pushes a newer one
+    # and presses Reload: before, a hub model changed only when the app restarted.
+    clip = str(sorted((ROOT / "assets" / "asr").glob("*.wav"))[0])
+    repo, newer = moving_asr_repo()
+    with StandInHub({"me/asr": repo}) as hub:
+        env = hub_env(hub, tmp_path / "hf", ASR_MODEL="me/asr")
+        _, url = app_process("--checkpoints", str(tmp_path / "none"), env=env)
+        wait_for_http(url, START_S)
+        wait_for_states(url, lambda s: s["asr"]["state"] == "loaded", 60)
+        assert transcribe(url, clip) == SPOKEN_LETTER.lower()
+
+        def reload() -> dict:
+            report = call(url, "reload")["asr"]
+            assert report["reload"] == "asking the hub whether me/asr has a newer commit"
+            return wait_for_states(url, lambda s: "reloading" not in s["asr"], 60)["asr"]
+
+        unchanged = reload()  # main has not moved: one API call, nothing downloaded or loaded again
+        assert unchanged["warnings"] == [] and ("GET", "/api/models/me/asr/revision/main") in hub.requests
+        assert len(weights_fetched(hub)) == 1
+        repo.refs["main"] = newer
+        moved = reload()
+        assert transcribe(url, clip) == NEWER_LETTER.lower() and moved["source"] == "me/asr"
+        assert moved["load_time_s"] != unchanged["load_time_s"] and moved["warnings"] == []
+        assert len(weights_fetched(hub)) == 2 and weights_fetched(hub)[-1].endswith(f"/{newer}/model.safetensors")
+        del hub.repos["me/asr"]  # the hub cannot answer: the model serves on, and the card says why
+        lost = reload()
+        assert lost["warnings"] == [
+            "the hub could not say whether there is a newer model (not found on the model hub); "
+            "the one loaded before serves"
+        ]
+        assert transcribe(url, clip) == NEWER_LETTER.lower()
 
 
 BLOCKED_SENTENCEPIECE = """

@@ -20,7 +20,7 @@ from core import loading
 from core.slot_errors import SlotUnavailable
 from core.slots import Registry
 from tasks.asr import transcribe
-from tasks.common import settled, status_card, status_watch
+from tasks.common import SETTLED_EVERY_S, settled, status_card, status_watch
 from tests.tiny_models import build_asr
 
 
@@ -292,15 +292,19 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
     with gr.Blocks() as demo:
         card, results = gr.Markdown(), gr.Markdown()
         watch = status_watch(slot, card, then=lambda: renders.append(slot.peek()) or "results", outputs=[results])
-    after = next(fn.fn for fn in demo.fns.values() if fn.fn.__name__ == "after")
+    tick = next(fn.fn for fn in demo.fns.values() if fn.fn.__name__ == "tick")
     shown, key = watch.render()  # the page opens
     assert shown == "results" and renders == [first]
-    assert after(key) == [gr.skip(), gr.skip()] and renders == [first]  # the first tick sends nothing
+    card_text, timer, *rest = tick(key)  # the first tick: the card, and nothing else
+    assert "serving" in card_text and rest == [gr.skip(), gr.skip()] and renders == [first]
+    assert timer.value == SETTLED_EVERY_S and timer.active  # settled: it keeps watching, slowly
     _retrain(tmp_path / "asr", two_asr[1], wer=0.25)
-    assert slot.refresh() == "loading the new model; the current one serves meanwhile"
+    assert slot.refresh() == "loading the new model; the current one serves meanwhile"  # an operator's Reload
+    card_text, timer, *rest = tick(key)
+    assert "A newer model is loading" in card_text and timer.value == 2.0 and rest == [gr.skip(), gr.skip()]
     slot.wait_for_swap(time.monotonic() + 60)
-    shown, new_key = after(key)  # settled on another model: rendered again
+    _, timer, shown, new_key = tick(key)  # settled on another model: rendered again
     assert shown == "results" and renders[-1] is slot.peek() is not first and new_key != key
-    assert after(new_key) == [gr.skip(), gr.skip()] and len(renders) == 2
+    assert timer.value == SETTLED_EVERY_S and tick(new_key)[2:] == [gr.skip(), gr.skip()] and len(renders) == 2
     slot.reset()  # no model: the "no evaluation" line changes too
-    assert after(new_key)[1] != new_key and len(renders) == 3
+    assert tick(new_key)[3] != new_key and len(renders) == 3
