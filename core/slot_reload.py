@@ -32,9 +32,6 @@ class HubCheck:
 
     state = "resolving"  # a request never waits for the hub
 
-    def __init__(self, remote: hub.HubSource):
-        self.remote = remote
-
     def describe_state(self) -> str:
         return "asking the hub for a newer commit"
 
@@ -77,7 +74,7 @@ class Reloading:
             remote = hub.parse_source(loaded.source) if loaded.commit else None
             if remote is None or hub.is_pinned(remote) or hub.offline():
                 return "unchanged"
-            self._swap = HubCheck(remote)
+            self._swap = HubCheck()
             self._in_thread(self._check_hub, remote, loaded, self._generation)
             return f"asking the hub whether {remote.repo_id} has a newer commit"
 
@@ -91,7 +88,8 @@ class Reloading:
         try:
             latest = hub.with_deadline(lambda: hub.latest_commit(remote), hub.Progress(), "newest commit")
         except Exception as err:  # noqa: BLE001 - the current model serves on; the card says why
-            latest, reason = None, hub.plain_reason(err) or "the hub did not answer as expected"
+            latest = None
+            reason = hub.plain_reason(err) or "the hub did not answer as expected"
             warning = f"the hub could not say whether there is a newer model ({reason}); the one loaded before serves"
             logger.warning("slot %s: asking the hub for %s's newest commit failed: %s", self.spec.name, remote, err)
         with self._cond:

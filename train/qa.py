@@ -22,7 +22,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataColla
 from core import qa
 from core.error_analysis import qa_rows
 from core.examples import ExampleSet
-from core.squad_data import Example, SquadFormatError, gold_answers, load_file, load_hub
+from core.squad_data import SquadFormatError, gold_answers, load_file, load_hub
 from core.squad_metric import robust_threshold, squad_v2
 from core.structure import structure
 from train.common import GroupedTrainer, RunArguments, begin, command_line, hyperparameters, publish_run
@@ -131,7 +131,7 @@ def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bin
     }
 
 
-def load_named(path: str) -> list[Example]:
+def load_named(path: str) -> list[qa.Example]:
     """A SQuAD v2 file's examples; a file in another format is named in the error (the app's
     batch upload has one file, a run has two)."""
     try:
@@ -148,8 +148,10 @@ def main(argv: list[str] | None = None) -> Path:
     n_train, n_val = (run_args.subset or [None, None])[:2]
     with run.reading_data():
         if data_args.train_file:
-            train_examples = load_named(data_args.train_file)[:n_train]
-            val_examples = load_named(data_args.validation_file or data_args.train_file)[:n_val]
+            train_all = load_named(data_args.train_file)
+            val_file = data_args.validation_file or data_args.train_file
+            val_all = train_all if val_file == data_args.train_file else load_named(val_file)  # read once
+            train_examples, val_examples = train_all[:n_train], val_all[:n_val]
         else:
             train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
             val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
