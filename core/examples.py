@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ ROWS_FILE = "predictions.jsonl"
 CONTEXTS_FILE = "contexts.jsonl"
 AUDIO_DIR = "audio"
 AUDIO_CAP_MB = 20.0  # default cap on the stored audio: a Space's repo stays small
+logger = logging.getLogger(__name__)
 _AUDIO_NAME = re.compile(rf"^{AUDIO_DIR}/\d{{5,}}\.flac$")  # what a row may name: nothing outside audio/
 
 
@@ -119,14 +121,29 @@ class Examples:
     rows: list[dict[str, Any]]
     contexts: dict[str, str]
     audio: dict[str, int]  # stored, left_out, bytes, cap_bytes
+    skipped: int = 0  # rows left out because a field the app reads is missing or of the wrong kind
 
     def audio_path(self, row: dict[str, Any]) -> Path | None:
-        """The row's stored clip, or None (not stored, or a name pointing outside `audio/`)."""
+        """The row's stored clip, or None: not stored, a name pointing outside `audio/`, or a
+        file that is (or passes through) a link to somewhere else than this folder or, for a
+        checkpoint in the hub cache, its repository's blobs (a checkpoint from someone else
+        must not make the app serve a server file)."""
         name = row.get("audio")
         if not isinstance(name, str) or not _AUDIO_NAME.match(name):
             return None
         path = self.folder / name
-        return path if path.is_file() else None
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a loop of links
+            return None
+        return path if real.is_file() and any(real.is_relative_to(root) for root in self._roots()) else None
+
+    def _roots(self) -> list[Path]:
+        roots = [self.folder.resolve()]
+        parts = self.folder.parts
+        if "snapshots" in parts:  # huggingface_hub's cache: snapshot files link into the repo's blobs/
+            roots.append(Path(*parts[: parts.index("snapshots")], "blobs").resolve())
+        return roots
 
     def audio_note(self) -> str:
         """What a visitor can listen to, in one sentence."""
@@ -161,7 +178,70 @@ def _read_cached(root: Path, stamp: tuple) -> Examples:
         contexts = {str(c.get("id")): str(c.get("text", "")) for c in _read_jsonl(root / CONTEXTS_FILE)}
     audio = summary.get("audio") if isinstance(summary.get("audio"), dict) else {}
     audio = {k: int(v) for k, v in audio.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return Examples(root, summary["task"], str(summary.get("split", "")), rows, contexts, audio)
+    usable = [row for row in rows if row_is_usable(summary["task"], row)]
+    if len(usable) < len(rows):
+        logger.warning(
+            "%s: %d of %d rows of %s/%s left out: a field the app reads is missing or of the wrong kind",
+            root.parent,
+            len(rows) - len(usable),
+            len(rows),
+            EXAMPLES_DIR,
+            ROWS_FILE,
+        )
+    return Examples(
+        root, summary["task"], str(summary.get("split", "")), usable, contexts, audio, len(rows) - len(usable)
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _text(*values: Any) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def row_is_usable(task: str, row: dict[str, Any]) -> bool:
+    """Whether a row has every field the app reads for its task, of the kind it reads
+    (core/error_analysis.py lists them); a task this app does not know keeps its rows."""
+    if task == "kws":
+        top = row.get("top3")
+        return (
+            _text(row.get("id"), row.get("true"), row.get("predicted"))
+            and isinstance(top, list)
+            and len(top) > 0
+            and all(isinstance(p, list) and len(p) == 2 and _text(p[0]) and _number(p[1]) for p in top)
+        )
+    if task == "asr":
+        errors = row.get("errors")
+        alignment = row.get("alignment")
+        return (
+            _text(row.get("id"), row.get("reference"), row.get("hypothesis"))
+            and _number(row.get("wer"))
+            and isinstance(errors, dict)
+            and all(isinstance(errors.get(k), int) for k in ("substitutions", "deletions", "insertions"))
+            and isinstance(alignment, list)
+            and all(_chunk_is_usable(c, row["reference"], row["hypothesis"]) for c in alignment)
+        )
+    if task == "qa":
+        prediction = row.get("prediction")
+        return (
+            _text(row.get("id"), row.get("question"))
+            and isinstance(prediction, dict)
+            and _text(prediction.get("text"))
+            and _number(row.get("exact"))
+            and all(row.get(k) is None or _number(row[k]) for k in ("f1", "null_margin", "threshold"))
+        )
+    return True
+
+
+def _chunk_is_usable(chunk: Any, reference: str, hypothesis: str) -> bool:
+    """jiwer's [type, ref_start, ref_end, hyp_start, hyp_end], within the two texts' words."""
+    if not isinstance(chunk, list) or len(chunk) != 5 or not _text(chunk[0]):
+        return False
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chunk[1:]):
+        return False
+    return chunk[2] <= len(reference.split()) and chunk[4] <= len(hypothesis.split())
 
 
 def _read_json(path: Path) -> Any:

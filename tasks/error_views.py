@@ -4,8 +4,10 @@ word by word (ASR), each with its audio."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ import pandas as pd
 
 from core import error_analysis as ea
 from core.examples import Examples, ExamplesError, read_examples
+from core.scratch import scratch_folder
 from core.slots import LoadedModel, Slot
-from tasks.common import output_file, require
+from tasks.common import require
 
 PAGE = 8  # clips with a player on one page: enough to compare, few enough to load at once
 
@@ -70,12 +73,24 @@ class ClipList:
         return updates
 
 
+# One copy per stored clip where Gradio serves outputs from (a checkpoint folder is not one), made
+# on its first render and reused by every later one: a copy per render added ~1.7 MB a render.
+# Bounded by the checkpoints' stored audio (20 MB each by default); removed when the app stops.
+CLIPS = scratch_folder("app-clips-")
+
+
 def _servable(audio: Path | None) -> str | None:
-    """A copy of a stored clip where Gradio serves outputs from (a checkpoint folder is not one)."""
+    """The stable servable copy of a stored clip (a new one when the clip's file changed)."""
     if audio is None:
         return None
-    copy = output_file(audio.name)
-    shutil.copyfile(audio, copy)
+    stat = audio.stat()
+    key = hashlib.sha256(f"{audio.resolve()}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:24]
+    copy = CLIPS / key / audio.name
+    if not copy.is_file():
+        copy.parent.mkdir(exist_ok=True)
+        staging = copy.with_name(f".{audio.name}.{uuid.uuid4().hex}")
+        shutil.copyfile(audio, staging)
+        staging.replace(copy)  # (renders of the same clip at once never see half a file)
     return str(copy)
 
 

@@ -267,10 +267,10 @@ def test_a_stopped_app_leaves_no_scratch_folder_behind(app_process, tmp_path):
     scratch.mkdir()
     proc, url = app_process("--checkpoints", str(tmp_path / "none"), env={"TMPDIR": str(scratch)})
     wait_for_http(url, START_S)
-    assert len(list(scratch.glob("app-outputs-*"))) == 1
+    assert len(list(scratch.glob("app-outputs-*"))) == 1 and len(list(scratch.glob("app-clips-*"))) == 1
     proc.terminate()
     assert proc.wait(timeout=30) == 0
-    assert not list(scratch.glob("app-outputs-*")), proc.stdout.read()
+    assert not list(scratch.glob("app-*")), proc.stdout.read()
 
 
 def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, tmp_path):

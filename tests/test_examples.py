@@ -4,6 +4,7 @@ questions asked of them, and evaluation order under length-grouped batches."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -43,7 +44,8 @@ def test_audio_stops_at_the_cap_and_says_how_much_was_left_out(tmp_path):
 
 def test_old_checkpoints_have_none_and_broken_files_are_named(tmp_path):
     assert read_examples(tmp_path) is None
-    write_examples(tmp_path, ExampleSet("kws", "test", [{"id": "a", "audio": "../../../etc/passwd"}]))
+    row = {"id": "a", "true": "yes", "predicted": "no", "top3": [["no", 0.9]], "audio": "../../../etc/passwd"}
+    write_examples(tmp_path, ExampleSet("kws", "test", [row]))
     examples = read_examples(tmp_path)
     assert examples.audio_path(examples.rows[0]) is None  # a row can only name a file under audio/
     (tmp_path / "examples" / "predictions.jsonl").write_text('{"id": "a"}\n[1, 2]\n')
@@ -231,3 +233,93 @@ def test_the_explorer_works_with_one_model_and_says_so(tmp_path):
     detail = question_detail(alone, "1")
     assert "<b>XLM-RoBERTa</b>: Paris (EM 1, F1 1.00, null margin +0.50 vs threshold +0.00)" in detail
     assert "DistilBERT" not in detail and ">Paris</span>." in detail
+
+
+def _one_clip(folder) -> Path:
+    rows = [{"id": "clip0", "true": "yes", "predicted": "no", "top3": [["no", 0.9], ["yes", 0.1]]}]
+    write_examples(folder, ExampleSet("kws", "test", rows, [(0, lambda: _noise(0.5, 0))]))
+    return folder / "examples" / "audio" / "00000.flac"
+
+
+def test_a_clip_that_links_outside_its_checkpoint_is_never_served(tmp_path):
+    secret = tmp_path / "server-file.flac"
+    secret.write_bytes(b"not for visitors")
+    clip = _one_clip(tmp_path / "ckpt")
+    examples = read_examples(tmp_path / "ckpt")
+    assert examples.audio_path(examples.rows[0]) == clip  # the stored clip itself
+    clip.unlink()
+    clip.symlink_to(secret)
+    assert examples.audio_path(examples.rows[0]) is None
+    clip.unlink()
+    clip.symlink_to(Path("/etc/passwd"))
+    assert examples.audio_path(examples.rows[0]) is None
+    clip.unlink()
+    clip.symlink_to(clip)  # a loop of links
+    assert examples.audio_path(examples.rows[0]) is None
+    # A whole audio/ folder linked elsewhere.
+    other = _one_clip(tmp_path / "other")
+    audio = tmp_path / "ckpt" / "examples" / "audio"
+    clip.unlink()
+    audio.rmdir()
+    audio.symlink_to(other.parent)
+    assert examples.audio_path(examples.rows[0]) is None
+
+
+def test_a_checkpoint_in_the_hub_cache_serves_its_clips_through_the_cache_links(tmp_path):
+    # huggingface_hub's layout: snapshots/<commit>/... are links into the repository's blobs/.
+    repo = tmp_path / "hub" / "models--me--kws"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    clip = _one_clip(snapshot)
+    blob = repo / "blobs" / "0123abcd"
+    blob.parent.mkdir(parents=True)
+    clip.replace(blob)
+    clip.symlink_to(Path("../../../../blobs/0123abcd"))
+    examples = read_examples(snapshot)
+    assert examples.audio_path(examples.rows[0]) == clip and clip.resolve() == blob.resolve()
+
+
+def test_malformed_rows_are_left_out_with_a_warning_and_the_rest_serve(tmp_path, caplog):
+    from core import error_analysis as ea
+
+    good = {"id": "c1", "true": "yes", "predicted": "no", "top3": [["no", 0.9], ["yes", 0.1]]}
+    bad = [
+        {"id": "c2", "true": "yes", "predicted": "no"},  # no top3
+        {"id": "c3", "true": "yes", "predicted": "no", "top3": "no"},
+        {"id": "c4", "true": 5, "predicted": "no", "top3": [["no", 0.9]]},
+        {"id": "c5", "true": "yes", "predicted": "no", "top3": [["no", "high"]]},
+    ]
+    write_examples(tmp_path, ExampleSet("kws", "test", [good, *bad]))
+    with caplog.at_level("WARNING"):
+        examples = read_examples(tmp_path)
+    assert [r["id"] for r in examples.rows] == ["c1"] and examples.skipped == 4
+    assert "4 of 5 rows of examples/predictions.jsonl left out" in caplog.text
+    assert ea.confused_pairs(examples.rows) == [("yes", "no", 1)]
+    asr_good = {
+        "id": "u1", "reference": "a b", "hypothesis": "a c", "wer": 0.5, "cer": 0.3,
+        "errors": {"substitutions": 1, "deletions": 0, "insertions": 0, "words": 2},
+        "alignment": [["equal", 0, 1, 0, 1], ["substitute", 1, 2, 1, 2]],
+    }  # fmt: skip
+    asr_bad = [
+        {**asr_good, "id": "u2", "alignment": [["substitute", 1, 9, 1, 2]]},  # past the reference's words
+        {**asr_good, "id": "u3", "errors": {"substitutions": "1"}},
+        {**asr_good, "id": "u4", "wer": None},
+    ]
+    write_examples(tmp_path / "asr", ExampleSet("asr", "test", [asr_good, *asr_bad]))
+    examples = read_examples(tmp_path / "asr")
+    assert [r["id"] for r in examples.rows] == ["u1"]
+    assert ea.substitutions(examples.rows, 5) == [("b", "c", 1)]
+
+
+def test_renders_of_a_clip_share_one_servable_copy_and_a_changed_clip_gets_a_new_one(tmp_path):
+    from tasks import error_views
+
+    clip = _one_clip(tmp_path)
+    before = sum(1 for _ in error_views.CLIPS.rglob("*"))
+    copies = {error_views._servable(clip) for _ in range(200)}
+    assert len(copies) == 1
+    (copy,) = copies
+    assert Path(copy).read_bytes() == clip.read_bytes() and Path(copy).is_relative_to(error_views.CLIPS)
+    assert sum(1 for _ in error_views.CLIPS.rglob("*")) == before + 2  # one folder, one file
+    sf.write(clip, _noise(0.5, 1), 16_000, format="FLAC")  # the checkpoint retrained
+    changed = error_views._servable(clip)
+    assert changed != copy and Path(changed).read_bytes() == clip.read_bytes()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,52 +54,131 @@ def test_a_chunk_served_later_than_its_length_says_how_much_audio_never_arrived(
     assert places.heard("a", 0.5) == 0.0 and places.hearing("a") is None
 
 
-def test_the_watch_says_busy_only_when_every_place_is_taken_and_no_sound_only_when_one_was_free():
+def test_a_stream_takes_a_seat_with_its_first_chunk_and_waiting_visitors_are_told_their_place_in_line():
     clock = Clock()
     places = live.Places(places=2, turn_s=15, clock=clock)
-    for session in "abc":
+    for session in "abcd":
         places.start(session)
-    places.heard("a", 0.5)
-    places.heard("b", 0.5)
-    clock.t += 1.0
-    assert places.note("a") is None  # being heard: the handler's own lines speak
-    assert places.note("c") == live.busy_note(2, 15) and "in turns" in places.note("c")
-    assert places.summary() == {"places": 2, "turn_s": 15, "listening": 2, "listening_all_tabs": 2}
-    places.stop("b")
-    assert places.note("c") is None  # a place is free and it is too early to blame the microphone
-    clock.t += 3.0  # 4 s since Record, nothing came
-    assert places.note("c") == live.NO_SOUND
-    assert places.note("a") is None  # heard before, stalled with places free: nothing to blame
-    assert places.summary()["listening"] == 0
-    assert live.busy_note(1, 0) == (
-        "Live listening is full: this server listens to one recording at a time. You are heard once a "
-        "place frees up; what you say while the button reads **Waiting** is not heard."
+    assert places.admit("a") == 0 and places.admit("b") == 0  # seated by their first chunk, heard or not
+    assert places.summary() == {
+        "places": 2, "turn_s": 15, "listening": 2, "listening_all_tabs": 2, "waiting_all_tabs": 0,
+    }  # fmt: skip
+    assert places.admit("c") == 1 and places.admit("d") == 2
+    assert places.note("a") is None  # seated: the handler's own lines speak
+    assert places.note("c") == live.busy_note(2, 15, 1)
+    assert places.note("d") == (
+        "Live listening is full: this server listens to 2 recordings at a time. You are number 2 in line. "
+        "You are heard in turns with the others; what you say until then is not heard."
     )
-    assert "listens to 4 recordings at a time. You are heard in turns with the others;" in live.busy_note(4, 15)
+    places.stop("b")
+    assert places.admit("c") == 0 and places.admit("d") == 1  # first come, first seated
+    assert places.admit("d") == 1
+
+
+def test_a_stream_that_stops_sending_frees_its_seat_within_two_seconds_unless_a_chunk_is_being_served():
+    clock = Clock()
+    places = live.Places(places=1, turn_s=15, clock=clock)
+    assert places.admit("squatter") == 0
+    places.done("squatter")
+    assert places.admit("visitor") == 1
+    places.done("visitor")
+    clock.t += 1.0
+    assert places.admit("visitor") == 1  # the squatter's last chunk was 1 s ago
+    places.done("visitor")
+    clock.t += live.IDLE_S
+    assert places.admit("visitor") == 0  # no chunk from it for over IDLE_S: the seat is the visitor's
+    assert places.admit("squatter") == 1  # back in line if it sends again
+    places.done("squatter")
+    # The visitor's chunk is served for longer than IDLE_S (a slow model): it keeps its seat.
+    clock.t += 5.0
+    assert places.admit("squatter") == 1
+    places.done("squatter")
+    places.done("visitor")
+    clock.t += live.IDLE_S + 0.1
+    assert places.admit("squatter") == 0 and places.listening() == 1
+
+
+def test_turns_end_after_turn_s_seated_when_someone_waits_and_never_when_nobody_does():
+    clock = Clock()
+    places = live.Places(places=1, turn_s=15, clock=clock)
+    assert places.admit("a") == 0
+    for _ in range(40):  # 20 s alone: no turn ends
+        clock.t += 0.5
+        places.done("a")
+        assert places.admit("a") == 0
+    places.done("a")
+    assert places.admit("b") == 1
+    places.done("b")
+    clock.t += 0.5
+    assert places.admit("a") == 1  # seated over 15 s and someone waits: to the back of the line
+    assert places.admit("b") == 0
+    for _ in range(29):
+        clock.t += 0.5
+        for session, expected in (("a", 1), ("b", 0)):
+            assert places.admit(session) == expected
+            places.done(session)
+    clock.t += 0.5
+    assert places.admit("b") == 1 and places.admit("a") == 0  # b's 15 s are over
+
+
+def test_one_session_and_one_address_cannot_take_every_seat():
+    clock = Clock()
+    seats = live.Seats(places=3, turn_s=15, clock=clock)
+    asr_places = live.Places(seats=seats, clock=clock)
+    kws_places = live.Places(seats=seats, clock=clock)
+    assert asr_places.admit("page", "203.0.113.7") == 0
+    with pytest.raises(live.TooManyStreams, match="already recording in the other Live tab"):
+        kws_places.admit("page", "203.0.113.7")
+    assert kws_places.admit("page2", "203.0.113.7") == 0
+    with pytest.raises(live.TooManyStreams, match=f"Your network already has {live.PER_ADDRESS} live recordings"):
+        kws_places.admit("page3", "203.0.113.7")
+    assert kws_places.admit("page4", "198.51.100.2") == 0  # another address
+    assert kws_places.admit("page5", None) == 1  # no address known: only the seats limit it
+
+
+def test_the_address_is_the_peer_or_what_a_private_proxy_forwarded_last():
+    def request(host, forwarded=None):
+        headers = {} if forwarded is None else {"x-forwarded-for": forwarded}
+        return SimpleNamespace(client=SimpleNamespace(host=host), headers=headers, session_hash="s")
+
+    assert live.address_of(request("93.184.216.34", "1.2.3.4")) == "93.184.216.34"  # a public peer is the client
+    assert live.address_of(request("10.0.0.5", "6.6.6.6, 93.184.216.34")) == "93.184.216.34"
+    assert live.address_of(request("127.0.0.1")) is None  # loopback: every local visitor would share it
+    assert live.address_of(request("10.0.0.5", "not an address")) is None
+    assert live.address_of(None) is None
 
 
 def test_the_live_tabs_share_their_places():
     # Both tabs' recordings run on the same cores: a recording in one tab takes a place from both.
     clock = Clock()
-    group = weakref.WeakSet()
-    asr_tab_places = live.Places(places=2, turn_s=15, clock=clock, group=group)
-    kws_tab_places = live.Places(places=2, turn_s=15, clock=clock, group=group)
-    for places, session in ((asr_tab_places, "a"), (kws_tab_places, "b"), (kws_tab_places, "c")):
-        places.start(session)
-    asr_tab_places.heard("a", 0.5)
-    assert kws_tab_places.note("c") is None  # a place is free
-    kws_tab_places.heard("b", 0.5)
-    clock.t += 1.0
-    assert kws_tab_places.note("c") == live.busy_note(2, 15)
-    asr_tab_places.start("c")  # the same visitor in the other tab: a recording of its own
-    assert asr_tab_places.note("c") == live.busy_note(2, 15)
-    assert kws_tab_places.summary() == {"places": 2, "turn_s": 15, "listening": 1, "listening_all_tabs": 2}
+    seats = live.Seats(places=2, turn_s=15, clock=clock)
+    asr_tab_places = live.Places(seats=seats, clock=clock)
+    kws_tab_places = live.Places(seats=seats, clock=clock)
+    assert asr_tab_places.admit("a") == 0 and kws_tab_places.admit("b") == 0
+    assert kws_tab_places.admit("c") == 1
+    assert kws_tab_places.summary() == {
+        "places": 2, "turn_s": 15, "listening": 1, "listening_all_tabs": 2, "waiting_all_tabs": 1,
+    }  # fmt: skip
     asr_tab_places.stop("a")
-    assert kws_tab_places.note("c") is None and kws_tab_places.listening() == 1
-    # A tab outside the group counts its own recordings only.
+    assert kws_tab_places.admit("c") == 0 and kws_tab_places.listening() == 2
+    # A tab with seats of its own counts its own recordings only.
     alone = live.Places(places=1, turn_s=15, clock=clock)
-    alone.start("d")
-    assert alone.note("d") is None and alone.listening() == 0
+    assert alone.admit("d") == 0 and alone.listening() == 1
+
+
+def test_the_watch_says_no_sound_only_when_nothing_came_at_all():
+    clock = Clock()
+    places = live.Places(places=1, turn_s=15, clock=clock)
+    places.start("a")
+    places.start("b")
+    clock.t += live.NO_SOUND_S
+    assert places.note("a") == live.NO_SOUND
+    places.admit("a")
+    assert places.note("a") is None
+    places.admit("b")
+    assert places.note("b") == live.busy_note(1, 15, 1)  # its chunks arrive: the seats are full, not its microphone
+    places.stop("b")
+    assert places.note("b") is None
 
 
 def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_share():
@@ -241,14 +319,14 @@ def test_status_reports_each_live_tabs_places(tiny_checkpoints):
             "turn_s": live.TURN_S,
             "listening": 0,
             "listening_all_tabs": 0,
+            "waiting_all_tabs": 0,
         }
     assert "live" not in report["qa-distilbert"] and "live" not in report["qa-xlmr"]
-    # The two Live streams are one concurrency group of `PLACES` in the app's queue.
+    # The two Live streams: no limit in Gradio's queue (`Seats` decides), payloads undecoded.
     streams = [fn for fn in demo.fns.values() if fn.connection == "stream"]
     assert len(streams) == 2
-    assert {(fn.concurrency_id, fn.concurrency_limit, fn.time_limit) for fn in streams} == {
-        (live.CONCURRENCY_ID, live.PLACES, live.TURN_S)
-    }
+    assert {(fn.concurrency_limit, fn.time_limit, fn.preprocess) for fn in streams} == {(None, None, False)}
+    assert live.places_of(registry["asr"]).seats is live.places_of(registry["kws"]).seats
 
 
 def tone_microphone(folder) -> str:
@@ -355,3 +433,54 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
         keywords.get_by_text("Input level").first.wait_for(timeout=30_000)  # its place came
         keywords.get_by_role("button", name="Stop").first.click()
     assert len(set(served)) == 2
+
+
+def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_is_refused_at_once(
+    tiny_checkpoints, tmp_path
+):
+    import gradio as gr
+
+    import app
+
+    registry = app.open_registry(tiny_checkpoints)
+    demo = app.build_app(registry)
+    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 2)
+
+    def payload(path):  # what Gradio hands an unprocessed stream event: the upload's FileData
+        return {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
+
+    two_hours = tmp_path / "two_hours.wav"
+    with sf.SoundFile(two_hours, "w", 8_000, 1, subtype="PCM_U8", format="WAV") as file:
+        for _ in range(120):
+            file.write(np.zeros(8_000 * 60, np.float32))
+    request = SimpleNamespace(session_hash="attacker", client=None, headers={})
+    start = time.perf_counter()
+    with pytest.raises(gr.Error, match="A live chunk of 7200.0 s was refused: the microphone sends 2 s at most"):
+        asr_stream.fn(request, payload(two_hours))
+    assert time.perf_counter() - start < 1.0
+    mp3 = tmp_path / "long.mp3"  # no stored length a browser would send: FFmpeg, stopped at the limit
+    sf.write(mp3, np.zeros(16_000 * 30, np.float32), 16_000, format="MP3")
+    with pytest.raises(gr.Error, match="longer than the limit of 2 s"):
+        asr_stream.fn(request, payload(mp3))
+    chunk = tmp_path / "chunk.wav"  # a browser's half second, 48 kHz stereo
+    sf.write(chunk, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
+    registry["asr"].get()  # loaded, so the chunk is served by the model
+    text, note = asr_stream.fn(SimpleNamespace(session_hash="visitor", client=None, headers={}), payload(chunk))
+    assert note == asr_tab.LISTENING
+    assert live.places_of(registry["asr"]).hearing("visitor").heard_s == 0.5
+
+
+def test_a_live_recording_is_limited_to_the_audio_limit(monkeypatch):
+    monkeypatch.setattr(live, "DEFAULT_MAX_DURATION_S", 10.0)
+    clock = Clock()
+    places = live.Places(places=1, turn_s=0, clock=clock)
+    chunk = live.serving(places, lambda chunk, state, missing_s: (state, "text", "Listening"))
+    request = SimpleNamespace(session_hash="a")
+    for _ in range(20):
+        clock.t += 0.5
+        assert chunk(request, (16_000, np.ones(8_000, np.int16))) == ("text", "Listening")
+    clock.t += 0.5
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="A live recording is limited to 10 s: press Stop, then Record"):
+        chunk(request, (16_000, np.ones(8_000, np.int16)))
