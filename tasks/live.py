@@ -21,7 +21,6 @@ server, `docs/MEASUREMENTS.md`, and in `gradio/queueing.py`):
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 import weakref
@@ -35,6 +34,7 @@ import gradio as gr
 from core import settings
 from core.audio import DEFAULT_MAX_DURATION_S, AudioInputError, load_chunk
 from core.slots import Slot
+from tasks.clients import client_address, is_loopback
 from tasks.common import user_errors
 
 # Recordings listened to at once, by both Live tabs together (they share the cores). 3: on 2 cores
@@ -99,13 +99,24 @@ class Seats:
     """Who is heard, server-wide: at most `places` streams at once, the others in line (first come,
     first seated). A stream is a Live tab's recording in one session (`key`)."""
 
-    def __init__(self, places: int, turn_s: float, clock: Callable[[], float] = time.monotonic):
-        self.places = places
-        self.turn_s = turn_s
+    def __init__(
+        self, places: int | None = None, turn_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self._places = places
+        self._turn_s = turn_s
         self._clock = clock
         self._lock = threading.Lock()
         self.seated: dict[tuple, Seat] = {}
         self.line: OrderedDict[tuple, Seat] = OrderedDict()
+
+    @property
+    def places(self) -> int:
+        """The seats (`PLACES` unless given: read when used, so an operator's test can change it)."""
+        return PLACES if self._places is None else self._places
+
+    @property
+    def turn_s(self) -> float:
+        return TURN_S if self._turn_s is None else self._turn_s
 
     def admit(self, key: tuple, address: str | None) -> int:
         """A chunk of `key`'s stream arrived: 0 if it is heard (seated), else its position in line
@@ -223,13 +234,19 @@ class Places:
         clock: Callable[[], float] = time.monotonic,
         seats: Seats | None = None,
     ):
-        self.seats = seats or Seats(PLACES if places is None else places, TURN_S if turn_s is None else turn_s, clock)
-        self.places = self.seats.places
-        self.turn_s = self.seats.turn_s
+        self.seats = seats or Seats(places, turn_s, clock)
         self._clock = clock
         self._lock = threading.Lock()
         self._recordings: dict[str, Recording] = {}
         self._stopped: dict[str, Recording] = {}  # each session's last stopped recording, for `finishing`
+
+    @property
+    def places(self) -> int:
+        return self.seats.places
+
+    @property
+    def turn_s(self) -> float:
+        return self.seats.turn_s
 
     def start(self, session: str) -> None:
         with self._lock:
@@ -374,7 +391,7 @@ def places_of(slot: Slot) -> Places:
     global _SEATS
     places = _PLACES.get(slot)
     if places is None:
-        _SEATS = _SEATS or Seats(PLACES, TURN_S)
+        _SEATS = _SEATS or Seats()
         places = _PLACES[slot] = Places(seats=_SEATS)
     return places
 
@@ -408,27 +425,12 @@ def session_of(request: gr.Request | None) -> str:
 
 
 def address_of(request: gr.Request | None) -> str | None:
-    """The visitor's address, for `PER_ADDRESS`: the peer's, or behind a proxy on a private or
-    loopback address (a Space's), the address it forwarded last. None where none is known, or it
+    """The visitor's address, for `PER_ADDRESS` (`tasks.clients`). None where none is known, or it
     is a loopback one (every visitor of a proxy that forwards nothing would share it)."""
     client = getattr(request, "client", None)
-    host = getattr(client, "host", None)
-    if host is None:
-        return None
-    try:
-        peer = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if peer.is_private or peer.is_loopback:
-        headers = getattr(request, "headers", None) or {}
-        forwarded = [part.strip() for part in str(headers.get("x-forwarded-for", "")).split(",") if part.strip()]
-        if forwarded:
-            host = forwarded[-1]
-            try:
-                peer = ipaddress.ip_address(host)
-            except ValueError:
-                return None
-    return None if peer.is_loopback else str(peer)
+    headers = getattr(request, "headers", None) or {}
+    address = client_address(getattr(client, "host", None), headers.get("x-forwarded-for"))
+    return None if is_loopback(address) else address
 
 
 def chunk_limit_s(every_s: float) -> float:

@@ -13,16 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from core import memory, settings
 from core.slots import Registry
 from tasks import page, sessions
+from tasks.upload_guard import UploadGuard
 
 logger = logging.getLogger(__name__)
 
 # Uploads: Gradio refuses a larger file while it streams in, before it is stored. 128 MB holds ten
-# minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it.
+# minutes (the audio limit) of 48 kHz 16-bit stereo WAV; `UPLOAD_MAX_MB` changes it (fractions too:
+# Gradio is given bytes, since its own size strings take whole numbers only).
 UPLOAD_MAX_MB = settings.number("UPLOAD_MAX_MB", 128.0, least=0.001)
+UPLOAD_MAX_BYTES = int(UPLOAD_MAX_MB * 2**20)
 # Gradio keeps per-visitor state (a copy of every component's config, ~20 KB here) for this many
 # sessions, least recently used out first; its default, 10,000, lets it grow to ~200 MB.
 STATE_SESSIONS = 1000
@@ -70,7 +74,9 @@ def serve(
         demo.queue(status_update_rate=1).launch(
             server_name=host,
             server_port=port,
-            max_file_size=f"{UPLOAD_MAX_MB:g}mb",
+            max_file_size=UPLOAD_MAX_BYTES,
+            # Per request and per client: files, bytes (tasks/upload_guard.py).
+            app_kwargs={"middleware": [Middleware(UploadGuard, max_file_bytes=UPLOAD_MAX_BYTES)]},
             state_session_capacity=STATE_SESSIONS,
             theme=page.theme(),
             head=page.head(),
