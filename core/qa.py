@@ -270,13 +270,8 @@ def answer(
     Raises:
         QuestionTooLong: the question takes more than half a window.
     """
+    check_question_length(model.config, tokenizer, question)
     length = window_length(model.config)
-    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    if question_tokens > length // 2:
-        raise QuestionTooLong(
-            f"The question is {question_tokens} tokens long for {model.config.model_type}; "
-            f"at most {length // 2} leave room for the context."
-        )
     example = Example("q", question, context)
     features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
     device = next(model.parameters()).device
@@ -290,6 +285,18 @@ def answer(
         starts += list(out.start_logits.float().cpu().numpy())
         ends += list(out.end_logits.float().cpu().numpy())
     return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+
+
+def check_question_length(config: Any, tokenizer: Any, question: str, named: str = "The question") -> None:
+    """Raise `QuestionTooLong` for a question that takes more than half a window of the model
+    with `config` (`named` begins the message: "Question 'q7'" for one of a batch)."""
+    length = window_length(config)
+    question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    if question_tokens > length // 2:
+        raise QuestionTooLong(
+            f"{named} is {question_tokens} tokens long for {config.model_type}; "
+            f"at most {length // 2} leave room for the context."
+        )
 
 
 def _stack(rows: list[np.ndarray]) -> np.ndarray:

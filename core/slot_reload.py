@@ -48,6 +48,7 @@ class Reloading:
     _state: str
     _loaded: LoadedModel | None
     _ready_after_s: float | None
+    _retry_origins: tuple | None
     _swap: Any  # the new model's slot, or a HubCheck, while a Reload loads; else None
     _swap_warning: str | None
 
@@ -63,6 +64,10 @@ class Reloading:
             if self._swap is not None or self._state not in ("loaded", "unavailable", "retrying", "not loaded"):
                 return "a load is under way"
             loaded = self._loaded
+            if loaded is None and self._state == "retrying" and self.origins() == self._retry_origins:
+                # The hub failed and nothing else changed: its back-off stands (a visitor's Reload
+                # would otherwise restart it, asking the hub every few seconds).
+                return f"{self.describe_state()}: nothing changed since the hub last failed"
             if loaded is None:  # nothing to keep serving: try every source again, now
                 self.reset()
                 self.start()

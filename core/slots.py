@@ -68,6 +68,7 @@ class Slot(Reloading):
         self._progress: hub.Progress | None = None
         self._retry_at: float | None = None
         self._retries = 0
+        self._retry_origins: tuple | None = None  # the sources as they were when the hub last failed
         self._ready_after_s: float | None = None
 
     def candidates(self) -> list[tuple[str, str]]:
@@ -254,6 +255,7 @@ class Slot(Reloading):
                     return
                 delay = min(RETRY_MAX_S, RETRY_S * 2**self._retries)
                 self._retries += 1
+                self._retry_origins = origins
                 self._retry_at = time.monotonic() + delay
                 self._set("retrying")
                 wake = self._wake

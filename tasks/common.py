@@ -4,8 +4,12 @@ refused input (`core.errors.InputError`) into the `gr.Error` a user sees."""
 from __future__ import annotations
 
 import functools
+import html
 import inspect
+import os
+import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -52,9 +56,29 @@ def status_card(slot: Slot, load: bool = True) -> str:
     return f"**{spec.title}: this model is not available on this server** ({info['reason']})."
 
 
+def without_server_paths(text: str, checkpoints: Path | None = None) -> str:
+    """`text` with the server's folders named instead of spelled out (a public Space shows the
+    operator's section to every visitor; the log keeps the full paths): the checkpoints folder,
+    the hub cache, the temporary folder, the app's folder (`.`) and the home folder (`~`)."""
+    from huggingface_hub import constants
+
+    named = [(constants.HF_HUB_CACHE, "<hub cache>"), (tempfile.gettempdir(), "<tmp>")]
+    if checkpoints is not None:
+        named.append((str(Path(checkpoints).resolve()), "<checkpoints>"))
+    named += [(os.getcwd(), "."), (str(Path.home()), "~")]
+    spelled = {}
+    for folder, name in named:
+        for form in {str(folder), str(Path(folder).resolve())}:
+            if len(form.rstrip("/")) > 1:
+                spelled.setdefault(form.rstrip("/"), name)
+    for folder in sorted(spelled, key=len, reverse=True):  # the most specific first
+        text = text.replace(folder, spelled[folder])
+    return text
+
+
 def operator_card(slot: Slot) -> str:
-    """Markdown for the operator: every source tried with its full error, where a trained
-    checkpoint goes and how to make one (the Models tab shows it collapsed)."""
+    """Markdown for the operator: every source tried with its error, where a trained checkpoint
+    goes and how to make one (the Models tab shows it collapsed), without server paths."""
     info = slot.status(detail=True)
     spec = slot.spec
     lines = [f"**{spec.title}** (`{spec.name}`): {info['detail']}"]
@@ -65,7 +89,7 @@ def operator_card(slot: Slot) -> str:
         f"- a trained checkpoint goes to `{slot.checkpoints / spec.name}` (`{spec.train_command}`); or set "
         f"`{spec.env_var}` to a folder or a hub id; then *Reload models*"
     )
-    return "\n".join(lines)
+    return without_server_paths("\n".join(lines), slot.checkpoints)
 
 
 def no_evaluation(loaded: LoadedModel | None) -> str:
@@ -199,6 +223,15 @@ def user_errors() -> Iterator[None]:
         yield
     except InputError as err:
         raise gr.Error(str(err)) from err
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def literal(text: str) -> str:
+    """`text` (a visitor's words) shown as it is inside Markdown: HTML escaped and Markdown's
+    special characters backslashed, so neither markup nor tags in it render."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:

@@ -19,7 +19,7 @@ from core.slot_errors import SlotUnavailable
 from core.slots import LoadedModel, Registry
 from core.squad_metric import normalize_answer
 from core.structure import human_bytes
-from tasks.common import fading, shown_key, status_card, status_watch, uploaded_path, user_errors
+from tasks.common import fading, literal, shown_key, status_card, status_watch, uploaded_path, user_errors
 from tasks.qa_explorer import qa_explorer
 from tasks.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -97,7 +97,7 @@ def agreement(results: dict[str, dict[str, Any]]) -> str:
         return "Only one model is available: nothing to compare."
     a, b = (t or "" for t in texts)
     if normalize_answer(a) == normalize_answer(b):
-        return "✅ **The models agree**" + (" (both abstain)." if not a else f": “{a}”.")
+        return "✅ **The models agree**" + (" (both abstain)." if not a else f": “{literal(a)}”.")
     return "⚠️ **The models disagree.**"
 
 
@@ -110,11 +110,11 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[li
         return f"**No model.** {result['error']}", in_context(context), []
     # Plain words first; the numbers behind the decision in a smaller details line.
     if result["text"]:
-        summary = f"### {result['text']}\nAnswers with {result['probability']:.0%} confidence."
+        summary = f"### {literal(result['text'])}\nAnswers with {result['probability']:.0%} confidence."
     else:
         summary = "### No answer\nAbstains: it finds no answer to this question in the text."
         if result["best_span"]:
-            summary += f" Its best guess was “{result['best_span']}”."
+            summary += f" Its best guess was “{literal(result['best_span'])}”."
     summary += (
         f"\n\n<small>no-answer score − best span score = {result['score_diff']:+.2f}; it abstains above "
         f"{result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"

@@ -178,11 +178,14 @@ def evaluate_examples(
     `with_fp32`, a model served in another precision (int8 on CPU) also answers in fp32 (loaded
     from its checkpoint for this evaluation), so the scores show what the precision costs."""
     examples = batch.examples
+    served = {name: require(registry[name]) for name in NAMES}
+    for loaded in served.values():  # every question checked before any model runs
+        for e in examples:
+            qa.check_question_length(loaded.model.config, loaded.processor, e.question, f"Question '{e.id}'")
     answers: dict[str, dict[str, str]] = {}
     reference: dict[str, dict[str, str]] = {}
     precisions = {}
-    for name in NAMES:
-        loaded = require(registry[name])
+    for name, loaded in served.items():
         threshold = qa.default_threshold(loaded.metrics)
         precisions[name] = loaded.precision
         shown = progress.tqdm(examples, desc=f"{NAMES[name]} ({loaded.precision})") if progress else None

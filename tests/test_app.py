@@ -130,7 +130,9 @@ def test_missing_slot_card_says_why_in_one_line_and_the_operator_card_how_to_fix
         f"{SLOTS['qa-xlmr'].revision}: the model hub is not reachable from this server)."
     )
     detail = operator_card(slot)
-    assert f"tried `checkpoint {tmp_path / 'qa-xlmr'}`: no folder at {tmp_path / 'qa-xlmr'}" in detail
+    # The folders named, not spelled out: a public Space shows this section to every visitor.
+    assert "tried `checkpoint <checkpoints>/qa-xlmr`: no folder at <checkpoints>/qa-xlmr" in detail
+    assert str(tmp_path) not in detail and "a trained checkpoint goes to `<checkpoints>/qa-xlmr`" in detail
     assert "outgoing traffic has been disabled" in detail  # the hub library's own words, in full
     assert "python -m train.qa train/configs/qa_xlmr.json" in detail and "QA_XLMR_MODEL" in detail
 
@@ -292,3 +294,17 @@ def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, t
     small.write_bytes(b"RIFF" + bytes(1000))  # under the limit: it reaches the endpoint (which has no model)
     with pytest.raises(Exception, match="speech recognition model is not available on this server"):
         client.predict(handle_file(str(small)), api_name="/transcribe")
+
+
+def test_the_operator_section_names_server_folders_instead_of_spelling_them_out(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from tasks.common import without_server_paths
+
+    monkeypatch.chdir(tmp_path)
+    text = f"no folder at {tmp_path}/checkpoints/asr; cached {constants.HF_HUB_CACHE}/models--a--b/snapshots/c"
+    assert without_server_paths(text) == (
+        "no folder at ./checkpoints/asr; cached <hub cache>/models--a--b/snapshots/c"
+    )
+    elsewhere = tmp_path / "data" / "ckpt"
+    assert without_server_paths(f"at {elsewhere}/kws", elsewhere) == "at <checkpoints>/kws"

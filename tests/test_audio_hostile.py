@@ -191,3 +191,26 @@ def test_a_file_too_large_to_decode_is_refused_from_its_header_and_the_worst_acc
     for result in accepted:
         assert result["ok"] and result["seconds"] == pytest.approx(600, abs=0.1)
         assert result["grew_mb"] < 200, result  # the bound docs/MEASUREMENTS.md states
+
+
+def test_an_mp3_with_a_damaged_middle_decodes_past_the_damage_as_ffmpeg_does(tmp_path):
+    import io
+
+    from core.audio import load_audio
+
+    t = np.arange(16_000 * 60) / 16_000
+    buffer = io.BytesIO()
+    sf.write(buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16_000, format="MP3")
+    data = bytearray(buffer.getvalue())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(bytes(data))
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    ffmpeg_s = len(pcm) / 32_000
+    assert ffmpeg_s > 55  # (the app stopped at the first bad frame: 30 s)
+    assert len(load_audio(str(path))) / 16_000 == pytest.approx(ffmpeg_s, abs=0.05)

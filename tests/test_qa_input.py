@@ -214,3 +214,44 @@ def test_batch_files_are_cut_to_the_limits_and_say_so(tmp_path, monkeypatch):
     monkeypatch.setattr(qa_panels, "BATCH_MAX_BYTES", 1000)
     with pytest.raises(qa_panels.InputError, match=r"The file is 1[0-9.]+ KB; the limit is 1000 B\."):
         qa_panels.read_batch(upload)
+
+
+def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model_runs(
+    tiny_checkpoints, tmp_path, monkeypatch
+):
+    import gradio as gr
+
+    from core.slots import Registry
+    from tasks import qa_panels
+
+    lines = [
+        {"id": "q0", "context": "Paris is the capital of France.", "question": "What is the capital?", "answers": []},
+        {"id": "q-long", "context": "Paris is the capital.", "question": "why " * 240, "answers": []},
+        {"id": "q2", "context": "Rome is in Italy.", "question": "Where is Rome?", "answers": []},
+    ]
+    upload = tmp_path / "batch.jsonl"
+    upload.write_text("\n".join(json.dumps(line) for line in lines))
+    ran = []
+    monkeypatch.setattr(qa_panels, "predict_all", lambda *args, **kwargs: ran.append(args))
+    with pytest.raises(gr.Error) as err:
+        qa_panels.batch_evaluate(Registry(tiny_checkpoints), str(upload))
+    assert str(err.value.message).startswith("Question 'q-long' is ")
+    assert "tokens long for distilbert; at most" in err.value.message and not ran
+
+
+def test_an_answer_from_the_visitors_own_text_is_shown_as_text_never_as_markup():
+    from tasks import qa as qa_tab
+
+    said = "<img src=x onerror=alert(1)> **bold** [link](http://x)"
+    result = {
+        "text": said, "probability": 0.9, "score_diff": -2.0, "threshold": 0.0, "seconds": 0.01,
+        "start": 0, "end": len(said), "alternatives": [], "best_span": said,
+    }  # fmt: skip
+    summary, marked, _ = qa_tab.side(result, said)
+    heading = summary.splitlines()[0]
+    assert heading == (r"### &lt;img src=x onerror=alert\(1\)&gt; \*\*bold\*\* \[link\]\(http://x\)")
+    assert "<img" not in summary and "<img" not in marked
+    abstained = qa_tab.side({**result, "text": ""}, said)[0]
+    assert "“&lt;img src=x onerror=alert\\(1\\)&gt; \\*\\*bold" in abstained
+    agree = qa_tab.agreement({"a": {"text": said}, "b": {"text": said}})
+    assert "<img" not in agree and "\\*\\*bold\\*\\*" in agree

@@ -308,3 +308,32 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
     assert timer.value == SETTLED_EVERY_S and tick(new_key)[2:] == [gr.skip(), gr.skip()] and len(renders) == 2
     slot.reset()  # no model: the "no evaluation" line changes too
     assert tick(new_key)[3] != new_key and len(renders) == 3
+
+
+def test_a_visitors_reload_keeps_the_hub_back_off_unless_a_source_changed(tmp_path, monkeypatch, two_asr):
+    from core import hub
+
+    real_load = slots.load_source
+    tried: list[str] = []
+
+    def hub_times_out(spec, label, source, phase, attempts):
+        tried.append(label)
+        if label == "checkpoint" and (tmp_path / "asr").is_dir():
+            return real_load(spec, label, source, phase, attempts)
+        raise hub.HubTimeout("the hub did not answer")
+
+    monkeypatch.setattr(slots, "load_source", hub_times_out)
+    slot = Registry(tmp_path)["asr"]
+    slot.start()
+    deadline = time.monotonic() + 10
+    while slot.state != "retrying" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slot.state == "retrying"
+    before = len(tried)
+    for _ in range(5):  # visitors pressing Reload
+        assert slot.refresh().endswith("nothing changed since the hub last failed")
+    time.sleep(0.3)
+    assert len(tried) == before and slot.state == "retrying" and slot.status()["retry_in_s"] > 20
+    shutil.copytree(two_asr[1], tmp_path / "asr")  # a checkpoint trained meanwhile: tried now
+    assert slot.refresh() == "loading"
+    assert slot.get().source == str(tmp_path / "asr")
