@@ -21,7 +21,8 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from core.audio import AudioInput, load_audio
+from core.audio import AudioInput
+from core.audio_worker import load_isolated
 from core.errors import InputError
 from core.scratch import scratch_folder
 from core.slot_errors import SlotNotReady, SlotUnavailable, plain_reasons
@@ -267,9 +268,10 @@ def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
 
 
 def audio_or_error(source: AudioInput, max_duration_s: float | None = None) -> np.ndarray:
-    """16 kHz mono float32 samples, or a `gr.Error` with the reason the audio was refused."""
+    """16 kHz mono float32 samples, or a `gr.Error` with the reason the audio was refused. A file
+    is decoded in a worker process (`core.audio_worker`): one that crashes a decoder is refused."""
     with user_errors():
-        return load_audio(source, max_duration_s=max_duration_s)
+        return load_isolated(source, max_duration_s=max_duration_s)
 
 
 def uploaded_path(file: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
-from core import memory, settings
+from core import audio_worker, memory, settings
 from core.slots import Registry
 from tasks import page, sessions
 from tasks.upload_guard import UploadGuard
@@ -48,12 +48,14 @@ def open_registry(checkpoints: Path | str = "checkpoints", preload: bool | None 
 
 def warm_start(registry: Registry, preload: bool) -> Callable[[], None]:
     """What runs once the app answers: the heap frozen (`memory.freeze_heap`, again after each
-    model load) and, with `preload`, every slot's load started in the background."""
+    model load), with `preload`, every slot's load started in the background, and the audio
+    decoding workers started (`core.audio_worker`)."""
 
     def start() -> None:
         memory.freeze_heap(registry.loaded)
         if preload:
             registry.preload()
+        threading.Thread(target=audio_worker.warm, name="audio workers", daemon=True).start()
 
     return start
 

@@ -214,3 +214,42 @@ def test_an_mp3_with_a_damaged_middle_decodes_past_the_damage_as_ffmpeg_does(tmp
     ffmpeg_s = len(pcm) / 32_000
     assert ffmpeg_s > 55  # (the app stopped at the first bad frame: 30 s)
     assert len(load_audio(str(path))) / 16_000 == pytest.approx(ffmpeg_s, abs=0.05)
+
+
+def planar_to_ndarray(path: str) -> int:
+    """How the app decoded before: PyAV's planar frames to NumPy, which segfaults on 8 channels."""
+    import av
+
+    with av.open(path) as container:
+        planar = av.AudioResampler(format="fltp")
+        return sum(out.to_ndarray().shape[1] for f in container.decode(audio=0) for out in planar.resample(f))
+
+
+def test_a_decoder_that_crashes_natively_ends_a_worker_and_refuses_the_file_the_server_lives_on(every_container):
+    from core import audio_worker
+    from core.audio import AudioInputError
+
+    eight = next(p for p in every_container if p.name == "8ch.m4a")
+    two = next(p for p in every_container if p.name == "2ch.m4a")
+    assert audio_worker.run(planar_to_ndarray, str(two), name="2ch.m4a") > 15_000  # the old way, 2 channels: fine
+    with pytest.raises(AudioInputError) as err:
+        audio_worker.run(planar_to_ndarray, str(eight), name="8ch.m4a")  # a segfault, in a worker
+    assert str(err.value) == "'8ch.m4a' could not be decoded: the file is damaged. Use wav, flac, ogg, mp3 or m4a."
+    samples = audio_worker.load_isolated(str(eight))  # the app's decoder, in a new worker
+    assert len(samples) / 16_000 == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(AudioInputError, match="has 16 audio channels"):  # a refusal crosses the process as itself
+        audio_worker.load_isolated({"path": str(next(p for p in every_container if p.name == "16ch.wav"))})
+
+
+def test_the_app_serves_the_37_kb_upload_that_used_to_kill_it_and_refuses_sixteen_channels(tiny_app, every_container):
+    from gradio_client import Client, handle_file
+
+    client = Client(tiny_app, verbose=False)
+    eight = next(p for p in every_container if p.name == "8ch.m4a")
+    spotted = client.predict(handle_file(str(eight)), api_name="/spot")
+    assert spotted["label"] in {c["label"] for c in spotted["confidences"]} and len(spotted["confidences"]) == 5
+    assert isinstance(client.predict(handle_file(str(eight)), api_name="/transcribe"), str)
+    sixteen = next(p for p in every_container if p.name == "16ch.webm")
+    with pytest.raises(Exception, match="'16ch.webm' has 16 audio channels; at most 8 are accepted"):
+        client.predict(handle_file(str(sixteen)), api_name="/spot")
+    assert set(client.predict(api_name="/status")) >= {"asr", "kws", "app"}  # still serving
