@@ -188,3 +188,22 @@ def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_
     slow = live_capacity.run("asr", loaded, 1, seconds=6.0)
     assert 0.5 <= slow["heard_share"] <= 0.75, slow
     assert slow["update_p50_s"] >= 0.8
+
+
+def test_render_loop_pages_of_clips_do_not_grow_the_disk(tmp_path):
+    from bench import render_loop
+
+    result = render_loop.main(["--seconds", "2", "--json", str(tmp_path / "render.json")])
+    assert result["renders"] >= 4
+    assert result["at_end_mb"] == result["after_first_round_mb"]
+    assert (
+        result["at_end_mb"]["app_clips"] > 0.1 and result["at_end_mb"]["gradio_cache"] > 0.1
+    )  # the clips were served
+
+
+def test_audio_decode_reports_the_cost_of_a_worker_process(tmp_path):
+    from bench import audio_decode
+
+    rows = audio_decode.main(["--seconds", "1", "--repeats", "1"])
+    assert [r["file"] for r in rows] == [k[0] for k in audio_decode.KINDS]
+    assert all(r["in_process_s"] > 0 and r["worker_ratio"] > 0 and r["fresh_process_ratio"] > 1 for r in rows)
