@@ -1,7 +1,7 @@
 """What decoding an upload costs in the serving process, against decoding it in a child process
-(whose crash would be a refused input instead of a dead server): a worker kept running
-(`forkserver`, one round trip per file) and a fresh process per file. Printed as ratios to the
-in-process time, for files a visitor typically sends.
+(whose crash would be a refused input instead of a dead server): the app's workers kept running
+(`core.audio_worker`, one round trip per file) and a fresh process per file. Printed as ratios to
+the in-process time, for files a visitor typically sends, with the workers' memory.
 
     python -m bench.audio_decode                 # 10 s and 60 s clips, 5 repeats
     python -m bench.audio_decode --seconds 2 --repeats 2 --json out.json
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import subprocess
 import sys
@@ -20,8 +19,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import soundfile as sf
 
+from core import audio_worker
 from core.audio import load_audio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +45,6 @@ def make(folder: Path, name: str, rate: int, channels: int, options: list[str] |
     return out
 
 
-def _decode(path: str) -> int:
-    return len(load_audio(path))
-
-
 def timed(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -64,17 +61,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     rows = []
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["core.audio"])
     fresh = [sys.executable, "-c", "import sys; from core.audio import load_audio; load_audio(sys.argv[1])"]
-    with tempfile.TemporaryDirectory(prefix="bench-decode-") as folder, context.Pool(1) as worker:
-        worker.apply(_decode, (make(Path(folder), *KINDS[2][:4], 1.0),))  # started and warm
+    with tempfile.TemporaryDirectory(prefix="bench-decode-") as folder:
+        warmup = str(make(Path(folder), *KINDS[0][:4], 1.0))
+        for _ in audio_worker._workers:  # every worker started and its decoders imported
+            audio_worker.load_isolated(warmup)
         for seconds in args.seconds:
             for name, rate, channels, options in KINDS:
                 path = str(make(Path(folder), name, rate, channels, options, seconds))
-                _decode(path)  # imports and caches warm
-                inline = timed(lambda p=path: _decode(p), args.repeats)
-                pooled = timed(lambda p=path: worker.apply(_decode, (p,)), args.repeats)
+                load_audio(path)  # imports and caches warm
+                inline = timed(lambda p=path: load_audio(p), args.repeats)
+                pooled = timed(lambda p=path: audio_worker.load_isolated(p), args.repeats)
                 spawned = timed(lambda p=path: subprocess.run([*fresh, p], cwd=ROOT, check=True), args.repeats)
                 rows.append(
                     {
@@ -94,6 +91,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"(+{r['fresh_process_extra_ms']} ms)",
                     flush=True,
                 )
+    workers = [psutil.Process(w.process.pid).memory_full_info() for w in audio_worker._workers if w.process]
+    for row in rows:
+        row["worker_uss_mb"] = [round(m.uss / 2**20) for m in workers]
+    print("workers' memory (USS, after decoding):", ", ".join(f"{m.uss / 2**20:.0f} MB" for m in workers))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return rows
