@@ -14,7 +14,7 @@ import soundfile as sf
 from core import long_audio
 from core.ctc import build_char_vocab, make_processor
 from tasks import asr as asr_tab
-from tasks import live
+from tasks import live, live_places
 from tests.tone_ctc import ToneCTC, speak_as_tones
 
 
@@ -350,8 +350,8 @@ def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoint
     # the first one's transcript and final line say what it missed meanwhile.
     from scripts.screenshot import open_pages
 
-    monkeypatch.setattr(live, "PLACES", 1)
-    monkeypatch.setattr(live, "TURN_S", 5.0)
+    monkeypatch.setattr(live_places, "PLACES", 1)
+    monkeypatch.setattr(live_places, "TURN_S", 5.0)
     served: list[tuple[str, float]] = []
     real_heard = live.Places.heard
 
@@ -404,8 +404,8 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
     # keyword tab is told it is full and is heard once the first one stops.
     from scripts.screenshot import open_pages
 
-    monkeypatch.setattr(live, "PLACES", 1)
-    monkeypatch.setattr(live, "TURN_S", 0.0)
+    monkeypatch.setattr(live_places, "PLACES", 1)
+    monkeypatch.setattr(live_places, "TURN_S", 0.0)
     served: list[str] = []
     real_heard = live.Places.heard
 
@@ -471,7 +471,7 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
 
 
 def test_a_live_recording_is_limited_to_the_audio_limit(monkeypatch):
-    monkeypatch.setattr(live, "DEFAULT_MAX_DURATION_S", 10.0)
+    monkeypatch.setattr(live_places, "DEFAULT_MAX_DURATION_S", 10.0)
     clock = Clock()
     places = live.Places(places=1, turn_s=0, clock=clock)
     chunk = live.serving(places, lambda chunk, state, missing_s: (state, "text", "Listening"))
