@@ -43,26 +43,34 @@ def labels_of(loaded: LoadedModel) -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
-def clip_scores(loaded: LoadedModel, samples: np.ndarray) -> tuple[dict[str, float], spotting.Scan]:
-    """Class probabilities for a clip (its most keyword-like 1 s window when longer), and the scan
-    of every window they were chosen from."""
+def clip_scores(
+    loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[dict[str, float], spotting.Scan, list[spotting.Detection]]:
+    """Class probabilities for a clip, the scan of its 1 s windows and the keywords a live listener
+    would log in it at `threshold`. A clip longer than a window is summarised by the window of its
+    most probable logged keyword, so the label agrees with the timeline; with none logged, by its
+    most keyword-like window (one window's spike, which a listener would not log, does not win
+    over a keyword heard in two)."""
     scan = spotting.sliding_probs(loaded.model, loaded.processor, samples)
     labels = labels_of(loaded)
-    summary = spotting.best_window(scan.probs, labels, scan.quiet)
-    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan
+    found = spotting.detect(scan, labels, threshold) if len(scan.times) > 1 else []
+    if found:
+        strongest = max(found, key=lambda d: d.probability)
+        summary = scan.probs[int(np.argmin(np.abs(np.asarray(scan.times) - strongest.time_s)))]
+    else:
+        summary = spotting.best_window(scan.probs, labels, scan.quiet)
+    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan, found
 
 
 def spot(
     loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
 ) -> tuple[dict[str, float], go.Figure | None, list[spotting.Detection]]:
-    """`clip_scores`; for a clip longer than 1 s also the keywords a live listener would log in it
-    at `threshold` and a timeline of the waveform and every keyword's probability."""
-    scores, scan = clip_scores(loaded, samples)
+    """`clip_scores`, and for a clip longer than 1 s a timeline of the waveform, every keyword's
+    probability and the keywords logged."""
+    scores, scan, found = clip_scores(loaded, samples, threshold)
     if len(scan.times) < 2:
         return scores, None, []
-    labels = labels_of(loaded)
-    found = spotting.detect(scan, labels, threshold)
-    return scores, timeline_figure(samples, scan, labels, found), found
+    return scores, timeline_figure(samples, scan, labels_of(loaded), found), found
 
 
 def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
@@ -341,8 +349,9 @@ def build(registry: Registry) -> gr.Blocks:
         )
 
         def api_spot(audio: FileData | None = None) -> dict:
-            """The top 5 keywords of an uploaded clip (its most keyword-like 1 s window when
-            longer), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
+            """The top 5 keywords of an uploaded clip (when longer than 1 s, of the window of the
+            keyword a live listener would log with the highest probability, else of its most
+            keyword-like window), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
             path = uploaded_path(audio)
             loaded = require(slot)
             scores = clip_scores(loaded, audio_or_error(path))[0]  # no timeline: the API returns none
