@@ -47,7 +47,8 @@ def load_isolated(source: AudioInput, max_duration_s: float | None = None) -> np
     path = source.get("path") if isinstance(source, dict) and not source.get("bytes") else source
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip() or not Path(path).is_file():
         return load_audio(source, max_duration_s=max_duration_s)
-    return run("core.audio:load_audio", str(path), max_duration_s=max_duration_s)
+    # (absolute: the worker runs in the repository's folder, the server wherever it was started)
+    return run("core.audio:load_audio", os.path.abspath(path), max_duration_s=max_duration_s)
 
 
 def run(decoder: str, path: str, **kwargs: Any) -> np.ndarray:

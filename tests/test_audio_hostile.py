@@ -255,3 +255,11 @@ def test_the_app_serves_the_37_kb_upload_that_used_to_kill_it_and_refuses_sixtee
     with pytest.raises(Exception, match="'16ch.webm' has 16 audio channels; at most 8 are accepted"):
         client.predict(handle_file(str(sixteen)), api_name="/spot")
     assert set(client.predict(api_name="/status")) >= {"asr", "kws", "app"}  # still serving
+
+
+def test_a_relative_path_is_decoded_from_the_servers_folder_not_the_workers(every_container, monkeypatch):
+    from core import audio_worker
+
+    two = next(p for p in every_container if p.name == "2ch.m4a")
+    monkeypatch.chdir(two.parent)
+    assert len(audio_worker.load_isolated("2ch.m4a")) / 16_000 == pytest.approx(1.0, abs=0.1)
