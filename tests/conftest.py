@@ -23,7 +23,7 @@ from tests.helpers import ROOT, free_port
 # Fixtures that train a model or start `python app.py`: a test that uses one is marked slow (as the
 # benchmark tests mark themselves), so `pytest -m "not slow and not browser"` is a loop of well
 # under a minute while the full suite runs them all.
-SLOW_FIXTURES = {"learned", "microphone_wav", "smoke_workdir", "app_process", "repos", "two_asr"}
+SLOW_FIXTURES = {"learned", "microphone_wav", "smoke_workdir", "app_process", "repos", "two_asr", "every_container"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
