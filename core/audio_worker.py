@@ -4,8 +4,8 @@ and a new worker takes the dead one's place.
 
 No file is known to crash the decoders as `core/audio_files.py` drives them (a channel matrix and
 1,550 damaged files, docs/MEASUREMENTS.md); PyAV's multichannel `to_ndarray` did, and this is the
-net under whatever the next one is. Its cost, measured by `bench.audio_decode`: a few ms a file on
-top of the decode, with workers kept running (a fresh process per file cost 140-740 ms).
+net under whatever the next one is. Its cost, measured by `bench.audio_decode`: 2-11 ms a file on
+top of the decode and 85 MB a worker, kept running (a fresh process per file cost 150-780 ms).
 
 A worker is `python -m core.audio_worker`, one request at a time over its stdin/stdout (a JSON
 line in; a JSON line and the float32 samples out), so it imports the decoders and nothing of the
