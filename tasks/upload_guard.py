@@ -1,6 +1,6 @@
 """Upload volume per request and per client, checked before Gradio stores anything.
 
-Gradio's upload route takes up to 1,000 files a request, each up to the per-file cap, and no
+Gradio's upload route (and `/component_server`) takes up to 1,000 files a request, each up to the per-file cap, and no
 limit per client: ten 100 MB files were stored in 4.5 s by one request. `UploadGuard` wraps the
 app (pure ASGI, so it sees the request before the route reads it):
 - a request must state its size (`Content-Length`; browsers and `gradio_client` do), at most one
@@ -69,7 +69,9 @@ class PartCounter:
 
 
 class UploadGuard:
-    """ASGI middleware over Gradio's app: the limits above on `POST .../upload`."""
+    """ASGI middleware over Gradio's app: the limits above on every multipart `POST` (Gradio's
+    `/upload`, and `/component_server`, which also takes files); Gradio's `/process_recording`
+    (it runs FFmpeg on an uploaded video, for a screen recorder this app does not use) answers 404."""
 
     def __init__(
         self,
@@ -90,17 +92,20 @@ class UploadGuard:
         self._sent: dict[str, deque[tuple[float, int]]] = {}  # client -> (when, bytes stated)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/upload"):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        if scope["path"].endswith("/process_recording"):  # Gradio's screen-recording transcoder: not offered here
+            await _respond(send, 404, "Not Found")
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        boundary = _boundary(headers.get("content-type", ""))
+        if boundary is None:  # not a file upload (Gradio's upload route refuses it, storing nothing)
+            await self.app(scope, receive, send)
+            return
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             await _respond(send, *refusal)
-            return
-        boundary = _boundary(headers.get("content-type", ""))
-        if boundary is None:  # not multipart: Gradio refuses it without storing anything
-            await self.app(scope, receive, send)
             return
         counter = PartCounter(boundary, self.max_files)
 

@@ -66,11 +66,19 @@ def test_upload_volume_is_bounded_per_request_and_per_client_and_a_refusal_store
     two = post({"c.wav": b"RIFF" + bytes(200_000), "d.wav": b"RIFF" + bytes(200_000)})
     assert two.status_code == 200 and len(two.json()) == 2
     assert len(stored(cache)) == len(before) + 2  # nothing from the refused requests
-    for _ in range(3):  # 0.4 MB each, 1.9 MB in all: the client's 2 MB an hour run out
-        assert post({"e.wav": b"RIFF" + bytes(400_000)}).status_code == 200
+    for i in range(3):  # 0.4 MB each, 1.9 MB in all: the client's 2 MB an hour run out
+        assert post({"e.wav": b"RIFF" + bytes([i + 1]) + bytes(400_000)}).status_code == 200
     over = post({"f.wav": b"RIFF" + bytes(400_000)})
     assert over.status_code == 429 and over.text.startswith("You have uploaded 2 MB in the last 60 minutes")
     chunked = httpx.post(
         upload, content=iter([b"x" * 10]), headers={"content-type": "multipart/form-data; boundary=x"}
     )
     assert chunked.status_code == 411
+    # Gradio's other multipart routes: the same limits, and no screen-recording transcoder.
+    body, content_type = multipart({f"{i}.wav": b"RIFF" for i in range(5)})
+    component = httpx.post(f"{url}gradio_api/component_server", content=body, headers={"content-type": content_type})
+    assert component.status_code == 413
+    body, content_type = multipart({"screen.mp4": b"\x00" * 1000})
+    recording = httpx.post(f"{url}gradio_api/process_recording", content=body, headers={"content-type": content_type})
+    assert recording.status_code == 404
+    assert len(stored(cache)) == len(before) + 2 + 3  # the two, then three 0.4 MB uploads: nothing else
