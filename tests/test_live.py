@@ -484,3 +484,29 @@ def test_a_live_recording_is_limited_to_the_audio_limit(monkeypatch):
 
     with pytest.raises(gr.Error, match="A live recording is limited to 10 s: press Stop, then Record"):
         chunk(request, (16_000, np.ones(8_000, np.int16)))
+
+
+def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_the_apps_handler(
+    tiny_checkpoints, tmp_path, monkeypatch
+):
+    import app
+
+    monkeypatch.setattr(live, "_SEATS", None)  # seats of this app's own, whatever earlier tests left
+    registry = app.open_registry(tiny_checkpoints)
+    demo = app.build_app(registry)
+    registry["asr"].get()
+    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 2)
+    chunk = tmp_path / "chunk.wav"
+    sf.write(chunk, (np.sin(np.arange(8_000) / 5) * 8_000).astype(np.int16), 16_000, subtype="PCM_16")
+    payload = {"path": str(chunk), "meta": {"_type": "gradio.FileData"}, "orig_name": "chunk.wav"}
+
+    def send(session: str):
+        return asr_stream.fn(SimpleNamespace(session_hash=session, client=None, headers={}), payload)
+
+    for squatter in ("s1", "s2", "s3"):  # one chunk each, then nothing
+        assert send(squatter)[1] == asr_tab.LISTENING
+    waiting = send("visitor")[1]
+    assert waiting.startswith("Live listening is full") and "You are number 1 in line." in waiting
+    time.sleep(live.IDLE_S + 0.2)
+    assert send("visitor")[1] == asr_tab.LISTENING  # heard
+    assert live.places_of(registry["asr"]).listening() == 1
