@@ -436,12 +436,13 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
 
 
 def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_is_refused_at_once(
-    tiny_checkpoints, tmp_path
+    tiny_checkpoints, tmp_path, monkeypatch
 ):
     import gradio as gr
 
     import app
 
+    monkeypatch.setattr(live, "_SEATS", None)  # seats of this app's own, whatever earlier tests left
     registry = app.open_registry(tiny_checkpoints)
     demo = app.build_app(registry)
     asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 2)
