@@ -36,6 +36,18 @@ def ffmpeg(wav: Path, out: Path, *options: str) -> Path:
     return out
 
 
+def constant_flac(path: Path, rate: int, channels: int, seconds: int, ticks: bool = False) -> Path:
+    """`seconds` of a constant level (DC) as 16-bit FLAC, written a second at a time: hundreds of
+    seconds of many channels in a small file. `ticks`: a sample in 97 raised, so it is not silent."""
+    block = np.full((rate, channels), 0.25, np.float32)
+    if ticks:
+        block[::97] = 0.3
+    with sf.SoundFile(path, "w", rate, channels, format="FLAC", subtype="PCM_16") as file:
+        for _ in range(seconds):
+            file.write(block)
+    return path
+
+
 def mp3_bytes(seconds: float) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, tone(seconds), 16_000, format="MP3")
@@ -51,11 +63,7 @@ def hostile_files(folder: Path, worst: bool) -> list[Path]:
         sf.write(wav, tone(3.0, channels=channels), 16_000, subtype="PCM_16")
         files.append(ffmpeg(wav, folder / f"{channels}ch.webm", "-c:a", "libopus", "-mapping_family", "255"))
     files.append(ffmpeg(folder / "8ch.wav", folder / "8ch.m4a", "-c:a", "aac"))
-    huge = folder / "dc8ch192k.flac"
-    with sf.SoundFile(huge, "w", 192_000, 8, format="FLAC", subtype="PCM_16") as file:
-        for _ in range(590):
-            file.write(np.full((192_000, 8), 0.25, np.float32))
-    files.append(huge)
+    files.append(constant_flac(folder / "dc8ch192k.flac", 192_000, 8, 590))
     joined = folder / "two_hours_header_says_10s.mp3"
     joined.write_bytes(mp3_bytes(10.0) * 720)
     files.append(joined)
@@ -66,13 +74,7 @@ def hostile_files(folder: Path, worst: bool) -> list[Path]:
     (folder / "text.mp3").write_text("not audio\n" * 100)
     files.append(folder / "text.mp3")
     if worst:
-        stereo = folder / "worst_600s_192k_stereo.flac"
-        with sf.SoundFile(stereo, "w", 192_000, 2, format="FLAC", subtype="PCM_16") as file:
-            block = np.full((192_000, 2), 0.25, np.float32)
-            block[::97] = 0.3
-            for _ in range(600):
-                file.write(block)
-        files.append(stereo)
+        files.append(constant_flac(folder / "worst_600s_192k_stereo.flac", 192_000, 2, 600, ticks=True))
     return files
 
 

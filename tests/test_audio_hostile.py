@@ -170,17 +170,10 @@ def test_a_file_too_large_to_decode_is_refused_from_its_header_and_the_worst_acc
     # 8 channels at 192 kHz for 590 s of DC: 0.9 MB of FLAC, 3.6 GB as float32 (it took RSS from
     # 0.7 to 4.6 GB). And the largest file the budget accepts, 600 s of 192 kHz stereo, also
     # without a stored length (decoded by FFmpeg).
-    huge = tmp_path / "dc8ch192k.flac"
-    with sf.SoundFile(huge, "w", 192_000, 8, format="FLAC", subtype="PCM_16") as file:
-        block = np.full((192_000, 8), 0.25, np.float32)
-        for _ in range(590):
-            file.write(block)
-    worst = tmp_path / "worst.flac"
-    with sf.SoundFile(worst, "w", 192_000, 2, format="FLAC", subtype="PCM_16") as file:
-        block = np.full((192_000, 2), 0.25, np.float32)
-        block[::97] = 0.3
-        for _ in range(600):
-            file.write(block)
+    from bench.hostile import constant_flac
+
+    huge = constant_flac(tmp_path / "dc8ch192k.flac", 192_000, 8, 590)
+    worst = constant_flac(tmp_path / "worst.flac", 192_000, 2, 600, ticks=True)
     streamed = without_stored_length(worst, tmp_path / "worst-streamed.flac")
     refused, *accepted = decode_in_child([huge, worst, streamed])
     assert refused["refused"] == (

@@ -207,3 +207,16 @@ def test_audio_decode_reports_the_cost_of_a_worker_process(tmp_path):
     rows = audio_decode.main(["--seconds", "1", "--repeats", "1"])
     assert [r["file"] for r in rows] == [k[0] for k in audio_decode.KINDS]
     assert all(r["in_process_s"] > 0 and r["worker_ratio"] > 0 and r["fresh_process_ratio"] > 1 for r in rows)
+
+
+def test_hostile_uploads_leave_the_app_serving_with_each_answer_served_or_refused_in_a_sentence():
+    from bench import hostile
+
+    report = hostile.main(["--endpoints", "/spot"])
+    outcomes = {r["file"]: r["outcome"] for r in report["requests"]}
+    assert report["app_alive"] and report["status"]["n"] > 0
+    assert outcomes["8ch.m4a"] == outcomes["8ch.webm"] == outcomes["damaged_middle.mp3"] == "served"
+    assert "has 16 audio channels; at most 8 are accepted" in outcomes["16ch.webm"]
+    assert "holds more audio data than this app decodes" in outcomes["dc8ch192k.flac"]
+    assert "longer than the limit of 600 s; its header said 10.0 s" in outcomes["two_hours_header_says_10s.mp3"]
+    assert "is not an audio file this app can read" in outcomes["text.mp3"]
