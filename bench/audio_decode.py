@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import psutil
 import soundfile as sf
 
+from bench.timing import p50
 from core import audio_worker
 from core.audio import load_audio
 
@@ -45,15 +44,6 @@ def make(folder: Path, name: str, rate: int, channels: int, options: list[str] |
     return out
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0])
@@ -69,10 +59,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seconds in args.seconds:
             for name, rate, channels, options in KINDS:
                 path = str(make(Path(folder), name, rate, channels, options, seconds))
-                load_audio(path)  # imports and caches warm
-                inline = timed(lambda p=path: load_audio(p), args.repeats)
-                pooled = timed(lambda p=path: audio_worker.load_isolated(p), args.repeats)
-                spawned = timed(lambda p=path: subprocess.run([*fresh, p], cwd=ROOT, check=True), args.repeats)
+                inline = p50(lambda p=path: load_audio(p), args.repeats)
+                pooled = p50(lambda p=path: audio_worker.load_isolated(p), args.repeats)
+                spawned = p50(lambda p=path: subprocess.run([*fresh, p], cwd=ROOT, check=True), args.repeats)
                 rows.append(
                     {
                         "file": name,

@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bench.timing import p50
 from core import onnx_serving, qa
 from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
@@ -99,16 +100,6 @@ def context_for(tokenizers: list, tokens: int = qa.WINDOW) -> str:
         if max(len(t(QUESTION, candidate)["input_ids"]) for t in tokenizers) > tokens:
             return " ".join(words)
         words.append(WORDS[len(words) % len(WORDS)])
-
-
-def p50(fn, repeat: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @functools.cache

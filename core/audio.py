@@ -32,7 +32,15 @@ from core.audio_arrays import (
     to_mono,
     to_mono_float,
 )
-from core.audio_files import MAX_CHANNELS, SUPPORTED_FILES, decode, decode_chunk, header, stated_frames
+from core.audio_files import (
+    MAX_CHANNELS,
+    SUPPORTED_FILES,
+    check_chunk_length,
+    decode,
+    decode_chunk,
+    header,
+    stated_frames,
+)
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",
@@ -48,6 +56,7 @@ __all__ = [
     "StreamResampler",
     "duration_s",
     "file_duration_s",
+    "file_path",
     "load_audio",
     "load_chunk",
     "prepare_resampling",
@@ -85,18 +94,17 @@ def load_audio(
         raise AudioInputError("No audio was received: record with the microphone or upload a file.")
     encoded = _encoded(source)
     if encoded is not None:
+        rate = TARGET_RATE  # (decoded at 16 kHz with bounded memory)
         samples = decode(*encoded, limit, segment_s)
     elif isinstance(source, tuple) and len(source) == 2:
         rate = check_rate(source[0])
-        mono = to_mono(as_float(np.asarray(source[1])))
-        check_content(mono, rate, limit)
-        samples = resample(mono, rate, TARGET_RATE)
+        samples = to_mono(as_float(np.asarray(source[1])))
     else:
         raise AudioInputError(
             f"Audio must be a file path or a (sample_rate, samples) pair, not {type(source).__name__}."
         )
-    check_content(samples, TARGET_RATE, limit)
-    return samples
+    check_content(samples, rate, limit)
+    return resample(samples, rate, TARGET_RATE)
 
 
 def load_chunk(source: AudioInput, max_s: float) -> tuple[int, np.ndarray]:
@@ -109,10 +117,7 @@ def load_chunk(source: AudioInput, max_s: float) -> tuple[int, np.ndarray]:
     if not isinstance(source, tuple) or len(source) != 2:
         raise AudioInputError(f"A live chunk must be audio, not {type(source).__name__}.")
     rate, samples = to_mono_float(*source)
-    if len(samples) > max_s * rate:
-        raise AudioInputError(
-            f"A live chunk of {len(samples) / rate:.1f} s was refused: the microphone sends {max_s:g} s at most."
-        )
+    check_chunk_length(len(samples) / rate, max_s)
     return rate, samples
 
 
@@ -128,13 +133,20 @@ def file_duration_s(source: AudioInput) -> float:
     return frames / info.samplerate
 
 
+def file_path(source: AudioInput) -> str | os.PathLike | None:
+    """The path an encoded source names (a path, or Gradio's or `datasets`' dict without bytes);
+    None for arrays, bytes or nothing."""
+    if isinstance(source, dict) and not source.get("bytes"):
+        source = source.get("path")
+    return source if isinstance(source, (str, os.PathLike)) and str(source).strip() else None
+
+
 def _encoded(source: AudioInput) -> tuple[str | io.BytesIO, str] | None:
     """(something soundfile reads, a name for messages) for encoded audio; None for arrays.
     Raises for a path that does not exist."""
     if isinstance(source, dict) and source.get("bytes"):
         return io.BytesIO(source["bytes"]), source.get("path") or "audio bytes"
-    if isinstance(source, dict) and source.get("path"):
-        source = source["path"]
+    source = file_path(source) or source
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():

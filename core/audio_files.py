@@ -97,6 +97,25 @@ def check_budget(seconds: float, limit: float, name: str, channels: int, rate: i
         )
 
 
+def check_chunk_length(seconds: float, max_s: float) -> None:
+    """Refuse a Live chunk longer than `max_s` seconds (the microphone sends a fraction of that)."""
+    if seconds > max_s:
+        raise AudioInputError(
+            f"A live chunk of {seconds:.1f} s was refused: the microphone sends {max_s:g} s at most."
+        )
+
+
+def _unreadable(name: str) -> AudioInputError:
+    return AudioInputError(f"'{name}' is not an audio file this app can read. Use {SUPPORTED_FILES}.")
+
+
+def _undecodable(name: str, err: Exception | None = None) -> AudioInputError:
+    """libsndfile's own words where it failed (`err`), else FFmpeg's plain refusal."""
+    if err is not None:
+        return AudioInputError(f"Could not decode '{name}': {err}.")
+    return AudioInputError(f"Could not decode '{name}' as audio. Use {SUPPORTED_FILES}.")
+
+
 def _with_libsndfile(path: str | io.BytesIO, name: str, info: Any, segment: tuple[float, float] | None) -> np.ndarray:
     """One second at a time, each block downmixed and resampled before the next is read."""
     rate = check_rate(info.samplerate)
@@ -113,7 +132,7 @@ def _with_libsndfile(path: str | io.BytesIO, name: str, info: Any, segment: tupl
                 final, tail = resampler.push(rate, block)
                 parts.append(final)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioInputError(f"Could not decode '{name}': {err}.") from err
+        raise _undecodable(name, err) from err
     parts.append(tail)
     return np.concatenate(parts)
 
@@ -124,11 +143,10 @@ def _with_ffmpeg(path: str | io.BytesIO, name: str, limit: float, stated_s: floa
     passes `limit` seconds or the sample budget."""
     import av
 
-    unreadable = f"'{name}' is not an audio file this app can read. Use {SUPPORTED_FILES}."
     try:
         container = av.open(path)
     except (av.FFmpegError, ValueError, OSError) as err:
-        raise AudioInputError(unreadable) from err
+        raise _unreadable(name) from err
     try:
         with container:
             return _decode_stream(container, name, limit, stated_s)
@@ -136,14 +154,13 @@ def _with_ffmpeg(path: str | io.BytesIO, name: str, limit: float, stated_s: floa
         raise
     except (AttributeError, ValueError, TypeError, RuntimeError, OSError) as err:
         # PyAV on a damaged file: a stream without codec parameters, a frame it cannot describe.
-        raise AudioInputError(f"Could not decode '{name}' as audio. Use {SUPPORTED_FILES}.") from err
+        raise _undecodable(name) from err
 
 
 def _decode_stream(container: Any, name: str, limit: float, stated_s: float | None) -> np.ndarray:
-    unreadable = f"'{name}' is not an audio file this app can read. Use {SUPPORTED_FILES}."
     stream = container.streams.audio[0] if container.streams.audio else None
     if stream is None or not stream.rate:  # FFmpeg guesses a format for any bytes; no rate: none fits
-        raise AudioInputError(unreadable)
+        raise _unreadable(name)
     check_rate(stream.rate)
     check_channels(stream.channels or 0, name)
     if container.duration and stream.channels:  # a stated length may understate, never trusted to accept
@@ -185,7 +202,7 @@ def _frames(container: Any, stream: Any, name: str) -> Iterator[Any]:
                 yield frame
     except av.FFmpegError as err:
         if not decoded_any:
-            raise AudioInputError(f"Could not decode '{name}' as audio. Use {SUPPORTED_FILES}.") from err
+            raise _undecodable(name) from err
 
 
 class _Mono16k:
@@ -226,15 +243,11 @@ def decode_chunk(path: str | io.BytesIO, name: str, max_s: float) -> tuple[int, 
     frames = stated_frames(info)
     if frames is None or info.format == "MP3":
         return TARGET_RATE, _with_ffmpeg(path, name, max_s, None)
-    seconds = frames / info.samplerate
-    if seconds > max_s:
-        raise AudioInputError(
-            f"A live chunk of {seconds:.1f} s was refused: the microphone sends {max_s:g} s at most."
-        )
+    check_chunk_length(frames / info.samplerate, max_s)
     check_channels(info.channels, name)
     rate = check_rate(info.samplerate)
     try:
         samples, _ = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioInputError(f"Could not decode '{name}': {err}.") from err
+        raise _undecodable(name, err) from err
     return rate, to_mono(samples)

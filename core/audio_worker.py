@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from core.audio import SUPPORTED_FILES, AudioInput, AudioInputError, load_audio
+from core.audio import SUPPORTED_FILES, AudioInput, AudioInputError, file_path, load_audio
 
 WORKERS = 2
 TIMEOUT_S = 300.0  # a decode stuck this long ends its worker (the budget bounds a real one to seconds)
@@ -44,8 +44,8 @@ def load_isolated(source: AudioInput, max_duration_s: float | None = None) -> np
     """`load_audio(source, max_duration_s=...)` run in a worker process for an encoded file (a path or
     Gradio's file dict); in this process for arrays. A worker that dies on the file makes it an
     `AudioInputError`."""
-    path = source.get("path") if isinstance(source, dict) and not source.get("bytes") else source
-    if not isinstance(path, (str, os.PathLike)) or not str(path).strip() or not Path(path).is_file():
+    path = file_path(source)
+    if path is None or not Path(path).is_file():  # (a missing file: `load_audio` says so)
         return load_audio(source, max_duration_s=max_duration_s)
     # (absolute: the worker runs in the repository's folder, the server wherever it was started)
     return run("core.audio:load_audio", os.path.abspath(path), max_duration_s=max_duration_s)
@@ -62,7 +62,8 @@ def run(decoder: str, path: str, **kwargs: Any) -> np.ndarray:
 
 
 def warm() -> None:
-    """Start the workers now (their decoders' imports take ~1 s), not on a visitor's first upload."""
+    """Start the workers now (they import their decoders as they start, ~1 s, in their own
+    processes), not on a visitor's first upload."""
     for worker in _workers:
         worker.start()
 
@@ -115,6 +116,9 @@ class _Worker:
 
 def serve() -> None:
     """The worker's loop: a request per line on stdin, its answer on stdout."""
+    import av  # noqa: F401 - the decoders `load_audio` imports on first use: now, before any request
+    import scipy.signal  # noqa: F401
+
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # whatever a decoder prints goes to the log, not into the answers
     for line in sys.stdin.buffer:

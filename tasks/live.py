@@ -49,7 +49,6 @@ WATCH_S = 1.0  # how often a recording's page asks whether it is heard
 MISSING_SHARE = 0.15  # dropped audio worth telling the visitor about...
 MISSING_AFTER_S = 5.0  # ...once this much was heard
 CHUNK_INTERVALS = 4  # a chunk longer than this many stream intervals (1 s at least) is refused
-CONCURRENCY_ID = "live-microphones"
 
 
 def skipping_note(share: float) -> str:
@@ -165,7 +164,6 @@ def stream(
         api_name=False,
         preprocess=False,
         concurrency_limit=None,
-        concurrency_id=CONCURRENCY_ID,
         show_progress="hidden",
     )
 

@@ -55,7 +55,7 @@ def warm_start(registry: Registry, preload: bool) -> Callable[[], None]:
         memory.freeze_heap(registry.loaded)
         if preload:
             registry.preload()
-        threading.Thread(target=audio_worker.warm, name="audio workers", daemon=True).start()
+        audio_worker.warm()  # (two process starts; their imports run in them)
 
     return start
 

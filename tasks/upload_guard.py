@@ -110,9 +110,11 @@ class UploadGuard:
         counter = PartCounter(boundary, self.max_files)
 
         async def counted() -> dict[str, Any]:
+            if counter.tripped:  # the body ended where the part past the limit began
+                return {"type": "http.request", "body": b"", "more_body": False}
             message = await receive()
-            if message["type"] != "http.request" or counter.tripped:
-                return message if not counter.tripped else {"type": "http.request", "body": b"", "more_body": False}
+            if message["type"] != "http.request":
+                return message
             last = not message.get("more_body", False)
             body = counter.feed(message.get("body", b""), last)
             return {**message, "body": body, "more_body": not last and not counter.tripped}
@@ -150,8 +152,8 @@ class UploadGuard:
                     f"the most this server takes: try again in about {wait_min} minutes."
                 )
             sent.append((now, size))
-            for other in [c for c, s in self._sent.items() if not s]:  # forget clients gone quiet
-                del self._sent[other]
+            for quiet in [c for c, s in self._sent.items() if now - s[-1][0] > self.window_s]:
+                del self._sent[quiet]  # nothing of theirs in the window: forgotten
         return None
 
 
