@@ -23,7 +23,7 @@ import soundfile as sf
 
 from bench.load import monitor, rss_mb, spread, wait_for_app
 from core.scratch import scratch_folder
-from tests.helpers import ROOT, free_port
+from scripts.local_app import ROOT, free_port
 
 
 def tone(seconds: float, rate: int = 16_000, channels: int = 1) -> np.ndarray:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     work = scratch_folder("hostile-")
-    from tests.tiny_models import build_all
+    from scripts.tiny_models import build_all
 
     build_all(work / "checkpoints")
     files = hostile_files(work, args.worst)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"the app did not start:\n{(work / 'app.log').read_text()[-3000:]}")
         from gradio_client import Client, handle_file
 
-        from tests.helpers import settled_status
+        from scripts.local_app import settled_status
 
         client = Client(url, verbose=False)
         settled_status(client, timeout_s=300)

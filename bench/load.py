@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from core.scratch import scratch_folder
-from tests.helpers import ROOT, free_port
+from scripts.local_app import ROOT, free_port
 
 ENDPOINTS = ("/status", "/answer", "/spot", "/transcribe")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall."
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = scratch_folder("load-")  # models, clips, the app's log and uploads: removed at exit
     checkpoints = args.checkpoints
     if checkpoints is None:
-        from tests.tiny_models import build_all
+        from scripts.tiny_models import build_all
 
         checkpoints = work / "checkpoints"
         build_all(checkpoints)
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"the app did not start:\n{(work / 'app.log').read_text()[-3000:]}")
         from gradio_client import Client
 
-        from tests.helpers import settled_status
+        from scripts.local_app import settled_status
 
         settled_status(Client(url, verbose=False), timeout_s=300)
         report["rss_mb_start"] = round(rss_mb(app.pid), 1)

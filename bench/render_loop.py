@@ -31,7 +31,7 @@ def folder_mb(folder: Path) -> float:
 def checkpoint_with_clips(folder: Path, clips: int) -> Path:
     """A tiny keyword checkpoint whose evaluation stored `clips` misheard 1 s clips (noise)."""
     from core.examples import ExampleSet, write_examples
-    from tests.tiny_models import build_kws
+    from scripts.tiny_models import build_kws
 
     kws = build_kws(folder / "kws")
     rows = [

@@ -154,7 +154,7 @@ def launch_s(root: Path, timeout_s: float = 120) -> float:
     """Seconds from `python app.py` to its first HTTP 200."""
     import urllib.request
 
-    from tests.helpers import free_port
+    from scripts.local_app import free_port
 
     port = free_port()
     start = time.perf_counter()

@@ -41,7 +41,7 @@ def _no_slot_env(monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> Path:
-    from tests.tiny_models import build_all
+    from scripts.tiny_models import build_all
 
     folder = tmp_path_factory.mktemp("checkpoints")
     build_all(folder)

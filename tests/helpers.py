@@ -4,7 +4,6 @@ endpoint over plain HTTP, the settled `/status`, the browser's recordings, press
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -12,19 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from core.slots import SLOTS
+from scripts.local_app import ROOT, free_port, settled_status  # noqa: F401 - the tests' names for them
 
-ROOT = Path(__file__).resolve().parents[1]
 # Seconds `python app.py` may take to answer: importing torch, transformers and Gradio alone takes
 # 13-17 s on a 2-core machine; a start that waits on the hub would take far longer.
 START_S = 30
-SETTLED = ("loaded", "unavailable")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url: str, api: str, *args, timeout: float = 30):
@@ -56,16 +47,6 @@ def wait_for_http(url: str, timeout_s: float) -> float:
         except OSError:
             time.sleep(0.2)
     pytest.fail(f"{url} did not answer within {timeout_s} s")
-
-
-def settled_status(client, timeout_s: float = 60) -> dict:
-    """`/status` once every slot has finished loading or given up (the endpoint never waits)."""
-    start = time.monotonic()
-    while True:
-        status = client.predict(api_name="/status")
-        if all(status[name]["state"] in SETTLED for name in SLOTS) or time.monotonic() - start > timeout_s:
-            return status
-        time.sleep(0.3)
 
 
 def recordings(upload_dir: Path) -> list[Path]:

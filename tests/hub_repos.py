@@ -33,8 +33,8 @@ from transformers import (
 from core.slots import SLOTS
 from scripts.make_smoke_data import wordpiece_tokenizer
 from scripts.tiny_configs import speech_extractor
+from scripts.tiny_models import CORPUS, distilbert_config, kws_config, xlmr_config
 from tests.hub_standin import Repo
-from tests.tiny_models import CORPUS, distilbert_config, kws_config, xlmr_config
 
 UPPER_VOCAB = {
     "<pad>": 0,

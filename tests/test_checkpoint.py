@@ -11,8 +11,8 @@ from dataclasses import asdict
 import pytest
 
 from core.checkpoint import METRICS_FILE, Metrics, publish, read_metrics, validate, write_metrics
+from scripts.tiny_models import build_kws
 from tests.helpers import ROOT
-from tests.tiny_models import build_kws
 
 
 def test_saved_checkpoint_fulfils_the_contract(tmp_path):

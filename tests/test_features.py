@@ -18,9 +18,9 @@ from core.checkpoint import read_metrics
 from core.slots import Registry
 from core.structure import SUPERB_CTC, describe_head
 from scripts.make_smoke_data import make_asr_smoke, make_kws_smoke, tiny_hubert
+from scripts.tiny_models import hubert_config
 from tasks import asr as asr_tab
 from tasks import kws as kws_tab
-from tests.tiny_models import hubert_config
 from train import asr as train_asr
 from train import build_batches, stored_batches
 from train import feature_store as features

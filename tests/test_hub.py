@@ -279,8 +279,8 @@ def test_a_checkpoint_published_to_the_hub_brings_its_per_example_results(tmp_pa
     import sys
 
     from core.examples import ExampleSet, write_examples
+    from scripts.tiny_models import build_kws
     from tests.hub_repos import _files
-    from tests.tiny_models import build_kws
 
     folder = build_kws(tmp_path / "kws")
     rows = [{"id": f"yes/{i}.wav", "true": "yes", "predicted": "no", "top3": [["no", 0.9]]} for i in range(3)]

@@ -19,11 +19,11 @@ from core.checkpoint import read_metrics
 from core.examples import read_examples
 from core.slots import Registry
 from scripts.make_smoke_data import make_kws_smoke
+from scripts.tiny_models import hubert_config
 from tasks import kws as kws_tab
 from tests.card_check import assert_card_matches_metrics
 from tests.helpers import recordings
 from tests.kws_learned import training_clip, two_words
-from tests.tiny_models import hubert_config
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
 

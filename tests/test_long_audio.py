@@ -10,7 +10,7 @@ import torch
 from core import long_audio
 from core.audio import resample
 from core.ctc import build_char_vocab, decode_predictions, make_processor, word_times
-from tests.tiny_models import hubert_config
+from scripts.tiny_models import hubert_config
 from tests.tone_ctc import ToneCTC, speak_as_tones
 
 TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
@@ -178,7 +178,7 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
     from transformers import HubertForCTC, Wav2Vec2FeatureExtractor
 
     from core.long_audio import window_ids
-    from tests.tiny_models import hubert_config
+    from scripts.tiny_models import hubert_config
 
     torch.manual_seed(0)
     model = HubertForCTC(hubert_config(vocab_size=30, feat_extract_norm="group")).eval()

@@ -7,7 +7,7 @@ import time
 
 from core import memory
 from core.slots import Registry
-from tests.tiny_models import build_kws
+from scripts.tiny_models import build_kws
 
 
 def _wait_for(condition, timeout_s: float = 10.0) -> bool:

@@ -10,8 +10,8 @@ import torch
 
 from core import onnx_graphs, onnx_serving
 from core.slots import Registry
+from scripts.tiny_models import build_asr
 from tests.test_long_audio import tiny  # noqa: F401 - the fixture
-from tests.tiny_models import build_asr
 
 
 def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny, tmp_path):  # noqa: F811
@@ -77,7 +77,7 @@ def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_pat
 
 def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_default(tmp_path):
     from core import qa
-    from tests.tiny_models import build_qa_distilbert, build_qa_xlmr
+    from scripts.tiny_models import build_qa_distilbert, build_qa_xlmr
 
     build_qa_distilbert(tmp_path / "qa-distilbert")
     build_qa_xlmr(tmp_path / "qa-xlmr")
@@ -114,7 +114,7 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
 
 def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_path):
     from core import spotting
-    from tests.tiny_models import build_kws
+    from scripts.tiny_models import build_kws
 
     build_kws(tmp_path / "kws")
     with pytest.MonkeyPatch.context() as patch:
@@ -133,7 +133,7 @@ def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_pat
 
 
 def test_a_model_that_refuses_eager_attention_is_exported_with_its_own(tmp_path, monkeypatch):
-    from tests.tiny_models import build_qa_distilbert
+    from scripts.tiny_models import build_qa_distilbert
 
     build_qa_distilbert(tmp_path / "qa-distilbert")
     with pytest.MonkeyPatch.context() as patch:

@@ -19,9 +19,9 @@ import core.slots as slots
 from core import loading
 from core.slot_errors import SlotUnavailable
 from core.slots import Registry
+from scripts.tiny_models import build_asr
 from tasks.asr import transcribe
 from tasks.common import SETTLED_EVERY_S, settled, status_card, status_watch
-from tests.tiny_models import build_asr
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Tiny random models for all four slots, saved in the checkpoint contract.
 
 Built from configs (no hub), small enough that loading and a forward pass take milliseconds on
-CPU. Used by the tests and by `scripts/screenshot.py`.
+CPU. Used by the tests, the benchmarks and `scripts/screenshot.py`.
 """
 
 from __future__ import annotations
