@@ -108,3 +108,13 @@ def no_sound_note(page):
     from tasks.live import NO_SOUND
 
     return page.get_by_text(NO_SOUND.split(". ")[0])
+
+
+class Clock:
+    """A clock that moves only when a test sets `t` (seconds)."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
