@@ -6,18 +6,20 @@ import gc
 
 if __name__ == "__main__":
     # Serving: no collections while the imports below make the server's millions of long-lived
-    # objects (each full collection walks them all); `tasks.server.warm_start` freezes them and
+    # objects (each full collection walks them all); `serving.server.warm_start` freezes them and
     # turns collection back on once the app answers.
     gc.disable()
 
 import logging
+from typing import Any
 
 import gradio as gr
 
 from core import memory
-from core.slots import Registry
-from tasks import asr, kws, models, qa
-from tasks.server import open_registry, parse_args, serve, warm_start
+from serving import server
+from serving.server import open_registry, parse_args, warm_start
+from slots.registry import Registry
+from ui import asr, kws, models, page, qa
 
 # Gradio's cache of uploads and outputs: every hour, files older than an hour are deleted.
 CACHE_SWEEP_S = (3600, 3600)
@@ -41,6 +43,11 @@ def build_app(registry: Registry) -> gr.Blocks:
                 with gr.Tab(title):
                     part.render()
     return demo
+
+
+def serve(demo: gr.Blocks, host: str, port: int | None, **launch: Any) -> None:
+    """`serving.server.serve` with the page's theme, stylesheet and scripts."""
+    server.serve(demo, host, port, theme=page.theme(), head=page.head(), css=page.css(), **launch)
 
 
 if __name__ == "__main__":

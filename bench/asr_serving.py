@@ -28,9 +28,9 @@ import soundfile as sf
 import torch
 
 from bench.serve_speed import call_http, upload
-from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
-from core.scratch import scratch_folder
+from serving.scratch import scratch_folder
+from speech.audio import TARGET_RATE
 
 RATE = TARGET_RATE
 UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
@@ -77,7 +77,7 @@ def forward_s(model, samples: np.ndarray) -> float:
 
 def live_costs(loaded, seconds: float = 60.0, chunk_s: float = 0.5) -> list[float]:
     """Seconds each live update took, feeding `seconds` of 48 kHz microphone audio in chunks."""
-    from tasks.asr import live_update
+    from ui.asr import live_update
 
     rng = np.random.default_rng(0)
     state = None

@@ -1,6 +1,6 @@
 """What decoding an upload costs in the serving process, against decoding it in a child process
 (whose crash would be a refused input instead of a dead server): the app's workers kept running
-(`core.audio_worker`, one round trip per file) and a fresh process per file. Printed as ratios to
+(`serving.audio_worker`, one round trip per file) and a fresh process per file. Printed as ratios to
 the in-process time, for files a visitor typically sends, with the workers' memory.
 
     python -m bench.audio_decode                 # 10 s and 60 s clips, 5 repeats
@@ -21,8 +21,8 @@ import psutil
 import soundfile as sf
 
 from bench.timing import p50
-from core import audio_worker
-from core.audio import load_audio
+from serving import audio_worker
+from speech.audio import load_audio
 
 ROOT = Path(__file__).resolve().parents[1]
 # (name, rate, channels, ffmpeg options): a phone's m4a, an mp3, a browser's recording as WAV.
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     rows = []
-    fresh = [sys.executable, "-c", "import sys; from core.audio import load_audio; load_audio(sys.argv[1])"]
+    fresh = [sys.executable, "-c", "import sys; from speech.audio import load_audio; load_audio(sys.argv[1])"]
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as folder:
         warmup = str(make(Path(folder), *KINDS[0][:4], 1.0))
         for _ in audio_worker._workers:  # every worker started and its decoders imported

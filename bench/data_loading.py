@@ -23,8 +23,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from bench.synthetic import librispeech_like
 from bench.train_speed import hubert_config
-from core.audio import TARGET_RATE
-from core.ctc import build_char_vocab, make_processor
+from speech.audio import TARGET_RATE
+from speech.ctc import build_char_vocab, make_processor
 from train.asr import CTCCollator, SpeechDataset
 from train.feature_store import FeatureStore, encoder_fingerprint, open_or_build, store_key
 from train.librispeech import load_local

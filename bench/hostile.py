@@ -22,8 +22,8 @@ import numpy as np
 import soundfile as sf
 
 from bench.load import monitor, rss_mb, spread, wait_for_app
-from core.scratch import scratch_folder
 from scripts.local_app import ROOT, free_port
+from serving.scratch import scratch_folder
 
 
 def tone(seconds: float, rate: int = 16_000, channels: int = 1) -> np.ndarray:

@@ -1,5 +1,5 @@
 """How many live recordings this machine's CPU hears in full at once: the Live tabs' handlers
-(`tasks.asr.live_update`, `tasks.kws.listen`, each served by `tasks.live.serving`) on real-size
+(`ui.asr.live_update`, `ui.kws.listen`, each served by `ui.live.serving`) on real-size
 models with random weights (DistilHuBERT's shape, served as the app serves them: int8 ONNX on a
 CPU), fed by simulated visitors as Gradio 6.31 feeds them (docs/MEASUREMENTS.md, *Live
 microphones*): each visitor's browser posts a chunk every `chunk_s` seconds of wall time, and the
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core.scratch import scratch_folder
+from serving.scratch import scratch_folder
 
 TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
 
@@ -73,7 +73,7 @@ def visitor(handler, places, session: str, chunk_s: float, seconds: float, times
 
 def serving(tab: str, loaded, places):
     """The tab's Live handler, as the app serves it (`live.serving`)."""
-    from tasks import asr, kws, live
+    from ui import asr, kws, live
 
     if tab == "asr":
 
@@ -90,7 +90,7 @@ def serving(tab: str, loaded, places):
 def run_together(models: dict[str, Any], counts: dict[str, int], seconds: float) -> list[dict]:
     """`counts[tab]` visitors at each tab's Live microphone at once (each tab with its own places,
     as in the app); one row per tab."""
-    from tasks import live
+    from ui import live
 
     places = {tab: live.Places(places=counts[tab], turn_s=0) for tab in counts}
     handlers = {tab: serving(tab, models[tab], places[tab]) for tab in counts}
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     root = scratch_folder("live-capacity-")  # the models and their exports: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
     from bench.serve_speed import build_checkpoints
-    from core.slots import Registry
+    from slots.registry import Registry
 
     build_checkpoints(root, speech_only=True)
     registry = Registry(root)

@@ -1,5 +1,5 @@
 """What turning a live transcript's frame ids into text costs per update as the recording grows,
-folding committed words into text once (`core.long_audio._fold_committed`) against decoding every
+folding committed words into text once (`speech.long_audio._fold_committed`) against decoding every
 id on every update (what a tokenizer that cleans up spaces still gets). The model's share of an
 update is `bench.asr_serving`'s; this is the rest, which grew with the recording.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.asr_serving import UPPER
-from core import long_audio
-from core.ctc import PAD, UNK, WORD_DELIMITER, make_processor
+from speech import long_audio
+from speech.ctc import PAD, UNK, WORD_DELIMITER, make_processor
 
 FRAMES_PER_S = 50
 UPDATE_FRAMES = FRAMES_PER_S // 2  # an update every 0.5 s

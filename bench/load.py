@@ -29,8 +29,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from core.scratch import scratch_folder
 from scripts.local_app import ROOT, free_port
+from serving.scratch import scratch_folder
 
 ENDPOINTS = ("/status", "/answer", "/spot", "/transcribe")
 CONTEXT = "The Eiffel Tower was built in 1889 by Gustave Eiffel. It stands in Paris and is 330 metres tall."

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     from gradio.state_holder import SessionState
 
     import app
-    from tasks import common, error_views
+    from ui import common, error_views
 
     registry = app.open_registry(checkpoint_with_clips(scratch / "checkpoints", args.clips), preload=False)
     demo = app.build_app(registry)

@@ -36,10 +36,11 @@ import soundfile as sf
 import torch
 
 from bench.timing import p50
-from core import onnx_serving, qa
-from core.audio import TARGET_RATE
 from core.checkpoint import Metrics, save_checkpoint
-from core.scratch import scratch_folder
+from qa import extractive
+from serving.scratch import scratch_folder
+from slots import onnx_serving
+from speech.audio import TARGET_RATE
 
 QA_NAMES = ("qa-distilbert", "qa-xlmr")
 QUESTION = "when was the tower built"
@@ -58,10 +59,10 @@ def build_checkpoints(root: Path, speech_only: bool = False) -> None:
         XLMRobertaForQuestionAnswering,
     )
 
-    from core import keywords
-    from core.ctc import build_char_vocab, make_processor
     from scripts.make_smoke_data import wordpiece_tokenizer
     from scripts.tiny_configs import speech_extractor
+    from speech import keywords
+    from speech.ctc import build_char_vocab, make_processor
 
     corpus = [" ".join(WORDS), QUESTION]
 
@@ -92,7 +93,7 @@ def build_checkpoints(root: Path, speech_only: bool = False) -> None:
     save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), wordpiece_tokenizer(corpus), metrics("qa"))
 
 
-def context_for(tokenizers: list, tokens: int = qa.WINDOW) -> str:
+def context_for(tokenizers: list, tokens: int = extractive.WINDOW) -> str:
     """The longest context whose question + context fits one `tokens` window for every tokenizer."""
     words: list[str] = []
     while True:
@@ -183,8 +184,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     import app
-    from core.loading import from_pretrained
-    from core.slots import SLOTS
+    from slots.loading import from_pretrained
+    from slots.table import SLOTS
 
     root = scratch_folder("serve-speed-")  # ~2.5 GB of models and exports: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))

@@ -24,8 +24,8 @@ import torch
 from transformers import HubertModel
 
 from bench.train_speed import hubert_config, librispeech_seconds
-from core.audio import TARGET_RATE
-from core.heads import encode
+from speech.audio import TARGET_RATE
+from speech.heads import encode
 from train.build_batches import length_batches, pad_batch
 
 RATE = TARGET_RATE

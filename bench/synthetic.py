@@ -21,8 +21,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from core.audio import TARGET_RATE
-from core.keywords import KEYWORDS
+from speech.audio import TARGET_RATE
+from speech.keywords import KEYWORDS
 
 RATE = TARGET_RATE
 FOLDERS = {"train": "train-clean-100", "validation": "dev-clean", "test": "test-clean"}

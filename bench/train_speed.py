@@ -33,9 +33,9 @@ from transformers import (
     XLMRobertaForQuestionAnswering,
 )
 
-from core.audio import TARGET_RATE
-from core.heads import HubertSuperbForCTC, ctc_loss, encode
 from scripts.tiny_configs import tiny_hubert_config
+from speech.audio import TARGET_RATE
+from speech.heads import HubertSuperbForCTC, ctc_loss, encode
 from train.build_batches import length_batches
 from train.frozen_head import FrozenEncoderHead
 

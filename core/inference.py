@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 # Nice steps model work runs below the server (`MODEL_NICE`, default 10; 0: off; /status reports
 # it). Linux only: there a priority set for a thread id is that thread's alone; elsewhere it would
 # be the whole process's.
-STEP = int(settings.number("MODEL_NICE", 10, int)) if sys.platform.startswith("linux") else 0
+STEP = settings.MODEL_NICE if sys.platform.startswith("linux") else 0
 # The priority of the thread that imported this (the main thread, in the app), plus the step: a
 # thread started by a model thread already has it, so nothing is lowered twice.
 _TARGET = min(19, os.getpriority(os.PRIO_PROCESS, 0) + STEP) if STEP else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# The architecture name of `core.heads.HubertSuperbForCTC`, here so that the table (and the app,
+# The architecture name of `speech.heads.HubertSuperbForCTC`, here so that the table (and the app,
 # which imports it at start) need not import transformers' HuBERT model code to name a head.
 SUPERB_CTC = "HubertSuperbForCTC"
 # Row label -> config attributes that hold it, by model family (BERT-like, DistilBERT, Hubert).

@@ -7,7 +7,7 @@ import socket
 import time
 from pathlib import Path
 
-from core.slots import SLOTS
+from slots.table import SLOTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTLED = ("loaded", "unavailable")

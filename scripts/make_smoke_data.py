@@ -19,8 +19,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from core.audio import TARGET_RATE
 from scripts.tiny_configs import speech_extractor, tiny_hubert_config, tiny_qa_config
+from speech.audio import TARGET_RATE
 
 SMOKE_ROOT = Path("outputs/smoke")
 
@@ -100,7 +100,7 @@ def speech_commands_tree(
     import numpy as np
     import soundfile as sf
 
-    from core import keywords
+    from speech import keywords
 
     rng = np.random.default_rng(0)
     lists: dict[str, list[str]] = {"validation": [], "test": []}
@@ -227,7 +227,7 @@ UNKNOWN_WORDS = ["bed", "cat", "happy", "house", "tree", "wow"]
 def make_kws_smoke(root: Path = SMOKE_ROOT) -> Path:
     """What train/configs/kws_smoke.json reads: all 12 classes, two voices, an official-style
     test folder spoken by a third."""
-    from core import keywords
+    from speech import keywords
 
     variants = {"train": [("en-us+m3", 150, 50), ("en-us+f2", 150, 50)], "validation": [("en-us+m3", 170, 40)]}
     speech_commands_tree(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.audio import TARGET_RATE
+from speech.audio import TARGET_RATE
 
 
 def tiny_hubert_config(hidden: int = 32, layers: int = 2, conv: int = 32, stages: int = 7, **overrides: Any):

@@ -19,11 +19,11 @@ from transformers import (
     XLMRobertaForQuestionAnswering,
 )
 
-from core import keywords
 from core.checkpoint import Metrics, hardware_info, save_checkpoint
-from core.ctc import build_char_vocab, make_processor
 from scripts.make_smoke_data import unigram_tokenizer, wordpiece_tokenizer
 from scripts.tiny_configs import speech_extractor, tiny_hubert_config, tiny_qa_config
+from speech import keywords
+from speech.ctc import build_char_vocab, make_processor
 
 CORPUS = [
     "the quick brown fox jumps over the lazy dog",

@@ -8,7 +8,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-# int8 models exported for serving (core/onnx_serving.py) go to a folder of this session's.
+# int8 models exported for serving (slots/onnx_serving.py) go to a folder of this session's.
 os.environ["ONNX_CACHE"] = __import__("tempfile").mkdtemp(prefix="onnx-cache-")
 
 import subprocess
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from core.slots import SLOTS
+from slots.table import SLOTS
 from tests.helpers import ROOT, free_port
 
 # Fixtures that train a model or start `python app.py`: a test that uses one is marked slow (as the

@@ -51,7 +51,7 @@ def wait_for_http(url: str, timeout_s: float) -> float:
 
 def recordings(upload_dir: Path) -> list[Path]:
     """WAV files the browser uploaded to Gradio, without the example clips Gradio copies there."""
-    from tasks import asr, kws
+    from ui import asr, kws
 
     examples = {Path(e).name for e in asr.EXAMPLES + kws.EXAMPLES}
     return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
@@ -85,9 +85,9 @@ class HeldRecorder:
 
 
 def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
-    """Press Record, and when the page says no sound arrives (`tasks.live.watch`), do
+    """Press Record, and when the page says no sound arrives (`ui.live.watch`), do
     as it asks: Stop and Record again, until `heard()`."""
-    from tasks.live import NO_SOUND_S
+    from ui.live import NO_SOUND_S
 
     note = no_sound_note(page)
     for _ in range(tries):
@@ -104,8 +104,8 @@ def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
 
 
 def no_sound_note(page):
-    """The page's "no sound has reached the app" note (`tasks.live.watch`)."""
-    from tasks.live import NO_SOUND
+    """The page's "no sound has reached the app" note (`ui.live.watch`)."""
+    from ui.live import NO_SOUND
 
     return page.get_by_text(NO_SOUND.split(". ")[0])
 

@@ -30,10 +30,10 @@ from transformers import (
     XLMRobertaTokenizer,
 )
 
-from core.slots import SLOTS
 from scripts.make_smoke_data import wordpiece_tokenizer
 from scripts.tiny_configs import speech_extractor
 from scripts.tiny_models import CORPUS, distilbert_config, kws_config, xlmr_config
+from slots.table import SLOTS
 from tests.hub_standin import Repo
 
 UPPER_VOCAB = {

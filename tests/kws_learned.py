@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from core import keywords
 from scripts.make_smoke_data import UNKNOWN_WORDS, speech_commands_tree, tiny_hubert
+from speech import keywords
 from train import kws as train_kws
 
 TRAIN_VOICES = ["en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3"]

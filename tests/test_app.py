@@ -12,11 +12,12 @@ import pytest
 from gradio_client import Client
 from safetensors.torch import load_file
 
-from core.slot_errors import SlotUnavailable
-from core.slots import SLOTS, Registry
-from tasks import models
-from tasks.common import operator_card, status_card
+from slots.errors import SlotUnavailable
+from slots.registry import Registry
+from slots.table import SLOTS
 from tests.helpers import ROOT, START_S, free_port, settled_status, wait_for_http
+from ui import models
+from ui.common import operator_card, status_card
 
 TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
@@ -172,7 +173,7 @@ def test_status_and_the_cards_never_wait_for_a_load(launch, tiny_checkpoints, mo
     import threading
     import time
 
-    from core import loading
+    from slots import loading
 
     real = loading.from_pretrained
     gate = threading.Event()
@@ -215,16 +216,16 @@ def test_status_answers_while_a_request_is_computing(launch, tiny_checkpoints, m
     import threading
     import time
 
-    from core import qa
+    from qa import extractive
 
-    real, busy = qa.answer, threading.Event()
+    real, busy = extractive.answer, threading.Event()
 
     def slow_answer(*args, **kwargs):
         busy.set()
         time.sleep(4)  # a long context on a busy CPU
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(qa, "answer", slow_answer)
+    monkeypatch.setattr(extractive, "answer", slow_answer)
     url = launch(tiny_checkpoints)
     settled_status(Client(url, verbose=False))
     worker = threading.Thread(
@@ -299,7 +300,7 @@ def test_uploads_over_the_size_limit_are_refused_and_never_stored(app_process, t
 def test_the_operator_section_names_server_folders_instead_of_spelling_them_out(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from tasks.common import without_server_paths
+    from ui.common import without_server_paths
 
     monkeypatch.chdir(tmp_path)
     text = f"no folder at {tmp_path}/checkpoints/asr; cached {constants.HF_HUB_CACHE}/models--a--b/snapshots/c"

@@ -12,13 +12,13 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 
 from core.checkpoint import read_metrics
-from core.ctc import normalize_transcript
 from core.examples import read_examples
 from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
-from tasks import asr as asr_tab
+from speech.ctc import normalize_transcript
 from tests.card_check import assert_card_matches_metrics
 from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
 from train import asr as train_asr
+from ui import asr as asr_tab
 
 # Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
 # which a tiny model memorises only sometimes (repeat handling is tested in test_long_audio.py).
@@ -102,14 +102,14 @@ def test_app_transcribes_the_learned_utterances(learned, launch):
 def test_stereo_48k_int32_and_float64_input_just_work(learned, tmp_path, launch):
     root, checkpoints = learned
     samples, rate = sf.read(root / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac")
-    from core.audio import resample
+    from speech.audio import resample
 
     up = resample(samples.astype(np.float32), rate, 48_000)
     stereo = tmp_path / "stereo48k.wav"
     sf.write(stereo, np.stack([up, up], axis=1), 48_000, subtype="PCM_32")
     client = Client(launch(checkpoints), verbose=False)
     assert client.predict(handle_file(str(stereo)), api_name="/transcribe") == UTTERANCES[0]
-    from core.slots import Registry
+    from slots.registry import Registry
 
     loaded = Registry(checkpoints)["asr"].get()
     text, timing, words = asr_tab.transcribe_input(loaded, (48_000, np.stack([up, up], axis=1).astype(np.float64)))
@@ -165,7 +165,7 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     )
     clip = tmp_path / "outputs" / "smoke" / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac"
     served = Client(launch(checkpoints), verbose=False).predict(handle_file(str(clip)), api_name="/transcribe")
-    from core.slots import Registry
+    from slots.registry import Registry
 
     loaded = Registry(checkpoints)["asr"].get()
     assert served == asr_tab.transcribe_input(loaded, str(clip))[0]
@@ -203,7 +203,7 @@ def microphone_wav(learned) -> str:
     root, _ = learned
     source = root / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac"
     samples, rate = sf.read(source, dtype="float32")
-    from core.audio import resample
+    from speech.audio import resample
 
     out = root / "microphone.wav"
     padded = np.concatenate(
@@ -215,8 +215,8 @@ def microphone_wav(learned) -> str:
 
 @pytest.mark.browser
 def test_browser_microphone_records_and_a_transcript_appears(learned, microphone_wav, launch, tmp_path, monkeypatch):
-    from core.slots import Registry
     from scripts.screenshot import open_page
+    from slots.registry import Registry
 
     _, checkpoints = learned
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the recording lands
@@ -244,8 +244,8 @@ def test_browser_microphone_records_and_a_transcript_appears(learned, microphone
 
 @pytest.mark.browser
 def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch, monkeypatch):
-    from core import long_audio
     from scripts.screenshot import open_page
+    from speech import long_audio
 
     _, checkpoints = learned
     updates = []

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import AudioInputError, load_audio
+from speech.audio import AudioInputError, load_audio
 
 
 def tone(freq: float, rate: int, seconds: float = 1.0, amplitude: float = 0.5) -> np.ndarray:
@@ -217,7 +217,7 @@ def test_encoded_bytes_from_a_datasets_audio_column(tmp_path):
 
 @pytest.mark.parametrize("rate", [44_100, 48_000, 8_000])
 def test_stream_resampler_matches_resampling_the_whole_recording(rate):
-    from core.audio import StreamResampler, resample
+    from speech.audio import StreamResampler, resample
 
     audio = (tone(440, rate, 2.0) + 0.3 * tone(3000, rate, 2.0)).astype(np.float32)
     resampler = StreamResampler()

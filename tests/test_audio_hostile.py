@@ -16,11 +16,11 @@ import soundfile as sf
 
 from tests.helpers import ROOT
 
-# What `core.audio.load_audio` makes of each file, one JSON line per file, printed as it goes.
+# What `speech.audio.load_audio` makes of each file, one JSON line per file, printed as it goes.
 DECODE = """
 import json, resource, sys, time
 import numpy as np
-from core.audio import AudioInputError, load_audio
+from speech.audio import AudioInputError, load_audio
 import av, scipy.signal  # (imported before the memory baseline: every server has them loaded)
 for path in sys.argv[1:]:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -141,8 +141,8 @@ def test_pyav_failing_on_a_damaged_file_in_python_is_a_refusal_not_a_generic_err
     # `rate` raises AttributeError (2 of 1,000 damaged files, docs/MEASUREMENTS.md).
     import av
 
-    from core import audio_files
-    from core.audio import AudioInputError
+    from speech import audio_files
+    from speech.audio import AudioInputError
 
     class Stream:
         def __getattr__(self, name):
@@ -189,7 +189,7 @@ def test_a_file_too_large_to_decode_is_refused_from_its_header_and_the_worst_acc
 def test_an_mp3_with_a_damaged_middle_decodes_past_the_damage_as_ffmpeg_does(tmp_path):
     import io
 
-    from core.audio import load_audio
+    from speech.audio import load_audio
 
     t = np.arange(16_000 * 60) / 16_000
     buffer = io.BytesIO()
@@ -220,8 +220,8 @@ def planar_to_ndarray(path: str) -> np.ndarray:
 
 
 def test_a_decoder_that_crashes_natively_ends_a_worker_and_refuses_the_file_the_server_lives_on(every_container):
-    from core import audio_worker
-    from core.audio import AudioInputError
+    from serving import audio_worker
+    from speech.audio import AudioInputError
 
     eight = next(p for p in every_container if p.name == "8ch.m4a")
     two = next(p for p in every_container if p.name == "2ch.m4a")
@@ -251,7 +251,7 @@ def test_the_app_serves_the_37_kb_upload_that_used_to_kill_it_and_refuses_sixtee
 
 
 def test_a_relative_path_is_decoded_from_the_servers_folder_not_the_workers(every_container, monkeypatch):
-    from core import audio_worker
+    from serving import audio_worker
 
     two = next(p for p in every_container if p.name == "2ch.m4a")
     monkeypatch.chdir(two.parent)

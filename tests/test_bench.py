@@ -162,8 +162,8 @@ def test_live_decode_folds_committed_words_and_keeps_the_text(tmp_path):
 
 def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_checkpoints, monkeypatch):
     from bench import live_capacity
-    from core.slots import Registry
-    from tasks import asr
+    from slots.registry import Registry
+    from ui import asr
 
     registry = Registry(tiny_checkpoints)
     loaded = registry["asr"].get()

@@ -92,8 +92,8 @@ def test_the_microphone_is_captured_raw_so_the_model_hears_the_speakers_level(
     import numpy as np
     import soundfile as sf
 
-    from core.audio import load_audio
     from scripts.screenshot import open_page
+    from speech.audio import load_audio
     from tests.helpers import recordings
 
     rate = 44_100
@@ -138,8 +138,8 @@ def test_on_a_phone_wide_tables_and_the_matrix_scroll_with_a_cue(launch, tiny_ch
     import json
     import shutil
 
-    from core import keywords
     from scripts.screenshot import open_page
+    from speech import keywords
 
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(tiny_checkpoints, checkpoints)

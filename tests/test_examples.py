@@ -1,5 +1,5 @@
-"""Per-example results (core/examples.py, core/error_analysis.py): the files, the audio cap, the
-questions asked of them, and evaluation order under length-grouped batches."""
+"""Per-example results (core/examples.py, speech/error_analysis.py, qa/error_analysis.py): the files, the
+audio cap, the questions asked of them, and evaluation order under length-grouped batches."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import soundfile as sf
 import torch
 from transformers import TrainingArguments
 
-from core import error_analysis as ea
-from core.examples import ExamplesError, ExampleSet, read_examples, write_examples
+from core.examples import CLIP_RATE, ExamplesError, ExampleSet, read_examples, write_examples
+from qa import error_analysis as qa_ea
+from speech import error_analysis as ea
 from train.common import GroupedTrainer
 
 
@@ -106,7 +107,7 @@ def _qa_row(qid: str, said: str, gold: list[str]) -> dict:
         "context": "c0",
         "answers": [{"text": g, "start": 0} for g in gold],
         "prediction": {"text": said, "start": 0 if said else None, "end": len(said) if said else None},
-        "exact": int(any(ea.normalize_answer(g) == ea.normalize_answer(said) for g in golds)),
+        "exact": int(any(qa_ea.normalize_answer(g) == qa_ea.normalize_answer(said) for g in golds)),
     }
 
 
@@ -115,15 +116,15 @@ def test_qa_filters_on_the_questions_both_models_answered():
     a += [_qa_row("4", "1889", []), _qa_row("5", "", ["Rome"]), _qa_row("only-a", "x", ["x"])]
     b = [_qa_row("1", "Lyon", ["Paris"]), _qa_row("2", "Paris!", ["Paris"]), _qa_row("3", "", [])]
     b += [_qa_row("4", "", []), _qa_row("5", "Rome", ["Rome"])]
-    joined = ea.join({"a": a, "b": b})
+    joined = qa_ea.join({"a": a, "b": b})
     assert [j["a"]["id"] for j in joined] == ["1", "2", "3", "4", "5"]
-    chosen = {how: [j["a"]["id"] for j in joined if ea.keep(j, how)] for how in ea.QA_FILTERS}
+    chosen = {how: [j["a"]["id"] for j in joined if qa_ea.keep(j, how)] for how in qa_ea.QA_FILTERS}
     assert chosen["disagree"] == ["1", "4", "5"]  # "the Paris" and "Paris!" normalise alike
     assert chosen["one right"] == ["1", "4", "5"]
     assert chosen["unanswerable answered"] == ["4"]
     assert chosen["answerable abstained"] == ["5"]
-    alone = ea.join({"a": a})
-    assert len(alone) == 6 and not any(ea.keep(j, "disagree") for j in alone)
+    alone = qa_ea.join({"a": a})
+    assert len(alone) == 6 and not any(qa_ea.keep(j, "disagree") for j in alone)
 
 
 class _Echo(torch.nn.Module):
@@ -169,7 +170,7 @@ def test_summary_and_rows_are_plain_json(tmp_path):
 
 
 def test_the_context_marks_each_answer_and_escapes_the_text():
-    from tasks.qa_explorer import BOTH, COLOURS, marked_context
+    from ui.qa_explorer import BOTH, COLOURS, marked_context
 
     text = "The <tower> was built in 1889."
     spans = {"gold": [(25, 29)], "qa-distilbert": [(16, 29)], "qa-xlmr": [(25, 29)]}
@@ -181,7 +182,7 @@ def test_the_context_marks_each_answer_and_escapes_the_text():
 
 
 def test_alignment_marks_substitutions_deletions_and_insertions():
-    from tasks.error_views import alignment_html
+    from ui.error_views import alignment_html
 
     row = ea.asr_rows(["u"], ["the cat sat on the <mat>"], ["the bat sat the <mat> now"])[0]
     shown = alignment_html(row)
@@ -202,7 +203,7 @@ def test_models_without_per_example_results_say_so(tiny_app):
 def test_a_model_without_an_evaluation_says_so_without_server_files():
     from types import SimpleNamespace
 
-    from tasks.common import no_evaluation
+    from ui.common import no_evaluation
 
     hub_model = SimpleNamespace(warnings=[], metrics=None)
     assert no_evaluation(hub_model) == (
@@ -215,7 +216,7 @@ def test_a_model_without_an_evaluation_says_so_without_server_files():
 
 
 def test_the_explorer_works_with_one_model_and_says_so(tmp_path):
-    from tasks.qa_explorer import _note, qa_questions, question_detail
+    from ui.qa_explorer import _note, qa_questions, question_detail
 
     rows = [_qa_row("1", "Paris", ["Paris"]), _qa_row("2", "", ["Rome"])]
     for row in rows:
@@ -279,7 +280,7 @@ def test_a_checkpoint_in_the_hub_cache_serves_its_clips_through_the_cache_links(
 
 
 def test_malformed_rows_are_left_out_with_a_warning_and_the_rest_serve(tmp_path, caplog):
-    from core import error_analysis as ea
+    from speech import error_analysis as ea
 
     good = {"id": "c1", "true": "yes", "predicted": "no", "top3": [["no", 0.9], ["yes", 0.1]]}
     bad = [
@@ -311,7 +312,7 @@ def test_malformed_rows_are_left_out_with_a_warning_and_the_rest_serve(tmp_path,
 
 
 def test_renders_of_a_clip_share_one_servable_copy_and_a_changed_clip_gets_a_new_one(tmp_path):
-    from tasks import error_views
+    from ui import error_views
 
     clip = _one_clip(tmp_path)
     before = sum(1 for _ in error_views.CLIPS.rglob("*"))
@@ -323,3 +324,12 @@ def test_renders_of_a_clip_share_one_servable_copy_and_a_changed_clip_gets_a_new
     sf.write(clip, _noise(0.5, 1), 16_000, format="FLAC")  # the checkpoint retrained
     changed = error_views._servable(clip)
     assert changed != copy and Path(changed).read_bytes() == clip.read_bytes()
+
+
+def test_clips_are_stored_at_the_rate_the_speech_models_hear(tmp_path):
+    from speech.audio import TARGET_RATE
+
+    assert CLIP_RATE == TARGET_RATE
+    summary = write_examples(tmp_path, ExampleSet("kws", "test", [{"id": "c0"}], [(0, lambda: _noise(0.5, 0))]))
+    stored = next((tmp_path / "examples").rglob("*.flac"))
+    assert summary["audio"]["stored"] == 1 and sf.info(str(stored)).samplerate == TARGET_RATE

@@ -13,19 +13,19 @@ import torch
 from gradio_client import Client, handle_file
 from transformers import HubertForCTC, HubertModel
 
-from core import heads
 from core.checkpoint import read_metrics
-from core.slots import Registry
 from core.structure import SUPERB_CTC, describe_head
 from scripts.make_smoke_data import make_asr_smoke, make_kws_smoke, tiny_hubert
 from scripts.tiny_models import hubert_config
-from tasks import asr as asr_tab
-from tasks import kws as kws_tab
+from slots.registry import Registry
+from speech import heads
 from train import asr as train_asr
 from train import build_batches, stored_batches
 from train import feature_store as features
 from train import kws as train_kws
 from train.augment import Augment
+from ui import asr as asr_tab
+from ui import kws as kws_tab
 
 SMOKE = "outputs/smoke"
 ASR_CLIP = f"{SMOKE}/librispeech/test-clean/19/198/19-198-0000.flac"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.slots import SLOTS
+from slots.table import SLOTS
 from tests.helpers import ROOT, START_S, call, wait_for_http
 from tests.hub_repos import NEWER_LETTER, SPOKEN_LETTER, default_repos, moving_asr_repo
 from tests.hub_standin import Repo, StandInHub
@@ -190,7 +190,7 @@ BLOCKED_SENTENCEPIECE = """
 import json, sys, time
 sys.modules["sentencepiece"] = None  # as on a machine without these two packages
 sys.modules["google.protobuf"] = None
-from core.slots import Registry
+from slots.registry import Registry
 slot = Registry(sys.argv[1])["qa-xlmr"]
 slot.start()
 while slot.status()["state"] not in ("loaded", "unavailable", "retrying"):
@@ -229,8 +229,8 @@ def test_a_tokenizer_that_cannot_load_names_its_packages_and_costs_no_weight_dow
 
 PROGRESS = """
 import json, sys
-from core import hub
-from core.slots import SLOTS
+from slots import hub
+from slots.table import SLOTS
 spec = SLOTS["kws"]
 source = hub.HubSource(spec.hub_id, spec.revision)
 progress = hub.Progress()
@@ -261,7 +261,7 @@ PUBLISHED = """
 import json, time
 from pathlib import Path
 from core.examples import read_examples
-from core.slots import Registry
+from slots.registry import Registry
 slot = Registry(Path("{empty}"))["kws"]
 slot.start()
 while slot.state not in ("loaded", "unavailable"):  # get() never waits through a download

@@ -14,18 +14,18 @@ import torch.nn.functional as F
 from gradio_client import Client, handle_file
 from transformers import HubertForSequenceClassification
 
-from core import keywords, spotting
 from core.checkpoint import read_metrics
 from core.examples import read_examples
-from core.slots import Registry
 from scripts.make_smoke_data import make_kws_smoke
 from scripts.tiny_models import hubert_config
-from tasks import kws as kws_tab
+from slots.registry import Registry
+from speech import keywords, spotting
 from tests.card_check import assert_card_matches_metrics
 from tests.helpers import recordings
 from tests.kws_learned import training_clip, two_words
 from train import kws as train_kws
 from train.frozen_head import FrozenEncoderHead
+from ui import kws as kws_tab
 
 
 def test_balanced_weights_are_n_over_classes_times_count():
@@ -201,8 +201,8 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
 
 @pytest.mark.browser
 def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp_path, monkeypatch):
-    from core.audio import resample
     from scripts.screenshot import open_page
+    from speech.audio import resample
 
     root, checkpoints = learned
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")

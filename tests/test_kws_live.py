@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core import spotting
-from core.slots import Registry
-from tasks import kws as kws_tab
+from slots.registry import Registry
+from speech import spotting
 from tests.helpers import HeldRecorder, no_sound_note, record_until_heard
 from tests.kws_learned import training_clip, two_words, voiced_centre_s
+from ui import kws as kws_tab
 
 
 def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
@@ -22,7 +22,7 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
     stop, _ = sf.read(training_clip(root, "stop"), dtype="float32")
     stream = two_words(root)
-    from core.audio import resample
+    from speech.audio import resample
 
     pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
     listener = spotting.Listener()
@@ -82,8 +82,8 @@ def test_digital_silence_never_fires(learned):
 
 @pytest.mark.browser
 def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned, launch, tmp_path):
-    from core.audio import resample
     from scripts.screenshot import open_page
+    from speech.audio import resample
 
     root, checkpoints = learned
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core import long_audio
-from core.ctc import build_char_vocab, make_processor
-from tasks import asr as asr_tab
-from tasks import live, live_places
+from serving import live_places
+from speech import long_audio
+from speech.ctc import build_char_vocab, make_processor
 from tests.helpers import Clock
 from tests.tone_ctc import ToneCTC, speak_as_tones
+from ui import asr as asr_tab
+from ui import live
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_a_stop_handled_after_record_was_pressed_again_finishes_the_recording_it
 
 def test_status_reports_each_live_tabs_places(tiny_checkpoints):
     import app
-    from tasks import models
+    from ui import models
 
     registry = app.open_registry(tiny_checkpoints)
     demo = app.build_app(registry)

@@ -1,4 +1,4 @@
-"""Who the Live tabs hear (tasks/live_places.py): seats taken and freed, turns, the line and its
+"""Who the Live tabs hear (serving/live_places.py): seats taken and freed, turns, the line and its
 notes, limits per page and address, and the audio a recording lost while it was not heard."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import live
 from tests.helpers import Clock
+from ui import live
 
 
 def test_a_chunk_served_later_than_its_length_says_how_much_audio_never_arrived():

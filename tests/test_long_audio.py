@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from core import long_audio
-from core.audio import resample
-from core.ctc import build_char_vocab, decode_predictions, make_processor, word_times
 from scripts.tiny_models import hubert_config
+from speech import long_audio
+from speech.audio import resample
+from speech.ctc import build_char_vocab, decode_predictions, make_processor, word_times
 from tests.tone_ctc import ToneCTC, speak_as_tones
 
 TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
@@ -177,8 +177,8 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
     front end (DistilHuBERT's) the padding must not change what the model hears."""
     from transformers import HubertForCTC, Wav2Vec2FeatureExtractor
 
-    from core.long_audio import window_ids
     from scripts.tiny_models import hubert_config
+    from speech.long_audio import window_ids
 
     torch.manual_seed(0)
     model = HubertForCTC(hubert_config(vocab_size=30, feat_extract_norm="group")).eval()
@@ -193,7 +193,7 @@ def test_a_short_last_window_batched_with_longer_ones_reads_as_it_would_alone():
         inputs = extractor(
             [long, short], sampling_rate=16_000, padding=True, return_attention_mask=True, return_tensors="pt"
         )
-        from core.padding import padding_proof
+        from speech.padding import padding_proof
 
         with padding_proof(model.base_model, inputs.attention_mask.sum(-1)):
             padded = model(inputs.input_values, attention_mask=inputs.attention_mask).logits[1]
@@ -231,7 +231,7 @@ def test_word_times_follow_the_transcripts_rules(tone):
 def test_audio_arriving_after_stop_joins_the_final_transcript(tone):
     from types import SimpleNamespace
 
-    from tasks import asr as asr_tab
+    from ui import asr as asr_tab
 
     model, processor = tone
     loaded = SimpleNamespace(model=model, processor=processor)

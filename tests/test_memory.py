@@ -6,8 +6,8 @@ import gc
 import time
 
 from core import memory
-from core.slots import Registry
 from scripts.tiny_models import build_kws
+from slots.registry import Registry
 
 
 def _wait_for(condition, timeout_s: float = 10.0) -> bool:

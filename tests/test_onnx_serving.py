@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import onnx_graphs, onnx_serving
-from core.slots import Registry
 from scripts.tiny_models import build_asr
+from slots import onnx_graphs, onnx_serving
+from slots.registry import Registry
 from tests.test_long_audio import tiny  # noqa: F401 - the fixture
 
 
@@ -76,7 +76,7 @@ def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_pat
 
 
 def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_default(tmp_path):
-    from core import qa
+    from qa import extractive
     from scripts.tiny_models import build_qa_distilbert, build_qa_xlmr
 
     build_qa_distilbert(tmp_path / "qa-distilbert")
@@ -108,13 +108,13 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
         loaded = Registry(tmp_path)[name].get()
         assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxQA)
         assert loaded.parameters == reference.parameters
-        prediction = qa.answer(loaded.model, loaded.processor, context, "when was it built")
+        prediction = extractive.answer(loaded.model, loaded.processor, context, "when was it built")
         assert prediction.best_span in context and prediction.alternatives
 
 
 def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_path):
-    from core import spotting
     from scripts.tiny_models import build_kws
+    from speech import spotting
 
     build_kws(tmp_path / "kws")
     with pytest.MonkeyPatch.context() as patch:

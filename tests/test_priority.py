@@ -37,8 +37,8 @@ def _threads_nice() -> str:
         import json, os, sys, threading
         from pathlib import Path
         import numpy as np
-        from core import spotting
-        from core.slots import Registry
+        from speech import spotting
+        from slots.registry import Registry
 
         before = set(os.listdir("/proc/self/task"))  # the imports' own (numpy's BLAS pool)
         registry = Registry(Path(sys.argv[1]))

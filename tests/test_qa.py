@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from gradio_client import Client
 
-from core import qa
 from core.checkpoint import read_metrics
 from core.examples import read_examples
-from core.slots import Registry
-from core.squad_metric import normalize_answer
+from qa import extractive
+from qa.squad_metric import normalize_answer
 from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
-from tasks.qa_panels import batch_evaluate, comparison
+from slots.registry import Registry
 from tests.card_check import assert_card_matches_metrics
 from train import qa as train_qa
+from ui.qa_panels import batch_evaluate, comparison
 
 LEARN = [
     "--max_steps",
@@ -37,7 +37,9 @@ LEARN = [
 CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
 
 
-def spans_logits(features: qa.Features, picks: dict[int, tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
+def spans_logits(
+    features: extractive.Features, picks: dict[int, tuple[int, int, float]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits that favour token (start, end) in window f with the given score; null gets 0."""
     width = max(len(ids) for ids in features.encodings["input_ids"])
     starts = np.full((len(features.example_index), width), -10.0)
@@ -48,7 +50,7 @@ def spans_logits(features: qa.Features, picks: dict[int, tuple[int, int, float]]
     return starts, ends
 
 
-def context_tokens(features: qa.Features, f: int) -> list[int]:
+def context_tokens(features: extractive.Features, f: int) -> list[int]:
     return [k for k, o in enumerate(features.offsets[f]) if o is not None]
 
 
@@ -58,19 +60,19 @@ def tokenizer():
 
 
 def test_answer_at_the_very_start_and_end_of_the_context(tokenizer):
-    example = qa.Example("q", "which letter?", CONTEXT)
-    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    example = extractive.Example("q", "which letter?", CONTEXT)
+    features = extractive.prepare(tokenizer, [example], max_length=64, doc_stride=16)
     tokens = context_tokens(features, 0)
     for (s, e), text in (((tokens[0], tokens[0]), "alpha"), ((tokens[-1], tokens[-1]), "sigma")):
         starts, ends = spans_logits(features, {0: (s, e, 8.0)})
-        assert qa.postprocess([example], features, starts, ends)[0].text == text
+        assert extractive.postprocess([example], features, starts, ends)[0].text == text
 
 
 def test_answer_split_across_two_windows_is_found_in_the_window_that_holds_it(tokenizer):
-    example = qa.Example(
+    example = extractive.Example(
         "q", "which letter?", CONTEXT, [{"text": "iota kappa", "answer_start": CONTEXT.index("iota")}]
     )
-    features = qa.prepare(tokenizer, [example], max_length=16, doc_stride=6, with_positions=True)
+    features = extractive.prepare(tokenizer, [example], max_length=16, doc_stride=6, with_positions=True)
     assert len(features.example_index) >= 3
     # Windows that cut the answer in two point at CLS; exactly the windows holding it whole do not.
     holding = [f for f in range(len(features.example_index)) if features.encodings["start_positions"][f] != 0]
@@ -84,31 +86,31 @@ def test_answer_split_across_two_windows_is_found_in_the_window_that_holds_it(to
     e = features.encodings["end_positions"][f]
     assert CONTEXT[features.offsets[f][s][0] : features.offsets[f][e][1]] == "iota kappa"
     starts, ends = spans_logits(features, {f: (s, e, 9.0)})
-    assert qa.postprocess([example], features, starts, ends)[0].text == "iota kappa"
+    assert extractive.postprocess([example], features, starts, ends)[0].text == "iota kappa"
 
 
 def test_spans_longer_than_the_maximum_answer_length_are_skipped(tokenizer):
-    example = qa.Example("q", "which letter?", CONTEXT)
-    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    example = extractive.Example("q", "which letter?", CONTEXT)
+    features = extractive.prepare(tokenizer, [example], max_length=64, doc_stride=16)
     tokens = context_tokens(features, 0)
     starts, ends = spans_logits(features, {0: (tokens[0], tokens[9], 12.0)})  # "alpha ... kappa", 10 tokens
     starts[0, tokens[15]] = 4.0
     ends[0, tokens[16]] = 4.0  # "pi rho": weaker, but short enough
     assert (
-        qa.postprocess([example], features, starts, ends, max_answer_length=30)[0].text
+        extractive.postprocess([example], features, starts, ends, max_answer_length=30)[0].text
         == "alpha beta gamma delta epsilon zeta eta theta iota kappa"
     )
-    assert qa.postprocess([example], features, starts, ends, max_answer_length=5)[0].text == "pi rho"
+    assert extractive.postprocess([example], features, starts, ends, max_answer_length=5)[0].text == "pi rho"
 
 
 def test_null_score_beats_a_weak_span(tokenizer):
-    example = qa.Example("q", "which letter?", CONTEXT)
-    features = qa.prepare(tokenizer, [example], max_length=64, doc_stride=16)
+    example = extractive.Example("q", "which letter?", CONTEXT)
+    features = extractive.prepare(tokenizer, [example], max_length=64, doc_stride=16)
     tokens = context_tokens(features, 0)
     starts, ends = spans_logits(features, {0: (tokens[1], tokens[1], -2.0)})
-    prediction = qa.postprocess([example], features, starts, ends)[0]
+    prediction = extractive.postprocess([example], features, starts, ends)[0]
     assert prediction.text == "" and prediction.best_span == "beta" and prediction.score_diff == pytest.approx(2.0)
-    assert qa.postprocess([example], features, starts, ends, null_threshold=3.0)[0].text == "beta"
+    assert extractive.postprocess([example], features, starts, ends, null_threshold=3.0)[0].text == "beta"
 
 
 @pytest.fixture(scope="module")
@@ -210,12 +212,14 @@ def test_long_context_answers_from_a_later_window(learned):
     context, question, answer = expected_answers()[4]  # Marie Curie: Warsaw
     filler = " ".join(["The river is wide."] * 60)
     long_context = f"{filler} {context}"
-    windows = qa.prepare(
-        loaded.processor, [qa.Example("q", question, long_context)], qa.window_length(loaded.model.config)
+    windows = extractive.prepare(
+        loaded.processor,
+        [extractive.Example("q", question, long_context)],
+        extractive.window_length(loaded.model.config),
     )
     assert len(windows.example_index) >= 2
-    prediction = qa.answer(
-        loaded.model, loaded.processor, long_context, question, qa.default_threshold(loaded.metrics)
+    prediction = extractive.answer(
+        loaded.model, loaded.processor, long_context, question, extractive.default_threshold(loaded.metrics)
     )
     # The span comes from the later window, mapped back to the right characters. (Which of the
     # top spans a model of this size ranks first over a context it never saw this long varies
@@ -270,7 +274,7 @@ def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
         page.get_by_text("The models agree").wait_for()
         highlighted = page.locator("mark[title='answer']").all_inner_texts()
         paragraphs = page.locator("p", has=page.locator("mark[title='answer']")).all_inner_texts()
-        page.screenshot(path=str(tmp_path / "qa.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "extractive.png"), full_page=True)
         # Both answers side by side right under the button, inside a 900 px high window.
         button = page.get_by_role("button", name="Answer with both models").bounding_box()
         marks = [m.bounding_box() for m in page.locator("mark[title='answer']").all()]

@@ -11,8 +11,8 @@ import time
 import pytest
 from gradio_client import Client
 
-from core.slots import Registry
 from scripts.make_smoke_data import squad_json
+from slots.registry import Registry
 from tests.test_qa import CONTEXT
 
 
@@ -21,7 +21,7 @@ def test_a_malformed_metrics_json_is_reported_on_its_slot_and_never_stops_either
 ):
     import shutil
 
-    from tasks.common import status_card
+    from ui.common import status_card
 
     for name in ("qa-distilbert", "qa-xlmr"):
         shutil.copytree(tiny_checkpoints / name, tmp_path / name)
@@ -136,7 +136,7 @@ def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, 
 
     from gradio_client import handle_file
 
-    from tasks import qa_panels
+    from ui import qa_panels
 
     real, started = qa_panels.predict_all, threading.Event()
 
@@ -162,7 +162,7 @@ def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, 
 
 
 def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details_line():
-    from tasks.qa import side
+    from ui.qa import side
 
     context = "The tower was built in 1889."
     answered = {
@@ -196,7 +196,7 @@ def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details
 
 
 def test_batch_files_are_cut_to_the_limits_and_say_so(tmp_path, monkeypatch):
-    from tasks import qa_panels
+    from ui import qa_panels
 
     rows = [{"id": f"q{i}", "question": "When?", "context": f"Built in {1800 + i}."} for i in range(250)]
     rows.insert(3, {"id": "blank", "question": " ", "context": "Nothing."})
@@ -221,8 +221,8 @@ def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model
 ):
     import gradio as gr
 
-    from core.slots import Registry
-    from tasks import qa_panels
+    from slots.registry import Registry
+    from ui import qa_panels
 
     lines = [
         {"id": "q0", "context": "Paris is the capital of France.", "question": "What is the capital?", "answers": []},
@@ -240,7 +240,7 @@ def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model
 
 
 def test_an_answer_from_the_visitors_own_text_is_shown_as_text_never_as_markup():
-    from tasks import qa as qa_tab
+    from ui import qa as qa_tab
 
     said = "<img src=x onerror=alert(1)> **bold** [link](http://x)"
     result = {

@@ -1,4 +1,4 @@
-"""Gradio sessions built lazily (tasks/sessions.py): the same configs as Gradio's own, computed
+"""Gradio sessions built lazily (serving/sessions.py): the same configs as Gradio's own, computed
 only when read, and a sessionless API call no longer copies the whole page."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from gradio.state_holder import SessionState
 
 import app
-from tasks import sessions
+from serving import sessions
 from tests.helpers import call, free_port
 
 

@@ -15,13 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import core.slots as slots
-from core import loading
-from core.slot_errors import SlotUnavailable
-from core.slots import Registry
 from scripts.tiny_models import build_asr
-from tasks.asr import transcribe
-from tasks.common import SETTLED_EVERY_S, settled, status_card, status_watch
+from slots import loading, table
+from slots import slot as slot_module
+from slots.errors import SlotUnavailable
+from slots.registry import Registry
+from ui.asr import transcribe
+from ui.common import SETTLED_EVERY_S, settled, status_card, status_watch
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_hub_id_loads_from_the_cache_when_offline(tmp_path, monkeypatch, two_asr
     _fake_hub_cache(tmp_path / "hub", "someone/tiny-asr", two_asr[0])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     # Also the last resort: the slot's default hub id, when no env var and no checkpoint.
-    monkeypatch.setitem(slots.SLOTS, "asr", replace(slots.SLOTS["asr"], hub_id="someone/tiny-asr", revision="0" * 40))
+    monkeypatch.setitem(table.SLOTS, "asr", replace(table.SLOTS["asr"], hub_id="someone/tiny-asr", revision="0" * 40))
     for env in ("someone/tiny-asr", None):
         if env:
             monkeypatch.setenv("ASR_MODEL", env)
@@ -89,7 +89,7 @@ def test_missing_slot_is_unavailable_fast_and_says_what_was_tried(tmp_path):
     for name, info in status.items():
         assert info["state"] == "unavailable"
         sources = [a["source"] for a in info["attempts"]]
-        assert sources == [f"checkpoint {tmp_path / name}", f"hub default {slots.SLOTS[name].hub_default}"]
+        assert sources == [f"checkpoint {tmp_path / name}", f"hub default {table.SLOTS[name].hub_default}"]
         assert "outgoing traffic has been disabled" in info["attempts"][1]["error"]
         assert info["train_command"].startswith("python -m train.")
     with pytest.raises(SlotUnavailable, match=r"No model for 'kws' is available \(checkpoint kws: not trained yet;"):
@@ -221,13 +221,13 @@ def test_a_reload_that_fails_keeps_the_model_serving_and_says_why(tmp_path, two_
 
 
 def test_hub_models_and_missing_folders_have_no_fingerprint(tmp_path, two_asr):
-    assert slots.folder_fingerprint(f"someone/tiny-asr@{'0' * 40}") is None
-    assert slots.folder_fingerprint(str(tmp_path / "missing")) is None
+    assert slot_module.folder_fingerprint(f"someone/tiny-asr@{'0' * 40}") is None
+    assert slot_module.folder_fingerprint(str(tmp_path / "missing")) is None
     folder = shutil.copytree(two_asr[0], tmp_path / "asr")
-    before = slots.folder_fingerprint(str(folder))
-    assert before == slots.folder_fingerprint(str(folder))
+    before = slot_module.folder_fingerprint(str(folder))
+    assert before == slot_module.folder_fingerprint(str(folder))
     (folder / "metrics.json").write_text("{}")
-    assert slots.folder_fingerprint(str(folder)) != before
+    assert slot_module.folder_fingerprint(str(folder)) != before
 
 
 def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
@@ -242,7 +242,7 @@ def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
     script = """
 import json, sys, threading
 import app  # what the app has imported when its slots start loading
-from core import loading
+from slots import loading, table
 from pathlib import Path
 kinds = {"asr": "ctc", "kws": "audio-classification", "qa-distilbert": "question-answering",
          "qa-xlmr": "question-answering"}
@@ -311,9 +311,9 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
 
 
 def test_a_visitors_reload_keeps_the_hub_back_off_unless_a_source_changed(tmp_path, monkeypatch, two_asr):
-    from core import hub
+    from slots import hub
 
-    real_load = slots.load_source
+    real_load = slot_module.load_source
     tried: list[str] = []
 
     def hub_times_out(spec, label, source, phase, attempts):
@@ -322,7 +322,7 @@ def test_a_visitors_reload_keeps_the_hub_back_off_unless_a_source_changed(tmp_pa
             return real_load(spec, label, source, phase, attempts)
         raise hub.HubTimeout("the hub did not answer")
 
-    monkeypatch.setattr(slots, "load_source", hub_times_out)
+    monkeypatch.setattr(slot_module, "load_source", hub_times_out)
     slot = Registry(tmp_path)["asr"]
     slot.start()
     deadline = time.monotonic() + 10

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.squad_metric import exact, f1, normalize_answer, squad_v2
+from qa.squad_metric import exact, f1, normalize_answer, squad_v2
 
 
 @pytest.mark.parametrize(

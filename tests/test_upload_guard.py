@@ -1,12 +1,12 @@
 """Upload volume: files and bytes per request, bytes per client over time, nothing stored for a
-refused request (tasks/upload_guard.py)."""
+refused request (serving/upload_guard.py)."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from tasks.upload_guard import PartCounter
+from serving.upload_guard import PartCounter
 from tests.helpers import START_S, wait_for_http
 
 

@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCTC, TrainingArguments
 
-from core.audio import TARGET_RATE, load_audio
-from core.ctc import (
+from core.examples import ExampleSet
+from core.metrics import wer_cer
+from speech.audio import TARGET_RATE, load_audio
+from speech.ctc import (
     build_char_vocab,
     decode_labels,
     decode_predictions,
@@ -28,10 +30,8 @@ from core.ctc import (
     mask_padding,
     normalize_transcript,
 )
-from core.error_analysis import asr_rows, worst
-from core.examples import ExampleSet
-from core.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
-from core.metrics import wer_cer
+from speech.error_analysis import asr_rows, worst
+from speech.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from train.common import (
     GroupedTrainer,
     RunArguments,
@@ -180,7 +180,7 @@ def trainer_inputs(
         s: SplitData(d, [d.label_ids(i) for i in range(len(d))], [audio_identity(u.audio) for u in d.utterances])
         for s, d in datasets.items()
     }
-    preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "core.audio.load_audio"}
+    preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "speech.audio.load_audio"}
     training = HeadTraining(
         loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
         mask_time_prob=model_args.mask_time_prob,
@@ -200,7 +200,7 @@ def trainer_inputs(
 
 def per_example(utterances: list[Utterance], prediction: Any, tokenizer: Any, audio_mb: float) -> ExampleSet:
     """Each test utterance's reference and greedy transcript aligned by jiwer, with its WER and
-    CER; the audio of the worst ones (core/error_analysis.py)."""
+    CER; the audio of the worst ones (speech/error_analysis.py)."""
     rows = asr_rows(
         [u.id for u in utterances],
         decode_labels(prediction.label_ids, tokenizer),

@@ -1,5 +1,5 @@
 """Training-time augmentation of a frozen encoder's outputs: a random time shift and a
-SpecAugment-style time mask, drawn per batch (the serving heads in core/heads.py know nothing of it)."""
+SpecAugment-style time mask, drawn per batch (the serving heads in speech/heads.py know nothing of it)."""
 
 from __future__ import annotations
 

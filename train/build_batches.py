@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from core.audio import TARGET_RATE
+from speech.audio import TARGET_RATE
 
 RATE = TARGET_RATE
 MAX_CLIPS = 256  # clips per build batch at most, however short

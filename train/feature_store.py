@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.audio import TARGET_RATE
 from core.checkpoint import publish
-from core.heads import encode
+from speech.audio import TARGET_RATE
+from speech.heads import encode
 from train.build_batches import length_batches, pad_batch
 
 logger = logging.getLogger(__name__)

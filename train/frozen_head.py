@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from core.heads import HeadOutput, encode, head_of, mean_pooling_weights
+from speech.heads import HeadOutput, encode, head_of, mean_pooling_weights
 from train.augment import Augment
 from train.feature_store import encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, TrainingArguments
 
-from core import keywords
-from core.audio import TARGET_RATE, load_audio
-from core.error_analysis import kws_listen_order, kws_rows
 from core.examples import ExampleSet
 from core.metrics import classification_report
-from core.spotting import fit_window
+from speech import keywords
+from speech.audio import TARGET_RATE, load_audio
+from speech.error_analysis import kws_listen_order, kws_rows
+from speech.spotting import fit_window
 from train.common import (
     GroupedTrainer,
     RunArguments,
@@ -135,7 +135,7 @@ def clip_id(clip: Clip, index: int) -> str:
 
 def per_example(clips: list[Clip], logits: np.ndarray, split: str, audio_mb: float) -> ExampleSet:
     """The split's clips with their true and predicted labels and top-3 probabilities; the audio
-    of every mistake and of a few correct clips per class (core/error_analysis.py)."""
+    of every mistake and of a few correct clips per class (speech/error_analysis.py)."""
     probs = torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), -1).numpy()
     rows = kws_rows([clip_id(c, i) for i, c in enumerate(clips)], keywords.LABELS, [c.label for c in clips], probs)
     listen = [(i, functools.partial(clip_samples, clips[i])) for i in kws_listen_order(rows)]
@@ -261,7 +261,7 @@ def trainer_inputs(
         )
         for s in SPLITS
     }
-    preprocessing = {"extractor": extractor.to_dict(), "decode": "core.audio.load_audio", "fit": "1 s fit_window"}
+    preprocessing = {"extractor": extractor.to_dict(), "decode": "speech.audio.load_audio", "fit": "1 s fit_window"}
     training = HeadTraining(loss=loss)
     if data_args.augment:
         training = HeadTraining(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.audio import file_duration_s
+from speech.audio import file_duration_s
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def load_hub(
     name: str, config: str | None, split: str, revision: str | None, limit: int | None = None
 ) -> list[Utterance]:
     """A parquet-backed hub dataset with `audio`, `text` and `id` columns. Audio stays encoded
-    (`decode=False`): `core.audio` decodes it with soundfile, not torchcodec. With a limit the
+    (`decode=False`): `speech.audio` decodes it with soundfile, not torchcodec. With a limit the
     split is streamed, so only what is used is downloaded."""
     from datasets import Audio, load_dataset
 

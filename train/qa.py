@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
 
-from core import qa
-from core.error_analysis import qa_rows
 from core.examples import ExampleSet
-from core.squad_data import SquadFormatError, gold_answers, load_file, load_hub
-from core.squad_metric import robust_threshold, squad_v2
 from core.structure import structure
+from qa import extractive
+from qa.error_analysis import qa_rows
+from qa.squad_data import SquadFormatError, gold_answers, load_file, load_hub
+from qa.squad_metric import robust_threshold, squad_v2
 from train.common import GroupedTrainer, RunArguments, begin, command_line, hyperparameters, publish_run
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class DataArguments:
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    def __init__(self, features: qa.Features):
+    def __init__(self, features: extractive.Features):
         self.encodings = features.encodings
         self.lengths = [len(ids) for ids in features.encodings["input_ids"]]
 
@@ -72,14 +72,19 @@ class Evaluation(NamedTuple):
 
     metrics: dict[str, float]
     null_diffs: dict[str, float]
-    predictions: list[qa.Prediction]
+    predictions: list[extractive.Prediction]
 
 
 class QATrainer(GroupedTrainer):
     """Evaluation = loss on the validation windows + post-processed SQuAD v2 EM/F1 per example."""
 
     def __init__(
-        self, *args, eval_examples: list[qa.Example], eval_features: qa.Features, data_args: DataArguments, **kwargs
+        self,
+        *args,
+        eval_examples: list[extractive.Example],
+        eval_features: extractive.Features,
+        data_args: DataArguments,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.eval_examples = eval_examples
@@ -95,7 +100,7 @@ class QATrainer(GroupedTrainer):
             eval_dataset or self.eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
         )
         start_logits, end_logits = output.predictions
-        predictions = qa.postprocess(
+        predictions = extractive.postprocess(
             self.eval_examples,
             self.eval_features,
             start_logits,
@@ -116,7 +121,7 @@ class QATrainer(GroupedTrainer):
         return Evaluation(metrics, null_diffs, predictions)
 
 
-def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
+def length_histogram(tokenizer, examples: list[extractive.Example], max_length: int, bins: int = 20) -> dict[str, Any]:
     """Token lengths of question + context, untruncated (figure 10 of the course report this project recreates)."""
     lengths = np.array(
         [len(ids) for ids in tokenizer([e.question for e in examples], [e.context for e in examples])["input_ids"]]
@@ -131,7 +136,7 @@ def length_histogram(tokenizer, examples: list[qa.Example], max_length: int, bin
     }
 
 
-def load_named(path: str) -> list[qa.Example]:
+def load_named(path: str) -> list[extractive.Example]:
     """A SQuAD v2 file's examples; a file in another format is named in the error (the app's
     batch upload has one file, a run has two)."""
     try:
@@ -165,8 +170,10 @@ def main(argv: list[str] | None = None) -> Path:
     # 2. Windows: question first, context truncated with overflow; unanswerable windows -> CLS.
     with run.phase("features"):
         tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-        train_features = qa.prepare(tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True)
-        val_features = qa.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
+        train_features = extractive.prepare(
+            tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True
+        )
+        val_features = extractive.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
 
     # 3. Model with a start/end head.
     model = AutoModelForQuestionAnswering.from_pretrained(

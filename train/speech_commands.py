@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import keywords
-from core.audio import file_duration_s
+from speech import keywords
+from speech.audio import file_duration_s
 
 logger = logging.getLogger(__name__)
 CLIP_S = 1.0

@@ -1,10 +1,10 @@
 """SQuAD v2 (exact match and F1, answerable and unanswerable questions, best null threshold) as an
-`evaluate` module over the project's own implementation, `core.squad_metric.squad_v2`."""
+`evaluate` module over the project's own implementation, `qa.squad_metric.squad_v2`."""
 
 import datasets
 import evaluate
 
-from core.squad_metric import squad_v2
+from qa.squad_metric import squad_v2
 
 _DESCRIPTION = "SQuAD v2: exact match and F1 over answerable and unanswerable questions (official rules)."
 _INPUTS = """

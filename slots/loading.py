@@ -1,0 +1,98 @@
+"""Building a slot's model and processor from a local folder: safetensors only, never remote
+code, the processor (tokenizer) first."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from core.errors import NO_SAFETENSORS, NoModelFiles
+
+# transformers resolves its top-level names on first use, importing the module behind each; two
+# threads doing that at once can find it half-imported ("module 'transformers' has no attribute
+# 'AutoModelForCTC'"). The slots load in parallel at launch, so the lookups take turns.
+_LOOKUP = threading.Lock()
+
+
+def classes(kind: str) -> tuple[Any, Any]:
+    """The (model class, processor class) of a slot kind: asr, kws or qa."""
+    with _LOOKUP:
+        import transformers as tf
+
+        return {
+            "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
+            "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
+            "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
+        }[kind]
+
+
+def load_processor(kind: str, path: Path) -> Any:
+    """The tokenizer / feature extractor; a SentencePiece tokenizer without its packages fails
+    with their names, not with transformers' guess ("tiktoken is required")."""
+    try:
+        return classes(kind)[1].from_pretrained(path, trust_remote_code=False)
+    except Exception as err:
+        missing = _sentencepiece_missing(path)
+        if missing:
+            raise ImportError(
+                f"this tokenizer is a SentencePiece model ({missing[0]}); loading it needs "
+                f"the Python packages {' and '.join(missing[1:])} "
+                "(pip install -r requirements.txt)"
+            ) from err
+        raise
+
+
+def _sentencepiece_missing(path: Path) -> list[str]:
+    """[the .model file, missing packages...] for a SentencePiece-only tokenizer folder, else []."""
+    models = sorted(p.name for p in Path(path).glob("*.model"))
+    if not models or (Path(path) / "tokenizer.json").is_file():
+        return []
+    missing = [
+        pkg
+        for pkg, module in (("sentencepiece", "sentencepiece"), ("protobuf", "google.protobuf"))
+        if not _importable(module)
+    ]
+    return [models[0], *missing] if missing else []
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def require_weights(path: Path) -> None:
+    """Raise `NoModelFiles` unless `path` holds safetensors weights (pickles are never loaded)."""
+    if not any(Path(path).glob("*.safetensors")):
+        raise NoModelFiles(f"no safetensors weights in {path} (pickled weights are not loaded)", NO_SAFETENSORS)
+
+
+def load_model(kind: str, path: Path) -> Any:
+    """The model from `path`'s safetensors weights (see `require_weights`), never remote code."""
+    model_cls = classes(kind)[0]
+    if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
+        from core.structure import SUPERB_CTC
+        from speech.heads import HubertSuperbForCTC
+
+        with _LOOKUP:
+            from transformers import AutoConfig
+        if SUPERB_CTC in (AutoConfig.from_pretrained(path).architectures or []):
+            model_cls = HubertSuperbForCTC
+    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+
+
+def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
+    """Model and processor from a local folder; the processor first, as from the hub."""
+    require_weights(path)
+    processor = load_processor(kind, path)
+    return load_model(kind, path), processor
+
+
+def best_device() -> str:
+    """'cuda' where a GPU is visible, else 'cpu'."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,321 @@
+"""CPU serving through ONNX Runtime with int8 weights, for every slot kind.
+
+Why this path: on 2 CPU cores (docs/BENCHMARKS.md, "CPU serving"), wav2vec 2.0 base over a
+30 s clip took 6.3 s in torch fp32, 5.1 s with torch's dynamic int8 quantization, and 4.0 s in
+ONNX Runtime with its MatMul weights quantized to int8 (the conv front end and GELU/GroupNorm run
+fused there as well); the QA and keyword models gain as much (docs/BENCHMARKS.md, "Serving speed").
+torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`) is also deprecated in
+favour of torchao, which has no CPU int8 path for these models.
+
+A model is exported once per weights file and cached on disk (`ONNX_CACHE`). The exporter is
+torch's TorchScript-based one, because its graph ran fastest here; it is deprecated, so when a
+torch release drops it the torch.export-based exporter takes over (slower graph, same results).
+Any failure leaves the slot serving the torch model in fp32, and says so.
+
+The sessions stand in for the transformers models wherever `core` runs one: they take the same
+inputs and return an object with the same output names. Speech rows that are padded run one at a
+time at their own length, so padding never reaches the conv front end's GroupNorm (the guarantee
+`speech.padding.padding_proof` gives the torch model); text rows run as one batch (their attention
+mask already keeps padding out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from core import settings
+from slots.onnx_graphs import fuse_speech_attention, fuse_text_attention
+from speech.audio import TARGET_RATE
+
+logger = logging.getLogger(__name__)
+
+CACHE = settings.ONNX_CACHE
+FORMAT = 4  # bump when the export or quantization recipe changes: old cache entries are ignored
+INT8 = "int8 (onnxruntime, cpu)"
+# torch.onnx.export is not thread-safe: two slots exporting at once (their loads run in parallel
+# threads) crash the process. One export at a time.
+_EXPORTING = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Export:
+    """How one slot kind's models go to ONNX: which classes, their inputs and outputs, and the
+    attention rewrite their exported graph gets before quantization (slots/onnx_graphs.py)."""
+
+    classes: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+    fuse: Callable[[Path, Any, Path], Path]
+
+    def example(self) -> tuple[torch.Tensor, ...]:
+        """Inputs to trace with: 1 s of audio, or 16 tokens."""
+        if self.inputs == ("input_values",):
+            return (torch.zeros(1, TARGET_RATE),)
+        ids = torch.full((1, 16), 5, dtype=torch.long)
+        return ids, torch.ones_like(ids)
+
+
+_AUDIO_AXES = {"input_values": {0: "batch", 1: "samples"}}
+_TEXT_AXES = {
+    name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "start_logits", "end_logits")
+}
+EXPORTS = {
+    "ctc": Export(
+        ("Wav2Vec2ForCTC", "HubertForCTC", "Data2VecAudioForCTC", "WavLMForCTC"),
+        ("input_values",),
+        ("logits",),
+        {**_AUDIO_AXES, "logits": {0: "batch", 1: "frames"}},
+        fuse_speech_attention,
+    ),
+    "audio-classification": Export(
+        ("HubertForSequenceClassification", "Wav2Vec2ForSequenceClassification", "WavLMForSequenceClassification"),
+        ("input_values",),
+        ("logits",),
+        {**_AUDIO_AXES, "logits": {0: "batch"}},
+        fuse_speech_attention,
+    ),
+    "question-answering": Export(
+        (
+            "DistilBertForQuestionAnswering",
+            "XLMRobertaForQuestionAnswering",
+            "BertForQuestionAnswering",
+            "RobertaForQuestionAnswering",
+        ),
+        ("input_ids", "attention_mask"),
+        ("start_logits", "end_logits"),
+        _TEXT_AXES,
+        fuse_text_attention,
+    ),
+}
+
+
+class OnnxModel(torch.nn.Module):
+    """An ONNX Runtime session with the attributes callers read from a transformers model
+    (`config`, a parameter for the device); `source_parameters` counts the original's weights."""
+
+    def __init__(self, path: Path, torch_model: Any, threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        # No spinning: after a run, ONNX Runtime's workers spin-wait for more work by default, and the
+        # next session to run (XLM-R right after DistilBERT in /answer, any other visitor's request)
+        # then shares the cores with them: a 1 s clip's keyword model took 100 ms right after another
+        # session's run instead of 63 ms; without spinning 64-66 ms either way (docs/BENCHMARKS.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.config = torch_model.config
+        self.path = Path(path)
+        self.source_parameters = sum(p.numel() for p in torch_model.parameters())
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # device for callers
+
+
+class OnnxSpeech(OnnxModel):
+    """CTC or classification over audio: `input_values` (+ `attention_mask`) in, `.logits` out."""
+
+    def _get_feat_extract_output_lengths(self, lengths):
+        """Frames the conv front end makes of `lengths` samples (as the transformers model says)."""
+        lengths = torch.as_tensor(lengths)
+        for kernel, stride in zip(self.config.conv_kernel, self.config.conv_stride, strict=True):
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+        x = input_values.detach().cpu().numpy().astype(np.float32)
+        if attention_mask is None or bool(attention_mask.all()):
+            return SimpleNamespace(logits=torch.from_numpy(self.session.run(None, {"input_values": x})[0]))
+        lengths = attention_mask.sum(-1).tolist()
+        rows = [self.session.run(None, {"input_values": x[i : i + 1, : int(n)]})[0][0] for i, n in enumerate(lengths)]
+        if rows[0].ndim == 1:  # one vector per clip (classification)
+            return SimpleNamespace(logits=torch.from_numpy(np.stack(rows)))
+        frames = max(len(r) for r in rows)
+        logits = np.zeros((len(rows), frames, rows[0].shape[-1]), np.float32)
+        for i, row in enumerate(rows):
+            logits[i, : len(row)] = row
+        return SimpleNamespace(logits=torch.from_numpy(logits))
+
+
+class OnnxQA(OnnxModel):
+    """Extractive QA: `input_ids` and `attention_mask` in, `.start_logits` and `.end_logits` out."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused: Any) -> Any:
+        feeds = {
+            "input_ids": input_ids.cpu().numpy().astype(np.int64),
+            "attention_mask": attention_mask.cpu().numpy().astype(np.int64),
+        }
+        starts, ends = self.session.run(None, feeds)
+        return SimpleNamespace(start_logits=torch.from_numpy(starts), end_logits=torch.from_numpy(ends))
+
+
+def supported(kind: str, model: Any) -> bool:
+    """Whether `model` of a slot kind can be served through ONNX Runtime."""
+    return kind in EXPORTS and type(model).__name__ in EXPORTS[kind].classes
+
+
+def precision_setting() -> str:
+    """`SERVE_PRECISION`: "int8" (default; CPU only) or "fp32"."""
+    value = settings.serve_precision()
+    if value not in ("int8", "fp32"):
+        raise ValueError(f"SERVE_PRECISION must be int8 or fp32, not {value!r}")
+    return value
+
+
+def for_serving(kind: str, model: Any, folder: Path, device: str) -> tuple[Any, str]:
+    """The model to serve and its precision in words, for the status.
+
+    On CPU every kind serves int8 through ONNX Runtime unless `SERVE_PRECISION=fp32`; on a GPU,
+    or for a class with no export, the model serves as loaded.
+
+    Args:
+        kind: the slot kind ("ctc", "audio-classification", "question-answering").
+        model: the loaded transformers model.
+        folder: the folder its weights came from (the export cache is keyed by them).
+        device: where it runs.
+
+    Returns:
+        (the model to call, e.g. "int8 (onnxruntime, cpu)").
+    """
+    if device != "cpu" or precision_setting() != "int8":
+        return model, f"fp32 (torch, {device})"
+    if not supported(kind, model):
+        return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)"
+    weights = sorted(Path(folder).glob("*.safetensors"))[0]
+    try:
+        return int8_model(kind, model, weights), INT8
+    except Exception as err:  # noqa: BLE001 - serve the torch model rather than nothing
+        logger.warning("int8 export of %s failed, serving fp32: %s", folder, err)
+        return model, f"fp32 (torch, cpu; int8 export failed: {err})"
+
+
+def cache_key(weights: Path, model: Any) -> str:
+    """Same weights file, same libraries, same recipe -> same exported model."""
+    import onnxruntime
+    import transformers
+
+    stat = Path(weights).stat()
+    parts = [
+        str(Path(weights).resolve()),
+        str(stat.st_size),
+        str(stat.st_mtime_ns),
+        type(model).__name__,
+        torch.__version__,
+        transformers.__version__,
+        onnxruntime.__version__,
+        str(FORMAT),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def int8_model(kind: str, model: Any, weights: Path, threads: int | None = None) -> OnnxModel:
+    """`model` as an int8 ONNX Runtime session, exported and quantized on first use, then read
+    from the cache.
+
+    Args:
+        kind: the slot kind (a key of `EXPORTS`).
+        model: the transformers model.
+        weights: its safetensors file (keys the cache).
+        threads: intra-op threads (default: torch's).
+
+    Returns:
+        An `OnnxQA` for question answering, else an `OnnxSpeech`.
+    """
+    target = CACHE / cache_key(weights, model) / "model.int8.onnx"
+    with _EXPORTING:
+        if not target.is_file():
+            _build(EXPORTS[kind], model, target)
+    wrapper = OnnxQA if kind == "question-answering" else OnnxSpeech
+    return wrapper(target, model, threads)
+
+
+def _build(spec: Export, model: Any, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        _export(spec, model.eval(), fp32)
+        fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
+        try:
+            staged = Path(tmp) / "model.int8.onnx"
+            quantize_dynamic(
+                fp32,
+                staged,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Attention"],
+                # The fused graph's contrib ops defeat shape inference; their outputs are float.
+                extra_options={"DefaultTensorType": 1},
+            )
+        finally:
+            logging.getLogger().setLevel(quiet)
+        os.replace(staged, target)  # a reader never sees half a file
+
+
+@contextmanager
+def _eager_attention(model: Any):
+    """Export the attention as plain matmuls: SDPA's exported graph adds mask handling (`Where`,
+    `IsNaN`) that took 15-18 % of an int8 QA forward here and that no fusion recognises."""
+    before = getattr(model.config, "_attn_implementation", None)
+    switched = False
+    if before not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation("eager")
+            switched = True
+        except (ValueError, ImportError, NotImplementedError) as err:  # a class without it: export its own
+            logger.info("eager attention unavailable for %s (%s); exporting its own", type(model).__name__, err)
+    try:
+        yield
+    finally:
+        if switched:
+            model.set_attn_implementation(before)
+
+
+def _export(spec: Export, model: Any, path: Path) -> None:
+    example = spec.example()
+    with _eager_attention(model), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation notice and tracer warnings (see the docstring)
+        try:
+            torch.onnx.export(
+                model,
+                example,
+                str(path),
+                input_names=list(spec.inputs),
+                output_names=list(spec.outputs),
+                dynamic_axes=spec.dynamic_axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        except Exception as err:  # noqa: BLE001 - the legacy exporter is gone or failed: the other one
+            logger.info("TorchScript ONNX export failed (%s); using torch.export", err)
+            shapes = [
+                {
+                    axis: torch.export.Dim(name, min=2, max=TARGET_RATE * 3600)
+                    for axis, name in spec.dynamic_axes[n].items()
+                }
+                for n in spec.inputs
+            ]
+            torch.onnx.export(
+                model,
+                example,
+                input_names=list(spec.inputs),
+                output_names=list(spec.outputs),
+                dynamic_shapes=tuple(shapes),
+                dynamo=True,
+            ).save(str(path))

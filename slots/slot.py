@@ -1,0 +1,385 @@
+"""One model slot: which model a tab serves, where it comes from, loading it once in the
+background, and Reload.
+
+A slot is resolved in this order, the first that loads wins:
+  1. the slot's environment variable (a local folder, a hub id, or `hub-id@revision`),
+  2. `<checkpoints>/<slot>/` written by `train/`,
+  3. the public fine-tuned hub checkpoint named in `SLOTS`, pinned to a commit,
+and is otherwise *unavailable*: the app keeps serving and the tab says what was tried.
+
+Each slot loads in a thread of its own. A request waits for a load only while it reads local
+files; while a hub download runs it gets the slot's state ("downloading 42 %") at once. A hub
+that times out or fails on its side leaves the slot *retrying*: it tries again after a backoff,
+so a transient error at boot heals itself.
+
+*Reload* (the Models tab's button, `/reload`) is safe for any visitor of a public Space to press:
+- a slot without a model tries its sources again;
+- a slot whose model came from a local folder that changed since (a checkpoint trained again, or
+  one that now comes before the hub default), or from a hub branch that has moved to a newer
+  commit (an unpinned `$ASR_MODEL=owner/name`: one API call asks), loads the new model beside the
+  one serving and swaps it in when it is ready, keeping the old one (and saying why) if the new
+  fails;
+- anything else is left as it is: a load under way is not started twice, and a model pinned to a
+  commit (as the defaults are) never changes.
+
+Two views of a slot: `status()` is what a visitor may see (its state, where the model comes from
+as a label such as "checkpoint asr" or a hub id, a one-line reason; never a server path), and
+`status(detail=True)` adds what the operator needs (folders, every attempt's full error), as the
+server log does. What a failed slot says is in `slots/errors.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core import settings
+from core.inference import lower_priority
+from slots import hub
+from slots.errors import SlotNotReady, SlotUnavailable, plain_attempts, plain_reasons
+from slots.sources import LoadedModel, Phase, failed_attempt, folder_fingerprint, load_source
+from slots.table import SlotSpec
+
+# Seconds a request may wait for a slot that is reading its model from local disk.
+LOAD_WAIT_S = settings.LOAD_WAIT_S
+# First wait after a transient hub failure; it doubles up to RETRY_MAX_S.
+RETRY_S = settings.HUB_RETRY_S
+RETRY_MAX_S = 600.0
+LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
+
+logger = logging.getLogger(__name__)
+
+
+class HubCheck:
+    """What a slot's Reload is doing while it asks the hub for a branch's newest commit (in the
+    place of the new model's slot: `Slot.swapping` and `wait_for_swap` read its state)."""
+
+    state = "resolving"  # a request never waits for the hub
+
+    def describe_state(self) -> str:
+        return "asking the hub for a newer commit"
+
+
+class Slot:
+    """One slot: resolves and loads its model once, in a background thread."""
+
+    def __init__(self, spec: SlotSpec, checkpoints: Path, launched: float | None = None):
+        self.spec, self.checkpoints = spec, Path(checkpoints)
+        self.launched = time.monotonic() if launched is None else launched
+        self._cond = threading.Condition()
+        self._generation = 0  # bumped by reset(): a stale loader's result is dropped
+        self._wake = threading.Event()  # cuts a retry wait short (reset)
+        self._swap: Slot | HubCheck | None = None  # Reload: a newer model loading beside the one serving
+        self._swap_warning: str | None = None  # why the last such load failed
+        self._clear()
+
+    def _clear(self) -> None:
+        self._state = "not loaded"
+        self._loaded: LoadedModel | None = None
+        self._failure: SlotUnavailable | None = None
+        self._attempts: list[dict[str, str]] = []
+        self._progress: hub.Progress | None = None
+        self._retry_at: float | None = None
+        self._retries = 0
+        self._retry_origins: tuple | None = None  # the sources as they were when the hub last failed
+        self._ready_after_s: float | None = None
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(label, source) pairs in resolution order."""
+        found = []
+        if source := settings.model_source(self.spec.env_var):
+            found.append((f"${self.spec.env_var}", source))
+        found.append(("checkpoint", str(self.checkpoints / self.spec.name)))
+        found.append(("hub default", self.spec.hub_default))
+        return found
+
+    def origins(self) -> tuple:
+        """Each candidate with its folder's fingerprint, in resolution order."""
+        return tuple((label, source, folder_fingerprint(source)) for label, source in self.candidates())
+
+    # ---- what requests call ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin loading in the background, unless a load runs, is done or waits to retry."""
+        with self._cond:
+            if self._state == "not loaded":
+                self._set("starting")
+                threading.Thread(
+                    target=self._run, args=(self._generation,), name=f"slot {self.spec.name}", daemon=True
+                ).start()
+
+    def get(self, wait_s: float | None = None) -> LoadedModel:
+        """The loaded model. Starts a load if none ran; waits while it reads local files, never
+        through a download. Raises `SlotUnavailable` (`SlotNotReady` while fetching/retrying)."""
+        self.start()
+        deadline = time.monotonic() + (LOAD_WAIT_S if wait_s is None else wait_s)
+        with self._cond:
+            while self._state in LOCAL_PHASES and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            if self._loaded is not None:
+                return self._loaded
+            if self._failure is not None:
+                raise self._failure
+            raise SlotNotReady(self.spec.name, list(self._attempts), self.describe_state())
+
+    def try_get(self, wait_s: float | None = None) -> LoadedModel | None:
+        """`get`, with None where it would raise (no model, or one still on its way)."""
+        try:
+            return self.get(wait_s)
+        except SlotUnavailable:
+            return None
+
+    def reset(self) -> None:
+        """Forget the model, failure or running load, so the next `get`/`start` resolves again."""
+        with self._cond:
+            self._generation += 1
+            self._wake.set()
+            self._wake = threading.Event()
+            self._clear()
+            self._swap, self._swap_warning = None, None  # a Reload's load under way: dropped when it ends
+            self._cond.notify_all()
+
+    def peek(self) -> LoadedModel | None:
+        return self._loaded
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def ready_after_s(self) -> float | None:
+        """Seconds from launch until the model was ready; None until it is."""
+        return self._ready_after_s
+
+    def describe_state(self) -> str:
+        """The state in a few words: 'downloading 42 %', 'retrying in 25 s', ..."""
+        state = self._state
+        if state == "downloading" and self._progress and self._progress.fraction is not None:
+            return f"downloading {round(self._progress.fraction * 100)} %"
+        if state == "retrying" and self._retry_at is not None:
+            return f"retrying in {max(0, self._retry_at - time.monotonic()):.0f} s"
+        return state
+
+    def status(self, detail: bool = False) -> dict[str, Any]:
+        """State without triggering a load: 'not loaded', 'starting', 'resolving', 'downloading',
+        'loading', 'loaded', 'retrying' or 'unavailable'; where the model comes from, and why a
+        source failed, in plain words. `detail` adds server paths and every attempt's full error
+        (for the operator; never shown to a visitor)."""
+        spec = self.spec
+        info: dict[str, Any] = {
+            "slot": spec.name,
+            "title": spec.title,
+            "env_var": spec.env_var,
+            "train_command": spec.train_command,
+            "hub_default": spec.hub_default,
+            "state": self._state,
+            "detail": self.describe_state(),
+            "source": None,
+        }
+        if self._progress is not None and self._state == "downloading":
+            info["progress"] = self._progress.fraction
+            info["downloaded_bytes"] = self._progress.done
+            info["download_bytes"] = self._progress.total
+        attempts = self._failure.attempts if self._failure is not None else self._attempts
+        if self._loaded is not None:
+            m = self._loaded
+            attempts = m.skipped
+            info.update(
+                source=m.label,
+                parameters=m.parameters,
+                size_bytes=m.size_bytes,
+                device=m.device,
+                precision=m.precision,
+                load_time_s=round(m.load_time_s, 3),
+                ready_after_s=self.ready_after_s,
+                warnings=[*m.warnings, *([self._swap_warning] if self._swap_warning else [])],
+                skipped=plain_attempts(m.skipped),
+            )
+            if detail:
+                info.update(path=str(m.path), configured=m.source)
+        if attempts and self._loaded is None:
+            info["reason"] = plain_reasons(attempts)
+            info["tried"] = plain_attempts(attempts)
+        if detail and attempts:
+            info["attempts"] = [{"source": a["source"], "error": a["error"]} for a in attempts]
+        if (swapping := self.swapping) is not None:
+            info["reloading"] = swapping
+        if self._state == "retrying":
+            info["retry_in_s"] = round(max(0.0, (self._retry_at or 0) - time.monotonic()), 1)
+        return info
+
+    # ---- the loader thread --------------------------------------------------------------------
+
+    def _set(self, state: str, generation: int | None = None) -> bool:
+        """Move to `state` (caller may hold the lock); False if a reset made this loader stale."""
+        with self._cond:
+            if generation is not None and generation != self._generation:
+                return False
+            self._state = state
+            self._cond.notify_all()
+            return True
+
+    def _phase(self, generation: int) -> Phase:
+        """How a loader of `generation` reports its phase (nothing, once a reset made it stale)."""
+
+        def phase(state: str, progress: hub.Progress | None = None) -> None:
+            if progress is not None:
+                with self._cond:
+                    self._progress = progress
+            self._set(state, generation)
+
+        return phase
+
+    def _run(self, generation: int) -> None:
+        # A load (reading, exporting, quantizing) yields the CPU to the threads answering requests,
+        # and the model's worker threads, started from here, keep that priority.
+        lower_priority()
+        while True:
+            attempts: list[dict[str, str]] = []
+            transient = False
+            origins = self.origins()  # before reading: files changed during the load count as changed
+            for index, (label, source, _) in enumerate(origins):
+                start = time.perf_counter()
+                try:
+                    loaded = load_source(self.spec, label, source, self._phase(generation), attempts)
+                except Exception as err:  # noqa: BLE001 - every failure is reported, none is fatal
+                    attempts.append(failed_attempt(self.spec, label, source, err))
+                    transient = transient or hub.is_transient(err)
+                    with self._cond:
+                        if generation != self._generation:
+                            return
+                        self._attempts = list(attempts)
+                    continue
+                loaded.load_time_s = time.perf_counter() - start
+                loaded.origin = origins[: index + 1]
+                with self._cond:
+                    if generation != self._generation:
+                        return
+                    self._loaded = loaded
+                    self._ready_after_s = round(time.monotonic() - self.launched, 2)
+                    self._set("loaded")
+                return
+            with self._cond:
+                if generation != self._generation:
+                    return
+                if not transient:
+                    self._failure = SlotUnavailable(self.spec.name, attempts)
+                    self._set("unavailable")
+                    return
+                delay = min(RETRY_MAX_S, RETRY_S * 2**self._retries)
+                self._retries += 1
+                self._retry_origins = origins
+                self._retry_at = time.monotonic() + delay
+                self._set("retrying")
+                wake = self._wake
+            wake.wait(delay)
+            if not self._set("starting", generation):
+                return
+
+    # --- Reload (the module docstring) ---------------------------------------------------------
+
+    def _fresh(self) -> Slot:
+        """A new slot like this one, to load a newer model in while this one serves."""
+        fresh = Slot(self.spec, self.checkpoints, self.launched)
+        fresh.start()
+        return fresh
+
+    def refresh(self) -> str:
+        """Reload this slot as the module docstring says; returns what it did, in a few words."""
+        with self._cond:
+            if self._swap is not None or self._state not in ("loaded", "unavailable", "retrying", "not loaded"):
+                return "a load is under way"
+            loaded = self._loaded
+            if loaded is None and self._state == "retrying" and self.origins() == self._retry_origins:
+                # The hub failed and nothing else changed: its back-off stands (a visitor's Reload
+                # would otherwise restart it, asking the hub every few seconds).
+                return f"{self.describe_state()}: nothing changed since the hub last failed"
+            if loaded is None:  # nothing to keep serving: try every source again, now
+                self.reset()
+                self.start()
+                return "loading"
+            if self.origins()[: len(loaded.origin)] != loaded.origin:
+                self._swap = self._fresh()
+                self._in_thread(self._swap_in, self._swap, self._generation, None)
+                return "loading the new model; the current one serves meanwhile"
+            remote = hub.parse_source(loaded.source) if loaded.commit else None
+            if remote is None or hub.is_pinned(remote) or hub.offline():
+                return "unchanged"
+            self._swap = HubCheck()
+            self._in_thread(self._check_hub, remote, loaded, self._generation)
+            return f"asking the hub whether {remote.repo_id} has a newer commit"
+
+    def _in_thread(self, target: Any, *args: Any) -> None:
+        threading.Thread(target=target, args=args, name=f"slot {self.spec.name} reload", daemon=True).start()
+
+    def _check_hub(self, remote: hub.HubSource, loaded: LoadedModel, generation: int) -> None:
+        """Reload of a model read from a hub branch (an unpinned id): load the branch's newest
+        commit beside the current model if it moved; otherwise nothing (one API call)."""
+        warning = None
+        try:
+            latest = hub.with_deadline(lambda: hub.latest_commit(remote), hub.Progress(), "newest commit")
+        except Exception as err:  # noqa: BLE001 - the current model serves on; the card says why
+            latest = None
+            reason = hub.plain_reason(err) or "the hub did not answer as expected"
+            warning = f"the hub could not say whether there is a newer model ({reason}); the one loaded before serves"
+            logger.warning("slot %s: asking the hub for %s's newest commit failed: %s", self.spec.name, remote, err)
+        with self._cond:
+            if generation != self._generation:
+                return
+            if latest is None or latest == loaded.commit:
+                self._swap, self._swap_warning = None, warning
+                self._cond.notify_all()
+                return
+            fresh = self._swap = self._fresh()
+        logger.warning("slot %s: %s moved from %s to %s; loading it", self.spec.name, remote, loaded.commit, latest)
+        self._swap_in(fresh, generation, loaded.source)
+
+    def _swap_in(self, fresh: Slot, generation: int, source: str | None) -> None:
+        """Load `fresh` to its end (a hub that fails is not retried: the current model serves on)
+        and put its model in place of the current one, or say why not. With `source`, only a
+        model from that source replaces it (a newer hub commit that fails to load must not hand
+        the slot to the next source in the order)."""
+        with fresh._cond:
+            while fresh._state not in ("loaded", "unavailable", "retrying"):
+                fresh._cond.wait(1.0)
+        new = fresh.peek()
+        attempts = fresh._failure.attempts if fresh._failure is not None else list(fresh._attempts)
+        if new is not None and source is not None and new.source != source:
+            attempts, new = new.skipped, None
+        if fresh.state == "retrying":
+            fresh.reset()  # ends its retry loop
+        with self._cond:
+            if generation != self._generation:  # reset meanwhile: whatever it loads replaces both
+                return
+            self._swap = None
+            if new is None:
+                reasons = plain_reasons(attempts)
+                self._swap_warning = (
+                    f"a newer model could not be loaded ({reasons}); the one loaded before still serves"
+                )
+                logger.warning("slot %s: reload failed, keeping the current model: %s", self.spec.name, reasons)
+            else:
+                self._loaded, self._swap_warning = new, None
+                self._ready_after_s = fresh.ready_after_s
+                logger.warning("slot %s: now serving %s (reloaded)", self.spec.name, new.source)
+            self._cond.notify_all()
+
+    def wait_for_swap(self, deadline: float) -> None:
+        """Wait (until `deadline`, monotonic) until a Reload's new model is in place, unless it
+        comes from the hub (no request waits through a download)."""
+        with self._cond:
+            while (
+                (fresh := self._swap) is not None
+                and fresh.state not in ("resolving", "downloading")
+                and time.monotonic() < deadline
+            ):
+                self._cond.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+
+    @property
+    def swapping(self) -> str | None:
+        """The state of a Reload's new model while it loads beside the current one, else None."""
+        fresh = self._swap
+        return fresh.describe_state() if fresh is not None else None

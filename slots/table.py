@@ -1,0 +1,66 @@
+"""Which model each slot serves: its title, environment variable, kind, the command that trains
+it, and the public fine-tuned hub checkpoint it falls back to, pinned to a commit. Read by
+`slots.slot` (which loads them) and documented in the README's slot table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    name: str
+    title: str
+    env_var: str
+    hub_id: str  # the public fine-tuned default; documented in the README's slot table
+    revision: str  # a commit of `hub_id` that holds safetensors weights (never a moving branch)
+    kind: str  # "ctc", "audio-classification" or "question-answering"
+    train_command: str
+
+    @property
+    def hub_default(self) -> str:
+        return f"{self.hub_id}@{self.revision}"
+
+
+# The hub defaults, each pinned to a commit with safetensors weights (why each: README, "Model slots").
+SLOTS: dict[str, SlotSpec] = {
+    spec.name: spec
+    for spec in (
+        SlotSpec(
+            "asr",
+            "Speech recognition",
+            "ASR_MODEL",
+            "facebook/wav2vec2-base-960h",
+            "22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
+            "ctc",
+            "python -m train.asr train/configs/asr_report.json",
+        ),
+        SlotSpec(
+            "kws",
+            "Keyword spotting",
+            "KWS_MODEL",
+            "anton-l/distilhubert-ft-keyword-spotting",
+            "544d59e19da793285a8d9329742b31c7a5f0934b",
+            "audio-classification",
+            "python -m train.kws train/configs/kws_report.json",
+        ),
+        SlotSpec(
+            "qa-distilbert",
+            "Question answering (DistilBERT)",
+            "QA_DISTILBERT_MODEL",
+            "twmkn9/distilbert-base-uncased-squad2",
+            "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
+            "question-answering",
+            "python -m train.qa train/configs/qa_distilbert.json",
+        ),
+        SlotSpec(
+            "qa-xlmr",
+            "Question answering (XLM-RoBERTa)",
+            "QA_XLMR_MODEL",
+            "deepset/xlm-roberta-base-squad2",
+            "a17f72834366c08e1442ba44b483983d86d659bf",
+            "question-answering",
+            "python -m train.qa train/configs/qa_xlmr.json",
+        ),
+    )
+}

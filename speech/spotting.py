@@ -1,0 +1,236 @@
+"""Keyword spotting over time: 1 s windows sliding every 250 ms, offline over a clip and live over
+a microphone stream, with a debounced detection log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from core.inference import model_work
+from speech import keywords
+from speech.audio import TARGET_RATE, StreamResampler
+
+WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
+HOP = TARGET_RATE // 4  # 250 ms
+REFRACTORY_S = 0.75  # one spoken word spans several windows; it must give one detection
+# A word of ~0.5 s lies wholly inside two or three successive windows; a window that holds only
+# part of a word can look like another keyword, but rarely twice in a row.
+CONFIRM = 2
+# A window quieter than -60 dBFS RMS holds no speech; the classifier never saw digital silence
+# (its `_silence_` is background noise), so such windows are not scored for detections.
+QUIET_RMS = 1e-3
+
+
+def fit_window(samples: np.ndarray) -> np.ndarray:
+    """Exactly one window: centred crop, or zero padding on both sides.
+
+    Args:
+        samples: [S] 16 kHz mono float32.
+
+    Returns:
+        [WINDOW] samples.
+    """
+    if len(samples) >= WINDOW:
+        start = (len(samples) - WINDOW) // 2
+        return samples[start : start + WINDOW]
+    pad = WINDOW - len(samples)
+    return np.pad(samples, (pad // 2, pad - pad // 2))
+
+
+@model_work
+def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
+
+    Args:
+        model: an audio classification model.
+        extractor: its feature extractor.
+        windows: arrays of exactly WINDOW samples each.
+        batch_size: windows per forward pass.
+
+    Returns:
+        [len(windows), num_labels] float32.
+    """
+    import torch  # not before the app answers (core.inference)
+
+    rows = []
+    device = next(model.parameters()).device
+    for b in range(0, len(windows), batch_size):
+        inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
+        logits = model(inputs.input_values.to(device)).logits
+        rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    return np.concatenate(rows)
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of float samples in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(samples)))) if len(samples) else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def is_quiet(window: np.ndarray) -> bool:
+    """Whether a window is too quiet to hold a spoken word (RMS below `QUIET_RMS`)."""
+    return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
+
+
+class Scan(NamedTuple):
+    """`sliding_probs`' output: window centres (s), probabilities and quiet flags."""
+
+    times: np.ndarray
+    probs: np.ndarray
+    quiet: np.ndarray
+
+
+def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
+    """A 1 s window every `HOP` samples over a clip; a clip of 1 s or less is one window.
+
+    Args:
+        model: an audio classification model.
+        extractor: its feature extractor.
+        samples: [S] 16 kHz mono float32.
+
+    Returns:
+        times: [W] window centres in seconds.
+        probs: [W, num_labels] probabilities.
+        quiet: [W] bool, True for windows too quiet to hold a word.
+    """
+    if len(samples) <= WINDOW:
+        windows = [fit_window(samples)]
+        times = np.array([len(samples) / 2 / TARGET_RATE])
+    else:
+        starts = list(range(0, len(samples) - WINDOW + 1, HOP))
+        if starts[-1] + WINDOW < len(samples):
+            starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
+        windows = [samples[s : s + WINDOW] for s in starts]
+        times = (np.array(starts) + WINDOW / 2) / TARGET_RATE
+    quiet = np.array([is_quiet(w) for w in windows])
+    return Scan(times, window_probs(model, extractor, windows), quiet)
+
+
+def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None = None) -> np.ndarray:
+    """The window to summarise a clip by: the audible one most confident about a real keyword.
+
+    Args:
+        probs: [W, num_labels] probabilities per window.
+        labels: the label names in column order.
+        quiet: [W] bool quiet flags; None when every window is audible.
+
+    Returns:
+        [num_labels] the chosen window's probabilities.
+    """
+    keyword_ids = [i for i, label in enumerate(labels) if label in keywords.KEYWORDS]
+    audible = np.flatnonzero(~quiet) if quiet is not None and not quiet.all() else np.arange(len(probs))
+    if not keyword_ids:
+        return probs[audible].mean(axis=0)
+    return probs[audible[int(probs[audible][:, keyword_ids].max(axis=1).argmax())]]
+
+
+@dataclass
+class Detection:
+    time_s: float  # centre of the window that fired, from the start of the stream
+    label: str
+    probability: float
+
+
+@dataclass
+class Debouncer:
+    """Turns successive windows' probabilities into detections, the same way live and offline:
+    a keyword fires when `CONFIRM` successive windows put it above the threshold; it cannot fire
+    again until its probability has fallen below the threshold and `REFRACTORY_S` has passed. The
+    time logged is the centre of the first of those windows."""
+
+    armed: dict[str, bool] = field(default_factory=dict)
+    streak: dict[str, list[float]] = field(default_factory=dict)  # centres of successive hits
+    last_fired: dict[str, float] = field(default_factory=dict)
+
+    def decide(self, centre: float, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
+        """The detections one window (centred at `centre` seconds) completes."""
+        fired = []
+        for i, label in enumerate(labels):
+            if label not in keywords.KEYWORDS:
+                continue
+            if probs[i] < threshold:
+                self.armed[label] = True
+                self.streak[label] = []
+                continue
+            streak = self.streak.setdefault(label, [])
+            streak.append(centre)
+            if (
+                len(streak) >= CONFIRM
+                and self.armed.get(label, True)
+                and streak[0] - self.last_fired.get(label, -1e9) >= REFRACTORY_S
+            ):
+                fired.append(Detection(round(streak[0], 2), label, float(probs[i])))
+                self.armed[label] = False
+                self.last_fired[label] = streak[0]
+        return fired
+
+
+def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
+    """The detections a live listener would log over a whole clip (`sliding_probs`' scan);
+    quiet windows score nothing, as live."""
+    debouncer = Debouncer()
+    found = []
+    for centre, p, silent in zip(scan.times, scan.probs, scan.quiet, strict=True):
+        found += debouncer.decide(float(centre), np.zeros_like(p) if silent else p, labels, threshold)
+    return found
+
+
+@dataclass
+class Listener:
+    """Live state: the newest audio, the next window to score, and the detection log (debounced
+    by a `Debouncer`)."""
+
+    resampler: StreamResampler = field(default_factory=StreamResampler)
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
+    buffer_start: int = 0  # stream sample index of buffer[0]
+    next_window: int = 0  # stream sample index where the next window starts
+    debouncer: Debouncer = field(default_factory=Debouncer)
+    detections: list[Detection] = field(default_factory=list)
+    latest: np.ndarray | None = None  # probabilities of the newest window
+    closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
+    missed_s: float = 0.0  # audio that never arrived (`skip`)
+
+    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
+        """Add a microphone chunk; score every window it completes; return new detections."""
+        final, _ = self.resampler.push(rate, chunk)
+        self.buffer = np.concatenate([self.buffer, final])
+        starts = []
+        while self.next_window + WINDOW <= self.buffer_start + len(self.buffer):
+            starts.append(self.next_window)
+            self.next_window += HOP
+        new = []
+        if starts:
+            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
+            labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows), strict=True):
+                shown = np.zeros_like(probs) if is_quiet(window) else probs
+                new += self.debouncer.decide((start + WINDOW / 2) / TARGET_RATE, shown, labels, threshold)
+                self.latest = probs
+                self._note_closest(shown, labels)
+        keep_from = self.next_window - self.buffer_start  # older audio is never scored again
+        self.buffer = self.buffer[keep_from:]
+        self.buffer_start += keep_from
+        self.detections += new
+        return new
+
+    def skip(self, seconds: float) -> None:
+        """`seconds` of audio never arrived (a busy server drops a live stream's chunks): the
+        stream's clock moves on by them, so detection times stay times since Record, and no
+        window joins the audio before the gap to the audio after it (nor do two windows on
+        either side count as successive)."""
+        end = self.buffer_start + len(self.buffer) + round(seconds * TARGET_RATE)
+        self.resampler = StreamResampler()
+        self.buffer = np.zeros(0, np.float32)
+        self.buffer_start = end
+        self.next_window = end
+        self.debouncer.streak.clear()
+        self.missed_s += seconds
+
+    def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
+        """Remember the strongest keyword so far, so a visitor whose words never pass the
+        threshold can be told how close they came."""
+        for i, label in enumerate(labels):
+            if label in keywords.KEYWORDS and probs[i] > (self.closest[1] if self.closest else 0.0):
+                self.closest = (label, float(probs[i]))

@@ -1,1 +1,0 @@
-"""One module per tab; each exposes `build(registry) -> gr.Blocks`."""

@@ -1,0 +1,362 @@
+"""Keyword spotting tab: top-5 keywords for a clip, a timeline for long clips, live listening with
+a detection log, and the evaluation view of the checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from gradio import FileData
+from plotly.subplots import make_subplots
+
+from slots.registry import Registry
+from slots.sources import LoadedModel
+from speech import keywords, spotting
+from speech.audio import TARGET_RATE, duration_s, to_mono_float
+from ui import live
+from ui.common import (
+    audio_or_error,
+    card_and_controls,
+    fading,
+    hide_empty,
+    no_evaluation,
+    require,
+    status_watch,
+    uploaded_path,
+    user_errors,
+)
+from ui.error_views import kws_panel
+from ui.plots import compact, history_figure, human, key_value_markdown, rounded
+
+SLOT = "kws"
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "kws").glob("*.wav"))
+DEFAULT_THRESHOLD = 0.8
+MATRIX_PX = 560
+
+
+def labels_of(loaded: LoadedModel) -> list[str]:
+    config = loaded.model.config
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def clip_scores(
+    loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[dict[str, float], spotting.Scan, list[spotting.Detection]]:
+    """Class probabilities for a clip, the scan of its 1 s windows and the keywords a live listener
+    would log in it at `threshold`. A clip longer than a window is summarised by the window of its
+    most probable logged keyword, so the label agrees with the timeline; with none logged, by its
+    most keyword-like window (one window's spike, which a listener would not log, does not win
+    over a keyword heard in two)."""
+    scan = spotting.sliding_probs(loaded.model, loaded.processor, samples)
+    labels = labels_of(loaded)
+    found = spotting.detect(scan, labels, threshold) if len(scan.times) > 1 else []
+    if found:
+        strongest = max(found, key=lambda d: d.probability)
+        summary = scan.probs[int(np.argmin(np.abs(np.asarray(scan.times) - strongest.time_s)))]
+    else:
+        summary = spotting.best_window(scan.probs, labels, scan.quiet)
+    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan, found
+
+
+def spot(
+    loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[dict[str, float], go.Figure | None, list[spotting.Detection]]:
+    """`clip_scores`, and for a clip longer than 1 s a timeline of the waveform, every keyword's
+    probability and the keywords logged."""
+    scores, scan, found = clip_scores(loaded, samples, threshold)
+    if len(scan.times) < 2:
+        return scores, None, []
+    return scores, timeline_figure(samples, scan, labels_of(loaded), found), found
+
+
+def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
+    """The `k` best classes in gr.Label's format (what the /spot endpoint returns)."""
+    best = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+    return {"label": best[0][0], "confidences": [{"label": label, "confidence": p} for label, p in best]}
+
+
+def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, go.Figure | None]:
+    samples = audio_or_error(audio)
+    start = time.perf_counter()
+    scores, figure, found = spot(loaded, samples)
+    elapsed = time.perf_counter() - start
+    line = f"{duration_s(samples):.1f} s of audio classified in {elapsed * 1000:.0f} ms on {loaded.device}"
+    if figure is not None:
+        heard = ", ".join(f"**{d.label}** at {d.time_s:.2f} s ({d.probability:.0%})" for d in found)
+        line += f"\n\nSpotted (threshold {DEFAULT_THRESHOLD:.0%}): " + (heard or "no keyword")
+    return scores, line, figure
+
+
+# One colour per keyword, far apart (Tableau 10, its grey swapped for navy); the two catch-all
+# classes are grey and dashed: they matter less than the words.
+COLOURS = dict(
+    zip(
+        keywords.KEYWORDS,
+        ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1b2a6b"),
+        strict=True,
+    )
+)
+
+
+def timeline_figure(
+    samples: np.ndarray, scan: spotting.Scan, labels: list[str], found: list[spotting.Detection]
+) -> go.Figure:
+    """The waveform with each detection marked on it, above every keyword's probability per window."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.35, 0.65], vertical_spacing=0.05)
+    t, low, high = envelope(samples)
+    waveform = {"x": t, "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False}
+    fig.add_trace(go.Scatter(y=high, **waveform), row=1, col=1)
+    fig.add_trace(go.Scatter(y=low, fill="tonexty", fillcolor="rgba(90,90,90,0.55)", **waveform), row=1, col=1)
+    peak = float(np.abs(samples).max()) if len(samples) else 1.0
+    if found:
+        fig.add_trace(
+            go.Scatter(
+                x=[d.time_s for d in found],
+                y=[peak * 1.15] * len(found),
+                mode="markers+text",
+                text=[d.label for d in found],
+                textposition="top center",
+                marker={"symbol": "triangle-down", "size": 11, "color": [COLOURS.get(d.label) for d in found]},
+                name="spotted",
+                showlegend=False,
+                hovertemplate="%{text} at %{x:.2f} s<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    # Classes that never matter would only clutter the plot; a weak model still shows its top 3.
+    peaks = scan.probs.max(axis=0)
+    shown = set(np.argsort(-peaks)[:3]) | set(np.flatnonzero(peaks >= 0.1))
+    for i, label in enumerate(labels):
+        if i not in shown:
+            continue
+        line = {"color": COLOURS[label]} if label in COLOURS else {"color": "#9a9a9a", "dash": "dot"}
+        fig.add_trace(go.Scatter(x=scan.times, y=scan.probs[:, i], mode="lines", name=label, line=line), row=2, col=1)
+    compact(fig, height=400, xaxis2_title="time (s)")
+    fig.update_yaxes(visible=False, range=[-peak * 1.1, peak * 1.6], row=1, col=1)
+    fig.update_yaxes(title_text="probability", range=[0, 1], row=2, col=1)
+    return fig
+
+
+def envelope(samples: np.ndarray, bins: int = 600) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The waveform drawn as its min/max per bin: [bins] times (s), lows and highs."""
+    n = max(1, len(samples) // bins)
+    usable = samples[: len(samples) // n * n].reshape(-1, n)
+    t = (np.arange(len(usable)) + 0.5) * n / TARGET_RATE
+    return t, usable.min(axis=1), usable.max(axis=1)
+
+
+def listen(
+    loaded: LoadedModel,
+    listener: spotting.Listener | None,
+    chunk: tuple[int, np.ndarray] | None,
+    threshold: float,
+    missing_s: float = 0.0,
+) -> tuple[spotting.Listener, str, dict[str, float], str]:
+    """One streaming chunk in: the detection log (newest first, or a hint while it is empty), the
+    latest window's scores and the chunk's input level. `missing_s` of audio never arrived before
+    the chunk (`live.Places.heard`): from `live.GAP_S` on, the listener skips over it
+    (`spotting.Listener.skip`), so logged times stay times since Record."""
+    listener = listener or spotting.Listener()
+    level = ""
+    if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
+        if missing_s >= live.GAP_S:
+            listener.skip(missing_s)
+        with user_errors():
+            listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
+        level = level_meter(to_mono_float(*chunk)[1])
+    log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
+    latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
+    return listener, log or waiting_hint(listener, threshold), latest, level
+
+
+def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
+    """What the empty log says: listening, and how close the best word came to the threshold."""
+    if listener.closest is None:
+        return "(listening: say one of the keywords)"
+    label, p = listener.closest
+    return (
+        f"(listening: nothing above the {threshold:.2f} threshold yet; the closest was “{label}” at "
+        f"{p:.2f}. Speak closer, or lower the threshold.)"
+    )
+
+
+def level_meter(samples: np.ndarray, bars: int = 12) -> str:
+    """The input level as a bar from -60 dBFS (nothing the model scores) to 0 dBFS."""
+    dbfs = spotting.level_dbfs(samples)
+    filled = 0 if not np.isfinite(dbfs) else int(np.clip((dbfs + 60) / 60, 0, 1) * bars + 0.5)
+    shown = "silence" if not np.isfinite(dbfs) else f"{dbfs:.0f} dBFS"
+    quiet = " · too quiet to score" if not np.isfinite(dbfs) or dbfs < -60 else ""
+    return f"Input level `{'█' * filled}{'░' * (bars - filled)}` {shown}{quiet}"
+
+
+def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
+    labels = report["labels"]
+    counts = np.array(report["confusion_matrix"], dtype=float)
+    totals = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    matrix = counts / totals if normalise else counts
+    # Normalised cells print a percentage (empty cells stay blank); the hover always has both.
+    n = len(labels)
+    text = [
+        [(f"{matrix[i, j]:.0%}" if counts[i, j] else "") if normalise else f"{int(counts[i, j])}" for j in range(n)]
+        for i in range(n)
+    ]
+    rows = counts.sum(axis=1)
+    hover = [
+        [f"{int(counts[i, j])} of {int(rows[i])} clips ({counts[i, j] / totals[i, 0]:.0%})" for j in range(n)]
+        if rows[i]
+        else ["no test clips of this class"] * n
+        for i in range(n)
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            text=text,
+            customdata=hover,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"),
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        # A fixed size: twelve labels a side need ~30 px a cell to stay legible; on a phone the
+        # plot scrolls sideways (page.css, .scroll-x) rather than shrinking.
+        width=MATRIX_PX,
+        height=MATRIX_PX,
+        autosize=False,
+        margin={"l": 90, "r": 20, "t": 50, "b": 90},
+    )
+    return fig
+
+
+def evaluation(
+    metrics: dict[str, Any] | None, normalise: bool = False, absent: str = ""
+) -> tuple[str, Any, Any, Any, Any]:
+    """Summary, confusion matrix, per-class table, class frequencies and loss curves; `absent`
+    says why there is none (`no_evaluation`)."""
+    if not metrics:
+        return absent or no_evaluation(None), None, None, None, None
+    final = metrics.get("final", {})
+    split = "test" if "test" in final else "validation"
+    report = final.get(split, {})
+    rows = {
+        f"{split} {human(k)}": report[k]
+        for k in ("loss", "accuracy", "precision_micro", "precision_macro", "recall_micro", "recall_macro", "f1_macro")
+        if k in report
+    }
+    rows.update({f"{s} clips": n for s, n in metrics.get("dataset_sizes", {}).items()})
+    per_class = pd.DataFrame(
+        [
+            {"class": label, **{human(k): rounded(v) for k, v in scores.items()}}
+            for label, scores in report.get("per_class", {}).items()
+        ]
+    )
+    counts = metrics.get("extra", {}).get("class_counts", {})
+    freq = go.Figure(go.Bar(x=list(counts), y=list(counts.values()))) if counts else None
+    if freq is not None:
+        compact(freq)
+    matrix = confusion_figure(report, normalise) if "confusion_matrix" in report else None
+    loss = history_figure(metrics.get("history", []), ["loss", "eval_loss"])
+    return key_value_markdown(rows), matrix, per_class, freq, loss
+
+
+def build(registry: Registry) -> gr.Blocks:
+    slot = registry[SLOT]
+
+    def on_spot(audio):
+        return spot_input(require(slot), audio)
+
+    places = live.places_of(slot)
+
+    def on_listen(chunk, listener, threshold, missing_s):
+        return listen(require(slot), listener, chunk, threshold, missing_s)
+
+    def on_evaluation(normalise):
+        loaded = slot.peek()
+        metrics = loaded.metrics if loaded else None
+        return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
+
+    with gr.Blocks() as demo:
+        kws_status = gr.Markdown()
+        with gr.Tab("Record or upload"):
+            kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
+            kws_button = gr.Button("Spot", variant="primary")
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
+            kws_label = gr.Label(num_top_classes=5, label="Top 5")
+            kws_timing = gr.Markdown()
+            kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
+        with gr.Tab("Live"):
+            gr.Markdown(
+                "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
+                "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
+            )
+            gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
+            kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
+            kws_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+            kws_level = gr.Markdown()
+            with gr.Row():
+                kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
+                kws_live_label = gr.Label(num_top_classes=3, label="Current window")
+        with gr.Tab("Evaluation"):
+            kws_summary = gr.Markdown()
+            kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
+            kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
+            kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
+            with gr.Row():
+                kws_freq = gr.Plot(label="Training clips per class")
+                kws_loss = gr.Plot(label="Training and validation loss")
+            errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
+
+        kws_button.click(
+            fading(on_spot, 3), inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False
+        )
+        live_outputs = [kws_log, kws_live_label, kws_level]
+        kws_live_audio.start_recording(lambda: ("", {}, ""), outputs=live_outputs, api_name=False)
+        # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
+        live.stream(
+            kws_live_audio, places, on_listen, inputs=[kws_threshold],
+            outputs=live_outputs, every_s=0.25,
+        )  # fmt: skip
+        live.watch(kws_live_audio, places, kws_level)
+        eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
+        kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
+
+        def on_evaluation_and_errors(normalise, *cell):
+            return [*on_evaluation(normalise), *errors_refresh(*cell)]
+
+        everything = [*eval_outputs, *errors_outputs]
+        watch = status_watch(
+            slot,
+            kws_status,
+            then=on_evaluation_and_errors,
+            inputs=[kws_normalise, *errors_inputs],
+            outputs=everything,
+            controls=[kws_button],
+        )
+        demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
+            watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
+        )
+
+        def api_spot(audio: FileData | None = None) -> dict:
+            """The top 5 keywords of an uploaded clip (when longer than 1 s, of the window of the
+            keyword a live listener would log with the highest probability, else of its most
+            keyword-like window), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
+            path = uploaded_path(audio)
+            loaded = require(slot)
+            scores = clip_scores(loaded, audio_or_error(path))[0]  # no timeline: the API returns none
+            return top_classes(scores, 5)
+
+        gr.api(api_spot, api_name="spot")
+    return demo

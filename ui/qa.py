@@ -1,0 +1,287 @@
+"""Question answering tab: DistilBERT and XLM-RoBERTa answer the user's question side by side, a
+comparison panel from both checkpoints' metrics, and batch evaluation of an uploaded SQuAD v2 file."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gradio as gr
+from gradio import FileData
+
+from core.structure import human_bytes
+from qa import extractive
+from qa.squad_metric import normalize_answer
+from slots.errors import SlotUnavailable
+from slots.registry import Registry
+from slots.sources import LoadedModel
+from ui.common import fading, literal, shown_key, status_card, status_watch, uploaded_path, user_errors
+from ui.qa_explorer import qa_explorer
+from ui.qa_panels import (
+    BATCH_CONTEXT_CHARS,
+    BATCH_LIMIT,
+    BATCH_MAX_BYTES,
+    NAMES,
+    batch_evaluate,
+    comparison,
+    evaluate_examples,
+    read_batch,
+)
+
+EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
+
+
+class ModelColumn(NamedTuple):
+    """One model's column of the Ask tab."""
+
+    card: gr.Markdown
+    threshold: gr.Slider
+    summary: gr.Markdown
+    highlight: gr.HTML
+    alternatives: gr.Dataframe
+
+    def results(self) -> list[Any]:
+        """The components `side` fills."""
+        return [self.summary, self.highlight, self.alternatives]
+
+
+def answer_each(
+    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
+    model first; a missing model gives {"error": ...}. The models run one after the other, each
+    with all cores (docs/BENCHMARKS.md, "Serving speed": side by side was never faster on 2 cores)."""
+    context, question = extractive.check_input(context, question)
+    for name in NAMES:
+        try:
+            loaded = registry[name].get()
+        except SlotUnavailable as err:
+            yield name, {"error": str(err)}
+            continue
+        threshold = (thresholds or {}).get(name, extractive.default_threshold(loaded.metrics))
+        start = time.perf_counter()
+        prediction = extractive.answer(loaded.model, loaded.processor, context, question, threshold)
+        yield (
+            name,
+            {
+                **asdict(prediction),
+                "alternatives": prediction.alternatives[:3],
+                "threshold": threshold,
+                "seconds": round(time.perf_counter() - start, 4),
+                "source": loaded.label,
+                "precision": loaded.precision,
+            },
+        )
+
+
+def answer_both(
+    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Both models' answers, keyed by slot name (see `answer_each`)."""
+    return dict(answer_each(registry, context, question, thresholds))
+
+
+def default_threshold(loaded: LoadedModel | None) -> float:
+    """A slot's threshold from its metrics.json, to the slider's 0.01; 0 without a model."""
+    metrics = loaded.metrics if loaded else None
+    return round(extractive.default_threshold(metrics), 2)
+
+
+def agreement(results: dict[str, dict[str, Any]]) -> str:
+    texts = [r.get("text") for r in results.values() if "error" not in r]
+    if len(texts) < 2:
+        return "Only one model is available: nothing to compare."
+    a, b = (t or "" for t in texts)
+    if normalize_answer(a) == normalize_answer(b):
+        return "✅ **The models agree**" + (" (both abstain)." if not a else f": “{literal(a)}”.")
+    return "⚠️ **The models disagree.**"
+
+
+def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[list[Any]]]:
+    """One model's column: summary line, the context with the answer marked (HTML), top-3
+    alternatives (None: still answering)."""
+    if result is None:
+        return "*Answering…*", in_context(context), []
+    if "error" in result:
+        return f"**No model.** {result['error']}", in_context(context), []
+    # Plain words first; the numbers behind the decision in a smaller details line.
+    if result["text"]:
+        summary = f"### {literal(result['text'])}\nAnswers with {result['probability']:.0%} confidence."
+    else:
+        summary = "### No answer\nAbstains: it finds no answer to this question in the text."
+        if result["best_span"]:
+            summary += f" Its best guess was “{literal(result['best_span'])}”."
+    summary += (
+        f"\n\n<small>no-answer score − best span score = {result['score_diff']:+.2f}; it abstains above "
+        f"{result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
+    )
+    rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
+    return summary, in_context(context, result["start"], result["end"], answered=bool(result["text"])), rows
+
+
+def in_context(context: str, start: int | None = None, end: int | None = None, answered: bool = True) -> str:
+    """The context as one flowing paragraph (HTML, escaped) with the answer marked; a span the
+    model abstained on is only underlined, dashed. Long contexts scroll inside the box."""
+    box = "<div style='max-height:22em;overflow-y:auto'><p style='line-height:1.7;margin:0'>{}</p></div>"
+    if start is None or end is None:
+        return box.format(html.escape(context))
+    style, title = (
+        ("background:#fde68a;padding:0 2px", "answer")
+        if answered
+        else ("background:none;text-decoration:underline dashed", "best span (abstained)")
+    )
+    mark = f"<mark style='{style}' title='{title}'>{html.escape(context[start:end])}</mark>"
+    return box.format(html.escape(context[:start]) + mark + html.escape(context[end:]))
+
+
+def build(registry: Registry) -> gr.Blocks:
+    examples = json.loads(EXAMPLES_FILE.read_text()) if EXAMPLES_FILE.is_file() else []
+
+    with gr.Blocks() as demo:
+        with gr.Tab("Ask"):
+            qa_context = gr.Textbox(label="Context", lines=8, max_length=extractive.MAX_CONTEXT_CHARS)
+            qa_question = gr.Textbox(label="Question", lines=1)
+            qa_button = gr.Button("Answer with both models", variant="primary")
+            if examples:  # collapsed, so the answers start right under the button
+                with gr.Accordion("Examples: pick one to fill in the context and question", open=False):
+                    gr.Examples([[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question])
+            qa_agreement = gr.Markdown()
+            columns: dict[str, ModelColumn] = {}
+            with gr.Row():
+                for name, title in NAMES.items():
+                    with gr.Column():
+                        gr.Markdown(f"## {title}")
+                        # Drawn in this order: the answer first, right under the button; the
+                        # model's card and its threshold after it.
+                        columns[name] = ModelColumn(
+                            summary=gr.Markdown(),
+                            highlight=gr.HTML(label="Answer in context", show_label=True),
+                            alternatives=gr.Dataframe(
+                                headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
+                            ),
+                            threshold=gr.Slider(
+                                -10,
+                                10,
+                                value=0.0,
+                                step=0.01,
+                                label="Abstain threshold (higher: answers more often)",
+                            ),
+                            card=gr.Markdown(),
+                        )
+        with gr.Tab("Comparison"):
+            qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
+            qa_bars = gr.Plot(label="Validation EM / F1 (%)")
+            qa_losses = gr.Plot(label="Training and validation loss")
+            qa_lengths = gr.Plot(label="Training examples by token length")
+            qa_structure = gr.Dataframe(label="Structure", interactive=False)
+            explore, explore_inputs, explore_outputs = qa_explorer(registry)
+        with gr.Tab("Batch evaluation"):
+            gr.Markdown(
+                f"Upload a SQuAD v2 JSON file (or JSON lines, up to {human_bytes(BATCH_MAX_BYTES)}); the first "
+                f"{BATCH_LIMIT} questions (at most {BATCH_CONTEXT_CHARS:,} characters of context in all) are "
+                "answered by both models, then scored with the SQuAD v2 metric."
+            )
+            qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
+            qa_with_fp32 = gr.Checkbox(
+                label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
+            )
+            qa_run = gr.Button("Evaluate both models", interactive=False)  # until a file is chosen
+            qa_batch_note = gr.Markdown()
+            qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
+            qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
+
+        def on_answer(context: str, question: str, *thresholds: float) -> Iterator[list[Any]]:
+            """Each model's column as soon as it has answered; the agreement line once both have."""
+            results: dict[str, dict[str, Any]] = {}
+            with user_errors():
+                for name, result in answer_each(
+                    registry, context, question, dict(zip(NAMES, thresholds, strict=True))
+                ):
+                    results[name] = result
+                    shown = [agreement(results) if len(results) == len(NAMES) else ""]
+                    for other in NAMES:
+                        shown += side(results.get(other), context)
+                    yield shown
+
+        def on_load() -> list[Any]:
+            # What the page is about to show, taken first (see `Watch`): a status tick finding
+            # the same models sends nothing.
+            keys = [shown_key(registry[name]) for name in NAMES]
+            cards = [status_card(registry[name]) for name in NAMES]
+            thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
+            return [*keys, *cards, *thresholds, *comparison(registry)]
+
+        answer_outputs = [qa_agreement, *(out for c in columns.values() for out in c.results())]
+        qa_button.click(
+            fading(on_answer, len(answer_outputs)),
+            inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
+            outputs=answer_outputs,
+            api_name=False,
+        )
+        qa_file.change(
+            lambda f: gr.Button(interactive=f is not None),
+            inputs=qa_file,
+            outputs=qa_run,
+            api_name=False,
+            show_progress="hidden",
+        )
+        qa_run.click(
+            # Gradio injects a live progress bar where a parameter defaults to gr.Progress().
+            fading(
+                lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
+                3,
+            ),
+            inputs=[qa_file, qa_with_fp32],
+            outputs=[qa_batch_scores, qa_disagreements, qa_batch_note],
+            api_name=False,
+        )
+        watches = [
+            status_watch(
+                registry[name],
+                column.card,
+                then=lambda how, shown, n=name: [default_threshold(registry[n].peek()), *explore(how, shown)],
+                inputs=explore_inputs,
+                outputs=[column.threshold, *explore_outputs],
+            )
+            for name, column in columns.items()
+        ]
+        demo.load(
+            on_load,
+            outputs=[
+                *(w.shown for w in watches),
+                *(c.card for c in columns.values()),
+                *(c.threshold for c in columns.values()),
+                qa_scores,
+                qa_bars,
+                qa_losses,
+                qa_lengths,
+                qa_structure,
+            ],
+            api_name=False,
+        ).then(explore, inputs=explore_inputs, outputs=explore_outputs, api_name=False)
+
+        def api_answer(context: str = "", question: str = "") -> dict:
+            """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no
+            answer), probability, score_diff (null minus best span), threshold, seconds, source,
+            the top-3 alternatives; {"error": ...} for a model that is not available."""
+            with user_errors():
+                return answer_both(registry, context, question)
+
+        def api_batch_evaluate(file: FileData | None = None, with_fp32: bool = False) -> dict:
+            """Both models on the first questions of an uploaded SQuAD v2 file (up to 200, and
+            300,000 characters of context): "scores" per slot (exact, f1, HasAns_/NoAns_, as the
+            official script), "disagreements" (id, question, gold answers, each model's answer),
+            "precisions" (what each slot serves), "note" (what was left out of the file) and, with
+            `with_fp32`, "fp32": the same models' scores in fp32."""
+            with user_errors():
+                result = evaluate_examples(registry, read_batch(uploaded_path(file)), with_fp32=with_fp32)
+            return asdict(result)
+
+        gr.api(api_answer, api_name="answer")
+        gr.api(api_batch_evaluate, api_name="batch_evaluate")
+    return demo
