@@ -1,7 +1,7 @@
 """How many live recordings this machine's CPU hears in full at once: the Live tabs' handlers
 (`ui.asr.live_update`, `ui.kws.listen`, each served by `ui.live.serving`) on real-size
 models with random weights (DistilHuBERT's shape, served as the app serves them: int8 ONNX on a
-CPU), fed by simulated visitors as Gradio 6.31 feeds them (docs/MEASUREMENTS.md, *Live
+CPU), fed by simulated visitors as Gradio 6.31 feeds them (docs/measurements.md, *Live
 microphones*): each visitor's browser posts a chunk every `chunk_s` seconds of wall time, and the
 server keeps only the newest one while that visitor's handler runs, so a handler slower than the
 audio loses audio.

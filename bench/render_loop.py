@@ -4,7 +4,7 @@ Gradio's own event processing (`Blocks.process_api`: the handler, then the copy 
 alternating two pages of a keyword checkpoint's clips, for `--seconds`; the folders the app and
 Gradio write are measured after the first round and at the end.
 
-    python -m bench.render_loop --seconds 600          # the figure in docs/MEASUREMENTS.md
+    python -m bench.render_loop --seconds 600          # the figure in docs/measurements.md
     python -m bench.render_loop --seconds 3 --json out.json
 """
 

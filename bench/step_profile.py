@@ -1,14 +1,14 @@
 """Where a training run's host time goes, on the machine it runs on: the imports of a script's start
 (`python -X importtime`) and, per optimizer step, what the training epoch calls (cProfile over a
-`train.kws` run on a stored-feature store: the lean epoch, the Trainer's own, and on a GPU the lean
-epoch with its optimizer update from a CUDA graph).
+`train.kws` run on a stored-feature store: the Trainer's own epoch, the experimental lean one
+(`--lean_loop`), and on a GPU the lean epoch with its optimizer update from a CUDA graph).
 
     python -m bench.step_profile                       # tiny sizes on a CPU, a real-size store on a GPU
     python -m bench.step_profile --steps 600 --json out.json
     python -m bench.step_profile --task asr            # train.asr (CTC head) instead of train.kws
 
 Issue #17: on a GPU a stored-feature step is ~0.4 ms of kernels inside ~3 ms of a Trainer step
-(docs/BENCHMARKS.md); which calls make up the rest on that machine decides what to cut next (a
+(docs/benchmarks.md); which calls make up the rest on that machine decides what to cut next (a
 whole-step CUDA graph, or fewer loader hand-offs). cProfile inflates Python calls, so its ms per
 step are an upper bound for each call's share, not a timing; the run's own `train` phase without
 the profiler is what `bench.train_e2e` times.
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> dict:
     # A first run builds the store (and runs every shape once); the profiled ones reuse it.
     script.main(run_args("warm-up", []))
     results["runs"] = {}
-    runs = [("lean", []), ("trainer", ["--no_lean_loop"])]
+    runs = [("lean", ["--lean_loop"]), ("trainer", [])]
     if torch.cuda.is_available():  # the optimizer update from a CUDA graph (train/graphed_update.py)
-        runs.append(("lean, graphed update", ["--graphed_update"]))
+        runs.append(("lean, graphed update", ["--lean_loop", "--graphed_update"]))
     for name, extra in runs:
         result = results["runs"][name] = profile_run(script, run_args(name, extra), steps)
         print(

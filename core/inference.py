@@ -7,7 +7,7 @@ Why the priority: on two cores, the server's one event loop (every request's HTT
 `/status`) competed on equal terms with the model threads. Under 50 visitors `/status` through
 gradio_client took 1.2-2.2 s at p95; with model work at nice +10 it took 0.51-0.87 s, and the
 short endpoints' medians fell by ~60 %, while `/transcribe`, the heaviest, waited ~15 % longer
-(`python -m bench.load`, docs/MEASUREMENTS.md). Nothing else on the box is slowed: the priority is
+(`python -m bench.load`, docs/measurements.md). Nothing else on the box is slowed: the priority is
 relative to this process's other threads and to other processes at the same nice value."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ def bound_allocator(arenas: int = 2, trim_every_s: float = 30.0) -> None:
     glibc gives threads that contend for malloc arenas of their own (up to eight per core) and
     hands little of their freed memory back. Two arenas, and a `malloc_trim` every
     `trim_every_s` seconds, reduce the growth under 50 concurrent clients without stopping it
-    (`python -m bench.load`; numbers in docs/MEASUREMENTS.md). A no-op where libc is not glibc."""
+    (`python -m bench.load`; numbers in docs/measurements.md). A no-op where libc is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, arenas)  # M_ARENA_MAX
@@ -47,7 +47,7 @@ def freeze_heap(loaded: Callable[[], frozenset[str]], poll_s: float = 2.0) -> th
     A full collection walks every tracked object, and the server's are millions (Gradio, torch,
     transformers, the models' modules), all living as long as the process. While it runs, no
     request moves: under 50 visitors one round had 7 full collections, the longest 0.72-1.14 s
-    (`/status` p95 4.4 s that round; docs/MEASUREMENTS.md). Frozen objects are never freed,
+    (`/status` p95 4.4 s that round; docs/measurements.md). Frozen objects are never freed,
     so this is done only when what is alive is meant to stay: after launch and after a load.
 
     Returns:

@@ -3,7 +3,7 @@ or libsndfile on a file made to break them) ends the worker, not the server: the
 and a new worker takes the dead one's place.
 
 No file is known to crash the decoders as `speech/audio_files.py` drives them (a channel matrix and
-1,550 damaged files, docs/MEASUREMENTS.md); PyAV's multichannel `to_ndarray` did, and this is the
+1,550 damaged files, docs/measurements.md); PyAV's multichannel `to_ndarray` did, and this is the
 net under whatever the next one is. Its cost, measured by `bench.audio_decode`: 2-11 ms a file on
 top of the decode and 85 MB a worker, kept running (a fresh process per file cost 150-780 ms).
 

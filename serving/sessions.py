@@ -4,7 +4,7 @@ For every new session, Gradio 6 builds the config of every component on the page
 each with its JSON schemas): 41 ms of CPU and ~330 KB kept per session. Every call without a
 session (a plain HTTP `/gradio_api/call/...` or `/run/...`, a health check) starts a new one, and
 up to `STATE_SESSIONS` of them stay in memory: most of the memory the app gained under load
-(`docs/MEASUREMENTS.md`). Only the deep-link route reads
+(`docs/measurements.md`). Only the deep-link route reads
 that copy whole; a call reads at most the configs of its own outputs. So each config is built when
 it is first read, from the session's own blocks, which gives the same values as building it up
 front (a block replaced in a session writes its config at once, as in Gradio).

@@ -1,9 +1,9 @@
 """CPU serving through ONNX Runtime with int8 weights, for every slot kind.
 
-Why this path: on 2 CPU cores (docs/BENCHMARKS.md, "CPU serving"), wav2vec 2.0 base over a
+Why this path: on 2 CPU cores (docs/benchmarks.md, "CPU serving"), wav2vec 2.0 base over a
 30 s clip took 6.3 s in torch fp32, 5.1 s with torch's dynamic int8 quantization, and 4.0 s in
 ONNX Runtime with its MatMul weights quantized to int8 (the conv front end and GELU/GroupNorm run
-fused there as well); the QA and keyword models gain as much (docs/BENCHMARKS.md, "Serving speed").
+fused there as well); the QA and keyword models gain as much (docs/benchmarks.md, "Serving speed").
 torch's own dynamic quantization (`torch.ao.quantization.quantize_dynamic`) is also deprecated in
 favour of torchao, which has no CPU int8 path for these models.
 
@@ -38,13 +38,12 @@ import numpy as np
 import torch
 
 from core import settings
-from slots.onnx_graphs import fuse_speech_attention, fuse_text_attention
 from speech.audio import TARGET_RATE
 
 logger = logging.getLogger(__name__)
 
 CACHE = settings.ONNX_CACHE
-FORMAT = 4  # bump when the export or quantization recipe changes: old cache entries are ignored
+FORMAT = 5  # bump when the export or quantization recipe changes: old cache entries are ignored
 INT8 = "int8 (onnxruntime, cpu)"
 # torch.onnx.export is not thread-safe: two slots exporting at once (their loads run in parallel
 # threads) crash the process. One export at a time.
@@ -54,13 +53,13 @@ _EXPORTING = threading.Lock()
 @dataclass(frozen=True)
 class Export:
     """How one slot kind's models go to ONNX: which classes, their inputs and outputs, and the
-    attention rewrite their exported graph gets before quantization (slots/onnx_graphs.py)."""
+    rewrite (if any) their exported graph gets before quantization."""
 
     classes: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
-    fuse: Callable[[Path, Any, Path], Path]
+    fuse: Callable[[Path, Any, Path], Path] | None = None
 
     def example(self) -> tuple[torch.Tensor, ...]:
         """Inputs to trace with: 1 s of audio, or 16 tokens."""
@@ -68,6 +67,27 @@ class Export:
             return (torch.zeros(1, TARGET_RATE),)
         ids = torch.full((1, 16), 5, dtype=torch.long)
         return ids, torch.ones_like(ids)
+
+
+def fuse_text_attention(path: Path, config: Any, target: Path) -> Path:
+    """A text model's graph with each layer's attention as one `Attention` op (and the GELUs and
+    residual layer norms fused), which quantizes to `QAttention`: with the eager export the QA
+    pair ran in 535 ms against 550 unfused and 657 with SDPA's graph (docs/benchmarks.md)."""
+    from onnxruntime.transformers import optimizer
+
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", 0)
+    try:
+        fused = optimizer.optimize_model(
+            str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0
+        )
+        if not fused.get_fused_operator_statistics().get("Attention"):
+            return path
+        fused.save_model_to_file(str(target))
+    except Exception as err:  # noqa: BLE001 - the unfused graph computes the same
+        logger.info("attention fusion failed (%s); serving the unfused graph", err)
+        return path
+    return target
 
 
 _AUDIO_AXES = {"input_values": {0: "batch", 1: "samples"}}
@@ -80,14 +100,12 @@ EXPORTS = {
         ("input_values",),
         ("logits",),
         {**_AUDIO_AXES, "logits": {0: "batch", 1: "frames"}},
-        fuse_speech_attention,
     ),
     "audio-classification": Export(
         ("HubertForSequenceClassification", "Wav2Vec2ForSequenceClassification", "WavLMForSequenceClassification"),
         ("input_values",),
         ("logits",),
         {**_AUDIO_AXES, "logits": {0: "batch"}},
-        fuse_speech_attention,
     ),
     "question-answering": Export(
         (
@@ -117,7 +135,7 @@ class OnnxModel(torch.nn.Module):
         # No spinning: after a run, ONNX Runtime's workers spin-wait for more work by default, and the
         # next session to run (XLM-R right after DistilBERT in /answer, any other visitor's request)
         # then shares the cores with them: a 1 s clip's keyword model took 100 ms right after another
-        # session's run instead of 63 ms; without spinning 64-66 ms either way (docs/BENCHMARKS.md).
+        # session's run instead of 63 ms; without spinning 64-66 ms either way (docs/benchmarks.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.config = torch_model.config
@@ -250,7 +268,8 @@ def _build(spec: Export, model: Any, target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export(spec, model.eval(), fp32)
-        fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
+        if spec.fuse is not None:
+            fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
         quiet = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
         try:

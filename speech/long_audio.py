@@ -19,7 +19,7 @@ from speech.audio import TARGET_RATE, StreamResampler
 from speech.ctc import Word, decode_predictions, word_times
 
 # Offline: one pass for clips up to WINDOW_S (attention over 1,500 frames is cheap next to the
-# network's linear layers; docs/BENCHMARKS.md), overlapping windows only beyond.
+# network's linear layers; docs/benchmarks.md), overlapping windows only beyond.
 WINDOW_S = 30.0
 STRIDE_S = 2.0
 # Live: each update recomputes the uncommitted audio, so windows stay short enough that an update

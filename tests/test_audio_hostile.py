@@ -138,7 +138,7 @@ def test_damaged_files_are_decoded_or_refused_never_a_crash_or_a_generic_error(e
 
 def test_pyav_failing_on_a_damaged_file_in_python_is_a_refusal_not_a_generic_error(monkeypatch, tmp_path):
     # Fuzzing found m4a files that PyAV opens with an audio stream lacking codec parameters: its
-    # `rate` raises AttributeError (2 of 1,000 damaged files, docs/MEASUREMENTS.md).
+    # `rate` raises AttributeError (2 of 1,000 damaged files, docs/measurements.md).
     import av
 
     from speech import audio_files
@@ -183,7 +183,7 @@ def test_a_file_too_large_to_decode_is_refused_from_its_header_and_the_worst_acc
     assert refused["s"] < 0.1 and refused["grew_mb"] < 10
     for result in accepted:
         assert result["ok"] and result["seconds"] == pytest.approx(600, abs=0.1)
-        assert result["grew_mb"] < 200, result  # the bound docs/MEASUREMENTS.md states
+        assert result["grew_mb"] < 200, result  # the bound docs/measurements.md states
 
 
 def test_an_mp3_with_a_damaged_middle_decodes_past_the_damage_as_ffmpeg_does(tmp_path):

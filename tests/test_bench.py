@@ -1,4 +1,4 @@
-"""The benchmarks stay working without a GPU (tiny sizes); their GPU numbers are in docs/BENCHMARKS.md."""
+"""The benchmarks stay working without a GPU (tiny sizes); their GPU numbers are in docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
     # KWS with the training clips asked for (the others in the real tree's proportions), ASR tiny.
     assert results["tasks"]["kws"]["counts"] == [120, 12, 12] and results["tasks"]["asr"]["counts"] == [24, 6, 6]
     for name, task in results["tasks"].items():
-        report, built, reused, trainer_loop = task["rows"]
+        report, built, reused, lean = task["rows"]
         assert task["warm_up_s"] > 0.5  # the untimed import pass before the timed runs
         assert [row["run"] for row in task["rows"]] == list(train_e2e.RUNS)
         # The report's way has no store; the default builds one, then reuses it.
@@ -84,16 +84,16 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
         # Every run trains the same steps to the same loss (fp32 on a CPU: stored = live encoder).
         assert report["steps"] == built["steps"] == reused["steps"] > 0, name
         assert abs(report["last_loss"] - built["last_loss"]) < 1e-3 and built["last_loss"] == reused["last_loss"]
-        # The stored-feature runs train in the lean loop unless told not to; the same loss either way.
-        assert [row["loop"] for row in task["rows"]] == ["trainer", "lean", "lean", "trainer"]
-        assert trainer_loop["steps"] == reused["steps"] and trainer_loop["last_loss"] == reused["last_loss"]
+        # The Trainer's own epoch unless the lean one is asked for; the same loss either way.
+        assert [row["loop"] for row in task["rows"]] == ["trainer", "trainer", "trainer", "lean"]
+        assert lean["steps"] == reused["steps"] and lean["last_loss"] == reused["last_loss"]
         for row in task["rows"]:  # the phases lie inside the process's wall time
             phases = sum(row[p] for p in train_e2e.PHASES)
             assert 0 < phases < row["process_s"] and row["publish + exit"] > 0
             assert 1 < row["start-up"] < row["process_s"]  # the interpreter and the imports, before main
         assert task["ratios"]["built"] == round(report["process_s"] / built["process_s"], 2)
         assert task["ratios"]["reused"] == round(report["process_s"] / reused["process_s"], 2)
-        assert task["ratios"]["lean_loop_train_phase"] == round(trainer_loop["train"] / reused["train"], 2)
+        assert task["ratios"]["lean_loop_train_phase"] == round(reused["train"] / lean["train"], 2)
 
 
 def test_store_build_times_each_precision_with_and_without_the_padding_proof_front_end(tmp_path):

@@ -88,7 +88,7 @@ def test_the_microphone_is_captured_raw_so_the_model_hears_the_speakers_level(
     launch, tiny_checkpoints, tmp_path, monkeypatch
 ):
     """Chromium's default capture (echo cancellation, noise suppression, auto gain) changed a
-    recording's level 1.7-2.9x (docs/MEASUREMENTS.md); the page asks for the raw signal."""
+    recording's level 1.7-2.9x (docs/measurements.md); the page asks for the raw signal."""
     import numpy as np
     import soundfile as sf
 

@@ -22,7 +22,7 @@ MAX_CLIPS = 256  # clips per build batch at most, however short
 # Padded lengths of a build's batches grow by this factor from one shape to the next. A GPU's
 # convolution library plans every new input shape once per process. Length-sorted batches are
 # each a shape of their own: an ASR build on an H100 spent 7.9 s in the encoder for ~2.5 s of
-# its steady-state work, ~90 ms a batch (docs/BENCHMARKS.md; the cause inferred, not profiled).
+# its steady-state work, ~90 ms a batch (docs/benchmarks.md; the cause inferred, not profiled).
 # With buckets it meets a dozen shapes, at the cost of padding (at most 25 %, ~11 % on average;
 # the front end is padding-proof, so the stored values do not change).
 BUCKET_RATIO = 1.25

@@ -55,19 +55,19 @@ class FeatureArguments:
         },
     )
     lean_loop: bool = field(
-        default=True,
+        default=False,
         metadata={
-            "help": "On stored features, train in a lean epoch (train/lean_loop.py: the same batches, "
-            "loss, optimizer, logging and checkpoints without the Trainer's per-step generality). "
-            "--no_lean_loop runs the Trainer's own epoch."
+            "help": "Experimental, unmeasured on a GPU: on stored features, train in a lean epoch "
+            "(train/lean_loop.py: the same batches, loss, optimizer, logging and checkpoints without the "
+            "Trainer's per-step generality; it overrides private Trainer members). Off: the Trainer's own epoch."
         },
     )
     graphed_update: bool = field(
         default=False,
         metadata={
-            "help": "In the lean epoch on one GPU, replay each optimizer update (clipping, a fused AdamW "
-            "step, zeroing the gradients) from a CUDA graph (train/graphed_update.py). Off until measured "
-            "on a GPU: bench.graph_check compares it with the eager update."
+            "help": "Experimental, unmeasured on a GPU: with --lean_loop on one GPU, replay each optimizer "
+            "update (clipping, a fused AdamW step, zeroing the gradients) from a CUDA graph "
+            "(train/graphed_update.py); bench.graph_check compares it with the eager update."
         },
     )
     store_device_share: float = field(

@@ -1,7 +1,7 @@
 """A pooling head's training step (forward with its loss, then backward) replayed from CUDA graphs.
 
 On stored features the keyword-spotting head's step is about a millisecond of kernel launches
-and Python around microseconds of arithmetic (docs/BENCHMARKS.md). A captured graph launches all
+and Python around microseconds of arithmetic (docs/benchmarks.md). A captured graph launches all
 of the forward's kernels with one call and all of the backward's with another.
 
 A graph has fixed shapes, so each (batch, frames) shape gets its own pair, captured the first

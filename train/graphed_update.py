@@ -3,7 +3,7 @@ from one CUDA graph, for heads on stored features trained in the lean epoch (tra
 
 On stored features a head's update is a few small kernels behind a stack of Python: the norm of
 every gradient and the clipping scale, the optimizer's hooks and its grouping of tensors by device,
-the fused kernel, then a `grad = None` per parameter (docs/BENCHMARKS.md: on the CPU box ~1 ms of
+the fused kernel, then a `grad = None` per parameter (docs/benchmarks.md: on the CPU box ~1 ms of
 a ~4 ms step under the profiler). Captured once, the same work is one replay.
 
 What makes it replayable: the gradients stay in the same tensors (autograd adds into them; the

@@ -1,4 +1,7 @@
-"""The Trainer's epoch without its per-step generality, for heads on stored features.
+"""The Trainer's epoch without its per-step generality, for heads on stored features: opt-in and
+experimental (`--lean_loop`) until a GPU run shows it pays; the Trainer's own epoch is the default.
+It overrides `Trainer._run_epoch` and calls private Trainer and accelerate members, listed in
+`PRIVATE_MEMBERS`: tests/test_lean_loop.py fails on an upgrade that changes one of them.
 
 On stored features a head's step is a few small kernels (on a GPU ~0.4 ms, graphed), and the
 Trainer's step wraps it in machinery made for every setting it supports: context parallelism,
@@ -6,8 +9,8 @@ sequence parallelism, DeepSpeed and FSDP hooks, token counting, FLOP estimates, 
 `model.train()`, accelerate's backward, clipping and optimizer wrappers (each checking for loss
 scalers, XLA and sharded tensors), a scan of every parameter for mixed device meshes. None of it
 applies to one process training a head in bf16 or fp32, and on a GPU it is host time the device
-may wait for (KWS's step took 3.2 ms on an H100 around that head step: docs/BENCHMARKS.md, #17).
-On the CPU box the difference is below that machine's run-to-run noise (docs/BENCHMARKS.md).
+may wait for (KWS's step took 3.2 ms on an H100 around that head step: docs/benchmarks.md, #17).
+On the CPU box the difference is below that machine's run-to-run noise (docs/benchmarks.md).
 
 `LeanLoop._run_epoch` runs the same epoch with only what such a run needs: the same batches in the
 same order (the Trainer's own loader, sampler and `set_epoch`), the same loss (the trainer's
@@ -34,6 +37,21 @@ from train.graphed_update import GraphedUpdate
 
 logger = logging.getLogger(__name__)
 
+# The private members this module overrides or calls, with the parameters it passes them: the
+# transformers 5 / accelerate signatures it was written against (tests/test_lean_loop.py).
+PRIVATE_MEMBERS = {
+    "Trainer._run_epoch": "self, model, epoch, train_dataloader, steps_in_epoch, num_update_steps_per_epoch, trial, "
+    "ignore_keys_for_eval, start_time, resume_from_checkpoint, epochs_trained, steps_trained_in_current_epoch",
+    "Trainer._load_rng_state": "self, checkpoint",
+    "Trainer._prepare_inputs": "self, inputs",
+    "Trainer._get_learning_rate": "self",
+    "Trainer._maybe_log_save_evaluate": "self, tr_loss, grad_norm, model, trial, epoch, ignore_keys_for_eval, "
+    "start_time, learning_rate",
+    "GradientState._set_sync_gradients": "self, sync_gradients",
+}
+# Attributes of the Trainer's own training loop this one keeps up to date as it does.
+PRIVATE_ATTRIBUTES = ("_tr_loss", "current_gradient_accumulation_steps")
+
 
 class LeanLoop(Trainer):
     """A Trainer that runs a lean epoch when its model asks for one (`model.lean_loop` true: set by
@@ -42,7 +60,7 @@ class LeanLoop(Trainer):
     def lean_reason(self) -> str | None:
         """Why this run takes the Trainer's own epoch, or None when the lean one applies."""
         if not getattr(self.model, "lean_loop", False):
-            return "not asked for (--no_lean_loop, or the encoder runs live)"
+            return "not asked for (--lean_loop, on stored features only)"
         args = self.args
         checks = {
             "more than one process or GPU": args.world_size > 1 or args.n_gpu > 1,

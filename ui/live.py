@@ -2,7 +2,7 @@
 want to be, what went unheard, and what a visitor whose audio is not being heard is told.
 
 Facts about Gradio 6.31's streaming that this is built on (checked with two browsers on one
-server, `docs/MEASUREMENTS.md`, and in `gradio/queueing.py`):
+server, `docs/measurements.md`, and in `gradio/queueing.py`):
 - the browser sends a chunk every `stream_every` seconds, and the server keeps only the newest
   one while the handler is busy: a handler slower than the audio loses audio;
 - a stream event's `concurrency_limit` would hold a place from a stream's first chunk until its

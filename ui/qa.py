@@ -55,7 +55,7 @@ def answer_each(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
     model first; a missing model gives {"error": ...}. The models run one after the other, each
-    with all cores (docs/BENCHMARKS.md, "Serving speed": side by side was never faster on 2 cores)."""
+    with all cores (docs/benchmarks.md, "Serving speed": side by side was never faster on 2 cores)."""
     context, question = extractive.check_input(context, question)
     for name in NAMES:
         try:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The wheels a GPU machine's image lacks (or has at other versions than requirements.txt) for
-# bench/device_run.sh, downloaded here into .whl/ (ignored by git; pass it to the device as a
+# dev/device_run.sh, downloaded here into .whl/ (ignored by git; pass it to the device as a
 # carried path). The image's own torch, numpy, pandas, pyarrow, scikit-learn and onnxruntime
 # are used: pyarrow's wheel alone (55 MB) would not fit the 64 MiB a call may carry.
-#   bash bench/device_wheels.sh && echo /.whl/ >> .git/info/exclude
+#   bash dev/device_wheels.sh && echo /.whl/ >> .git/info/exclude
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 pin() { grep -i -E "^$1==" requirements.txt | head -1; }

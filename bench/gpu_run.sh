@@ -1,31 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU figure in docs/BENCHMARKS.md, in one run (about 8 minutes on one H100/H200):
-#   bash bench/device_run.sh            # writes outputs/device/ (or $OUT)
-#   TINY=1 bash bench/device_run.sh     # the same steps with tiny sizes, to try it on a CPU
-#   SECTIONS="check speed kws" bash bench/device_run.sh   # some of them
-# Wheels of the pinned transformers & co in .whl/ (if present) are installed first: a GPU image's
-# own transformers may be older than requirements.txt. `bash bench/device_wheels.sh` fetches them.
+# Every GPU figure in docs/benchmarks.md, in one run (about 8 minutes on one H100/H200), on any
+# machine with a CUDA GPU and this project's venv (requirements.txt):
+#   bash bench/gpu_run.sh                       # writes outputs/gpu/ (or $OUT), scratch in /tmp/bench-*
+#   TINY=1 bash bench/gpu_run.sh                # the same steps with tiny sizes, to try it on a CPU
+#   SECTIONS="check speed kws" bash bench/gpu_run.sh   # some of them
+#   PYTHON=/path/to/python bash bench/gpu_run.sh       # another interpreter than .venv/bin/python
 set -uo pipefail
-OUT=${OUT:-outputs/device}
+OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-PY=${PYTHON:-python3}
-if [ -d .whl ] && [ -z "${TINY:-}" ]; then
-  hf=".whl/transformers-* .whl/huggingface_hub-* .whl/tokenizers-* .whl/httpx2-* .whl/httpcore2-* .whl/truststore-*"
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-hf $hf
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-io \
-    $(ls .whl/*.whl | grep -v -E "transformers|huggingface_hub|tokenizers|httpx2|httpcore2|truststore")
-  export PYTHONPATH=/tmp/site-hf:/tmp/site-io
-  $PY -c "import transformers" || { echo "pinned transformers did not import: using the image's"; export PYTHONPATH=/tmp/site-io; }
-  if [ -d .whl/sk ] && ! $PY -c "import sklearn" 2>/dev/null; then  # train.kws's metrics
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-sk .whl/sk/*.whl
-    export PYTHONPATH=$PYTHONPATH:/tmp/site-sk
-  fi
-  # Installed with --no-compile: without this, the first process to import transformers compiles
-  # it (~2 s on the H100 machine: the first timed run's start-up, 15.6 s against 13-14 s after).
-  $PY -m compileall -q -j 0 ${PYTHONPATH//:/ } > /dev/null
-fi
-$PY -m compileall -q -j 0 train core bench > /dev/null  # the project's own (__pycache__ is not carried)
+if [ -x .venv/bin/python ]; then PY=${PYTHON:-.venv/bin/python}; else PY=${PYTHON:-python3}; fi
+# Loader workers: the machine's cores, at most 8 (what the recorded figures used).
+WORKERS=$(( $(nproc) < 8 ? $(nproc) : 8 ))
+$PY -m compileall -q -j 0 train core speech qa slots serving bench > /dev/null  # before the first timed start
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; nproc;
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
@@ -67,7 +54,7 @@ on asr && for mode in ${ASR_MODES:-cached live superb}; do
   start=$SECONDS
   timeout 200 $PY -m train.asr train/configs/asr_report.json \
     --model_name_or_path $ENC --data_dir $DATA --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
-    --save_strategy no --dataloader_num_workers 8 --output_dir /tmp/bench-ck-$mode --run_dir /tmp/bench-run-$mode \
+    --save_strategy no --dataloader_num_workers $WORKERS --output_dir /tmp/bench-ck-$mode --run_dir /tmp/bench-run-$mode \
     --feature_cache_dir /tmp/bench-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|Error|error" \
     | tee -a "$OUT/asr_runs.log"
   echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/asr_runs.log"
@@ -84,7 +71,7 @@ on kws && for mode in graphs eager; do
   start=$SECONDS
   timeout 200 $PY -m train.kws train/configs/kws_report.json \
     --model_name_or_path $ENC --data_dir $SC --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
-    --save_strategy no --dataloader_num_workers 8 --output_dir /tmp/bench-kws-$mode --run_dir /tmp/bench-kws-run-$mode \
+    --save_strategy no --dataloader_num_workers $WORKERS --output_dir /tmp/bench-kws-$mode --run_dir /tmp/bench-kws-run-$mode \
     --feature_cache_dir /tmp/bench-kws-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|'loss'|Error|error" \
     | tee -a "$OUT/kws_runs.log"
   echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/kws_runs.log"
