@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from scripts.system_packages import require
 from scripts.tiny_configs import speech_extractor, tiny_hubert_config, tiny_qa_config
 from speech.audio import TARGET_RATE
 
@@ -39,9 +39,7 @@ def speak(
     text: str, out: Path, voice: str = "en-us+m3", speed: int = 150, pitch: int = 50, rate: int = TARGET_RATE
 ) -> Path:
     """Synthesise `text` with espeak-ng and convert it with sox to mono 16-bit at `rate`."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} is not installed: `apt-get install -y espeak-ng sox`.")
+    require("espeak-ng", "sox")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"

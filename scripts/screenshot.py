@@ -8,10 +8,11 @@ Prints the visible tab names, so a script or test can check what rendered.
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from scripts.system_packages import require
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -26,10 +27,7 @@ CHROMIUM_ARGS = [
 
 
 def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        raise RuntimeError("Chromium is not installed: `apt-get install -y chromium` (see .ci/run).")
-    return path
+    return require("chromium")["chromium"]
 
 
 @contextmanager

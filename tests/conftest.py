@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 
 from slots.table import SLOTS
-from tests.helpers import ROOT, free_port
+from tests.helpers import LONG_AUDIO_TEXT, ROOT, free_port
+
+pytest_plugins = ["tests.system_packages"]
 
 # Fixtures that train a model or start `python app.py`: a test that uses one is marked slow (as the
-# benchmark tests mark themselves), so `pytest -m "not slow and not browser"` is a loop of well
-# under a minute while the full suite runs them all.
-SLOW_FIXTURES = {"learned", "microphone_wav", "smoke_workdir", "app_process", "repos", "two_asr", "every_container"}
+# benchmark tests and those that start a process mark themselves), so `pytest -m "not slow and not
+# browser"` is the quick tier while the full suite runs them all.
+SLOW_FIXTURES = {"learned_kws", "learned_asr", "learned_qa", "microphone_wav", "smoke_workdir", "app_process", "repos"}
+SLOW_FIXTURES |= {"two_asr", "every_container"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,7 +52,7 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def learned(tmp_path_factory) -> tuple[Path, Path]:
+def learned_kws(tmp_path_factory) -> tuple[Path, Path]:
     """The keyword model the KWS tests share (`tests/kws_learned.py`): its tree and checkpoints."""
     from tests.kws_learned import learn
 
@@ -125,3 +128,24 @@ def smoke_workdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "train" / "configs", tmp_path / "train" / "configs")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert_ctc():
+    """A random Hubert CTC model with the real 320-sample frame hop."""
+    import torch
+    from transformers import HubertForCTC
+
+    from scripts.tiny_models import hubert_config
+    from speech.ctc import build_char_vocab, make_processor
+
+    processor = make_processor(build_char_vocab([LONG_AUDIO_TEXT]))
+    torch.manual_seed(0)
+    config = hubert_config(
+        conv_dim=(16,) * 7,
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        vocab_size=len(processor.tokenizer),
+        pad_token_id=0,
+    )
+    return HubertForCTC(config).eval(), processor

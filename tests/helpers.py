@@ -13,6 +13,12 @@ import pytest
 
 from scripts.local_app import ROOT, free_port, settled_status  # noqa: F401 - the tests' names for them
 
+TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
+# What the tiny CTC models are built to spell (their character vocabulary).
+LONG_AUDIO_TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
+# A context of distinct tokens, so a span's position says which window holds it.
+QA_CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
+
 # Seconds `python app.py` may take to answer: importing torch, transformers and Gradio alone takes
 # 13-17 s on a 2-core machine; a start that waits on the hub would take far longer.
 START_S = 30

@@ -1,4 +1,4 @@
-"""The keyword model the KWS tests share (`learned` in conftest.py): a tiny Hubert trained from
+"""The keyword model the KWS tests share (`learned_kws` in conftest.py): a tiny Hubert trained from
 scratch on espeak-ng keywords, and clips and streams made from its training tree."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LEARN = [
 
 def learn(root: Path) -> tuple[Path, Path]:
     """A tiny Hubert trained from scratch on espeak-ng keywords under `root` (~1 min on 2 CPU
-    cores): the tree it learned from and its checkpoints folder (the `learned` fixture)."""
+    cores): the tree it learned from and its checkpoints folder (the `learned_kws` fixture)."""
     words = list(keywords.KEYWORDS) + UNKNOWN_WORDS
     variants = {
         "train": [(v, s, p) for v in TRAIN_VOICES for s in (130, 175) for p in (30, 70)],

@@ -15,11 +15,9 @@ from safetensors.torch import load_file
 from slots.errors import SlotUnavailable
 from slots.registry import Registry
 from slots.table import SLOTS
-from tests.helpers import ROOT, START_S, free_port, settled_status, wait_for_http
+from tests.helpers import ROOT, START_S, TAB_NAMES, free_port, settled_status, wait_for_http
 from ui import models
 from ui.common import operator_card, status_card
-
-TAB_NAMES = ["Speech recognition", "Keyword spotting", "Question answering", "Models"]
 
 
 def tab_labels(url: str) -> list[str]:
@@ -57,6 +55,7 @@ def test_python_app_py_starts_fast_offline_with_every_slot_unavailable(app_proce
         assert "attempts" not in info and str(tmp_path) not in json.dumps(status)  # no server path
 
 
+@pytest.mark.slow
 def test_the_app_answers_before_torch_is_imported_and_its_models_load_after(tiny_checkpoints):
     # A fresh interpreter, as `python app.py` runs: the page is built and served without torch or
     # transformers (~1.5 s of imports), and the models start loading once it answers. A speech
@@ -212,6 +211,7 @@ def test_file_endpoints_take_uploads_only_never_a_server_path(launch, tmp_path):
     assert settled_status(client)["app"]["preload"] is True  # still serving
 
 
+@pytest.mark.slow
 def test_status_answers_while_a_request_is_computing(launch, tiny_checkpoints, monkeypatch):
     import threading
     import time

@@ -51,7 +51,7 @@ LEARN = [
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory):
+def learned_asr(tmp_path_factory):
     """A tiny Hubert trained from scratch until it transcribes its 4 utterances (~35 s on CPU)."""
     root = tmp_path_factory.mktemp("learn")
     splits = {"train-clean-100": UTTERANCES, "dev-clean": UTTERANCES, "test-clean": UTTERANCES}
@@ -75,8 +75,8 @@ def learned(tmp_path_factory):
     return root, checkpoints
 
 
-def test_training_overfits_four_utterances_to_exact_transcripts(learned):
-    _, checkpoints = learned
+def test_training_overfits_four_utterances_to_exact_transcripts(learned_asr):
+    _, checkpoints = learned_asr
     metrics = read_metrics(checkpoints / "asr")
     assert metrics["final"]["test"]["cer"] == 0.0 and metrics["final"]["test"]["wer"] == 0.0
     assert metrics["dataset_sizes"] == {"train": 4, "validation": 4, "test": 4}
@@ -91,16 +91,16 @@ def test_training_overfits_four_utterances_to_exact_transcripts(learned):
     assert vocab["[PAD]"] == 0 and vocab["|"] == 2 and set("thequickbrownfox") <= set(vocab)
 
 
-def test_app_transcribes_the_learned_utterances(learned, launch):
-    root, checkpoints = learned
+def test_app_transcribes_the_learned_utterances(learned_asr, launch):
+    root, checkpoints = learned_asr
     client = Client(launch(checkpoints), verbose=False)
     for i, text in enumerate(UTTERANCES):
         clip = root / "librispeech" / "test-clean" / "19" / "198" / f"19-198-{i:04d}.flac"
         assert client.predict(handle_file(str(clip)), api_name="/transcribe") == text
 
 
-def test_stereo_48k_int32_and_float64_input_just_work(learned, tmp_path, launch):
-    root, checkpoints = learned
+def test_stereo_48k_int32_and_float64_input_just_work(learned_asr, tmp_path, launch):
+    root, checkpoints = learned_asr
     samples, rate = sf.read(root / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac")
     from speech.audio import resample
 
@@ -122,8 +122,8 @@ def test_stereo_48k_int32_and_float64_input_just_work(learned, tmp_path, launch)
     assert asr_tab.words_table(words)["word"].tolist() == text.split()
 
 
-def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned, tmp_path, launch):
-    root, checkpoints = learned
+def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned_asr, tmp_path, launch):
+    root, checkpoints = learned_asr
     client = Client(launch(checkpoints), verbose=False)
     junk = tmp_path / "notes.wav"
     junk.write_text("not audio")
@@ -137,8 +137,8 @@ def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned, tmp_pa
     assert client.predict(handle_file(str(clip)), api_name="/transcribe") == UTTERANCES[1]
 
 
-def test_results_panel_reads_metrics_json(learned):
-    _, checkpoints = learned
+def test_results_panel_reads_metrics_json(learned_asr):
+    _, checkpoints = learned_asr
     summary, loss_fig, wer_fig = asr_tab.results(read_metrics(checkpoints / "asr"))
     assert "| test WER | 0 |" in summary and "| train utterances | 4 |" in summary  # whole numbers as such
     assert "| batch size per device | 4 |" in summary and "per_device_train_batch_size" not in summary
@@ -197,10 +197,10 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
 
 
 @pytest.fixture(scope="module")
-def microphone_wav(learned) -> str:
+def microphone_wav(learned_asr) -> str:
     """A training utterance as Chromium's fake microphone plays it: 44.1 kHz, with silence after
     it so the loop does not restart within a recording."""
-    root, _ = learned
+    root, _ = learned_asr
     source = root / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac"
     samples, rate = sf.read(source, dtype="float32")
     from speech.audio import resample
@@ -214,11 +214,13 @@ def microphone_wav(learned) -> str:
 
 
 @pytest.mark.browser
-def test_browser_microphone_records_and_a_transcript_appears(learned, microphone_wav, launch, tmp_path, monkeypatch):
+def test_browser_microphone_records_and_a_transcript_appears(
+    learned_asr, microphone_wav, launch, tmp_path, monkeypatch
+):
     from scripts.screenshot import open_page
     from slots.registry import Registry
 
-    _, checkpoints = learned
+    _, checkpoints = learned_asr
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the recording lands
     with open_page(launch(checkpoints), fake_microphone=microphone_wav) as page:
         page.get_by_text("serving").first.wait_for()
@@ -243,11 +245,11 @@ def test_browser_microphone_records_and_a_transcript_appears(learned, microphone
 
 
 @pytest.mark.browser
-def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned, microphone_wav, launch, monkeypatch):
+def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned_asr, microphone_wav, launch, monkeypatch):
     from scripts.screenshot import open_page
     from speech import long_audio
 
-    _, checkpoints = learned
+    _, checkpoints = learned_asr
     updates = []
     real_step = long_audio.stream_step
 

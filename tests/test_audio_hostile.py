@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from scripts.system_packages import require
 from tests.helpers import ROOT
 
 # What `speech.audio.load_audio` makes of each file, one JSON line per file, printed as it goes.
@@ -66,7 +67,8 @@ def tone(channels: int, rate: int = 16_000, seconds: float = 1.0) -> np.ndarray:
 
 
 def ffmpeg(source: Path, out: Path, options: list[str]) -> Path:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(source), *options, str(out)], check=True)
+    program = require("ffmpeg")["ffmpeg"]
+    subprocess.run([program, "-loglevel", "error", "-y", "-i", str(source), *options, str(out)], check=True)
     return out
 
 
@@ -200,7 +202,7 @@ def test_an_mp3_with_a_damaged_middle_decodes_past_the_damage_as_ffmpeg_does(tmp
     path = tmp_path / "damaged.mp3"
     path.write_bytes(bytes(data))
     pcm = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        [require("ffmpeg")["ffmpeg"], "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
         capture_output=True,
         check=True,
     ).stdout

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.screenshot import screenshot
-from tests.helpers import START_S, wait_for_http
-from tests.test_app import TAB_NAMES
+from tests.helpers import START_S, TAB_NAMES, wait_for_http
 
 pytestmark = pytest.mark.browser
 

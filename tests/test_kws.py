@@ -61,8 +61,8 @@ def test_the_trainer_optimises_the_weighted_loss():
     assert loss.item() == pytest.approx(expected.item())
 
 
-def test_learns_keywords_and_generalises_to_unheard_voices(learned):
-    _, checkpoints = learned
+def test_learns_keywords_and_generalises_to_unheard_voices(learned_kws):
+    _, checkpoints = learned_kws
     metrics = read_metrics(checkpoints / "kws")
     assert metrics["final"]["validation"]["accuracy"] >= 0.85  # held-out utterances, training voices
     assert metrics["final"]["test"]["recall_macro"] >= 0.65  # voices never heard (chance: 1/12)
@@ -72,8 +72,8 @@ def test_learns_keywords_and_generalises_to_unheard_voices(learned):
     assert metrics["extra"]["class_weights"]["yes"] == pytest.approx(380 / (12 * 20))
 
 
-def test_app_spots_keywords_through_the_api(learned, launch):
-    root, checkpoints = learned
+def test_app_spots_keywords_through_the_api(learned_kws, launch):
+    root, checkpoints = learned_kws
     client = Client(launch(checkpoints), verbose=False)
     for word in ("yes", "stop", "left"):
         result = client.predict(handle_file(training_clip(root, word)), api_name="/spot")
@@ -82,8 +82,8 @@ def test_app_spots_keywords_through_the_api(learned, launch):
         assert len(result["confidences"]) == 5
 
 
-def test_the_tabs_example_clips_say_their_words(learned):
-    _, checkpoints = learned
+def test_the_tabs_example_clips_say_their_words(learned_kws):
+    _, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()
     words = [Path(p).name.split("_")[0] for p in kws_tab.EXAMPLES]
     assert words == ["left", "off", "stop", "yes"]
@@ -92,8 +92,8 @@ def test_the_tabs_example_clips_say_their_words(learned):
         assert max(scores, key=scores.get) == word
 
 
-def test_evaluation_view_renders_from_metrics_json(learned):
-    _, checkpoints = learned
+def test_evaluation_view_renders_from_metrics_json(learned_kws):
+    _, checkpoints = learned_kws
     metrics = read_metrics(checkpoints / "kws")
     summary, matrix, per_class, freq, loss = kws_tab.evaluation(metrics, normalise=True)
     assert "test accuracy" in summary and "| train clips | 380 |" in summary
@@ -115,8 +115,8 @@ def test_evaluation_view_renders_from_metrics_json(learned):
     assert {t.name for t in loss.data} == {"training loss", "validation loss"}
 
 
-def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned, launch):
-    root, checkpoints = learned
+def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned_kws, launch):
+    root, checkpoints = learned_kws
     examples = read_examples(checkpoints / "kws")
     metrics = read_metrics(checkpoints / "kws")
     assert examples.split == "test" and len(examples.rows) == metrics["dataset_sizes"]["test"]
@@ -145,8 +145,8 @@ def test_each_confusion_cell_lists_its_clips_as_the_app_hears_them(learned, laun
     assert examples.audio == {**examples.audio, "stored": wrong + correct, "left_out": 0}
 
 
-def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned):
-    root, checkpoints = learned
+def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned_kws):
+    root, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()
     stream = two_words(root)
     listener = spotting.Listener()
@@ -200,11 +200,11 @@ def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
 
 
 @pytest.mark.browser
-def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp_path, monkeypatch):
+def test_browser_records_a_keyword_and_probabilities_appear(learned_kws, launch, tmp_path, monkeypatch):
     from scripts.screenshot import open_page
     from speech.audio import resample
 
-    root, checkpoints = learned
+    root, checkpoints = learned_kws
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
     mic = tmp_path / "mic.wav"
     sf.write(
@@ -232,12 +232,12 @@ def test_browser_records_a_keyword_and_probabilities_appear(learned, launch, tmp
 
 
 @pytest.mark.browser
-def test_browser_picks_a_confused_pair_and_plays_its_clips(learned, launch):
+def test_browser_picks_a_confused_pair_and_plays_its_clips(learned_kws, launch):
     from playwright.sync_api import expect
 
     from scripts.screenshot import open_page
 
-    _, checkpoints = learned
+    _, checkpoints = learned_kws
     rows = read_examples(checkpoints / "kws").rows
     with open_page(launch(checkpoints), height=1600) as page:
         page.get_by_role("tab", name="Keyword spotting").click()

@@ -16,8 +16,8 @@ from tests.kws_learned import training_clip, two_words, voiced_centre_s
 from ui import kws as kws_tab
 
 
-def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
-    root, checkpoints = learned
+def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned_kws):
+    root, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
     stop, _ = sf.read(training_clip(root, "stop"), dtype="float32")
@@ -48,10 +48,10 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned):
     )
 
 
-def test_live_listening_across_unheard_audio_keeps_times_since_record(learned):
+def test_live_listening_across_unheard_audio_keeps_times_since_record(learned_kws):
     # A busy server drops chunks: the second of audio from 2.25 s never arrives. The listener
     # skips it, so "stop" is logged at its time since Record, not a second early.
-    root, checkpoints = learned
+    root, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()
     stop, _ = sf.read(training_clip(root, "stop"), dtype="float32")
     pcm = (two_words(root) * 32767).astype(np.int16)
@@ -70,8 +70,8 @@ def test_live_listening_across_unheard_audio_keeps_times_since_record(learned):
     assert listener.missed_s == 0.0 and listener.buffer_start == 0
 
 
-def test_digital_silence_never_fires(learned):
-    _, checkpoints = learned
+def test_digital_silence_never_fires(learned_kws):
+    _, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()
     listener = None
     for _ in range(12):
@@ -81,11 +81,11 @@ def test_digital_silence_never_fires(learned):
 
 
 @pytest.mark.browser
-def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned, launch, tmp_path):
+def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_level(learned_kws, launch, tmp_path):
     from scripts.screenshot import open_page
     from speech.audio import resample
 
-    root, checkpoints = learned
+    root, checkpoints = learned_kws
     yes, _ = sf.read(training_clip(root, "yes"), dtype="float32")
     mic = tmp_path / "mic.wav"  # Chromium loops it: "yes", then 2 s of a quiet room
     room = 0.1 * np.random.default_rng(3).normal(0, 0.05, 2 * 44_100).astype(np.float32)

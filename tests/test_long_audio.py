@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.tiny_models import hubert_config
 from speech import long_audio
 from speech.audio import resample
 from speech.ctc import build_char_vocab, decode_predictions, make_processor, word_times
+from tests.helpers import LONG_AUDIO_TEXT as TEXT
 from tests.tone_ctc import ToneCTC, speak_as_tones
-
-TEXT = "hello little letters the quick brown fox jumps over the lazy dog all week"
 
 
 @pytest.fixture(scope="module")
@@ -22,25 +20,8 @@ def tone():
     return ToneCTC(len(processor.tokenizer)), processor
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    """A random Hubert CTC model with the real 320-sample frame hop."""
-    from transformers import HubertForCTC
-
-    processor = make_processor(build_char_vocab([TEXT]))
-    torch.manual_seed(0)
-    config = hubert_config(
-        conv_dim=(16,) * 7,
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        vocab_size=len(processor.tokenizer),
-        pad_token_id=0,
-    )
-    return HubertForCTC(config).eval(), processor
-
-
-def test_audio_within_one_window_gives_exactly_the_unchunked_frames(tiny):
-    model, processor = tiny
+def test_audio_within_one_window_gives_exactly_the_unchunked_frames(tiny_hubert_ctc):
+    model, processor = tiny_hubert_ctc
     samples = np.random.default_rng(0).normal(0, 0.1, 16_000 * 3).astype(np.float32)
     windows = long_audio.Windows.for_model(model, window_s=3.0, stride_s=0.5)
     chunked = long_audio.chunked_ids(model, processor.feature_extractor, samples, windows)
@@ -64,8 +45,8 @@ def test_known_transcript_survives_many_chunk_joins(tone):
     assert len(ids) == int(model._get_feat_extract_output_lengths(len(samples)))
 
 
-def test_ten_minutes_run_in_bounded_windows(tiny):
-    model, processor = tiny
+def test_ten_minutes_run_in_bounded_windows(tiny_hubert_ctc):
+    model, processor = tiny_hubert_ctc
     samples = np.random.default_rng(1).normal(0, 0.1, 16_000 * 600).astype(np.float32)
     shapes = []
     hook = model.register_forward_hook(lambda m, args, kwargs_out: shapes.append(tuple(args[0].shape)))

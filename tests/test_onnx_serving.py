@@ -11,12 +11,11 @@ import torch
 from scripts.tiny_models import build_asr
 from slots import onnx_serving
 from slots.registry import Registry
-from tests.test_long_audio import tiny  # noqa: F401 - the fixture
 
 
-def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny, tmp_path):  # noqa: F811
+def test_export_gives_torch_logits_and_a_padded_row_reads_as_it_would_alone(tiny_hubert_ctc, tmp_path):
     """The exported graph (what is quantized and served) computes torch's logits."""
-    model, _ = tiny
+    model, _ = tiny_hubert_ctc
     exported = tmp_path / "model.onnx"
     onnx_serving._export(onnx_serving.EXPORTS["ctc"], model, exported)
     _check_speech_graph(exported, model)

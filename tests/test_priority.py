@@ -80,6 +80,7 @@ def _threads_nice() -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["10", "0"])
 def test_the_app_answers_at_its_priority_while_models_load_and_run_below_it(tiny_checkpoints, step):
     """In a fresh process (this one's threads may have run models already): every thread started

@@ -17,6 +17,7 @@ from qa.squad_metric import normalize_answer
 from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
 from slots.registry import Registry
 from tests.card_check import assert_card_matches_metrics
+from tests.helpers import QA_CONTEXT as CONTEXT
 from train import qa as train_qa
 from ui.qa_panels import batch_evaluate, comparison
 
@@ -34,7 +35,6 @@ LEARN = [
     "--learning_rate",
     "1e-3",
 ]
-CONTEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma"
 
 
 def spans_logits(
@@ -114,7 +114,7 @@ def test_null_score_beats_a_weak_span(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def learned(tmp_path_factory):
+def learned_qa(tmp_path_factory):
     """Tiny DistilBERT (WordPiece) and XLM-R (Unigram) trained by train.qa on 10 questions, 4 of
     them unanswerable (~25 s together)."""
     root = tmp_path_factory.mktemp("qa")
@@ -149,8 +149,8 @@ def expected_answers() -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("slot", ["qa-distilbert", "qa-xlmr"])
-def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned, slot):
-    _, checkpoints = learned
+def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned_qa, slot):
+    _, checkpoints = learned_qa
     metrics = read_metrics(checkpoints / slot)
     validation = metrics["final"]["validation"]
     assert validation["exact"] == 100.0 and validation["f1"] == 100.0
@@ -173,8 +173,8 @@ def test_both_tokenizer_kinds_learn_every_answer_and_abstention(learned, slot):
         )
 
 
-def test_app_answers_side_by_side_through_the_api(learned, launch):
-    _, checkpoints = learned
+def test_app_answers_side_by_side_through_the_api(learned_qa, launch):
+    _, checkpoints = learned_qa
     client = Client(launch(checkpoints), verbose=False)
     for context, question, answer in expected_answers():
         result = client.predict(context, question, api_name="/answer")
@@ -184,8 +184,8 @@ def test_app_answers_side_by_side_through_the_api(learned, launch):
             assert len(result[slot]["alternatives"]) <= 3
 
 
-def test_bad_input_gets_a_message_or_an_honest_answer(learned, launch):
-    _, checkpoints = learned
+def test_bad_input_gets_a_message_or_an_honest_answer(learned_qa, launch):
+    _, checkpoints = learned_qa
     client = Client(launch(checkpoints), verbose=False)
     context = QA_PARAGRAPHS[0][0]
     for question, message in (("", "The question is empty"), ("why " * 200, "tokens long")):
@@ -206,8 +206,8 @@ def test_bad_input_gets_a_message_or_an_honest_answer(learned, launch):
             assert text == "" or text in context  # an answer is a span of the context, or none
 
 
-def test_long_context_answers_from_a_later_window(learned):
-    _, checkpoints = learned
+def test_long_context_answers_from_a_later_window(learned_qa):
+    _, checkpoints = learned_qa
     loaded = Registry(checkpoints)["qa-xlmr"].get()
     context, question, answer = expected_answers()[4]  # Marie Curie: Warsaw
     filler = " ".join(["The river is wide."] * 60)
@@ -229,8 +229,8 @@ def test_long_context_answers_from_a_later_window(learned):
     assert long_context[found[0]["start"] : found[0]["end"]] == answer
 
 
-def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
-    root, checkpoints = learned
+def test_comparison_panel_and_batch_evaluation(learned_qa, tmp_path):
+    root, checkpoints = learned_qa
     registry = Registry(checkpoints)
     registry.status()
     scores, bars, losses, lengths, structure = comparison(registry)
@@ -261,10 +261,10 @@ def test_comparison_panel_and_batch_evaluation(learned, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_shows_both_answers_highlighted(learned, launch, tmp_path):
+def test_browser_shows_both_answers_highlighted(learned_qa, launch, tmp_path):
     from scripts.screenshot import open_page
 
-    _, checkpoints = learned
+    _, checkpoints = learned_qa
     context, question, answer = expected_answers()[1]  # Gustave Eiffel
     with open_page(launch(checkpoints)) as page:
         page.get_by_role("tab", name="Question answering").click()

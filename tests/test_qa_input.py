@@ -13,7 +13,7 @@ from gradio_client import Client
 
 from scripts.make_smoke_data import squad_json
 from slots.registry import Registry
-from tests.test_qa import CONTEXT
+from tests.helpers import QA_CONTEXT as CONTEXT
 
 
 def test_a_malformed_metrics_json_is_reported_on_its_slot_and_never_stops_either_model(
@@ -131,6 +131,7 @@ def test_malformed_batch_files_get_the_apps_sentence_before_any_model_runs(tiny_
     assert time.monotonic() - start < 10  # refused from the file alone; no model ran
 
 
+@pytest.mark.slow
 def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, monkeypatch):
     import threading
 

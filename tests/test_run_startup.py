@@ -7,6 +7,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 
 def _run(code: str) -> str:
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
@@ -14,6 +16,7 @@ def _run(code: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tmp_path):
     # `python -m train.x` imports the package while sys.argv[0] is "-m"; this does the same.
     started = time.perf_counter()
@@ -37,5 +40,6 @@ def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tm
     assert int(frozen) > 100_000  # torch's and transformers' objects, out of every later collection
 
 
+@pytest.mark.slow
 def test_importing_the_package_anywhere_else_leaves_collection_alone():
     assert _run("import gc, train, train.common; print(gc.isenabled(), gc.get_freeze_count())") == "True 0"

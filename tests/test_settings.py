@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,7 @@ def test_a_number_that_is_not_usable_keeps_the_default(monkeypatch, caplog):
     assert "LIVE_TURN_S='soon' is not a number >= 0; using 15" in caplog.text
 
 
+@pytest.mark.slow
 def test_the_app_starts_with_a_typo_in_every_setting_and_serves_the_defaults():
     names = ("AUDIO_MAX_SECONDS", "UPLOAD_MAX_MB", "HUB_TIMEOUT_S", "HUB_RETRY_S", "LOAD_WAIT_S", "MODEL_NICE")
     names += ("LIVE_PLACES", "LIVE_TURN_S", "LIVE_PER_ADDRESS", "UPLOAD_MAX_FILES", "UPLOAD_CLIENT_MB")

@@ -230,6 +230,7 @@ def test_hub_models_and_missing_folders_have_no_fingerprint(tmp_path, two_asr):
     assert slot_module.folder_fingerprint(str(folder)) != before
 
 
+@pytest.mark.slow
 def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
     """At launch the slots load in parallel threads, each the first in its process to ask
     transformers for its Auto classes; resolved at the same time, those lazy names came back
