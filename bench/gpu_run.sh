@@ -52,7 +52,7 @@ on asr && for mode in ${ASR_MODES:-cached live superb}; do
   [ $mode = stored_w8 ] && extra="--store_workers 8"  # the store read by 8 loader workers
   [ $mode = superb ] && extra="--head superb ${TINY:+--superb_lstm_size 32}"
   start=$SECONDS
-  timeout 200 $PY -m train.asr train/configs/asr_report.json \
+  timeout 200 $PY -m train.asr train/configs/asr_hw4.json \
     --model_name_or_path $ENC --data_dir $DATA --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
     --save_strategy no --dataloader_num_workers $WORKERS --output_dir /tmp/bench-ck-$mode --run_dir /tmp/bench-run-$mode \
     --feature_cache_dir /tmp/bench-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|Error|error" \
@@ -69,7 +69,7 @@ on kws && for mode in graphs eager; do
   extra=""
   [ $mode = eager ] && extra="--no_cuda_graphs"
   start=$SECONDS
-  timeout 200 $PY -m train.kws train/configs/kws_report.json \
+  timeout 200 $PY -m train.kws train/configs/kws_hw4.json \
     --model_name_or_path $ENC --data_dir $SC --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
     --save_strategy no --dataloader_num_workers $WORKERS --output_dir /tmp/bench-kws-$mode --run_dir /tmp/bench-kws-run-$mode \
     --feature_cache_dir /tmp/bench-kws-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|'loss'|Error|error" \

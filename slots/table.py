@@ -33,7 +33,7 @@ SLOTS: dict[str, SlotSpec] = {
             "facebook/wav2vec2-base-960h",
             "22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
             "ctc",
-            "python -m train.asr train/configs/asr_report.json",
+            "python -m train.asr train/configs/asr_hw4.json",
         ),
         SlotSpec(
             "kws",
@@ -42,7 +42,7 @@ SLOTS: dict[str, SlotSpec] = {
             "anton-l/distilhubert-ft-keyword-spotting",
             "544d59e19da793285a8d9329742b31c7a5f0934b",
             "audio-classification",
-            "python -m train.kws train/configs/kws_report.json",
+            "python -m train.kws train/configs/kws_hw4.json",
         ),
         SlotSpec(
             "qa-distilbert",

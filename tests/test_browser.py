@@ -44,7 +44,7 @@ def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_o
         expect(page.get_by_text("True keyword")).to_have_count(0)
         page.get_by_role("tab", name="Models").click()
         page.get_by_text("For the operator").click()  # the collapsed section
-        page.get_by_text("python -m train.asr train/configs/asr_report.json").first.wait_for()
+        page.get_by_text("python -m train.asr train/configs/asr_hw4.json").first.wait_for()
 
 
 def test_all_four_tabs_are_visible_on_a_phone(launch, tiny_checkpoints):

@@ -108,11 +108,11 @@ def test_model_card_names_a_hub_base_model_and_parses_with_huggingface_hub(tmp_p
         hardware={"gpu": "NVIDIA H100", "torch": "2.13.0", "python": "3.11.7"},
     )
     (tmp_path / "README.md").write_text(
-        render(asdict(metrics), "kws", "hubert", command="python -m train.kws train/configs/kws_report.json")
+        render(asdict(metrics), "kws", "hubert", command="python -m train.kws train/configs/kws_hw4.json")
     )
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.base_model == "ntu-spml/distilhubert" and card.data.datasets == ["google/speech_commands"]
     assert [(r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results] == [
         ("test", "accuracy", 0.9625)
     ]
-    assert "python -m train.kws train/configs/kws_report.json" in card.text and "NVIDIA H100" in card.text
+    assert "python -m train.kws train/configs/kws_hw4.json" in card.text and "NVIDIA H100" in card.text

@@ -26,9 +26,14 @@ def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tm
         sys.argv[:] = ["-m"]
         import train
         imports_collected = gc.isenabled()
+        from dataclasses import dataclass
         from train.common import RunArguments, begin
-        from transformers import TrainingArguments
-        run = begin([RunArguments, TrainingArguments],
+
+        @dataclass
+        class Arguments:
+            run: RunArguments
+
+        run = begin(Arguments,
                     ["--output_dir", r"{tmp_path / "out"}", "--run_dir", r"{tmp_path / "run"}", "--report_to", "none"])
         print(imports_collected, gc.isenabled(), gc.get_freeze_count(), run.phases["start-up"])
         """

@@ -14,7 +14,7 @@ from train.frozen_head import FeatureArguments
 
 @pytest.mark.parametrize(
     "script, config",
-    [(train_asr, "asr_superb"), (train_kws, "kws_superb"), (train_asr, "asr_report"), (train_kws, "kws_report")],
+    [(train_asr, "asr_superb"), (train_kws, "kws_superb"), (train_asr, "asr_hw4"), (train_kws, "kws_hw4")],
 )
 def test_report_and_superb_configs_parse_with_their_heads(script, config):
     from transformers import TrainingArguments

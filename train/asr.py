@@ -1,9 +1,9 @@
 """Fine-tune DistilHuBERT with a CTC head on LibriSpeech.
 
-    python -m train.asr train/configs/asr_report.json            # the course report's recipe
+    python -m train.asr train/configs/asr_hw4.json            # the course report's recipe
     python -m train.asr train/configs/asr_superb.json            # SUPERB's BiLSTM head
     python -m train.asr train/configs/asr_smoke.json             # seconds on CPU
-    torchrun --nproc_per_node 4 -m train.asr train/configs/asr_report.json
+    torchrun --nproc_per_node 4 -m train.asr train/configs/asr_hw4.json
 
 Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/asr).
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCTC, TrainingArguments
+from transformers import AutoConfig, AutoModelForCTC
 
 from core.examples import ExampleSet
 from core.metrics import wer_cer
@@ -34,12 +34,12 @@ from speech.error_analysis import asr_rows, worst
 from speech.heads import SUPERB_LSTM, HubertSuperbForCTC, ctc_loss
 from train.common import (
     GroupedTrainer,
+    Run,
     RunArguments,
     SpeechModelArguments,
     apply_freeze,
     begin,
     command_line,
-    hyperparameters,
     publish_run,
     split_metrics,
 )
@@ -76,6 +76,16 @@ class DataArguments:
     validation_split: str = field(default="validation", metadata={"help": "Hub validation split."})
     test_split: str = field(default="test", metadata={"help": "Hub test split."})
     max_duration_s: float = field(default=20.0, metadata={"help": "Drop utterances longer than this."})
+
+
+@dataclass
+class Arguments:
+    """This script's arguments besides TrainingArguments (`Run.training_args`), by name."""
+
+    model: ModelArguments
+    features: FeatureArguments
+    data: DataArguments
+    run: RunArguments
 
 
 class SpeechDataset(torch.utils.data.Dataset):
@@ -163,19 +173,14 @@ def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
 
 
 def trainer_inputs(
-    model,
-    datasets: dict[str, SpeechDataset],
-    processor,
-    model_args: ModelArguments,
-    feature_args: FeatureArguments,
-    training_args: TrainingArguments,
-    dataset: dict[str, Any],
+    run: Run, model, datasets: dict[str, SpeechDataset], processor, dataset: dict[str, Any]
 ) -> TrainerInputs:
     """What the Trainer gets. A frozen encoder runs once (stored features, or live with
     --no_feature_cache) and only the head trains; otherwise the full model."""
+    args = run.arguments
     collator = CTCCollator(processor)
-    if model_args.freeze != "encoder":
-        return TrainerInputs(model, datasets, collator, training_args, {})
+    if args.model.freeze != "encoder":
+        return TrainerInputs(model, datasets, collator, {}, {})
     splits = {
         s: SplitData(d, [d.label_ids(i) for i in range(len(d))], [audio_identity(u.audio) for u in d.utterances])
         for s, d in datasets.items()
@@ -183,7 +188,7 @@ def trainer_inputs(
     preprocessing = {"extractor": processor.feature_extractor.to_dict(), "decode": "speech.audio.load_audio"}
     training = HeadTraining(
         loss=lambda logits, lengths, targets: ctc_loss(logits, lengths, targets, model.config),
-        mask_time_prob=model_args.mask_time_prob,
+        mask_time_prob=args.model.mask_time_prob,
         mask_time_length=model.config.mask_time_length,
     )
     return frozen_head(
@@ -193,8 +198,8 @@ def trainer_inputs(
         dataset=dataset,
         preprocessing=preprocessing,
         training=training,
-        features=feature_args,
-        training_args=training_args,
+        features=args.features,
+        training_args=run.training_args,
     )
 
 
@@ -218,13 +223,13 @@ def per_example(utterances: list[Utterance], prediction: Any, tokenizer: Any, au
 
 
 def main(argv: list[str] | None = None) -> Path:
-    run = begin((ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
-    model_args, feature_args, data_args, run_args = run.arguments
+    run = begin(Arguments, argv)
+    args = run.arguments
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
     with run.reading_data():
-        raw = load_splits(data_args, run_args.subset)
-        kept = {s: drop_long(raw[s], data_args.max_duration_s, s) for s in SPLITS}
+        raw = load_splits(args.data, args.run.subset)
+        kept = {s: drop_long(raw[s], args.data.max_duration_s, s) for s in SPLITS}
 
         # 2. Vocabulary from the training transcripts only, as it would be for unseen test text.
         processor = make_processor(build_char_vocab(u.text for u in kept["train"][0]))
@@ -233,9 +238,10 @@ def main(argv: list[str] | None = None) -> Path:
     # 3. Model: pretrained encoder + a new CTC head sized to the vocabulary. A frozen encoder
     #    runs once over every split (or per batch, --no_feature_cache); then only the head trains.
     with run.phase("features"):
-        model = build_model(model_args, feature_args.head, processor.tokenizer)
-        dataset_id = {"source": dataset_source(data_args), "subset": run_args.subset}
-        inputs = trainer_inputs(model, datasets, processor, model_args, feature_args, run.training_args, dataset_id)
+        model = build_model(args.model, args.features.head, processor.tokenizer)
+        dataset_id = {"source": dataset_source(args.data), "subset": args.run.subset}
+        inputs = trainer_inputs(run, model, datasets, processor, dataset_id)
+        run.change_training_args(inputs.training_changes)
 
     # 4. Metrics: greedy decoding, WER and CER with jiwer.
     def compute_metrics(pred) -> dict[str, float]:
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> Path:
     # 5. Train, validating every eval_steps (the history in metrics.json).
     trainer = CTCTrainer(
         model=inputs.model,
-        args=inputs.training_args,
+        args=run.training_args,
         data_collator=inputs.collator,
         train_dataset=inputs.datasets["train"],
         eval_dataset=inputs.datasets["validation"],
@@ -255,7 +261,7 @@ def main(argv: list[str] | None = None) -> Path:
         compute_metrics=compute_metrics,
     )
     with run.phase("train"):
-        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+        trainer.train(resume_from_checkpoint=args.run.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation on validation and test; publish the checkpoint.
     #    Test is kept per utterance (jiwer's alignment, audio of the worst) for error analysis.
@@ -266,13 +272,13 @@ def main(argv: list[str] | None = None) -> Path:
         trainer.log(prediction.metrics)  # into the history, as `evaluate` would
         final["test"] = split_metrics(prediction.metrics, "test")
         examples = None
-        if run_args.examples:
+        if args.run.examples:
             examples = per_example(
-                datasets["test"].utterances, prediction, processor.tokenizer, run_args.examples_audio_mb
+                datasets["test"].utterances, prediction, processor.tokenizer, args.run.examples_audio_mb
             )
     logger.info("final: %s", final)
     sizes = {s: len(datasets[s]) for s in SPLITS}
-    params = hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args)
+    params = run.hyperparameters()
     return publish_run(
         run,
         trainer,

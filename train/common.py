@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -104,15 +105,31 @@ def apply_freeze(model: Any, freeze: str) -> Any:
 
 @dataclass
 class Run:
-    """A training run as parsed: the script's argument objects (in the order asked for, without
-    TrainingArguments), the trainer's arguments (writing to run_dir, precision resolved), where the
+    """A training run as parsed: the script's arguments record (a dataclass of its argument
+    dataclasses, `run` its RunArguments), the run's one TrainingArguments (writing to run_dir,
+    precision resolved, and what the Trainer's inputs change: `change_training_args`), where the
     checkpoint is published and when the run started."""
 
-    arguments: tuple
+    arguments: Any
     training_args: TrainingArguments
     target: Path
     started: float
     phases: dict[str, float] = field(default_factory=dict)  # seconds per numbered step, for metrics.json
+
+    def argument_objects(self) -> list[Any]:
+        """The script's argument dataclasses, in the record's order."""
+        return [getattr(self.arguments, f.name) for f in fields(self.arguments)]
+
+    def change_training_args(self, changes: dict[str, Any]) -> None:
+        """What the Trainer's inputs need set otherwise (stored features are read without loader
+        workers, ...): the run's TrainingArguments are replaced by a copy with `changes`, logged."""
+        if changes:
+            logger.info("training arguments for these inputs: %s", changes)
+            self.training_args = replace(self.training_args, **changes)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What metrics.json records of the arguments, as trained."""
+        return hyperparameters(self.training_args, *self.argument_objects())
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -137,13 +154,16 @@ class Run:
                 raise SystemExit(2) from err
 
 
-def begin(dataclass_types: Sequence[type], argv: Sequence[str] | None) -> Run:
-    """Parse (the last type must be TrainingArguments, the one before it RunArguments), set up
-    logging and the seed."""
+def begin(arguments: type, argv: Sequence[str] | None) -> Run:
+    """Parse the script's `arguments` record (a dataclass whose fields are its argument
+    dataclasses, one of them `run: RunArguments`) with TrainingArguments, set up logging and the
+    seed."""
     started = time.time()
-    *arguments, parsed = parse_args(dataclass_types, argv)
-    training_args = setup(parsed, arguments[-1], *arguments[:-1])
-    run = Run(tuple(arguments), training_args, Path(parsed.output_dir), started)
+    types = typing.get_type_hints(arguments)
+    *objects, parsed = parse_args([*(types[f.name] for f in fields(arguments)), TrainingArguments], argv)
+    record = arguments(*objects)
+    training_args = setup(parsed, record.run, *(o for o in objects if o is not record.run))
+    run = Run(record, training_args, Path(parsed.output_dir), started)
     memory.resume_collection()  # paused for the imports (train/__init__.py)
     # Before this: the interpreter and the imports (torch, transformers' Trainer), a few seconds
     # of every run that no training setting changes.

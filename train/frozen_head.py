@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -235,13 +235,14 @@ class HeadTraining:
 
 
 class TrainerInputs(NamedTuple):
-    """What the Trainer gets: the model it trains, a dataset per split, the collator and its
-    arguments; `cache_info` is what metrics.json records about the stores."""
+    """What the Trainer gets: the model it trains, a dataset per split, the collator, and the
+    TrainingArguments fields these inputs need set otherwise (`Run.change_training_args`);
+    `cache_info` is what metrics.json records about the stores."""
 
     model: nn.Module
     datasets: dict[str, Any]
     collator: Callable
-    training_args: Any
+    training_changes: dict[str, Any]
     cache_info: dict[str, Any]
 
 
@@ -275,7 +276,7 @@ def frozen_head(
     )
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:
-        return TrainerInputs(head, audio, audio_collator, training_args, {"feature_cache": None})
+        return TrainerInputs(head, audio, audio_collator, {}, {"feature_cache": None})
     precision = precision_of(training_args)
     encoder_digest = encoder_fingerprint(model.base_model)
     datasets, stores, built = {}, {}, {}
@@ -312,12 +313,13 @@ def frozen_head(
     # The loss check the Trainer makes on every step (`logging_nan_inf_filter`) reads the loss
     # back from the GPU: a host sync per ~1 ms head step. Off here, a NaN or inf loss shows in
     # the logged loss instead of being replaced by the running mean.
-    reading = replace(
-        training_args,
-        dataloader_num_workers=features.store_workers,
-        dataloader_persistent_workers=training_args.dataloader_persistent_workers and features.store_workers > 0,
-        logging_nan_inf_filter=False,
-        remove_unused_columns=False,  # its wrapper would take a `StoredBatch` apart item by item
-        dataloader_pin_memory=training_args.dataloader_pin_memory and not copies,  # batches already there
-    )
+    persistent = training_args.dataloader_persistent_workers and features.store_workers > 0
+    pin = training_args.dataloader_pin_memory and not copies  # on the device, batches are already there
+    reading = {
+        "dataloader_num_workers": features.store_workers,
+        "dataloader_persistent_workers": persistent,
+        "logging_nan_inf_filter": False,
+        "remove_unused_columns": False,  # its wrapper would take a `StoredBatch` apart item by item
+        "dataloader_pin_memory": pin,
+    }
     return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})

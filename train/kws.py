@@ -1,10 +1,10 @@
 """Fine-tune DistilHuBERT for keyword spotting (12 SUPERB classes of Speech Commands v0.01) with a
 class-weighted cross-entropy.
 
-    python -m train.kws train/configs/kws_report.json            # the course report's recipe
+    python -m train.kws train/configs/kws_hw4.json            # the course report's recipe
     python -m train.kws train/configs/kws_superb.json            # SUPERB's layer-mix head
     python -m scripts.make_smoke_data && python -m train.kws train/configs/kws_smoke.json
-    torchrun --nproc_per_node 4 -m train.kws train/configs/kws_report.json
+    torchrun --nproc_per_node 4 -m train.kws train/configs/kws_hw4.json
 
 Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/kws).
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, TrainingArguments
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from core.examples import ExampleSet
 from core.metrics import classification_report
@@ -31,12 +31,12 @@ from speech.error_analysis import kws_listen_order, kws_rows
 from speech.spotting import fit_window
 from train.common import (
     GroupedTrainer,
+    Run,
     RunArguments,
     SpeechModelArguments,
     apply_freeze,
     begin,
     command_line,
-    hyperparameters,
     publish_run,
     split_metrics,
 )
@@ -96,6 +96,16 @@ class DataArguments:
     augment: bool = field(
         default=True, metadata={"help": "Training only: random time shift (±100 ms) and gain (±6 dB)."}
     )
+
+
+@dataclass
+class Arguments:
+    """This script's arguments besides TrainingArguments (`Run.training_args`), by name."""
+
+    model: ModelArguments
+    features: FeatureArguments
+    data: DataArguments
+    run: RunArguments
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -235,26 +245,19 @@ def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
 
 
 def trainer_inputs(
-    model,
-    clips: dict[str, list[Clip]],
-    extractor,
-    model_args: ModelArguments,
-    feature_args: FeatureArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    dataset: dict[str, Any],
-    loss: WeightedCrossEntropy,
+    run: Run, model, clips: dict[str, list[Clip]], extractor, dataset: dict[str, Any], loss: WeightedCrossEntropy
 ) -> TrainerInputs:
     """What the Trainer gets. A frozen encoder runs once (stored features, or live with
     --no_feature_cache) on fixed 1 s clips; shift and time masking then act on its outputs.
     Otherwise the full model trains on augmented audio."""
-    frozen = model_args.freeze == "encoder"
+    args = run.arguments
+    frozen = args.model.freeze == "encoder"
     audio = {
-        s: ClipDataset(clips[s], extractor, s == "train" and not frozen, data_args.augment, training_args.seed + i)
+        s: ClipDataset(clips[s], extractor, s == "train" and not frozen, args.data.augment, run.training_args.seed + i)
         for i, s in enumerate(SPLITS)
     }
     if not frozen:
-        return TrainerInputs(model, audio, collate, training_args, {})
+        return TrainerInputs(model, audio, collate, {}, {})
     splits = {
         s: SplitData(
             audio[s], [c.label for c in clips[s]], [f"{audio_identity(c.audio)}@{c.start_s}" for c in clips[s]]
@@ -263,7 +266,7 @@ def trainer_inputs(
     }
     preprocessing = {"extractor": extractor.to_dict(), "decode": "speech.audio.load_audio", "fit": "1 s fit_window"}
     training = HeadTraining(loss=loss)
-    if data_args.augment:
+    if args.data.augment:
         training = HeadTraining(
             loss=loss,
             mask_time_prob=model.config.mask_time_prob,
@@ -277,41 +280,40 @@ def trainer_inputs(
         dataset=dataset,
         preprocessing=preprocessing,
         training=training,
-        features=feature_args,
-        training_args=training_args,
+        features=args.features,
+        training_args=run.training_args,
     )
 
 
 def main(argv: list[str] | None = None) -> Path:
-    run = begin((ModelArguments, FeatureArguments, DataArguments, RunArguments, TrainingArguments), argv)
-    model_args, feature_args, data_args, run_args = run.arguments
+    run = begin(Arguments, argv)
+    args = run.arguments
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
     with run.reading_data():
-        clips = load_splits(data_args, run_args.subset, run.training_args.seed)
+        clips = load_splits(args.data, args.run.subset, run.training_args.seed)
         extractor = AutoFeatureExtractor.from_pretrained(
-            model_args.model_name_or_path, revision=model_args.model_revision
+            args.model.model_name_or_path, revision=args.model.model_revision
         )
 
     # 2. Imbalance: class counts, balanced class weights (or a balanced sampler).
     train_labels = np.array([c.label for c in clips["train"]])
     counts = Counter(keywords.ID2LABEL[int(i)] for i in train_labels)
-    weights = keywords.class_weights(train_labels) if data_args.class_weights == "balanced" else None
+    weights = keywords.class_weights(train_labels) if args.data.class_weights == "balanced" else None
     logger.info("training class counts: %s", dict(counts))
     shown_weights = None if weights is None else dict(zip(keywords.LABELS, weights.round(3), strict=True))
     logger.info("class weights: %s", shown_weights)
     per_class = np.bincount(train_labels, minlength=len(keywords.LABELS))
-    sample_weights = (1.0 / per_class[train_labels]).tolist() if data_args.balanced_sampler else None
+    sample_weights = (1.0 / per_class[train_labels]).tolist() if args.data.balanced_sampler else None
 
     # 3. Model: pretrained encoder + a new 12-way head with the label maps in its config. A frozen
     #    encoder runs once over every split (or per batch, --no_feature_cache); only the head trains.
     with run.phase("features"):
-        model = build_model(model_args, feature_args.head)
-        dataset_id = {"source": dataset_source(data_args), "test_dir": data_args.test_dir, "subset": run_args.subset}
+        model = build_model(args.model, args.features.head)
+        dataset_id = {"source": dataset_source(args.data), "test_dir": args.data.test_dir, "subset": args.run.subset}
         loss = WeightedCrossEntropy(weights)
-        inputs = trainer_inputs(
-            model, clips, extractor, model_args, feature_args, data_args, run.training_args, dataset_id, loss
-        )
+        inputs = trainer_inputs(run, model, clips, extractor, dataset_id, loss)
+        run.change_training_args(inputs.training_changes)
         datasets = inputs.datasets
 
     # 4. Metrics: accuracy, precision/recall/F1 micro and macro during training.
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> Path:
     # 5. Train, evaluating every eval_steps.
     trainer = WeightedTrainer(
         model=inputs.model,
-        args=inputs.training_args,
+        args=run.training_args,
         data_collator=inputs.collator,
         train_dataset=datasets["train"],
         eval_dataset=datasets["validation"],
@@ -331,7 +333,7 @@ def main(argv: list[str] | None = None) -> Path:
         sample_weights=sample_weights,
     )
     with run.phase("train"):
-        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+        trainer.train(resume_from_checkpoint=args.run.resume or None)  # True: the last one in run_dir
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
     #    The last split evaluated (test where there is one) is kept per clip for error analysis.
@@ -343,8 +345,8 @@ def main(argv: list[str] | None = None) -> Path:
                 labels = prediction.predictions.argmax(-1)
                 report = classification_report(prediction.label_ids, labels, keywords.LABELS)
                 final[split] = {**split_metrics(prediction.metrics, split), **report}
-                if run_args.examples:
-                    examples = per_example(clips[split], prediction.predictions, split, run_args.examples_audio_mb)
+                if args.run.examples:
+                    examples = per_example(clips[split], prediction.predictions, split, args.run.examples_audio_mb)
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {
         "class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> Path:
         task="kws",
         final=final,
         sizes={s: len(datasets[s]) for s in SPLITS},
-        params=hyperparameters(inputs.training_args, model_args, feature_args, data_args, run_args),
+        params=run.hyperparameters(),
         command=command_line("train.kws", argv),
         extra=extra,
         examples=examples,

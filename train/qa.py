@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, TrainingArguments
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding
 
 from core.examples import ExampleSet
 from core.structure import structure
@@ -25,7 +25,7 @@ from qa import extractive
 from qa.error_analysis import qa_rows
 from qa.squad_data import SquadFormatError, gold_answers, load_file, load_hub
 from qa.squad_metric import robust_threshold, squad_v2
-from train.common import GroupedTrainer, RunArguments, begin, command_line, hyperparameters, publish_run
+from train.common import GroupedTrainer, RunArguments, begin, command_line, publish_run
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ class DataArguments:
     doc_stride: int = field(default=128, metadata={"help": "Tokens of overlap between windows."})
     n_best: int = field(default=20, metadata={"help": "Start/end candidates per window."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+
+
+@dataclass
+class Arguments:
+    """This script's arguments besides TrainingArguments (`Run.training_args`), by name."""
+
+    model: ModelArguments
+    data: DataArguments
+    run: RunArguments
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -146,20 +155,20 @@ def load_named(path: str) -> list[extractive.Example]:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    run = begin((ModelArguments, DataArguments, RunArguments, TrainingArguments), argv)
-    model_args, data_args, run_args = run.arguments
+    run = begin(Arguments, argv)
+    args = run.arguments
 
     # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
-    n_train, n_val = (run_args.subset or [None, None])[:2]
+    n_train, n_val = (args.run.subset or [None, None])[:2]
     with run.reading_data():
-        if data_args.train_file:
-            train_all = load_named(data_args.train_file)
-            val_file = data_args.validation_file or data_args.train_file
-            val_all = train_all if val_file == data_args.train_file else load_named(val_file)  # read once
+        if args.data.train_file:
+            train_all = load_named(args.data.train_file)
+            val_file = args.data.validation_file or args.data.train_file
+            val_all = train_all if val_file == args.data.train_file else load_named(val_file)  # read once
             train_examples, val_examples = train_all[:n_train], val_all[:n_val]
         else:
-            train_examples = load_hub(data_args.dataset_name, "train", data_args.dataset_revision, n_train)
-            val_examples = load_hub(data_args.dataset_name, "validation", data_args.dataset_revision, n_val)
+            train_examples = load_hub(args.data.dataset_name, "train", args.data.dataset_revision, n_train)
+            val_examples = load_hub(args.data.dataset_name, "validation", args.data.dataset_revision, n_val)
     logger.info(
         "examples: %d train, %d validation (%d unanswerable)",
         len(train_examples),
@@ -169,15 +178,15 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 2. Windows: question first, context truncated with overflow; unanswerable windows -> CLS.
     with run.phase("features"):
-        tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+        tokenizer = AutoTokenizer.from_pretrained(args.model.model_name_or_path, revision=args.model.model_revision)
         train_features = extractive.prepare(
-            tokenizer, train_examples, data_args.max_length, data_args.doc_stride, True
+            tokenizer, train_examples, args.data.max_length, args.data.doc_stride, True
         )
-        val_features = extractive.prepare(tokenizer, val_examples, data_args.max_length, data_args.doc_stride, True)
+        val_features = extractive.prepare(tokenizer, val_examples, args.data.max_length, args.data.doc_stride, True)
 
     # 3. Model with a start/end head.
     model = AutoModelForQuestionAnswering.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, use_safetensors=True
+        args.model.model_name_or_path, revision=args.model.model_revision, use_safetensors=True
     )
 
     # 4-5. Train with dynamic padding; evaluate loss + EM/F1 every eval_steps.
@@ -190,10 +199,10 @@ def main(argv: list[str] | None = None) -> Path:
         processing_class=tokenizer,
         eval_examples=val_examples,
         eval_features=val_features,
-        data_args=data_args,
+        data_args=args.data,
     )
     with run.phase("train"):
-        trainer.train(resume_from_checkpoint=run_args.resume or None)  # True: the last one in run_dir
+        trainer.train(resume_from_checkpoint=args.run.resume or None)  # True: the last one in run_dir
 
     # 6. Final validation; its best-F1 null threshold becomes the app's default. Publish.
     with run.phase("evaluate"):
@@ -202,13 +211,13 @@ def main(argv: list[str] | None = None) -> Path:
     threshold = robust_threshold(evaluation.null_diffs, final.get("best_f1_thresh", 0.0))
     extra = {
         "null_score_diff_threshold": threshold,
-        "token_lengths": length_histogram(tokenizer, train_examples, data_args.max_length),
+        "token_lengths": length_histogram(tokenizer, train_examples, args.data.max_length),
         "structure": structure(model.config, model.num_parameters()),
         "windows": {"train": len(train_features.example_index), "validation": len(val_features.example_index)},
     }
     logger.info("final: %s", final)
     examples = None
-    if run_args.examples:  # each validation question as the app answers it, for the comparison's explorer
+    if args.run.examples:  # each validation question as the app answers it, for the comparison's explorer
         rows, contexts = qa_rows(val_examples, evaluation.predictions, threshold)
         examples = ExampleSet("qa", "validation", rows, contexts=contexts)
     return publish_run(
@@ -223,7 +232,7 @@ def main(argv: list[str] | None = None) -> Path:
             "validation": len(val_examples),
             "validation_unanswerable": sum(not e.answers for e in val_examples),
         },
-        params=hyperparameters(run.training_args, model_args, data_args, run_args),
+        params=run.hyperparameters(),
         command=command_line("train.qa", argv),
         extra=extra,
         examples=examples,
