@@ -1,4 +1,5 @@
-"""Training scripts (`python -m train.asr`, `train.kws`, `train.qa`) and what they share."""
+"""Training scripts (`python -m train.asr`, `train.kws`, `train.qa`), their JSON configs, and what
+they share: dataset readers, the frozen-encoder feature store and the heads trained on it."""
 
 import gc
 import sys
