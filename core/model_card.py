@@ -40,6 +40,8 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
     params = metrics.get("hyperparameters", {})
     found = scores(metrics)
     dataset = params.get("dataset_name") or dataset_name
+    source = metrics.get("extra", {}).get("dataset") or {}  # a hub dataset, at the commit trained on
+    dataset_config = source.get("config") or source.get("folder") or dataset_config
     base_model = params.get("model_name_or_path")
     results = [
         EvalResult(
@@ -49,6 +51,7 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
             dataset_name=dataset_name,
             dataset_config=dataset_config,
             dataset_split=split,
+            dataset_revision=source.get("commit"),
             metric_type=key,
             metric_name=f"{split} {key}",
             metric_value=value,
@@ -70,6 +73,12 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
     device = hardware.get("gpu") or f"CPU ({hardware.get('cpu_count', '?')} cores)"
     table = "\n".join(f"| {split} | {key} | {value:.4f} |" for split, key, value in found)
     sizes = ", ".join(f"{split} {n:,}" for split, n in metrics.get("dataset_sizes", {}).items())
+    data_line = "Data: a local copy (`--data_dir`)."
+    if source:
+        data_line = (
+            f"Data: [`{source['name']}`](https://huggingface.co/datasets/{source['name']}) "
+            f"({dataset_config}) at commit `{source['commit']}` (asked for `{source.get('revision')}`)."
+        )
     return f"""---
 {data.to_yaml()}
 ---
@@ -85,7 +94,7 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
 |---|---|---|
 {table}
 
-Examples: {sizes or "not recorded"}. Every number above is copied from `metrics.json`, which also
+{data_line} Examples: {sizes or "not recorded"}. Every number above is copied from `metrics.json`, which also
 holds the training history and task-specific results.
 
 ## Recipe

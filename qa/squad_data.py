@@ -93,15 +93,6 @@ def load_file(path: str | Path) -> list[Example]:
     return parse(text, path.suffix == ".jsonl")
 
 
-def load_hub(name: str, split: str, revision: str | None, limit: int | None) -> list[Example]:
-    """The first `limit` examples (all when None) of a parquet-backed hub dataset split."""
-    from datasets import load_dataset
-
-    selection = split if limit is None else f"{split}[:{limit}]"
-    ds = load_dataset(name, split=selection, revision=revision)
-    return from_flat(ds)
-
-
 def gold_answers(examples: Iterable[Example]) -> dict[str, list[str]]:
     """Question id -> its gold answer texts (empty for an unanswerable question)."""
     return {e.id: [a["text"] for a in e.answers] for e in examples}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,13 @@ __all__ = [
 AudioInput = str | os.PathLike | tuple | dict | None
 
 
+def stored(source: Any) -> Any:
+    """A row of a memory-mapped dataset read when used (an object with `encoded()`, as
+    `train.hub_data.DatasetAudio`) as the `datasets` audio dict it holds; anything else as it is."""
+    encoded = getattr(source, "encoded", None)
+    return encoded() if callable(encoded) else source
+
+
 def load_audio(
     source: AudioInput, *, max_duration_s: float | None = None, segment_s: tuple[float, float] | None = None
 ) -> np.ndarray:
@@ -75,7 +83,8 @@ def load_audio(
     Args:
         source: Gradio's `(sample_rate, ndarray)` (int16/int32/float32/float64, shape `(n,)` or
             `(n, channels)`), a path to an audio file, Gradio's file dict with a `"path"` key, or
-            a `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields).
+            a `datasets` audio dict with encoded `"bytes"` (what `Audio(decode=False)` yields), or
+            a dataset row that reads it when used (`stored`).
         max_duration_s: the longest audio accepted (default `AUDIO_MAX_SECONDS`, 600 s); a file
             is refused from its header, before decoding.
         segment_s: `(start, length)` in seconds: read only that part of a file (1 s out of a
@@ -136,6 +145,7 @@ def file_duration_s(source: AudioInput) -> float:
 def file_path(source: AudioInput) -> str | os.PathLike | None:
     """The path an encoded source names (a path, or Gradio's or `datasets`' dict without bytes);
     None for arrays, bytes or nothing."""
+    source = stored(source)
     if isinstance(source, dict) and not source.get("bytes"):
         source = source.get("path")
     return source if isinstance(source, (str, os.PathLike)) and str(source).strip() else None
@@ -144,6 +154,7 @@ def file_path(source: AudioInput) -> str | os.PathLike | None:
 def _encoded(source: AudioInput) -> tuple[str | io.BytesIO, str] | None:
     """(something soundfile reads, a name for messages) for encoded audio; None for arrays.
     Raises for a path that does not exist."""
+    source = stored(source)
     if isinstance(source, dict) and source.get("bytes"):
         return io.BytesIO(source["bytes"]), source.get("path") or "audio bytes"
     source = file_path(source) or source

@@ -1,10 +1,13 @@
-"""A stand-in for the Hugging Face Hub on loopback: the endpoints huggingface_hub 2.4 calls for
-`snapshot_download` / `list_repo_tree` / `from_pretrained`, served from repositories held in
-memory. Point the real client at it with `HF_ENDPOINT=http://127.0.0.1:PORT`.
+"""A stand-in for the Hugging Face Hub on loopback: the endpoints huggingface_hub 2.4 and
+datasets 5.2 call for `snapshot_download` / `list_repo_tree` / `from_pretrained` /
+`load_dataset`, served from repositories held in memory. Point the real clients at it with
+`HF_ENDPOINT=http://127.0.0.1:PORT`.
 
-Served: revision resolution (`/api/models/<repo>/revision/<rev>`, branches, `refs/pr/N` and
-commit shas), the recursive tree listing (`/api/models/<repo>/tree/<rev>`), and file downloads
-(`HEAD`/`GET /<repo>/resolve/<rev>/<path>`) with the commit and etag headers the client reads.
+Served, for models and datasets (`datasets/` before the repository in the path): revision
+resolution (`/api/{models,datasets}/<repo>/revision/<rev>`: branches, `refs/pr/N`,
+`refs/convert/parquet` and commit shas), the tree listing (`/api/.../tree/<rev>[/<folder>]`,
+recursive or one level with its folders), `paths-info`, and file downloads (`HEAD`/`GET
+[/datasets]/<repo>/resolve/<rev>/<path>`) with the commit and etag headers the client reads.
 Unknown repos, revisions and files answer 404 with the hub's `X-Error-Code`.
 """
 
@@ -15,7 +18,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 LFS_PATTERNS = (".safetensors", ".bin", ".model", ".h5")  # stored in LFS on the real hub
 
@@ -37,8 +40,9 @@ class StandInHub:
     `hub.stall()` makes every request hang (a hub that accepts connections and never answers);
     `hub.requests` lists (method, path) of everything asked."""
 
-    def __init__(self, repos: dict[str, Repo]):
+    def __init__(self, repos: dict[str, Repo], datasets: dict[str, Repo] | None = None):
         self.repos = repos
+        self.datasets = datasets or {}
         self.requests: list[tuple[str, str]] = []
         self.stalled = threading.Event()
         self.released = threading.Event()
@@ -71,6 +75,9 @@ class StandInHub:
             def do_GET(self) -> None:
                 self._serve(body=True)
 
+            def do_POST(self) -> None:
+                self._serve(body=True)
+
             def _serve(self, body: bool) -> None:
                 path = urlsplit(self.path).path
                 hub.requests.append((self.command, path))
@@ -78,8 +85,14 @@ class StandInHub:
                     hub.released.wait(600)
                     return
                 parts = [unquote(p) for p in path.strip("/").split("/")]
-                if parts[:2] == ["api", "models"] and len(parts) >= 6:
-                    self._api(f"{parts[2]}/{parts[3]}", parts[4], parts[5])
+                self.kind = hub.repos
+                if parts[:2] == ["api", "datasets"] or parts[:1] == ["datasets"]:
+                    self.kind = hub.datasets
+                    parts = [parts[0], *parts[2:]] if parts[0] == "api" else parts[1:]
+                elif parts[:2] == ["api", "models"]:
+                    parts = [parts[0], *parts[2:]]
+                if parts[:1] == ["api"] and len(parts) >= 5:
+                    self._api(f"{parts[1]}/{parts[2]}", parts[3], parts[4], "/".join(parts[5:]))
                 elif len(parts) >= 5 and parts[2] == "resolve":
                     self._file(f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), body)
                 else:
@@ -87,7 +100,7 @@ class StandInHub:
 
             def _commit(self, repo_id: str, revision: str) -> tuple[str, dict[str, bytes]] | None:
                 """(sha, files) of `revision`, or None after answering 404 as the hub does."""
-                repo = hub.repos.get(repo_id)
+                repo = self.kind.get(repo_id)
                 if repo is None:
                     self._error(404, "RepoNotFound")
                     return None
@@ -97,7 +110,7 @@ class StandInHub:
                     return None
                 return sha, repo.commits[sha]
 
-            def _api(self, repo_id: str, what: str, revision: str) -> None:
+            def _api(self, repo_id: str, what: str, revision: str, folder: str) -> None:
                 found = self._commit(repo_id, revision)
                 if found is None:
                     return
@@ -112,7 +125,12 @@ class StandInHub:
                         }
                     )
                 if what == "tree":
-                    return self._json([_tree_entry(p, data) for p, data in sorted(files.items())])
+                    recursive = "recursive=true" in urlsplit(self.path).query.lower()
+                    return self._json(_listing(files, folder, recursive))
+                if what == "paths-info":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    asked = parse_qs(self.rfile.read(length).decode()).get("paths", [])
+                    return self._json(_paths_info(files, asked))
                 self._error(404, "EntryNotFound")
 
             def _file(self, repo_id: str, revision: str, name: str, body: bool) -> None:
@@ -169,3 +187,36 @@ def _tree_entry(path: str, data: bytes) -> dict:
     if path.endswith(LFS_PATTERNS):
         entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
     return entry
+
+
+def _listing(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+    """The tree under `folder`: every file (and folder) below it, or one level with its folders."""
+    prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+    entries: dict[str, dict] = {}
+    for path, data in sorted(files.items()):
+        if not path.startswith(prefix):
+            continue
+        rest = path[len(prefix) :].split("/")
+        for depth in range(1, len(rest)):
+            sub = prefix + "/".join(rest[:depth])
+            if recursive or depth == 1:
+                entries.setdefault(
+                    sub, {"type": "directory", "path": sub, "oid": hashlib.sha1(sub.encode()).hexdigest()}
+                )
+        if recursive or len(rest) == 1:
+            entries[path] = _tree_entry(path, data)
+    if prefix and not entries:
+        return []
+    return list(entries.values())
+
+
+def _paths_info(files: dict[str, bytes], asked: list[str]) -> list[dict]:
+    """What the hub says of each asked path: a file's entry, a folder, or nothing."""
+    found = []
+    for path in asked:
+        path = path.strip("/")
+        if path in files:
+            found.append(_tree_entry(path, files[path]))
+        elif any(name.startswith(f"{path}/") for name in files):
+            found.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})
+    return found

@@ -45,6 +45,7 @@ from train.common import (
 )
 from train.feature_store import audio_identity
 from train.frozen_head import FeatureArguments, HeadTraining, SplitData, TrainerInputs, dataset_source, frozen_head
+from train.hub_data import HubDataset, OpenedDataset, dataset_record
 from train.librispeech import Utterance, drop_long, load_hub, load_local
 
 logger = logging.getLogger(__name__)
@@ -139,16 +140,16 @@ class CTCTrainer(GroupedTrainer):
         return loss, mask_padding(logits.argmax(-1), lengths), labels
 
 
-def load_splits(data: DataArguments, subset: list[int] | None) -> dict[str, list[Utterance]]:
+def load_splits(
+    data: DataArguments, subset: list[int] | None
+) -> tuple[dict[str, list[Utterance]], OpenedDataset | None]:
+    """The three splits, from `--data_dir` or the hub (then also the dataset at its commit)."""
     limits = dict(zip(SPLITS, subset or [], strict=False))  # a subset may omit test: all of it
     if data.data_dir:
         folders = dict(zip(SPLITS, (data.train_dir, data.validation_dir, data.test_dir), strict=True))
-        return {s: load_local(Path(data.data_dir) / folders[s], limits.get(s)) for s in SPLITS}
+        return {s: load_local(Path(data.data_dir) / folders[s], limits.get(s)) for s in SPLITS}, None
     splits = dict(zip(SPLITS, (data.train_split, data.validation_split, data.test_split), strict=True))
-    return {
-        s: load_hub(data.dataset_name, data.dataset_config, splits[s], data.dataset_revision, limits.get(s))
-        for s in SPLITS
-    }
+    return load_hub(HubDataset(data.dataset_name, data.dataset_revision, config=data.dataset_config), splits, limits)
 
 
 def build_model(args: ModelArguments, head: str, tokenizer) -> torch.nn.Module:
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Data: the same Utterance lists from the hub or a local tree; over-long clips dropped.
     with run.reading_data():
-        raw = load_splits(args.data, args.run.subset)
+        raw, dataset = load_splits(args.data, args.run.subset)
         kept = {s: drop_long(raw[s], args.data.max_duration_s, s) for s in SPLITS}
 
         # 2. Vocabulary from the training transcripts only, as it would be for unseen test text.
@@ -289,7 +290,11 @@ def main(argv: list[str] | None = None) -> Path:
         sizes=sizes,
         params=params,
         command=command_line("train.asr", argv),
-        extra={"dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS}, **inputs.cache_info},
+        extra={
+            **dataset_record(dataset),
+            "dropped_long": {s: len(raw[s]) - sizes[s] for s in SPLITS},
+            **inputs.cache_info,
+        },
         examples=examples,
     )
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import publish
-from speech.audio import TARGET_RATE
+from speech.audio import TARGET_RATE, stored
 from speech.heads import encode
 from train.build_batches import length_batches, pad_batch
 
@@ -76,6 +76,7 @@ _PRECISION = {
 
 def audio_identity(audio: Any) -> str:
     """A file by path, size and modification time; embedded bytes by their hash."""
+    audio = stored(audio)
     if isinstance(audio, dict) and audio.get("bytes") is not None:
         return "sha1:" + hashlib.sha1(audio["bytes"]).hexdigest()
     path = audio["path"] if isinstance(audio, dict) else audio

@@ -26,7 +26,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 from core.examples import ExampleSet
 from core.metrics import classification_report
 from speech import keywords
-from speech.audio import TARGET_RATE, load_audio
+from speech.audio import TARGET_RATE, load_audio, stored
 from speech.error_analysis import kws_listen_order, kws_rows
 from speech.spotting import fit_window
 from train.common import (
@@ -50,6 +50,7 @@ from train.frozen_head import (
     dataset_source,
     frozen_head,
 )
+from train.hub_data import HubDataset, OpenedDataset, dataset_record
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def clip_samples(clip: Clip, rng: np.random.Generator | None = None) -> np.ndarr
 def clip_id(clip: Clip, index: int) -> str:
     """A readable id: `word/file.wav` as in the dataset (plus the offset of a window cut from a
     longer file), else the clip's position."""
-    path = clip.audio.get("path") if isinstance(clip.audio, dict) else clip.audio
+    audio = stored(clip.audio)
+    path = audio.get("path") if isinstance(audio, dict) else audio
     name = "/".join(Path(str(path)).parts[-2:]) if path else f"clip {index}"
     return name if clip.start_s is None else f"{name}@{clip.start_s:.2f}s"
 
@@ -214,19 +216,23 @@ def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:
     return {"shapes": len(graphed.graphs), "eager_steps": graphed.eager_steps} if graphed and graphed.graphs else None
 
 
-def load_splits(data: DataArguments, subset_sizes: list[int] | None, seed: int) -> dict[str, list[Clip]]:
-    test_dir = Path(data.test_dir) if data.test_dir else None
-    splits = (
-        load_local(Path(data.data_dir), test_dir)
-        if data.data_dir
-        else load_hub(data.dataset_name, data.dataset_config, data.dataset_revision)
-    )
+def load_splits(
+    data: DataArguments, subset_sizes: list[int] | None, seed: int
+) -> tuple[dict[str, list[Clip]], OpenedDataset | None]:
+    """The three splits, from `--data_dir` or the hub (then also the dataset at its commit)."""
+    opened = None
+    if data.data_dir:
+        splits = load_local(Path(data.data_dir), Path(data.test_dir) if data.test_dir else None)
+    else:
+        # The parquet export declares no configs: `--dataset_config v0.01` names its folder.
+        hub = HubDataset(data.dataset_name, data.dataset_revision, folder=data.dataset_config)
+        splits, opened = load_hub(hub)
     splits["train"] = cut_silence(splits["train"], data.silence_clips, seed)
     if data.drop_silence:
         silence = keywords.LABEL2ID[keywords.SILENCE]
         splits = {s: [c for c in clips if c.label != silence] for s, clips in splits.items()}
     limits = dict(zip(SPLITS, subset_sizes or [], strict=False))  # a subset may omit test: all of it
-    return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}
+    return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}, opened
 
 
 def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
@@ -291,7 +297,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
     with run.reading_data():
-        clips = load_splits(args.data, args.run.subset, run.training_args.seed)
+        clips, dataset = load_splits(args.data, args.run.subset, run.training_args.seed)
         extractor = AutoFeatureExtractor.from_pretrained(
             args.model.model_name_or_path, revision=args.model.model_revision
         )
@@ -349,6 +355,7 @@ def main(argv: list[str] | None = None) -> Path:
                     examples = per_example(clips[split], prediction.predictions, split, args.run.examples_audio_mb)
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {
+        **dataset_record(dataset),
         "class_counts": {label: int(counts.get(label, 0)) for label in keywords.LABELS},
         "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist(), strict=True)),
         **inputs.cache_info,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from speech.audio import file_duration_s
+from train.hub_data import HubDataset, OpenedDataset, audio_rows, open_splits, read_split
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Utterance:
     id: str
-    audio: Any  # a file path, or a `datasets` audio dict with encoded "bytes"
+    audio: Any  # a file path, a `datasets` audio dict, or a row read when used (train.hub_data)
     text: str
 
 
@@ -43,17 +44,25 @@ def load_local(split_dir: Path, limit: int | None = None) -> list[Utterance]:
 
 
 def load_hub(
-    name: str, config: str | None, split: str, revision: str | None, limit: int | None = None
-) -> list[Utterance]:
-    """A parquet-backed hub dataset with `audio`, `text` and `id` columns. Audio stays encoded
-    (`decode=False`): `speech.audio` decodes it with soundfile, not torchcodec. With a limit the
-    split is streamed, so only what is used is downloaded."""
-    from datasets import Audio, load_dataset
-
-    ds = load_dataset(name, config, split=split, revision=revision, streaming=limit is not None)
-    ds = ds.cast_column("audio", Audio(decode=False))
-    rows = ds.take(limit) if limit is not None else ds
-    return [Utterance(str(row.get("id", i)), row["audio"], row["text"]) for i, row in enumerate(rows)]
+    dataset: HubDataset, splits: dict[str, str], limits: dict[str, int | None]
+) -> tuple[dict[str, list[Utterance]], OpenedDataset]:
+    """A parquet-backed hub dataset with `audio`, `text` and `id` columns: `splits` maps our split
+    names to the dataset's (`train` -> `train.100`); only their files are read. Audio stays
+    encoded (`speech.audio` decodes it with soundfile, not torchcodec). With a limit a split is
+    streamed and only its first rows are downloaded; without, its files are downloaded once and
+    memory-mapped, and each utterance reads its audio when used."""
+    opened = open_splits(dataset, list(splits.values()))
+    out = {}
+    for ours, theirs in splits.items():
+        limit = limits.get(ours)
+        if limit is not None:
+            rows = read_split(opened, theirs, streaming=True).take(limit)
+            out[ours] = [Utterance(str(row.get("id", i)), row["audio"], row["text"]) for i, row in enumerate(rows)]
+            continue
+        table = read_split(opened, theirs)
+        ids = table["id"] if "id" in table.column_names else [str(i) for i in range(len(table))]
+        out[ours] = [Utterance(str(i), a, t) for i, a, t in zip(ids, audio_rows(table), table["text"], strict=True)]
+    return out, opened
 
 
 def drop_long(utterances: list[Utterance], max_duration_s: float, split: str) -> tuple[list[Utterance], list[float]]:

@@ -23,9 +23,10 @@ from core.examples import ExampleSet
 from core.structure import structure
 from qa import extractive
 from qa.error_analysis import qa_rows
-from qa.squad_data import SquadFormatError, gold_answers, load_file, load_hub
+from qa.squad_data import SquadFormatError, from_flat, gold_answers, load_file
 from qa.squad_metric import robust_threshold, squad_v2
 from train.common import GroupedTrainer, RunArguments, begin, command_line, publish_run
+from train.hub_data import HubDataset, dataset_record, first_rows, open_splits, read_split
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Data: SQuAD v2 examples from files or the hub; --subset takes the first N of each split.
     n_train, n_val = (args.run.subset or [None, None])[:2]
+    dataset = None
     with run.reading_data():
         if args.data.train_file:
             train_all = load_named(args.data.train_file)
@@ -167,8 +169,10 @@ def main(argv: list[str] | None = None) -> Path:
             val_all = train_all if val_file == args.data.train_file else load_named(val_file)  # read once
             train_examples, val_examples = train_all[:n_train], val_all[:n_val]
         else:
-            train_examples = load_hub(args.data.dataset_name, "train", args.data.dataset_revision, n_train)
-            val_examples = load_hub(args.data.dataset_name, "validation", args.data.dataset_revision, n_val)
+            hub = HubDataset(args.data.dataset_name, args.data.dataset_revision)
+            dataset = open_splits(hub, ["train", "validation"])
+            train_examples = from_flat(first_rows(read_split(dataset, "train"), n_train))
+            val_examples = from_flat(first_rows(read_split(dataset, "validation"), n_val))
     logger.info(
         "examples: %d train, %d validation (%d unanswerable)",
         len(train_examples),
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> Path:
     final = {k.removeprefix("validation_"): v for k, v in evaluation.metrics.items() if k != "epoch"}
     threshold = robust_threshold(evaluation.null_diffs, final.get("best_f1_thresh", 0.0))
     extra = {
+        **dataset_record(dataset),
         "null_score_diff_threshold": threshold,
         "token_lengths": length_histogram(tokenizer, train_examples, args.data.max_length),
         "structure": structure(model.config, model.num_parameters()),

@@ -1,5 +1,5 @@
-"""Speech Commands v0.01 for the 12-class SUPERB keyword-spotting task, from the hub (parquet
-revision of `google/speech_commands`) or from the original folder tree; both give `Clip` lists.
+"""Speech Commands v0.01 for the 12-class SUPERB keyword-spotting task, from the hub (the parquet
+export of `google/speech_commands`) or from the original folder tree; both give `Clip` lists.
 
 `_silence_` has almost no examples of its own (the hub's v0.01 train split holds the 6
 background-noise files themselves, which is why the course report this project recreates counted 6 `_silence_`
@@ -17,6 +17,7 @@ from typing import Any
 
 from speech import keywords
 from speech.audio import file_duration_s
+from train.hub_data import HubDataset, OpenedDataset, audio_rows, open_splits, read_split
 
 logger = logging.getLogger(__name__)
 CLIP_S = 1.0
@@ -24,7 +25,7 @@ CLIP_S = 1.0
 
 @dataclass(frozen=True)
 class Clip:
-    audio: Any  # a file path, or a `datasets` audio dict with encoded "bytes"
+    audio: Any  # a file path, or a dataset row's audio read when used (train.hub_data.DatasetAudio)
     label: int
     start_s: float | None = None  # a 1 s window of a longer source (silence from noise)
 
@@ -60,17 +61,18 @@ def load_local(data_dir: Path, test_dir: Path | None = None) -> dict[str, list[C
     return splits
 
 
-def load_hub(name: str, config: str | None, revision: str | None) -> dict[str, list[Clip]]:
-    """`google/speech_commands` (config `v0.01`, revision `refs/convert/parquet`): `audio` and a
-    `label` ClassLabel over the 30 words plus `_silence_`, mapped to the 12 classes."""
-    from datasets import Audio, load_dataset
-
+def load_hub(dataset: HubDataset) -> tuple[dict[str, list[Clip]], OpenedDataset]:
+    """`google/speech_commands`' parquet export (revision `refs/convert/parquet`, folder `v0.01`):
+    `audio` and a `label` ClassLabel over the 30 words plus `_silence_`, mapped to the 12 classes.
+    The clips stay in the memory-mapped splits until used."""
+    opened = open_splits(dataset, ["train", "validation", "test"])
     splits = {}
-    for split in ("train", "validation", "test"):
-        ds = load_dataset(name, config, split=split, revision=revision).cast_column("audio", Audio(decode=False))
-        names = ds.features["label"].names
-        splits[split] = [Clip(row["audio"], keywords.LABEL2ID[keywords.to_label(names[row["label"]])]) for row in ds]
-    return splits
+    for split in opened.files:
+        table = read_split(opened, split)
+        names = table.features["label"].names
+        labels = [keywords.LABEL2ID[keywords.to_label(names[i])] for i in table["label"]]
+        splits[split] = [Clip(audio, label) for audio, label in zip(audio_rows(table), labels, strict=True)]
+    return splits, opened
 
 
 def cut_silence(clips: list[Clip], count: int, seed: int) -> list[Clip]:
