@@ -123,7 +123,8 @@ def speech_commands(clips: int = 24) -> Repo:
     return Repo(commits={"5c" * 20: main, "e7" * 20: export}, refs={"main": "5c" * 20, PARQUET_EXPORT: "e7" * 20})
 
 
-def librispeech(utterances: int = 6) -> Repo:
+def librispeech(utterances: int = 6, seconds: float | None = None) -> Repo:
+    """Each split `utterances` long; `seconds` each (default 1 s, 1.25 s, 1.5 s, ...)."""
     from datasets import Audio, Features, Value
 
     features = Features(
@@ -142,7 +143,7 @@ def librispeech(utterances: int = 6) -> Repo:
         return [
             {
                 "file": f"{seed}-{i}.flac",
-                "audio": flac(1.0 + 0.25 * i, seed + i),
+                "audio": flac(seconds or 1.0 + 0.25 * i, seed + i),
                 "text": " ".join(words[i % 3 : i % 3 + 4]).upper(),
                 "speaker_id": seed,
                 "chapter_id": i,

@@ -158,3 +158,49 @@ def test_a_hub_out_of_reach_is_one_line_naming_data_dir(dataset_hub, tmp_path):
     )
     assert code == 2 and "Traceback" not in err, err[-3000:]
     assert "the hub could not be reached" in err and "--data_dir for a local copy" in err
+
+
+def test_a_full_speech_run_holds_positions_not_audio_and_stores_the_used_splits_once(tmp_path):
+    """LibriSpeech without a subset: what the process holds after loading, and what lands on disk,
+    against the audio it reads (printed with -s: docs/measurements.md quotes it)."""
+    repo = dataset_repos.librispeech(utterances=600, seconds=4.0)
+    audio = dict.fromkeys(("train.100", "train.360", "validation", "test"), 0)
+    for path, data in next(iter(repo.commits.values())).items():
+        split = path.split("/")[1] if path.startswith("clean/") else None
+        if split in audio:
+            audio[split] += len(data)
+    code = """
+import json, os
+import datasets, pyarrow  # their imports are not what loading holds
+from train.hub_data import HubDataset
+from train.librispeech import load_hub
+from speech.audio import stored
+def anonymous():  # memory of the process's own, not pages of files it maps
+    return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon:")).split()[1]) * 1024
+before = anonymous()
+splits, opened = load_hub(HubDataset("openslr/librispeech_asr", config="clean"),
+                          {"train": "train.100", "validation": "validation", "test": "test"}, {})
+held = anonymous() - before
+encoded = sum(len(stored(u.audio)["bytes"]) for u in splits["train"])
+lazy = all(type(u.audio).__name__ == "DatasetAudio" for s in splits.values() for u in s)
+print(json.dumps({"held": held, "utterances": {s: len(u) for s, u in splits.items()}, "train_audio": encoded,
+                  "lazy": lazy}))
+"""
+    with StandInHub({}, {"openslr/librispeech_asr": repo}) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
+        env.pop("HF_HUB_OFFLINE", None)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["utterances"] == {"train": 600, "validation": 600, "test": 600}
+    used = audio["train.100"] + audio["validation"] + audio["test"]
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "hf").rglob("*") if f.is_file() and not f.is_symlink())
+    print(
+        f"\nparquet of the used splits {used / 2**20:.1f} MiB (train.360 {audio['train.360'] / 2**20:.1f} MiB not"
+        f" fetched); on disk after loading {on_disk / 2**20:.1f} MiB ({on_disk / used:.2f}x);"
+        f" held in memory {found['held'] / 2**20:.1f} MiB for {found['train_audio'] / 2**20:.1f} MiB of train audio"
+    )
+    assert on_disk < 2.2 * used  # the downloaded parquet and the memory-mapped Arrow copy, nothing else
+    # Each utterance is a position in a memory-mapped file; what the process keeps beyond that is
+    # the allocators' slack from converting the files (30-135 MiB here, not growing with the data).
+    assert found["lazy"] and found["held"] < used

@@ -109,10 +109,15 @@ def audio_rows(table: Any) -> list[DatasetAudio]:
 def read_split(opened: OpenedDataset, split: str, streaming: bool = False) -> Any:
     """One split's files as a `datasets` Dataset (memory-mapped on disk), or an IterableDataset
     that reads them as it goes (`streaming`)."""
+    import pyarrow
     from datasets import load_dataset
 
     with hub_errors(HubDataset(opened.name, opened.commit, opened.config, opened.folder)):
-        return load_dataset("parquet", data_files={split: opened.files[split]}, split=split, streaming=streaming)
+        table = load_dataset("parquet", data_files={split: opened.files[split]}, split=split, streaming=streaming)
+    # Converting the files into the memory-mapped cache leaves Arrow's allocator holding a split's
+    # worth of freed buffers; handed back, the process keeps only the positions of the rows.
+    pyarrow.default_memory_pool().release_unused()
+    return table
 
 
 def first_rows(table: Any, n: int | None) -> Any:
