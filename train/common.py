@@ -192,6 +192,11 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
     given = sys.argv[1:] if argv is None else argv
     argv = list(given)
     parser = HfArgumentParser(dataclass_types)
+    if launched_processes() > 1 and not torch.cuda.is_available():
+        # Several processes on CPU (torchrun, accelerate launch): accelerate makes them one DDP job
+        # only when told the run is on the CPU (`use_cpu`); on GPUs it picks NCCL itself. A config
+        # or flag may still name another backend.
+        parser.set_defaults(ddp_backend="gloo", use_cpu=True)
     if argv and argv[0].endswith(".json"):
         config = read_config(parser, argv[0])
         known = {action.dest for action in parser._actions}
@@ -201,6 +206,14 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
         parser.set_defaults(**config)
         argv = argv[1:]
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def launched_processes() -> int:
+    """How many processes the launcher (torchrun, accelerate launch) started: 1 without one."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 def read_config(parser: HfArgumentParser, path: str) -> dict[str, Any]:
@@ -252,7 +265,26 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
         if torch.cuda.is_available():
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     logger.info("precision: %s", precision)
-    return replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
+    resolved = replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
+    logger.info(
+        "%d process(es)%s; global batch %d (per device %d x processes x accumulation %d), learning rate %g",
+        resolved.world_size,
+        f", {resolved.ddp_backend or 'default'} backend" if resolved.world_size > 1 else "",
+        global_batch(resolved),
+        resolved.per_device_train_batch_size,
+        resolved.gradient_accumulation_steps,
+        resolved.learning_rate,
+    )
+    return resolved
+
+
+def global_batch(training_args: TrainingArguments) -> int:
+    """Examples per optimizer step, over every process."""
+    return (
+        training_args.per_device_train_batch_size
+        * training_args.world_size
+        * training_args.gradient_accumulation_steps
+    )
 
 
 class GroupedTrainer(LeanLoop):
@@ -330,6 +362,8 @@ def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict
         "dataloader_num_workers",
     )  # as trained: stored features are read without workers
     params = {name: getattr(training_args, name) for name in keep}
+    params["processes"] = training_args.world_size
+    params["global_batch_size"] = global_batch(training_args)
     for obj in arg_objects:
         params.update({f.name: getattr(obj, f.name) for f in fields(obj)})
     return json.loads(json.dumps(params, default=str))
@@ -385,4 +419,5 @@ def publish_run(
         )
         save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)
         logger.info("published %s", run.target)
+    trainer.accelerator.wait_for_everyone()  # the other processes end once the checkpoint is in place
     return run.target

@@ -263,6 +263,12 @@ def frozen_head(
     # Graphs in one process on one GPU only: DataParallel replicates the head on every step, and
     # multi-process runs are not tested with them.
     single = training_args.world_size == 1 and training_args.n_gpu <= 1
+    if not single and (features.cuda_graphs or features.graphed_update):
+        logger.info(
+            "CUDA graphs: off (%d processes, %d GPUs): every step runs eagerly",
+            training_args.world_size,
+            training_args.n_gpu,
+        )
     head = FrozenEncoderHead(
         model,
         live_encoder=not features.feature_cache,
