@@ -210,10 +210,9 @@ def parse_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = Non
 
 def launched_processes() -> int:
     """How many processes the launcher (torchrun, accelerate launch) started: 1 without one."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
+    from accelerate.utils import get_int_from_env
+
+    return max(1, get_int_from_env(["WORLD_SIZE"], 1))
 
 
 def read_config(parser: HfArgumentParser, path: str) -> dict[str, Any]:
