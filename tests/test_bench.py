@@ -69,10 +69,11 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
 
     out = tmp_path / "e2e.json"
     work = ["--work", str(tmp_path / "work"), "--json", str(out)]
-    results = train_e2e.main(["--tiny", "--epochs", "1", "--train", "kws=120", *work])
-    assert json.loads(out.read_text()) == results and set(results["tasks"]) == {"kws", "asr"}
-    # KWS with the training clips asked for (the others in the real tree's proportions), ASR tiny.
-    assert results["tasks"]["kws"]["counts"] == [120, 12, 12] and results["tasks"]["asr"]["counts"] == [24, 6, 6]
+    # KWS only: ASR's four runs would double the test's time, and its scripts run in other tests.
+    results = train_e2e.main(["--tiny", "--epochs", "1", "--train", "kws=120", "--tasks", "kws", *work])
+    assert json.loads(out.read_text()) == results and set(results["tasks"]) == {"kws"}
+    # The training clips asked for, the others in the real tree's proportions.
+    assert results["tasks"]["kws"]["counts"] == [120, 12, 12]
     for name, task in results["tasks"].items():
         hw4, built, reused, lean = task["rows"]
         assert task["warm_up_s"] > 0.5  # the untimed import pass before the timed runs

@@ -120,44 +120,49 @@ def test_question_answering_reads_squad_v2_at_its_commit(dataset_hub, tmp_path):
     assert f"revision: {'3d' * 20}" in card
 
 
-@pytest.mark.parametrize(
-    ("flags", "said"),
-    [
-        (
-            ("--dataset_revision", "no-such-branch"),
-            "no revision 'no-such-branch' on the hub; check --dataset_revision",
-        ),
-        (("--dataset_name", "someone/nothing"), "no such dataset on the hub; check --dataset_name"),
-        (("--dataset_config", "v9.99"), "check --dataset_config"),
-    ],
-)
-def test_a_dataset_that_is_not_there_is_one_line_and_exit_code_2(dataset_hub, tmp_path, flags, said):
+def test_a_revision_that_is_not_there_is_one_line_and_exit_code_2(dataset_hub, tmp_path):
     code, err, downloads = train(
         dataset_hub,
         tmp_path,
         "train.kws",
         str(CONFIGS / "kws_smoke.json"),
-        *("--data_dir", "", "--test_dir", "", "--output_dir", "out/kws", *flags),
+        *("--data_dir", "", "--test_dir", "", "--output_dir", "out/kws", "--dataset_revision", "no-such-branch"),
     )
     lines = [line for line in err.strip().splitlines() if "error:" in line]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err[-3000:]
-    assert said in lines[0] and "--data_dir for a local copy" in lines[0]
-    assert downloads == []
+    assert "no revision 'no-such-branch' on the hub; check --dataset_revision" in lines[0]
+    assert "--data_dir for a local copy" in lines[0] and downloads == []
 
 
-def test_a_hub_out_of_reach_is_one_line_naming_data_dir(dataset_hub, tmp_path):
-    from scripts.local_app import free_port
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (lambda: _hub_error("RepositoryNotFoundError"), "no such dataset on the hub; check --dataset_name"),
+        (lambda: _hub_error("RevisionNotFoundError"), "no revision 'v9' on the hub; check --dataset_revision"),
+        (lambda: FileNotFoundError("v9.99 doesn't contain any data files"), "check --dataset_config"),
+        (lambda: ValueError("BuilderConfig 'v9.99' not found"), "check --dataset_config"),
+        (lambda: ConnectionRefusedError(111, "Connection refused"), "the hub could not be reached"),
+    ],
+)
+def test_each_hub_failure_is_a_sentence_naming_the_flag_to_change(raised, said):
+    from train.hub_data import DataSourceError, HubDataset, hub_errors
 
-    code, err, _ = train(
-        dataset_hub,
-        tmp_path,
-        "train.qa",
-        str(CONFIGS / "qa_distilbert_smoke.json"),
-        *("--train_file", "", "--validation_file", "", "--output_dir", "out/qa"),
-        endpoint=f"http://127.0.0.1:{free_port()}",
-    )
-    assert code == 2 and "Traceback" not in err, err[-3000:]
-    assert "the hub could not be reached" in err and "--data_dir for a local copy" in err
+    with (
+        pytest.raises(DataSourceError) as caught,
+        hub_errors(HubDataset("google/speech_commands", "v9", folder="v0.01")),
+    ):
+        raise raised()
+    message = str(caught.value)
+    assert message.startswith("hub dataset google/speech_commands (v0.01)@v9: ") and said in message
+    assert message.endswith("or use --data_dir for a local copy") and "\n" not in message
+
+
+def _hub_error(name: str) -> Exception:
+    import httpx2
+    from huggingface_hub import errors
+
+    response = httpx2.Response(404, request=httpx2.Request("GET", "http://127.0.0.1/api/datasets/x"))
+    return getattr(errors, name)("404 Client Error", response=response)
 
 
 def test_a_full_speech_run_holds_positions_not_audio_and_stores_the_used_splits_once(tmp_path):
