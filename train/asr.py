@@ -39,14 +39,13 @@ from train.common import (
     SpeechModelArguments,
     apply_freeze,
     begin,
-    command_line,
-    publish_run,
     split_metrics,
 )
 from train.feature_store import audio_identity
 from train.frozen_head import FeatureArguments, HeadTraining, SplitData, TrainerInputs, dataset_source, frozen_head
 from train.hub_data import HubDataset, OpenedDataset, dataset_record
 from train.librispeech import Utterance, drop_long, load_hub, load_local
+from train.publish import command_line, publish_run
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")

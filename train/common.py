@@ -1,5 +1,6 @@
-"""What every training script shares: argument parsing (JSON config + command-line overrides),
-logging, length-grouped batches, the training history, and publishing the checkpoint."""
+"""What every training script shares to start a run and train: argument parsing (JSON config +
+command-line overrides), logging and the seed, the run's record, and length-grouped batches.
+Publishing its checkpoint is `train/publish.py`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import functools
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 import typing
@@ -26,9 +26,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PredictionOutput
 
 from core import memory
-from core.checkpoint import Metrics, hardware_info, save_checkpoint
 from core.errors import InputError
-from core.examples import AUDIO_CAP_MB, ExampleSet
+from core.examples import AUDIO_CAP_MB
 from train.lean_loop import LeanLoop
 
 logger = logging.getLogger(__name__)
@@ -162,7 +161,7 @@ def begin(arguments: type, argv: Sequence[str] | None) -> Run:
     types = typing.get_type_hints(arguments)
     *objects, parsed = parse_args([*(types[f.name] for f in fields(arguments)), TrainingArguments], argv)
     record = arguments(*objects)
-    training_args = setup(parsed, record.run, *(o for o in objects if o is not record.run))
+    training_args = setup(parsed, record.run, *objects)
     run = Run(record, training_args, Path(parsed.output_dir), started)
     memory.resume_collection()  # paused for the imports (train/__init__.py)
     # Before this: the interpreter and the imports (torch, transformers' Trainer), a few seconds
@@ -246,7 +245,8 @@ def cache_per_step_package_checks() -> None:
 
 
 def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any) -> TrainingArguments:
-    """Logging, seed, and trainer arguments that write to run_dir (not to the published folder)."""
+    """Logging (every argument object in `arg_objects`, `run` among them), seed, and trainer
+    arguments that write to run_dir (not to the published folder)."""
     cache_per_step_package_checks()
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(
@@ -254,7 +254,7 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
         level=level,
     )
     transformers.utils.logging.set_verbosity_warning()
-    for obj in (run, *arg_objects):
+    for obj in arg_objects:
         logger.info("%s: %s", type(obj).__name__, asdict(obj))
     transformers.set_seed(training_args.seed)
     run_dir = run.run_dir or str(Path("outputs") / Path(training_args.output_dir).name)
@@ -265,10 +265,13 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     logger.info("precision: %s", precision)
     resolved = replace(training_args, output_dir=run_dir, bf16=precision == "bf16", fp16=precision == "fp16")
+    backend = ""
+    if resolved.world_size > 1:
+        backend = f", {resolved.ddp_backend or 'default'} backend"
     logger.info(
         "%d process(es)%s; global batch %d (per device %d x processes x accumulation %d), learning rate %g",
         resolved.world_size,
-        f", {resolved.ddp_backend or 'default'} backend" if resolved.world_size > 1 else "",
+        backend,
         global_batch(resolved),
         resolved.per_device_train_batch_size,
         resolved.gradient_accumulation_steps,
@@ -328,20 +331,6 @@ class GroupedTrainer(LeanLoop):
         return PredictionOutput(reorder(output.predictions), reorder(output.label_ids), output.metrics)
 
 
-def history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trainer logs as rows: training loss and evaluation metrics per step (runtime noise dropped)."""
-    rows = []
-    for entry in log_history:
-        row = {
-            k: v
-            for k, v in entry.items()
-            if not k.endswith(("_runtime", "_per_second", "_flos")) and k not in ("total_flos", "grad_norm")
-        }
-        if len(row) > 2:  # more than step and epoch
-            rows.append(row)
-    return rows
-
-
 def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict[str, Any]:
     keep = (
         "learning_rate",
@@ -375,48 +364,3 @@ def split_metrics(metrics: dict[str, float], prefix: str) -> dict[str, float]:
         for k, v in metrics.items()
         if not k.endswith(("_runtime", "_per_second")) and k != "epoch"
     }
-
-
-def command_line(module: str, argv: Sequence[str] | None) -> str:
-    """The command that started this run (`python -m train.asr config.json --flag ...`), for the
-    model card's recipe."""
-    argv = sys.argv[1:] if argv is None else argv
-    return " ".join([f"python -m {module}", *map(shlex.quote, argv)])
-
-
-def publish_run(
-    run: Run,
-    trainer: GroupedTrainer,
-    processor: Any,
-    *,
-    model: Any,
-    task: str,
-    final: dict[str, dict[str, Any]],
-    sizes: dict[str, int],
-    params: dict[str, Any],
-    command: str,
-    extra: dict[str, Any] | None = None,
-    examples: ExampleSet | None = None,
-) -> Path:
-    """Write `model` (with its trained head) in the checkpoint contract to the run's target
-    atomically, with a model card that records `command`, and the per-example results if given;
-    only the main process writes."""
-    if trainer.is_world_process_zero():
-        metrics = Metrics(
-            task=task,
-            final=final,
-            history=history(trainer.state.log_history),
-            dataset_sizes=sizes,
-            hyperparameters=params,
-            wall_time_s=round(time.time() - run.started, 2),
-            hardware=hardware_info(),
-            extra={
-                **(extra or {}),
-                "phases_s": dict(run.phases),
-                "training_loop": trainer.loop_used,
-            },
-        )
-        save_checkpoint(run.target, model.to("cpu"), processor, metrics, command=command, examples=examples)
-        logger.info("published %s", run.target)
-    trainer.accelerator.wait_for_everyone()  # the other processes end once the checkpoint is in place
-    return run.target

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from core.errors import InputError
 
 logger = logging.getLogger(__name__)
+LOCAL = "or use --data_dir for a local copy"  # the way out of every hub failure
 
 
 class DataSourceError(InputError):
@@ -50,16 +51,14 @@ class OpenedDataset:
     commit: str
     config: str | None
     folder: str | None
-    files: dict[str, list[str]] = field(default_factory=dict)
-
-    def record(self) -> dict[str, Any]:
-        """What `metrics.json` keeps under `extra.dataset`."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    files: dict[str, list[str]]
 
 
 def dataset_record(opened: OpenedDataset | None) -> dict[str, Any]:
     """`{"dataset": ...}` for metrics.json's `extra` when the data came from the hub, else {}."""
-    return {} if opened is None else {"dataset": opened.record()}
+    if opened is None:
+        return {}
+    return {"dataset": {k: v for k, v in asdict(opened).items() if v is not None}}
 
 
 def open_splits(dataset: HubDataset, splits: list[str]) -> OpenedDataset:
@@ -74,13 +73,12 @@ def open_splits(dataset: HubDataset, splits: list[str]) -> OpenedDataset:
     available = {str(split): [str(f) for f in files] for split, files in (builder.config.data_files or {}).items()}
     missing = [s for s in splits if not available.get(s)]
     if missing:
-        where = _where(dataset)
+        has = ", ".join(sorted(available)) or "none"
         raise DataSourceError(
-            f"{where} has no split {', '.join(missing)} (it has: {', '.join(sorted(available)) or 'none'}); "
-            "check --dataset_config, or use --data_dir for a local copy"
+            f"{_where(dataset)} has no split {', '.join(missing)} (it has: {has}); check --dataset_config, {LOCAL}"
         )
-    opened = OpenedDataset(dataset.name, revision, commit, dataset.config, dataset.folder)
-    opened.files = {s: available[s] for s in splits}
+    files = {s: available[s] for s in splits}
+    opened = OpenedDataset(dataset.name, revision, commit, dataset.config, dataset.folder, files)
     logger.info("dataset %s at commit %s: %s", _where(dataset), commit, opened.files)
     return opened
 
@@ -138,25 +136,24 @@ def hub_errors(dataset: HubDataset) -> Iterator[None]:
     )
 
     where = _where(dataset)
-    local = "or use --data_dir for a local copy"
     try:
         yield
     except RevisionNotFoundError as err:
         raise DataSourceError(
-            f"{where}: no revision {dataset.revision!r} on the hub; check --dataset_revision, {local}"
+            f"{where}: no revision {dataset.revision!r} on the hub; check --dataset_revision, {LOCAL}"
         ) from err
     except (RepositoryNotFoundError, DatasetNotFoundError) as err:
-        raise DataSourceError(f"{where}: no such dataset on the hub; check --dataset_name, {local}") from err
+        raise DataSourceError(f"{where}: no such dataset on the hub; check --dataset_name, {LOCAL}") from err
     except EntryNotFoundError as err:
-        raise DataSourceError(f"{where}: a file the dataset lists is missing on the hub ({err}); {local}") from err
+        raise DataSourceError(f"{where}: a file the dataset lists is missing on the hub ({err}); {LOCAL}") from err
     except (ValueError, FileNotFoundError) as err:  # datasets: a config or folder the dataset does not have
-        raise DataSourceError(f"{where}: {_short(err)}; check --dataset_config, {local}") from err
+        raise DataSourceError(f"{where}: {_short(err)}; check --dataset_config, {LOCAL}") from err
     except HfHubHTTPError as err:
-        raise DataSourceError(f"{where}: the hub refused the request ({_short(err)}); {local}") from err
+        raise DataSourceError(f"{where}: the hub refused the request ({_short(err)}); {LOCAL}") from err
     except Exception as err:
         if not isinstance(err, OfflineModeIsEnabled) and not _unreachable(err):
             raise
-        raise DataSourceError(f"{where}: the hub could not be reached ({_short(err)}); {local}") from err
+        raise DataSourceError(f"{where}: the hub could not be reached ({_short(err)}); {LOCAL}") from err
 
 
 def _where(dataset: HubDataset) -> str:

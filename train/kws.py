@@ -36,8 +36,6 @@ from train.common import (
     SpeechModelArguments,
     apply_freeze,
     begin,
-    command_line,
-    publish_run,
     split_metrics,
 )
 from train.feature_store import audio_identity
@@ -51,6 +49,7 @@ from train.frozen_head import (
     frozen_head,
 )
 from train.hub_data import HubDataset, OpenedDataset, dataset_record
+from train.publish import command_line, publish_run
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from qa import extractive
 from qa.error_analysis import qa_rows
 from qa.squad_data import SquadFormatError, from_flat, gold_answers, load_file
 from qa.squad_metric import robust_threshold, squad_v2
-from train.common import GroupedTrainer, RunArguments, begin, command_line, publish_run
+from train.common import GroupedTrainer, RunArguments, begin
 from train.hub_data import HubDataset, dataset_record, first_rows, open_splits, read_split
+from train.publish import command_line, publish_run
 
 logger = logging.getLogger(__name__)
 
