@@ -37,6 +37,7 @@ from core.examples import ExampleSet, write_examples
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
 SCHEMA_VERSION = 1
+_HOST = platform.node() or "localhost"  # in staging names: a shared folder may hold several machines' runs
 
 
 @dataclass
@@ -155,22 +156,27 @@ def validate(folder: Path) -> None:
 
 
 @contextmanager
-def publish(target: Path, check: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def publish(target: Path, check: Callable[[Path], None] | None = None, replace: bool = True) -> Iterator[Path]:
     """Yield a staging folder beside `target`; on success, check it (default: the checkpoint
     contract) and swap it into place.
 
     If the body raises (or the process dies) the staging folder is discarded and whatever was at
-    `target` before is untouched.
+    `target` before is untouched. With `replace=False` (for folders named by their contents) a
+    `target` that exists by then, published meanwhile by another process or machine, stays and the
+    staging folder is dropped.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(target)
-    staging = target.parent / f".{target.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = target.parent / f".{target.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}@{_HOST}"
     staging.mkdir()
     try:
         yield staging
         (check or validate)(staging)
-        _swap(staging, target)
+        if replace:
+            _swap(staging, target)
+        else:
+            _move_in_unless_there(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -221,10 +227,12 @@ def folder_size(folder: Path) -> int:
 
 
 def _remove_orphans(target: Path) -> None:
-    """Delete staging folders left by runs that died (their pid is gone); a live run's stay."""
+    """Delete staging folders left by runs that died on this machine (their pid is gone); a live
+    run's stay, and so do other machines' (a shared file system: their pids mean nothing here)."""
     for folder in target.parent.glob(f".{target.name}.staging-*"):
-        pid = folder.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        name, _, host = folder.name.partition("@")
+        pid = name.rsplit("-", 2)[-2]
+        if host in ("", _HOST) and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -248,6 +256,15 @@ def _swap(staging: Path, target: Path) -> None:
     os.rename(staging, target)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _move_in_unless_there(staging: Path, target: Path) -> None:
+    try:
+        os.rename(staging, target)  # a folder renames onto an empty folder only
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _json_default(value: Any) -> Any:

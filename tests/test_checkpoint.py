@@ -80,6 +80,29 @@ def test_a_killed_process_leaves_the_previous_checkpoint(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["asr"]
 
 
+def test_another_machines_staging_folder_on_a_shared_disk_is_left_alone(tmp_path):
+    target = tmp_path / "asr"
+    dead = 2**22 + 1  # above the default pid_max: no process here has it
+    theirs = tmp_path / f".asr.staging-{dead}-0123abcd@another-node"
+    ours_dead = tmp_path / f".asr.staging-{dead}-89abcdef"  # a dead run's, named before hosts were
+    theirs.mkdir(), ours_dead.mkdir()
+    with publish(target) as staging:
+        _write_version(staging, "v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "asr"]
+
+
+def test_a_folder_named_by_its_contents_published_meanwhile_elsewhere_is_kept(tmp_path):
+    target = tmp_path / "store"
+    with publish(target, check=lambda folder: None, replace=False) as staging:
+        (staging / "mine").write_text("late")
+        target.mkdir()  # another node's build of the same contents wins the race
+        (target / "theirs").write_text("first")
+    assert [p.name for p in tmp_path.iterdir()] == ["store"] and [p.name for p in target.iterdir()] == ["theirs"]
+    with publish(tmp_path / "fresh", check=lambda folder: None, replace=False) as staging:
+        (staging / "mine").write_text("only")
+    assert (tmp_path / "fresh" / "mine").read_text() == "only"
+
+
 def test_an_incomplete_checkpoint_is_never_published(tmp_path):
     target = tmp_path / "qa"
     with pytest.raises(ValueError, match=f"lacks model.safetensors, {METRICS_FILE}"), publish(target) as staging:

@@ -3,7 +3,7 @@
     python -m train.asr train/configs/asr_hw4.json            # the course report's recipe
     python -m train.asr train/configs/asr_superb.json            # SUPERB's BiLSTM head
     python -m train.asr train/configs/asr_smoke.json             # seconds on CPU
-    torchrun --nproc_per_node 4 -m train.asr train/configs/asr_hw4.json
+    torchrun --standalone --nproc_per_node 4 -m train.asr train/configs/asr_hw4.json   # docs/training.md
 
 Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/asr).
 """

@@ -298,9 +298,11 @@ class GroupedTrainer(LeanLoop):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = getattr(dataset, "lengths", None)
         if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths
-            )
+            # Grouped by the global batch: every process draws the same order and the launcher deals
+            # its batches out in turn, so N processes see what one accumulating N batches would.
+            args = self.args
+            global_batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            return LengthGroupedSampler(global_batch, lengths=lengths)
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
@@ -329,6 +331,15 @@ class GroupedTrainer(LeanLoop):
             return None if value is None else value[back]
 
         return PredictionOutput(reorder(output.predictions), reorder(output.label_ids), output.metrics)
+
+
+def every_parameter_used(training_args: TrainingArguments) -> dict[str, Any]:
+    """The TrainingArguments change for a model whose trainable parameters all take part in every
+    step (a head on a frozen encoder, a QA model): DDP's default search for unused ones is one more
+    graph traversal per step, and a warning from torch on every process. Unchanged when set."""
+    if training_args.world_size > 1 and training_args.ddp_find_unused_parameters is None:
+        return {"ddp_find_unused_parameters": False}
+    return {}
 
 
 def hyperparameters(training_args: TrainingArguments, *arg_objects: Any) -> dict[str, Any]:

@@ -258,7 +258,8 @@ def open_or_build(
         ),
         batch_sampler=batches,
     )
-    with publish(path, check=_check_complete) as staging:
+    # Named by its contents: a store another machine's build published meanwhile is the same one.
+    with publish(path, check=_check_complete, replace=False) as staging:
         _build(staging, key, encoder, device, layout, loader)
     store = FeatureStore(path, json.loads((path / "manifest.json").read_text()), reused=False)
     logger.info(

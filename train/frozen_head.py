@@ -15,6 +15,7 @@ from torch import nn
 
 from speech.heads import HeadOutput, encode, head_of, mean_pooling_weights
 from train.augment import Augment
+from train.common import every_parameter_used
 from train.feature_store import encoder_fingerprint, open_or_build, store_key
 from train.graphed_step import GraphedPoolingStep
 from train.stored_batches import CachedDataset, collate_features, device_copies
@@ -280,9 +281,10 @@ def frozen_head(
         lean_loop=features.lean_loop,
         graphed_update=features.graphed_update and single,
     )
+    all_used = every_parameter_used(training_args)
     audio = {name: split.audio for name, split in splits.items()}
     if not features.feature_cache:
-        return TrainerInputs(head, audio, audio_collator, {}, {"feature_cache": None})
+        return TrainerInputs(head, audio, audio_collator, all_used, {"feature_cache": None})
     precision = precision_of(training_args)
     encoder_digest = encoder_fingerprint(model.base_model)
     datasets, stores, built = {}, {}, {}
@@ -328,4 +330,4 @@ def frozen_head(
         "remove_unused_columns": False,  # its wrapper would take a `StoredBatch` apart item by item
         "dataloader_pin_memory": pin,
     }
-    return TrainerInputs(head, datasets, collate_features, reading, {"feature_cache": stores})
+    return TrainerInputs(head, datasets, collate_features, {**reading, **all_used}, {"feature_cache": stores})

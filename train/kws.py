@@ -4,7 +4,7 @@ class-weighted cross-entropy.
     python -m train.kws train/configs/kws_hw4.json            # the course report's recipe
     python -m train.kws train/configs/kws_superb.json            # SUPERB's layer-mix head
     python -m scripts.make_smoke_data && python -m train.kws train/configs/kws_smoke.json
-    torchrun --nproc_per_node 4 -m train.kws train/configs/kws_hw4.json
+    torchrun --standalone --nproc_per_node 4 -m train.kws train/configs/kws_hw4.json   # docs/training.md
 
 Writes the checkpoint contract (core/checkpoint.py) to --output_dir (default checkpoints/kws).
 """

@@ -3,7 +3,7 @@ included).
 
     python -m train.qa train/configs/qa_distilbert.json     # -> checkpoints/qa-distilbert
     python -m train.qa train/configs/qa_xlmr.json           # -> checkpoints/qa-xlmr
-    torchrun --nproc_per_node 4 -m train.qa train/configs/qa_xlmr.json
+    torchrun --standalone --nproc_per_node 4 -m train.qa train/configs/qa_xlmr.json   # docs/training.md
 
 Writes the checkpoint contract (core/checkpoint.py) to --output_dir.
 """
@@ -25,7 +25,7 @@ from qa import extractive
 from qa.error_analysis import qa_rows
 from qa.squad_data import SquadFormatError, from_flat, gold_answers, load_file
 from qa.squad_metric import robust_threshold, squad_v2
-from train.common import GroupedTrainer, RunArguments, begin
+from train.common import GroupedTrainer, RunArguments, begin, every_parameter_used
 from train.hub_data import HubDataset, dataset_record, first_rows, open_splits, read_split
 from train.publish import command_line, publish_run
 
@@ -189,10 +189,11 @@ def main(argv: list[str] | None = None) -> Path:
         )
         val_features = extractive.prepare(tokenizer, val_examples, args.data.max_length, args.data.doc_stride, True)
 
-    # 3. Model with a start/end head.
+    # 3. Model with a start/end head (no pooler, no layer drop: every parameter trains every step).
     model = AutoModelForQuestionAnswering.from_pretrained(
         args.model.model_name_or_path, revision=args.model.model_revision, use_safetensors=True
     )
+    run.change_training_args(every_parameter_used(run.training_args))
 
     # 4-5. Train with dynamic padding; evaluate loss + EM/F1 every eval_steps.
     trainer = QATrainer(
