@@ -9,6 +9,9 @@ if __name__ == "__main__":
     # objects (each full collection walks them all); `serving.server.warm_start` freezes them and
     # turns collection back on once the app answers.
     gc.disable()
+    from serving.scratch import own_gradio_folder
+
+    own_gradio_folder()  # before Gradio is imported: it reads the folder's name then
 
 import logging
 from typing import Any
@@ -33,9 +36,9 @@ def build_app(registry: Registry) -> gr.Blocks:
     parts = [(title, module.build(registry)) for title, module in TABS]
     with gr.Blocks(title="Speech & QA transformers", delete_cache=CACHE_SWEEP_S) as demo:
         gr.Markdown(
-            "# Speech & QA transformers\nSpeech recognition and keyword spotting with "
-            "HuBERT-family encoders, DistilBERT vs XLM-RoBERTa question answering. Each tab "
-            "says which model it serves."
+            "# Speech & QA transformers\nTranscribe speech, spot spoken keywords, and ask two models a question "
+            "about a text.",
+            elem_id="page-intro",
         )
         # "wrap": on a phone the four tabs take two rows instead of hiding behind a "..." menu.
         with gr.Tabs(overflow_behavior="wrap"):

@@ -142,6 +142,20 @@ LIVE_PER_ADDRESS = int(
 
 # --- where the server listens (Gradio's own names; Spaces sets them) ----------------------------
 
+GRADIO_TEMP_DIR = _text(
+    "GRADIO_TEMP_DIR",
+    "",
+    "Gradio's folder for uploads and example copies; unset: a new one per app, removed when it stops "
+    "(two apps on one machine never clear each other's files)",
+)
+
+
+def set_gradio_temp_dir(folder: Path) -> None:
+    """Name Gradio's folder for this process (and the processes it starts), before Gradio is imported."""
+    global GRADIO_TEMP_DIR
+    GRADIO_TEMP_DIR = os.environ["GRADIO_TEMP_DIR"] = str(folder)
+
+
 SERVER_NAME = _text("GRADIO_SERVER_NAME", "127.0.0.1", "Address to listen on (`--host`)")
 SERVER_PORT = int(_number("GRADIO_SERVER_PORT", 7860, "Port to listen on (`--port`)", int, least=1))
 

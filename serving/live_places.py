@@ -182,6 +182,7 @@ class Recording:
     hearing: Hearing | None = None  # None until its first chunk, and after Stop
     stopped: float | None = None  # when Stop was seen
     state: Any = None  # the handler's state after the newest chunk or Stop (None: nothing yet)
+    refused: str | None = None  # why a chunk was refused: the rest of the recording is not served
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -238,12 +239,24 @@ class Places:
         with self._lock:
             return self._recording(session, self._clock())
 
+    def refuse(self, session: str, why: str) -> bool:
+        """A chunk of the session's recording was refused for `why`: the recording is served no
+        more (one notice, not one per chunk). True the first time."""
+        with self._lock:
+            recording = self._recording(session, self._clock())
+            first, recording.refused = recording.refused is None, recording.refused or why
+        if first:
+            self.seats.leave((self, session))  # its seat goes to someone who can be heard
+        return first
+
     def admit(self, session: str, address: str | None = None) -> int:
         """A chunk of the session's recording arrived: 0 if it is heard, else its position in line
         (`Seats.admit`). A stopped recording is not seated again: its last chunks are heard for
         `AFTER_STOP_S` (-1 after that: ignore the chunk)."""
         with self._lock:
             recording = self._recording(session, self._clock())
+            if recording.refused is not None:
+                return -1
             if recording.stopped is not None:
                 return 0 if self._clock() - recording.stopped <= AFTER_STOP_S else -1
         return self.seats.admit((self, session), address)

@@ -32,6 +32,12 @@ def plain_reasons(attempts: list[dict[str, str]]) -> str:
     return "; ".join(f"{a['label']}: {a['reason']}" for a in attempts) or "nothing was tried"
 
 
+def visitor_reasons(attempts: list[dict[str, str]]) -> str:
+    """Why nothing could be loaded, for a visitor's notice: each plain reason once, without the
+    sources' ids and revisions (the Models tab's operator section keeps them)."""
+    return "; ".join(dict.fromkeys(a["reason"] for a in attempts)) or "nothing was tried"
+
+
 def short_error(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 300 else text[:297] + "..."

@@ -223,7 +223,7 @@ def test_browser_microphone_records_and_a_transcript_appears(
     _, checkpoints = learned_asr
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the recording lands
     with open_page(launch(checkpoints), fake_microphone=microphone_wav) as page:
-        page.get_by_text("serving").first.wait_for()
+        page.get_by_text("About this model").first.wait_for()
         page.get_by_role("button", name="Record").first.click()
         page.wait_for_timeout(3000)
         # Transcribe only once the recording has been uploaded to the server.
@@ -269,7 +269,7 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned_asr,
     monkeypatch.setattr(long_audio, "stream_step", recording_step)
     monkeypatch.setattr(long_audio, "stream_finish", recording_finish)
     with open_page(launch(checkpoints), fake_microphone=microphone_wav) as page:
-        page.get_by_text("serving").first.wait_for()
+        page.get_by_text("About this model").first.wait_for()
         # A Record pressed before the recorder's scripts arrive records nothing: the page says so,
         # and Stop, Record again works once they are there.
         recorder = HeldRecorder(page)

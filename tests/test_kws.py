@@ -61,6 +61,21 @@ def test_the_trainer_optimises_the_weighted_loss():
     assert loss.item() == pytest.approx(expected.item())
 
 
+def test_the_headline_names_a_keyword_only_at_the_threshold():
+    scores = dict.fromkeys(keywords.LABELS, 0.01)
+    assert kws_tab.verdict({**scores, "left": 0.85}, 0.8) == "## left"
+    # Below the threshold the best class is a guess: the headline says so, with how close it came.
+    assert kws_tab.verdict({**scores, "left": 0.10}, 0.8) == (
+        "## No keyword\n<small>closest: left at 10%; a keyword needs 80%</small>"
+    )
+    assert "## No keyword\n<small>closest: silence at 95%" in kws_tab.verdict({**scores, "_silence_": 0.95}, 0.8)
+    assert "closest: another word" in kws_tab.verdict({**scores, "_unknown_": 0.9}, 0.8)
+    # A longer clip: the keywords a listener logged decide, not one window's best class.
+    logged = [spotting.Detection(1.0, "yes", 0.83), spotting.Detection(3.5, "stop", 0.97)]
+    assert kws_tab.verdict({**scores, "go": 0.99}, 0.8, logged) == "## stop"
+    assert kws_tab.verdict({**scores, "go": 0.99}, 0.8, []).startswith("## No keyword")
+
+
 def test_learns_keywords_and_generalises_to_unheard_voices(learned_kws):
     _, checkpoints = learned_kws
     metrics = read_metrics(checkpoints / "kws")
@@ -161,7 +176,9 @@ def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned_k
     assert high.x[-1] == pytest.approx(6.0, abs=0.02) and min(low.y) < 0 < max(high.y)
     assert list(spotted.text) == ["yes", "stop"] and list(spotted.x) == [t for _, t in live]
     assert {"yes", "stop"} <= {t.name for t in lines} and all(len(t.x) >= 20 for t in lines)
-    _, line, _ = kws_tab.spot_input(loaded, (16_000, stream))
+    headline, _, line, _ = kws_tab.spot_input(loaded, (16_000, stream))
+    strongest = max(found, key=lambda d: d.probability).label
+    assert headline == f"## {strongest}"  # the headline is a keyword logged, as the timeline says
     assert f"**yes** at {live[0][1]:.2f} s" in line and f"**stop** at {live[1][1]:.2f} s" in line
     # A clip of one window has no timeline.
     assert kws_tab.spot(loaded, stream[16_000:32_000])[1:] == (None, [])
@@ -216,7 +233,7 @@ def test_browser_records_a_keyword_and_probabilities_appear(learned_kws, launch,
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
         page.get_by_role("tab", name="Keyword spotting").click()
-        page.get_by_text("serving").first.wait_for()
+        page.get_by_text("About this model").first.wait_for()
         record = page.get_by_role("button", name="Record").first
         record.click()
         page.wait_for_timeout(1500)
@@ -224,11 +241,11 @@ def test_browser_records_a_keyword_and_probabilities_appear(learned_kws, launch,
             page.get_by_role("button", name="Stop").first.click()
         page.get_by_role("button", name="Spot").click()
         page.get_by_text("s of audio classified in").wait_for()
-        shown = page.locator("[data-testid='label-output-value']").first.inner_text().strip()
+        shown = page.locator("#kws-verdict").inner_text().strip()
     recorded = recordings(tmp_path / "uploads")
     assert len(recorded) == 1
-    expected, _, _ = kws_tab.spot_input(Registry(checkpoints)["kws"].get(), str(recorded[0]))
-    assert shown == max(expected, key=expected.get)  # the page shows the model's top keyword
+    headline, _, _, _ = kws_tab.spot_input(Registry(checkpoints)["kws"].get(), str(recorded[0]))
+    assert shown.splitlines()[0] == headline.splitlines()[0].removeprefix("## ")  # the model's verdict
 
 
 @pytest.mark.browser

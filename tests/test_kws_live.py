@@ -27,7 +27,7 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned_kws):
     pcm = (resample(stream, 16_000, 48_000) * 32767).astype(np.int16)  # as the browser sends it
     listener = spotting.Listener()
     for start in range(0, len(pcm), 12_000):  # 250 ms chunks
-        listener, log, _, level = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
+        listener, log, _, _, level = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.8)
     found = [(d.label, d.time_s) for d in listener.detections]
     assert [label for label, _ in found] == ["yes", "stop"], found
     centres = {"yes": 1.0 + voiced_centre_s(yes), "stop": 3.5 + voiced_centre_s(stop)}
@@ -39,7 +39,7 @@ def test_live_listening_logs_each_spoken_keyword_once_at_its_time(learned_kws):
     # A weak word never reaches a high threshold: the log says how close the best one came.
     listener = None
     for start in range(0, len(pcm), 12_000):
-        listener, log, _, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.999)
+        listener, log, _, _, _ = kws_tab.listen(loaded, listener, (48_000, pcm[start : start + 12_000]), 0.999)
     label, p = listener.closest
     assert listener.detections == [] and label in ("yes", "stop") and 0.5 < p < 0.999
     assert log == (
@@ -60,7 +60,7 @@ def test_live_listening_across_unheard_audio_keeps_times_since_record(learned_kw
         if 36_000 <= start < 52_000:
             continue  # never arrived
         missing = 1.0 if start == 52_000 else 0.0
-        listener, _, _, _ = kws_tab.listen(loaded, listener, (16_000, pcm[start : start + 4_000]), 0.8, missing)
+        listener, _, _, _, _ = kws_tab.listen(loaded, listener, (16_000, pcm[start : start + 4_000]), 0.8, missing)
     found = {d.label: d.time_s for d in listener.detections}
     assert set(found) == {"yes", "stop"} and listener.missed_s == 1.0
     assert abs(found["stop"] - (3.5 + voiced_centre_s(stop))) <= 0.5, found
@@ -75,7 +75,7 @@ def test_digital_silence_never_fires(learned_kws):
     loaded = Registry(checkpoints)["kws"].get()
     listener = None
     for _ in range(12):
-        listener, log, _, level = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
+        listener, log, _, _, level = kws_tab.listen(loaded, listener, (16_000, np.zeros(4_000, np.int16)), 0.3)
     assert listener.detections == [] and log == "(listening: say one of the keywords)"
     assert level == "Input level `░░░░░░░░░░░░` silence · too quiet to score"
 
@@ -92,7 +92,7 @@ def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_leve
     sf.write(mic, np.concatenate([resample(yes, 16_000, 44_100), room]), 44_100, subtype="PCM_16")
     with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
         page.get_by_role("tab", name="Keyword spotting").click()
-        page.get_by_text("serving").first.wait_for()
+        page.get_by_text("About this model").first.wait_for()
         recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
         page.get_by_role("tab", name="Live").click()
         page.get_by_text("Say one of:").wait_for()

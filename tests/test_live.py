@@ -189,7 +189,7 @@ def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoint
     full = "Live listening is full"
     with open_pages(url, 2, fake_microphone=wav) as (first, second):
         for page in (first, second):
-            page.get_by_text("serving").first.wait_for()
+            page.get_by_text("About this model").first.wait_for()
             page.get_by_role("tab", name="Live").first.click()
         first.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
         first.get_by_role("button", name="Record").first.click()
@@ -236,7 +236,7 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
     url = launch(tiny_checkpoints)
     with open_pages(url, 2, fake_microphone=wav) as (speech, keywords):
         for page in (speech, keywords):
-            page.get_by_text("serving").first.wait_for()
+            page.get_by_text("About this model").first.wait_for()
         speech.get_by_role("tab", name="Live").first.click()
         keywords.get_by_role("tab", name="Keyword spotting").click()
         keywords.get_by_role("tab", name="Live").click()
@@ -274,13 +274,17 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
             file.write(np.zeros(8_000 * 60, np.float32))
     request = SimpleNamespace(session_hash="attacker", client=None, headers={})
     start = time.perf_counter()
-    with pytest.raises(gr.Error, match="A live chunk of 7200.0 s was refused: the microphone sends 2 s at most"):
-        asr_stream.fn(request, payload(two_hours))
+    text, note = asr_stream.fn(request, payload(two_hours))
     assert time.perf_counter() - start < 1.0
+    assert text == gr.skip() and note.startswith(
+        "Stopped listening: A live chunk of 7200.0 s was refused: the microphone sends 2 s at most"
+    )
     mp3 = tmp_path / "long.mp3"  # no stored length a browser would send: FFmpeg, stopped at the limit
     sf.write(mp3, np.zeros(16_000 * 30, np.float32), 16_000, format="MP3")
-    with pytest.raises(gr.Error, match="longer than the limit of 2 s"):
-        asr_stream.fn(request, payload(mp3))
+    # The recording's later chunks are not served: one notice, not one per chunk.
+    assert asr_stream.fn(request, payload(mp3)) == (gr.skip(), gr.skip())
+    other = SimpleNamespace(session_hash="another", client=None, headers={})
+    assert "longer than the limit of 2 s" in asr_stream.fn(other, payload(mp3))[1]
     chunk = tmp_path / "chunk.wav"  # a browser's half second, 48 kHz stereo
     sf.write(chunk, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
     registry["asr"].get()  # loaded, so the chunk is served by the model
@@ -301,8 +305,13 @@ def test_a_live_recording_is_limited_to_the_audio_limit(monkeypatch):
     clock.t += 0.5
     import gradio as gr
 
-    with pytest.raises(gr.Error, match="A live recording is limited to 10 s: press Stop, then Record"):
-        chunk(request, (16_000, np.ones(8_000, np.int16)))
+    text, note = chunk(request, (16_000, np.ones(8_000, np.int16)))
+    assert text == gr.skip() and note.startswith("Stopped listening: A live recording is limited to 10 s")
+    clock.t += 0.5
+    assert chunk(request, (16_000, np.ones(8_000, np.int16))) == (gr.skip(), gr.skip())
+    places.start("a")  # Record again: heard again
+    clock.t += 0.5
+    assert chunk(request, (16_000, np.ones(8_000, np.int16))) == ("text", "Listening")
 
 
 def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_the_apps_handler(

@@ -297,7 +297,7 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
     shown, key = watch.render()  # the page opens
     assert shown == "results" and renders == [first]
     card_text, timer, *rest = tick(key)  # the first tick: the card, and nothing else
-    assert "serving" in card_text and rest == [gr.skip(), gr.skip()] and renders == [first]
+    assert "About this model" in card_text and rest == [gr.skip(), gr.skip()] and renders == [first]
     assert timer.value == SETTLED_EVERY_S and timer.active  # settled: it keeps watching, slowly
     _retrain(tmp_path / "asr", two_asr[1], wer=0.25)
     assert slot.refresh() == "loading the new model; the current one serves meanwhile"  # an operator's Reload

@@ -16,6 +16,7 @@ from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import long_audio
 from speech.audio import duration_s
+from speech.audio_arrays import DEFAULT_MAX_DURATION_S
 from speech.ctc import Word
 from ui import live
 from ui.common import (
@@ -25,6 +26,7 @@ from ui.common import (
     hide_empty,
     no_evaluation,
     require,
+    scroll_into_view,
     status_watch,
     uploaded_path,
     user_errors,
@@ -33,6 +35,10 @@ from ui.error_views import asr_panel
 from ui.plots import history_figure, human, key_value_markdown
 
 SLOT = "asr"
+INSTRUCTION = (
+    f"Record or upload **English** speech (up to {DEFAULT_MAX_DURATION_S / 60:g} minutes): the model writes "
+    "down what it hears. **Live** writes as you speak."
+)
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "asr").glob("*.wav"))
 LIVE_EVERY_S = 0.5
 
@@ -169,23 +175,26 @@ def build(registry: Registry) -> gr.Blocks:
         return [*shown, *errors_refresh()]
 
     with gr.Blocks() as demo:
-        asr_status = gr.Markdown()
+        gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
+        asr_status = gr.Markdown(elem_classes=["about-model"])
         with gr.Tab("Record or upload"):
             asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
             asr_button = gr.Button("Transcribe", variant="primary")
-            asr_text = gr.Textbox(label="Transcript", lines=4, buttons=["copy"])
+            asr_text = gr.Textbox(label="Transcript", lines=4, max_lines=8, buttons=["copy"], elem_id="asr-transcript")
             asr_timing = gr.Markdown()
             # The times come with every transcript (the same frames); the box only shows them.
             asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
             asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
             if EXAMPLES:
-                gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
+                gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (synthetic voices)")
         with gr.Tab("Live"):
             gr.Markdown(
                 "Speak: the transcript updates every half second. Each update runs the model "
                 f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio."
             )
-            asr_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+            asr_live_audio = gr.Audio(
+                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
+            )
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_note = gr.Markdown()
         with gr.Tab("Results"):
@@ -197,11 +206,13 @@ def build(registry: Registry) -> gr.Blocks:
 
         asr_button.click(
             fading(on_transcribe, 3), inputs=asr_audio, outputs=[asr_text, asr_timing, asr_words], api_name=False
-        )
+        ).then(None, js=scroll_into_view("asr-transcript"))
         asr_show_words.change(
             lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
         )
         asr_live_audio.start_recording(lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False)
+        # On a phone the transcript sits under the microphone: bring both into view while speaking.
+        asr_live_audio.start_recording(None, js=scroll_into_view("asr-live-audio", block="start"))
         # Stop: at once a line saying the text is being finalised (not queued behind the model),
         # then the final text; until then the partial text may still change.
         asr_live_audio.stop_recording(
@@ -217,8 +228,9 @@ def build(registry: Registry) -> gr.Blocks:
         )
         live.watch(asr_live_audio, places, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
-        watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=[asr_button])
-        demo.load(lambda: card_and_controls(slot, 1), outputs=[asr_status, asr_button], api_name=False).then(
+        controls = [asr_button, asr_audio, asr_live_audio]
+        watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=controls)
+        demo.load(lambda: card_and_controls(slot, 3), outputs=[asr_status, *controls], api_name=False).then(
             watch.render, outputs=[*results_outputs, watch.shown], api_name=False
         )
 

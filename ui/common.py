@@ -25,26 +25,26 @@ from core.errors import InputError
 from core.structure import human_bytes
 from serving.audio_worker import load_isolated
 from serving.scratch import scratch_folder
-from slots.errors import SlotNotReady, SlotUnavailable, plain_reasons
+from slots.errors import SlotNotReady, SlotUnavailable, visitor_reasons
 from slots.slot import Slot
 from slots.sources import LoadedModel
 from speech.audio import AudioInput
 
 
 def status_card(slot: Slot, load: bool = True) -> str:
-    """Markdown for a visitor: what the slot serves, how far its download or load is, or that it
-    has no model and why, in one line (no server paths; the operator's detail is in the Models
-    tab). With `load`, starts the slot's load; it never waits for one (the card's timer shows the
-    rest)."""
+    """Markdown for a visitor: a small line about the model served, how far its download or load
+    is, or that it has no model and why in plain words (no ids, revisions or server paths; the
+    operator's detail is in the Models tab). With `load`, starts the slot's load; it never waits
+    for one (the card's timer shows the rest)."""
     if load:
         slot.start()
     info = slot.status()
     spec = slot.spec
     if info["state"] == "loaded":
         card = (
-            f"**{spec.title}** — serving `{info['source']}` · {info['parameters']:,} parameters · "
-            f"{human_bytes(info['size_bytes'])} on disk · {info['precision']} · "
-            f"loaded in {info['load_time_s']:.1f} s"
+            f"<small>About this model: {spec.title.lower()}, `{info['source']}` · {info['parameters']:,} "
+            f"parameters · {human_bytes(info['size_bytes'])} · {info['precision']} · "
+            f"loaded in {info['load_time_s']:.1f} s</small>"
         )
         if info.get("reloading"):
             card += f"\n\nA newer model is loading ({info['reloading']}); this one serves until it is ready."
@@ -55,7 +55,7 @@ def status_card(slot: Slot, load: bool = True) -> str:
         return f"**{spec.title}** — the model hub did not answer; {info['detail']} (this page updates by itself)."
     if info["state"] != "unavailable":  # starting, resolving, downloading, loading
         return f"**{spec.title}** — getting the model ready: {info['detail']} (this page updates by itself)."
-    return f"**{spec.title}: this model is not available on this server** ({info['reason']})."
+    return f"**{spec.title}: this model is not available on this server** ({visitor_reasons(info.get('tried', []))})."
 
 
 def without_server_paths(text: str, checkpoints: Path | None = None) -> str:
@@ -110,15 +110,30 @@ def hide_empty(values: tuple) -> tuple:
     return tuple(gr.update(value=v, visible=v is not None) for v in values)
 
 
-def usable(slot: Slot, count: int) -> tuple[Any, ...]:
-    """Updates for `count` controls: disabled while the slot is unavailable (pressing one could
-    only repeat the card's message), enabled otherwise (a press during a load says to wait)."""
-    return tuple(gr.update(interactive=slot.state != "unavailable") for _ in range(count))
+def usable(slot: Slot, count: int, available: Callable[[], bool] | None = None) -> tuple[Any, ...]:
+    """Updates for `count` controls (buttons, and audio inputs: a disabled one is a player, with no
+    Record): disabled while the slot is unavailable (using one could only repeat the card's
+    message), enabled otherwise (a press during a load says to wait). `available` decides instead
+    for controls that serve several slots."""
+    on = available() if available is not None else slot.state != "unavailable"
+    return tuple(gr.update(interactive=on) for _ in range(count))
 
 
 def card_and_controls(slot: Slot, count: int) -> tuple[Any, ...]:
     """The status card (starting the slot's load) and `usable` updates for `count` controls."""
     return status_card(slot), *usable(slot, count)
+
+
+def scroll_into_view(elem_id: str, block: str = "nearest") -> str:
+    """A page event's script that scrolls the element `elem_id` into view: on a phone a result
+    lands below the controls that made it, under the fold. "nearest" moves the page only as far
+    as needed (not at all when the element is in view); "start" puts the element at the top.
+    After a short wait: the event's outputs are drawn after it ends, and a result that grows
+    (a transcript filling its box) would otherwise be measured empty."""
+    return (
+        f"() => setTimeout(() => {{ const e = document.getElementById({elem_id!r}); "
+        f"if (e) e.scrollIntoView({{block: {block!r}, behavior: 'smooth'}}); }}, 200)"
+    )
 
 
 def settled(slot: Slot) -> bool:
@@ -168,12 +183,14 @@ def status_watch(
     outputs: list[Any] | None = None,
     every_s: float = 2.0,
     controls: Sequence[Any] = (),
+    available: Callable[[], bool] | None = None,
 ) -> Watch:
     """A timer that refreshes `card` every `every_s` while the slot downloads, loads or waits to
     retry, and every SETTLED_EVERY_S once it has settled (so a page open when an operator's
     Reload swaps in a retrained model shows it); `then` (e.g. the tab's results) runs when the
     slot settles on a model other than the one the page shows (`Watch.render`, `Watch.shown`).
-    `controls` (the tab's buttons) are disabled while the slot has no model (`usable`)."""
+    `controls` (the tab's buttons and audio inputs) are disabled while the slot has no model, or
+    while `available()` is false (`usable`)."""
     timer = gr.Timer(every_s, active=True)
     shown = gr.State(None)
     watch = Watch(timer, shown, slot, then or (lambda *args: []))
@@ -184,7 +201,7 @@ def status_watch(
         head = [
             status_card(slot, load=False),
             gr.Timer(SETTLED_EVERY_S if calm else every_s, active=True),
-            *usable(slot, len(controls)),
+            *usable(slot, len(controls), available),
         ]
         if not results or not calm or key == shown_key(slot):
             return head + [gr.skip() for _ in range(len(results) + 1)]
@@ -213,7 +230,7 @@ def require(slot: Slot) -> LoadedModel:
             f"The {slot.spec.title.lower()} model is not ready yet ({err.state}). Try again in a moment."
         ) from err
     except SlotUnavailable as err:
-        reason = plain_reasons(err.attempts)
+        reason = visitor_reasons(err.attempts)
         raise gr.Error(f"The {slot.spec.title.lower()} model is not available on this server ({reason}).") from err
 
 

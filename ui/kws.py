@@ -26,6 +26,7 @@ from ui.common import (
     hide_empty,
     no_evaluation,
     require,
+    scroll_into_view,
     status_watch,
     uploaded_path,
     user_errors,
@@ -36,6 +37,11 @@ from ui.plots import compact, history_figure, human, key_value_markdown, rounded
 SLOT = "kws"
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "kws").glob("*.wav"))
 DEFAULT_THRESHOLD = 0.8
+INSTRUCTION = (
+    "Say one short English word, or upload a clip: the model listens for **"
+    + "**, **".join(keywords.KEYWORDS)
+    + "**. Anything else is “another word”."
+)
 MATRIX_PX = 560
 
 
@@ -80,7 +86,24 @@ def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
     return {"label": best[0][0], "confidences": [{"label": label, "confidence": p} for label, p in best]}
 
 
-def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, go.Figure | None]:
+SAID = {keywords.SILENCE: "silence", keywords.UNKNOWN: "another word"}
+
+
+def verdict(scores: dict[str, float], threshold: float, found: list[spotting.Detection] | None = None) -> str:
+    """The headline over the scores: the keyword heard, or "No keyword" with the closest class
+    when none reaches `threshold` (the scores' best class is a guess, not a detection). For a clip
+    longer than a window, `found` (the keywords logged) decides, as the timeline does."""
+    best, p = max(scores.items(), key=lambda kv: kv[1])
+    if found:
+        return f"## {max(found, key=lambda d: d.probability).label}"
+    if found is None and best in keywords.KEYWORDS and p >= threshold:
+        return f"## {best}"
+    return f"## No keyword\n<small>closest: {SAID.get(best, best)} at {p:.0%}; a keyword needs {threshold:.0%}</small>"
+
+
+def spot_input(loaded: LoadedModel, audio: Any) -> tuple[str, dict[str, float], str, go.Figure | None]:
+    """The verdict, the scores, a line with the audio's duration and the time taken (and, for a
+    clip longer than a window, the keywords spotted) and the timeline."""
     samples = audio_or_error(audio)
     start = time.perf_counter()
     scores, figure, found = spot(loaded, samples)
@@ -89,7 +112,7 @@ def spot_input(loaded: LoadedModel, audio: Any) -> tuple[dict[str, float], str, 
     if figure is not None:
         heard = ", ".join(f"**{d.label}** at {d.time_s:.2f} s ({d.probability:.0%})" for d in found)
         line += f"\n\nSpotted (threshold {DEFAULT_THRESHOLD:.0%}): " + (heard or "no keyword")
-    return scores, line, figure
+    return verdict(scores, DEFAULT_THRESHOLD, found if figure is not None else None), scores, line, figure
 
 
 # One colour per keyword, far apart (Tableau 10, its grey swapped for navy); the two catch-all
@@ -157,10 +180,10 @@ def listen(
     chunk: tuple[int, np.ndarray] | None,
     threshold: float,
     missing_s: float = 0.0,
-) -> tuple[spotting.Listener, str, dict[str, float], str]:
+) -> tuple[spotting.Listener, str, str, dict[str, float], str]:
     """One streaming chunk in: the detection log (newest first, or a hint while it is empty), the
-    latest window's scores and the chunk's input level. `missing_s` of audio never arrived before
-    the chunk (`live.Places.heard`): from `live.GAP_S` on, the listener skips over it
+    latest window's verdict (`verdict`) and scores, and the chunk's input level. `missing_s` of
+    audio never arrived before the chunk (`live.Places.heard`): from `live.GAP_S` on, the listener skips over it
     (`spotting.Listener.skip`), so logged times stay times since Record."""
     listener = listener or spotting.Listener()
     level = ""
@@ -172,7 +195,8 @@ def listen(
         level = level_meter(to_mono_float(*chunk)[1])
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
-    return listener, log or waiting_hint(listener, threshold), latest, level
+    headline = verdict(latest, threshold) if latest else ""
+    return listener, log or waiting_hint(listener, threshold), headline, latest, level
 
 
 def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
@@ -288,13 +312,18 @@ def build(registry: Registry) -> gr.Blocks:
         return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
 
     with gr.Blocks() as demo:
-        kws_status = gr.Markdown()
+        gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
+        kws_status = gr.Markdown(elem_classes=["about-model"])
         with gr.Tab("Record or upload"):
             kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
             kws_button = gr.Button("Spot", variant="primary")
             if EXAMPLES:
-                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (spoken by espeak-ng, see assets/README.md)")
-            kws_label = gr.Label(num_top_classes=5, label="Top 5")
+                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (synthetic voices)")
+            # The headline is ours (`verdict`): gr.Label's would name the best class even below
+            # the threshold.
+            with gr.Column(elem_id="kws-result"):
+                kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
+                kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
             kws_timing = gr.Markdown()
             kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
         with gr.Tab("Live"):
@@ -304,11 +333,15 @@ def build(registry: Registry) -> gr.Blocks:
             )
             gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
             kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
-            kws_live_audio = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone")
+            kws_live_audio = gr.Audio(
+                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
+            )
             kws_level = gr.Markdown()
             with gr.Row():
                 kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
-                kws_live_label = gr.Label(num_top_classes=3, label="Current window")
+                with gr.Column():
+                    kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
+                    kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
         with gr.Tab("Evaluation"):
             kws_summary = gr.Markdown()
             kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
@@ -320,10 +353,15 @@ def build(registry: Registry) -> gr.Blocks:
             errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(
-            fading(on_spot, 3), inputs=kws_audio, outputs=[kws_label, kws_timing, kws_timeline], api_name=False
-        )
-        live_outputs = [kws_log, kws_live_label, kws_level]
-        kws_live_audio.start_recording(lambda: ("", {}, ""), outputs=live_outputs, api_name=False)
+            fading(on_spot, 4),
+            inputs=kws_audio,
+            outputs=[kws_verdict, kws_label, kws_timing, kws_timeline],
+            api_name=False,
+        ).then(None, js=scroll_into_view("kws-result"))
+        live_outputs = [kws_log, kws_live_verdict, kws_live_label, kws_level]
+        kws_live_audio.start_recording(lambda: ("", "", {}, ""), outputs=live_outputs, api_name=False)
+        # On a phone the detections sit under the microphone: bring both into view while speaking.
+        kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
         # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
         live.stream(
             kws_live_audio, places, on_listen, inputs=[kws_threshold],
@@ -337,15 +375,16 @@ def build(registry: Registry) -> gr.Blocks:
             return [*on_evaluation(normalise), *errors_refresh(*cell)]
 
         everything = [*eval_outputs, *errors_outputs]
+        controls = [kws_button, kws_audio, kws_live_audio]
         watch = status_watch(
             slot,
             kws_status,
             then=on_evaluation_and_errors,
             inputs=[kws_normalise, *errors_inputs],
             outputs=everything,
-            controls=[kws_button],
+            controls=controls,
         )
-        demo.load(lambda: card_and_controls(slot, 1), outputs=[kws_status, kws_button], api_name=False).then(
+        demo.load(lambda: card_and_controls(slot, 3), outputs=[kws_status, *controls], api_name=False).then(
             watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
         )
 

@@ -121,27 +121,43 @@ def serving(places: Places, fn: Callable[..., tuple], outputs: int = 2, every_s:
     before it (`Places.heard`), and returns `(state, *outputs)`; the state stays on the server
     with the recording (`Recording`). The last of the `outputs` is the line under the result:
     while a share of the audio is lost, it says so instead (`while_heard`); while the recording
-    waits for a seat, it says that (and the others stay as they are).
+    waits for a seat, it says that (and the others stay as they are). A refused chunk (no model,
+    audio it cannot read, a recording over the limit) ends the recording's service with one
+    notice and a line saying so (`Places.refuse`), not an error per chunk.
 
     The chunk is Gradio's unprocessed file payload (or an in-process `(rate, samples)` pair),
     decoded here with the app's limits: longer than `chunk_limit_s(every_s)` is refused."""
     unchanged = [gr.skip()] * (outputs - 1)
 
+    def refused(session: str, err: gr.Error) -> tuple:
+        # The first refusal of a recording says why, once; its later chunks are not served.
+        if not places.refuse(session, err.message):
+            return *unchanged, gr.skip()
+        gr.Warning(err.message)
+        return *unchanged, f"Stopped listening: {err.message} Press Stop, then Record to try again."
+
     def on_chunk(request: gr.Request, payload, *values):  # (Gradio fills a request only before *values)
         session = session_of(request)
-        with user_errors():
-            chunk = None if payload is None else load_chunk(payload, chunk_limit_s(every_s))
-            position = places.admit(session, address_of(request))
         try:
-            if position < 0:  # long after Stop: not this recording's audio
+            with user_errors():
+                chunk = None if payload is None else load_chunk(payload, chunk_limit_s(every_s))
+        except gr.Error as err:
+            return refused(session, err)
+        position = places.admit(session, address_of(request))
+        try:
+            if position < 0:  # long after Stop, or refused: not audio to serve
                 return *unchanged, gr.skip()
             if position > 0:
                 places.waited(session, chunk_seconds(chunk))
                 return *unchanged, busy_note(places.places, places.turn_s, position)
             recording = places.recording(session)
-            with recording.lock, user_errors():
-                missing = places.heard(session, chunk_seconds(chunk))
-                recording.state, *shown, line = fn(chunk, recording.state, *values, missing_s=missing)
+            with recording.lock:
+                try:
+                    with user_errors():
+                        missing = places.heard(session, chunk_seconds(chunk))
+                        recording.state, *shown, line = fn(chunk, recording.state, *values, missing_s=missing)
+                except gr.Error as err:
+                    return refused(session, err)
             return *shown, while_heard(places, session, line)
         finally:
             places.done(session)

@@ -20,7 +20,16 @@ from qa.squad_metric import normalize_answer
 from slots.errors import SlotUnavailable
 from slots.registry import Registry
 from slots.sources import LoadedModel
-from ui.common import fading, literal, shown_key, status_card, status_watch, uploaded_path, user_errors
+from ui.common import (
+    fading,
+    literal,
+    scroll_into_view,
+    shown_key,
+    status_card,
+    status_watch,
+    uploaded_path,
+    user_errors,
+)
 from ui.qa_explorer import qa_explorer
 from ui.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -33,6 +42,10 @@ from ui.qa_panels import (
     read_batch,
 )
 
+INSTRUCTION = (
+    "Paste a passage of text and ask a question about it: two models each answer with words from the "
+    "passage, or say that it holds no answer. DistilBERT reads English; XLM-RoBERTa other languages too."
+)
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
 
@@ -94,6 +107,8 @@ def default_threshold(loaded: LoadedModel | None) -> float:
 
 def agreement(results: dict[str, dict[str, Any]]) -> str:
     texts = [r.get("text") for r in results.values() if "error" not in r]
+    if not texts:
+        return "No question-answering model is available on this server right now."
     if len(texts) < 2:
         return "Only one model is available: nothing to compare."
     a, b = (t or "" for t in texts)
@@ -107,8 +122,8 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[li
     alternatives (None: still answering)."""
     if result is None:
         return "*Answering…*", in_context(context), []
-    if "error" in result:
-        return f"**No model.** {result['error']}", in_context(context), []
+    if "error" in result:  # the column's card says why
+        return "*Not available on this server.*", in_context(context), []
     # Plain words first; the numbers behind the decision in a smaller details line.
     if result["text"]:
         summary = f"### {literal(result['text'])}\nAnswers with {result['probability']:.0%} confidence."
@@ -143,23 +158,33 @@ def build(registry: Registry) -> gr.Blocks:
     examples = json.loads(EXAMPLES_FILE.read_text()) if EXAMPLES_FILE.is_file() else []
 
     with gr.Blocks() as demo:
+        gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
         with gr.Tab("Ask"):
             qa_context = gr.Textbox(label="Context", lines=8, max_length=extractive.MAX_CONTEXT_CHARS)
-            qa_question = gr.Textbox(label="Question", lines=1)
+            qa_question = gr.Textbox(label="Question (Enter to ask)", lines=1)
             qa_button = gr.Button("Answer with both models", variant="primary")
+            examples_box = None
             if examples:  # collapsed, so the answers start right under the button
-                with gr.Accordion("Examples: pick one to fill in the context and question", open=False):
-                    gr.Examples([[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question])
-            qa_agreement = gr.Markdown()
+                with gr.Accordion("Examples: pick one to fill in both boxes", open=False) as examples_box:
+                    picker = gr.Examples(
+                        [[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question]
+                    )
+            # Both answers together first (on a phone too), then each model's details.
+            with gr.Column(elem_id="qa-answers"):
+                qa_agreement = gr.Markdown()
+                with gr.Row():
+                    summaries = {}
+                    for name, title in NAMES.items():
+                        with gr.Column(min_width=160):
+                            gr.Markdown(f"#### {title}")
+                            summaries[name] = gr.Markdown()
             columns: dict[str, ModelColumn] = {}
             with gr.Row():
                 for name, title in NAMES.items():
                     with gr.Column():
-                        gr.Markdown(f"## {title}")
-                        # Drawn in this order: the answer first, right under the button; the
-                        # model's card and its threshold after it.
+                        gr.Markdown(f"#### {title}: details")
                         columns[name] = ModelColumn(
-                            summary=gr.Markdown(),
+                            summary=summaries[name],
                             highlight=gr.HTML(label="Answer in context", show_label=True),
                             alternatives=gr.Dataframe(
                                 headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
@@ -171,7 +196,7 @@ def build(registry: Registry) -> gr.Blocks:
                                 step=0.01,
                                 label="Abstain threshold (higher: answers more often)",
                             ),
-                            card=gr.Markdown(),
+                            card=gr.Markdown(elem_classes=["about-model"]),
                         )
         with gr.Tab("Comparison"):
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
@@ -214,15 +239,21 @@ def build(registry: Registry) -> gr.Blocks:
             keys = [shown_key(registry[name]) for name in NAMES]
             cards = [status_card(registry[name]) for name in NAMES]
             thresholds = [default_threshold(registry[name].peek()) for name in NAMES]
-            return [*keys, *cards, *thresholds, *comparison(registry)]
+            return [*keys, *cards, *thresholds, *comparison(registry), gr.update(interactive=any_model())]
+
+        def any_model() -> bool:
+            return any(registry[name].state != "unavailable" for name in NAMES)
 
         answer_outputs = [qa_agreement, *(out for c in columns.values() for out in c.results())]
-        qa_button.click(
-            fading(on_answer, len(answer_outputs)),
-            inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
-            outputs=answer_outputs,
-            api_name=False,
-        )
+        for ask in (qa_button.click, qa_question.submit):
+            ask(
+                fading(on_answer, len(answer_outputs)),
+                inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
+                outputs=answer_outputs,
+                api_name=False,
+            ).then(None, js=scroll_into_view("qa-answers"))
+        if examples_box is not None:  # a pick closes the list, so it does not push the answers down
+            picker.dataset.click(lambda: gr.Accordion(open=False), outputs=examples_box, api_name=False, queue=False)
         qa_file.change(
             lambda f: gr.Button(interactive=f is not None),
             inputs=qa_file,
@@ -247,6 +278,8 @@ def build(registry: Registry) -> gr.Blocks:
                 then=lambda how, shown, n=name: [default_threshold(registry[n].peek()), *explore(how, shown)],
                 inputs=explore_inputs,
                 outputs=[column.threshold, *explore_outputs],
+                controls=[qa_button],
+                available=any_model,
             )
             for name, column in columns.items()
         ]
@@ -261,6 +294,7 @@ def build(registry: Registry) -> gr.Blocks:
                 qa_losses,
                 qa_lengths,
                 qa_structure,
+                qa_button,
             ],
             api_name=False,
         ).then(explore, inputs=explore_inputs, outputs=explore_outputs, api_name=False)
