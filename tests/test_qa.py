@@ -275,10 +275,14 @@ def test_browser_shows_both_answers_highlighted(learned_qa, launch, tmp_path):
         highlighted = page.locator("mark[title='answer']").all_inner_texts()
         paragraphs = page.locator("p", has=page.locator("mark[title='answer']")).all_inner_texts()
         page.screenshot(path=str(tmp_path / "extractive.png"), full_page=True)
-        # Both answers side by side right under the button, inside a 900 px high window.
+        # Both answers side by side right under the button, inside a 900 px high window; each
+        # in its context after them, side by side too.
         button = page.get_by_role("button", name="Answer with both models").bounding_box()
+        answers = [a.bounding_box() for a in page.locator("#qa-answers h3").all()]
+        assert [a.strip() for a in page.locator("#qa-answers h3").all_inner_texts()] == [answer, answer]
+        assert all(0 < a["y"] - button["y"] < 400 and a["y"] + a["height"] < 900 for a in answers), (button, answers)
+        assert abs(answers[0]["y"] - answers[1]["y"]) < 2 and answers[0]["x"] + answers[0]["width"] < answers[1]["x"]
         marks = [m.bounding_box() for m in page.locator("mark[title='answer']").all()]
-        assert all(0 < m["y"] - button["y"] < 400 and m["y"] + m["height"] < 900 for m in marks), (button, marks)
         assert abs(marks[0]["y"] - marks[1]["y"]) < 2 and marks[0]["x"] + marks[0]["width"] < marks[1]["x"]
     assert [h.strip() for h in highlighted] == [answer, answer]  # one highlight per model
     assert paragraphs == [context, context]  # the context in one paragraph, words whole
