@@ -113,10 +113,11 @@ def test_structure_table_is_read_from_the_configs(tiny_checkpoints):
     assert table.loc["feed-forward size"].tolist() == ["37"] * 4
     assert table.loc["layers"].tolist() == ["2"] * 4
     assert table.loc["activation"].tolist() == ["gelu"] * 4
-    assert table.loc["vocabulary", "kws"] == "12 labels"
+    assert list(table.columns) == [registry[name].spec.title for name in registry.slots]  # no slot ids
+    assert table.loc["vocabulary", "Keyword spotting"] == "12 labels"
     tokenizer = registry["qa-distilbert"].get().processor
-    assert table.loc["vocabulary", "qa-distilbert"] == str(len(tokenizer))
-    assert table.loc["parameters", "asr"] == f"{registry['asr'].get().parameters:,}"
+    assert table.loc["vocabulary", "Question answering (DistilBERT)"] == str(len(tokenizer))
+    assert table.loc["parameters", "Speech recognition"] == f"{registry['asr'].get().parameters:,}"
 
 
 def test_missing_slot_card_says_why_in_one_line_and_the_operator_card_how_to_fix_it(tmp_path):

@@ -232,7 +232,7 @@ def test_the_explorer_works_with_one_model_and_says_so(tmp_path):
     assert note.startswith("Only XLM-RoBERTa has per-example results (DistilBERT: no model.)")
     assert "compares two models, so it shows nothing" in note
     detail = question_detail(alone, "1")
-    assert "<b>XLM-RoBERTa</b>: Paris (EM 1, F1 1.00, null margin +0.50 vs threshold +0.00)" in detail
+    assert "<b>XLM-RoBERTa</b>: Paris (EM 1, F1 1.00, no-answer margin +0.50, abstains above +0.00)" in detail
     assert "DistilBERT" not in detail and ">Paris</span>." in detail
 
 

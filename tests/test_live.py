@@ -41,7 +41,7 @@ def test_live_transcript_marks_the_gap_and_the_final_line_says_what_was_not_hear
             state, text, note = asr_tab.live_update(
                 loaded, state, (16_000, pcm[start : start + 8_000]), missing if i == 0 else 0.0
             )
-            assert note == asr_tab.LISTENING
+            assert note.startswith(asr_tab.LISTENING)
     state, text, note = asr_tab.live_finish(loaded, state)
     assert text == "hello little … the quick"
     heard = (len(before) + len(after)) / 16_000
@@ -78,7 +78,7 @@ def test_a_stop_during_a_chunk_finishes_with_that_chunk_and_its_gap(tone_speech)
         piece = before[start : start + 8_000]
         clock.t += len(piece) / 16_000  # served as it is recorded
         text, note = chunk(request, (16_000, piece))
-    assert (text, note) == ("hello little", asr_tab.LISTENING)
+    assert text == "hello little" and note.startswith(asr_tab.LISTENING + "\n\nInput level `")
     clock.t += 2.0 + len(after) / 16_000  # the next chunk comes after 2 s that never arrived
     served = threading.Thread(target=chunk, args=(request, (16_000, after)))
     served.start()
@@ -115,11 +115,11 @@ def test_a_stop_handled_after_record_was_pressed_again_finishes_the_recording_it
         chunk(request, (16_000, before[start : start + 8_000]))
     places.stop("a")  # (the unqueued Stop event, at once)
     places.start("a")  # Record again
-    assert chunk(request, (16_000, after[:8_000]))[1] == asr_tab.LISTENING
+    assert chunk(request, (16_000, after[:8_000]))[1].startswith(asr_tab.LISTENING)
     assert stop(request) == ("hello little", f"Final transcript of {len(before) / 16_000:.1f} s of audio.")
     for start in range(8_000, len(after), 8_000):
         text, note = chunk(request, (16_000, after[start : start + 8_000]))
-    assert note == asr_tab.LISTENING and places.recording("a").state.finished is False
+    assert note.startswith(asr_tab.LISTENING) and places.recording("a").state.finished is False
     places.stop("a")
     assert stop(request) == ("the quick", f"Final transcript of {len(after) / 16_000:.1f} s of audio.")
 
@@ -289,7 +289,7 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
     sf.write(chunk, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
     registry["asr"].get()  # loaded, so the chunk is served by the model
     text, note = asr_stream.fn(SimpleNamespace(session_hash="visitor", client=None, headers={}), payload(chunk))
-    assert note == asr_tab.LISTENING
+    assert note.startswith(asr_tab.LISTENING)
     assert live.places_of(registry["asr"]).hearing("visitor").heard_s == 0.5
 
 
@@ -332,9 +332,9 @@ def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_t
         return asr_stream.fn(SimpleNamespace(session_hash=session, client=None, headers={}), payload)
 
     for squatter in ("s1", "s2", "s3"):  # one chunk each, then nothing
-        assert send(squatter)[1] == asr_tab.LISTENING
+        assert send(squatter)[1].startswith(asr_tab.LISTENING)
     waiting = send("visitor")[1]
     assert waiting.startswith("Live listening is full") and "You are number 1 in line." in waiting
     time.sleep(live.IDLE_S + 0.2)
-    assert send("visitor")[1] == asr_tab.LISTENING  # heard
+    assert send("visitor")[1].startswith(asr_tab.LISTENING)  # heard
     assert live.places_of(registry["asr"]).listening() == 1

@@ -80,7 +80,8 @@ def live_update(
     missing_s: float = 0.0,
 ) -> tuple[long_audio.StreamState, str, Any]:
     """One streaming microphone chunk in: the state, the transcript so far and the line under
-    the text (`LISTENING` while recording: it replaces whatever `live.watch` said meanwhile).
+    the text (`LISTENING` and the input level while recording: it replaces whatever `live.watch`
+    said meanwhile).
 
     `missing_s` of audio never arrived before this chunk (`live.Places.heard`): from
     `live.GAP_S` on, the text marks the gap and the stream starts again after it
@@ -100,7 +101,7 @@ def live_update(
             state = long_audio.stream_finish(loaded.model, loaded.processor, state)
     if state.finished:
         return state, state.text, final_note(state)
-    return state, state.text, LISTENING
+    return state, state.text, f"{LISTENING}\n\n{live.level_meter(rate, samples)}"
 
 
 def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[long_audio.StreamState, str, str]:
@@ -127,7 +128,7 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
     if not metrics:
         return absent or no_evaluation(None), None, None
     test = metrics.get("final", {}).get("test", {})
-    rows = {f"test {human(k)}": test.get(k) for k in ("wer", "cer")}
+    rows = {f"test {human(k)}": None if test.get(k) is None else f"{test[k]:.1%}" for k in ("wer", "cer")}
     rows.update({f"{split} utterances": n for split, n in metrics.get("dataset_sizes", {}).items()})
     params = metrics.get("hyperparameters", {})
     rows.update(
@@ -197,7 +198,7 @@ def build(registry: Registry) -> gr.Blocks:
             )
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
             asr_live_note = gr.Markdown()
-        with gr.Tab("Results"):
+        with gr.Tab("Evaluation"):
             asr_summary = gr.Markdown()
             with gr.Row():
                 asr_loss_plot = gr.Plot(label="Training and validation loss")

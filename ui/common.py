@@ -253,6 +253,9 @@ def literal(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(text, quote=False))
 
 
+NOTICE_S = 6  # how long a refusal's notice stays: read, then out of the way of the next result
+
+
 def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
     """A page event's handler whose refusal (a `gr.Error`: no audio, a file it cannot read) shows
     as a notice that fades, and leaves the event's `outputs` as they were.
@@ -269,7 +272,7 @@ def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error as err:
-                gr.Warning(err.message)
+                gr.Warning(err.message, duration=NOTICE_S)
                 yield unchanged
 
         return stream
@@ -279,7 +282,7 @@ def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except gr.Error as err:
-            gr.Warning(err.message)
+            gr.Warning(err.message, duration=NOTICE_S)
             return unchanged
 
     return handler

@@ -235,6 +235,10 @@ def asr_errors(examples: Examples, top: int = 10) -> dict[str, Any]:
     }
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def utterance_line(row: dict[str, Any], examples: Examples) -> str:
     errors = row["errors"]
     counts = f"{errors['substitutions']} substituted, {errors['deletions']} missed, {errors['insertions']} added"
@@ -266,7 +270,8 @@ def asr_panel(slot: Slot) -> tuple[Callable[[], list[Any]], list[Any]]:
         result = asr_errors(found)
         b = result["breakdown"]
         text = (
-            f"On the {found.split} set ({len(found.rows)} utterances, {b['words']:,} words), words substituted: "
+            f"On the {found.split} set ({plural(len(found.rows), 'utterance')}, {plural(b['words'], 'word')}), "
+            "words substituted: "
             f"{b['substitutions']:,}, missed: {b['deletions']:,}, added: {b['insertions']:,}. Below, the utterances "
             f"with errors, worst first ({_LEGEND}); {found.audio_note()}"
         )

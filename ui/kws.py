@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import keywords, spotting
-from speech.audio import TARGET_RATE, duration_s, to_mono_float
+from speech.audio import TARGET_RATE, duration_s
 from ui import live
 from ui.common import (
     audio_or_error,
@@ -192,7 +192,7 @@ def listen(
             listener.skip(missing_s)
         with user_errors():
             listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
-        level = level_meter(to_mono_float(*chunk)[1])
+        level = live.level_meter(*chunk)
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
     headline = verdict(latest, threshold) if latest else ""
@@ -208,15 +208,6 @@ def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
         f"(listening: nothing above the {threshold:.2f} threshold yet; the closest was “{label}” at "
         f"{p:.2f}. Speak closer, or lower the threshold.)"
     )
-
-
-def level_meter(samples: np.ndarray, bars: int = 12) -> str:
-    """The input level as a bar from -60 dBFS (nothing the model scores) to 0 dBFS."""
-    dbfs = spotting.level_dbfs(samples)
-    filled = 0 if not np.isfinite(dbfs) else int(np.clip((dbfs + 60) / 60, 0, 1) * bars + 0.5)
-    shown = "silence" if not np.isfinite(dbfs) else f"{dbfs:.0f} dBFS"
-    quiet = " · too quiet to score" if not np.isfinite(dbfs) or dbfs < -60 else ""
-    return f"Input level `{'█' * filled}{'░' * (bars - filled)}` {shown}{quiet}"
 
 
 def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
@@ -309,7 +300,8 @@ def build(registry: Registry) -> gr.Blocks:
     def on_evaluation(normalise):
         loaded = slot.peek()
         metrics = loaded.metrics if loaded else None
-        return hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
+        shown = hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
+        return [*shown, gr.update(visible=shown[1]["visible"])]  # the matrix's switch, with the matrix
 
     with gr.Blocks() as demo:
         gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
@@ -368,7 +360,7 @@ def build(registry: Registry) -> gr.Blocks:
             outputs=live_outputs, every_s=0.25,
         )  # fmt: skip
         live.watch(kws_live_audio, places, kws_level)
-        eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss]
+        eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss, kws_normalise]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
 
         def on_evaluation_and_errors(normalise, *cell):

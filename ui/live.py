@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from serving.clients import client_address, is_loopback
 from serving.live_places import (  # noqa: F401 - re-exported: the tabs and tests name them as live.*
@@ -42,7 +43,8 @@ from serving.live_places import (  # noqa: F401 - re-exported: the tabs and test
     busy_note,
 )
 from slots.slot import Slot
-from speech.audio import load_chunk
+from speech import spotting
+from speech.audio import load_chunk, to_mono_float
 from ui.common import user_errors
 
 WATCH_S = 1.0  # how often a recording's page asks whether it is heard
@@ -225,3 +227,13 @@ def watch(audio: gr.Audio, places: Places, note: gr.Markdown) -> None:
     audio.start_recording(begin, outputs=timer, **quiet)
     audio.stop_recording(end, outputs=timer, **quiet)
     timer.tick(tick, outputs=note, **quiet)
+
+
+def level_meter(rate: int, samples: np.ndarray, bars: int = 12) -> str:
+    """A microphone chunk's input level as a bar from -60 dBFS (nothing a model hears) to 0 dBFS,
+    under both Live tabs' results: a visitor sees at once whether the microphone is heard."""
+    dbfs = spotting.level_dbfs(to_mono_float(rate, samples)[1])
+    filled = 0 if not np.isfinite(dbfs) else int(np.clip((dbfs + 60) / 60, 0, 1) * bars + 0.5)
+    shown = "silence" if not np.isfinite(dbfs) else f"{dbfs:.0f} dBFS"
+    quiet = " · too quiet to score" if not np.isfinite(dbfs) or dbfs < -60 else ""
+    return f"Input level `{'█' * filled}{'░' * (bars - filled)}` {shown}{quiet}"

@@ -20,10 +20,10 @@ TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
 def structure_table(registry: Registry) -> pd.DataFrame:
     """Rows = the structure table's attributes, one column per slot; '—' where a slot has no model."""
     columns: dict[str, list[Any]] = {"": list(TABLE_ROWS)}
-    for name, slot in registry.slots.items():
+    for slot in registry.slots.values():
         loaded = slot.peek()
         rows = structure(loaded.model.config, loaded.parameters, loaded.size_bytes) if loaded else {}
-        columns[name] = [_cell(rows.get(key)) for key in TABLE_ROWS]
+        columns[slot.spec.title] = [_cell(rows.get(key)) for key in TABLE_ROWS]
     return pd.DataFrame(columns)
 
 
@@ -74,7 +74,7 @@ def build(registry: Registry) -> gr.Blocks:
             models_reload = gr.Button("Reload models", variant="secondary")
         with gr.Accordion("For the operator: what each slot tried, folders and errors in full", open=False):
             models_details = gr.Markdown()
-        with gr.Accordion("Status (JSON, as the `status` endpoint returns it)", open=False):
+        with gr.Accordion("Status (JSON, as the status endpoint returns it)", open=False):
             models_status = gr.JSON()
         outputs = [models_table, models_cards, models_details, models_status]
         # Status reads take microseconds: no concurrency limit, so no visitor waits for another's.

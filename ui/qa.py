@@ -132,8 +132,8 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[li
         if result["best_span"]:
             summary += f" Its best guess was “{literal(result['best_span'])}”."
     summary += (
-        f"\n\n<small>no-answer score − best span score = {result['score_diff']:+.2f}; it abstains above "
-        f"{result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
+        f"\n\n<small>no-answer margin (no-answer score − best span score) {result['score_diff']:+.2f}; it "
+        f"abstains above {result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
     )
     rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
     return summary, in_context(context, result["start"], result["end"], answered=bool(result["text"])), rows
@@ -187,7 +187,9 @@ def build(registry: Registry) -> gr.Blocks:
                             summary=summaries[name],
                             highlight=gr.HTML(label="Answer in context", show_label=True),
                             alternatives=gr.Dataframe(
-                                headers=["alternative", "probability", "score"], label="Top 3 spans", interactive=False
+                                headers=["alternative", "probability", "span score"],
+                                label="Top 3 spans",
+                                interactive=False,
                             ),
                             threshold=gr.Slider(
                                 -10,
@@ -199,6 +201,11 @@ def build(registry: Registry) -> gr.Blocks:
                             card=gr.Markdown(elem_classes=["about-model"]),
                         )
         with gr.Tab("Comparison"):
+            gr.Markdown(
+                "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
+                "a right answer; **F1** gives credit for the words an answer shares with a right one. An "
+                "abstention is right where the question has no answer in the text."
+            )
             qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
             qa_bars = gr.Plot(label="Validation EM / F1 (%)")
             qa_losses = gr.Plot(label="Training and validation loss")
@@ -215,7 +222,7 @@ def build(registry: Registry) -> gr.Blocks:
             qa_with_fp32 = gr.Checkbox(
                 label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
             )
-            qa_run = gr.Button("Evaluate both models", interactive=False)  # until a file is chosen
+            qa_run = gr.Button("Evaluate both models", variant="primary", interactive=False)  # until a file is chosen
             qa_batch_note = gr.Markdown()
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")

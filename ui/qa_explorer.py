@@ -102,7 +102,7 @@ def legend(models: list[str]) -> str:
 
 def question_detail(by_model: dict[str, Examples], qid: str | None) -> str:
     """One question: its context with every answer marked, and each model's answer, EM, F1 and
-    null margin (how much more the model believed "no answer" than its best span)."""
+    no-answer margin (how much more the model believed "no answer" than its best span)."""
     rows = {name: next((r for r in e.rows if r["id"] == qid), None) for name, e in by_model.items()}
     rows = {name: r for name, r in rows.items() if r is not None}
     if not rows:
@@ -119,11 +119,12 @@ def question_detail(by_model: dict[str, Examples], qid: str | None) -> str:
             marks[name] = [(p["start"], p["end"])]
         said = html.escape(p["text"]) if p["text"] else "<i>no answer</i>"
         margin = row.get("null_margin")
-        extra = "" if margin is None else f", null margin {margin:+.2f} vs threshold {row.get('threshold', 0):+.2f}"
+        threshold = row.get("threshold", 0)
+        extra = "" if margin is None else f", no-answer margin {margin:+.2f}, abstains above {threshold:+.2f}"
         lines.append(f"<li><b>{NAMES[name]}</b>: {said} (EM {row['exact']}, F1 {row.get('f1', 0):.2f}{extra})</li>")
     gold = ", ".join(html.escape(a["text"]) for a in first["answers"]) or "<i>none: the question is unanswerable</i>"
     return (
-        f"<p><b>{html.escape(first['question'])}</b> <small>({html.escape(str(qid))})</small></p>"
+        f"<p><b>{html.escape(first['question'])}</b></p>"
         f"<ul>{''.join(lines)}<li><b>Gold</b>: {gold}</li></ul>"
         f"{legend(list(rows))}{marked_context(context, marks)}"
     )
@@ -158,7 +159,7 @@ def qa_explorer(registry: Registry) -> tuple[Callable[..., list[Any]], list[Any]
             ]
         )
         text = _note(result, missing, chosen)
-        choices = [(f"{q['question'][:80]} ({q['id']})", q["id"]) for q in questions[:SHOWN]]
+        choices = [(q["question"][:80], q["id"]) for q in questions[:SHOWN]]
         ids = [c[1] for c in choices]
         first = current if current in ids else (ids[0] if ids else None)
         return [
