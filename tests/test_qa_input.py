@@ -256,3 +256,15 @@ def test_an_answer_from_the_visitors_own_text_is_shown_as_text_never_as_markup()
     assert "“&lt;img src=x onerror=alert\\(1\\)&gt; \\*\\*bold" in abstained
     agree = qa_tab.agreement({"a": {"text": said}, "b": {"text": said}})
     assert "<img" not in agree and "\\*\\*bold\\*\\*" in agree
+
+
+def test_the_sample_batch_file_is_squad_v2_with_both_kinds_of_question():
+    from ui.qa import SAMPLE_FILE
+    from ui.qa_panels import read_batch
+
+    batch = read_batch(SAMPLE_FILE)
+    assert len(batch.examples) == 12 and sum(not e.answers for e in batch.examples) == 4 and batch.note == ""
+    for example in batch.examples:  # every gold answer where its offset says
+        for answer in example.answers:
+            start = answer["answer_start"]
+            assert example.context[start : start + len(answer["text"])] == answer["text"]

@@ -46,6 +46,7 @@ INSTRUCTION = (
     "Paste a passage of text and ask a question about it: two models each answer with words from the "
     "passage, or say that it holds no answer. DistilBERT reads English; XLM-RoBERTa other languages too."
 )
+SAMPLE_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "sample_squad_v2.json"
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
 
@@ -219,6 +220,8 @@ def build(registry: Registry) -> gr.Blocks:
                 "answered by both models, then scored with the SQuAD v2 metric."
             )
             qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
+            if SAMPLE_FILE.is_file():
+                gr.Examples([[str(SAMPLE_FILE)]], inputs=qa_file, label="A sample file (12 questions, 4 unanswerable)")
             qa_with_fp32 = gr.Checkbox(
                 label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
             )
