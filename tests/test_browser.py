@@ -180,6 +180,12 @@ def test_a_refused_input_says_why_and_leaves_no_error_badge(launch, tiny_checkpo
         toast.wait_for()
         assert "No audio was received" in toast.inner_text()
         assert page.evaluate(visible, ".error") == []  # a raised gr.Error badges every output, for good
+        # The line under the transcript says so too: a transcript there is not this input's.
+        page.get_by_text("⚠️ Not done: No audio was received").wait_for()
+        page.locator("button.gallery-item").first.click()  # an example clip: transcribed, the line replaced
+        page.get_by_role("button", name="Transcribe").click()
+        page.get_by_text("s of audio transcribed in").wait_for()
+        assert page.get_by_text("Not done").count() == 0
         page.get_by_role("tab", name="Question answering").first.click()
         page.get_by_role("button", name="Answer with both models").click()  # no context, no question
         page.locator(".toast-body", has_text="The context is empty").wait_for()

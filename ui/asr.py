@@ -206,7 +206,10 @@ def build(registry: Registry) -> gr.Blocks:
             errors_refresh, errors_outputs = asr_panel(slot)
 
         asr_button.click(
-            fading(on_transcribe, 3), inputs=asr_audio, outputs=[asr_text, asr_timing, asr_words], api_name=False
+            fading(on_transcribe, 3, line=1),
+            inputs=asr_audio,
+            outputs=[asr_text, asr_timing, asr_words],
+            api_name=False,
         ).then(None, js=scroll_into_view("asr-transcript"))
         asr_show_words.change(
             lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False

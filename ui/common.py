@@ -256,14 +256,22 @@ def literal(text: str) -> str:
 NOTICE_S = 6  # how long a refusal's notice stays: read, then out of the way of the next result
 
 
-def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+def fading(fn: Callable[..., Any], outputs: int, line: int | None = None) -> Callable[..., Any]:
     """A page event's handler whose refusal (a `gr.Error`: no audio, a file it cannot read) shows
-    as a notice that fades, and leaves the event's `outputs` as they were.
+    as a notice that fades, and leaves the event's `outputs` as they were; but for output `line`
+    (the line under the result), which says the input was refused, so an earlier result beside a
+    new input is never taken for its result.
 
     Raised, the error would also mark every output with a red "Error" badge that stays after the
     message has gone, over whatever the visitor had there. API endpoints keep raising: a client
     needs the failure. Generator handlers (answers streamed as they come) are wrapped as such."""
-    unchanged = gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+
+    def refused(err: gr.Error) -> Any:
+        gr.Warning(err.message, duration=NOTICE_S)
+        kept: list[Any] = [gr.skip() for _ in range(outputs)]
+        if line is not None:
+            kept[line] = f"⚠️ Not done: {err.message}"
+        return kept[0] if outputs == 1 else tuple(kept)
 
     if inspect.isgeneratorfunction(fn):
 
@@ -272,8 +280,7 @@ def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error as err:
-                gr.Warning(err.message, duration=NOTICE_S)
-                yield unchanged
+                yield refused(err)
 
         return stream
 
@@ -282,8 +289,7 @@ def fading(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except gr.Error as err:
-            gr.Warning(err.message, duration=NOTICE_S)
-            return unchanged
+            return refused(err)
 
     return handler
 

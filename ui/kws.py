@@ -345,7 +345,7 @@ def build(registry: Registry) -> gr.Blocks:
             errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(
-            fading(on_spot, 4),
+            fading(on_spot, 4, line=2),
             inputs=kws_audio,
             outputs=[kws_verdict, kws_label, kws_timing, kws_timeline],
             api_name=False,

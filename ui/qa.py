@@ -257,7 +257,7 @@ def build(registry: Registry) -> gr.Blocks:
         answer_outputs = [qa_agreement, *(out for c in columns.values() for out in c.results())]
         for ask in (qa_button.click, qa_question.submit):
             ask(
-                fading(on_answer, len(answer_outputs)),
+                fading(on_answer, len(answer_outputs), line=0),
                 inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
                 outputs=answer_outputs,
                 api_name=False,
@@ -276,6 +276,7 @@ def build(registry: Registry) -> gr.Blocks:
             fading(
                 lambda f, fp32, progress=gr.Progress(): batch_evaluate(registry, f, progress, fp32),  # noqa: B008
                 3,
+                line=2,
             ),
             inputs=[qa_file, qa_with_fp32],
             outputs=[qa_batch_scores, qa_disagreements, qa_batch_note],
