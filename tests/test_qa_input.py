@@ -179,8 +179,8 @@ def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details
     }
     summary, spans, rows = side(answered, context)
     assert summary == (
-        "### 1889\nAnswers with 62% confidence.\n\n<small>no-answer score − best span score = -2.35; "
-        "it abstains above -0.13 · 12 ms</small>"
+        "### 1889\nAnswers with 62% confidence.\n\n<small>no-answer margin (no-answer score − best span score) "
+        "-2.35; it abstains above -0.13 · 12 ms</small>"
     )
     assert spans == (  # one paragraph, the answer marked in place
         "<div style='max-height:22em;overflow-y:auto'><p style='line-height:1.7;margin:0'>The tower was built in "
