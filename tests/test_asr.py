@@ -140,7 +140,7 @@ def test_bad_upload_gets_a_clear_error_and_the_app_keeps_serving(learned_asr, tm
 def test_results_panel_reads_metrics_json(learned_asr):
     _, checkpoints = learned_asr
     summary, loss_fig, wer_fig = asr_tab.results(read_metrics(checkpoints / "asr"))
-    assert "| test WER | 0 |" in summary and "| train utterances | 4 |" in summary  # whole numbers as such
+    assert "| test WER | 0.0% |" in summary and "| train utterances | 4 |" in summary  # whole numbers as such
     assert "| batch size per device | 4 |" in summary and "per_device_train_batch_size" not in summary
     assert {t.name for t in loss_fig.data} == {"training loss", "validation loss"}
     assert list(wer_fig.data[0].x) == [250, 500, 750, 1000]
