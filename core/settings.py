@@ -118,7 +118,7 @@ ONNX_CACHE = Path(
     )
 )
 HUB_TIMEOUT_S = _number("HUB_TIMEOUT_S", 10.0, "Seconds the hub may take to answer one request", least=0.1)
-HUB_RETRY_S = _number("HUB_RETRY_S", 30.0, "First wait after a hub failure at load; it doubles up to 600 s")
+HUB_RETRY_S = _number("HUB_RETRY_S", 30.0, "First wait after a hub failure at load; it doubles up to 180 s")
 LOAD_WAIT_S = _number("LOAD_WAIT_S", 120.0, "Seconds a request may wait for a slot reading its model from disk")
 MODEL_NICE = int(
     _number("MODEL_NICE", 10, "Nice steps model work runs below the server (Linux; `0`: same priority)", int)

@@ -45,9 +45,17 @@ from slots.table import SlotSpec
 
 # Seconds a request may wait for a slot that is reading its model from local disk.
 LOAD_WAIT_S = settings.LOAD_WAIT_S
-# First wait after a transient hub failure; it doubles up to RETRY_MAX_S.
+# First wait after a transient hub failure; it doubles up to RETRY_MAX_S: a retry is one listing
+# request, so a slot need not sit empty for long after the hub is back.
 RETRY_S = settings.HUB_RETRY_S
-RETRY_MAX_S = 600.0
+RETRY_MAX_S = 180.0
+
+
+def retry_delay(retries: int, first: float = RETRY_S, most: float = RETRY_MAX_S) -> float:
+    """Seconds before the next try after `retries` transient failures in a row."""
+    return min(most, first * 2**retries)
+
+
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
 
 logger = logging.getLogger(__name__)
@@ -269,7 +277,7 @@ class Slot:
                     self._failure = SlotUnavailable(self.spec.name, attempts)
                     self._set("unavailable")
                     return
-                delay = min(RETRY_MAX_S, RETRY_S * 2**self._retries)
+                delay = retry_delay(self._retries)
                 self._retries += 1
                 self._retry_origins = origins
                 self._retry_at = time.monotonic() + delay

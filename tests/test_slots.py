@@ -338,3 +338,9 @@ def test_a_visitors_reload_keeps_the_hub_back_off_unless_a_source_changed(tmp_pa
     shutil.copytree(two_asr[1], tmp_path / "asr")  # a checkpoint trained meanwhile: tried now
     assert slot.refresh() == "loading"
     assert slot.get().source == str(tmp_path / "asr")
+
+
+def test_the_wait_before_retrying_the_hub_doubles_to_three_minutes():
+    from slots.slot import retry_delay
+
+    assert [retry_delay(n, first=30.0) for n in range(6)] == [30.0, 60.0, 120.0, 180.0, 180.0, 180.0]
