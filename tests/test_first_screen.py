@@ -129,3 +129,21 @@ def test_two_apps_on_one_machine_keep_their_files_apart(app_process, tiny_checkp
     apps[1][0].terminate()
     apps[1][0].wait(timeout=30)
     assert not folders[1].exists()
+
+
+def test_live_shows_its_transcript_and_input_level_in_view_and_no_timer_while_recording(launch, tiny_checkpoints):
+    from scripts.screenshot import open_page
+
+    clip = sorted((ROOT / "assets" / "asr").glob("*.wav"))[0]
+    width, height = WIDTHS["phone"]
+    with open_page(launch(tiny_checkpoints), fake_microphone=clip, width=width, height=height) as page:
+        page.get_by_text("About this model").first.wait_for()
+        page.get_by_role("tab", name="Live", exact=True).locator("visible=true").first.click()
+        page.wait_for_timeout(1500)  # the streaming recorder's encoder loads with the tab
+        page.get_by_role("button", name="Record").locator("visible=true").first.click()
+        page.get_by_text("Input level").first.wait_for()  # under the transcript, as in keyword spotting
+        page.wait_for_timeout(1500)
+        assert page.evaluate(VISIBLE, ".progress-text") == []  # no timer counting each chunk's seconds
+        in_view(page, "#asr-live-audio")  # Stop, and the transcript starting under it
+        page.get_by_role("button", name="Stop").locator("visible=true").first.click()
+        page.get_by_text("Final transcript of").wait_for()

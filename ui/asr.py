@@ -196,7 +196,7 @@ def build(registry: Registry) -> gr.Blocks:
             asr_live_audio = gr.Audio(
                 sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
             )
-            asr_live_text = gr.Textbox(label="Partial transcript", lines=4)
+            asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
             asr_live_note = gr.Markdown()
         with gr.Tab("Evaluation"):
             asr_summary = gr.Markdown()
@@ -214,7 +214,10 @@ def build(registry: Registry) -> gr.Blocks:
         asr_show_words.change(
             lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
         )
-        asr_live_audio.start_recording(lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False)
+        # (No progress shown: over the text, a timer counting each event's seconds means nothing.)
+        asr_live_audio.start_recording(
+            lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False, show_progress="hidden"
+        )
         # On a phone the transcript sits under the microphone: bring both into view while speaking.
         asr_live_audio.start_recording(None, js=scroll_into_view("asr-live-audio", block="start"))
         # Stop: at once a line saying the text is being finalised (not queued behind the model),

@@ -351,7 +351,9 @@ def build(registry: Registry) -> gr.Blocks:
             api_name=False,
         ).then(None, js=scroll_into_view("kws-result"))
         live_outputs = [kws_log, kws_live_verdict, kws_live_label, kws_level]
-        kws_live_audio.start_recording(lambda: ("", "", {}, ""), outputs=live_outputs, api_name=False)
+        kws_live_audio.start_recording(
+            lambda: ("", "", {}, ""), outputs=live_outputs, api_name=False, show_progress="hidden"
+        )
         # On a phone the detections sit under the microphone: bring both into view while speaking.
         kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
         # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
