@@ -326,8 +326,8 @@ class Places:
         heard, or it is too early to say; the live handler's own lines speak then)."""
         with self._lock:
             recording = self._recordings.get(session)
-        if recording is None or recording.stopped is not None:
-            return None
+        if recording is None or recording.stopped is not None or recording.refused is not None:
+            return None  # (a refused recording's line says why it is not heard)
         position = self.position(session)
         if position:
             return busy_note(self.places, self.turn_s, position)

@@ -186,3 +186,18 @@ def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_
         clock.t += gap
         other.heard("b", 0.5)
     assert live.while_heard(other, "b", "Listening") == "Listening"
+
+
+def test_a_refused_recording_says_why_once_gives_up_its_seat_and_never_reads_as_silent():
+    clock = Clock()
+    places = live.Places(places=1, turn_s=0, clock=clock)
+    places.start("a")
+    assert places.admit("a") == 0
+    assert places.refuse("a", "no model") is True and places.refuse("a", "again") is False
+    assert places.admit("a") == -1 and places.position("a") is None  # not served, not seated
+    places.start("b")
+    assert places.admit("b") == 0  # the seat it held is free
+    clock.t += live.NO_SOUND_S + 1
+    assert places.note("a") is None  # its line says why; "no audio has come" would be wrong
+    places.start("a")  # Record again: served again
+    assert places.admit("a") == 1  # in line behind b

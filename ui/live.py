@@ -45,7 +45,7 @@ from serving.live_places import (  # noqa: F401 - re-exported: the tabs and test
 from slots.slot import Slot
 from speech import spotting
 from speech.audio import load_chunk, to_mono_float
-from ui.common import user_errors
+from ui.common import NOTICE_S, user_errors
 
 WATCH_S = 1.0  # how often a recording's page asks whether it is heard
 MISSING_SHARE = 0.15  # dropped audio worth telling the visitor about...
@@ -135,7 +135,7 @@ def serving(places: Places, fn: Callable[..., tuple], outputs: int = 2, every_s:
         # The first refusal of a recording says why, once; its later chunks are not served.
         if not places.refuse(session, err.message):
             return *unchanged, gr.skip()
-        gr.Warning(err.message)
+        gr.Warning(err.message, duration=NOTICE_S)
         return *unchanged, f"Stopped listening: {err.message} Press Stop, then Record to try again."
 
     def on_chunk(request: gr.Request, payload, *values):  # (Gradio fills a request only before *values)
