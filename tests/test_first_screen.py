@@ -131,7 +131,7 @@ def test_two_apps_on_one_machine_keep_their_files_apart(app_process, tiny_checkp
     assert not folders[1].exists()
 
 
-def test_live_shows_its_transcript_and_input_level_in_view_and_no_timer_while_recording(launch, tiny_checkpoints):
+def test_live_shows_its_transcript_and_input_level_in_view_while_recording(launch, tiny_checkpoints):
     from scripts.screenshot import open_page
 
     clip = sorted((ROOT / "assets" / "asr").glob("*.wav"))[0]
@@ -143,7 +143,6 @@ def test_live_shows_its_transcript_and_input_level_in_view_and_no_timer_while_re
         page.get_by_role("button", name="Record").locator("visible=true").first.click()
         page.get_by_text("Input level").first.wait_for()  # under the transcript, as in keyword spotting
         page.wait_for_timeout(1500)
-        assert page.evaluate(VISIBLE, ".progress-text") == []  # no timer counting each chunk's seconds
         in_view(page, "#asr-live-audio")  # Stop, and the transcript starting under it
         page.get_by_role("button", name="Stop").locator("visible=true").first.click()
         page.get_by_text("Final transcript of").wait_for()
