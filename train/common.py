@@ -281,12 +281,8 @@ def setup(training_args: TrainingArguments, run: RunArguments, *arg_objects: Any
 
 
 def global_batch(training_args: TrainingArguments) -> int:
-    """Examples per optimizer step, over every process."""
-    return (
-        training_args.per_device_train_batch_size
-        * training_args.world_size
-        * training_args.gradient_accumulation_steps
-    )
+    """Examples per optimizer step, over every process (and every GPU a process drives)."""
+    return training_args.train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
 
 
 class GroupedTrainer(LeanLoop):
@@ -300,9 +296,7 @@ class GroupedTrainer(LeanLoop):
         if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
             # Grouped by the global batch: every process draws the same order and the launcher deals
             # its batches out in turn, so N processes see what one accumulating N batches would.
-            args = self.args
-            global_batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-            return LengthGroupedSampler(global_batch, lengths=lengths)
+            return LengthGroupedSampler(global_batch(self.args), lengths=lengths)
         return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):

@@ -237,9 +237,9 @@ def build(registry: Registry) -> gr.Blocks:
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
         controls = [asr_button, asr_audio, asr_live_audio]
         watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=controls)
-        demo.load(lambda: card_and_controls(slot, 3), outputs=[asr_status, *controls], api_name=False).then(
-            watch.render, outputs=[*results_outputs, watch.shown], api_name=False
-        )
+        demo.load(
+            lambda: card_and_controls(slot, len(controls)), outputs=[asr_status, *controls], api_name=False
+        ).then(watch.render, outputs=[*results_outputs, watch.shown], api_name=False)
 
         def api_transcribe(audio: FileData | None = None) -> str:
             """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in

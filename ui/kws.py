@@ -378,7 +378,9 @@ def build(registry: Registry) -> gr.Blocks:
             outputs=everything,
             controls=controls,
         )
-        demo.load(lambda: card_and_controls(slot, 3), outputs=[kws_status, *controls], api_name=False).then(
+        demo.load(
+            lambda: card_and_controls(slot, len(controls)), outputs=[kws_status, *controls], api_name=False
+        ).then(
             watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
         )
 
