@@ -64,3 +64,12 @@ def model_work(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return run
+
+
+def to_model(model, tensor):
+    """`tensor` moved to `model`'s device, and a floating-point one cast to its dtype (a model served
+    in fp16 on a GPU takes fp16 audio; token ids stay integers)."""
+    weight = next(model.parameters())
+    if tensor.is_floating_point():
+        return tensor.to(weight.device, weight.dtype)
+    return tensor.to(weight.device)

@@ -99,15 +99,39 @@ PRELOAD_MODELS = _flag(
 )
 _declare(
     "SERVE_PRECISION",
-    "int8",
-    "On a CPU: `int8` serves every slot through ONNX Runtime with int8 weights; `fp32` serves PyTorch",
+    "auto",
+    "`auto`: int8 through ONNX Runtime on a CPU, fp16 on a GPU; or `int8` (CPU only), `fp32`, `fp16`, `bf16` "
+    "(PyTorch)",
     "at each load",
 )
 
 
 def serve_precision() -> str:
     """`SERVE_PRECISION`, lower-cased, read as a model loads (its check is the loader's)."""
-    return os.environ.get("SERVE_PRECISION", "int8").strip().lower()
+    return os.environ.get("SERVE_PRECISION", "auto").strip().lower() or "auto"
+
+
+_declare(
+    "SERVE_DEVICE",
+    "auto",
+    "`auto`: a CUDA GPU where one is visible, else the CPU; or `cpu`, `cuda`",
+    "at each load",
+)
+
+
+def serve_device() -> str:
+    """`SERVE_DEVICE`, lower-cased, read as a model loads (its check is the loader's)."""
+    return os.environ.get("SERVE_DEVICE", "auto").strip().lower() or "auto"
+
+
+# The `spaces` package's own switch (spaces/config.py): a ZeroGPU Space sets it; nobody else should.
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+_declare(
+    "SPACES_ZERO_GPU",
+    "",
+    "Set by a ZeroGPU Space (`true`): models load before the app answers, each request runs on a GPU "
+    "lent for it, Live runs on the CPU (docs/deployment.md)",
+)
 
 
 ONNX_CACHE = Path(

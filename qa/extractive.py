@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import InputError, json_kind
-from core.inference import model_work
+from core.inference import model_work, to_model
 
 if TYPE_CHECKING:
     import torch
@@ -274,14 +274,13 @@ def answer(
     length = window_length(model.config)
     example = Example("q", question, context)
     features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
-    device = next(model.parameters()).device
     ids = features.encodings["input_ids"]
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
     for b in range(0, len(ids), batch_size):
         rows = {k: v[b : b + batch_size] for k, v in features.encodings.items()}
         batch = tokenizer.pad(rows, return_tensors="pt")
-        out = model(**{k: v.to(device) for k, v in batch.items()})
+        out = model(**{k: to_model(model, v) for k, v in batch.items()})
         starts += list(out.start_logits.float().cpu().numpy())
         ends += list(out.end_logits.float().cpu().numpy())
     return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]

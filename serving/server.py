@@ -15,7 +15,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from core import memory, settings
-from serving import audio_worker, sessions
+from serving import audio_worker, gpu, sessions
 from serving.upload_guard import UploadGuard
 from slots.registry import Registry
 
@@ -38,9 +38,15 @@ def preload_default() -> bool:
 def open_registry(checkpoints: Path | str = "checkpoints", preload: bool | None = None) -> Registry:
     """The model slots, read from `checkpoints` (then the env vars and the hub). With `preload`
     (default: `PRELOAD_MODELS`, on), every slot starts loading in the background now, so no
-    visitor's request waits for a download; without it a slot loads on its first use."""
+    visitor's request waits for a download; without it a slot loads on its first use.
+
+    On ZeroGPU every slot loads here, in the calling (main) thread, before the app launches: the
+    `spaces` package emulates CUDA in that thread only, and moves what it placed there to a GPU
+    when a request borrows one (`serving.gpu`)."""
     registry = Registry(Path(checkpoints))
-    if preload_default() if preload is None else preload:
+    if gpu.ZERO_GPU:
+        registry.load_here()
+    elif preload_default() if preload is None else preload:
         registry.preload()
     return registry
 

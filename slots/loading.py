@@ -89,10 +89,3 @@ def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:
     require_weights(path)
     processor = load_processor(kind, path)
     return load_model(kind, path), processor
-
-
-def best_device() -> str:
-    """'cuda' where a GPU is visible, else 'cpu'."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,7 +10,7 @@ favour of torchao, which has no CPU int8 path for these models.
 A model is exported once per weights file and cached on disk (`ONNX_CACHE`). The exporter is
 torch's TorchScript-based one, because its graph ran fastest here; it is deprecated, so when a
 torch release drops it the torch.export-based exporter takes over (slower graph, same results).
-Any failure leaves the slot serving the torch model in fp32, and says so.
+Any failure leaves the slot serving the torch model in fp32, and says so (`slots.placement`).
 
 The sessions stand in for the transformers models wherever `core` runs one: they take the same
 inputs and return an object with the same output names. Speech rows that are padded run one at a
@@ -184,41 +184,6 @@ class OnnxQA(OnnxModel):
 def supported(kind: str, model: Any) -> bool:
     """Whether `model` of a slot kind can be served through ONNX Runtime."""
     return kind in EXPORTS and type(model).__name__ in EXPORTS[kind].classes
-
-
-def precision_setting() -> str:
-    """`SERVE_PRECISION`: "int8" (default; CPU only) or "fp32"."""
-    value = settings.serve_precision()
-    if value not in ("int8", "fp32"):
-        raise ValueError(f"SERVE_PRECISION must be int8 or fp32, not {value!r}")
-    return value
-
-
-def for_serving(kind: str, model: Any, folder: Path, device: str) -> tuple[Any, str]:
-    """The model to serve and its precision in words, for the status.
-
-    On CPU every kind serves int8 through ONNX Runtime unless `SERVE_PRECISION=fp32`; on a GPU,
-    or for a class with no export, the model serves as loaded.
-
-    Args:
-        kind: the slot kind ("ctc", "audio-classification", "question-answering").
-        model: the loaded transformers model.
-        folder: the folder its weights came from (the export cache is keyed by them).
-        device: where it runs.
-
-    Returns:
-        (the model to call, e.g. "int8 (onnxruntime, cpu)").
-    """
-    if device != "cpu" or precision_setting() != "int8":
-        return model, f"fp32 (torch, {device})"
-    if not supported(kind, model):
-        return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)"
-    weights = sorted(Path(folder).glob("*.safetensors"))[0]
-    try:
-        return int8_model(kind, model, weights), INT8
-    except Exception as err:  # noqa: BLE001 - serve the torch model rather than nothing
-        logger.warning("int8 export of %s failed, serving fp32: %s", folder, err)
-        return model, f"fp32 (torch, cpu; int8 export failed: {err})"
 
 
 def cache_key(weights: Path, model: Any) -> str:

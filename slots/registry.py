@@ -33,6 +33,11 @@ class Registry:
         for slot in self.slots.values():
             slot.start()
 
+    def load_here(self) -> None:
+        """Load every slot in the calling thread, one after the other (ZeroGPU: `Slot.load_here`)."""
+        for slot in self.slots.values():
+            slot.load_here()
+
     def status(self, load: bool = True, wait: bool = True, detail: bool = False) -> dict[str, dict[str, Any]]:
         """Per-slot status (`Slot.status`); with `load`, starts every slot's load, and with `wait`
         also waits for local reads (never for a download)."""

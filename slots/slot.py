@@ -116,8 +116,17 @@ class Slot:
             if self._state == "not loaded":
                 self._set("starting")
                 threading.Thread(
-                    target=self._run, args=(self._generation,), name=f"slot {self.spec.name}", daemon=True
+                    target=self._in_background, args=(self._generation,), name=f"slot {self.spec.name}", daemon=True
                 ).start()
+
+    def load_here(self, tries: int = 3) -> None:
+        """Load in the calling thread, giving up after `tries` transient hub failures in a row:
+        on ZeroGPU the main thread places every model before the app launches (`serving.gpu`)."""
+        with self._cond:
+            if self._state != "not loaded":
+                return
+            self._set("starting")
+        self._run(self._generation, tries)
 
     def get(self, wait_s: float | None = None) -> LoadedModel:
         """The loaded model. Starts a load if none ran; waits while it reads local files, never
@@ -241,10 +250,13 @@ class Slot:
 
         return phase
 
-    def _run(self, generation: int) -> None:
+    def _in_background(self, generation: int) -> None:
         # A load (reading, exporting, quantizing) yields the CPU to the threads answering requests,
         # and the model's worker threads, started from here, keep that priority.
         lower_priority()
+        self._run(generation)
+
+    def _run(self, generation: int, tries: int | None = None) -> None:
         while True:
             attempts: list[dict[str, str]] = []
             transient = False
@@ -273,7 +285,7 @@ class Slot:
             with self._cond:
                 if generation != self._generation:
                     return
-                if not transient:
+                if not transient or (tries is not None and self._retries + 1 >= tries):
                     self._failure = SlotUnavailable(self.spec.name, attempts)
                     self._set("unavailable")
                     return
@@ -297,6 +309,8 @@ class Slot:
 
     def refresh(self) -> str:
         """Reload this slot as the module docstring says; returns what it did, in a few words."""
+        if settings.ZERO_GPU:
+            return "on ZeroGPU the models are placed when the Space starts: restart the Space to load new ones"
         with self._cond:
             if self._swap is not None or self._state not in ("loaded", "unavailable", "retrying", "not loaded"):
                 return "a load is under way"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from core.checkpoint import MetricsError, folder_size, read_metrics
 from core.errors import NoModelFiles
-from slots import hub, loading
+from slots import hub, loading, placement
 from slots.errors import short_error
 from slots.table import SlotSpec
 from speech import audio
@@ -24,6 +25,16 @@ logger = logging.getLogger("slots.slot")  # one log for the slots and their sour
 # A loader's progress: `phase(state, progress)` moves the slot to "resolving", "downloading" (with
 # the download's progress) or "loading".
 Phase = Callable[..., None]
+
+
+# Every model serving now, by key: a `LoadedModel` pickles as its key (`LoadedModel.__reduce__`), so
+# a ZeroGPU worker, forked from the app, finds the same model instead of receiving a copy.
+_SERVING: weakref.WeakValueDictionary[int, LoadedModel] = weakref.WeakValueDictionary()
+
+
+def served(key: int) -> LoadedModel:
+    """The model that pickled as `key`, in this process or one forked from it."""
+    return _SERVING[key]
 
 
 @dataclass
@@ -45,14 +56,20 @@ class LoadedModel:
     # Reload loads again only when they differ.
     origin: tuple = ()
     commit: str | None = None  # the hub commit it was read at (its snapshot folder); None for a folder
+    live_model: Any = None  # what Live runs: `model`, but on ZeroGPU a CPU copy (`slots.placement`)
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.live_model = self.model if self.live_model is None else self.live_model
         self.parameters = getattr(self.model, "source_parameters", None) or sum(
             p.numel() for p in self.model.parameters()
         )
         self.size_bytes = folder_size(self.path)
+        _SERVING[id(self)] = self
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return served, (id(self),)
 
 
 def folder_fingerprint(source: str) -> tuple | None:
@@ -86,11 +103,7 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
     else:
         model, processor, path = _from_hub(spec, remote, phase)
         commit = path.name  # huggingface_hub's snapshot folders are named by their commit
-    device = loading.best_device()
-    model.to(device).eval()
-    from slots import onnx_serving  # torch: imported when the first model loads, not before the app answers
-
-    model, precision = onnx_serving.for_serving(spec.kind, model, path, device)
+    placed = placement.place(spec.kind, model.eval(), path)
     if spec.kind != "question-answering":
         audio.prepare_resampling()
     metrics, warnings = None, []
@@ -101,8 +114,8 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
         logger.warning("slot %s: %s in %s", spec.name, err, path)
     label = visitor_label(spec, label, source)
     return LoadedModel(
-        model, processor, source, path, device, 0.0, metrics, list(attempts), precision, label, warnings,
-        commit=commit,
+        placed.model, processor, source, path, placed.device, 0.0, metrics, list(attempts), placed.precision, label,
+        warnings, commit=commit, live_model=placed.live,
     )  # fmt: skip
 
 

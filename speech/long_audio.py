@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.inference import model_work
+from core.inference import model_work, to_model
 from speech.audio import TARGET_RATE, StreamResampler
 from speech.ctc import Word, decode_predictions, word_times
 
@@ -72,11 +72,10 @@ def window_ids(model, extractor, pieces: list[np.ndarray]) -> list[np.ndarray]:
     inputs = extractor(
         pieces, sampling_rate=TARGET_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
     )
-    device = next(model.parameters()).device
-    mask = inputs.attention_mask.to(device)
+    mask = to_model(model, inputs.attention_mask)
     # The last window is shorter: padding must not shift its features (see speech.heads).
     with padding_proof(getattr(model, "base_model", model), mask.sum(-1)):
-        logits = model(inputs.input_values.to(device), attention_mask=mask).logits
+        logits = model(to_model(model, inputs.input_values), attention_mask=mask).logits
     lengths = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
     ids = logits.argmax(-1).cpu().numpy()
     return [row[: int(n)] for row, n in zip(ids, lengths, strict=True)]

@@ -37,12 +37,14 @@ class _MaskedGroupNorm(nn.Module):
         self.norm, self.lengths = norm, lengths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = frame_mask(self.lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+        # In fp32 whatever the model's dtype: a 30 s window's sum over 96,000 frames overflows fp16.
+        dtype, x = x.dtype, x.float()
+        mask = frame_mask(self.lengths.to(x.device), x.shape[-1]).unsqueeze(1).to(x.dtype)
         count = mask.sum(-1, keepdim=True)
         mean = (x * mask).sum(-1, keepdim=True) / count
         var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
         y = (x - mean) * torch.rsqrt(var + self.norm.eps)
-        return y * self.norm.weight[None, :, None] + self.norm.bias[None, :, None]
+        return (y * self.norm.weight.float()[None, :, None] + self.norm.bias.float()[None, :, None]).to(dtype)
 
 
 @contextlib.contextmanager

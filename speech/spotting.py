@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.inference import model_work
+from core.inference import model_work, to_model
 from speech import keywords
 from speech.audio import TARGET_RATE, StreamResampler
 
@@ -55,10 +55,9 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
     import torch  # not before the app answers (core.inference)
 
     rows = []
-    device = next(model.parameters()).device
     for b in range(0, len(windows), batch_size):
         inputs = extractor(windows[b : b + batch_size], sampling_rate=TARGET_RATE, return_tensors="pt")
-        logits = model(inputs.input_values.to(device)).logits
+        logits = model(to_model(model, inputs.input_values)).logits
         rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(rows)
 

@@ -26,7 +26,8 @@ def tone_speech():
     """A CTC model that reads letters spoken as tones (`tests/tone_ctc.py`), and two phrases in
     its tones as 16 kHz PCM: "hello little" and "the quick"."""
     processor = make_processor(build_char_vocab(["hello little letters the quick brown fox"]))
-    loaded = SimpleNamespace(model=ToneCTC(len(processor.tokenizer)), processor=processor, device="cpu")
+    model = ToneCTC(len(processor.tokenizer))
+    loaded = SimpleNamespace(model=model, live_model=model, processor=processor, device="cpu")
     before, after = (
         (speak_as_tones(t, processor.tokenizer) * 32767).astype(np.int16) for t in ("hello little", "the quick")
     )

@@ -215,7 +215,7 @@ def test_audio_arriving_after_stop_joins_the_final_transcript(tone):
     from ui import asr as asr_tab
 
     model, processor = tone
-    loaded = SimpleNamespace(model=model, processor=processor)
+    loaded = SimpleNamespace(model=model, live_model=model, processor=processor)
     pcm = (speak_as_tones(TEXT, processor.tokenizer) * 32767).astype(np.int16)
     cut = len(pcm) - 8_000  # the browser's last half second reaches the server after the stop event
     state = None

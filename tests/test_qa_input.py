@@ -137,16 +137,16 @@ def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, 
 
     from gradio_client import handle_file
 
-    from ui import qa_panels
+    from serving import gpu
 
-    real, started = qa_panels.predict_all, threading.Event()
+    real, started = gpu.answer_all, threading.Event()
 
     def slow_predict_all(*args, **kwargs):
         started.set()
         time.sleep(6)  # 200 long questions on a busy CPU
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(qa_panels, "predict_all", slow_predict_all)
+    monkeypatch.setattr(gpu, "answer_all", slow_predict_all)
     url = launch(tiny_checkpoints)
     upload = tmp_path / "batch.json"
     upload.write_text(json.dumps(squad_json()))
@@ -222,6 +222,7 @@ def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model
 ):
     import gradio as gr
 
+    from serving import gpu
     from slots.registry import Registry
     from ui import qa_panels
 
@@ -233,7 +234,7 @@ def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model
     upload = tmp_path / "batch.jsonl"
     upload.write_text("\n".join(json.dumps(line) for line in lines))
     ran = []
-    monkeypatch.setattr(qa_panels, "predict_all", lambda *args, **kwargs: ran.append(args))
+    monkeypatch.setattr(gpu, "answer_all", lambda *args, **kwargs: ran.append(args))
     with pytest.raises(gr.Error) as err:
         qa_panels.batch_evaluate(Registry(tiny_checkpoints), str(upload))
     assert str(err.value.message).startswith("Question 'q-long' is ")

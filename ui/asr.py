@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from gradio import FileData
 
+from serving import gpu
 from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import long_audio
@@ -46,7 +47,7 @@ LIVE_EVERY_S = 0.5
 def transcribe(loaded: LoadedModel, samples: np.ndarray) -> tuple[str, list[Word]]:
     """Greedy CTC transcript of 16 kHz mono samples, with each word's start and end; long audio
     runs in overlapping windows."""
-    return long_audio.transcribe_words(loaded.model, loaded.processor, samples)
+    return gpu.transcribe(loaded, samples)
 
 
 def transcribe_input(loaded: LoadedModel, audio: Any) -> tuple[str, str, list[Word]]:
@@ -95,10 +96,10 @@ def live_update(
     rate, samples = chunk
     with user_errors():
         if missing_s >= live.GAP_S and not state.finished:
-            state = long_audio.stream_gap(loaded.model, loaded.processor, state, missing_s)
-        state = long_audio.stream_step(loaded.model, loaded.processor, state, rate, samples)
+            state = long_audio.stream_gap(loaded.live_model, loaded.processor, state, missing_s)
+        state = long_audio.stream_step(loaded.live_model, loaded.processor, state, rate, samples)
         if state.finished:
-            state = long_audio.stream_finish(loaded.model, loaded.processor, state)
+            state = long_audio.stream_finish(loaded.live_model, loaded.processor, state)
     if state.finished:
         return state, state.text, final_note(state)
     return state, state.text, f"{LISTENING}\n\n{live.level_meter(rate, samples)}"
@@ -107,7 +108,7 @@ def live_update(
 def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tuple[long_audio.StreamState, str, str]:
     """The microphone stopped: the state, the transcript including the last half second, and the
     line under it saying the text is final (chunks still on their way join it: `live_update`)."""
-    state = long_audio.stream_finish(loaded.model, loaded.processor, state or long_audio.StreamState())
+    state = long_audio.stream_finish(loaded.live_model, loaded.processor, state or long_audio.StreamState())
     return state, state.text, final_note(state)
 
 
@@ -191,7 +192,7 @@ def build(registry: Registry) -> gr.Blocks:
         with gr.Tab("Live"):
             gr.Markdown(
                 "Speak: the transcript updates every half second. Each update runs the model "
-                f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio."
+                f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio." + live.where_it_runs()
             )
             asr_live_audio = gr.Audio(
                 sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"

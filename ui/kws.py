@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from gradio import FileData
 from plotly.subplots import make_subplots
 
+from serving import gpu
 from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import keywords, spotting
@@ -58,7 +59,7 @@ def clip_scores(
     most probable logged keyword, so the label agrees with the timeline; with none logged, by its
     most keyword-like window (one window's spike, which a listener would not log, does not win
     over a keyword heard in two)."""
-    scan = spotting.sliding_probs(loaded.model, loaded.processor, samples)
+    scan = gpu.keyword_scan(loaded, samples)
     labels = labels_of(loaded)
     found = spotting.detect(scan, labels, threshold) if len(scan.times) > 1 else []
     if found:
@@ -191,7 +192,7 @@ def listen(
         if missing_s >= live.GAP_S:
             listener.skip(missing_s)
         with user_errors():
-            listener.push(loaded.model, loaded.processor, chunk[0], chunk[1], threshold)
+            listener.push(loaded.live_model, loaded.processor, chunk[0], chunk[1], threshold)
         level = live.level_meter(*chunk)
     log = "\n".join(f"{d.time_s:7.2f} s  {d.label:<6} {d.probability:.2f}" for d in reversed(listener.detections))
     latest = {} if listener.latest is None else dict(zip(labels_of(loaded), map(float, listener.latest), strict=True))
@@ -322,6 +323,7 @@ def build(registry: Registry) -> gr.Blocks:
             gr.Markdown(
                 "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
                 "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
+                + live.where_it_runs()
             )
             gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
             kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")

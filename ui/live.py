@@ -28,6 +28,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from serving import gpu
 from serving.clients import client_address, is_loopback
 from serving.live_places import (  # noqa: F401 - re-exported: the tabs and tests name them as live.*
     GAP_S,
@@ -51,6 +52,13 @@ WATCH_S = 1.0  # how often a recording's page asks whether it is heard
 MISSING_SHARE = 0.15  # dropped audio worth telling the visitor about...
 MISSING_AFTER_S = 5.0  # ...once this much was heard
 CHUNK_INTERVALS = 4  # a chunk longer than this many stream intervals (1 s at least) is refused
+
+
+def where_it_runs() -> str:
+    """A Live tab's line on a ZeroGPU Space, where other requests borrow a GPU: Live does not."""
+    if not gpu.ZERO_GPU:
+        return ""
+    return " Live runs on this Space's processor, not its GPU: it uses none of your daily GPU time."
 
 
 def skipping_note(share: float) -> str:

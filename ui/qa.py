@@ -17,6 +17,7 @@ from gradio import FileData
 from core.structure import human_bytes
 from qa import extractive
 from qa.squad_metric import normalize_answer
+from serving import gpu
 from slots.errors import SlotUnavailable
 from slots.registry import Registry
 from slots.sources import LoadedModel
@@ -79,7 +80,7 @@ def answer_each(
             continue
         threshold = (thresholds or {}).get(name, extractive.default_threshold(loaded.metrics))
         start = time.perf_counter()
-        prediction = extractive.answer(loaded.model, loaded.processor, context, question, threshold)
+        prediction = gpu.answer(loaded, context, question, threshold)
         yield (
             name,
             {
@@ -223,7 +224,7 @@ def build(registry: Registry) -> gr.Blocks:
             if SAMPLE_FILE.is_file():
                 gr.Examples([[str(SAMPLE_FILE)]], inputs=qa_file, label="A sample file (12 questions, 4 unanswerable)")
             qa_with_fp32 = gr.Checkbox(
-                label="Also score each model in fp32 (shows what the int8 serving precision costs; twice the time)"
+                label="Also score each model in fp32 (shows what the serving precision costs; twice the time)"
             )
             qa_run = gr.Button("Evaluate both models", variant="primary", interactive=False)  # until a file is chosen
             qa_batch_note = gr.Markdown()

@@ -4,7 +4,6 @@ uploaded SQuAD v2 file."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -20,7 +19,7 @@ from qa import extractive
 from qa.extractive import Example
 from qa.squad_data import gold_answers, load_file
 from qa.squad_metric import normalize_answer, squad_v2
-from slots.loading import load_model
+from serving import gpu
 from slots.registry import Registry
 from ui.common import output_file, require, user_errors
 from ui.plots import compact, history_figure, human
@@ -164,15 +163,6 @@ def read_batch(path: str | Path) -> Batch:
     return Batch(taken, " ".join(notes))
 
 
-def predict_all(
-    model: Any, tokenizer: Any, examples: list[Example], threshold: float, progress: Iterable[Example] | None = None
-) -> dict[str, str]:
-    """Question id -> answer text ("" = no answer) for every example."""
-    return {
-        e.id: extractive.answer(model, tokenizer, e.context, e.question, threshold).text for e in progress or examples
-    }
-
-
 def evaluate_examples(
     registry: Registry, batch: Batch, progress: gr.Progress | None = None, with_fp32: bool = False
 ) -> BatchResult:
@@ -190,12 +180,12 @@ def evaluate_examples(
     for name, loaded in served.items():
         threshold = extractive.default_threshold(loaded.metrics)
         precisions[name] = loaded.precision
-        shown = progress.tqdm(examples, desc=f"{NAMES[name]} ({loaded.precision})") if progress else None
-        answers[name] = predict_all(loaded.model, loaded.processor, examples, threshold, shown)
+        bar = progress if progress is not None and gpu.progress_allowed() else None
+        shown = bar.tqdm(examples, desc=f"{NAMES[name]} ({loaded.precision})") if bar else None
+        answers[name] = gpu.answer_all(loaded, examples, threshold, progress=shown)
         if with_fp32 and not loaded.precision.startswith("fp32"):
-            model = load_model(registry[name].spec.kind, loaded.path).eval()
-            shown = progress.tqdm(examples, desc=f"{NAMES[name]} (fp32)") if progress else None
-            reference[name] = predict_all(model, loaded.processor, examples, threshold, shown)
+            shown = bar.tqdm(examples, desc=f"{NAMES[name]} (fp32)") if bar else None
+            reference[name] = gpu.answer_all(loaded, examples, threshold, fp32=True, progress=shown)
     golds = gold_answers(examples)
     disagreements = []
     for e in examples:
