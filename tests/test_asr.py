@@ -99,6 +99,27 @@ def test_app_transcribes_the_learned_utterances(learned_asr, launch):
         assert client.predict(handle_file(str(clip)), api_name="/transcribe") == text
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_writes_the_transcripts_fp32_writes(learned_asr, monkeypatch, precision):
+    """The GPU path's precision (run here on the CPU, the same code): the learned utterances'
+    transcripts and word times exactly as in fp32."""
+    from serving import gpu
+    from slots.registry import Registry
+
+    root, checkpoints = learned_asr
+    monkeypatch.setenv("SERVE_DEVICE", "cpu")
+    monkeypatch.setenv("SERVE_PRECISION", "fp32")
+    reference = Registry(checkpoints)["asr"].get()
+    monkeypatch.setenv("SERVE_PRECISION", precision)
+    half = Registry(checkpoints)["asr"].get()
+    assert half.precision == f"{precision} (torch, cpu)"
+    for i, text in enumerate(UTTERANCES):
+        clip = root / "librispeech" / "test-clean" / "19" / "198" / f"19-198-{i:04d}.flac"
+        samples, _ = sf.read(clip, dtype="float32")
+        said, words = gpu.transcribe(reference, samples)
+        assert said == text and gpu.transcribe(half, samples) == (text, words)
+
+
 def test_stereo_48k_int32_and_float64_input_just_work(learned_asr, tmp_path, launch):
     root, checkpoints = learned_asr
     samples, rate = sf.read(root / "librispeech" / "test-clean" / "19" / "198" / "19-198-0000.flac")
