@@ -225,6 +225,26 @@ def download(source: HubSource, patterns: list[str], progress: Progress | None =
     )
 
 
+def preloaded(source: HubSource, files: tuple[str, ...]) -> Path | None:
+    """The snapshot folder of pinned `source` if every one of `files` is in the local cache (a
+    Space's `preload_from_hub` put them there at build), else None. Asks the hub nothing."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not files or not is_pinned(source):
+        return None
+    found = [try_to_load_from_cache(source.repo_id, name, revision=source.revision) for name in files]
+    if not all(isinstance(path, str) for path in found):
+        return None
+    return Path(found[0]).parent
+
+
+def vanished(err: BaseException) -> bool:
+    """Whether `err` says the revision asked for is not on the hub (a pinned commit that is gone)."""
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    return isinstance(err, RevisionNotFoundError)
+
+
 def is_transient(err: BaseException) -> bool:
     """Whether a failed hub step is worth retrying: timeouts, lost connections, the hub's own
     5xx/429 answers. A missing repo or revision, refused weights or offline mode are not."""

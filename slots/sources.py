@@ -93,7 +93,7 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
     the sources that failed before it."""
     path = Path(source).expanduser()
     remote = hub.parse_source(source) if label != "checkpoint" and not path.is_dir() else None
-    commit = None
+    commit = moved = None
     if remote is None:
         if not path.is_dir():
             plain = "not trained yet" if label == "checkpoint" else "no such folder"
@@ -101,12 +101,12 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
         phase("loading")
         model, processor = loading.from_pretrained(spec.kind, path)
     else:
-        model, processor, path = _from_hub(spec, remote, phase)
+        model, processor, path, moved = _from_hub_or_newest(spec, remote, source, phase)
         commit = path.name  # huggingface_hub's snapshot folders are named by their commit
     placed = placement.place(spec.kind, model.eval(), path)
     if spec.kind != "question-answering":
         audio.prepare_resampling()
-    metrics, warnings = None, []
+    metrics, warnings = None, ([moved] if moved else [])
     try:
         metrics = read_metrics(path)
     except MetricsError as err:  # the model still serves; the tab and status say what is wrong
@@ -144,8 +144,39 @@ def failed_attempt(spec: SlotSpec, label: str, source: str, err: Exception) -> d
     return {"source": f"{label} {source}", "error": short_error(err), "label": shown, "reason": reason}
 
 
+def _from_hub_or_newest(
+    spec: SlotSpec, remote: hub.HubSource, source: str, phase: Phase
+) -> tuple[Any, Any, Path, str | None]:
+    """`_from_hub`, and a warning (else None): where the slot's pinned default commit is gone from
+    the hub, the repository's default branch is served instead, if it holds safetensors weights."""
+    try:
+        return (*_from_hub(spec, remote, phase), None)
+    except Exception as err:
+        if source != spec.hub_default or not hub.vanished(err):
+            raise
+    logger.warning("slot %s: commit %s of %s is gone from the hub; trying its default branch", spec.name,
+                   remote.revision, remote.repo_id)  # fmt: skip
+    try:
+        model, processor, path = _from_hub(spec, hub.HubSource(remote.repo_id), phase)
+    except NoModelFiles as err:
+        raise NoModelFiles(
+            f"commit {remote.revision} is gone from the hub and the default branch failed: {err}",
+            "its pinned version is gone from the hub, and its newest one has no safetensors weights",
+        ) from err
+    return (
+        model,
+        processor,
+        path,
+        (f"the pinned version ({remote.revision[:7]}) is gone from the hub: this is the newest one ({path.name[:7]})"),
+    )
+
+
 def _from_hub(spec: SlotSpec, source: hub.HubSource, phase: Phase) -> tuple[Any, Any, Path]:
-    """Tokenizer/processor first (a failure there costs no weight download), then weights."""
+    """Tokenizer/processor first (a failure there costs no weight download), then weights; a
+    slot's hub default preloaded in full at build is read from the cache, asking nothing."""
+    if source == hub.parse_source(spec.hub_default) and (path := hub.preloaded(source, spec.files)):
+        phase("loading")
+        return (*loading.from_pretrained(spec.kind, path), path)
     if hub.offline():  # the local cache only: as quick as a folder, so requests may wait
         phase("loading")
         path = hub.download(source, hub.SERVED_PATTERNS)

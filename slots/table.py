@@ -16,10 +16,19 @@ class SlotSpec:
     revision: str  # a commit of `hub_id` that holds safetensors weights (never a moving branch)
     kind: str  # "ctc", "audio-classification" or "question-answering"
     train_command: str
+    # The files of the hub default that the slot reads (config, processor, safetensors weights): a
+    # Space preloads exactly these at build (README's `preload_from_hub`), and a slot that finds
+    # them all in the cache reads them without asking the hub (`slots.hub.preloaded`).
+    files: tuple[str, ...] = ()
 
     @property
     def hub_default(self) -> str:
         return f"{self.hub_id}@{self.revision}"
+
+    @property
+    def preload_entry(self) -> str:
+        """This default as a Space's `preload_from_hub` entry: "repo file1,file2 commit"."""
+        return f"{self.hub_id} {','.join(self.files)} {self.revision}"
 
 
 # The hub defaults, each pinned to a commit with safetensors weights (why each: README, "Model slots").
@@ -34,6 +43,14 @@ SLOTS: dict[str, SlotSpec] = {
             "22aad52d435eb6dbaf354bdad9b0da84ce7d6156",
             "ctc",
             "python -m train.asr train/configs/asr_hw4.json",
+            (
+                "config.json",
+                "preprocessor_config.json",
+                "special_tokens_map.json",
+                "tokenizer_config.json",
+                "vocab.json",
+                "model.safetensors",
+            ),
         ),
         SlotSpec(
             "kws",
@@ -43,6 +60,7 @@ SLOTS: dict[str, SlotSpec] = {
             "544d59e19da793285a8d9329742b31c7a5f0934b",
             "audio-classification",
             "python -m train.kws train/configs/kws_hw4.json",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
         ),
         SlotSpec(
             "qa-distilbert",
@@ -52,6 +70,7 @@ SLOTS: dict[str, SlotSpec] = {
             "a9e4040300b0a2d802ae7c7cf6719e22f0fe79f8",
             "question-answering",
             "python -m train.qa train/configs/qa_distilbert.json",
+            ("config.json", "special_tokens_map.json", "tokenizer_config.json", "vocab.txt", "model.safetensors"),
         ),
         SlotSpec(
             "qa-xlmr",
@@ -61,6 +80,13 @@ SLOTS: dict[str, SlotSpec] = {
             "a17f72834366c08e1442ba44b483983d86d659bf",
             "question-answering",
             "python -m train.qa train/configs/qa_xlmr.json",
+            (
+                "config.json",
+                "sentencepiece.bpe.model",
+                "special_tokens_map.json",
+                "tokenizer_config.json",
+                "model.safetensors",
+            ),
         ),
     )
 }

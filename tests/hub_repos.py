@@ -25,7 +25,6 @@ from transformers import (
     Wav2Vec2Config,
     Wav2Vec2CTCTokenizer,
     Wav2Vec2ForCTC,
-    Wav2Vec2Processor,
     XLMRobertaForQuestionAnswering,
     XLMRobertaTokenizer,
 )
@@ -94,7 +93,15 @@ def asr_repo(letter: str = SPOKEN_LETTER, pinned: str = SLOTS["asr"].revision) -
             do_lower_case=False,
         )
     extractor = speech_extractor(attention_mask=False)
-    processor = Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
+    # Laid out as the 2021 repository is: the extractor's and the tokenizer's files side by side
+    # (preprocessor_config.json, vocab.json, ...), no processor_config.json.
+    processor_files = {
+        **_files(extractor.save_pretrained),
+        **_files(tokenizer.save_pretrained),
+        "special_tokens_map.json": json.dumps(
+            {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+        ).encode(),
+    }
     config = Wav2Vec2Config(
         hidden_size=32,
         num_hidden_layers=2,
@@ -113,7 +120,7 @@ def asr_repo(letter: str = SPOKEN_LETTER, pinned: str = SLOTS["asr"].revision) -
         model.lm_head.weight.zero_()
         model.lm_head.bias.fill_(-5.0)
         model.lm_head.bias[UPPER_VOCAB[letter]] = 5.0
-    return _repo(model, _files(processor.save_pretrained), pinned, False, "# wav2vec2-base-960h (tiny)")
+    return _repo(model, processor_files, pinned, False, "# wav2vec2-base-960h (tiny)")
 
 
 def moving_asr_repo() -> tuple[Repo, str]:

@@ -297,3 +297,78 @@ def test_a_checkpoint_published_to_the_hub_brings_its_per_example_results(tmp_pa
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["source"] == "you/kws-checkpoint"
     assert result["rows"] == ["yes/0.wav", "yes/1.wav", "yes/2.wav"] and result["audio"] == [False, True, False]
+
+
+PRELOAD_THEN_LOAD = """
+import json, sys
+from huggingface_hub import hf_hub_download
+from slots.registry import Registry
+from slots.table import SLOTS
+if sys.argv[2] == "build":  # what a Space's build does with README's preload_from_hub entries
+    for spec in SLOTS.values():
+        for name in spec.files:
+            hf_hub_download(spec.hub_id, name, revision=spec.revision)
+    sys.exit(0)
+import time
+registry = Registry(sys.argv[1])
+registry.preload()
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline and any(
+    slot.state not in ("loaded", "unavailable", "retrying") for slot in registry.slots.values()
+):
+    time.sleep(0.2)
+print(json.dumps(registry.status(load=False, detail=True)))
+"""
+
+
+def _run(script: str, env: dict[str, str], *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def test_a_space_preloaded_at_build_starts_without_asking_the_hub(tmp_path, repos):
+    """README's preload_from_hub puts exactly `SlotSpec.files` in the cache at build: the app then
+    reads all four defaults from it and sends the hub no request at all."""
+    with StandInHub(repos) as hub:
+        env = hub_env(hub, tmp_path / "hf")
+        _run(PRELOAD_THEN_LOAD, env, str(tmp_path / "none"), "build")
+        fetched = sorted(p.rsplit("/", 1)[-1] for method, p in hub.requests if method == "GET" and "/resolve/" in p)
+        assert fetched == sorted(name for spec in SLOTS.values() for name in spec.files)
+        built = len(hub.requests)
+        status = json.loads(_run(PRELOAD_THEN_LOAD, env, str(tmp_path / "none"), "start"))
+        assert hub.requests[built:] == []
+    for name, spec in SLOTS.items():
+        assert status[name]["state"] == "loaded" and status[name]["source"] == spec.hub_default
+        assert status[name]["path"].endswith(f"/snapshots/{spec.revision}")
+
+
+def test_a_pinned_commit_gone_from_the_hub_serves_the_newest_with_a_warning_or_says_why_not(tmp_path, repos):
+    """The XLM-R repository's default branch holds safetensors: it serves, and says it is not the
+    pinned version. The keyword repository's default branch is pickle-only: unavailable, and why."""
+    gone = {}
+    for repo_id, repo in repos.items():
+        commits = {
+            sha: files for sha, files in repo.commits.items() if sha not in {s.revision for s in SLOTS.values()}
+        }
+        refs = {ref: sha for ref, sha in repo.refs.items() if sha in commits}
+        if commits:
+            gone[repo_id] = Repo(commits, refs)
+    with StandInHub(gone) as hub:
+        status = json.loads(_run(PRELOAD_THEN_LOAD, hub_env(hub, tmp_path / "hf"), str(tmp_path / "none"), "start"))
+    xlmr, kws = status["qa-xlmr"], status["kws"]
+    newest = gone[SLOTS["qa-xlmr"].hub_id].refs["main"]
+    assert xlmr["state"] == "loaded" and xlmr["path"].endswith(f"/snapshots/{newest}")
+    pinned = SLOTS["qa-xlmr"].revision
+    assert xlmr["warnings"] == [
+        f"the pinned version ({pinned[:7]}) is gone from the hub: this is the newest one ({newest[:7]})"
+    ]
+    assert kws["state"] == "unavailable"
+    assert "its pinned version is gone from the hub, and its newest one has no safetensors weights" in kws["reason"]
