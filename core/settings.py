@@ -180,6 +180,12 @@ def set_gradio_temp_dir(folder: Path) -> None:
     GRADIO_TEMP_DIR = os.environ["GRADIO_TEMP_DIR"] = str(folder)
 
 
+def child_env(project: Path) -> dict[str, str]:
+    """The environment a process of ours starts with (an audio decoder, an int8 export): this one's,
+    settings included, with `project` importable wherever it runs from."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), os.environ.get("PYTHONPATH", "")])}
+
+
 SERVER_NAME = _text("GRADIO_SERVER_NAME", "127.0.0.1", "Address to listen on (`--host`)")
 SERVER_PORT = int(_number("GRADIO_SERVER_PORT", 7860, "Port to listen on (`--port`)", int, least=1))
 

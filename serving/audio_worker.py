@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core import settings
 from speech.audio import SUPPORTED_FILES, AudioInput, AudioInputError, file_path, load_audio
 
 WORKERS = 2
@@ -83,7 +84,7 @@ class _Worker:
                     cwd=ROOT,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+                    env=settings.child_env(ROOT),
                 )
             return self.process
 

@@ -47,7 +47,7 @@ FORMAT = 5  # bump when the export or quantization recipe changes: old cache ent
 INT8 = "int8 (onnxruntime, cpu)"
 # torch.onnx.export is not thread-safe: two slots exporting at once (their loads run in parallel
 # threads) crash the process. One export at a time.
-_EXPORTING = threading.Lock()
+_EXPORTING = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,9 @@ class OnnxModel(torch.nn.Module):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.config = torch_model.config
         self.path = Path(path)
-        self.source_parameters = sum(p.numel() for p in torch_model.parameters())
+        self.source_parameters = source_parameters(torch_model)
         self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)  # device for callers
+        self.export: dict[str, Any] | None = None  # what exporting it cost (`int8_model`); None: cached
 
 
 class OnnxSpeech(OnnxModel):
@@ -205,25 +206,49 @@ def cache_key(weights: Path, model: Any) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
+def cached_export(kind: str, model: Any, weights: Path) -> Path:
+    """Where `model`'s int8 export is kept (it may not be there yet)."""
+    return CACHE / cache_key(weights, model) / "model.int8.onnx"
+
+
 def int8_model(kind: str, model: Any, weights: Path, threads: int | None = None) -> OnnxModel:
-    """`model` as an int8 ONNX Runtime session, exported and quantized on first use, then read
-    from the cache.
+    """`model` as an int8 ONNX Runtime session, exported and quantized on first use (one export at
+    a time; a model of `int8_export.OWN_PROCESS_FROM` parameters or more in a process of its own,
+    which returns the export's memory when it exits), then read from the cache.
 
     Args:
         kind: the slot kind (a key of `EXPORTS`).
         model: the transformers model.
-        weights: its safetensors file (keys the cache).
+        weights: its safetensors file (keys the cache; the export reads the model from its folder).
         threads: intra-op threads (default: torch's).
 
     Returns:
-        An `OnnxQA` for question answering, else an `OnnxSpeech`.
+        An `OnnxQA` for question answering, else an `OnnxSpeech`; its `export` holds what the
+        export cost (None when it came from the cache).
     """
-    target = CACHE / cache_key(weights, model) / "model.int8.onnx"
+    from slots import int8_export
+
+    target = cached_export(kind, model, weights)
+    report = None
     with _EXPORTING:
-        if not target.is_file():
-            _build(EXPORTS[kind], model, target)
+        if not target.is_file() and source_parameters(model) < int8_export.OWN_PROCESS_FROM:
+            _build(EXPORTS[kind], model, target)  # a small model: its export costs less than a process start
+        elif not target.is_file():
+            report = int8_export.run(kind, Path(weights).parent, target)
     wrapper = OnnxQA if kind == "question-answering" else OnnxSpeech
-    return wrapper(target, model, threads)
+    served = wrapper(target, model, threads)
+    served.export = report
+    return served
+
+
+def source_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build(kind: str, model: Any, target: Path) -> None:
+    """Export `model` (of slot kind `kind`) to ONNX and quantize it to int8 at `target`, in this
+    process (`slots.int8_export` runs it in one of its own)."""
+    _build(EXPORTS[kind], model, target)
 
 
 def _build(spec: Export, model: Any, target: Path) -> None:
@@ -273,7 +298,7 @@ def _eager_attention(model: Any):
 
 def _export(spec: Export, model: Any, path: Path) -> None:
     example = spec.example()
-    with _eager_attention(model), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    with _EXPORTING, _eager_attention(model), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice and tracer warnings (see the docstring)
         try:
             torch.onnx.export(

@@ -2,7 +2,9 @@
 each model loads.
 
 - A CPU serves int8 through ONNX Runtime by default (`slots/onnx_serving.py` says why); `fp32`
-  serves the PyTorch model as loaded.
+  serves the PyTorch model as loaded. A model whose export is not cached yet serves in fp32 at
+  once, and its int8 session takes over when the export (in a process of its own, one model at a
+  time) is done: no request waits for an export (`Placement.upgrade`, run by `slots.slot`).
 - A CUDA GPU serves the PyTorch model in fp16 by default (`bf16`, `fp32` on request): no export,
   the weights are cast once at load. fp16 keeps more mantissa than bf16, and these models' activations
   stay far inside its range (the conv front end's normalisation, the one long sum, is computed in
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,9 @@ class Placement:
     precision: str
     device: str
     live: Any
+    # Exports the int8 session and puts it in place of the fp32 model in the `LoadedModel` it is
+    # given (or of its Live copy); None when there is nothing to export.
+    upgrade: Callable[[Any], None] | None = None
 
 
 def device_setting() -> str:
@@ -81,26 +87,49 @@ def place(kind: str, model: Any, folder: Path) -> Placement:
 
     device = device_setting()
     precision = precision_setting(device)
-    live = None
-    if settings.ZERO_GPU and kind in SPEECH_KINDS:  # Live's CPU copy, before the weights leave the CPU
-        live, _ = int8_or_fp32(kind, copy.deepcopy(model), folder)
     if precision == "int8":
-        served, words = int8_or_fp32(kind, model, folder)
-        return Placement(served, words, device, served)
+        served, words, upgrade = _int8(kind, model, folder, live_only=False)
+        return Placement(served, words, device, served, upgrade)
+    live, upgrade = model, None
+    if settings.ZERO_GPU and kind in SPEECH_KINDS:  # Live's CPU copy, before the weights leave the CPU
+        live, _, upgrade = _int8(kind, copy.deepcopy(model), folder, live_only=True)
     model.to(device=device, dtype=getattr(torch, DTYPES[precision])).eval()
-    return Placement(model, f"{precision} (torch, {device})", device, live if live is not None else model)
+    return Placement(model, f"{precision} (torch, {device})", device, live, upgrade)
 
 
-def int8_or_fp32(kind: str, model: Any, folder: Path) -> tuple[Any, str]:
-    """The model as an int8 ONNX Runtime session where its class has an export, else (or if the
-    export fails) the PyTorch model in fp32; and its precision in words."""
+PENDING = "fp32 (torch, cpu; int8 on its way)"
+
+
+def _int8(kind: str, model: Any, folder: Path, live_only: bool) -> tuple[Any, str, Callable[[Any], None] | None]:
+    """The model to serve now, its precision in words, and the upgrade to int8 if one is to come:
+    the cached int8 session at once; else the PyTorch model in fp32 until the export is done; the
+    PyTorch model for good where its class has no export (or the export fails)."""
     from slots import onnx_serving  # torch and onnx: imported when the first model loads
 
     if not onnx_serving.supported(kind, model):
-        return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)"
+        return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)", None
     weights = sorted(Path(folder).glob("*.safetensors"))[0]
-    try:
-        return onnx_serving.int8_model(kind, model, weights), onnx_serving.INT8
-    except Exception as err:  # noqa: BLE001 - serve the torch model rather than nothing
-        logger.warning("int8 export of %s failed, serving fp32: %s", folder, err)
-        return model, f"fp32 (torch, cpu; int8 export failed: {err})"
+    if onnx_serving.cached_export(kind, model, weights).is_file():
+        try:
+            return onnx_serving.int8_model(kind, model, weights), onnx_serving.INT8, None
+        except Exception as err:  # noqa: BLE001 - a damaged cache entry: serve fp32, say why
+            logger.warning("the cached int8 export of %s failed to load, serving fp32: %s", folder, err)
+            return model, f"fp32 (torch, cpu; int8 export failed: {err})", None
+
+    def upgrade(loaded: Any) -> None:
+        try:
+            session = onnx_serving.int8_model(kind, model, weights)
+        except Exception as err:  # noqa: BLE001 - the fp32 model serves on; the status says why
+            logger.warning("int8 export of %s failed, serving fp32: %s", folder, err)
+            if not live_only:
+                loaded.precision = f"fp32 (torch, cpu; int8 export failed: {err})"
+            return
+        logger.info("int8 export of %s: %s", folder, session.export)
+        loaded.export = session.export
+        if live_only:
+            loaded.live_model = session
+        else:
+            loaded.model = loaded.live_model = session
+            loaded.precision = onnx_serving.INT8
+
+    return model, PENDING, upgrade

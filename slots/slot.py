@@ -215,8 +215,10 @@ class Slot:
                 warnings=[*m.warnings, *([self._swap_warning] if self._swap_warning else [])],
                 skipped=plain_attempts(m.skipped),
             )
+            if m.upgrade is not None:
+                info["upgrading"] = "int8 export under way; fp32 serves meanwhile"
             if detail:
-                info.update(path=str(m.path), configured=m.source)
+                info.update(path=str(m.path), configured=m.source, int8_export=m.export)
         if attempts and self._loaded is None:
             info["reason"] = plain_reasons(attempts)
             info["tried"] = plain_attempts(attempts)
@@ -281,6 +283,8 @@ class Slot:
                     self._loaded = loaded
                     self._ready_after_s = round(time.monotonic() - self.launched, 2)
                     self._set("loaded")
+                if loaded.upgrade is not None:
+                    self._in_thread(self._upgrade, loaded)
                 return
             with self._cond:
                 if generation != self._generation:
@@ -334,8 +338,29 @@ class Slot:
             self._in_thread(self._check_hub, remote, loaded, self._generation)
             return f"asking the hub whether {remote.repo_id} has a newer commit"
 
+    def _upgrade(self, loaded: LoadedModel) -> None:
+        """The int8 export after the fp32 model serves (`slots.placement`), swapped in when done."""
+        lower_priority()
+        try:
+            loaded.upgrade(loaded)
+        finally:
+            with self._cond:
+                loaded.upgrade = None
+                self._cond.notify_all()
+
+    def settled(self, wait_s: float | None = None) -> LoadedModel:
+        """`get`, then wait (up to `wait_s`) for an int8 export under way to take over, so the
+        model returned is the one that will serve from now on (benchmarks, tests)."""
+        loaded = self.get(wait_s)
+        deadline = time.monotonic() + (LOAD_WAIT_S if wait_s is None else wait_s)
+        with self._cond:
+            while loaded.upgrade is not None and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+        return loaded
+
     def _in_thread(self, target: Any, *args: Any) -> None:
-        threading.Thread(target=target, args=args, name=f"slot {self.spec.name} reload", daemon=True).start()
+        name = f"slot {self.spec.name} {target.__name__}"
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
 
     def _check_hub(self, remote: hub.HubSource, loaded: LoadedModel, generation: int) -> None:
         """Reload of a model read from a hub branch (an unpinned id): load the branch's newest

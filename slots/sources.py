@@ -57,6 +57,8 @@ class LoadedModel:
     origin: tuple = ()
     commit: str | None = None  # the hub commit it was read at (its snapshot folder); None for a folder
     live_model: Any = None  # what Live runs: `model`, but on ZeroGPU a CPU copy (`slots.placement`)
+    upgrade: Any = None  # the int8 export still to come (`slots.placement.Placement.upgrade`)
+    export: dict[str, Any] | None = None  # what that export cost, once done
     parameters: int = field(init=False)
     size_bytes: int = field(init=False)
 
@@ -115,7 +117,7 @@ def load_source(spec: SlotSpec, label: str, source: str, phase: Phase, attempts:
     label = visitor_label(spec, label, source)
     return LoadedModel(
         placed.model, processor, source, path, placed.device, 0.0, metrics, list(attempts), placed.precision, label,
-        warnings, commit=commit, live_model=placed.live,
+        warnings, commit=commit, live_model=placed.live, upgrade=placed.upgrade,
     )  # fmt: skip
 
 

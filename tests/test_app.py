@@ -72,7 +72,7 @@ def started():
     seen.append("torch" in sys.modules)
     registry.preload()
 app.serve(demo, "127.0.0.1", {free_port()}, started=started, prevent_thread_lock=True, quiet=True)
-model = registry.slots["kws"].get(wait_s=120)
+model = registry.slots["kws"].settled(wait_s=120)
 print(seen, model.precision, "torch" in sys.modules, "scipy.signal" in sys.modules, flush=True)
 os._exit(0)
 """

@@ -42,8 +42,21 @@ def _check_speech_graph(graph, model) -> None:
 
 
 def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_path, monkeypatch):
+    from slots import int8_export
+
+    monkeypatch.setattr(int8_export, "OWN_PROCESS_FROM", 0)  # as a real-size model exports
     build_asr(tmp_path / "asr")
-    loaded = Registry(tmp_path)["asr"].get()
+    slot = Registry(tmp_path)["asr"]
+    first = slot.get()  # serves at once, in fp32, while the export runs in a process of its own
+    assert first.precision == "fp32 (torch, cpu; int8 on its way)" and not isinstance(
+        first.model, onnx_serving.OnnxSpeech
+    )
+    assert slot.status()["upgrading"] == "int8 export under way; fp32 serves meanwhile"
+    loaded = slot.settled()
+    assert loaded is first and "upgrading" not in slot.status()
+    assert (
+        set(loaded.export) == {"peak_rss_mb", "seconds"} and slot.status(detail=True)["int8_export"] == loaded.export
+    )
     assert loaded.precision == "int8 (onnxruntime, cpu)" and isinstance(loaded.model, onnx_serving.OnnxSpeech)
     assert loaded.model.path.is_file() and loaded.model.path.is_relative_to(onnx_serving.CACHE)
     # Its workers do not spin after a run (they would slow the next model to run, see the code).
@@ -55,9 +68,9 @@ def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_pat
     def no_rebuild(*args):
         raise AssertionError("the cached int8 model should have been reused")
 
-    monkeypatch.setattr(onnx_serving, "_build", no_rebuild)
-    again = Registry(tmp_path)["asr"].get()
-    assert again.model.path == loaded.model.path
+    monkeypatch.setattr(int8_export, "run", no_rebuild)
+    again = Registry(tmp_path)["asr"].get()  # from the cache: int8 at once
+    assert again.model.path == loaded.model.path and again.precision == "int8 (onnxruntime, cpu)"
     monkeypatch.setenv("SERVE_PRECISION", "fp32")
     fp32 = Registry(tmp_path)["asr"].get()
     assert fp32.precision == "fp32 (torch, cpu)" and not isinstance(fp32.model, onnx_serving.OnnxSpeech)
@@ -93,7 +106,7 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
                 np.testing.assert_allclose(
                     getattr(out, key)[mask].numpy(), getattr(expected, key)[mask].numpy(), atol=1e-4
                 )
-        loaded = Registry(tmp_path)[name].get()
+        loaded = Registry(tmp_path)[name].settled()
         assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxQA)
         assert loaded.parameters == reference.parameters
         prediction = extractive.answer(loaded.model, loaded.processor, context, "when was it built")
@@ -115,7 +128,7 @@ def test_keyword_export_gives_torch_probabilities_for_a_batch_of_windows(tmp_pat
     with torch.inference_mode():
         expected = spotting.window_probs(reference.model, reference.processor, windows)
     np.testing.assert_allclose(spotting.window_probs(served, reference.processor, windows), expected, atol=1e-5)
-    loaded = Registry(tmp_path)["kws"].get()
+    loaded = Registry(tmp_path)["kws"].settled()
     assert loaded.precision == onnx_serving.INT8 and isinstance(loaded.model, onnx_serving.OnnxSpeech)
     assert spotting.window_probs(loaded.model, loaded.processor, windows).shape == expected.shape
 
@@ -140,3 +153,20 @@ def test_a_model_that_refuses_eager_attention_is_exported_with_its_own(tmp_path,
         expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).start_logits.numpy()
     out = onnx_serving.OnnxQA(tmp_path / "model.onnx", model)(ids, torch.ones_like(ids)).start_logits.numpy()
     np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_an_export_that_fails_leaves_fp32_serving_and_says_why(tmp_path, monkeypatch):
+    from scripts.tiny_models import build_kws
+    from slots import int8_export
+
+    def crash(kind, folder, target):
+        raise RuntimeError("the export process failed (-9): Killed")
+
+    monkeypatch.setattr(int8_export, "run", crash)
+    monkeypatch.setattr(int8_export, "OWN_PROCESS_FROM", 0)
+    build_kws(tmp_path / "kws")
+    slot = Registry(tmp_path)["kws"]
+    loaded = slot.settled()
+    assert loaded.precision == "fp32 (torch, cpu; int8 export failed: the export process failed (-9): Killed)"
+    assert not isinstance(loaded.model, onnx_serving.OnnxSpeech) and slot.state == "loaded"
+    assert "upgrading" not in slot.status()

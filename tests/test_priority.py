@@ -42,7 +42,7 @@ def _threads_nice() -> str:
 
         before = set(os.listdir("/proc/self/task"))  # the imports' own (numpy's BLAS pool)
         registry = Registry(Path(sys.argv[1]))
-        loaded = registry["kws"].get(wait_s=120)  # loads (exports, quantizes) in the slot's thread
+        loaded = registry["kws"].settled(wait_s=120)  # loads in the slot's thread, int8 once exported
         caller = {}
 
         def nice():

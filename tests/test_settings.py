@@ -70,9 +70,8 @@ def test_every_setting_is_read_in_one_module():
                 if re.search(r"os\.environ|getenv", line):
                     readers.append(f"{path.relative_to(ROOT)}:{number}")
     others = [r for r in readers if not r.startswith("core/settings.py:")]
-    # The audio workers start with the server's environment (not a setting read); the session
-    # patch keeps Gradio's own test flag as Gradio reads it.
-    assert [r.split(":")[0] for r in others] == ["serving/audio_worker.py", "serving/sessions.py"], others
+    # The session patch keeps Gradio's own test flag as Gradio reads it.
+    assert [r.split(":")[0] for r in others] == ["serving/sessions.py"], others
 
 
 def test_the_docs_table_is_the_one_the_module_prints():
