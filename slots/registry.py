@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core import settings
 from core.inference import STEP
 from slots.slot import LOAD_WAIT_S, Slot
 from slots.table import SLOTS
@@ -50,12 +51,15 @@ class Registry:
         return {name: slot.status(detail) for name, slot in self.slots.items()}
 
     def summary(self) -> dict[str, Any]:
-        """App-wide: whether slots preload, seconds from launch until all were ready, and how many
-        nice steps model work runs below the server (`core.inference`; 0: same priority)."""
+        """App-wide: whether slots preload, seconds from launch until all were ready, how many nice
+        steps model work runs below the server (`core.inference`; 0: same priority), and whether
+        this is a ZeroGPU Space."""
         ready = [slot.ready_after_s for slot in self.slots.values()]
         return {
             "preload": self.preloading,
             "model_nice": STEP,
+            # On ZeroGPU each request's model work borrows a GPU (serving/gpu.py); Live runs on the CPU.
+            "zero_gpu": settings.ZERO_GPU,
             "all_ready_after_s": max(ready) if all(r is not None for r in ready) else None,
             "up_s": round(time.monotonic() - self.launched, 1),
         }

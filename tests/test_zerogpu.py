@@ -28,6 +28,9 @@ def test_outside_zerogpu_the_real_spaces_package_changes_nothing():
 
     assert gpu.spaces is spaces and not gpu.ZERO_GPU
     assert spaces.GPU(len) is len and spaces.GPU(duration=5)(len) is len
+    from ui import live
+
+    assert live.where_it_runs() == ""  # the Live tabs say nothing about a GPU they do not borrow
 
 
 def test_durations_grow_with_the_work_and_stay_bounded():
@@ -76,6 +79,7 @@ def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does
     report = json.loads(lines[-1].removeprefix("REPORT "))
 
     assert report["zero_gpu"] and set(report["states"].values()) == {"loaded"}  # loaded before launch
+    assert report["app"]["zero_gpu"] is True  # what /status says under "app"
     assert set(report["precisions"].values()) == {"fp16 (torch, cpu)"}
     assert report["live_is_a_copy"] == {"asr": True, "kws": True}
     assert report["control"] == ["HubertForSequenceClassification"]  # the guard catches a model run outside...
@@ -94,6 +98,7 @@ def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does
     }
 
     assert report["live"]["calls"] == [] and report["live"]["seconds"] > 3  # Live: no GPU second spent
+    assert report["live_lines"] == 2  # and both Live tabs say so
     assert (
         report["refused"].startswith("Your free GPU time on this Space is used up") and "7:41:22" in report["refused"]
     )

@@ -31,6 +31,7 @@ QUOTA = (
 def main(checkpoints: Path, squad_file: Path) -> dict:
     report: dict = {"zero_gpu": gpu.ZERO_GPU, "outside": []}
     registry = app.open_registry(checkpoints, preload=False)  # as app.py: on ZeroGPU, loads every slot here
+    report["app"] = registry.summary()
     report["states"] = {name: slot.state for name, slot in registry.slots.items()}
     report["precisions"] = {name: slot.peek().precision for name, slot in registry.slots.items()}
     report["live_is_a_copy"] = {
@@ -51,6 +52,8 @@ def main(checkpoints: Path, squad_file: Path) -> dict:
     report["control"], report["outside"] = report["outside"], []
 
     demo = app.build_app(registry)
+    texts = [str(c.get("props", {}).get("value", "")) for c in demo.config["components"]]
+    report["live_lines"] = sum("uses none of your daily GPU time" in text for text in texts)
     port = free_port()
     app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     client = Client(f"http://127.0.0.1:{port}/", verbose=False)
