@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     registry = app.open_registry(work, preload=True)
     demo = app.build_app(registry)
-    loaded = registry["asr"].get(wait_s=600)
+    loaded = registry["asr"].settled(wait_s=600)
     load_s = time.perf_counter() - start
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

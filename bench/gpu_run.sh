@@ -3,7 +3,7 @@
 # machine with a CUDA GPU and this project's venv (requirements.txt):
 #   bash bench/gpu_run.sh                       # writes outputs/gpu/ (or $OUT), scratch in /tmp/bench-*
 #   TINY=1 bash bench/gpu_run.sh                # the same steps with tiny sizes, to try it on a CPU
-#   SECTIONS="check speed kws" bash bench/gpu_run.sh   # some of them
+#   SECTIONS="check speed kws" bash bench/gpu_run.sh   # some of them (serve: the app on CUDA)
 #   PYTHON=/path/to/python bash bench/gpu_run.sh       # another interpreter than .venv/bin/python
 set -uo pipefail
 OUT=${OUT:-outputs/gpu}
@@ -105,3 +105,14 @@ on loading && timeout 120 $PY -m bench.data_loading --workers 0 4 8 --build_utte
 # 5. QA's bf16 step under torch.compile (compile time included): what --torch_compile True gives.
 on compile && timeout 300 $PY -m bench.train_speed --tasks qa-distilbert qa-xlmr --repeat 5 --qa_compile ${TINY:+--tiny} \
   --json "$OUT/qa_compile.json" 2>&1 | grep -v Warning | tee "$OUT/qa_compile.log"
+
+# 6. Serving on CUDA (not in the default SECTIONS: ~4 minutes; SECTIONS=serve): every endpoint of
+#    the app in fp16 over HTTP beside the raw fp16 and fp32 forwards on the same GPU and the raw
+#    int8 forward on this machine's CPU, and how far fp16 is from fp32 (bench/serve_speed.py).
+on serve && timeout 420 $PY -m bench.serve_speed --repeat 7 --json "$OUT/serve_speed.json" 2>&1 \
+  | grep -v -i warn | tee "$OUT/serve_speed.log"
+
+# 7. ZeroGPU end to end (not in the default SECTIONS: SECTIONS=zerogpu): the real `spaces` package
+#    in its ZeroGPU mode against a stand-in device API, the app's visits and Live, what each GPU
+#    call asked for and used (bench/zerogpu_e2e.py). Never run yet: no GPU since it was written.
+on zerogpu && timeout 600 $PY -m bench.zerogpu_e2e 2>&1 | grep -v -i warn | tee "$OUT/zerogpu_e2e.log"

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'tab':<4} {'visitors':>8} {'heard':>7} {'update p50':>11} {'p95':>7}  (chunk: asr 0.5 s, kws 0.25 s)")
     plan = [{tab: count} for tab in args.tabs for count in args.visitors]
     plan += [dict(zip(TABS, map(int, mix.split("+")), strict=True)) for mix in args.together]
-    models = {tab: registry[tab].get(wait_s=900) for tab in {tab for counts in plan for tab in counts}}
+    models = {tab: registry[tab].settled(wait_s=900) for tab in {tab for counts in plan for tab in counts}}
     for counts in plan:
         for row in run_together(models, counts, args.seconds):
             row["precision"] = models[row["tab"]].precision

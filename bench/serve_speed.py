@@ -1,9 +1,11 @@
-"""Serving speed of every endpoint on this machine's CPU, next to the raw forward pass of the same
-model in torch fp32 and ONNX Runtime int8, in one run (real architectures, random weights: speed
-does not depend on the values).
+"""Serving speed of every endpoint, next to the raw forward pass of the same model in what the app
+serves and in torch fp32, in one run (real architectures, random weights: speed does not depend on
+the values). On a CPU the app serves int8 (ONNX Runtime); on a CUDA GPU fp16 (PyTorch), and the
+table also gives the raw int8 forward on this machine's CPU and how far fp16 is from fp32.
 
-    python -m bench.serve_speed                       # 7 calls per endpoint
+    python -m bench.serve_speed                       # 7 calls per endpoint; a GPU where there is one
     python -m bench.serve_speed --repeat 11 --json out.json
+    python -m bench.serve_speed --device cpu --precision fp16   # the GPU path's steps, on a CPU
 
 The models: DistilHuBERT-size CTC and keyword classifier (HuBERT-base widths, 2 layers),
 DistilBERT-base and XLM-R-base QA, saved with the project's `save_checkpoint`. Both QA models get
@@ -21,6 +23,7 @@ from launch to its first answer (a separate `python app.py` process).
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -151,6 +154,28 @@ def upload(url: str, path: Path) -> dict:
     return {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
 
 
+def half_against_fp32(fp32: dict, half: dict, fp32_audio: dict, half_audio: dict, qa_inputs, device: str) -> dict:
+    """How far the half-precision models are from fp32 on the benchmark's inputs: the largest
+    difference of QA logits and keyword probabilities, and the share of CTC frames whose argmax
+    agrees (random weights: near-ties make this a floor for a trained model's agreement)."""
+    found = {}
+    with torch.inference_mode():
+        for name in QA_NAMES:
+            inputs = qa_inputs(name, device)
+            a, b = fp32[name](**inputs), half[name](**inputs)
+            found[f"{name} logits, max |difference|"] = round(
+                max(float((a.start_logits - b.start_logits.float()).abs().max()),
+                    float((a.end_logits - b.end_logits.float()).abs().max())), 4,
+            )  # fmt: skip
+        a = torch.softmax(fp32["kws"](fp32_audio[1]).logits, -1)
+        b = torch.softmax(half["kws"](half_audio[1]).logits.float(), -1)
+        found["kws probabilities, max |difference|"] = round(float((a - b).abs().max()), 5)
+        a = fp32["asr"](fp32_audio[30]).logits.argmax(-1)
+        b = half["asr"](half_audio[30]).logits.argmax(-1)
+        found["asr frames with the same argmax (30 s)"] = round(float((a == b).float().mean()), 4)
+    return found
+
+
 def launch_s(root: Path, timeout_s: float = 120) -> float:
     """Seconds from `python app.py` to its first HTTP 200."""
     import urllib.request
@@ -181,7 +206,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--json", help="Also write the rows to this file.")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "int8", "fp16", "bf16"],
+        default="auto",
+        help="auto: int8 on a CPU, fp16 on a GPU",
+    )
     args = parser.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    precision = ("int8" if device == "cpu" else "fp16") if args.precision == "auto" else args.precision
+    os.environ.update(SERVE_DEVICE=device, SERVE_PRECISION=precision)  # the app's, in this process and launched
 
     import app
     from slots.loading import from_pretrained
@@ -196,6 +231,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         name: onnx_serving.int8_model(SLOTS[name].kind, m, next((root / name).glob("*.safetensors")))
         for name, (m, _) in torch_models.items()
     }
+    single = {
+        name: onnx_serving.int8_model(
+            SLOTS[name].kind, torch_models[name][0], next((root / name).glob("*.safetensors")), threads=1
+        )
+        for name in QA_NAMES
+    }
     rng = np.random.default_rng(0)
     clips = {}
     for seconds in (1, 5, 30):
@@ -206,31 +247,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
     context = context_for(tokenizers)
     windows = {name: len(torch_models[name][1](QUESTION, context)["input_ids"]) for name in QA_NAMES}
 
-    # 1. Raw forwards, torch fp32 and int8, of exactly what each endpoint runs.
-    def qa_inputs(name: str) -> dict:
-        return dict(torch_models[name][1](QUESTION, context, return_tensors="pt"))
+    # 1. Raw forwards (int8 on the CPU; torch fp32 and what the app serves on `device`) of exactly
+    # what each endpoint runs.
+    def qa_inputs(name: str, on: str = "cpu") -> dict:
+        return {k: v.to(on) for k, v in torch_models[name][1](QUESTION, context, return_tensors="pt").items()}
+
+    def synced(fn):  # a GPU call is timed to its end
+        return (lambda: (fn(), torch.cuda.synchronize())) if device == "cuda" else fn
 
     raw: dict[str, dict[str, float]] = {}
     with torch.inference_mode():
         for name in QA_NAMES:
             inputs = qa_inputs(name)
             raw[name] = {
-                "fp32": p50(lambda m=torch_models[name][0], i=inputs: m(**i), args.repeat),
-                "int8": p50(lambda m=int8[name], i=inputs: m(**i), args.repeat),
+                "fp32 cpu": p50(lambda m=torch_models[name][0], i=inputs: m(**i), args.repeat),
+                "int8 cpu": p50(lambda m=int8[name], i=inputs: m(**i), args.repeat),
             }
         for key, name, seconds in (("kws 1 s", "kws", 1), ("asr 5 s", "asr", 5), ("asr 30 s", "asr", 30)):
             raw[key] = {
-                "fp32": p50(lambda m=torch_models[name][0], a=audio[seconds]: m(a), args.repeat),
-                "int8": p50(lambda m=int8[name], a=audio[seconds]: m(a), args.repeat),
+                "fp32 cpu": p50(lambda m=torch_models[name][0], a=audio[seconds]: m(a), args.repeat),
+                "int8 cpu": p50(lambda m=int8[name], a=audio[seconds]: m(a), args.repeat),
             }
-    single = {
-        name: onnx_serving.int8_model(
-            SLOTS[name].kind, torch_models[name][0], next((root / name).glob("*.safetensors")), threads=1
-        )
-        for name in QA_NAMES
-    }
-
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    fp32 = {name: model.to(device) for name, (model, _) in torch_models.items()}
+    served_models = int8 if dtype is None else {n: copy.deepcopy(m).to(device, dtype) for n, m in fp32.items()}
+    fp32_audio = {seconds: a.to(device) for seconds, a in audio.items()}
+    served_audio = fp32_audio if dtype is None else {seconds: a.to(device, dtype) for seconds, a in audio.items()}
+    agreement = (
+        {} if dtype is None else half_against_fp32(fp32, served_models, fp32_audio, served_audio, qa_inputs, device)
+    )
     pair_inputs = {n: qa_inputs(n) for n in QA_NAMES}
+    device_inputs = {n: qa_inputs(n, device) for n in QA_NAMES}
 
     def side_by_side(models: dict) -> None:
         threads = [threading.Thread(target=lambda n=n: models[n](**pair_inputs[n])) for n in QA_NAMES]
@@ -248,39 +295,40 @@ def main(argv: list[str] | None = None) -> list[dict]:
     registry = app.open_registry(root, preload=True)
     demo = app.build_app(registry)
     for slot in registry.slots.values():
-        slot.get(wait_s=600)
+        slot.settled(wait_s=600)
     app.serve(demo, "127.0.0.1", None, prevent_thread_lock=True, quiet=True)
     url = demo.local_url
     files = {seconds: upload(url, path) for seconds, path in clips.items()}
 
     def qa_pair(models: dict) -> None:
+        inputs = pair_inputs if models is int8 else device_inputs
         for name in QA_NAMES:
-            models[name](**pair_inputs[name])
+            models[name](**inputs[name])
 
-    fp32 = {name: model for name, (model, _) in torch_models.items()}
-    # Each endpoint call alternates with the raw int8 and the torch fp32 forward of the same
-    # input, so the machine's drift (±15 % from minute to minute here) moves all three alike;
-    # overhead = median of the differences, and the ratio to fp32 comes from the same turns.
+    # Each endpoint call alternates with the raw forward of what the app serves and the torch fp32
+    # forward of the same input, so the machine's drift (±15 % from minute to minute here) moves
+    # all three alike; overhead = median of the differences, and the ratio to fp32 comes from the
+    # same turns.
     served = {
         "/status": paired(lambda: call_http(url, "status", []), lambda: None, None, args.repeat),
         "/answer": paired(
             lambda: call_http(url, "answer", [context, QUESTION]),
-            lambda: qa_pair(int8),
-            lambda: qa_pair(fp32),
+            synced(lambda: qa_pair(served_models)),
+            synced(lambda: qa_pair(fp32)),
             args.repeat,
         ),
         "/spot 1 s": paired(
             lambda: call_http(url, "spot", [files[1]]),
-            lambda: int8["kws"](audio[1]),
-            lambda: fp32["kws"](audio[1]),
+            synced(lambda: served_models["kws"](served_audio[1])),
+            synced(lambda: fp32["kws"](fp32_audio[1])),
             args.repeat,
         ),
     }
     for seconds in (5, 30):
         served[f"/transcribe {seconds} s"] = paired(
             lambda s=seconds: call_http(url, "transcribe", [files[s]]),
-            lambda s=seconds: int8["asr"](audio[s]),
-            lambda s=seconds: fp32["asr"](audio[s]),
+            synced(lambda s=seconds: served_models["asr"](served_audio[s])),
+            synced(lambda s=seconds: fp32["asr"](fp32_audio[s])),
             args.repeat,
         )
     demo.close()
@@ -289,27 +337,50 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # 3. The table.
     rows = []
     print(f"QA context: {windows} tokens (question + context) per model; {torch.get_num_threads()} torch threads")
-    print(f"{'endpoint':<18} {'HTTP p50':>9} {'int8 raw':>9} {'overhead':>9} {'fp32 raw':>9} {'p50 / fp32':>10}")
-    for endpoint, (p, int8_s, overhead, fp32_s) in served.items():
+    print(f"served: {precision} on {device}" + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""))
+    cpu_int8 = {
+        "/answer": sum(raw[n]["int8 cpu"] for n in QA_NAMES),
+        "/spot 1 s": raw["kws 1 s"]["int8 cpu"],
+        "/transcribe 5 s": raw["asr 5 s"]["int8 cpu"],
+        "/transcribe 30 s": raw["asr 30 s"]["int8 cpu"],
+    }
+    served_raw = f"{precision} raw"
+    print(
+        f"{'endpoint':<18} {'HTTP p50':>9} {served_raw:>9} {'overhead':>9} {'fp32 raw':>9} {'p50 / fp32':>10}"
+        f" {'cpu int8 raw':>12}"
+    )
+    for endpoint, (p, served_s, overhead, fp32_s) in served.items():
         rows.append(
             {
                 "endpoint": endpoint,
+                "device": device,
+                "precision": precision,
                 "http_p50_s": p,
-                "int8_raw_s": int8_s,
+                "served_raw_s": served_s,
                 "overhead_s": overhead,
                 "fp32_raw_s": fp32_s,
                 "ratio_to_fp32": p / fp32_s if fp32_s else None,
+                "cpu_int8_raw_s": cpu_int8.get(endpoint),
             }
         )
         ratio = f"{p / fp32_s:10.2f}" if fp32_s else f"{'-':>10}"
+        on_cpu = f"{cpu_int8[endpoint] * 1e3:10.0f}ms" if endpoint in cpu_int8 else f"{'-':>12}"
         print(
-            f"{endpoint:<18} {p * 1e3:7.0f}ms {int8_s * 1e3:7.0f}ms {overhead * 1e3:7.0f}ms "
-            f"{(fp32_s or 0) * 1e3:7.0f}ms {ratio}"
+            f"{endpoint:<18} {p * 1e3:7.0f}ms {served_s * 1e3:7.0f}ms {overhead * 1e3:7.0f}ms "
+            f"{(fp32_s or 0) * 1e3:7.0f}ms {ratio} {on_cpu}"
         )
     for label, seconds in pair.items():
-        print(f"QA pair int8, {label}: {seconds * 1e3:.0f} ms")
+        print(f"QA pair int8 on the CPU, {label}: {seconds * 1e3:.0f} ms")
+    for what, value in agreement.items():
+        print(f"{precision} against fp32, {what}: {value}")
     print(f"app answering after launch: {started:.1f} s")
-    extra = {"qa_pair_int8_s": pair, "launch_s": started, "qa_window_tokens": windows, "raw": raw}
+    extra = {
+        "qa_pair_int8_s": pair,
+        "launch_s": started,
+        "qa_window_tokens": windows,
+        "raw": raw,
+        "half_against_fp32": agreement,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, **extra}, indent=2))
     return rows

@@ -106,3 +106,26 @@ def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does
     assert all(
         what.startswith("on ZeroGPU the models are placed when the Space starts") for what in report["reload"].values()
     )
+
+
+def test_the_device_api_stand_in_answers_the_spaces_client_as_zerogpu_does():
+    """The real package's client (spaces/zero/api.py) against the stand-in device API a GPU run
+    uses for ZeroGPU end to end: a GPU lent, its worker allowed, the call released and charged, and
+    a duration over the quota left refused with what is left and when it comes back."""
+    from datetime import timedelta
+
+    import httpx
+    from spaces.zero.api import APIClient, QuotaInfos, ScheduleResponse
+
+    from tests.zerogpu_device_api import DeviceApi
+
+    with DeviceApi(quota_s=30, gpu="GPU-0000", wait_s=600) as api:
+        client = APIClient(httpx.Client(base_url=api.url, timeout=10))
+        assert client.startup_report() is httpx.codes.OK and api.startups == 1
+        lent, _ = client.schedule(cgroup_path="/", task_id=7, duration_seconds=20)
+        assert isinstance(lent, ScheduleResponse) and lent.nvidiaUUID == "GPU-0000" and lent.idle
+        assert client.allow(allow_token=lent.allowToken, pid=4242) is httpx.codes.OK and api.allowed == [4242]
+        assert client.release(allow_token=lent.allowToken) is httpx.codes.OK
+        assert api.calls[0].task == 7 and api.calls[0].asked_s == 20 and 0 <= api.calls[0].used_s < 5
+        refused, _ = client.schedule(cgroup_path="/", task_id=7, duration_seconds=31)
+        assert isinstance(refused, QuotaInfos) and refused.wait == timedelta(seconds=600) and refused.left <= 30
