@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -51,7 +50,8 @@ def main() -> dict:
             sys.exit(f"the app on ZeroGPU failed ({run.returncode})")
         report = json.loads(lines[-1].removeprefix("REPORT "))
         calls = list(api.calls)
-        print(f"device API: {api.startups} startup report(s), {len(calls)} GPU calls, workers {sorted(set(api.allowed))}")
+        workers = sorted(set(api.allowed))
+        print(f"device API: {api.startups} startup report(s), {len(calls)} GPU calls, worker processes {workers}")
     print(f"precisions: {report['precisions']}; Live copies on the CPU: {report['live_is_a_copy']}")
     for name, visit in {**report["visits"], "live (5 s, both tabs)": report["live"]}.items():
         start, end = visit["window"]
