@@ -30,6 +30,17 @@ TIMEOUT_S = 1800.0
 OWN_PROCESS_FROM = 5_000_000
 
 
+def export(kind: str, model: Any, folder: Path, target: Path) -> dict[str, Any] | None:
+    """`model` (read from `folder`) exported to int8 at `target`: in a process of its own from
+    `OWN_PROCESS_FROM` parameters on (what it cost), in this one below (None)."""
+    from slots import onnx_serving
+
+    if onnx_serving.source_parameters(model) < OWN_PROCESS_FROM:
+        onnx_serving.build(kind, model, target)
+        return None
+    return run(kind, folder, target)
+
+
 def run(kind: str, folder: Path, target: Path, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
     """Export the model in `folder` to `target` in a child process; what it cost (seconds, the
     child's peak RSS). Raises RuntimeError with the child's last words if it fails."""

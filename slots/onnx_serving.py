@@ -211,34 +211,37 @@ def cached_export(kind: str, model: Any, weights: Path) -> Path:
     return CACHE / cache_key(weights, model) / "model.int8.onnx"
 
 
-def int8_model(kind: str, model: Any, weights: Path, threads: int | None = None) -> OnnxModel:
+def int8_model(
+    kind: str, model: Any, weights: Path, threads: int | None = None, export: Callable[..., Any] | None = None
+) -> OnnxModel:
     """`model` as an int8 ONNX Runtime session, exported and quantized on first use (one export at
-    a time; a model of `int8_export.OWN_PROCESS_FROM` parameters or more in a process of its own,
-    which returns the export's memory when it exits), then read from the cache.
+    a time), then read from the cache.
 
     Args:
         kind: the slot kind (a key of `EXPORTS`).
         model: the transformers model.
-        weights: its safetensors file (keys the cache; the export reads the model from its folder).
+        weights: its safetensors file (keys the cache).
         threads: intra-op threads (default: torch's).
+        export: `export(kind, model, folder, target)` writes the int8 model to `target` and returns
+            what it cost (or None): the app's is `slots.int8_export.export`; default: `build`.
 
     Returns:
         An `OnnxQA` for question answering, else an `OnnxSpeech`; its `export` holds what the
         export cost (None when it came from the cache).
     """
-    from slots import int8_export
-
     target = cached_export(kind, model, weights)
     report = None
     with _EXPORTING:
-        if not target.is_file() and source_parameters(model) < int8_export.OWN_PROCESS_FROM:
-            _build(EXPORTS[kind], model, target)  # a small model: its export costs less than a process start
-        elif not target.is_file():
-            report = int8_export.run(kind, Path(weights).parent, target)
+        if not target.is_file():
+            report = (export or _in_process)(kind, model, Path(weights).parent, target)
     wrapper = OnnxQA if kind == "question-answering" else OnnxSpeech
     served = wrapper(target, model, threads)
     served.export = report
     return served
+
+
+def _in_process(kind: str, model: Any, folder: Path, target: Path) -> None:
+    build(kind, model, target)
 
 
 def source_parameters(model: Any) -> int:

@@ -117,8 +117,10 @@ def _int8(kind: str, model: Any, folder: Path, live_only: bool) -> tuple[Any, st
             return model, f"fp32 (torch, cpu; int8 export failed: {err})", None
 
     def upgrade(loaded: Any) -> None:
+        from slots import int8_export
+
         try:
-            session = onnx_serving.int8_model(kind, model, weights)
+            session = onnx_serving.int8_model(kind, model, weights, export=int8_export.export)
         except Exception as err:  # noqa: BLE001 - the fp32 model serves on; the status says why
             logger.warning("int8 export of %s failed, serving fp32: %s", folder, err)
             if not live_only:
