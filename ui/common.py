@@ -138,14 +138,17 @@ def scroll_into_view(elem_id: str, block: str = "nearest") -> str:
 
 def settled(slot: Slot) -> bool:
     """Whether the slot is done changing by itself (loaded or given up), so polling can stop."""
-    return slot.state in ("loaded", "unavailable", "not loaded") and slot.swapping is None
+    loaded = slot.peek()
+    upgrading = loaded is not None and loaded.upgrade is not None  # its card says "int8 on its way"
+    return slot.state in ("loaded", "unavailable", "not loaded") and slot.swapping is None and not upgrading
 
 
 def shown_key(slot: Slot) -> str:
     """What a tab's results are made from: the served model (this object, so a swapped-in one
-    differs) and the state (without a model, the "no evaluation" line says loading or given up)."""
+    differs, and its precision, which changes when its int8 export takes over) and the state
+    (without a model, the "no evaluation" line says loading or given up)."""
     loaded = slot.peek()
-    return f"{slot.state}:{id(loaded) if loaded is not None else ''}"
+    return f"{slot.state}:{id(loaded) if loaded is not None else ''}:{loaded.precision if loaded else ''}"
 
 
 @dataclass
