@@ -52,6 +52,46 @@ class Features:
     encodings: dict[str, list]  # model inputs (input_ids, attention_mask), plus positions when training
     example_index: list[int]
     offsets: list[list[tuple[int, int] | None]]  # character span per token, None outside the context
+    # Character span of the word each context token belongs to, as the tokenizer splits words (for
+    # `align_to_words`); None outside the context.
+    words: list[list[tuple[int, int] | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """The controls of transformers' question-answering pipeline (removed in transformers 5.3),
+    with its meanings.
+
+    top_k: how many of the best answers to return (fewer where the context has fewer spans).
+    max_answer_len: the longest answer, in tokens.
+    doc_stride: tokens shared by neighbouring windows of a context longer than one window.
+    max_question_len: the longest question, in tokens (None: half a window). The pipeline cut a
+        longer question silently; here it is refused in a sentence.
+    handle_impossible_answer: whether "no answer" may be the answer (these models were trained on
+        SQuAD v2, where a third of the questions have none); off, the best span is always given.
+    align_to_words: a span starts and ends on whole words, as the tokenizer splits words (a weak
+        model can otherwise answer "ustave Eiffel"); for languages written without spaces a
+        tokenizer's words may be whole phrases, as with the pipeline.
+    """
+
+    top_k: int = 3
+    max_answer_len: int = 30
+    doc_stride: int | None = None  # None: STRIDE, at most a quarter of the model's window
+    max_question_len: int | None = None
+    handle_impossible_answer: bool = True
+    align_to_words: bool = True
+
+    def checked(self) -> AnswerOptions:
+        """These options, or a `QAInputError` naming the one out of range."""
+        for name, value, low, high in (
+            ("top_k", self.top_k, 1, 20),
+            ("max_answer_len", self.max_answer_len, 1, WINDOW),
+            ("doc_stride", STRIDE if self.doc_stride is None else self.doc_stride, 0, WINDOW // 2),
+            ("max_question_len", self.max_question_len or 1, 1, WINDOW // 2),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise QAInputError(f"{name} must be a whole number from {low} to {high}, not {value!r}.")
+        return self
 
 
 def prepare(
@@ -83,21 +123,34 @@ def prepare(
     context_id = 1 if pad_right else 0
     example_index = list(enc.pop("overflow_to_sample_mapping"))
     offsets = []
+    word_ids = []
     starts = []
     ends = []
+    # Each word's characters, over all windows of its example: a window may end inside a word, and
+    # then holds only part of it.
+    word_chars: dict[tuple[int, int], tuple[int, int]] = {}
     for i, mapping in enumerate(enc.pop("offset_mapping")):
         sequence_ids = enc.sequence_ids(i)
         offsets.append([tuple(o) if sequence_ids[k] == context_id else None for k, o in enumerate(mapping)])
+        word_ids.append([w if sequence_ids[k] == context_id else None for k, w in enumerate(enc.word_ids(i))])
+        for o, w in zip(offsets[-1], word_ids[-1], strict=True):
+            if o is not None and w is not None:
+                key = (example_index[i], w)
+                low, high = word_chars.get(key, o)
+                word_chars[key] = (min(low, o[0]), max(high, o[1]))
         if with_positions:
             start, end = answer_positions(
                 examples[example_index[i]], offsets[-1], enc["input_ids"][i], tokenizer.cls_token_id
             )
             starts.append(start)
             ends.append(end)
+    words = [
+        [None if w is None else word_chars[(example_index[i], w)] for w in window] for i, window in enumerate(word_ids)
+    ]
     encodings = {k: v for k, v in enc.items() if k in tokenizer.model_input_names}
     if with_positions:
         encodings.update(start_positions=starts, end_positions=ends)
-    return Features(encodings, example_index, offsets)
+    return Features(encodings, example_index, offsets, words)
 
 
 def answer_positions(example: Example, offsets: list, input_ids: list[int], cls_id: int) -> tuple[int, int]:
@@ -135,6 +188,8 @@ def postprocess(
     n_best: int = 20,
     max_answer_length: int = 30,
     null_threshold: float = 0.0,
+    align_to_words: bool = False,
+    impossible: bool = True,
 ) -> list[Prediction]:
     """One prediction per example from the logits of all its windows.
 
@@ -146,6 +201,8 @@ def postprocess(
         n_best: start and end candidates per window.
         max_answer_length: the longest answer, in tokens.
         null_threshold: abstain when null score minus best span score exceeds it.
+        align_to_words: widen each span to the whole words its first and last tokens are in.
+        impossible: whether the prediction may be "no answer" (else the best span, always).
 
     Returns:
         One prediction per example, in order.
@@ -161,6 +218,7 @@ def postprocess(
             starts = start_logits[f]
             ends = end_logits[f]
             offsets = features.offsets[f]
+            words = features.words[f] if align_to_words and features.words else offsets
             null_score = min(null_score, float(starts[0] + ends[0]))
             candidates = np.argsort(starts)[::-1][:n_best]
             ends_best = np.argsort(ends)[::-1][:n_best]
@@ -170,8 +228,9 @@ def postprocess(
                         continue
                     if e < s or e - s + 1 > max_answer_length:
                         continue
-                    spans.append((float(starts[s] + ends[e]), offsets[s][0], offsets[e][1]))
-        predictions.append(_choose(example.context, spans, null_score, n_best, null_threshold))
+                    spans.append((float(starts[s] + ends[e]), words[s][0], words[e][1]))
+        threshold = null_threshold if impossible else float("inf")
+        predictions.append(_choose(example.context, spans, null_score, n_best, threshold))
     return predictions
 
 
@@ -252,7 +311,13 @@ def default_threshold(metrics: dict[str, Any] | None) -> float:
 
 @model_work
 def answer(
-    model: torch.nn.Module, tokenizer: Any, context: str, question: str, threshold: float = 0.0, batch_size: int = 16
+    model: torch.nn.Module,
+    tokenizer: Any,
+    context: str,
+    question: str,
+    threshold: float = 0.0,
+    batch_size: int = 16,
+    options: AnswerOptions | None = None,
 ) -> Prediction:
     """The model's answer to `question` over every window of `context`.
 
@@ -263,17 +328,26 @@ def answer(
         question: the question.
         threshold: abstain when null score minus best span score exceeds it.
         batch_size: windows per forward pass.
+        options: the pipeline's controls (`AnswerOptions`; default: its defaults).
 
     Returns:
         The prediction; its `text` is "" when the model abstains.
 
     Raises:
-        QuestionTooLong: the question takes more than half a window.
+        QuestionTooLong: the question takes more than half a window (or `max_question_len`).
+        QAInputError: an option out of range, or a stride that leaves no room for the context.
     """
-    check_question_length(model.config, tokenizer, question)
+    options = (options or AnswerOptions()).checked()
     length = window_length(model.config)
+    question_tokens = check_question_length(model.config, tokenizer, question, limit=options.max_question_len)
+    stride = min(STRIDE, length // 4) if options.doc_stride is None else options.doc_stride
+    if question_tokens + stride + 4 > length:  # the question, the overlap and the special tokens
+        raise QAInputError(
+            f"doc_stride {stride} and a {question_tokens}-token question leave no room for the context in "
+            f"{model.config.model_type}'s {length}-token window."
+        )
     example = Example("q", question, context)
-    features = prepare(tokenizer, [example], length, min(STRIDE, length // 4))
+    features = prepare(tokenizer, [example], length, stride)
     ids = features.encodings["input_ids"]
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
@@ -283,19 +357,34 @@ def answer(
         out = model(**{k: to_model(model, v) for k, v in batch.items()})
         starts += list(out.start_logits.float().cpu().numpy())
         ends += list(out.end_logits.float().cpu().numpy())
-    return postprocess([example], features, _stack(starts), _stack(ends), null_threshold=threshold)[0]
+    return postprocess(
+        [example],
+        features,
+        _stack(starts),
+        _stack(ends),
+        n_best=max(20, options.top_k),
+        max_answer_length=options.max_answer_len,
+        null_threshold=threshold,
+        align_to_words=options.align_to_words,
+        impossible=options.handle_impossible_answer,
+    )[0]
 
 
-def check_question_length(config: Any, tokenizer: Any, question: str, named: str = "The question") -> None:
-    """Raise `QuestionTooLong` for a question that takes more than half a window of the model
-    with `config` (`named` begins the message: "Question 'q7'" for one of a batch)."""
+def check_question_length(
+    config: Any, tokenizer: Any, question: str, named: str = "The question", limit: int | None = None
+) -> int:
+    """The question's length in tokens; `QuestionTooLong` for one that takes more than half a
+    window of the model with `config`, or more than `limit` tokens (`named` begins the message:
+    "Question 'q7'" for one of a batch)."""
     length = window_length(config)
+    most = length // 2 if limit is None else min(limit, length // 2)
     question_tokens = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    if question_tokens > length // 2:
+    if question_tokens > most:
+        room = "leave room for the context" if most == length // 2 else "are allowed (max_question_len)"
         raise QuestionTooLong(
-            f"{named} is {question_tokens} tokens long for {config.model_type}; "
-            f"at most {length // 2} leave room for the context."
+            f"{named} is {question_tokens} tokens long for {config.model_type}; at most {most} {room}."
         )
+    return question_tokens
 
 
 def _stack(rows: list[np.ndarray]) -> np.ndarray:

@@ -146,9 +146,15 @@ def keyword_scan(loaded: LoadedModel, samples: np.ndarray) -> spotting.Scan:
 
 
 @lent(text_duration)
-def answer(loaded: LoadedModel, context: str, question: str, threshold: float) -> extractive.Prediction:
-    """One QA model's answer (`extractive.answer`)."""
-    return extractive.answer(loaded.model, loaded.processor, context, question, threshold)
+def answer(
+    loaded: LoadedModel,
+    context: str,
+    question: str,
+    threshold: float,
+    options: extractive.AnswerOptions | None = None,
+) -> extractive.Prediction:
+    """One QA model's answer (`extractive.answer`, with the pipeline's controls `options`)."""
+    return extractive.answer(loaded.model, loaded.processor, context, question, threshold, options=options)
 
 
 @lent(examples_duration)

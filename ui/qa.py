@@ -66,12 +66,18 @@ class ModelColumn(NamedTuple):
 
 
 def answer_each(
-    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+    registry: Registry,
+    context: str,
+    question: str,
+    thresholds: dict[str, float] | None = None,
+    options: extractive.AnswerOptions | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
     model first; a missing model gives {"error": ...}. The models run one after the other, each
-    with all cores (docs/benchmarks.md, "Serving speed": side by side was never faster on 2 cores)."""
+    with all cores (docs/benchmarks.md, "Serving speed": side by side was never faster on 2 cores).
+    `options`: the pipeline's controls; `alternatives` holds its `top_k` best answers."""
     context, question = extractive.check_input(context, question)
+    options = (options or extractive.AnswerOptions()).checked()
     for name in NAMES:
         try:
             loaded = registry[name].get()
@@ -80,12 +86,12 @@ def answer_each(
             continue
         threshold = (thresholds or {}).get(name, extractive.default_threshold(loaded.metrics))
         start = time.perf_counter()
-        prediction = gpu.answer(loaded, context, question, threshold)
+        prediction = gpu.answer(loaded, context, question, threshold, options)
         yield (
             name,
             {
                 **asdict(prediction),
-                "alternatives": prediction.alternatives[:3],
+                "alternatives": prediction.alternatives[: options.top_k],
                 "threshold": threshold,
                 "seconds": round(time.perf_counter() - start, 4),
                 "source": loaded.label,
@@ -95,10 +101,14 @@ def answer_each(
 
 
 def answer_both(
-    registry: Registry, context: str, question: str, thresholds: dict[str, float] | None = None
+    registry: Registry,
+    context: str,
+    question: str,
+    thresholds: dict[str, float] | None = None,
+    options: extractive.AnswerOptions | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Both models' answers, keyed by slot name (see `answer_each`)."""
-    return dict(answer_each(registry, context, question, thresholds))
+    return dict(answer_each(registry, context, question, thresholds, options))
 
 
 def default_threshold(loaded: LoadedModel | None) -> float:
@@ -318,6 +328,28 @@ def build(registry: Registry) -> gr.Blocks:
             with user_errors():
                 return answer_both(registry, context, question)
 
+        def api_answer_with_options(
+            context: str = "",
+            question: str = "",
+            top_k: int = 3,
+            max_answer_len: int = 30,
+            doc_stride: int | None = None,
+            max_question_len: int | None = None,
+            handle_impossible_answer: bool = True,
+            align_to_words: bool = True,
+        ) -> dict:
+            """`/answer` with the controls of transformers' question-answering pipeline, with its
+            meanings (`qa.extractive.AnswerOptions`): the `top_k` best answers under
+            "alternatives", max_answer_len (tokens), doc_stride (tokens shared by neighbouring
+            windows; default 128, at most a quarter of the window), max_question_len (tokens; a
+            longer question is refused), whether "no answer" may be the answer, and whether a span
+            starts and ends on whole words."""
+            with user_errors():
+                options = extractive.AnswerOptions(
+                    top_k, max_answer_len, doc_stride, max_question_len, handle_impossible_answer, align_to_words
+                )
+                return answer_both(registry, context, question, options=options)
+
         def api_batch_evaluate(file: FileData | None = None, with_fp32: bool = False) -> dict:
             """Both models on the first questions of an uploaded SQuAD v2 file (up to 200, and
             300,000 characters of context): "scores" per slot (exact, f1, HasAns_/NoAns_, as the
@@ -329,5 +361,6 @@ def build(registry: Registry) -> gr.Blocks:
             return asdict(result)
 
         gr.api(api_answer, api_name="answer")
+        gr.api(api_answer_with_options, api_name="answer_with_options")
         gr.api(api_batch_evaluate, api_name="batch_evaluate")
     return demo
