@@ -48,6 +48,8 @@ INSTRUCTION = (
     "passage, or say that it holds no answer. DistilBERT reads English; XLM-RoBERTa other languages too."
 )
 SAMPLE_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "sample_squad_v2.json"
+# The page's doc_stride: what `/answer` uses by default for both models (a quarter of XLM-R's window).
+STRIDE_SHOWN = 95
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
 
@@ -130,8 +132,8 @@ def agreement(results: dict[str, dict[str, Any]]) -> str:
 
 
 def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[list[Any]]]:
-    """One model's column: summary line, the context with the answer marked (HTML), top-3
-    alternatives (None: still answering)."""
+    """One model's column: summary line, the context with the answer marked (HTML), its best
+    spans (`top_k` of them; None: still answering)."""
     if result is None:
         return "*Answering…*", in_context(context), []
     if "error" in result:  # the column's card says why
@@ -200,7 +202,7 @@ def build(registry: Registry) -> gr.Blocks:
                             highlight=gr.HTML(label="Answer in context", show_label=True),
                             alternatives=gr.Dataframe(
                                 headers=["alternative", "probability", "span score"],
-                                label="Top 3 spans",
+                                label="Best spans",
                                 interactive=False,
                             ),
                             threshold=gr.Slider(
@@ -212,6 +214,21 @@ def build(registry: Registry) -> gr.Blocks:
                             ),
                             card=gr.Markdown(elem_classes=["about-model"]),
                         )
+            with gr.Accordion("Answer options (as transformers' question-answering pipeline had them)", open=False):
+                with gr.Row():
+                    qa_top_k = gr.Slider(1, 20, value=3, step=1, label="Spans listed per model (top_k)")
+                    qa_max_answer = gr.Slider(
+                        1, 100, value=30, step=1, label="Longest answer, in tokens (max_answer_len)"
+                    )
+                    qa_stride = gr.Slider(
+                        0, extractive.WINDOW // 2, value=STRIDE_SHOWN, step=1,
+                        label="Tokens shared by neighbouring windows of a long text (doc_stride)",
+                    )  # fmt: skip
+                with gr.Row():
+                    qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
+                    qa_impossible = gr.Checkbox(
+                        value=True, label="“No answer” may be the answer (handle_impossible_answer)"
+                    )
         with gr.Tab("Comparison"):
             gr.Markdown(
                 "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
@@ -241,12 +258,24 @@ def build(registry: Registry) -> gr.Blocks:
             qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
             qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
 
-        def on_answer(context: str, question: str, *thresholds: float) -> Iterator[list[Any]]:
+        def on_answer(
+            context: str,
+            question: str,
+            top_k: float,
+            max_answer: float,
+            stride: float,
+            align: bool,
+            impossible: bool,
+            *thresholds: float,
+        ) -> Iterator[list[Any]]:
             """Each model's column as soon as it has answered; the agreement line once both have."""
             results: dict[str, dict[str, Any]] = {}
             with user_errors():
+                options = extractive.AnswerOptions(
+                    int(top_k), int(max_answer), int(stride), None, bool(impossible), bool(align)
+                )
                 for name, result in answer_each(
-                    registry, context, question, dict(zip(NAMES, thresholds, strict=True))
+                    registry, context, question, dict(zip(NAMES, thresholds, strict=True)), options
                 ):
                     results[name] = result
                     shown = [agreement(results) if len(results) == len(NAMES) else ""]
@@ -269,7 +298,16 @@ def build(registry: Registry) -> gr.Blocks:
         for ask in (qa_button.click, qa_question.submit):
             ask(
                 fading(on_answer, len(answer_outputs), line=0),
-                inputs=[qa_context, qa_question, *(c.threshold for c in columns.values())],
+                inputs=[
+                    qa_context,
+                    qa_question,
+                    qa_top_k,
+                    qa_max_answer,
+                    qa_stride,
+                    qa_align,
+                    qa_impossible,
+                    *(c.threshold for c in columns.values()),
+                ],
                 outputs=answer_outputs,
                 api_name=False,
             ).then(None, js=scroll_into_view("qa-answers"))
