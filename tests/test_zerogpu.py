@@ -60,15 +60,16 @@ def test_zerogpu_refusals_read_as_a_sentence_and_other_errors_pass_unchanged():
 
 @pytest.mark.slow
 def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does(tiny_checkpoints, tmp_path):
-    long_clip = tmp_path / "five_minutes.wav"
-    sf.write(long_clip, np.random.default_rng(0).normal(0, 0.05, 16_000 * 300).astype(np.float32), 16_000)
+    long_clip = tmp_path / "two_minutes.wav"
+    sf.write(long_clip, np.random.default_rng(0).normal(0, 0.05, 16_000 * 120).astype(np.float32), 16_000)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "zerogpu_standin"), str(ROOT)]),
         "SPACES_ZERO_GPU": "true",
-        # No CUDA here: the models serve in fp16 on the CPU, as PyTorch models, as on the GPU.
+        # No CUDA here: the models serve on the CPU as PyTorch models, as on the GPU (in fp32: fp16
+        # matrix products on this CPU are emulated, and slow).
         "SERVE_DEVICE": "cpu",
-        "SERVE_PRECISION": "fp16",
+        "SERVE_PRECISION": "fp32",
         "ONNX_CACHE": str(tmp_path / "onnx"),
     }
     squad = ROOT / "assets" / "qa" / "sample_squad_v2.json"
@@ -80,17 +81,17 @@ def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does
 
     assert report["zero_gpu"] and set(report["states"].values()) == {"loaded"}  # loaded before launch
     assert report["app"]["zero_gpu"] is True  # what /status says under "app"
-    assert set(report["precisions"].values()) == {"fp16 (torch, cpu)"}
+    assert set(report["precisions"].values()) == {"fp32 (torch, cpu)"}
     assert report["live_is_a_copy"] == {"asr": True, "kws": True}
     assert report["control"] == ["HubertForSequenceClassification"]  # the guard catches a model run outside...
     assert report["outside"] == []  # ...and no request ran one outside a lent call
     calls = {name: visit["calls"] for name, visit in report["visits"].items()}
     assert calls["transcribe"] == [["transcribe", gpu.LEAST_S + 1]]  # a clip of a few seconds
-    assert calls["transcribe_long"] == [["transcribe", gpu.LEAST_S + 10]]  # five minutes: 1 s per 30 s
+    assert calls["transcribe_long"] == [["transcribe", gpu.LEAST_S + 4]]  # two minutes: 1 s per 30 s
     assert calls["spot"] == [["keyword_scan", gpu.LEAST_S + 1]]
     assert calls["answer"] == [["answer", gpu.LEAST_S + 1]] * 2  # one per model
-    # The sample file's 12 questions, each model served and again in fp32 (read in the call).
-    assert calls["batch"] == [["answer_all", gpu.LEAST_S + 1], ["answer_all", gpu.LEAST_S + 7]] * 2
+    # The sample file's 12 questions, one call per model (served in fp32 here: no fp32 reference to add).
+    assert calls["batch"] == [["answer_all", gpu.LEAST_S + 1]] * 2
     assert report["visits"]["batch"]["result"]["scores"]["qa-xlmr"]["total"] == 12
     assert set(report["visits"]["answer"]["result"]) == {"qa-distilbert", "qa-xlmr"}
     assert report["visits"]["spot"]["result"]["label"] in {
