@@ -224,11 +224,11 @@ def build(registry: Registry) -> gr.Blocks:
                         0, extractive.WINDOW // 2, value=STRIDE_SHOWN, step=1,
                         label="Tokens shared by neighbouring windows of a long text (doc_stride)",
                     )  # fmt: skip
-                with gr.Row():
-                    qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
-                    qa_impossible = gr.Checkbox(
-                        value=True, label="“No answer” may be the answer (handle_impossible_answer)"
-                    )
+                # One under the other: side by side, a phone cuts their labels.
+                qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
+                qa_impossible = gr.Checkbox(
+                    value=True, label="“No answer” may be the answer (handle_impossible_answer)"
+                )
         with gr.Tab("Comparison"):
             gr.Markdown(
                 "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
