@@ -1,7 +1,7 @@
 """ZeroGPU end to end on a CUDA machine: the real `spaces` package in its ZeroGPU mode (CUDA
 emulated outside decorated calls, a forked worker per GPU call) against a stand-in device API on
-loopback (`tests/zerogpu_device_api.py`), the app on the four slots at the project's real sizes
-(random weights), driven as visitors do (`tests/zerogpu_run.py`):
+loopback (`scripts/zerogpu_device_api.py`), the app on the four slots at the project's real sizes
+(random weights), driven as visitors do (`scripts/zerogpu_run.py`):
 
     python -m bench.zerogpu_e2e                 # needs a CUDA build of torch and a GPU
 
@@ -22,8 +22,8 @@ import torch
 
 from bench.serve_speed import build_checkpoints
 from scripts.local_app import ROOT
+from scripts.zerogpu_device_api import DeviceApi
 from serving.scratch import scratch_folder
-from tests.zerogpu_device_api import DeviceApi
 
 
 def main() -> dict:
@@ -42,7 +42,7 @@ def main() -> dict:
             "ONNX_CACHE": str(root / "onnx"),
         }
         squad = ROOT / "assets" / "qa" / "sample_squad_v2.json"
-        command = [sys.executable, "-m", "tests.zerogpu_run", str(root / "checkpoints"), str(squad), str(long_clip)]
+        command = [sys.executable, "-m", "scripts.zerogpu_run", str(root / "checkpoints"), str(squad), str(long_clip)]
         run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
         if run.returncode != 0 or not lines:

@@ -73,7 +73,7 @@ def test_on_a_stand_in_zerogpu_every_request_borrows_the_gpu_and_live_never_does
         "ONNX_CACHE": str(tmp_path / "onnx"),
     }
     squad = ROOT / "assets" / "qa" / "sample_squad_v2.json"
-    command = [sys.executable, "-m", "tests.zerogpu_run", str(tiny_checkpoints), str(squad), str(long_clip)]
+    command = [sys.executable, "-m", "scripts.zerogpu_run", str(tiny_checkpoints), str(squad), str(long_clip)]
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     lines = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
     assert run.returncode == 0 and lines, run.stdout[-3000:] + run.stderr[-3000:]
@@ -118,7 +118,7 @@ def test_the_device_api_stand_in_answers_the_spaces_client_as_zerogpu_does():
     import httpx
     from spaces.zero.api import APIClient, QuotaInfos, ScheduleResponse
 
-    from tests.zerogpu_device_api import DeviceApi
+    from scripts.zerogpu_device_api import DeviceApi
 
     with DeviceApi(quota_s=30, gpu="GPU-0000", wait_s=600) as api:
         client = APIClient(httpx.Client(base_url=api.url, timeout=10))

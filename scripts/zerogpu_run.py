@@ -1,10 +1,10 @@
 """The app on ZeroGPU, driven as visitors do; prints a JSON report. Run in its own process with
 SPACES_ZERO_GPU=true, so that `serving.gpu` decorates at import:
 
-    python -m tests.zerogpu_run CHECKPOINTS SQUAD_FILE [LONG_CLIP]
+    python -m scripts.zerogpu_run CHECKPOINTS SQUAD_FILE [LONG_CLIP]
 
 with the stand-in package first on PYTHONPATH (`tests/zerogpu_standin/spaces`; `tests/test_zerogpu.py`),
-or with the real package and a device API (`tests/zerogpu_device_api.py`; `bench/zerogpu_e2e.py`, on
+or with the real package and a device API (`scripts/zerogpu_device_api.py`; `bench/zerogpu_e2e.py`, on
 a CUDA machine): there the device API records the calls, and the guard and the refusal, which only
 the stand-in offers, are left out.
 """
