@@ -69,9 +69,10 @@ class AnswerOptions:
         longer question silently; here it is refused in a sentence.
     handle_impossible_answer: whether "no answer" may be the answer (these models were trained on
         SQuAD v2, where a third of the questions have none); off, the best span is always given.
-    align_to_words: a span starts and ends on whole words, as the tokenizer splits words (a weak
-        model can otherwise answer "ustave Eiffel"); for languages written without spaces a
-        tokenizer's words may be whole phrases, as with the pipeline.
+    align_to_words: a span starts and ends on whole words (a weak model can otherwise answer
+        "ustave Eiffel"): widened through letters and digits, within the word the tokenizer made;
+        for languages written without spaces a SentencePiece tokenizer's words may be whole
+        phrases, as with the pipeline (BERT's split such text into single characters).
     """
 
     top_k: int = 3
@@ -218,7 +219,7 @@ def postprocess(
             starts = start_logits[f]
             ends = end_logits[f]
             offsets = features.offsets[f]
-            words = features.words[f] if align_to_words and features.words else offsets
+            words = features.words[f] if align_to_words and features.words else None
             null_score = min(null_score, float(starts[0] + ends[0]))
             candidates = np.argsort(starts)[::-1][:n_best]
             ends_best = np.argsort(ends)[::-1][:n_best]
@@ -228,10 +229,24 @@ def postprocess(
                         continue
                     if e < s or e - s + 1 > max_answer_length:
                         continue
-                    spans.append((float(starts[s] + ends[e]), words[s][0], words[e][1]))
+                    start, end = offsets[s][0], offsets[e][1]
+                    if words is not None:
+                        start, end = _on_words(example.context, start, end, words[s][0], words[e][1])
+                    spans.append((float(starts[s] + ends[e]), start, end))
         threshold = null_threshold if impossible else float("inf")
         predictions.append(_choose(example.context, spans, null_score, n_best, threshold))
     return predictions
+
+
+def _on_words(context: str, start: int, end: int, word_start: int, word_end: int) -> tuple[int, int]:
+    """`start`/`end` moved out to the edges of the words they fall in: through letters and digits
+    only, and no further than the tokenizer's word (a SentencePiece "word" keeps its punctuation,
+    "Eiffel.", which the answer should not)."""
+    while start > word_start and context[start - 1].isalnum() and context[start].isalnum():
+        start -= 1
+    while end < word_end and context[end - 1].isalnum() and context[end].isalnum():
+        end += 1
+    return start, end
 
 
 def _choose(context: str, spans: list, null_score: float, n_best: int, threshold: float) -> Prediction:

@@ -71,7 +71,8 @@ def require_weights(path: Path) -> None:
 
 
 def load_model(kind: str, path: Path) -> Any:
-    """The model from `path`'s safetensors weights (see `require_weights`), never remote code."""
+    """The model from `path`'s safetensors weights (see `require_weights`), never remote code,
+    read into memory."""
     model_cls = classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
         from core.structure import SUPERB_CTC
@@ -81,7 +82,10 @@ def load_model(kind: str, path: Path) -> Any:
             from transformers import AutoConfig
         if SUPERB_CTC in (AutoConfig.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
-    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    # Read into memory, not memory-mapped: a model that serves from the CPU (in fp32 while its
+    # int8 export runs) would otherwise read its weights from the file, and a file overwritten in
+    # place (`cp new/model.safetensors checkpoints/asr/`) would kill the server (SIGBUS).
+    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False, disable_mmap=True)
 
 
 def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:

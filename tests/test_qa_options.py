@@ -107,3 +107,20 @@ def test_the_options_endpoint_takes_every_control(tiny_app):
     with pytest.raises(Exception, match="top_k must be a whole number from 1 to 20, not 25"):
         client.predict(CONTEXT, "Who?", 25, 30, None, None, True, True, api_name="/answer_with_options")
     assert len(client.predict(CONTEXT, "Who?", api_name="/answer")["qa-xlmr"]["alternatives"]) == 3  # as before
+
+
+def test_an_aligned_answer_leaves_the_punctuation_a_sentencepiece_word_carries(tiny_checkpoints):
+    """XLM-R's tokenizer splits on spaces only: "Eiffel." is one word; the answer stops at the
+    last letter, as the model's own span does."""
+    tokenizer = Registry(tiny_checkpoints)["qa-xlmr"].get().processor
+    context = "It was built by Gustave Eiffel. It stands in Paris."
+    example = extractive.Example("q", "Who built it?", context)
+    features = extractive.prepare(tokenizer, [example], 128, 32)
+    offsets, words = features.offsets[0], features.words[0]
+    first = next(k for k, o in enumerate(offsets) if o is not None and o[0] <= context.index("Gustave") < o[1])
+    last = next(k for k, o in enumerate(offsets) if o is not None and o[0] < context.index(". It") <= o[1])
+    assert context[slice(*words[last])] == "Eiffel."  # the tokenizer's word
+    starts, ends = np.full((1, len(offsets)), -10.0), np.full((1, len(offsets)), -10.0)
+    starts[0, first], ends[0, last] = 10.0, 10.0
+    (aligned,) = extractive.postprocess([example], features, starts, ends, align_to_words=True)
+    assert aligned.text == "Gustave Eiffel"

@@ -198,6 +198,7 @@ def test_reload_keeps_an_unchanged_model_and_swaps_in_a_retrained_one_while_the_
     noise = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
     alone = _alone(tmp_path / "alone", tmp_path / "asr")
     assert transcribe(new, noise)[0] == transcribe(alone, noise)[0] != transcribe(first, noise)[0]
+    assert slot.settled(wait_s=60) is new  # (its int8 export done: nothing left to watch)
     assert "reloading" not in slot.status() and settled(slot)
     assert registry.reload()["asr"]["reload"] == "unchanged" and slot.peek() is new
 
@@ -288,7 +289,7 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
     # render them again (for keyword spotting: plots and eight audio clips), over a visitor's click.
     shutil.copytree(two_asr[0], tmp_path / "asr")
     slot = Registry(tmp_path)["asr"]
-    first = slot.get()
+    first = slot.settled()  # served in int8 from here on: the page shows this model
     renders = []
     with gr.Blocks() as demo:
         card, results = gr.Markdown(), gr.Markdown()
@@ -304,6 +305,7 @@ def test_a_status_tick_renders_a_tabs_results_only_for_a_model_the_page_does_not
     card_text, timer, *rest = tick(key)
     assert "A newer model is loading" in card_text and timer.value == 2.0 and rest == [gr.skip(), gr.skip()]
     slot.wait_for_swap(time.monotonic() + 60)
+    slot.settled(wait_s=60)  # the new model's int8 export done too
     _, timer, shown, new_key = tick(key)  # settled on another model: rendered again
     assert shown == "results" and renders[-1] is slot.peek() is not first and new_key != key
     assert timer.value == SETTLED_EVERY_S and tick(new_key)[2:] == [gr.skip(), gr.skip()] and len(renders) == 2

@@ -48,8 +48,6 @@ INSTRUCTION = (
     "passage, or say that it holds no answer. DistilBERT reads English; XLM-RoBERTa other languages too."
 )
 SAMPLE_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "sample_squad_v2.json"
-# The page's doc_stride: what `/answer` uses by default for both models (a quarter of XLM-R's window).
-STRIDE_SHOWN = 95
 EXAMPLES_FILE = Path(__file__).resolve().parents[1] / "assets" / "qa" / "examples.json"
 
 
@@ -220,9 +218,10 @@ def build(registry: Registry) -> gr.Blocks:
                     qa_max_answer = gr.Slider(
                         1, 100, value=30, step=1, label="Longest answer, in tokens (max_answer_len)"
                     )
-                    qa_stride = gr.Slider(
-                        0, extractive.WINDOW // 2, value=STRIDE_SHOWN, step=1,
-                        label="Tokens shared by neighbouring windows of a long text (doc_stride)",
+                    qa_stride = gr.Number(
+                        None, minimum=0, maximum=extractive.WINDOW // 2, precision=0,
+                        label=f"Tokens shared by neighbouring windows of a long text (doc_stride; empty: "
+                        f"{extractive.STRIDE}, at most a quarter of the model's window)",
                     )  # fmt: skip
                 # One under the other: side by side, a phone cuts their labels.
                 qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
@@ -263,7 +262,7 @@ def build(registry: Registry) -> gr.Blocks:
             question: str,
             top_k: float,
             max_answer: float,
-            stride: float,
+            stride: float | None,
             align: bool,
             impossible: bool,
             *thresholds: float,
@@ -272,7 +271,12 @@ def build(registry: Registry) -> gr.Blocks:
             results: dict[str, dict[str, Any]] = {}
             with user_errors():
                 options = extractive.AnswerOptions(
-                    int(top_k), int(max_answer), int(stride), None, bool(impossible), bool(align)
+                    int(top_k),
+                    int(max_answer),
+                    None if stride is None else int(stride),
+                    None,
+                    bool(impossible),
+                    bool(align),
                 )
                 for name, result in answer_each(
                     registry, context, question, dict(zip(NAMES, thresholds, strict=True)), options
