@@ -71,8 +71,8 @@ def require_weights(path: Path) -> None:
 
 
 def load_model(kind: str, path: Path) -> Any:
-    """The model from `path`'s safetensors weights (see `require_weights`), never remote code,
-    read into memory."""
+    """The model from `path`'s safetensors weights (see `require_weights`), never remote code;
+    its weights stay mapped from the file (`in_memory` copies them)."""
     model_cls = classes(kind)[0]
     if kind == "ctc":  # this project's SUPERB head is no transformers Auto class
         from core.structure import SUPERB_CTC
@@ -82,10 +82,21 @@ def load_model(kind: str, path: Path) -> Any:
             from transformers import AutoConfig
         if SUPERB_CTC in (AutoConfig.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
-    # Read into memory, not memory-mapped: a model that serves from the CPU (in fp32 while its
-    # int8 export runs) would otherwise read its weights from the file, and a file overwritten in
-    # place (`cp new/model.safetensors checkpoints/asr/`) would kill the server (SIGBUS).
-    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False, disable_mmap=True)
+    return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+
+
+def in_memory(model: Any) -> Any:
+    """`model` with its weights copied out of the safetensors file they are memory-mapped from
+    (transformers maps them), for a model that serves from the CPU: one reading its weights from
+    the file would die (SIGBUS, the whole server with it) when the file is overwritten in place
+    (`cp new/model.safetensors checkpoints/asr/`). A model read only to be exported, or moved to a
+    GPU, needs no copy."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.data = tensor.data.clone()
+    return model
 
 
 def from_pretrained(kind: str, path: Path) -> tuple[Any, Any]:

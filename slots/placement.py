@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core import settings
+from slots import loading
 
 logger = logging.getLogger("slots.slot")
 
@@ -94,6 +95,8 @@ def place(kind: str, model: Any, folder: Path) -> Placement:
     if settings.ZERO_GPU and kind in SPEECH_KINDS:  # Live's CPU copy, before the weights leave the CPU
         live, _, upgrade = _int8(kind, copy.deepcopy(model), folder, live_only=True)
     model.to(device=device, dtype=getattr(torch, DTYPES[precision])).eval()
+    if device == "cpu" and precision == "fp32":  # (a cast or a move to a GPU copies the weights already)
+        loading.in_memory(model)
     return Placement(model, f"{precision} (torch, {device})", device, live, upgrade)
 
 
@@ -107,14 +110,14 @@ def _int8(kind: str, model: Any, folder: Path, live_only: bool) -> tuple[Any, st
     from slots import onnx_serving  # torch and onnx: imported when the first model loads
 
     if not onnx_serving.supported(kind, model):
-        return model, f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)", None
+        return loading.in_memory(model), f"fp32 (torch, cpu; {type(model).__name__} has no int8 path)", None
     weights = sorted(Path(folder).glob("*.safetensors"))[0]
     if onnx_serving.cached_export(kind, model, weights).is_file():
         try:
             return onnx_serving.int8_model(kind, model, weights), onnx_serving.INT8, None
         except Exception as err:  # noqa: BLE001 - a damaged cache entry: serve fp32, say why
             logger.warning("the cached int8 export of %s failed to load, serving fp32: %s", folder, err)
-            return model, f"fp32 (torch, cpu; int8 export failed: {err})", None
+            return loading.in_memory(model), f"fp32 (torch, cpu; int8 export failed: {err})", None
 
     def upgrade(loaded: Any) -> None:
         from slots import int8_export
@@ -134,4 +137,4 @@ def _int8(kind: str, model: Any, folder: Path, live_only: bool) -> tuple[Any, st
             loaded.model = loaded.live_model = session
             loaded.precision = onnx_serving.INT8
 
-    return model, PENDING, upgrade
+    return loading.in_memory(model), PENDING, upgrade
