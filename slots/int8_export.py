@@ -1,12 +1,12 @@
-"""The int8 export in a process of its own, which reads the model from its folder, writes the
-export to the cache and exits:
+"""The int8 export in processes of their own, one per step (export, fusion, quantization), each of
+which exits when done (`run`; the steps: `main`).
 
-    python -m slots.int8_export KIND FOLDER TARGET
-
-Why a process: exporting and quantizing a model allocates several times its size, and the serving
-process kept most of it afterwards (four real-size models exported in the app: 9.8 GB of RSS that
-stayed, against 1.7 GB when the app started with the exports cached). Here that memory is returned
-when the process exits, and its CPU time runs at the model-work priority (`core.inference`).
+Why processes: exporting and quantizing a model allocates several times its size, and a process
+keeps most of it afterwards (four real-size models exported in the app: 9.8 GB of RSS that stayed,
+against 1.7 GB when the app started with the exports cached); and in one process the steps' memory
+adds up (XLM-R: 4.7 GB after the export, 9.0 after the fusion, 11.0 after quantization). Each step's
+memory is returned when its process exits, and its CPU time runs at the model-work priority
+(`core.inference`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,31 +43,61 @@ def export(kind: str, model: Any, folder: Path, target: Path) -> dict[str, Any] 
 
 
 def run(kind: str, folder: Path, target: Path, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
-    """Export the model in `folder` to `target` in a child process; what it cost (seconds, the
-    child's peak RSS). Raises RuntimeError with the child's last words if it fails."""
-    env = settings.child_env(ROOT)
-    command = [sys.executable, "-m", "slots.int8_export", kind, str(folder), str(target)]
+    """Export the model in `folder` to `target`, each step (export, fusion, quantization) in a
+    process of its own; what it cost (seconds, the largest step's peak RSS). Raises RuntimeError
+    with a step's last words if it fails."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
-    if done.returncode != 0 or not Path(target).is_file():
+    peaks = []
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        graph, fused, staged = (str(Path(tmp) / name) for name in ("model.onnx", "fused.onnx", "model.int8.onnx"))
+        for step in (["export", kind, str(folder), graph], ["fuse", kind, str(folder), graph, fused]):
+            report = _step(step, timeout_s)
+            peaks.append(report["peak_rss_mb"])
+        report = _step(["quantize", report.get("graph", graph), staged], timeout_s)
+        peaks.append(report["peak_rss_mb"])
+        os.replace(staged, target)  # a reader never sees half a file
+    return {"peak_rss_mb": max(peaks), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _step(args: list[str], timeout_s: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "slots.int8_export", *args]
+    done = subprocess.run(command, cwd=ROOT, env=settings.child_env(ROOT), capture_output=True, text=True,
+                          timeout=timeout_s)  # fmt: skip
+    if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the export process failed ({done.returncode}): {last}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**report, "seconds": round(time.perf_counter() - start, 1)}
+        raise RuntimeError(f"the export process failed at {args[0]} ({done.returncode}): {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> None:
+    """One step: `export KIND FOLDER GRAPH`, `fuse KIND FOLDER GRAPH FUSED` (prints the graph to
+    quantize) or `quantize GRAPH TARGET`."""
     from core.inference import STEP
 
     if STEP:
         os.nice(STEP)  # below the app, as its model threads run
-    kind, folder, target = argv
     from slots import onnx_serving
-    from slots.loading import load_model
 
-    onnx_serving.build(kind, load_model(kind, Path(folder)).eval(), Path(target))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": round(peak_kb / 1024)}))
+    step, *args = argv
+    report: dict[str, Any] = {}
+    if step == "export":
+        from slots.loading import load_model
+
+        kind, folder, graph = args
+        onnx_serving.export_graph(kind, load_model(kind, Path(folder)), Path(graph))
+    elif step == "fuse":
+        from transformers import AutoConfig
+
+        kind, folder, graph, fused = args
+        report["graph"] = str(
+            onnx_serving.fuse_graph(kind, Path(graph), AutoConfig.from_pretrained(folder), Path(fused))
+        )
+    else:
+        graph, target = args
+        onnx_serving.quantize(Path(graph), Path(target))
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -255,29 +255,46 @@ def build(kind: str, model: Any, target: Path) -> None:
 
 
 def _build(spec: Export, model: Any, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
         _export(spec, model.eval(), fp32)
         if spec.fuse is not None:
             fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
-        try:
-            staged = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(
-                fp32,
-                staged,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Attention"],
-                # The fused graph's contrib ops defeat shape inference; their outputs are float.
-                extra_options={"DefaultTensorType": 1},
-            )
-        finally:
-            logging.getLogger().setLevel(quiet)
+        staged = Path(tmp) / "model.int8.onnx"
+        quantize(fp32, staged)
         os.replace(staged, target)  # a reader never sees half a file
+
+
+def quantize(graph: Path, target: Path) -> None:
+    """`graph`'s MatMul and Attention weights quantized to int8, written to `target`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
+    try:
+        quantize_dynamic(
+            graph,
+            target,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Attention"],
+            # The fused graph's contrib ops defeat shape inference; their outputs are float.
+            extra_options={"DefaultTensorType": 1},
+        )
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+def export_graph(kind: str, model: Any, path: Path) -> None:
+    """`model` (of slot kind `kind`) exported to an fp32 ONNX graph at `path` (the first step)."""
+    _export(EXPORTS[kind], model.eval(), path)
+
+
+def fuse_graph(kind: str, path: Path, config: Any, target: Path) -> Path:
+    """The graph at `path` with the kind's fusion (`Export.fuse`) written to `target`, or `path`
+    itself where there is none or it does not apply (the second step)."""
+    fuse = EXPORTS[kind].fuse
+    return path if fuse is None else fuse(path, config, target)
 
 
 @contextmanager
