@@ -30,6 +30,7 @@ server log does. What a failed slot says is in `slots/errors.py`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -54,6 +55,20 @@ RETRY_MAX_S = 180.0
 def retry_delay(retries: int, first: float = RETRY_S, most: float = RETRY_MAX_S) -> float:
     """Seconds before the next try after `retries` transient failures in a row."""
     return min(most, first * 2**retries)
+
+
+# Exports under way (`Slot._upgrade`): a process that exits while one runs PyTorch or ONNX Runtime
+# in its thread is aborted by their thread pools ("terminate called without an active exception");
+# at exit they get this long, all together, to finish.
+_UPGRADING: set[threading.Thread] = set()
+EXIT_WAIT_S = 60.0
+
+
+@atexit.register
+def _let_exports_finish() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for thread in list(_UPGRADING):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 LOCAL_PHASES = ("starting", "loading")  # a request may wait through these, never through a download
@@ -341,9 +356,11 @@ class Slot:
     def _upgrade(self, loaded: LoadedModel) -> None:
         """The int8 export after the fp32 model serves (`slots.placement`), swapped in when done."""
         lower_priority()
+        _UPGRADING.add(threading.current_thread())
         try:
             loaded.upgrade(loaded)
         finally:
+            _UPGRADING.discard(threading.current_thread())
             with self._cond:
                 loaded.upgrade = None
                 self._cond.notify_all()
