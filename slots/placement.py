@@ -137,4 +137,5 @@ def _int8(kind: str, model: Any, folder: Path, live_only: bool) -> tuple[Any, st
             loaded.model = loaded.live_model = session
             loaded.precision = onnx_serving.INT8
 
-    return loading.in_memory(model), PENDING, upgrade
+    # (Live's copy on ZeroGPU is a deep copy already: its weights are in memory.)
+    return (model if live_only else loading.in_memory(model)), PENDING, upgrade
