@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import jiwer
 
@@ -69,3 +70,18 @@ def classification_report(
         report["confusion_matrix"] = np.asarray(confusion_matrix(y_true, y_pred, labels=ids)).tolist()
         report["labels"] = list(labels)
     return report
+
+
+@functools.cache
+def _english_normaliser() -> Callable[[str], str]:
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalise_english(text: str) -> str:
+    """`text` as English ASR scoring compares it: Whisper's English text normaliser (the package
+    `whisper-normalizer`), from which the Open ASR Leaderboard's English normaliser is derived:
+    lower case, no punctuation, numbers as digits ("twenty five" -> "25"), British spellings
+    American, contractions spelled out, filler words ("uh", "hmm") dropped."""
+    return _english_normaliser()(text)

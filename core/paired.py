@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import InputError
+
 RESAMPLES = 10_000
 
 
@@ -121,3 +123,17 @@ def mcnemar_in_words(m: McNemar, unit: str = "clips") -> str:
         f"A alone is right on {m.only_a:,} {unit}, B alone on {m.only_b:,} (of {m.examples:,}); "
         f"McNemar's exact test: p = {m.p_value:.3g} ({verdict})."
     )
+
+
+def match(a_rows: list[dict], b_rows: list[dict], unit: str) -> list[tuple[dict, dict]]:
+    """Two models' per-example results paired by example id, in A's order. `InputError` (a
+    sentence) where they were not evaluated on the same examples: a paired test needs them."""
+    a_by_id = {row["id"]: row for row in a_rows}
+    b_by_id = {row["id"]: row for row in b_rows}
+    if not a_by_id or a_by_id.keys() != b_by_id.keys():
+        common = len(a_by_id.keys() & b_by_id.keys())
+        raise InputError(
+            f"The two models were evaluated on different {unit} (A on {len(a_by_id):,}, B on {len(b_by_id):,}, "
+            f"{common:,} in common), so they cannot be paired: evaluate both on the same test set."
+        )
+    return [(row, b_by_id[row["id"]]) for row in a_by_id.values()]

@@ -94,6 +94,34 @@ def model_source(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
+CANDIDATE_VARIABLES = {"asr": "ASR_CANDIDATES", "kws": "KWS_CANDIDATES", "qa": "QA_CANDIDATES"}
+for _name in CANDIDATE_VARIABLES.values():
+    _declare(
+        _name,
+        "",
+        "More models to compare in the task's tab, beside `checkpoints/<task>-*/`: comma-separated "
+        "`name=source` (a local folder, a hub id or `hub-id@revision`; `name=` may be left out)",
+        "at each look",
+    )
+
+
+def candidate_sources(task: str) -> str:
+    """A task's candidates variable (`CANDIDATE_VARIABLES`), read whenever the candidates are listed."""
+    return os.environ.get(CANDIDATE_VARIABLES[task], "").strip()
+
+
+# How many models may be loaded at once: the least recently used beyond it is unloaded (not on
+# ZeroGPU, where every model is placed at start). docs/serving.md says what fits in 16 GB.
+MAX_LOADED_MODELS = int(
+    _number(
+        "MAX_LOADED_MODELS",
+        6,
+        "Models loaded at once, every task together; the least recently used beyond it is unloaded "
+        "(`0`: no limit; not on ZeroGPU)",
+        int,
+    )
+)
+
 PRELOAD_MODELS = _flag(
     "PRELOAD_MODELS", True, "Load every slot once the app answers (`0`: each on its first use; `--no-preload`)"
 )

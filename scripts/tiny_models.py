@@ -52,8 +52,8 @@ def tiny_metrics(task: str, sizes: dict[str, int], final: dict[str, dict]) -> Me
     )
 
 
-def build_asr(target: Path) -> Path:
-    torch.manual_seed(0)
+def build_asr(target: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     processor = make_processor(build_char_vocab(CORPUS))
     config = hubert_config(
         vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id, ctc_loss_reduction="mean"
@@ -62,8 +62,8 @@ def build_asr(target: Path) -> Path:
     return save_checkpoint(target, HubertForCTC(config), processor, metrics)
 
 
-def build_kws(target: Path) -> Path:
-    torch.manual_seed(0)
+def build_kws(target: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     config = kws_config()
     extractor = speech_extractor()
     metrics = tiny_metrics("kws", {"train": 12, "validation": 12, "test": 12}, {"test": {"accuracy": 0.0}})
@@ -93,15 +93,15 @@ def kws_config() -> HubertConfig:
     )
 
 
-def build_qa_distilbert(target: Path) -> Path:
-    torch.manual_seed(0)
+def build_qa_distilbert(target: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     tokenizer = wordpiece_tokenizer(CORPUS)
     config = distilbert_config(tokenizer)
     return save_checkpoint(target, DistilBertForQuestionAnswering(config), tokenizer, qa_metrics())
 
 
-def build_qa_xlmr(target: Path) -> Path:
-    torch.manual_seed(0)
+def build_qa_xlmr(target: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     tokenizer = unigram_tokenizer(CORPUS)
     config = xlmr_config(tokenizer)
     return save_checkpoint(target, XLMRobertaForQuestionAnswering(config), tokenizer, qa_metrics())

@@ -97,6 +97,9 @@ class Slot:
         self._wake = threading.Event()  # cuts a retry wait short (reset)
         self._swap: Slot | HubCheck | None = None  # Reload: a newer model loading beside the one serving
         self._swap_warning: str | None = None  # why the last such load failed
+        self.last_used = 0.0  # monotonic time of the last request for its model (`Registry` unloads the oldest)
+        self.unloaded = False  # unloaded by `Registry` to stay within MAX_LOADED_MODELS; loads on its next use
+        self.on_loaded: Any = None  # called with this slot when a model is in place (`Registry` bounds them)
         self._clear()
 
     def _clear(self) -> None:
@@ -111,12 +114,16 @@ class Slot:
         self._ready_after_s: float | None = None
 
     def candidates(self) -> list[tuple[str, str]]:
-        """(label, source) pairs in resolution order."""
-        found = []
-        if source := settings.model_source(self.spec.env_var):
-            found.append((f"${self.spec.env_var}", source))
-        found.append(("checkpoint", str(self.checkpoints / self.spec.name)))
-        found.append(("hub default", self.spec.hub_default))
+        """(label, source) pairs in resolution order (a candidate of `slots.candidates`: its one)."""
+        spec, found = self.spec, []
+        if spec.env_var and (source := settings.model_source(spec.env_var)):
+            found.append((f"${spec.env_var}", source))
+        if spec.source:
+            found.append((f"${settings.CANDIDATE_VARIABLES[spec.task]}", spec.source))
+        else:
+            found.append(("checkpoint", str(self.checkpoints / spec.name)))
+        if spec.hub_id:
+            found.append(("hub default", spec.hub_default))
         return found
 
     def origins(self) -> tuple:
@@ -143,9 +150,12 @@ class Slot:
             self._set("starting")
         self._run(self._generation, tries)
 
-    def get(self, wait_s: float | None = None) -> LoadedModel:
+    def get(self, wait_s: float | None = None, use: bool = True) -> LoadedModel:
         """The loaded model. Starts a load if none ran; waits while it reads local files, never
-        through a download. Raises `SlotUnavailable` (`SlotNotReady` while fetching/retrying)."""
+        through a download. Raises `SlotUnavailable` (`SlotNotReady` while fetching/retrying).
+        `use`: a request's (it counts as the model's latest use), not a status read's."""
+        if use:
+            self.last_used, self.unloaded = time.monotonic(), False
         self.start()
         deadline = time.monotonic() + (LOAD_WAIT_S if wait_s is None else wait_s)
         with self._cond:
@@ -157,10 +167,10 @@ class Slot:
                 raise self._failure
             raise SlotNotReady(self.spec.name, list(self._attempts), self.describe_state())
 
-    def try_get(self, wait_s: float | None = None) -> LoadedModel | None:
+    def try_get(self, wait_s: float | None = None, use: bool = True) -> LoadedModel | None:
         """`get`, with None where it would raise (no model, or one still on its way)."""
         try:
-            return self.get(wait_s)
+            return self.get(wait_s, use)
         except SlotUnavailable:
             return None
 
@@ -189,6 +199,8 @@ class Slot:
     def describe_state(self) -> str:
         """The state in a few words: 'downloading 42 %', 'retrying in 25 s', ..."""
         state = self._state
+        if state == "not loaded" and self.unloaded:
+            return "unloaded to make room for other models; loads again when next used"
         if state == "downloading" and self._progress and self._progress.fraction is not None:
             return f"downloading {round(self._progress.fraction * 100)} %"
         if state == "retrying" and self._retry_at is not None:
@@ -207,6 +219,8 @@ class Slot:
             "env_var": spec.env_var,
             "train_command": spec.train_command,
             "hub_default": spec.hub_default,
+            "task": spec.task,
+            "default": spec.default,
             "state": self._state,
             "detail": self.describe_state(),
             "source": None,
@@ -292,6 +306,8 @@ class Slot:
                     continue
                 loaded.load_time_s = time.perf_counter() - start
                 loaded.origin = origins[: index + 1]
+                if self.on_loaded is not None:  # room for it first: a request sees it once the others are out
+                    self.on_loaded(self)
                 with self._cond:
                     if generation != self._generation:
                         return

@@ -1,18 +1,23 @@
 """Which model each slot serves: its title, environment variable, kind, the command that trains
 it, and the public fine-tuned hub checkpoint it falls back to, pinned to a commit. Read by
-`slots.slot` (which loads them) and documented in the README's slot table."""
+`slots.slot` (which loads them) and documented in the README's slot table. The other models a task
+may compare are slots too, found by `slots.candidates`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+# The task each model kind serves, as the tabs, `metrics.json` and the candidates' names say it.
+TASK_OF_KIND = {"ctc": "asr", "audio-classification": "kws", "question-answering": "qa"}
+TASK_TITLES = {"asr": "speech recognition", "kws": "keyword spotting", "qa": "question answering"}
 
 
 @dataclass(frozen=True)
 class SlotSpec:
     name: str
     title: str
-    env_var: str
-    hub_id: str  # the public fine-tuned default; documented in the README's slot table
+    env_var: str  # "" for a candidate (`slots.candidates`): its source is fixed
+    hub_id: str  # the public fine-tuned default; documented in the README's slot table ("": none)
     revision: str  # a commit of `hub_id` that holds safetensors weights (never a moving branch)
     kind: str  # "ctc", "audio-classification" or "question-answering"
     train_command: str
@@ -20,10 +25,18 @@ class SlotSpec:
     # Space preloads exactly these at build (README's `preload_from_hub`), and a slot that finds
     # them all in the cache reads them without asking the hub (`slots.hub.preloaded`).
     files: tuple[str, ...] = ()
+    # A candidate named in `$ASR_CANDIDATES` & co.: its one source (a folder, a hub id, `id@rev`);
+    # "" for a slot read from `<checkpoints>/<name>/` (a default slot, or a candidate found there).
+    source: str = ""
+    default: bool = False  # one of the task's default slots (`SLOTS`): preloaded, never dropped
+
+    @property
+    def task(self) -> str:
+        return TASK_OF_KIND[self.kind]
 
     @property
     def hub_default(self) -> str:
-        return f"{self.hub_id}@{self.revision}"
+        return f"{self.hub_id}@{self.revision}" if self.hub_id else ""
 
     @property
     def preload_entry(self) -> str:
@@ -33,7 +46,7 @@ class SlotSpec:
 
 # The hub defaults, each pinned to a commit with safetensors weights (why each: README, "Model slots").
 SLOTS: dict[str, SlotSpec] = {
-    spec.name: spec
+    spec.name: replace(spec, default=True)
     for spec in (
         SlotSpec(
             "asr",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import CANDIDATE_VARIABLES
 from slots.table import SLOTS
 from tests.helpers import LONG_AUDIO_TEXT, ROOT, free_port
 
@@ -40,6 +41,8 @@ def _no_slot_env(monkeypatch):
     """A developer's own ASR_MODEL etc. must not leak into the tests."""
     for spec in SLOTS.values():
         monkeypatch.delenv(spec.env_var, raising=False)
+    for variable in CANDIDATE_VARIABLES.values():
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture(scope="session")
