@@ -32,7 +32,7 @@ def test_the_english_normaliser_is_whispers(text, normalised):
 
 def test_a_transcript_is_scored_on_normalised_text():
     scored = comparison.score("Hello, world. Twenty-five colours!", "hello word 25 colors")
-    # "hello world 25 colors" vs "hello word 25 colors": one substitution in 4 words; one deleted letter in 21 characters
+    # "hello world 25 colors" vs "hello word 25 colors": 1 substitution in 4 words; 1 deleted letter in 21 characters
     assert (scored.word_errors, scored.words, scored.char_errors, scored.chars) == (1, 4, 1, 21)
     assert scored.wer == pytest.approx(0.25) and scored.cer == pytest.approx(1 / 21)
     with pytest.raises(InputError, match="no words to score against"):
