@@ -68,7 +68,7 @@ def bootstrap(
     counted = t[draws].sum(1)
     differences = (b[draws].sum(1) - a[draws].sum(1)) / np.maximum(counted, 1e-12)
     low, high = np.percentile(differences, [2.5, 97.5])
-    return Difference(a.sum() / t.sum(), b.sum() / t.sum(), float(low), float(high), n)
+    return Difference(float(a.sum() / t.sum()), float(b.sum() / t.sum()), float(low), float(high), n)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from speech import long_audio
 from speech.audio import duration_s
 from speech.audio_arrays import DEFAULT_MAX_DURATION_S
 from speech.ctc import Word
-from ui import live
+from ui import asr_compare, live
 from ui.common import (
     audio_or_error,
     card_and_controls,
@@ -199,6 +199,8 @@ def build(registry: Registry) -> gr.Blocks:
             )
             asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
             asr_live_note = gr.Markdown()
+        with gr.Tab("Compare") as compare_tab:
+            refill, pickers = asr_compare.section(registry)
         with gr.Tab("Evaluation"):
             asr_summary = gr.Markdown()
             with gr.Row():
@@ -241,6 +243,8 @@ def build(registry: Registry) -> gr.Blocks:
         demo.load(
             lambda: card_and_controls(slot, len(controls)), outputs=[asr_status, *controls], api_name=False
         ).then(watch.render, outputs=[*results_outputs, watch.shown], api_name=False)
+        demo.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
+        compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
 
         def api_transcribe(audio: FileData | None = None) -> str:
             """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in

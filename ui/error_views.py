@@ -192,7 +192,7 @@ def kws_panel(slot: Slot, labels: list[str]) -> tuple[Callable[..., list[Any]], 
 
 # --- speech recognition -----------------------------------------------------------------------
 
-_MARK = {
+MARK = {
     "substitute": "background:#fde2e1;color:#9b1c1c",
     "delete": "background:#fde2e1;color:#9b1c1c;text-decoration:line-through",
     "insert": "background:#def7ec;color:#03543f",
@@ -200,8 +200,8 @@ _MARK = {
 
 
 _LEGEND = (
-    f"<span style='{_MARK['substitute']}'>said → heard</span>, "
-    f"<span style='{_MARK['delete']}'>missed</span>, <span style='{_MARK['insert']}'>+added</span>"
+    f"<span style='{MARK['substitute']}'>said → heard</span>, "
+    f"<span style='{MARK['delete']}'>missed</span>, <span style='{MARK['insert']}'>+added</span>"
 )
 
 
@@ -214,11 +214,11 @@ def alignment_html(row: dict[str, Any]) -> str:
         if kind == "equal":
             parts.append(ref)
         elif kind == "substitute":
-            parts.append(f'<span style="{_MARK[kind]}" title="said “{ref}”, heard “{hyp}”">{ref} → {hyp}</span>')
+            parts.append(f'<span style="{MARK[kind]}" title="said “{ref}”, heard “{hyp}”">{ref} → {hyp}</span>')
         elif kind == "delete":
-            parts.append(f'<span style="{_MARK[kind]}" title="missed">{ref}</span>')
+            parts.append(f'<span style="{MARK[kind]}" title="missed">{ref}</span>')
         else:
-            parts.append(f'<span style="{_MARK[kind]}" title="added">+{hyp}</span>')
+            parts.append(f'<span style="{MARK[kind]}" title="added">+{hyp}</span>')
     return " ".join(parts)
 
 

@@ -1,0 +1,85 @@
+"""What every tab's comparison shares: the two model pickers over a task's candidates
+(`slots.candidates`), the chosen pair's models, their stored evaluations, and the sentences that
+say how sure a difference is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from core.examples import Examples
+from core.paired import Difference, in_words
+from slots.registry import Registry
+from slots.slot import Slot
+from slots.sources import LoadedModel
+from ui.common import require, user_errors
+from ui.error_views import examples_of
+
+
+def label(slot: Slot) -> str:
+    """A candidate as a picker shows it: a default slot by its name and where its model comes from,
+    another by its title (what it is, how it was trained, its headline metric)."""
+    spec = slot.spec
+    if not spec.default:
+        return spec.title
+    loaded = slot.peek()
+    return f"{spec.name} (default): {loaded.label if loaded else spec.hub_id or spec.title}"
+
+
+def choices(registry: Registry, task: str) -> list[tuple[str, str]]:
+    return [(label(slot), slot.spec.name) for slot in registry.candidates(task)]
+
+
+def default_pair(registry: Registry, task: str) -> tuple[str | None, str | None]:
+    """The pair a tab starts with: the task's first two candidates (QA: its two default slots)."""
+    names = [slot.spec.name for slot in registry.candidates(task)]
+    return (names[0] if names else None), (names[1] if len(names) > 1 else None)
+
+
+def pickers(registry: Registry, task: str) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """Two dropdowns, A and B, over the task's candidates (refilled on page load: `refill`)."""
+    with gr.Row():
+        a = gr.Dropdown(label="Model A", choices=[], interactive=True, min_width=200)
+        b = gr.Dropdown(label="Model B", choices=[], interactive=True, min_width=200)
+    return a, b
+
+
+def refill(registry: Registry, task: str, a: str | None = None, b: str | None = None) -> tuple[Any, Any]:
+    """Updates for the pickers: today's candidates (a run finished since is offered), keeping a
+    visitor's choice where it is still offered."""
+    offered = choices(registry, task)
+    names = [name for _, name in offered]
+    first, second = default_pair(registry, task)
+    a = a if a in names else first
+    b = b if b in names and b != a else next((n for n in names if n not in (a,)), second)
+    return gr.update(choices=offered, value=a), gr.update(choices=offered, value=b)
+
+
+def pair(registry: Registry, task: str, a: str | None, b: str | None) -> tuple[Slot, Slot]:
+    """The two chosen candidates, or a `gr.Error` that says what is wrong with the choice."""
+    with user_errors():
+        return registry.pair(task, a or "", b or "")
+
+
+def models(registry: Registry, task: str, a: str | None, b: str | None) -> tuple[LoadedModel, LoadedModel]:
+    """The two chosen candidates' models (loading them: one unloads another beyond the bound)."""
+    slot_a, slot_b = pair(registry, task, a, b)
+    return require(slot_a), require(slot_b)
+
+
+def stored_pair(registry: Registry, task: str, a: str | None, b: str | None) -> tuple[Examples, Examples]:
+    """Both candidates' stored per-example results, or a `gr.Error` naming the one without them."""
+    slot_a, slot_b = pair(registry, task, a, b)
+    found = []
+    for which, slot in (("A", slot_a), ("B", slot_b)):
+        examples, why = examples_of(require(slot), task)
+        if examples is None:
+            raise gr.Error(f"Model {which} ({slot.spec.name}): {why}")
+        found.append(examples)
+    return found[0], found[1]
+
+
+def difference_line(d: Difference, metric: str, unit: str, lower_is_better: bool = True) -> str:
+    """`core.paired.in_words`, after the two numbers themselves."""
+    return f"{metric}: A {d.a:.1%}, B {d.b:.1%}. " + in_words(d, metric, unit, lower_is_better)
