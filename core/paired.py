@@ -120,7 +120,8 @@ def mcnemar_in_words(m: McNemar, unit: str = "clips") -> str:
     difference at the 5 % level)."""
     verdict = "a real difference at the 5 % level" if m.p_value < 0.05 else "it could be noise"
     return (
-        f"A alone is right on {m.only_a:,} {unit}, B alone on {m.only_b:,} (of {m.examples:,}); "
+        f"A alone is right on {m.only_a:,} {unit[:-1] if m.only_a == 1 else unit}, B alone on {m.only_b:,} "
+        f"(of {m.examples:,}); "
         f"McNemar's exact test: p = {m.p_value:.3g} ({verdict})."
     )
 

@@ -28,6 +28,11 @@ HYPOTHESES = {
 }
 
 
+CLIPS = ["c1", "c2", "c3", "c4", "c5"]
+TRUE = ["yes", "no", "up", "stop", "go"]
+KWS_PREDICTED = {"kws": ["yes", "yes", "down", "stop", "go"], "kws-seed2": ["yes", "no", "up", "go", "go"]}
+
+
 def store_asr(folder: Path, hypotheses: list[str], ids: list[str] = IDS) -> None:
     rows = ea.asr_rows(ids, REFERENCES[: len(ids)], hypotheses[: len(ids)])
     tone = np.sin(np.arange(8000) / 16000 * 2 * np.pi * 440).astype(np.float32) * 0.1
@@ -46,6 +51,12 @@ def speech_root(tmp_path_factory, tiny_checkpoints) -> Path:
     store_asr(root / "asr-other-set", HYPOTHESES["asr"], IDS[:3])
     shutil.copytree(tiny_checkpoints / "kws", root / "kws")
     build_kws(root / "kws-seed2", seed=2)
+    for name, predicted in KWS_PREDICTED.items():
+        rows = [
+            {"id": c, "true": t, "predicted": p, "top3": [[p, 0.9]]}
+            for c, t, p in zip(CLIPS, TRUE, predicted, strict=True)
+        ]
+        write_examples(root / name, ExampleSet("kws", "test", rows))
     return root
 
 
@@ -121,3 +132,41 @@ def test_a_comparison_that_cannot_be_made_says_why_in_a_sentence(client, a, b, s
 def test_the_diff_marks_what_only_one_model_wrote():
     shown = asr_compare.diff_html([["equal", "the", "the"], ["substitute", "cat", "bat"], ["insert", "", "<b>"]])
     assert "the" in shown and "cat → bat" in shown and "+&lt;b&gt;" in shown and "<b>" not in shown.split("</div>")[0]
+
+
+def test_one_clip_through_two_keyword_models_as_each_alone_scores_it(client, speech_root):
+    from ui.kws_scores import clip_scores
+
+    here = Registry(speech_root)
+    samples = load_audio(str(CLIP))
+    result = client.predict(handle_file(str(CLIP)), "kws", "kws-seed2", api_name="/compare_spot")
+    for which, name in (("a", "kws"), ("b", "kws-seed2")):
+        scores = clip_scores(here[name].settled(), samples)[0]
+        best = sorted(scores.items(), key=lambda kv: -kv[1])[:5]
+        assert [(c["label"], pytest.approx(c["confidence"], abs=1e-4)) for c in result[which]["confidences"]] == best
+    assert result["b"]["source"] == "checkpoint kws-seed2"
+
+
+def test_stored_keyword_evaluations_pair_as_a_hand_computation_says(client):
+    result = client.predict("kws", "kws-seed2", api_name="/compare_kws_evaluations")
+    assert result["labels"] == ["yes", "no", "up", "down", "stop", "go"]
+    assert result["a_matrix"][1] == [1, 0, 0, 0, 0, 0] and result["b_matrix"][1] == [0, 1, 0, 0, 0, 0]
+    assert result["accuracy"] == {"a": 0.6, "b": 0.8}
+    # only A right on c4; only B on c2, c3: exact two-sided binomial p = 2 * P(X <= 1 | n=3, 1/2) = 1
+    assert result["mcnemar"]["only_a"] == 1 and result["mcnemar"]["only_b"] == 2
+    assert result["mcnemar"]["p_value"] == pytest.approx(1.0)
+    assert result["mcnemar"]["in_words"] == (
+        "A alone is right on 1 clip, B alone on 2 (of 5); McNemar's exact test: p = 1 (it could be noise)."
+    )
+    assert [(d["id"], d["right"]) for d in result["disagreements"]] == [("c2", "B"), ("c3", "B"), ("c4", "A")]
+
+
+def test_the_difference_matrix_is_green_where_b_does_better():
+    from ui.kws_compare import difference_figure
+
+    a, b = np.array([[2, 1], [0, 3]]), np.array([[3, 0], [1, 2]])
+    z = difference_figure(["yes", "no"], a, b).data[0].z
+    assert np.asarray(z).tolist() == [
+        [1, 1],
+        [-1, -1],
+    ]  # B: one more "yes" right and one fewer wrong; "no" the reverse

@@ -14,12 +14,11 @@ import plotly.graph_objects as go
 from gradio import FileData
 from plotly.subplots import make_subplots
 
-from serving import gpu
 from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import keywords, spotting
 from speech.audio import TARGET_RATE, duration_s
-from ui import live
+from ui import kws_compare, live
 from ui.common import (
     audio_or_error,
     card_and_controls,
@@ -33,41 +32,16 @@ from ui.common import (
     user_errors,
 )
 from ui.error_views import kws_panel
+from ui.kws_scores import DEFAULT_THRESHOLD, clip_scores, confusion_figure, labels_of, top_classes
 from ui.plots import compact, history_figure, human, key_value_markdown, rounded
 
 SLOT = "kws"
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "assets" / "kws").glob("*.wav"))
-DEFAULT_THRESHOLD = 0.8
 INSTRUCTION = (
     "Say one short English word, or upload a clip: the model listens for **"
     + "**, **".join(keywords.KEYWORDS)
     + "**. Anything else is “another word”."
 )
-MATRIX_PX = 560
-
-
-def labels_of(loaded: LoadedModel) -> list[str]:
-    config = loaded.model.config
-    return [config.id2label[i] for i in range(config.num_labels)]
-
-
-def clip_scores(
-    loaded: LoadedModel, samples: np.ndarray, threshold: float = DEFAULT_THRESHOLD
-) -> tuple[dict[str, float], spotting.Scan, list[spotting.Detection]]:
-    """Class probabilities for a clip, the scan of its 1 s windows and the keywords a live listener
-    would log in it at `threshold`. A clip longer than a window is summarised by the window of its
-    most probable logged keyword, so the label agrees with the timeline; with none logged, by its
-    most keyword-like window (one window's spike, which a listener would not log, does not win
-    over a keyword heard in two)."""
-    scan = gpu.keyword_scan(loaded, samples)
-    labels = labels_of(loaded)
-    found = spotting.detect(scan, labels, threshold) if len(scan.times) > 1 else []
-    if found:
-        strongest = max(found, key=lambda d: d.probability)
-        summary = scan.probs[int(np.argmin(np.abs(np.asarray(scan.times) - strongest.time_s)))]
-    else:
-        summary = spotting.best_window(scan.probs, labels, scan.quiet)
-    return {label: float(p) for label, p in zip(labels, summary, strict=True)}, scan, found
 
 
 def spot(
@@ -79,12 +53,6 @@ def spot(
     if len(scan.times) < 2:
         return scores, None, []
     return scores, timeline_figure(samples, scan, labels_of(loaded), found), found
-
-
-def top_classes(scores: dict[str, float], k: int) -> dict[str, Any]:
-    """The `k` best classes in gr.Label's format (what the /spot endpoint returns)."""
-    best = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
-    return {"label": best[0][0], "confidences": [{"label": label, "confidence": p} for label, p in best]}
 
 
 SAID = {keywords.SILENCE: "silence", keywords.UNKNOWN: "another word"}
@@ -211,51 +179,6 @@ def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
     )
 
 
-def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
-    labels = report["labels"]
-    counts = np.array(report["confusion_matrix"], dtype=float)
-    totals = np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    matrix = counts / totals if normalise else counts
-    # Normalised cells print a percentage (empty cells stay blank); the hover always has both.
-    n = len(labels)
-    text = [
-        [(f"{matrix[i, j]:.0%}" if counts[i, j] else "") if normalise else f"{int(counts[i, j])}" for j in range(n)]
-        for i in range(n)
-    ]
-    rows = counts.sum(axis=1)
-    hover = [
-        [f"{int(counts[i, j])} of {int(rows[i])} clips ({counts[i, j] / totals[i, 0]:.0%})" for j in range(n)]
-        if rows[i]
-        else ["no test clips of this class"] * n
-        for i in range(n)
-    ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=labels,
-            y=labels,
-            text=text,
-            customdata=hover,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title="Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"),
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
-        # A fixed size: twelve labels a side need ~30 px a cell to stay legible; on a phone the
-        # plot scrolls sideways (page.css, .scroll-x) rather than shrinking.
-        width=MATRIX_PX,
-        height=MATRIX_PX,
-        autosize=False,
-        margin={"l": 90, "r": 20, "t": 50, "b": 90},
-    )
-    return fig
-
-
 def evaluation(
     metrics: dict[str, Any] | None, normalise: bool = False, absent: str = ""
 ) -> tuple[str, Any, Any, Any, Any]:
@@ -336,6 +259,8 @@ def build(registry: Registry) -> gr.Blocks:
                 with gr.Column():
                     kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
                     kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
+        with gr.Tab("Compare") as compare_tab:
+            refill, pickers = kws_compare.section(registry)
         with gr.Tab("Evaluation"):
             kws_summary = gr.Markdown()
             kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
@@ -385,6 +310,8 @@ def build(registry: Registry) -> gr.Blocks:
         ).then(
             watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
         )
+        demo.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
+        compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
 
         def api_spot(audio: FileData | None = None) -> dict:
             """The top 5 keywords of an uploaded clip (when longer than 1 s, of the window of the
