@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import InputError
+from core.paired import Difference, bootstrap, match
 from qa.squad_metric import exact, f1, golds_of, normalize_answer
 
 
@@ -83,3 +85,23 @@ def keep(joined: dict[str, dict], how: str) -> bool:
     if how == "answerable abstained":
         return answerable and not all(said)
     return True
+
+
+def paired_scores(a_rows: Sequence[dict], b_rows: Sequence[dict]) -> tuple[Difference, Difference]:
+    """Two QA checkpoints' stored results paired by question id (`core.paired.match`): paired
+    bootstraps of EM and of F1 (each question's best over its gold answers, as SQuAD v2 scores it).
+    `InputError` where the two did not answer the same questions."""
+    pairs = match(list(a_rows), list(b_rows), "questions")
+    for ra, rb in pairs:
+        if ra["question"] != rb["question"]:
+            raise InputError(
+                f"Question {ra['id']} reads differently in the two evaluations: they come from different "
+                "validation sets and cannot be paired."
+            )
+    em = bootstrap([ra["exact"] for ra, _ in pairs], [rb["exact"] for _, rb in pairs])
+    f1_scores = bootstrap([_f1(ra) for ra, _ in pairs], [_f1(rb) for _, rb in pairs])
+    return em, f1_scores
+
+
+def _f1(row: dict) -> float:
+    return float(row["exact"] if row.get("f1") is None else row["f1"])

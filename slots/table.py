@@ -29,6 +29,9 @@ class SlotSpec:
     # "" for a slot read from `<checkpoints>/<name>/` (a default slot, or a candidate found there).
     source: str = ""
     default: bool = False  # one of the task's default slots (`SLOTS`): preloaded, never dropped
+    # Where the hub default's model card measured the numbers it reports (they are not ours, and two
+    # cards' numbers are comparable only when measured on the same set).
+    card_measured_on: str = ""
 
     @property
     def task(self) -> str:
@@ -84,6 +87,7 @@ SLOTS: dict[str, SlotSpec] = {
             "question-answering",
             "python -m train.qa train/configs/qa_distilbert.json",
             ("config.json", "special_tokens_map.json", "tokenizer_config.json", "vocab.txt", "model.safetensors"),
+            card_measured_on="a 6,078-question subset of SQuAD v2's dev set",
         ),
         SlotSpec(
             "qa-xlmr",
@@ -100,6 +104,7 @@ SLOTS: dict[str, SlotSpec] = {
                 "tokenizer_config.json",
                 "model.safetensors",
             ),
+            card_measured_on="all 11,873 questions of SQuAD v2's dev set",
         ),
     )
 }

@@ -10,7 +10,9 @@ import gradio as gr
 import pandas as pd
 
 from core.structure import ROWS, structure
+from slots import candidates
 from slots.registry import Registry
+from slots.table import TASK_TITLES
 from ui import live
 from ui.common import operator_card, settled, status_card
 
@@ -23,7 +25,9 @@ def structure_table(registry: Registry) -> pd.DataFrame:
     for slot in registry.slots.values():
         loaded = slot.peek()
         rows = structure(loaded.model.config, loaded.parameters, loaded.size_bytes) if loaded else {}
-        columns[slot.spec.title] = [_cell(rows.get(key)) for key in TABLE_ROWS]
+        columns[slot.spec.title if slot.spec.default else slot.spec.name] = [
+            _cell(rows.get(key)) for key in TABLE_ROWS
+        ]
     return pd.DataFrame(columns)
 
 
@@ -47,7 +51,17 @@ def overview(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
     cards = "\n\n".join(status_card(slot, load=False) for slot in registry.slots.values())
     ready = report["app"]["all_ready_after_s"]
     if ready is not None:
-        cards += f"\n\nAll four models were ready {ready:.1f} s after launch."
+        cards += f"\n\nThe default models were ready {ready:.1f} s after launch."
+    app = report["app"]
+    others = {task: names[len(candidates.defaults(task)) :] for task, names in app["candidates"].items()}
+    if any(others.values()):
+        listed = "; ".join(f"{TASK_TITLES[t]}: {', '.join(n)}" for t, n in others.items() if n)
+        cards += f"\n\nMore models to compare (each loads when first used): {listed}."
+    if app["max_loaded_models"]:
+        cards += (
+            f"\n\nAt most {app['max_loaded_models']} models are loaded at once ({app['loaded_models']} now); "
+            "the least recently used one is unloaded to make room."
+        )
     details = "\n\n".join(operator_card(slot) for slot in registry.slots.values())
     return structure_table(registry), cards, details, report
 

@@ -3,9 +3,7 @@ comparison panel from both checkpoints' metrics, and batch evaluation of an uplo
 
 from __future__ import annotations
 
-import html
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -16,14 +14,10 @@ from gradio import FileData
 
 from core.structure import human_bytes
 from qa import extractive
-from qa.squad_metric import normalize_answer
-from serving import gpu
-from slots.errors import SlotUnavailable
 from slots.registry import Registry
-from slots.sources import LoadedModel
+from ui import qa_compare
 from ui.common import (
     fading,
-    literal,
     scroll_into_view,
     shown_key,
     status_card,
@@ -31,6 +25,7 @@ from ui.common import (
     uploaded_path,
     user_errors,
 )
+from ui.qa_answers import agreement, answer_both, answer_each, default_threshold, side
 from ui.qa_explorer import qa_explorer
 from ui.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -63,107 +58,6 @@ class ModelColumn(NamedTuple):
     def results(self) -> list[Any]:
         """The components `side` fills."""
         return [self.summary, self.highlight, self.alternatives]
-
-
-def answer_each(
-    registry: Registry,
-    context: str,
-    question: str,
-    thresholds: dict[str, float] | None = None,
-    options: extractive.AnswerOptions | None = None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(slot name, JSON-ready answer) for each QA model as soon as it has answered, the faster
-    model first; a missing model gives {"error": ...}. The models run one after the other, each
-    with all cores (docs/benchmarks.md, "Serving speed": side by side was never faster on 2 cores).
-    `options`: the pipeline's controls; `alternatives` holds its `top_k` best answers."""
-    context, question = extractive.check_input(context, question)
-    options = (options or extractive.AnswerOptions()).checked()
-    for name in NAMES:
-        try:
-            loaded = registry[name].get()
-        except SlotUnavailable as err:
-            yield name, {"error": str(err)}
-            continue
-        threshold = (thresholds or {}).get(name, extractive.default_threshold(loaded.metrics))
-        start = time.perf_counter()
-        prediction = gpu.answer(loaded, context, question, threshold, options)
-        yield (
-            name,
-            {
-                **asdict(prediction),
-                "alternatives": prediction.alternatives[: options.top_k],
-                "threshold": threshold,
-                "seconds": round(time.perf_counter() - start, 4),
-                "source": loaded.label,
-                "precision": loaded.precision,
-            },
-        )
-
-
-def answer_both(
-    registry: Registry,
-    context: str,
-    question: str,
-    thresholds: dict[str, float] | None = None,
-    options: extractive.AnswerOptions | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Both models' answers, keyed by slot name (see `answer_each`)."""
-    return dict(answer_each(registry, context, question, thresholds, options))
-
-
-def default_threshold(loaded: LoadedModel | None) -> float:
-    """A slot's threshold from its metrics.json, to the slider's 0.01; 0 without a model."""
-    metrics = loaded.metrics if loaded else None
-    return round(extractive.default_threshold(metrics), 2)
-
-
-def agreement(results: dict[str, dict[str, Any]]) -> str:
-    texts = [r.get("text") for r in results.values() if "error" not in r]
-    if not texts:
-        return "No question-answering model is available on this server right now."
-    if len(texts) < 2:
-        return "Only one model is available: nothing to compare."
-    a, b = (t or "" for t in texts)
-    if normalize_answer(a) == normalize_answer(b):
-        return "✅ **The models agree**" + (" (both abstain)." if not a else f": “{literal(a)}”.")
-    return "⚠️ **The models disagree.**"
-
-
-def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[list[Any]]]:
-    """One model's column: summary line, the context with the answer marked (HTML), its best
-    spans (`top_k` of them; None: still answering)."""
-    if result is None:
-        return "*Answering…*", in_context(context), []
-    if "error" in result:  # the column's card says why
-        return "*Not available on this server.*", in_context(context), []
-    # Plain words first; the numbers behind the decision in a smaller details line.
-    if result["text"]:
-        summary = f"### {literal(result['text'])}\nAnswers with {result['probability']:.0%} confidence."
-    else:
-        summary = "### No answer\nAbstains: it finds no answer to this question in the text."
-        if result["best_span"]:
-            summary += f" Its best guess was “{literal(result['best_span'])}”."
-    summary += (
-        f"\n\n<small>no-answer margin (no-answer score − best span score) {result['score_diff']:+.2f}; it "
-        f"abstains above {result['threshold']:+.2f} · {result['seconds'] * 1000:.0f} ms</small>"
-    )
-    rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
-    return summary, in_context(context, result["start"], result["end"], answered=bool(result["text"])), rows
-
-
-def in_context(context: str, start: int | None = None, end: int | None = None, answered: bool = True) -> str:
-    """The context as one flowing paragraph (HTML, escaped) with the answer marked; a span the
-    model abstained on is only underlined, dashed. Long contexts scroll inside the box."""
-    box = "<div style='max-height:22em;overflow-y:auto'><p style='line-height:1.7;margin:0'>{}</p></div>"
-    if start is None or end is None:
-        return box.format(html.escape(context))
-    style, title = (
-        ("background:#fde68a;padding:0 2px", "answer")
-        if answered
-        else ("background:none;text-decoration:underline dashed", "best span (abstained)")
-    )
-    mark = f"<mark style='{style}' title='{title}'>{html.escape(context[start:end])}</mark>"
-    return box.format(html.escape(context[:start]) + mark + html.escape(context[end:]))
 
 
 def build(registry: Registry) -> gr.Blocks:
@@ -228,6 +122,8 @@ def build(registry: Registry) -> gr.Blocks:
                 qa_impossible = gr.Checkbox(
                     value=True, label="“No answer” may be the answer (handle_impossible_answer)"
                 )
+        with gr.Tab("Compare any two") as compare_tab:
+            refill, compare_outputs = qa_compare.section(registry)
         with gr.Tab("Comparison"):
             gr.Markdown(
                 "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
@@ -362,6 +258,10 @@ def build(registry: Registry) -> gr.Blocks:
             ],
             api_name=False,
         ).then(explore, inputs=explore_inputs, outputs=explore_outputs, api_name=False)
+        demo.load(refill, outputs=compare_outputs, api_name=False, show_progress="hidden")
+        compare_tab.select(
+            refill, inputs=compare_outputs[:2], outputs=compare_outputs, api_name=False, show_progress="hidden"
+        )
 
         def api_answer(context: str = "", question: str = "") -> dict:
             """Both models' answers, keyed by slot ("qa-distilbert", "qa-xlmr"): text ("" = no
