@@ -16,7 +16,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.paired import Difference, bootstrap, match
-from qa.squad_metric import exact, f1, golds_of, normalize_answer
+from qa.squad_metric import exact, f1, golds_of, normalize_answer, raw_scores
 
 
 def qa_rows(examples: Sequence[Any], predictions: Sequence[Any], threshold: float) -> tuple[list[dict], list[str]]:
@@ -105,3 +105,15 @@ def paired_scores(a_rows: Sequence[dict], b_rows: Sequence[dict]) -> tuple[Diffe
 
 def _f1(row: dict) -> float:
     return float(row["exact"] if row.get("f1") is None else row["f1"])
+
+
+def paired_on_answers(
+    golds: dict[str, list[str]], a: dict[str, str], b: dict[str, str]
+) -> tuple[Difference, Difference]:
+    """Two models' answers to the same questions (question id -> answer, "" = abstains) scored as
+    SQuAD v2 scores each question, with paired bootstraps of EM and F1."""
+    a_exact, a_f1 = raw_scores(golds, a)
+    b_exact, b_f1 = raw_scores(golds, b)
+    ids = list(golds)
+    em = bootstrap([a_exact[i] for i in ids], [b_exact[i] for i in ids])
+    return em, bootstrap([a_f1[i] for i in ids], [b_f1[i] for i in ids])

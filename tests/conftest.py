@@ -27,7 +27,7 @@ pytest_plugins = ["tests.system_packages"]
 # benchmark tests and those that start a process mark themselves), so `pytest -m "not slow and not
 # browser"` is the quick tier while the full suite runs them all.
 SLOW_FIXTURES = {"learned_kws", "learned_asr", "learned_qa", "microphone_wav", "smoke_workdir", "app_process", "repos"}
-SLOW_FIXTURES |= {"two_asr", "every_container"}
+SLOW_FIXTURES |= {"two_asr", "every_container", "speech_app", "qa_app"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

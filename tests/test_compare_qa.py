@@ -52,7 +52,7 @@ def qa_root(tmp_path_factory, tiny_checkpoints) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(qa_root):
+def qa_app(qa_root):
     import app
     from tests.helpers import free_port
 
@@ -63,14 +63,14 @@ def client(qa_root):
     demo.close()
 
 
-def test_any_two_candidates_answer_as_each_alone_does(client, qa_root):
+def test_any_two_candidates_answer_as_each_alone_does(qa_app, qa_root):
     here = Registry(qa_root)
     options = extractive.AnswerOptions(top_k=2)
     alone = {
         name: gpu.answer(here[name].settled(), CONTEXT, QUESTION, extractive.default_threshold(None), options)
         for name in ("qa-seed2", "qa-xlmr")
     }
-    result = client.predict(CONTEXT, QUESTION, "qa-seed2", "qa-xlmr", 2, api_name="/answer_pair")
+    result = qa_app.predict(CONTEXT, QUESTION, "qa-seed2", "qa-xlmr", 2, api_name="/answer_pair")
     for which, name in (("a", "qa-seed2"), ("b", "qa-xlmr")):
         assert result[which]["text"] == alone[name].text and result[which]["start"] == alone[name].start
         assert [a["text"] for a in result[which]["alternatives"]] == [a["text"] for a in alone[name].alternatives[:2]]
@@ -78,8 +78,8 @@ def test_any_two_candidates_answer_as_each_alone_does(client, qa_root):
     assert result["agreement"].startswith("✅ The models agree" if agree else "⚠️ The models disagree")
 
 
-def test_stored_results_pair_as_a_hand_computation_says(client):
-    result = client.predict("qa-distilbert", "qa-seed2", api_name="/compare_qa_evaluations")
+def test_stored_results_pair_as_a_hand_computation_says(qa_app):
+    result = qa_app.predict("qa-distilbert", "qa-seed2", api_name="/compare_qa_evaluations")
     a_exact, b_exact = np.array([1, 1, 1, 0]), np.array([0, 0, 1, 1])
     a_f1, b_f1 = np.array([1.0, 1.0, 1.0, 0.6667]), np.array([0.6667, 0.0, 1.0, 1.0])
     assert result["exact"]["a"] == 0.75 and result["exact"]["b"] == 0.5
@@ -99,9 +99,9 @@ def test_stored_results_pair_as_a_hand_computation_says(client):
         ("qa-xlmr", "nobody", "There is no question answering model called “nobody”."),
     ],
 )
-def test_a_comparison_that_cannot_be_made_says_why(client, a, b, says):
+def test_a_comparison_that_cannot_be_made_says_why(qa_app, a, b, says):
     with pytest.raises(Exception) as refused:
-        client.predict(a, b, api_name="/compare_qa_evaluations")
+        qa_app.predict(a, b, api_name="/compare_qa_evaluations")
     assert says in str(refused.value)
 
 
@@ -117,3 +117,28 @@ def test_each_number_says_where_it_was_measured(qa_root):
     here = Registry(qa_root)
     here["qa-distilbert"].get()
     assert measured_on(here["qa-distilbert"]) == "its training run scored it on 2 validation questions"
+
+
+def test_two_candidates_scored_on_the_same_file_with_a_paired_test(qa_app, qa_root, tmp_path):
+    from gradio_client import handle_file
+
+    from qa.squad_data import gold_answers, load_file
+    from qa.squad_metric import raw_scores
+
+    sample = Path(__file__).resolve().parents[1] / "assets" / "qa" / "sample_squad_v2.json"
+    result = qa_app.predict(handle_file(str(sample)), "qa-seed2", "qa-xlmr", api_name="/compare_qa_on_file")
+    here = Registry(qa_root)
+    examples = load_file(sample)
+    golds = gold_answers(examples)
+    per_model = []
+    for name in ("qa-seed2", "qa-xlmr"):
+        loaded = here[name].settled()
+        threshold = extractive.default_threshold(loaded.metrics)
+        answers = {e.id: gpu.answer(loaded, e.context, e.question, threshold).text for e in examples}
+        per_model.append(raw_scores(golds, answers))
+    ids = list(golds)
+    expected = bootstrap([per_model[0][0][i] for i in ids], [per_model[1][0][i] for i in ids])
+    assert result["questions"] == 12
+    assert result["exact"]["a"] == pytest.approx(expected.a) and result["exact"]["b"] == pytest.approx(expected.b)
+    assert (result["exact"]["low"], result["exact"]["high"]) == pytest.approx((expected.low, expected.high))
+    assert result["scores"]["a"]["exact"] == pytest.approx(100 * expected.a)

@@ -61,7 +61,7 @@ def speech_root(tmp_path_factory, tiny_checkpoints) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(speech_root):
+def speech_app(speech_root):
     import app
     from tests.helpers import free_port
 
@@ -72,11 +72,11 @@ def client(speech_root):
     demo.close()
 
 
-def test_one_recording_through_two_models_as_each_alone_transcribes_it(client, speech_root):
+def test_one_recording_through_two_models_as_each_alone_transcribes_it(speech_app, speech_root):
     here = Registry(speech_root)
     samples = load_audio(str(CLIP))
     alone = {name: gpu.transcribe(here[name].settled(), samples)[0] for name in ("asr", "asr-seed2")}
-    result = client.predict(handle_file(str(CLIP)), "asr", "asr-seed2", "", api_name="/compare_transcribe")
+    result = speech_app.predict(handle_file(str(CLIP)), "asr", "asr-seed2", "", api_name="/compare_transcribe")
     assert (result["a"]["text"], result["b"]["text"]) == (alone["asr"], alone["asr-seed2"])
     assert result["a"]["source"] == "checkpoint asr" and result["b"]["source"] == "checkpoint asr-seed2"
     assert result["audio_s"] == pytest.approx(len(samples) / 16000, abs=0.01)
@@ -86,8 +86,8 @@ def test_one_recording_through_two_models_as_each_alone_transcribes_it(client, s
     assert " ".join(b for kind, _, b in result["diff"] if kind != "delete") == " ".join(alone["asr-seed2"].split())
 
 
-def test_the_same_weights_agree_word_for_word_and_score_against_a_reference(client):
-    result = client.predict(
+def test_the_same_weights_agree_word_for_word_and_score_against_a_reference(speech_app):
+    result = speech_app.predict(
         handle_file(str(CLIP)), "asr", "asr-twin", "the quick brown fox", api_name="/compare_transcribe"
     )
     assert result["a"]["text"] == result["b"]["text"]
@@ -96,8 +96,8 @@ def test_the_same_weights_agree_word_for_word_and_score_against_a_reference(clie
     assert result["a"]["wer"] == pytest.approx(result["a"]["word_errors"] / 4, abs=1e-4)
 
 
-def test_stored_evaluations_pair_as_a_hand_computation_says(client):
-    result = client.predict("asr", "asr-seed2", api_name="/compare_asr_evaluations")
+def test_stored_evaluations_pair_as_a_hand_computation_says(speech_app):
+    result = speech_app.predict("asr", "asr-seed2", api_name="/compare_asr_evaluations")
     # word errors per utterance, hand-counted: A 0, 1, 2, 0 and B 1, 0, 0, 0 over 3, 4, 2, 2 words
     a_errors, b_errors, words = np.array([0, 1, 2, 0]), np.array([1, 0, 0, 0]), np.array([3, 4, 2, 2])
     expected = bootstrap(a_errors, b_errors, words)
@@ -123,9 +123,9 @@ def test_stored_evaluations_pair_as_a_hand_computation_says(client):
         ("asr", "asr", "Choose two different models: “asr” was chosen twice."),
     ],
 )
-def test_a_comparison_that_cannot_be_made_says_why_in_a_sentence(client, a, b, says):
+def test_a_comparison_that_cannot_be_made_says_why_in_a_sentence(speech_app, a, b, says):
     with pytest.raises(Exception) as refused:
-        client.predict(a, b, api_name="/compare_asr_evaluations")
+        speech_app.predict(a, b, api_name="/compare_asr_evaluations")
     assert says in str(refused.value)
 
 
@@ -134,12 +134,12 @@ def test_the_diff_marks_what_only_one_model_wrote():
     assert "the" in shown and "cat → bat" in shown and "+&lt;b&gt;" in shown and "<b>" not in shown.split("</div>")[0]
 
 
-def test_one_clip_through_two_keyword_models_as_each_alone_scores_it(client, speech_root):
+def test_one_clip_through_two_keyword_models_as_each_alone_scores_it(speech_app, speech_root):
     from ui.kws_scores import clip_scores
 
     here = Registry(speech_root)
     samples = load_audio(str(CLIP))
-    result = client.predict(handle_file(str(CLIP)), "kws", "kws-seed2", api_name="/compare_spot")
+    result = speech_app.predict(handle_file(str(CLIP)), "kws", "kws-seed2", api_name="/compare_spot")
     for which, name in (("a", "kws"), ("b", "kws-seed2")):
         scores = clip_scores(here[name].settled(), samples)[0]
         best = sorted(scores.items(), key=lambda kv: -kv[1])[:5]
@@ -147,8 +147,8 @@ def test_one_clip_through_two_keyword_models_as_each_alone_scores_it(client, spe
     assert result["b"]["source"] == "checkpoint kws-seed2"
 
 
-def test_stored_keyword_evaluations_pair_as_a_hand_computation_says(client):
-    result = client.predict("kws", "kws-seed2", api_name="/compare_kws_evaluations")
+def test_stored_keyword_evaluations_pair_as_a_hand_computation_says(speech_app):
+    result = speech_app.predict("kws", "kws-seed2", api_name="/compare_kws_evaluations")
     assert result["labels"] == ["yes", "no", "up", "down", "stop", "go"]
     assert result["a_matrix"][1] == [1, 0, 0, 0, 0, 0] and result["b_matrix"][1] == [0, 1, 0, 0, 0, 0]
     assert result["accuracy"] == {"a": 0.6, "b": 0.8}

@@ -14,7 +14,6 @@ import numpy as np
 import plotly.graph_objects as go
 from gradio import FileData
 
-from core.paired import in_words
 from serving import gpu
 from slots.registry import Registry
 from slots.sources import LoadedModel
@@ -98,9 +97,8 @@ def stored_comparison(registry: Registry, a: str | None, b: str | None) -> dict[
     with user_errors():
         paired = comparison.compare_asr(found_a.rows, found_b.rows)
     out: dict[str, Any] = {"split": found_a.split, "utterances": paired.utterances}
-    for metric, d in (("wer", paired.wer), ("cer", paired.cer)):
-        out[metric] = {"a": d.a, "b": d.b, "low": d.low, "high": d.high,
-                       "in_words": in_words(d, metric.upper(), "utterances")}  # fmt: skip
+    out["wer"] = compare.difference(paired.wer, "WER", "utterances")
+    out["cer"] = compare.difference(paired.cer, "CER", "utterances")
     out["differing"] = paired.differing
     out["normalised"] = NORMALISED
     return out
@@ -150,8 +148,7 @@ def section(registry: Registry) -> Any:
         found_a, found_b = compare.stored_pair(registry, TASK, a, b)
         lines = [
             f"On the same {result['split']} set ({result['utterances']:,} utterances). {NORMALISED}",
-            f"- **WER**: A {result['wer']['a']:.1%}, B {result['wer']['b']:.1%}. {result['wer']['in_words']}",
-            f"- **CER**: A {result['cer']['a']:.1%}, B {result['cer']['b']:.1%}. {result['cer']['in_words']}",
+            compare.difference_lines(result, (("wer", "WER"), ("cer", "CER"))),
             f"\nThe {len(result['differing'])} utterances where the two differ most (B's word errors minus A's):",
         ]
         entries = []

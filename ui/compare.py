@@ -80,6 +80,15 @@ def stored_pair(registry: Registry, task: str, a: str | None, b: str | None) -> 
     return found[0], found[1]
 
 
-def difference_line(d: Difference, metric: str, unit: str, lower_is_better: bool = True) -> str:
-    """`core.paired.in_words`, after the two numbers themselves."""
-    return f"{metric}: A {d.a:.1%}, B {d.b:.1%}. " + in_words(d, metric, unit, lower_is_better)
+def difference(d: Difference, metric: str, unit: str, lower_is_better: bool = True) -> dict[str, Any]:
+    """A paired test's result as the comparison endpoints return it: both values, the 95 %
+    interval of B − A, and `core.paired.in_words`."""
+    return {"a": d.a, "b": d.b, "low": d.low, "high": d.high, "in_words": in_words(d, metric, unit, lower_is_better)}
+
+
+def difference_lines(result: dict[str, Any], metrics: tuple[tuple[str, str], ...]) -> str:
+    """One Markdown bullet per (key, name) of `result`'s `difference` entries."""
+    return "\n".join(
+        f"- **{name}**: A {result[key]['a']:.1%}, B {result[key]['b']:.1%}. {result[key]['in_words']}"
+        for key, name in metrics
+    )

@@ -8,20 +8,22 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio import FileData
 
-from core.paired import in_words
 from qa import error_analysis as ea
 from qa import extractive
+from qa.squad_data import gold_answers
 from slots.registry import Registry
 from slots.slot import Slot
 from ui import compare
-from ui.common import fading, require, user_errors
+from ui.common import fading, require, uploaded_path, user_errors
 from ui.qa_answers import agreement, answer_each, side
+from ui.qa_panels import evaluate_examples, read_batch
 
 TASK = "qa"
 FAIR = (
     "Two models' own numbers are comparable only when measured on the same questions: score both on one "
-    "file under Batch evaluation (the default pair), or below on their stored results."
+    "file below (or under Batch evaluation, the default pair), or on their stored results."
 )
 
 
@@ -59,14 +61,32 @@ def stored_comparison(registry: Registry, a: str | None, b: str | None) -> dict[
     found_a, found_b = compare.stored_pair(registry, TASK, a, b)
     with user_errors():
         em, f1 = ea.paired_scores(found_a.rows, found_b.rows)
-    out: dict[str, Any] = {"split": found_a.split, "questions": em.examples}
-    for metric, d in (("exact", em), ("f1", f1)):
-        name = "EM" if metric == "exact" else "F1"
-        out[metric] = {"a": d.a, "b": d.b, "low": d.low, "high": d.high,
-                       "in_words": in_words(d, name, "questions", lower_is_better=False)}  # fmt: skip
+    out: dict[str, Any] = {
+        "split": found_a.split, "questions": em.examples,
+        "exact": compare.difference(em, "EM", "questions", lower_is_better=False),
+        "f1": compare.difference(f1, "F1", "questions", lower_is_better=False),
+    }  # fmt: skip
     joined = ea.join({"a": found_a.rows, "b": found_b.rows})
     out["one_right"] = [one_right(j["a"], j["b"]) for j in joined if ea.keep(j, "one right")]
     return out
+
+
+def file_comparison(registry: Registry, path: str, a: str | None, b: str | None) -> dict[str, Any]:
+    """Both candidates on the first questions of an uploaded SQuAD v2 file (Batch evaluation's
+    limits): each one's SQuAD v2 scores, and EM and F1 with a paired bootstrap over the questions."""
+    slot_a, slot_b = compare.pair(registry, TASK, a, b)
+    names = {slot_a.spec.name: slot_a.spec.name, slot_b.spec.name: slot_b.spec.name}
+    with user_errors():
+        batch = read_batch(path)
+        result = evaluate_examples(registry, batch, names=names)
+    golds = gold_answers(batch.examples)
+    em, f1 = ea.paired_on_answers(golds, result.answers[slot_a.spec.name], result.answers[slot_b.spec.name])
+    scores = {"a": result.scores[slot_a.spec.name], "b": result.scores[slot_b.spec.name]}
+    return {
+        "questions": em.examples, "note": batch.note, "scores": scores,
+        "exact": compare.difference(em, "EM", "questions", lower_is_better=False),
+        "f1": compare.difference(f1, "F1", "questions", lower_is_better=False),
+    }  # fmt: skip
 
 
 def one_right(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +123,20 @@ def section(registry: Registry) -> Any:
     stored_note = gr.Markdown()
     only_one = gr.Dataframe(label="Questions only one of them gets right", interactive=False, visible=False, wrap=True)
 
+    gr.Markdown("### On the same file")
+    qa_file = gr.File(label="SQuAD v2 file (as Batch evaluation takes it)", file_types=[".json", ".jsonl"])
+    file_button = gr.Button("Score both on this file")
+    file_note = gr.Markdown()
+
+    def on_file(file: Any, a: str, b: str) -> str:
+        result = file_comparison(registry, uploaded_path(file), a, b)
+        return (
+            f"On the same {result['questions']:,} questions of the file. {result['note']}\n"
+            + compare.difference_lines(result, (("exact", "EM"), ("f1", "F1")))
+        )
+
+    file_button.click(fading(on_file, 1, line=0), inputs=[qa_file, pick_a, pick_b], outputs=file_note, api_name=False)
+
     def on_answer(text: str, asked: str, a: str, b: str) -> list[Any]:
         result = answer_pair(registry, text, asked, a, b)
         shown = [result["agreement"]]
@@ -120,10 +154,8 @@ def section(registry: Registry) -> Any:
 
     def on_stored(a: str, b: str) -> list[Any]:
         result = stored_comparison(registry, a, b)
-        text = (
-            f"On the same {result['split']} set ({result['questions']:,} questions):\n"
-            f"- **EM**: A {result['exact']['a']:.1%}, B {result['exact']['b']:.1%}. {result['exact']['in_words']}\n"
-            f"- **F1**: A {result['f1']['a']:.1%}, B {result['f1']['b']:.1%}. {result['f1']['in_words']}"
+        text = f"On the same {result['split']} set ({result['questions']:,} questions):\n" + compare.difference_lines(
+            result, (("exact", "EM"), ("f1", "F1"))
         )
         rows = pd.DataFrame(
             [[q["id"], q["question"], " | ".join(q["gold"]) or "(no answer)", q["a"] or "(abstains)",
@@ -168,7 +200,17 @@ def section(registry: Registry) -> Any:
         questions only one gets right); refused for different validation sets."""
         return stored_comparison(registry, model_a, model_b)
 
+    def api_compare_qa_on_file(
+        file: FileData | None = None, model_a: str = "qa-distilbert", model_b: str = "qa-xlmr"
+    ) -> dict:
+        """Two QA candidates on the first questions of an uploaded SQuAD v2 file (as
+        /batch_evaluate limits it): "scores" per model (SQuAD v2's), and "exact" and "f1" with
+        the 95 % interval of B − A from a paired bootstrap over the questions."""
+        path = uploaded_path(file)
+        return file_comparison(registry, path, model_a, model_b)
+
     gr.api(api_answer_pair, api_name="answer_pair")
+    gr.api(api_compare_qa_on_file, api_name="compare_qa_on_file")
     gr.api(api_compare_qa_evaluations, api_name="compare_qa_evaluations")
 
     def refill(a: str | None = None, b: str | None = None) -> tuple[Any, Any, str]:

@@ -107,6 +107,7 @@ class BatchResult:
     precisions: dict[str, str]  # slot name -> the precision it serves
     fp32: dict[str, dict[str, Any]] = field(default_factory=dict)  # the same models in fp32, when asked
     note: str = ""  # what was left out of the file, and why
+    answers: dict[str, dict[str, str]] = field(default_factory=dict)  # slot name -> question id -> answer
 
 
 @dataclass
@@ -164,13 +165,19 @@ def read_batch(path: str | Path) -> Batch:
 
 
 def evaluate_examples(
-    registry: Registry, batch: Batch, progress: gr.Progress | None = None, with_fp32: bool = False
+    registry: Registry,
+    batch: Batch,
+    progress: gr.Progress | None = None,
+    with_fp32: bool = False,
+    names: dict[str, str] | None = None,
 ) -> BatchResult:
-    """Both models on `examples`, each at its own default threshold, scored with SQuAD v2. With
-    `with_fp32`, a model served in another precision (int8 on CPU) also answers in fp32 (loaded
-    from its checkpoint for this evaluation), so the scores show what the precision costs."""
+    """Both models (`names`: slot name -> title; default the two default slots) on `examples`,
+    each at its own default threshold, scored with SQuAD v2. With `with_fp32`, a model served in
+    another precision (int8 on CPU) also answers in fp32 (loaded from its checkpoint for this
+    evaluation), so the scores show what the precision costs."""
+    titles = names or NAMES
     examples = batch.examples
-    served = {name: require(registry[name]) for name in NAMES}
+    served = {name: require(registry[name]) for name in titles}
     for loaded in served.values():  # every question checked before any model runs
         for e in examples:
             extractive.check_question_length(loaded.model.config, loaded.processor, e.question, f"Question '{e.id}'")
@@ -181,15 +188,15 @@ def evaluate_examples(
         threshold = extractive.default_threshold(loaded.metrics)
         precisions[name] = loaded.precision
         bar = progress if progress is not None and gpu.progress_allowed() else None
-        shown = bar.tqdm(examples, desc=f"{NAMES[name]} ({loaded.precision})") if bar else None
+        shown = bar.tqdm(examples, desc=f"{titles[name]} ({loaded.precision})") if bar else None
         answers[name] = gpu.answer_all(loaded, examples, threshold, progress=shown)
         if with_fp32 and not loaded.precision.startswith("fp32"):
-            shown = bar.tqdm(examples, desc=f"{NAMES[name]} (fp32)") if bar else None
+            shown = bar.tqdm(examples, desc=f"{titles[name]} (fp32)") if bar else None
             reference[name] = gpu.answer_all(loaded, examples, threshold, fp32=True, progress=shown)
     golds = gold_answers(examples)
     disagreements = []
     for e in examples:
-        pair = [answers[name][e.id] for name in NAMES]
+        pair = [answers[name][e.id] for name in titles]
         if normalize_answer(pair[0]) != normalize_answer(pair[1]):
             gold = " | ".join(golds[e.id]) or "(unanswerable)"
             disagreements.append(
@@ -197,12 +204,12 @@ def evaluate_examples(
                     "id": e.id,
                     "question": e.question,
                     "gold answers": gold,
-                    **{NAMES[name]: answer for name, answer in zip(NAMES, pair, strict=True)},
+                    **{titles[name]: answer for name, answer in zip(titles, pair, strict=True)},
                 }
             )
     scores = {name: squad_v2(golds, preds) for name, preds in answers.items()}
     fp32 = {name: squad_v2(golds, preds) for name, preds in reference.items()}
-    return BatchResult(scores, disagreements, precisions, fp32, batch.note)
+    return BatchResult(scores, disagreements, precisions, fp32, batch.note, answers)
 
 
 def batch_evaluate(
