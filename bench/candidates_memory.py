@@ -6,9 +6,10 @@ Eight candidates at the sizes this project trains (random weights): the four def
 (`bench.serve_speed.build_checkpoints`) and a second copy of each as another training run
 (`checkpoints/asr-b/` & co.). Two starts of `python app.py`, both with the int8 exports cached
 (a first start fills the cache; its exports are not part of the figures):
-  1. no bound (MAX_LOADED_MODELS=0): a visitor compares each pair in turn (/compare_transcribe,
-     /compare_spot, /answer_pair); the serving process's RSS after each pair is in place (int8),
-     and so what each model adds;
+  1. no bound (MAX_LOADED_MODELS=0): the default slots load with the first /status, then a
+     visitor compares each pair in turn (/compare_transcribe, /compare_spot, /answer_pair),
+     which loads the second copy; the serving process's RSS once each is in place (int8), and so
+     what each model adds;
   2. the bound (`--limit`): the same visitor cycles through every pair twice; the serving
      process's peak RSS (sampled twice a second, export processes included) and how many models
      were unloaded.
@@ -93,6 +94,10 @@ def use(visitor: Client, clip: Path, a: str, b: str) -> None:
     raise TimeoutError(f"{endpoint} {a} {b} never answered")
 
 
+def loaded_names(status: dict) -> list[str]:
+    return sorted(name for name, info in status.items() if name != "app" and info.get("state") == "loaded")
+
+
 def start(root: Path, cache: Path, limit: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "ONNX_CACHE": str(cache), "MAX_LOADED_MODELS": str(limit), "PRELOAD_MODELS": "0"}
@@ -118,14 +123,15 @@ def run(root: Path, cache: Path, clip: Path, limit: int, rounds: int) -> dict:
     try:
         visitor = Client(url, verbose=False)
         with httpx.Client(timeout=600) as client:
-            settled(client, url)
-            after.append({"loaded": [], "rss_mb": round(sampler.now() / 2**20)})
+            status = settled(client, url)  # the default slots load with the first /status
+            after.append({"loaded": loaded_names(status), "rss_mb": round(sampler.now() / 2**20)})
             for _ in range(rounds):
                 for a, b in PAIRS:
                     use(visitor, clip, a, b)
                     status = settled(client, url)
-                    loaded = sorted(n for n, i in status.items() if n != "app" and i.get("state") == "loaded")
-                    after.append({"pair": [a, b], "loaded": loaded, "rss_mb": round(sampler.now() / 2**20)})
+                    after.append(
+                        {"pair": [a, b], "loaded": loaded_names(status), "rss_mb": round(sampler.now() / 2**20)}
+                    )
             unloads = status["app"]["unloads"]
     finally:
         sampler.done.set()

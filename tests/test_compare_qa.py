@@ -33,7 +33,7 @@ def store(folder: Path, which: int, questions: int = len(STORED)) -> None:
     for i, (answers, *scores) in enumerate(STORED[:questions]):
         text, exact, f1 = scores[which * 3 : which * 3 + 3]
         rows.append({"id": f"q{i}", "question": f"question {i}", "context": "c0",
-                     "answers": [{"text": a, "start": 0} for a in answers], "prediction": {"text": text},
+                     "answers": [{"text": a, "start": 0} for a in answers], "prediction": {"text": text, "start": None, "end": None},
                      "exact": exact, "f1": f1})  # fmt: skip
     write_examples(folder, ExampleSet("qa", "validation", rows, contexts=[CONTEXT]))
 

@@ -179,34 +179,37 @@ def build(registry: Registry) -> gr.Blocks:
     with gr.Blocks() as demo:
         gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
         asr_status = gr.Markdown(elem_classes=["about-model"])
-        with gr.Tab("Record or upload"):
-            asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
-            asr_button = gr.Button("Transcribe", variant="primary")
-            asr_text = gr.Textbox(label="Transcript", lines=4, max_lines=8, buttons=["copy"], elem_id="asr-transcript")
-            asr_timing = gr.Markdown()
-            # The times come with every transcript (the same frames); the box only shows them.
-            asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
-            asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
-            if EXAMPLES:
-                gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (synthetic voices)")
-        with gr.Tab("Live"):
-            gr.Markdown(
-                "Speak: the transcript updates every half second. Each update runs the model "
-                f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio." + live.where_it_runs()
-            )
-            asr_live_audio = gr.Audio(
-                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
-            )
-            asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
-            asr_live_note = gr.Markdown()
-        with gr.Tab("Compare") as compare_tab:
-            refill, pickers = asr_compare.section(registry)
-        with gr.Tab("Evaluation"):
-            asr_summary = gr.Markdown()
-            with gr.Row():
-                asr_loss_plot = gr.Plot(label="Training and validation loss")
-                asr_wer_plot = gr.Plot(label="Validation WER and CER")
-            errors_refresh, errors_outputs = asr_panel(slot)
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
+            with gr.Tab("Record or upload"):
+                asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+                asr_button = gr.Button("Transcribe", variant="primary")
+                asr_text = gr.Textbox(
+                    label="Transcript", lines=4, max_lines=8, buttons=["copy"], elem_id="asr-transcript"
+                )
+                asr_timing = gr.Markdown()
+                # The times come with every transcript (the same frames); the box only shows them.
+                asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
+                asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
+                if EXAMPLES:
+                    gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (synthetic voices)")
+            with gr.Tab("Live"):
+                gr.Markdown(
+                    "Speak: the transcript updates every half second. Each update runs the model "
+                    f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio." + live.where_it_runs()
+                )
+                asr_live_audio = gr.Audio(
+                    sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
+                )
+                asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
+                asr_live_note = gr.Markdown()
+            with gr.Tab("Compare") as compare_tab:
+                refill, pickers = asr_compare.section(registry)
+            with gr.Tab("Evaluation"):
+                asr_summary = gr.Markdown()
+                with gr.Row():
+                    asr_loss_plot = gr.Plot(label="Training and validation loss")
+                    asr_wer_plot = gr.Plot(label="Validation WER and CER")
+                errors_refresh, errors_outputs = asr_panel(slot)
 
         asr_button.click(
             fading(on_transcribe, 3, line=1),

@@ -54,7 +54,13 @@ def transcribe_both(a: LoadedModel, b: LoadedModel, samples: np.ndarray, referen
     return result
 
 
-def diff_html(diff: list[list[str]]) -> str:
+LEGEND = (
+    f"<span style='{MARK['substitute']}'>A → B</span>, <span style='{MARK['delete']}'>only A</span>, "
+    f"<span style='{MARK['insert']}'>+only B</span>"
+)
+
+
+def diff_html(diff: list[list[str]], legend: bool = True) -> str:
     """A's transcript with B's differences marked: a word B wrote otherwise shows both (A → B), one
     only A has is struck through, one only B has is green."""
     parts = []
@@ -68,12 +74,10 @@ def diff_html(diff: list[list[str]]) -> str:
             parts.append(f'<span style="{MARK[kind]}" title="only A">{a}</span>')
         else:
             parts.append(f'<span style="{MARK[kind]}" title="only B">+{b}</span>')
-    legend = (
-        f"<small>A's words; where B differs: <span style='{MARK['substitute']}'>A → B</span>, "
-        f"<span style='{MARK['delete']}'>only A</span>, <span style='{MARK['insert']}'>+only B</span></small>"
-    )
     same = all(kind == "equal" for kind, _, _ in diff)
     body = " ".join(parts) if parts else "<i>neither model heard any words</i>"
+    if not legend:
+        return f"<div style='line-height:1.9'>{body}</div>"
     return f"<div style='line-height:1.9'>{body}</div>" + (
         "<small>The two transcripts agree.</small>" if same and parts else legend
     )
@@ -125,7 +129,7 @@ def section(registry: Registry) -> Any:
         "evaluations, with a paired test of whether the difference is real."
     )
     pick_a, pick_b = compare.pickers(registry, TASK)
-    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech", elem_id="asr-compare-audio")
     reference = gr.Textbox(label="Reference text (optional: what was said, for WER and CER)", lines=2)
     button = gr.Button("Transcribe with both", variant="primary")
     table = gr.Markdown()
@@ -149,7 +153,8 @@ def section(registry: Registry) -> Any:
         lines = [
             f"On the same {result['split']} set ({result['utterances']:,} utterances). {NORMALISED}",
             compare.difference_lines(result, (("wer", "WER"), ("cer", "CER"))),
-            f"\nThe {len(result['differing'])} utterances where the two differ most (B's word errors minus A's):",
+            f"\nThe {len(result['differing'])} utterances where the two differ most (B's word errors minus A's; "
+            f"A's words, where B differs: {LEGEND}):",
         ]
         entries = []
         stored_a, stored_b = ({r["id"]: r for r in found.rows} for found in (found_a, found_b))
@@ -158,7 +163,7 @@ def section(registry: Registry) -> Any:
             line = (
                 f"<b>{html.escape(str(row['id']))}</b> — A {row['a_errors']} errors, B {row['b_errors']} "
                 f"(of {row['words']} words)<div style='line-height:1.8'>"
-                f"{diff_html([list(s) for s in comparison.word_diff(row['a'], row['b'])])}</div>"
+                f"{diff_html([list(s) for s in comparison.word_diff(row['a'], row['b'])], legend=False)}</div>"
                 f"<small>said: {html.escape(row['reference'])}</small>"
             )
             entries.append((line, audio_file))

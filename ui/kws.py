@@ -230,46 +230,47 @@ def build(registry: Registry) -> gr.Blocks:
     with gr.Blocks() as demo:
         gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
         kws_status = gr.Markdown(elem_classes=["about-model"])
-        with gr.Tab("Record or upload"):
-            kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
-            kws_button = gr.Button("Spot", variant="primary")
-            if EXAMPLES:
-                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (synthetic voices)")
-            # The headline is ours (`verdict`): gr.Label's would name the best class even below
-            # the threshold.
-            with gr.Column(elem_id="kws-result"):
-                kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
-                kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
-            kws_timing = gr.Markdown()
-            kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
-        with gr.Tab("Live"):
-            gr.Markdown(
-                "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
-                "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
-                + live.where_it_runs()
-            )
-            gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
-            kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
-            kws_live_audio = gr.Audio(
-                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
-            )
-            kws_level = gr.Markdown()
-            with gr.Row():
-                kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
-                with gr.Column():
-                    kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
-                    kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
-        with gr.Tab("Compare") as compare_tab:
-            refill, pickers = kws_compare.section(registry)
-        with gr.Tab("Evaluation"):
-            kws_summary = gr.Markdown()
-            kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
-            kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
-            kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
-            with gr.Row():
-                kws_freq = gr.Plot(label="Training clips per class")
-                kws_loss = gr.Plot(label="Training and validation loss")
-            errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
+            with gr.Tab("Record or upload"):
+                kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
+                kws_button = gr.Button("Spot", variant="primary")
+                if EXAMPLES:
+                    gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (synthetic voices)")
+                # The headline is ours (`verdict`): gr.Label's would name the best class even below
+                # the threshold.
+                with gr.Column(elem_id="kws-result"):
+                    kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
+                    kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
+                kws_timing = gr.Markdown()
+                kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
+            with gr.Tab("Live"):
+                gr.Markdown(
+                    "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
+                    "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
+                    + live.where_it_runs()
+                )
+                gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
+                kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
+                kws_live_audio = gr.Audio(
+                    sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
+                )
+                kws_level = gr.Markdown()
+                with gr.Row():
+                    kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
+                    with gr.Column():
+                        kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
+                        kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
+            with gr.Tab("Compare") as compare_tab:
+                refill, pickers = kws_compare.section(registry)
+            with gr.Tab("Evaluation"):
+                kws_summary = gr.Markdown()
+                kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
+                kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
+                kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
+                with gr.Row():
+                    kws_freq = gr.Plot(label="Training clips per class")
+                    kws_loss = gr.Plot(label="Training and validation loss")
+                errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(
             fading(on_spot, 4, line=2),

@@ -79,7 +79,7 @@ def difference_figure(labels: list[str], a: np.ndarray, b: np.ndarray) -> go.Fig
     fig = go.Figure(
         go.Heatmap(
             z=better, x=labels, y=labels, text=text, customdata=hover, texttemplate="%{text}",
-            colorscale="RdYlGn", zmin=-bound, zmax=bound, showscale=False,
+            colorscale=[[0, "#dc2626"], [0.5, "#ffffff"], [1, "#16a34a"]], zmin=-bound, zmax=bound, showscale=False,
             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
         )
     )  # fmt: skip

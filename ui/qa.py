@@ -65,93 +65,100 @@ def build(registry: Registry) -> gr.Blocks:
 
     with gr.Blocks() as demo:
         gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
-        with gr.Tab("Ask"):
-            qa_context = gr.Textbox(label="Context", lines=8, max_length=extractive.MAX_CONTEXT_CHARS)
-            qa_question = gr.Textbox(label="Question (Enter to ask)", lines=1)
-            qa_button = gr.Button("Answer with both models", variant="primary")
-            examples_box = None
-            if examples:  # collapsed, so the answers start right under the button
-                with gr.Accordion("Examples: pick one to fill in both boxes", open=False) as examples_box:
-                    picker = gr.Examples(
-                        [[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question]
-                    )
-            # Both answers together first (on a phone too), then each model's details.
-            with gr.Column(elem_id="qa-answers"):
-                qa_agreement = gr.Markdown()
-                with gr.Row():
-                    summaries = {}
-                    for name, title in NAMES.items():
-                        with gr.Column(min_width=160):
-                            gr.Markdown(f"#### {title}")
-                            summaries[name] = gr.Markdown()
-            columns: dict[str, ModelColumn] = {}
-            with gr.Row():
-                for name, title in NAMES.items():
-                    with gr.Column():
-                        gr.Markdown(f"#### {title}: details")
-                        columns[name] = ModelColumn(
-                            summary=summaries[name],
-                            highlight=gr.HTML(label="Answer in context", show_label=True),
-                            alternatives=gr.Dataframe(
-                                headers=["alternative", "probability", "span score"],
-                                label="Best spans",
-                                interactive=False,
-                            ),
-                            threshold=gr.Slider(
-                                -10,
-                                10,
-                                value=0.0,
-                                step=0.01,
-                                label="Abstain threshold (higher: answers more often)",
-                            ),
-                            card=gr.Markdown(elem_classes=["about-model"]),
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
+            with gr.Tab("Ask"):
+                qa_context = gr.Textbox(label="Context", lines=8, max_length=extractive.MAX_CONTEXT_CHARS)
+                qa_question = gr.Textbox(label="Question (Enter to ask)", lines=1)
+                qa_button = gr.Button("Answer with both models", variant="primary")
+                examples_box = None
+                if examples:  # collapsed, so the answers start right under the button
+                    with gr.Accordion("Examples: pick one to fill in both boxes", open=False) as examples_box:
+                        picker = gr.Examples(
+                            [[e["context"], e["question"]] for e in examples], inputs=[qa_context, qa_question]
                         )
-            with gr.Accordion("Answer options (as transformers' question-answering pipeline had them)", open=False):
+                # Both answers together first (on a phone too), then each model's details.
+                with gr.Column(elem_id="qa-answers"):
+                    qa_agreement = gr.Markdown()
+                    with gr.Row():
+                        summaries = {}
+                        for name, title in NAMES.items():
+                            with gr.Column(min_width=160):
+                                gr.Markdown(f"#### {title}")
+                                summaries[name] = gr.Markdown()
+                columns: dict[str, ModelColumn] = {}
                 with gr.Row():
-                    qa_top_k = gr.Slider(1, 20, value=3, step=1, label="Spans listed per model (top_k)")
-                    qa_max_answer = gr.Slider(
-                        1, 100, value=30, step=1, label="Longest answer, in tokens (max_answer_len)"
+                    for name, title in NAMES.items():
+                        with gr.Column():
+                            gr.Markdown(f"#### {title}: details")
+                            columns[name] = ModelColumn(
+                                summary=summaries[name],
+                                highlight=gr.HTML(label="Answer in context", show_label=True),
+                                alternatives=gr.Dataframe(
+                                    headers=["alternative", "probability", "span score"],
+                                    label="Best spans",
+                                    interactive=False,
+                                ),
+                                threshold=gr.Slider(
+                                    -10,
+                                    10,
+                                    value=0.0,
+                                    step=0.01,
+                                    label="Abstain threshold (higher: answers more often)",
+                                ),
+                                card=gr.Markdown(elem_classes=["about-model"]),
+                            )
+                with gr.Accordion(
+                    "Answer options (as transformers' question-answering pipeline had them)", open=False
+                ):
+                    with gr.Row():
+                        qa_top_k = gr.Slider(1, 20, value=3, step=1, label="Spans listed per model (top_k)")
+                        qa_max_answer = gr.Slider(
+                            1, 100, value=30, step=1, label="Longest answer, in tokens (max_answer_len)"
+                        )
+                        qa_stride = gr.Number(
+                            None, minimum=0, maximum=extractive.WINDOW // 2, precision=0,
+                            label=f"Tokens shared by neighbouring windows of a long text (doc_stride; empty: "
+                            f"{extractive.STRIDE}, at most a quarter of the model's window)",
+                        )  # fmt: skip
+                    # One under the other: side by side, a phone cuts their labels.
+                    qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
+                    qa_impossible = gr.Checkbox(
+                        value=True, label="“No answer” may be the answer (handle_impossible_answer)"
                     )
-                    qa_stride = gr.Number(
-                        None, minimum=0, maximum=extractive.WINDOW // 2, precision=0,
-                        label=f"Tokens shared by neighbouring windows of a long text (doc_stride; empty: "
-                        f"{extractive.STRIDE}, at most a quarter of the model's window)",
-                    )  # fmt: skip
-                # One under the other: side by side, a phone cuts their labels.
-                qa_align = gr.Checkbox(value=True, label="Answers start and end on whole words (align_to_words)")
-                qa_impossible = gr.Checkbox(
-                    value=True, label="“No answer” may be the answer (handle_impossible_answer)"
+            with gr.Tab("Compare any two") as compare_tab:
+                refill, compare_outputs = qa_compare.section(registry)
+            with gr.Tab("Comparison"):
+                gr.Markdown(
+                    "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
+                    "a right answer; **F1** gives credit for the words an answer shares with a right one. An "
+                    "abstention is right where the question has no answer in the text."
                 )
-        with gr.Tab("Compare any two") as compare_tab:
-            refill, compare_outputs = qa_compare.section(registry)
-        with gr.Tab("Comparison"):
-            gr.Markdown(
-                "On the validation set: **EM** (exact match) is the share of questions answered with exactly "
-                "a right answer; **F1** gives credit for the words an answer shares with a right one. An "
-                "abstention is right where the question has no answer in the text."
-            )
-            qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
-            qa_bars = gr.Plot(label="Validation EM / F1 (%)")
-            qa_losses = gr.Plot(label="Training and validation loss")
-            qa_lengths = gr.Plot(label="Training examples by token length")
-            qa_structure = gr.Dataframe(label="Structure", interactive=False)
-            explore, explore_inputs, explore_outputs = qa_explorer(registry)
-        with gr.Tab("Batch evaluation"):
-            gr.Markdown(
-                f"Upload a SQuAD v2 JSON file (or JSON lines, up to {human_bytes(BATCH_MAX_BYTES)}); the first "
-                f"{BATCH_LIMIT} questions (at most {BATCH_CONTEXT_CHARS:,} characters of context in all) are "
-                "answered by both models, then scored with the SQuAD v2 metric."
-            )
-            qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
-            if SAMPLE_FILE.is_file():
-                gr.Examples([[str(SAMPLE_FILE)]], inputs=qa_file, label="A sample file (12 questions, 4 unanswerable)")
-            qa_with_fp32 = gr.Checkbox(
-                label="Also score each model in fp32 (shows what the serving precision costs; twice the time)"
-            )
-            qa_run = gr.Button("Evaluate both models", variant="primary", interactive=False)  # until a file is chosen
-            qa_batch_note = gr.Markdown()
-            qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
-            qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
+                qa_scores = gr.Dataframe(label="Validation EM / F1", interactive=False)
+                qa_bars = gr.Plot(label="Validation EM / F1 (%)")
+                qa_losses = gr.Plot(label="Training and validation loss")
+                qa_lengths = gr.Plot(label="Training examples by token length")
+                qa_structure = gr.Dataframe(label="Structure", interactive=False)
+                explore, explore_inputs, explore_outputs = qa_explorer(registry)
+            with gr.Tab("Batch evaluation"):
+                gr.Markdown(
+                    f"Upload a SQuAD v2 JSON file (or JSON lines, up to {human_bytes(BATCH_MAX_BYTES)}); the first "
+                    f"{BATCH_LIMIT} questions (at most {BATCH_CONTEXT_CHARS:,} characters of context in all) are "
+                    "answered by both models, then scored with the SQuAD v2 metric."
+                )
+                qa_file = gr.File(label="SQuAD v2 file", file_types=[".json", ".jsonl"])
+                if SAMPLE_FILE.is_file():
+                    gr.Examples(
+                        [[str(SAMPLE_FILE)]], inputs=qa_file, label="A sample file (12 questions, 4 unanswerable)"
+                    )
+                qa_with_fp32 = gr.Checkbox(
+                    label="Also score each model in fp32 (shows what the serving precision costs; twice the time)"
+                )
+                qa_run = gr.Button(
+                    "Evaluate both models", variant="primary", interactive=False
+                )  # until a file is chosen
+                qa_batch_note = gr.Markdown()
+                qa_batch_scores = gr.Dataframe(label="EM / F1 on the file", interactive=False)
+                qa_disagreements = gr.File(label="Questions where the models disagree (CSV)")
 
         def on_answer(
             context: str,

@@ -115,7 +115,7 @@ def question_detail(by_model: dict[str, Examples], qid: str | None) -> str:
     lines = []
     for name, row in rows.items():
         p = row["prediction"]
-        if p["start"] is not None:
+        if isinstance(p.get("start"), int) and isinstance(p.get("end"), int):  # a row may leave them out
             marks[name] = [(p["start"], p["end"])]
         said = html.escape(p["text"]) if p["text"] else "<i>no answer</i>"
         margin = row.get("null_margin")
