@@ -31,6 +31,7 @@ class Registry:
         self.max_loaded = settings.MAX_LOADED_MODELS if max_loaded is None else max_loaded
         self.unloads = 0  # models unloaded to stay within `max_loaded`, since launch
         self._lock = threading.Lock()
+        self._discovered = False
         # Replaced whole, never changed in place: readers iterate it without the lock.
         self.slots: dict[str, Slot] = {name: self._slot(spec) for name, spec in SLOTS.items()}
         self.discover()
@@ -47,7 +48,11 @@ class Registry:
 
     def discover(self) -> None:
         """Add a slot for each candidate found now; drop a candidate that is gone (its folder
-        removed, its variable changed) unless it holds a model."""
+        removed, its variable changed) unless it holds a model. On ZeroGPU only once, at start:
+        every model is placed on the GPU before the first request (`load_here`)."""
+        if settings.ZERO_GPU and self._discovered:
+            return
+        self._discovered = True
         found = {
             spec.name: spec for task in candidates.KIND_OF_TASK for spec in candidates.discover(task, self.checkpoints)
         }

@@ -127,3 +127,15 @@ def test_entries_of_the_variable():
         ("wav2vec2-large", "facebook/wav2vec2-large"),
         ("b", "/data/run"),
     ]
+
+
+def test_on_zerogpu_every_candidate_is_placed_at_start_and_the_list_stays(root, monkeypatch, tiny_checkpoints):
+    from core import settings
+
+    monkeypatch.setattr(settings, "ZERO_GPU", True)
+    registry = Registry(root, max_loaded=2)  # a bound is not applied there: nothing may load later
+    registry.load_here()
+    assert registry.loaded() == {"asr", "asr-superb", "kws", "kws-seed2", "qa-distilbert", "qa-xlmr"}
+    candidate(root, tiny_checkpoints / "asr", "asr-later", seed=5)
+    assert [s.spec.name for s in registry.candidates("asr")] == ["asr", "asr-superb"]
+    assert registry.summary()["max_loaded_models"] is None

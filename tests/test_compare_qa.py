@@ -32,9 +32,9 @@ def store(folder: Path, which: int, questions: int = len(STORED)) -> None:
     rows = []
     for i, (answers, *scores) in enumerate(STORED[:questions]):
         text, exact, f1 = scores[which * 3 : which * 3 + 3]
-        rows.append({"id": f"q{i}", "question": f"question {i}", "context": "c0",
-                     "answers": [{"text": a, "start": 0} for a in answers], "prediction": {"text": text, "start": None, "end": None},
-                     "exact": exact, "f1": f1})  # fmt: skip
+        prediction = {"text": text, "start": None, "end": None}
+        rows.append({"id": f"q{i}", "question": f"question {i}", "context": "c0", "prediction": prediction,
+                     "answers": [{"text": a, "start": 0} for a in answers], "exact": exact, "f1": f1})  # fmt: skip
     write_examples(folder, ExampleSet("qa", "validation", rows, contexts=[CONTEXT]))
 
 

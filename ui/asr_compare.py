@@ -78,9 +78,8 @@ def diff_html(diff: list[list[str]], legend: bool = True) -> str:
     body = " ".join(parts) if parts else "<i>neither model heard any words</i>"
     if not legend:
         return f"<div style='line-height:1.9'>{body}</div>"
-    return f"<div style='line-height:1.9'>{body}</div>" + (
-        "<small>The two transcripts agree.</small>" if same and parts else legend
-    )
+    under = "The two transcripts agree." if same and parts else f"A's words; where B differs: {LEGEND}"
+    return f"<div style='line-height:1.9'>{body}</div><small>{under}</small>"
 
 
 def result_markdown(result: dict[str, Any]) -> str:
@@ -106,6 +105,13 @@ def stored_comparison(registry: Registry, a: str | None, b: str | None) -> dict[
     out["differing"] = paired.differing
     out["normalised"] = NORMALISED
     return out
+
+
+def own_test_wer(registry: Registry, name: str) -> float | None:
+    """The test WER a candidate's training run recorded (its metrics.json), if it has one."""
+    loaded = registry[name].peek()
+    value = ((loaded.metrics or {}).get("final", {}).get("test", {}) if loaded else {}).get("wer")
+    return value if isinstance(value, (int, float)) else None
 
 
 def curves(registry: Registry, a: str, b: str) -> go.Figure | None:
@@ -167,6 +173,9 @@ def section(registry: Registry) -> Any:
                 f"<small>said: {html.escape(row['reference'])}</small>"
             )
             entries.append((line, audio_file))
+        own = [own_test_wer(registry, name) for name in (a, b)]
+        if all(w is not None for w in own):
+            lines.insert(1, f"Their own test WER, as each training run scored it: A {own[0]:.1%}, B {own[1]:.1%}.")
         figure = curves(registry, a, b)
         shown = gr.update(value=figure, visible=figure is not None)
         return ["\n".join(lines), shown, entries, *clips.show(entries)]
