@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 
 from scripts.local_app import ROOT, free_port, settled_status  # noqa: F401 - the tests' names for them
 
@@ -124,3 +126,17 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+@contextmanager
+def served(checkpoints: Path) -> Iterator[Client]:
+    """The app on `checkpoints` in this process (no preload), and a client of it."""
+    import app
+
+    demo = app.build_app(app.open_registry(checkpoints, preload=False))
+    port = free_port()
+    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()

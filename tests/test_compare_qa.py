@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client
 
 from core.examples import ExampleSet, write_examples
 from core.paired import bootstrap
@@ -15,6 +14,7 @@ from qa import extractive
 from scripts.tiny_models import build_qa_distilbert
 from serving import gpu
 from slots.registry import Registry
+from tests.helpers import served
 from ui.qa_compare import measured_on
 
 CONTEXT = "the tower was built in eighteen eighty nine in paris"
@@ -53,14 +53,8 @@ def qa_root(tmp_path_factory, tiny_checkpoints) -> Path:
 
 @pytest.fixture(scope="module")
 def qa_app(qa_root):
-    import app
-    from tests.helpers import free_port
-
-    demo = app.build_app(app.open_registry(qa_root, preload=False))
-    port = free_port()
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with served(qa_root) as client:
+        yield client
 
 
 def test_any_two_candidates_answer_as_each_alone_does(qa_app, qa_root):

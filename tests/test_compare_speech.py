@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from core.examples import ExampleSet, write_examples
 from core.paired import bootstrap
@@ -17,6 +17,7 @@ from serving import gpu
 from slots.registry import Registry
 from speech import error_analysis as ea
 from speech.audio import load_audio
+from tests.helpers import served
 from ui import asr_compare
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "asr" / "pangram_en-us.wav"
@@ -62,14 +63,8 @@ def speech_root(tmp_path_factory, tiny_checkpoints) -> Path:
 
 @pytest.fixture(scope="module")
 def speech_app(speech_root):
-    import app
-    from tests.helpers import free_port
-
-    demo = app.build_app(app.open_registry(speech_root, preload=False))
-    port = free_port()
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    demo.close()
+    with served(speech_root) as client:
+        yield client
 
 
 def test_one_recording_through_two_models_as_each_alone_transcribes_it(speech_app, speech_root):

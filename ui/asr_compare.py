@@ -21,7 +21,7 @@ from speech import comparison
 from speech.audio import duration_s
 from ui import compare
 from ui.common import audio_or_error, fading, uploaded_path, user_errors
-from ui.error_views import MARK, ClipList
+from ui.error_views import MARK, ClipList, marked_words
 from ui.plots import compact
 
 TASK = "asr"
@@ -63,22 +63,11 @@ LEGEND = (
 def diff_html(diff: list[list[str]], legend: bool = True) -> str:
     """A's transcript with B's differences marked: a word B wrote otherwise shows both (A → B), one
     only A has is struck through, one only B has is green."""
-    parts = []
-    for kind, a, b in diff:
-        a, b = html.escape(a), html.escape(b)
-        if kind == "equal":
-            parts.append(a)
-        elif kind == "substitute":
-            parts.append(f'<span style="{MARK[kind]}" title="A: “{a}”, B: “{b}”">{a} → {b}</span>')
-        elif kind == "delete":
-            parts.append(f'<span style="{MARK[kind]}" title="only A">{a}</span>')
-        else:
-            parts.append(f'<span style="{MARK[kind]}" title="only B">+{b}</span>')
-    same = all(kind == "equal" for kind, _, _ in diff)
-    body = " ".join(parts) if parts else "<i>neither model heard any words</i>"
+    body = marked_words(diff, ("A:", "B:"), ("only A", "only B")) or "<i>neither model heard any words</i>"
     if not legend:
         return f"<div style='line-height:1.9'>{body}</div>"
-    under = "The two transcripts agree." if same and parts else f"A's words; where B differs: {LEGEND}"
+    same = all(kind == "equal" for kind, _, _ in diff)
+    under = "The two transcripts agree." if same and diff else f"A's words; where B differs: {LEGEND}"
     return f"<div style='line-height:1.9'>{body}</div><small>{under}</small>"
 
 

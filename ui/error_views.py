@@ -208,17 +208,25 @@ _LEGEND = (
 def alignment_html(row: dict[str, Any]) -> str:
     """The reference and the transcript word by word: a substitution shows both words, a deleted
     word is struck through, an inserted one is green."""
+    return marked_words(ea.aligned_words(row), ("said", "heard"), ("missed", "added"))
+
+
+def marked_words(steps: Any, names: tuple[str, str], only: tuple[str, str]) -> str:
+    """Two texts word by word as (kind, first's word, second's word) steps, in HTML: the first's
+    words, a substitution as both ("first → second", `names` in its tooltip), a word only the
+    first has struck through, one only the second has green (`only`: their tooltips)."""
     parts = []
-    for kind, ref, hyp in ea.aligned_words(row):
-        ref, hyp = html.escape(ref), html.escape(hyp)
+    for kind, first, second in steps:
+        first, second = html.escape(first), html.escape(second)
         if kind == "equal":
-            parts.append(ref)
+            parts.append(first)
         elif kind == "substitute":
-            parts.append(f'<span style="{MARK[kind]}" title="said “{ref}”, heard “{hyp}”">{ref} → {hyp}</span>')
+            tip = f"{names[0]} “{first}”, {names[1]} “{second}”"
+            parts.append(f'<span style="{MARK[kind]}" title="{tip}">{first} → {second}</span>')
         elif kind == "delete":
-            parts.append(f'<span style="{MARK[kind]}" title="missed">{ref}</span>')
+            parts.append(f'<span style="{MARK[kind]}" title="{only[0]}">{first}</span>')
         else:
-            parts.append(f'<span style="{MARK[kind]}" title="added">+{hyp}</span>')
+            parts.append(f'<span style="{MARK[kind]}" title="{only[1]}">+{second}</span>')
     return " ".join(parts)
 
 
