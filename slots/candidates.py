@@ -90,6 +90,11 @@ def parse_entries(text: str) -> list[tuple[str, str]]:
 def title(task: str, name: str, metrics: dict[str, Any] | None, source: str = "") -> str:
     """A candidate in plain words: its name, what it is, how it was trained, its headline metric
     ("asr-superb: distilhubert, encoder frozen, 5 epochs, seed 42 · test WER 12.3 %")."""
+    return f"{name}: {describe(task, metrics, source)}"
+
+
+def describe(task: str, metrics: dict[str, Any] | None, source: str = "") -> str:
+    """What a model is, how it was trained and its headline metric, from its metrics.json."""
     what: list[str] = []
     params = (metrics or {}).get("hyperparameters", {}) if isinstance(metrics, dict) else {}
     if base := params.get("model_name_or_path"):
@@ -106,7 +111,7 @@ def title(task: str, name: str, metrics: dict[str, Any] | None, source: str = ""
         what.append(f"{params['num_train_epochs']} epochs")
     if params.get("seed") is not None:
         what.append(f"seed {params['seed']}")
-    text = f"{name}: {', '.join(what)}"
+    text = ", ".join(what)
     key, shown = HEADLINE[task]
     final = (metrics or {}).get("final", {}) if isinstance(metrics, dict) else {}
     for split in ("test", "validation", "eval"):

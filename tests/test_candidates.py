@@ -132,10 +132,24 @@ def test_entries_of_the_variable():
 def test_on_zerogpu_every_candidate_is_placed_at_start_and_the_list_stays(root, monkeypatch, tiny_checkpoints):
     from core import settings
 
+    from slots.slot import Slot
+
     monkeypatch.setattr(settings, "ZERO_GPU", True)
+    placed = []  # (placing itself is tests/test_zerogpu.py's: in a process of its own, as a Space runs)
+    monkeypatch.setattr(Slot, "load_here", lambda slot: placed.append(slot.spec.name))
     registry = Registry(root, max_loaded=2)  # a bound is not applied there: nothing may load later
     registry.load_here()
-    assert registry.loaded() == {"asr", "asr-superb", "kws", "kws-seed2", "qa-distilbert", "qa-xlmr"}
+    assert placed == ["asr", "kws", "qa-distilbert", "qa-xlmr", "asr-superb", "kws-seed2"]
     candidate(root, tiny_checkpoints / "asr", "asr-later", seed=5)
     assert [s.spec.name for s in registry.candidates("asr")] == ["asr", "asr-superb"]
     assert registry.summary()["max_loaded_models"] is None
+
+
+def test_a_default_slot_serving_a_run_of_ours_is_labelled_as_a_candidate_is(root):
+    from ui.compare import label
+
+    registry = Registry(root)
+    assert label(registry["asr"]) == "asr (default): facebook/wav2vec2-base-960h"  # not loaded: its hub default
+    registry["asr"].get()
+    assert label(registry["asr"]) == "asr (default): speech recognition model · test WER 100.0%"
+    assert label(registry["asr-superb"]) == registry["asr-superb"].spec.title

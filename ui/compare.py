@@ -10,6 +10,7 @@ import gradio as gr
 
 from core.examples import Examples
 from core.paired import Difference, in_words
+from slots import candidates
 from slots.registry import Registry
 from slots.slot import Slot
 from slots.sources import LoadedModel
@@ -24,6 +25,8 @@ def label(slot: Slot) -> str:
     if not spec.default:
         return spec.title
     loaded = slot.peek()
+    if loaded is not None and loaded.metrics:  # a run of ours: what it is, as a candidate says it
+        return f"{spec.name} (default): {candidates.describe(spec.task, loaded.metrics)}"
     return f"{spec.name} (default): {loaded.label if loaded else spec.hub_id or spec.title}"
 
 
