@@ -131,7 +131,6 @@ def test_entries_of_the_variable():
 
 def test_on_zerogpu_every_candidate_is_placed_at_start_and_the_list_stays(root, monkeypatch, tiny_checkpoints):
     from core import settings
-
     from slots.slot import Slot
 
     monkeypatch.setattr(settings, "ZERO_GPU", True)

@@ -165,3 +165,28 @@ def test_the_difference_matrix_is_green_where_b_does_better():
         [1, 1],
         [-1, -1],
     ]  # B: one more "yes" right and one fewer wrong; "no" the reverse
+
+
+def test_two_smoke_trained_keyword_runs_compare_as_their_stored_rows_say(smoke_workdir):
+    from core.examples import read_examples
+    from scripts.make_smoke_data import make_kws_smoke
+    from train import kws as train_kws
+
+    make_kws_smoke()
+    train_kws.main(["train/configs/kws_smoke.json"])
+    checkpoints = smoke_workdir / "outputs" / "smoke" / "checkpoints"
+    train_kws.main(["train/configs/kws_smoke.json", "--seed", "2", "--max_steps", "2",
+                    "--output_dir", str(checkpoints / "kws-seed2")])  # fmt: skip
+    with served(checkpoints) as client:
+        result = client.predict("kws", "kws-seed2", api_name="/compare_kws_evaluations")
+    a, b = (read_examples(checkpoints / name).rows for name in ("kws", "kws-seed2"))
+    right_b = {r["id"]: r["predicted"] == r["true"] for r in b}
+    assert result["clips"] == 14
+    assert result["mcnemar"]["only_a"] == sum(r["predicted"] == r["true"] and not right_b[r["id"]] for r in a)
+    assert result["mcnemar"]["only_b"] == sum(right_b[r["id"]] and r["predicted"] != r["true"] for r in a)
+    labels = result["labels"]
+    for matrix, rows in ((result["a_matrix"], a), (result["b_matrix"], b)):
+        for r in rows:  # every clip in its cell
+            assert matrix[labels.index(r["true"])][labels.index(r["predicted"])] >= 1
+        assert sum(map(sum, matrix)) == 14
+    assert result["accuracy"]["a"] == pytest.approx(sum(r["predicted"] == r["true"] for r in a) / 14)
