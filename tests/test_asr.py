@@ -295,6 +295,7 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned_asr,
         # and Stop, Record again works once they are there.
         recorder = HeldRecorder(page)
         page.get_by_role("tab", name="Live").click()
+        page.get_by_label("Listen for speech").uncheck()  # every chunk to the model: the path without the gate
         page.get_by_role("button", name="Record").first.click()
         page.get_by_text("Listening: the transcript updates").wait_for()
         no_sound_note(page).wait_for()

@@ -18,7 +18,7 @@ from speech.ctc import build_char_vocab, make_processor
 from tests.helpers import Clock
 from tests.tone_ctc import ToneCTC, speak_as_tones
 from ui import asr as asr_tab
-from ui import live
+from ui import asr_live, live
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +264,9 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
     monkeypatch.setattr(live, "_SEATS", None)  # seats of this app's own, whatever earlier tests left
     registry = app.open_registry(tiny_checkpoints)
     demo = app.build_app(registry)
-    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 2)
+    # the ASR stream: transcript, stop-when-quiet flag, line; its inputs: listen for speech, stop when quiet
+    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 3)
+    listen = (True, False)
 
     def payload(path):  # what Gradio hands an unprocessed stream event: the upload's FileData
         return {"path": str(path), "meta": {"_type": "gradio.FileData"}, "orig_name": path.name}
@@ -275,7 +277,7 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
             file.write(np.zeros(8_000 * 60, np.float32))
     request = SimpleNamespace(session_hash="attacker", client=None, headers={})
     start = time.perf_counter()
-    text, note = asr_stream.fn(request, payload(two_hours))
+    text, _, note = asr_stream.fn(request, payload(two_hours), *listen)
     assert time.perf_counter() - start < 1.0
     assert text == gr.skip() and note.startswith(
         "Stopped listening: A live chunk of 7200.0 s was refused: the microphone sends 2 s at most"
@@ -283,14 +285,15 @@ def test_a_live_chunk_is_decoded_by_the_app_with_its_limits_and_a_two_hour_file_
     mp3 = tmp_path / "long.mp3"  # no stored length a browser would send: FFmpeg, stopped at the limit
     sf.write(mp3, np.zeros(16_000 * 30, np.float32), 16_000, format="MP3")
     # The recording's later chunks are not served: one notice, not one per chunk.
-    assert asr_stream.fn(request, payload(mp3)) == (gr.skip(), gr.skip())
+    assert asr_stream.fn(request, payload(mp3), *listen) == (gr.skip(), gr.skip(), gr.skip())
     other = SimpleNamespace(session_hash="another", client=None, headers={})
-    assert "longer than the limit of 2 s" in asr_stream.fn(other, payload(mp3))[1]
+    assert "longer than the limit of 2 s" in asr_stream.fn(other, payload(mp3), *listen)[2]
     chunk = tmp_path / "chunk.wav"  # a browser's half second, 48 kHz stereo
     sf.write(chunk, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
     registry["asr"].get()  # loaded, so the chunk is served by the model
-    text, note = asr_stream.fn(SimpleNamespace(session_hash="visitor", client=None, headers={}), payload(chunk))
-    assert note.startswith(asr_tab.LISTENING)
+    visitor = SimpleNamespace(session_hash="visitor", client=None, headers={})
+    text, stop, note = asr_stream.fn(visitor, payload(chunk), *listen)
+    assert note.startswith(asr_live.LISTENING) and stop is False  # silence: listening for speech
     assert live.places_of(registry["asr"]).hearing("visitor").heard_s == 0.5
 
 
@@ -324,18 +327,20 @@ def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_t
     registry = app.open_registry(tiny_checkpoints)
     demo = app.build_app(registry)
     registry["asr"].get()
-    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 2)
+    # the ASR stream: transcript, stop-when-quiet flag, line; its inputs: listen for speech, stop when quiet
+    asr_stream = next(fn for fn in demo.fns.values() if fn.connection == "stream" and len(fn.outputs) == 3)
+    listen = (True, False)
     chunk = tmp_path / "chunk.wav"
     sf.write(chunk, (np.sin(np.arange(8_000) / 5) * 8_000).astype(np.int16), 16_000, subtype="PCM_16")
     payload = {"path": str(chunk), "meta": {"_type": "gradio.FileData"}, "orig_name": "chunk.wav"}
 
     def send(session: str):
-        return asr_stream.fn(SimpleNamespace(session_hash=session, client=None, headers={}), payload)
+        return asr_stream.fn(SimpleNamespace(session_hash=session, client=None, headers={}), payload, *listen)
 
     for squatter in ("s1", "s2", "s3"):  # one chunk each, then nothing
-        assert send(squatter)[1].startswith(asr_tab.LISTENING)
-    waiting = send("visitor")[1]
+        assert send(squatter)[2].startswith(asr_live.LISTENING)
+    waiting = send("visitor")[2]
     assert waiting.startswith("Live listening is full") and "You are number 1 in line." in waiting
     time.sleep(live.IDLE_S + 0.2)
-    assert send("visitor")[1].startswith(asr_tab.LISTENING)  # heard
+    assert send("visitor")[2].startswith(asr_live.LISTENING)  # heard
     assert live.places_of(registry["asr"]).listening() == 1

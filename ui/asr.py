@@ -15,11 +15,11 @@ from gradio import FileData
 from serving import gpu
 from slots.registry import Registry
 from slots.sources import LoadedModel
-from speech import long_audio
+from speech import long_audio, utterances
 from speech.audio import duration_s
 from speech.audio_arrays import DEFAULT_MAX_DURATION_S
 from speech.ctc import Word
-from ui import asr_compare, live
+from ui import asr_compare, asr_live, live
 from ui.common import (
     audio_or_error,
     card_and_controls,
@@ -112,6 +112,26 @@ def live_finish(loaded: LoadedModel, state: long_audio.StreamState | None) -> tu
     return state, state.text, final_note(state)
 
 
+def live_chunk(
+    loaded: LoadedModel, state: Any, chunk: Any, missing_s: float, listen: bool, stop_when_quiet: bool = False
+) -> tuple[Any, str, bool, Any]:
+    """One Live chunk: through the voice gate when the visitor `listen`s for speech
+    (`ui.asr_live.update`), else every chunk to the model (`live_update`). A recording keeps the
+    path it began with (the box may change while it runs). Returns the state, the text, whether
+    the page should stop recording, and the line under the text."""
+    if isinstance(state, utterances.LiveTranscript) or (state is None and listen):
+        return asr_live.update(loaded, state, chunk, missing_s, stop_when_quiet)
+    state, text, line = live_update(loaded, state, chunk, missing_s)
+    return state, text, False, line
+
+
+def live_stop(loaded: LoadedModel, state: Any, slot: Any = None) -> tuple[Any, str, str]:
+    """Stop, on either path (`live_chunk`)."""
+    if isinstance(state, utterances.LiveTranscript):
+        return asr_live.finish(loaded, state, slot)
+    return live_finish(loaded, state)
+
+
 def final_note(state: long_audio.StreamState) -> str:
     note = f"Final transcript of {state.seconds:.1f} s of audio."
     if state.missed_s:  # the gaps `stream_gap` marked
@@ -120,6 +140,13 @@ def final_note(state: long_audio.StreamState) -> str:
 
 
 LISTENING = "Listening: the transcript updates every half second."
+STOP_JS = """(stop) => {
+  if (!stop) return;
+  const root = document.querySelector('#asr-live-audio');
+  const buttons = root ? [...root.querySelectorAll('button')] : [];
+  const button = buttons.find((b) => /stop/i.test(b.getAttribute('aria-label') || b.textContent));
+  if (button) button.click();
+}"""
 FINALISING = "Finalising: reading the last words…"
 
 
@@ -165,11 +192,11 @@ def build(registry: Registry) -> gr.Blocks:
 
     places = live.places_of(slot)
 
-    def on_live(chunk, state, missing_s):
-        return live_update(require(slot), state, chunk, missing_s)
+    def on_live(chunk, state, listen, stop_when_quiet, missing_s):
+        return live_chunk(require(slot), state, chunk, missing_s, listen, stop_when_quiet)
 
     def on_live_stop(state):
-        return live_finish(require(slot), state)
+        return live_stop(require(slot), state, slot)
 
     def on_results():
         loaded = slot.peek()
@@ -202,6 +229,12 @@ def build(registry: Registry) -> gr.Blocks:
                 )
                 asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
                 asr_live_note = gr.Markdown()
+                # One under the other: side by side, a phone cuts their labels.
+                asr_listen = gr.Checkbox(
+                    value=True, label="Listen for speech: skip silence, and make each sentence final when you pause"
+                )
+                asr_autostop = gr.Checkbox(value=False, label="Stop recording when I stop talking")
+                asr_live_stop = gr.Checkbox(visible=False)  # set when the page should stop recording
             with gr.Tab("Compare") as compare_tab:
                 refill, pickers = asr_compare.section(registry)
             with gr.Tab("Evaluation"):
@@ -237,8 +270,11 @@ def build(registry: Registry) -> gr.Blocks:
             show_progress="hidden",
         )
         live.stream(
-            asr_live_audio, places, on_live, inputs=[], outputs=[asr_live_text, asr_live_note], every_s=LIVE_EVERY_S
-        )
+            asr_live_audio, places, on_live, inputs=[asr_listen, asr_autostop],
+            outputs=[asr_live_text, asr_live_stop, asr_live_note], every_s=LIVE_EVERY_S,
+        )  # fmt: skip
+        # Stop when quiet: the page presses Stop itself once a sentence has ended (as a visitor would).
+        asr_live_stop.change(None, inputs=asr_live_stop, js=STOP_JS, api_name=False)
         live.watch(asr_live_audio, places, asr_live_note)
         results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
         controls = [asr_button, asr_audio, asr_live_audio]

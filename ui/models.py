@@ -13,7 +13,7 @@ from core.structure import ROWS, structure
 from slots import candidates
 from slots.registry import Registry
 from slots.table import TASK_TITLES
-from ui import live
+from ui import asr_live, live
 from ui.common import operator_card, settled, status_card
 
 TABLE_ROWS = ("model type", *ROWS, "vocabulary", "parameters", "size on disk")
@@ -41,6 +41,8 @@ def status(registry: Registry, report: dict[str, dict[str, Any]] | None = None) 
     for name, slot in registry.slots.items():
         if (listening := live.status(slot)) is not None:
             report[name]["live"] = listening
+            if (readouts := asr_live.status(slot)) is not None:  # recordings that listened for speech
+                listening["readouts"] = readouts
     report["app"] = registry.summary()
     return report
 

@@ -1,0 +1,62 @@
+"""Live with voice-activity detection in a real browser: Chromium's fake microphone speaks three
+sentences with pauses; each turns final without Stop, about a second after it ends, with the
+readouts on the page, and the silence costs no model time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from scripts.make_smoke_data import speak
+from speech import vad
+from tests.helpers import call
+from tests.test_vad import voiced
+
+pytestmark = pytest.mark.browser
+RATE = 16_000
+PAUSE_S = 2.5
+SENTENCES = ("the quick brown fox jumps over the lazy dog", "speech recognition turns audio into text",
+             "paris is the capital of france")  # fmt: skip
+
+
+def test_three_sentences_turn_final_without_stop(launch, tiny_checkpoints, tmp_path):
+    from scripts.screenshot import open_page
+
+    pieces, ends, at = [np.zeros(RATE // 2, np.float32)], [], RATE // 2
+    for i, text in enumerate(SENTENCES):
+        voice = sf.read(speak(text, tmp_path / f"{i}.wav"), dtype="float32")[0]
+        ends.append((at + voiced(voice)[1] * RATE) / RATE)
+        pieces += [voice, np.zeros(int(PAUSE_S * RATE), np.float32)]
+        at += len(voice) + int(PAUSE_S * RATE)
+    pieces.append(np.zeros(4 * RATE, np.float32))
+    microphone = tmp_path / "three.wav"
+    sf.write(microphone, np.concatenate(pieces), RATE, subtype="PCM_16")
+    url = launch(tiny_checkpoints)
+    with open_page(url, fake_microphone=microphone, timeout_ms=60_000) as page:
+        page.get_by_text("About this model").first.wait_for()
+        page.get_by_role("tab", name="Live").click()
+        page.wait_for_timeout(1500)  # the streaming recorder's encoder loads with the tab
+        page.evaluate(
+            """() => { window.finals = {}; new MutationObserver(() => {
+                const m = document.body.innerText.match(/(\\d+) sentences? final/);
+                if (m && !(m[1] in window.finals)) window.finals[m[1]] = performance.now(); })
+                .observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+        )
+        started = page.evaluate("() => performance.now()")
+        page.get_by_role("button", name="Record").first.click()
+        page.get_by_text("3 sentences final").wait_for(timeout=60_000)  # no Stop pressed
+        finals = page.evaluate("() => window.finals")
+        readouts = page.get_by_text("model time").first.inner_text()
+        page.get_by_role("button", name="Stop").first.click()
+        page.get_by_text("Final transcript of").wait_for()
+    shown = [(finals[str(n)] - started) / 1000 for n in (1, 2, 3)]
+    # each sentence final about a second after it ends: the pause that ends it, a chunk, the work
+    # (the recording starts a little after the press; the gaps between finals follow the audio's)
+    assert shown[0] <= ends[0] + vad.END_SILENCE_S + 2.0, (shown, ends)
+    for n in (1, 2):
+        assert abs((shown[n] - shown[n - 1]) - (ends[n] - ends[n - 1])) <= 1.0, (shown, ends)
+    assert "first word" in readouts or "final" in readouts
+    status = call(url, "status")
+    summary = status["asr"]["live"]["readouts"]
+    assert summary["recordings"] == 1 and summary["speech_share"] < 0.75  # the pauses cost no model time
