@@ -9,11 +9,15 @@ audio loses audio.
     python -m bench.live_capacity                       # 1-4 visitors, 20 s each, both tabs
     python -m bench.live_capacity --visitors 1 2 3 4 6 --seconds 30 --json out.json
     python -m bench.live_capacity --tabs --together 1+1 2+2 3+3   # both Live tabs at once
+    python -m bench.live_capacity --tabs asr --speech --vad both --visitors 3 4 5 6 8   # speech with pauses,
+                                                 # each count without and with voice-activity detection
 
 Prints, per tab and number of visitors at once: the share of audio heard (what `Places` counts as
 heard against what it counts as never arrived), and the handler's time per update (p50, p95).
 Gradio's own work per chunk (the HTTP post, JSON, the page's update) is not in it: a real server
-hears a little less. Speed does not depend on the weights' values.
+hears a little less. Speed does not depend on the weights' values, but the voice gate's work does
+on the audio: with `--speech` each visitor speaks espeak-ng sentences with pauses between them
+(`speech_with_pauses`; noise otherwise), which `--vad` feeds through the gate (`ui.asr.live_chunk`).
 """
 
 from __future__ import annotations
@@ -35,20 +39,46 @@ from serving.scratch import scratch_folder
 TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
 
 
-def visitor(handler, places, session: str, chunk_s: float, seconds: float, times: list[float]) -> None:
-    """One recording: a browser thread posting 48 kHz chunks on time, the server's handler taking
-    the newest (older ones are replaced, as Gradio's `/stream/{event_id}` does)."""
+def speech_with_pauses(folder: Path, pause_s: float = 1.5) -> np.ndarray:
+    """Three espeak-ng sentences, each followed by `pause_s` of silence, at 48 kHz int16 (what a
+    browser sends): about half of it speech."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from scripts.make_smoke_data import speak
+
+    sentences = ("the quick brown fox jumps over the lazy dog", "speech recognition turns audio into text",
+                 "paris is the capital of france and berlin is the capital of germany")  # fmt: skip
+    pieces = []
+    for i, text in enumerate(sentences):
+        pieces += [sf.read(speak(text, folder / f"{i}.wav"), dtype="float32")[0], np.zeros(int(pause_s * 16_000))]
+    audio = resample_poly(np.concatenate(pieces), 3, 1)
+    return (audio / np.abs(audio).max() * 0.5 * 32767).astype(np.int16)
+
+
+def visitor(
+    handler, places, session: str, chunk_s: float, seconds: float, times: list[float], audio: np.ndarray | None = None
+) -> None:
+    """One recording: a browser thread posting 48 kHz chunks on time (of `audio`, looped, each
+    visitor from another point of it; noise without), the server's handler taking the newest
+    (older ones are replaced, as Gradio's `/stream/{event_id}` does)."""
     newest: list = [None]
     lock = threading.Lock()
     done = threading.Event()
     rng = np.random.default_rng(abs(hash(session)) % 2**32)
+    size = int(48_000 * chunk_s)
+    offset = int(rng.integers(0, len(audio))) if audio is not None else 0
 
     def browser() -> None:
         start = time.monotonic()
         for k in range(int(seconds / chunk_s)):
             time.sleep(max(0.0, start + (k + 1) * chunk_s - time.monotonic()))
+            if audio is None:
+                chunk = (rng.standard_normal(size) * 3000).astype(np.int16)
+            else:
+                chunk = np.take(audio, np.arange(offset + k * size, offset + (k + 1) * size), mode="wrap")
             with lock:
-                newest[0] = (48_000, (rng.standard_normal(int(48_000 * chunk_s)) * 3000).astype(np.int16))
+                newest[0] = (48_000, chunk)
         done.set()
 
     thread = threading.Thread(target=browser, daemon=True)
@@ -71,10 +101,17 @@ def visitor(handler, places, session: str, chunk_s: float, seconds: float, times
     thread.join()
 
 
-def serving(tab: str, loaded, places):
-    """The tab's Live handler, as the app serves it (`live.serving`)."""
+def serving(tab: str, loaded, places, vad: bool = False):
+    """The tab's Live handler, as the app serves it (`live.serving`); `vad`: the ASR tab listening
+    for speech (its box on)."""
     from ui import asr, kws, live
 
+    if tab == "asr" and vad:
+
+        def serve(chunk, state, missing_s):
+            return asr.live_chunk(loaded, state, chunk, missing_s, True)
+
+        return live.serving(places, serve, outputs=3)
     if tab == "asr":
 
         def serve(chunk, state, missing_s):
@@ -87,18 +124,21 @@ def serving(tab: str, loaded, places):
     return live.serving(places, serve)
 
 
-def run_together(models: dict[str, Any], counts: dict[str, int], seconds: float) -> list[dict]:
+def run_together(
+    models: dict[str, Any], counts: dict[str, int], seconds: float, audio: np.ndarray | None = None, vad: bool = False
+) -> list[dict]:
     """`counts[tab]` visitors at each tab's Live microphone at once (each tab with its own places,
     as in the app); one row per tab."""
     from ui import live
 
     places = {tab: live.Places(places=counts[tab], turn_s=0) for tab in counts}
-    handlers = {tab: serving(tab, models[tab], places[tab]) for tab in counts}
+    handlers = {tab: serving(tab, models[tab], places[tab], vad) for tab in counts}
     visitors = [(tab, f"v{i}") for tab in counts for i in range(counts[tab])]
     times: dict[tuple[str, str], list[float]] = {v: [] for v in visitors}
     threads = [
         threading.Thread(
-            target=visitor, args=(handlers[tab], places[tab], session, TABS[tab], seconds, times[tab, session])
+            target=visitor,
+            args=(handlers[tab], places[tab], session, TABS[tab], seconds, times[tab, session], audio),
         )
         for tab, session in visitors
     ]
@@ -116,6 +156,8 @@ def run_together(models: dict[str, Any], counts: dict[str, int], seconds: float)
             {
                 "tab": tab,
                 "visitors": count,
+                "vad": vad and tab == "asr",
+                "audio": "speech with pauses" if audio is not None else "noise",
                 "alongside": {other: n for other, n in counts.items() if other != tab},
                 "heard_share": round(heard / max(heard + missed, 1e-9), 3),
                 "update_p50_s": round(statistics.median(updates), 3),
@@ -139,6 +181,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--together", nargs="*", default=[], metavar="ASR+KWS", help="then both tabs at once, e.g. 1+1 2+2 3+3"
     )
+    parser.add_argument("--speech", action="store_true", help="visitors speak sentences with pauses (else noise)")
+    parser.add_argument("--vad", choices=["off", "on", "both"], default="off", help="the ASR tab listening for speech")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     root = scratch_folder("live-capacity-")  # the models and their exports: removed at exit
@@ -149,16 +193,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     build_checkpoints(root, speech_only=True)
     registry = Registry(root)
     rows = []
-    print(f"{os.cpu_count()} cores; {args.seconds:g} s per visitor")
+    audio = speech_with_pauses(root) if args.speech else None
+    gates = {"off": [False], "on": [True], "both": [False, True]}[args.vad]
+    print(
+        f"{os.cpu_count()} cores; {args.seconds:g} s per visitor; {'speech with pauses' if args.speech else 'noise'}"
+    )
     print(f"{'tab':<4} {'visitors':>8} {'heard':>7} {'update p50':>11} {'p95':>7}  (chunk: asr 0.5 s, kws 0.25 s)")
     plan = [{tab: count} for tab in args.tabs for count in args.visitors]
     plan += [dict(zip(TABS, map(int, mix.split("+")), strict=True)) for mix in args.together]
     models = {tab: registry[tab].settled(wait_s=900) for tab in {tab for counts in plan for tab in counts}}
     for counts in plan:
-        for row in run_together(models, counts, args.seconds):
+        for row in (r for gate in gates for r in run_together(models, counts, args.seconds, audio, gate)):
             row["precision"] = models[row["tab"]].precision
             rows.append(row)
             beside = "".join(f" (+{n} {other})" for other, n in row["alongside"].items())
+            beside += " with VAD" if row["vad"] else ""
             print(
                 f"{row['tab']:<4} {row['visitors']:>8} {row['heard_share']:>7.1%} {row['update_p50_s']:>10.3f}s "
                 f"{row['update_p95_s']:>6.3f}s{beside}",

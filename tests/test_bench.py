@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from bench import data_loading, train_speed
@@ -189,6 +190,24 @@ def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_
     slow = live_capacity.run("asr", loaded, 1, seconds=6.0)
     assert 0.5 <= slow["heard_share"] <= 0.75, slow
     assert slow["update_p50_s"] >= 0.8
+
+
+def test_live_benchmarks_feed_speech_with_pauses_through_the_voice_gate(tiny_checkpoints, tmp_path):
+    from bench import live_capacity, live_latency
+    from slots.registry import Registry
+    from speech import vad
+
+    audio = live_capacity.speech_with_pauses(tmp_path)
+    spans = vad.speech_spans(audio[::3].astype(np.float32) / 32767)
+    share = sum(e - s for s, e in spans) / (len(audio) / 48_000)
+    assert len(spans) == 3 and 0.4 <= share <= 0.7  # three sentences, about half of it speech
+    loaded = Registry(tiny_checkpoints)["asr"].get()
+    row = live_capacity.run_together({"asr": loaded}, {"asr": 2}, 4.0, audio, vad=True)[0]
+    assert row["vad"] and row["audio"] == "speech with pauses" and row["heard_share"] >= 0.9
+    run = live_latency.feed(loaded, audio, 6.0, vad=True)
+    readouts = run["state"].readouts
+    assert readouts.heard_s == pytest.approx(6.0, abs=0.6) and 0 < readouts.speech_s < readouts.heard_s
+    assert len(run["latencies"]) >= 8 and max(run["latencies"]) < 2.0
 
 
 def test_render_loop_pages_of_clips_do_not_grow_the_disk(tmp_path):
