@@ -21,6 +21,7 @@ mask already keeps padding out).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -241,7 +242,9 @@ def int8_model(
 
 
 def _in_process(kind: str, model: Any, folder: Path, target: Path) -> None:
-    build(kind, model, target)
+    # A copy: the model may be serving requests in fp32 meanwhile, and tracing a module that
+    # another thread runs makes the export fail (small models only export in this process).
+    build(kind, copy.deepcopy(model), target)
 
 
 def source_parameters(model: Any) -> int:

@@ -140,3 +140,16 @@ def served(checkpoints: Path) -> Iterator[Client]:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
         demo.close()
+
+
+def serving_for_good(client: Client, names: list[str], timeout_s: float = 120) -> dict:
+    """Ask for each of `names`' models through the server's /status until each is loaded with its
+    int8 export done (no "upgrading"): the precision it serves from now on, whichever finished first."""
+    start = time.monotonic()
+    while True:
+        status = client.predict(api_name="/status")
+        if all(status[n]["state"] == "loaded" and "upgrading" not in status[n] for n in names):
+            return status
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"{names} did not settle: {[status[n].get('state') for n in names]}")
+        time.sleep(0.3)

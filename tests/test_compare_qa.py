@@ -14,7 +14,7 @@ from qa import extractive
 from scripts.tiny_models import build_qa_distilbert
 from serving import gpu
 from slots.registry import Registry
-from tests.helpers import served
+from tests.helpers import served, serving_for_good
 from ui.qa_compare import measured_on
 
 CONTEXT = "the tower was built in eighteen eighty nine in paris"
@@ -64,6 +64,8 @@ def test_any_two_candidates_answer_as_each_alone_does(qa_app, qa_root):
         name: gpu.answer(here[name].settled(), CONTEXT, QUESTION, extractive.default_threshold(None), options)
         for name in ("qa-seed2", "qa-xlmr")
     }
+    qa_app.predict(CONTEXT, QUESTION, "qa-seed2", "qa-xlmr", 2, api_name="/answer_pair")  # loads both
+    serving_for_good(qa_app, ["qa-seed2", "qa-xlmr"])
     result = qa_app.predict(CONTEXT, QUESTION, "qa-seed2", "qa-xlmr", 2, api_name="/answer_pair")
     for which, name in (("a", "qa-seed2"), ("b", "qa-xlmr")):
         assert result[which]["text"] == alone[name].text and result[which]["start"] == alone[name].start
@@ -120,6 +122,7 @@ def test_two_candidates_scored_on_the_same_file_with_a_paired_test(qa_app, qa_ro
     from qa.squad_metric import raw_scores
 
     sample = Path(__file__).resolve().parents[1] / "assets" / "qa" / "sample_squad_v2.json"
+    serving_for_good(qa_app, ["qa-seed2", "qa-xlmr"])
     result = qa_app.predict(handle_file(str(sample)), "qa-seed2", "qa-xlmr", api_name="/compare_qa_on_file")
     here = Registry(qa_root)
     examples = load_file(sample)

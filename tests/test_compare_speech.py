@@ -17,7 +17,7 @@ from serving import gpu
 from slots.registry import Registry
 from speech import error_analysis as ea
 from speech.audio import load_audio
-from tests.helpers import served
+from tests.helpers import served, serving_for_good
 from ui import asr_compare
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "asr" / "pangram_en-us.wav"
@@ -71,6 +71,8 @@ def test_one_recording_through_two_models_as_each_alone_transcribes_it(speech_ap
     here = Registry(speech_root)
     samples = load_audio(str(CLIP))
     alone = {name: gpu.transcribe(here[name].settled(), samples)[0] for name in ("asr", "asr-seed2")}
+    speech_app.predict(handle_file(str(CLIP)), "asr", "asr-seed2", "", api_name="/compare_transcribe")  # loads both
+    serving_for_good(speech_app, ["asr", "asr-seed2"])  # (each serves fp32 until its int8 export is in)
     result = speech_app.predict(handle_file(str(CLIP)), "asr", "asr-seed2", "", api_name="/compare_transcribe")
     assert (result["a"]["text"], result["b"]["text"]) == (alone["asr"], alone["asr-seed2"])
     assert result["a"]["source"] == "checkpoint asr" and result["b"]["source"] == "checkpoint asr-seed2"
@@ -82,6 +84,8 @@ def test_one_recording_through_two_models_as_each_alone_transcribes_it(speech_ap
 
 
 def test_the_same_weights_agree_word_for_word_and_score_against_a_reference(speech_app):
+    speech_app.predict(handle_file(str(CLIP)), "asr", "asr-twin", "", api_name="/compare_transcribe")
+    serving_for_good(speech_app, ["asr", "asr-twin"])  # both in the same precision
     result = speech_app.predict(
         handle_file(str(CLIP)), "asr", "asr-twin", "the quick brown fox", api_name="/compare_transcribe"
     )
@@ -134,6 +138,8 @@ def test_one_clip_through_two_keyword_models_as_each_alone_scores_it(speech_app,
 
     here = Registry(speech_root)
     samples = load_audio(str(CLIP))
+    speech_app.predict(handle_file(str(CLIP)), "kws", "kws-seed2", api_name="/compare_spot")  # loads both
+    serving_for_good(speech_app, ["kws", "kws-seed2"])
     result = speech_app.predict(handle_file(str(CLIP)), "kws", "kws-seed2", api_name="/compare_spot")
     for which, name in (("a", "kws"), ("b", "kws-seed2")):
         scores = clip_scores(here[name].settled(), samples)[0]
