@@ -186,7 +186,7 @@ UPLOAD_MAX_FILES = int(_number("UPLOAD_MAX_FILES", 4, "Files in one upload reque
 UPLOAD_CLIENT_MB = _number(
     "UPLOAD_CLIENT_MB", 1024.0, "MB one client address may upload in an hour (loopback not counted)", least=1
 )
-LIVE_PLACES = int(_number("LIVE_PLACES", 3, "Live streams heard at once, both Live tabs together", int, least=1))
+LIVE_PLACES = int(_number("LIVE_PLACES", 5, "Live streams heard at once, both Live tabs together", int, least=1))
 LIVE_TURN_S = _number("LIVE_TURN_S", 15.0, "Seconds of a Live turn while others wait (`0`: no turns)")
 LIVE_PER_ADDRESS = int(
     _number("LIVE_PER_ADDRESS", 2, "Live streams one client address may hold (loopback not counted)", int, least=1)

@@ -96,6 +96,7 @@ class LiveTranscript:
     readouts: Readouts = field(default_factory=Readouts)
     finished: bool = False  # the recording stopped (`finish`)
     ended: int = 0  # utterances ended (a stop-when-quiet page stops once one has)
+    missed_s: float = 0.0  # audio that never arrived (`gap`)
 
     @property
     def text(self) -> str:
@@ -106,9 +107,6 @@ class LiveTranscript:
     def seconds(self) -> float:
         return self.received / TARGET_RATE
 
-    @property
-    def missed_s(self) -> float:
-        return 0.0  # a gap in the audio only ends the utterance under way (`gap`)
 
     @property
     def speaking(self) -> bool:
@@ -175,4 +173,5 @@ def gap(model: Any, processor: Any, live: LiveTranscript, missed_s: float) -> Li
         live.done += " …"
     live.gate = vad.VoiceGate()
     live.received += int(missed_s * TARGET_RATE)
+    live.missed_s += missed_s
     return live

@@ -318,7 +318,7 @@ def test_a_live_recording_is_limited_to_the_audio_limit(monkeypatch):
     assert chunk(request, (16_000, np.ones(8_000, np.int16))) == ("text", "Listening")
 
 
-def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_the_apps_handler(
+def test_idle_streams_in_every_place_keep_a_visitor_out_for_at_most_two_seconds_through_the_apps_handler(
     tiny_checkpoints, tmp_path, monkeypatch
 ):
     import app
@@ -337,7 +337,7 @@ def test_three_idle_streams_keep_a_visitor_out_for_at_most_two_seconds_through_t
     def send(session: str):
         return asr_stream.fn(SimpleNamespace(session_hash=session, client=None, headers={}), payload, *listen)
 
-    for squatter in ("s1", "s2", "s3"):  # one chunk each, then nothing
+    for squatter in [f"s{n}" for n in range(live.PLACES)]:  # one chunk each, then nothing: every place taken
         assert send(squatter)[2].startswith(asr_live.LISTENING)
     waiting = send("visitor")[2]
     assert waiting.startswith("Live listening is full") and "You are number 1 in line." in waiting

@@ -48,7 +48,7 @@ def test_the_app_starts_with_a_typo_in_every_setting_and_serves_the_defaults():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     served = json.loads(done.stdout.strip().splitlines()[-1])
-    assert served == [600.0, 128.0, 10.0, 30.0, 120.0, 10, 3, 15.0, 2, 4, 1024.0]
+    assert served == [600.0, 128.0, 10.0, 30.0, 120.0, 10, 5, 15.0, 2, 4, 1024.0]
     for name in names:
         assert f"{name}='ten' is not a number" in done.stderr, name
 

@@ -112,6 +112,8 @@ def final_note(state: utterances.LiveTranscript) -> str:
         note += f"; the model ran on the {heard['speech_s']:.1f} s of it that were speech."
     else:
         note += "."
+    if state.missed_s:  # the gaps `utterances.gap` marked
+        note += f" {state.missed_s:.1f} s more were not heard (the server was busy): “…” marks where."
     if readouts := state.readouts.line():
         note += f"\n\n<small>{readouts}</small>"
     return note
