@@ -107,7 +107,6 @@ class LiveTranscript:
     def seconds(self) -> float:
         return self.received / TARGET_RATE
 
-
     @property
     def speaking(self) -> bool:
         return self.gate.speaking
