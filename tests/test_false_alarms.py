@@ -1,0 +1,67 @@
+"""False accepts per hour and misses over the threshold, counted with the live detector on scans
+whose every window is known."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speech import false_alarms as fa
+from speech import keywords, spotting
+
+LABELS = list(keywords.LABELS)
+
+
+def scan_of(seconds: float, events: dict[float, tuple[str, float]]) -> spotting.Scan:
+    """A scan of `seconds` of audio, one window every 250 ms; `events`: window centre -> (label, p),
+    every other window "_unknown_" at 0.9."""
+    times = np.arange(0.5, seconds - 0.49, 0.25)
+    probs = np.zeros((len(times), len(LABELS)), np.float32)
+    probs[:, LABELS.index(keywords.UNKNOWN)] = 0.9
+    for i, t in enumerate(times):
+        if (event := events.get(round(float(t), 2))) is not None:
+            probs[i] = 0.0
+            probs[i, LABELS.index(event[0])] = event[1]
+    return spotting.Scan(times, probs, np.zeros(len(times), bool))
+
+
+# a planted "yes" over three windows, a "no" nobody said over two, a one-window "up" spike
+EVENTS = {2.0: ("yes", 0.9), 2.25: ("yes", 0.92), 2.5: ("yes", 0.9), 6.0: ("no", 0.7), 6.25: ("no", 0.71),
+          8.0: ("up", 0.95)}  # fmt: skip
+PLANTED = [fa.Planted("yes", 1.8, 2.6)]
+
+
+def test_a_planted_keyword_is_a_hit_and_a_word_nobody_said_is_one_false_accept():
+    scan = scan_of(10.0, EVENTS)
+    assert [(d.label, d.time_s) for d in fa.false_accepts(scan, LABELS, 0.5, PLANTED)] == [("no", 6.0)]
+    assert fa.false_accepts(scan, LABELS, 0.75, PLANTED) == []  # "no" never reaches 0.75 twice
+    assert [d.label for d in fa.false_accepts(scan, LABELS, 0.5)] == ["yes", "no"]  # unplanted, "yes" is one too
+
+
+def test_the_curve_counts_exactly_and_is_monotone_in_the_threshold():
+    curve = fa.curve(scan_of(10.0, EVENTS), LABELS, PLANTED)
+    by_threshold = dict(zip(curve.thresholds, curve.false_accepts, strict=True))
+    assert all(n == 1 for t, n in by_threshold.items() if t <= 0.70)
+    assert all(n == 0 for t, n in by_threshold.items() if t > 0.70)
+    misses = dict(zip(curve.thresholds, curve.miss_rate, strict=True))
+    assert all(m == 0.0 for t, m in misses.items() if t <= 0.9) and all(m == 1.0 for t, m in misses.items() if t > 0.9)
+    assert curve.false_accepts == sorted(curve.false_accepts, reverse=True)
+    assert curve.miss_rate == sorted(curve.miss_rate)
+    assert curve.seconds == pytest.approx(10.0) and curve.per_hour()[0] == pytest.approx(360.0)
+    assert curve.per_keyword == {"no": [1 if t <= 0.70 else 0 for t in curve.thresholds]}
+    point = curve.operating_point(0.5)  # 1 false accept in 10 s is 360 an hour: the first threshold with none
+    assert point["threshold"] == 0.72 and point["miss_rate"] == 0.0 and point["per_hour"] == 0.0
+
+
+def test_the_false_activations_zip_holds_their_windows():
+    samples = np.random.default_rng(0).normal(0, 0.1, 16_000 * 10).astype(np.float32)
+    found = fa.false_accepts(scan_of(10.0, EVENTS), LABELS, 0.5, PLANTED)
+    with zipfile.ZipFile(io.BytesIO(fa.clips_zip(samples, found))) as archive:
+        assert archive.namelist() == ["no/00006.00s_p0.71.wav"]
+        clip, rate = sf.read(io.BytesIO(archive.read("no/00006.00s_p0.71.wav")), dtype="float32")
+    assert rate == 16_000 and len(clip) == 16_000
+    np.testing.assert_allclose(clip, samples[16_000 * 6 - 8_000 : 16_000 * 6 + 8_000], atol=1 / 32768)
