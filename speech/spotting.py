@@ -39,8 +39,13 @@ def fit_window(samples: np.ndarray) -> np.ndarray:
     return np.pad(samples, (pad // 2, pad - pad // 2))
 
 
+# Windows per forward pass. int8 models quantise activations per batch, so a window's scores
+# depend (slightly) on the windows batched with it: a long scan in parts keeps these batches.
+BATCH = 64
+
+
 @model_work
-def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
     """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
 
     Args:

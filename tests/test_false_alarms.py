@@ -65,3 +65,43 @@ def test_the_false_activations_zip_holds_their_windows():
         clip, rate = sf.read(io.BytesIO(archive.read("no/00006.00s_p0.71.wav")), dtype="float32")
     assert rate == 16_000 and len(clip) == 16_000
     np.testing.assert_allclose(clip, samples[16_000 * 6 - 8_000 : 16_000 * 6 + 8_000], atol=1 / 32768)
+
+
+def test_on_a_learned_model_planted_keywords_are_hits_and_the_room_tuner_counts_as_the_evaluation(
+    learned_kws, tmp_path
+):
+    from gradio_client import handle_file
+
+    from scripts.make_smoke_data import noise
+    from slots.registry import Registry
+    from tests.helpers import served
+    from tests.kws_learned import two_words
+    from ui.kws_room import room_report, scan_in_parts
+
+    root, checkpoints = learned_kws
+    loaded = Registry(checkpoints)["kws"].settled()
+    labels = [loaded.model.config.id2label[i] for i in range(loaded.model.config.num_labels)]
+    words = two_words(root)  # "yes" at 1.0 s and "stop" at 3.5 s in a quiet room
+    stream = np.concatenate([0.1 * noise(70.0, seed=3), words, 0.1 * noise(8.0, seed=4)]).astype(np.float32)
+    whole = spotting.sliding_probs(loaded.model, loaded.processor, stream)
+    parts = scan_in_parts(loaded, stream)  # a minute at a time: the same windows
+    np.testing.assert_array_equal(parts.times, whole.times)
+    np.testing.assert_array_equal(parts.quiet, whole.quiet)
+    np.testing.assert_array_equal(parts.probs, whole.probs)  # the same batches: the same int8 scores
+    said = [fa.Planted("yes", 71.0, 72.0), fa.Planted("stop", 73.5, 74.5)]
+    everything = spotting.detect(whole, labels, 0.8)
+    assert sorted(d.label for d in everything) == ["stop", "yes"]  # each word fires once
+    assert fa.false_accepts(whole, labels, 0.8, said) == []  # planted: hits, not false accepts
+    # the tuner, through the app, on the same audio uploaded as a room recording: every detection
+    # is a false alarm there, as the evaluation code counts it
+    path = tmp_path / "room.wav"
+    sf.write(path, stream, 16_000, subtype="FLOAT")
+    with served(checkpoints) as client:
+        report = client.predict(handle_file(str(path)), 0.8, api_name="/kws_false_alarms")
+    assert [(d["label"], d["time_s"]) for d in report["false_accepts"]] == [(d.label, d.time_s) for d in everything]
+    assert report["per_hour"] == pytest.approx(round(2 * 3600 / (len(stream) / 16_000), 2))
+    assert report["curve"]["false_accepts"] == fa.curve(whole, labels).false_accepts
+    local, found = room_report(loaded, stream, 0.8)
+    with zipfile.ZipFile(io.BytesIO(fa.clips_zip(stream, found))) as archive:
+        names = archive.namelist()
+    assert names == [f"{d.label}/{d.time_s:08.2f}s_p{d.probability:.2f}.wav" for d in everything]

@@ -18,7 +18,7 @@ from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import keywords, spotting
 from speech.audio import TARGET_RATE, duration_s
-from ui import kws_compare, live
+from ui import kws_compare, kws_room, live
 from ui.common import (
     audio_or_error,
     card_and_controls,
@@ -260,6 +260,8 @@ def build(registry: Registry) -> gr.Blocks:
                     with gr.Column():
                         kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
                         kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
+            with gr.Tab("Your room"):
+                kws_room.section(slot, kws_threshold)
             with gr.Tab("Compare") as compare_tab:
                 refill, pickers = kws_compare.section(registry)
             with gr.Tab("Evaluation"):
