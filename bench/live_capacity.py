@@ -34,26 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from bench import synthetic
 from serving.scratch import scratch_folder
 
 TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
-
-
-def speech_with_pauses(folder: Path, pause_s: float = 1.5) -> np.ndarray:
-    """Three espeak-ng sentences, each followed by `pause_s` of silence, at 48 kHz int16 (what a
-    browser sends): about half of it speech."""
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    from scripts.make_smoke_data import speak
-
-    sentences = ("the quick brown fox jumps over the lazy dog", "speech recognition turns audio into text",
-                 "paris is the capital of france and berlin is the capital of germany")  # fmt: skip
-    pieces = []
-    for i, text in enumerate(sentences):
-        pieces += [sf.read(speak(text, folder / f"{i}.wav"), dtype="float32")[0], np.zeros(int(pause_s * 16_000))]
-    audio = resample_poly(np.concatenate(pieces), 3, 1)
-    return (audio / np.abs(audio).max() * 0.5 * 32767).astype(np.int16)
 
 
 def visitor(
@@ -198,13 +182,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.asr_model != "distilhubert":
         import shutil
 
-        from bench.live_latency import build
+        from bench.synthetic import ctc_checkpoint
 
         shutil.rmtree(root / "asr")
-        build(root, args.asr_model)
+        ctc_checkpoint(root, args.asr_model)
     registry = Registry(root)
     rows = []
-    audio = speech_with_pauses(root) if args.speech else None
+    audio = synthetic.speech_with_pauses(root) if args.speech else None
     gates = {"off": [False], "on": [True], "both": [False, True]}[args.vad]
     print(
         f"{os.cpu_count()} cores; {args.seconds:g} s per visitor; {'speech with pauses' if args.speech else 'noise'}"

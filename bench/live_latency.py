@@ -24,25 +24,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from bench.live_capacity import speech_with_pauses
+from bench.synthetic import ctc_checkpoint, speech_with_pauses
 from serving.scratch import scratch_folder
-
-
-def build(root, model: str) -> None:
-    """A CTC checkpoint of `model`'s architecture at real size, random weights."""
-    from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
-
-    from core.checkpoint import Metrics, save_checkpoint
-    from speech.ctc import build_char_vocab, make_processor
-
-    processor = make_processor(build_char_vocab(["the quick brown fox jumps over the lazy dog"]))
-    vocab = len(processor.tokenizer)
-    net = (
-        Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=vocab))  # wav2vec 2.0 base: 12 layers, 768 wide
-        if model == "wav2vec2-base"
-        else HubertForCTC(HubertConfig(vocab_size=vocab, num_hidden_layers=2))  # DistilHuBERT's shape
-    )
-    save_checkpoint(root / "asr", net, processor, Metrics(task="asr", hyperparameters={"note": "random weights"}))
 
 
 def feed(loaded, audio: np.ndarray, seconds: float, vad: bool) -> dict:
@@ -108,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
     from slots.registry import Registry
 
-    build(root, args.model)
+    ctc_checkpoint(root, args.model)
     loaded = Registry(root)["asr"].settled(wait_s=900)
     audio = speech_with_pauses(root)
     report: dict = {"model": args.model, "precision": loaded.precision, "cores": os.cpu_count(),

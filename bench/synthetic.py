@@ -155,3 +155,34 @@ if __name__ == "__main__":
         raise SystemExit
     seconds = librispeech_like(args.root, {s: getattr(args, s) for s in FOLDERS})
     print(f"{len(seconds)} utterances, {sum(seconds) / 3600:.2f} h, mean {np.mean(seconds):.1f} s -> {args.root}")
+
+
+def speech_with_pauses(folder: Path, pause_s: float = 1.5) -> np.ndarray:
+    """Three espeak-ng sentences, each followed by `pause_s` of silence, at 48 kHz int16 (what a
+    browser sends): about half of it speech."""
+    from scripts.make_smoke_data import speak
+
+    sentences = ("the quick brown fox jumps over the lazy dog", "speech recognition turns audio into text",
+                 "paris is the capital of france and berlin is the capital of germany")  # fmt: skip
+    pieces = []
+    for i, text in enumerate(sentences):
+        pieces += [sf.read(speak(text, folder / f"{i}.wav"), dtype="float32")[0], np.zeros(int(pause_s * 16_000))]
+    audio = resample_poly(np.concatenate(pieces), 3, 1)
+    return (audio / np.abs(audio).max() * 0.5 * 32767).astype(np.int16)
+
+
+def ctc_checkpoint(root: Path, model: str) -> None:
+    """A CTC checkpoint of `model`'s architecture at real size, random weights."""
+    from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from core.checkpoint import Metrics, save_checkpoint
+    from speech.ctc import build_char_vocab, make_processor
+
+    processor = make_processor(build_char_vocab(["the quick brown fox jumps over the lazy dog"]))
+    vocab = len(processor.tokenizer)
+    net = (
+        Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=vocab))  # wav2vec 2.0 base: 12 layers, 768 wide
+        if model == "wav2vec2-base"
+        else HubertForCTC(HubertConfig(vocab_size=vocab, num_hidden_layers=2))  # DistilHuBERT's shape
+    )
+    save_checkpoint(root / "asr", net, processor, Metrics(task="asr", hyperparameters={"note": "random weights"}))

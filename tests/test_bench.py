@@ -193,11 +193,11 @@ def test_live_capacity_counts_the_audio_a_handler_slower_than_speech_loses(tiny_
 
 
 def test_live_benchmarks_feed_speech_with_pauses_through_the_voice_gate(tiny_checkpoints, tmp_path):
-    from bench import live_capacity, live_latency
+    from bench import live_capacity, live_latency, synthetic
     from slots.registry import Registry
     from speech import vad
 
-    audio = live_capacity.speech_with_pauses(tmp_path)
+    audio = synthetic.speech_with_pauses(tmp_path)
     spans = vad.speech_spans(audio[::3].astype(np.float32) / 32767)
     share = sum(e - s for s, e in spans) / (len(audio) / 48_000)
     assert len(spans) == 3 and 0.4 <= share <= 0.7  # three sentences, about half of it speech
