@@ -41,17 +41,27 @@ TABS = {"asr": 0.5, "kws": 0.25}  # chunk seconds, as the tabs stream them
 
 
 def visitor(
-    handler, places, session: str, chunk_s: float, seconds: float, times: list[float], audio: np.ndarray | None = None
+    handler,
+    places,
+    session: str,
+    chunk_s: float,
+    seconds: float,
+    times: list[float],
+    audio: np.ndarray | None = None,
+    offset: int | None = None,
+    latencies: list[float] | None = None,
 ) -> None:
-    """One recording: a browser thread posting 48 kHz chunks on time (of `audio`, looped, each
-    visitor from another point of it; noise without), the server's handler taking the newest
-    (older ones are replaced, as Gradio's `/stream/{event_id}` does)."""
+    """One recording: a browser thread posting 48 kHz chunks on time (of `audio`, looped, from
+    `offset` or each visitor from another point of it; noise without), the server's handler
+    taking the newest (older ones are replaced, as Gradio's `/stream/{event_id}` does). `times`
+    gets each update's handler time; `latencies`, each from its chunk's arrival to its answer."""
     newest: list = [None]
     lock = threading.Lock()
     done = threading.Event()
     rng = np.random.default_rng(abs(hash(session)) % 2**32)
     size = int(48_000 * chunk_s)
-    offset = int(rng.integers(0, len(audio))) if audio is not None else 0
+    if offset is None:
+        offset = int(rng.integers(0, len(audio))) if audio is not None else 0
 
     def browser() -> None:
         start = time.monotonic()
@@ -62,7 +72,7 @@ def visitor(
             else:
                 chunk = np.take(audio, np.arange(offset + k * size, offset + (k + 1) * size), mode="wrap")
             with lock:
-                newest[0] = (48_000, chunk)
+                newest[0] = ((48_000, chunk), time.monotonic())
         done.set()
 
     thread = threading.Thread(target=browser, daemon=True)
@@ -72,16 +82,18 @@ def visitor(
     while True:
         finished = done.is_set()  # read before taking the chunk: the last one is still served
         with lock:
-            chunk = newest[0]
-            newest[0] = None
-        if chunk is None:
+            item, newest[0] = newest[0], None
+        if item is None:
             if finished:
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
             continue
+        chunk, arrived = item
         began = time.perf_counter()
         handler(request, chunk)
         times.append(time.perf_counter() - began)
+        if latencies is not None:
+            latencies.append(time.monotonic() - arrived)
     thread.join()
 
 

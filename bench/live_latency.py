@@ -18,60 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
-import time
-from types import SimpleNamespace
 
 import numpy as np
 
+from bench import live_capacity
 from bench.synthetic import ctc_checkpoint, speech_with_pauses
 from serving.scratch import scratch_folder
 
 
 def feed(loaded, audio: np.ndarray, seconds: float, vad: bool) -> dict:
-    """One visitor at real time: a browser thread posts a 0.5 s chunk of `audio` (looped) every
-    0.5 s; the handler takes the newest. Returns the update latencies and the final state."""
-    from ui import asr, live
+    """One visitor at real time (`live_capacity.visitor`): a 0.5 s chunk of `audio` (looped, from
+    its start) every 0.5 s; the handler takes the newest. Returns the update latencies and the
+    final state."""
+    from ui import live
 
     places = live.Places(places=1, turn_s=0)
-    if vad:
-        handler = live.serving(places, lambda c, s, missing_s: asr.live_chunk(loaded, s, c, missing_s, True), 3)
-    else:
-        handler = live.serving(places, lambda c, s, missing_s: asr.live_update(loaded, s, c, missing_s))
-    size = 24_000
-    newest: list = [None]
-    lock, done = threading.Lock(), threading.Event()
-
-    def browser() -> None:
-        start = time.monotonic()
-        for k in range(int(seconds / 0.5)):
-            time.sleep(max(0.0, start + (k + 1) * 0.5 - time.monotonic()))
-            chunk = np.take(audio, np.arange(k * size, (k + 1) * size), mode="wrap")
-            with lock:
-                newest[0] = ((48_000, chunk), time.monotonic())
-        done.set()
-
-    thread = threading.Thread(target=browser, daemon=True)
-    thread.start()
-    places.start("v")
-    request = SimpleNamespace(session_hash="v")
-    latencies = []
-    while True:
-        finished = done.is_set()
-        with lock:
-            item, newest[0] = newest[0], None
-        if item is None:
-            if finished:
-                break
-            time.sleep(0.002)
-            continue
-        chunk, arrived = item
-        handler(request, chunk)
-        latencies.append(time.monotonic() - arrived)
-    thread.join()
-    state = places.recording("v").state
+    latencies: list[float] = []
+    handler = live_capacity.serving("asr", loaded, places, vad)
+    live_capacity.visitor(handler, places, "v", 0.5, seconds, [], audio, offset=0, latencies=latencies)
     hearing = places.hearing("v")
-    return {"latencies": latencies[1:], "state": state, "heard_s": hearing.heard_s,
+    return {"latencies": latencies[1:], "state": places.recording("v").state, "heard_s": hearing.heard_s,
             "missed_s": hearing.dropped_s + hearing.gaps_s}  # fmt: skip
 
 

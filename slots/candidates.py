@@ -13,6 +13,7 @@ run that finishes while the app serves is offered without a restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -29,11 +30,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TRAIN_MODULE = {"asr": "train.asr", "kws": "train.kws", "qa": "train.qa"}
 HEADLINE = {"asr": ("wer", "WER"), "kws": ("accuracy", "accuracy"), "qa": ("f1", "F1")}
 logger = logging.getLogger(__name__)
-
-
-def defaults(task: str) -> list[SlotSpec]:
-    """The task's default slots, in the order the tabs show them."""
-    return [spec for spec in SLOTS.values() if spec.task == task]
 
 
 def discover(task: str, checkpoints: Path) -> list[SlotSpec]:
@@ -129,9 +125,20 @@ def _spec(task: str, name: str, source: str, shown: str) -> SlotSpec:
 
 def _metrics(folder: Path) -> dict[str, Any] | None:
     """The folder's metrics.json for its label only; anything unreadable is left to the load to
-    report (`core.checkpoint.read_metrics`)."""
+    report (`core.checkpoint.read_metrics`). Read again only when the file changed: the list is
+    looked for on every `/status`."""
+    path = Path(folder) / METRICS_FILE
     try:
-        metrics = json.loads((Path(folder) / METRICS_FILE).read_text(encoding="utf-8"))
+        stat = path.stat()
+    except OSError:
+        return None
+    return _read_metrics(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_metrics(path: Path, mtime_ns: int, size: int) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return metrics if isinstance(metrics, dict) else None

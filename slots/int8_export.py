@@ -11,7 +11,6 @@ memory is returned when its process exits, and its CPU time runs at the model-wo
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import resource
@@ -38,9 +37,7 @@ def export(kind: str, model: Any, folder: Path, target: Path) -> dict[str, Any] 
     from slots import onnx_serving
 
     if onnx_serving.source_parameters(model) < OWN_PROCESS_FROM:
-        # A copy: the model serves requests in fp32 meanwhile, and tracing a module another
-        # thread runs fails ("state_dict changed after running the tracer").
-        onnx_serving.build(kind, copy.deepcopy(model), target)
+        onnx_serving.build(kind, model, target)
         return None
     return run(kind, folder, target)
 

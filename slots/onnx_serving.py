@@ -242,9 +242,7 @@ def int8_model(
 
 
 def _in_process(kind: str, model: Any, folder: Path, target: Path) -> None:
-    # A copy: the model may be serving requests in fp32 meanwhile, and tracing a module that
-    # another thread runs makes the export fail (small models only export in this process).
-    build(kind, copy.deepcopy(model), target)
+    build(kind, model, target)
 
 
 def source_parameters(model: Any) -> int:
@@ -253,8 +251,10 @@ def source_parameters(model: Any) -> int:
 
 def build(kind: str, model: Any, target: Path) -> None:
     """Export `model` (of slot kind `kind`) to ONNX and quantize it to int8 at `target`, in this
-    process (`slots.int8_export` runs it in one of its own)."""
-    _build(EXPORTS[kind], model, target)
+    process (`slots.int8_export` runs it in one of its own). A copy is traced: the model may be
+    serving requests in fp32 meanwhile, and tracing a module that another thread runs fails
+    ("state_dict changed after running the tracer")."""
+    _build(EXPORTS[kind], copy.deepcopy(model), target)
 
 
 def _build(spec: Export, model: Any, target: Path) -> None:

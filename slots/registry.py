@@ -75,8 +75,8 @@ class Registry:
         return [slot for slot in self.slots.values() if slot.spec.task == task]
 
     def candidate_names(self) -> dict[str, list[str]]:
-        """Per task, the names of its candidates (what `/status` lists under "candidates")."""
-        self.discover()
+        """Per task, the names of its candidates as last looked for (what `/status` lists under
+        "candidates", after `status` looked)."""
         return {task: [s.spec.name for s in self.slots.values() if s.spec.task == task] for task in TASK_TITLES}
 
     def pair(self, task: str, a: str, b: str) -> tuple[Slot, Slot]:

@@ -82,9 +82,10 @@ def result_markdown(result: dict[str, Any]) -> str:
     return "\n".join(rows) + f"\n\n{note}" + (f" {NORMALISED}" if "wer" in result["a"] else "")
 
 
-def stored_comparison(registry: Registry, a: str | None, b: str | None) -> dict[str, Any]:
+def stored_comparison(registry: Registry, a: str | None, b: str | None) -> tuple[dict[str, Any], Any]:
     """Both candidates over their stored evaluations (`comparison.compare_asr`), JSON-ready: "wer"
-    and "cer" (a, b, low, high of B − A, utterances, in_words) and "differing" utterances."""
+    and "cer" (a, b, low, high of B − A, utterances, in_words) and "differing" utterances; and the
+    finder of their stored clips (`compare.clip_finder`)."""
     found_a, found_b = compare.stored_pair(registry, TASK, a, b)
     with user_errors():
         paired = comparison.compare_asr(found_a.rows, found_b.rows)
@@ -93,7 +94,7 @@ def stored_comparison(registry: Registry, a: str | None, b: str | None) -> dict[
     out["cer"] = compare.difference(paired.cer, "CER", "utterances")
     out["differing"] = paired.differing
     out["normalised"] = NORMALISED
-    return out
+    return out, compare.clip_finder(found_a, found_b)
 
 
 def own_test_wer(registry: Registry, name: str) -> float | None:
@@ -143,8 +144,7 @@ def section(registry: Registry) -> Any:
         return result_markdown(result), diff_html(result["diff"])
 
     def on_stored(a: str, b: str) -> list[Any]:
-        result = stored_comparison(registry, a, b)
-        found_a, found_b = compare.stored_pair(registry, TASK, a, b)
+        result, clip_of = stored_comparison(registry, a, b)
         lines = [
             f"On the same {result['split']} set ({result['utterances']:,} utterances). {NORMALISED}",
             compare.difference_lines(result, (("wer", "WER"), ("cer", "CER"))),
@@ -152,9 +152,8 @@ def section(registry: Registry) -> Any:
             f"A's words, where B differs: {LEGEND}):",
         ]
         entries = []
-        stored_a, stored_b = ({r["id"]: r for r in found.rows} for found in (found_a, found_b))
         for row in result["differing"]:
-            audio_file = found_a.audio_path(stored_a[row["id"]]) or found_b.audio_path(stored_b[row["id"]])
+            audio_file = clip_of(row["id"])
             line = (
                 f"<b>{html.escape(str(row['id']))}</b> — A {row['a_errors']} errors, B {row['b_errors']} "
                 f"(of {row['words']} words)<div style='line-height:1.8'>"
@@ -195,7 +194,7 @@ def section(registry: Registry) -> Any:
         """Two speech recognition candidates over their stored test evaluations, paired by
         utterance: "wer" and "cer" (a, b, and the 95 % interval of B − A from a paired bootstrap),
         "differing" (the utterances where they differ most); refused for different test sets."""
-        return stored_comparison(registry, model_a, model_b)
+        return stored_comparison(registry, model_a, model_b)[0]
 
     gr.api(api_compare_transcribe, api_name="compare_transcribe")
     gr.api(api_compare_asr_evaluations, api_name="compare_asr_evaluations")

@@ -4,6 +4,8 @@ say how sure a difference is."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -81,6 +83,20 @@ def stored_pair(registry: Registry, task: str, a: str | None, b: str | None) -> 
             raise gr.Error(f"Model {which} ({slot.spec.name}): {why}")
         found.append(examples)
     return found[0], found[1]
+
+
+def clip_finder(*stores: Examples) -> Callable[[Any], Path | None]:
+    """The stored clip of an example id from whichever of `stores` holds one (two models paired
+    on the same examples may have kept the audio of different ones)."""
+    indexed = [(store, {row["id"]: row for row in store.rows}) for store in stores]
+
+    def find(uid: Any) -> Path | None:
+        for store, rows in indexed:
+            if uid in rows and (path := store.audio_path(rows[uid])) is not None:
+                return path
+        return None
+
+    return find
 
 
 def difference(d: Difference, metric: str, unit: str, lower_is_better: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from speech import comparison
 from ui import compare
 from ui.common import audio_or_error, fading, uploaded_path, user_errors
 from ui.error_views import ClipList
-from ui.kws_scores import MATRIX_PX, clip_scores, confusion_figure, top_classes
+from ui.kws_scores import clip_scores, confusion_figure, matrix_layout, top_classes
 
 TASK = "kws"
 
@@ -36,9 +36,9 @@ def spot_both(registry: Registry, a: str | None, b: str | None, samples: np.ndar
     return result
 
 
-def stored_comparison(registry: Registry, a: str | None, b: str | None) -> tuple[dict[str, Any], Any, Any]:
+def stored_comparison(registry: Registry, a: str | None, b: str | None) -> tuple[dict[str, Any], Any]:
     """Both candidates over their stored evaluations (`comparison.compare_kws`), JSON-ready, and the
-    two stored example sets (for their audio)."""
+    finder of their stored clips (`compare.clip_finder`)."""
     found_a, found_b = compare.stored_pair(registry, TASK, a, b)
     with user_errors():
         paired = comparison.compare_kws(found_a.rows, found_b.rows)
@@ -58,7 +58,7 @@ def stored_comparison(registry: Registry, a: str | None, b: str | None) -> tuple
         },  # fmt: skip
         "disagreements": paired.disagreements,
     }
-    return result, found_a, found_b
+    return result, compare.clip_finder(found_a, found_b)
 
 
 def difference_figure(labels: list[str], a: np.ndarray, b: np.ndarray) -> go.Figure:
@@ -83,11 +83,7 @@ def difference_figure(labels: list[str], a: np.ndarray, b: np.ndarray) -> go.Fig
             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
         )
     )  # fmt: skip
-    fig.update_layout(
-        title="B − A (green: B better)", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-        width=MATRIX_PX, height=MATRIX_PX, autosize=False, margin={"l": 90, "r": 20, "t": 50, "b": 90},
-    )  # fmt: skip
-    return fig
+    return matrix_layout(fig, "B − A (green: B better)")
 
 
 def matrix_figure(labels: list[str], counts: list[list[int]], title: str) -> go.Figure:
@@ -138,7 +134,7 @@ def section(registry: Registry) -> Any:
         return [line, result["a"], result["b"]]
 
     def on_stored(a: str, b: str) -> list[Any]:
-        result, found_a, found_b = stored_comparison(registry, a, b)
+        result, clip_of = stored_comparison(registry, a, b)
         acc = result["accuracy"]
         text = (
             f"On the same {result['split']} set ({result['clips']:,} clips): accuracy A {acc['a']:.1%}, "
@@ -151,10 +147,9 @@ def section(registry: Registry) -> Any:
             matrix_figure(labels, result["b_matrix"], f"B: {b}"),
             difference_figure(labels, np.array(result["a_matrix"]), np.array(result["b_matrix"])),
         ]
-        rows_a, rows_b = ({r["id"]: r for r in found.rows} for found in (found_a, found_b))
         entries = []
         for row in result["disagreements"]:
-            path = found_a.audio_path(rows_a[row["id"]]) or found_b.audio_path(rows_b[row["id"]])
+            path = clip_of(row["id"])
             entries.append((clip_entry(row, path), path))
         return [text, *(gr.update(value=f, visible=True) for f in figures), entries, *clips.show(entries)]
 

@@ -76,8 +76,13 @@ def confusion_figure(report: dict[str, Any], normalise: bool) -> go.Figure:
             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
         )
     )
+    return matrix_layout(fig, "Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"))
+
+
+def matrix_layout(fig: go.Figure, title: str) -> go.Figure:
+    """A true-by-predicted matrix's layout (the confusion matrix, the Compare view's B − A)."""
     fig.update_layout(
-        title="Confusion matrix (test)" + (", row-normalised" if normalise else ", counts"),
+        title=title,
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis_autorange="reversed",

@@ -10,7 +10,6 @@ import gradio as gr
 import pandas as pd
 
 from core.structure import ROWS, structure
-from slots import candidates
 from slots.registry import Registry
 from slots.table import TASK_TITLES
 from ui import asr_live, live
@@ -55,7 +54,7 @@ def overview(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
     if ready is not None:
         cards += f"\n\nThe default models were ready {ready:.1f} s after launch."
     app = report["app"]
-    others = {task: names[len(candidates.defaults(task)) :] for task, names in app["candidates"].items()}
+    others = {task: [n for n in names if not registry[n].spec.default] for task, names in app["candidates"].items()}
     if any(others.values()):
         listed = "; ".join(f"{TASK_TITLES[t]}: {', '.join(n)}" for t, n in others.items() if n)
         cards += f"\n\nMore models to compare (each loads when first used): {listed}."
