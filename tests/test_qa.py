@@ -273,6 +273,7 @@ def test_browser_shows_both_answers_highlighted(learned_qa, launch, tmp_path):
         page.get_by_label("Question").fill(question)
         page.get_by_role("button", name="Answer with both models").click()
         page.get_by_text("The models agree").wait_for()
+        page.wait_for_timeout(1000)  # the streamed columns' progress borders fade before the layout is measured
         highlighted = page.locator("mark[title='answer']").all_inner_texts()
         paragraphs = page.locator("p", has=page.locator("mark[title='answer']")).all_inner_texts()
         page.screenshot(path=str(tmp_path / "extractive.png"), full_page=True)
