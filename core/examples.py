@@ -5,6 +5,8 @@
         predictions.jsonl   one JSON object per evaluated example (fields: speech/, qa/error_analysis.py)
         contexts.jsonl      QA: each context once, {"id": "c0", "text": ...}; rows name theirs
         audio/00012.flac    16 kHz mono FLAC of the clips worth listening to; a row's "audio" names it
+        false_alarms.jsonl  KWS: the false activations of the streaming evaluation (train/kws_streams.py)
+        alarms/00003.flac   their 1 s windows, as the detector heard them
 
 The training scripts write it beside `metrics.json` (inside the staging folder, so it is published
 atomically with the rest); the app reads it to list, play and compare individual examples on a
@@ -37,9 +39,12 @@ SUMMARY_FILE = "summary.json"
 ROWS_FILE = "predictions.jsonl"
 CONTEXTS_FILE = "contexts.jsonl"
 AUDIO_DIR = "audio"
+ALARMS_FILE = "false_alarms.jsonl"
+ALARMS_DIR = "alarms"
 AUDIO_CAP_MB = 20.0  # default cap on the stored audio: a Space's repo stays small
 logger = logging.getLogger(__name__)
-_AUDIO_NAME = re.compile(rf"^{AUDIO_DIR}/\d{{5,}}\.flac$")  # what a row may name: nothing outside audio/
+# What a row may name: a clip in audio/ or alarms/, nothing else.
+_AUDIO_NAME = re.compile(rf"^({AUDIO_DIR}|{ALARMS_DIR})/\d{{5,}}\.flac$")
 
 
 @dataclass
@@ -55,6 +60,7 @@ class ExampleSet:
     listen: list[tuple[int, Callable[[], np.ndarray]]] = field(default_factory=list)
     contexts: list[str] = field(default_factory=list)
     audio_mb: float = AUDIO_CAP_MB
+    alarms: list[tuple[dict[str, Any], Callable[[], np.ndarray]]] = field(default_factory=list)  # row, its audio
 
 
 def write_examples(folder: Path, examples: ExampleSet) -> dict[str, Any]:
@@ -66,7 +72,8 @@ def write_examples(folder: Path, examples: ExampleSet) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     rows = [dict(row) for row in examples.rows]
     cap = int(examples.audio_mb * 2**20)
-    stored = left_out = used = 0
+    used = _write_alarms(root, examples.alarms)  # few and short: before the clips, under the same cap
+    stored = left_out = 0
     for index, load in examples.listen:
         data = flac_bytes(load())
         if used + len(data) > cap:
@@ -86,8 +93,26 @@ def write_examples(folder: Path, examples: ExampleSet) -> dict[str, Any]:
         "rows": len(rows),
         "audio": {"stored": stored, "left_out": left_out, "bytes": used, "cap_bytes": cap},
     }
+    if examples.alarms:
+        summary["false_alarms"] = len(examples.alarms)
     (root / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _write_alarms(root: Path, alarms: list[tuple[dict[str, Any], Callable[[], np.ndarray]]]) -> int:
+    """`false_alarms.jsonl` and each alarm's clip; returns the audio's bytes."""
+    if not alarms:
+        return 0
+    (root / ALARMS_DIR).mkdir(exist_ok=True)
+    rows, used = [], 0
+    for i, (row, load) in enumerate(alarms):
+        data = flac_bytes(load())
+        name = f"{ALARMS_DIR}/{i:05d}.flac"
+        (root / name).write_bytes(data)
+        rows.append({**row, "audio": name})
+        used += len(data)
+    _write_jsonl(root / ALARMS_FILE, rows)
+    return used
 
 
 def flac_bytes(samples: np.ndarray) -> bytes:
@@ -124,6 +149,7 @@ class Examples:
     contexts: dict[str, str]
     audio: dict[str, int]  # stored, left_out, bytes, cap_bytes
     skipped: int = 0  # rows left out because a field the app reads is missing or of the wrong kind
+    alarms: list[dict[str, Any]] = field(default_factory=list)  # KWS: the streaming evaluation's false alarms
 
     def audio_path(self, row: dict[str, Any]) -> Path | None:
         """The row's stored clip, or None: not stored, a name pointing outside `audio/`, or a
@@ -164,7 +190,7 @@ def read_examples(checkpoint: Path) -> Examples | None:
     summary_path = root / SUMMARY_FILE
     if not summary_path.is_file():
         return None
-    files = (summary_path, root / ROWS_FILE, root / CONTEXTS_FILE)
+    files = (summary_path, root / ROWS_FILE, root / CONTEXTS_FILE, root / ALARMS_FILE)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) if p.is_file() else None for p in files)
     return _read_cached(root, stamp)
 
@@ -190,9 +216,18 @@ def _read_cached(root: Path, stamp: tuple) -> Examples:
             EXAMPLES_DIR,
             ROWS_FILE,
         )
+    alarms = []
+    if (root / ALARMS_FILE).is_file():
+        alarms = [a for a in _read_jsonl(root / ALARMS_FILE) if alarm_is_usable(a)]
     return Examples(
-        root, summary["task"], str(summary.get("split", "")), usable, contexts, audio, len(rows) - len(usable)
+        root, summary["task"], str(summary.get("split", "")), usable, contexts, audio, len(rows) - len(usable), alarms
     )
+
+
+def alarm_is_usable(row: dict[str, Any]) -> bool:
+    """A false activation the app can show: where, which keyword, its probability and the highest
+    threshold it fires at (train/kws_streams.py)."""
+    return _text(row.get("label")) and all(_number(row.get(k)) for k in ("time_s", "probability", "up_to"))
 
 
 def _number(value: Any) -> bool:

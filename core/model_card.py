@@ -96,7 +96,7 @@ def render(metrics: dict[str, Any], model_name: str, model_type: str, command: s
 
 {data_line} Examples: {sizes or "not recorded"}. Every number above is copied from `metrics.json`, which also
 holds the training history and task-specific results.
-
+{as_deployed(metrics.get("extra", {}).get("streaming"))}
 ## Recipe
 
 ```bash
@@ -119,6 +119,30 @@ Resolved arguments:
 In the app: set the slot's environment variable to this folder or to its hub id, e.g.
 `{_env_var(task, model_type)}=<you>/{model_name} python app.py`.
 """
+
+
+def as_deployed(streaming: dict[str, Any] | None) -> str:
+    """A keyword spotter's streaming evaluation (train/kws_streams.py) in a paragraph, or nothing."""
+    if not streaming:
+        return ""
+    free = streaming["keyword_free"]
+    minutes = free["seconds"] / 60
+    point = streaming.get("operating_point")
+    text = (
+        f"\n## As deployed\n\nThe app's live detector over {minutes:.1f} minutes of audio with no keyword in it "
+        f"({free['noise_recordings']} background-noise recordings, {free['silence_clips']} `_silence_` clips and "
+        f"{free['other_words']} other words with pauses) and over the keyword clips laid in that noise at "
+        + ", ".join(f"{s['snr_db']:g}" for s in streaming["keyword_streams"])
+        + " dB SNR. "
+    )
+    if point is None:
+        return text + "No threshold tried kept false accepts within the target; metrics.json holds the curve.\n"
+    misses = ", ".join(f"{float(snr):g} dB: {miss:.1%}" for snr, miss in point["miss_rate"].items())
+    return text + (
+        f"Operating point (the lowest threshold with at most {point['target_per_hour']:g} false accepts an hour): "
+        f"**{point['threshold']:.2f}**, {point['per_hour']:.2f} false accepts an hour, missed keywords {misses}. "
+        f"An hourly figure from {minutes:.1f} minutes of audio is a rough one.\n"
+    )
 
 
 def _is_hub_id(value: Any) -> bool:

@@ -36,17 +36,58 @@ class Planted:
 def is_hit(detection: spotting.Detection, planted: list[Planted]) -> bool:
     """Whether a detection is one of the planted keywords (same label, its window within
     `HIT_TOLERANCE_S` of the word)."""
-    return any(
-        p.label == detection.label and p.start_s - HIT_TOLERANCE_S <= detection.time_s <= p.end_s + HIT_TOLERANCE_S
-        for p in planted
-    )
+    return bool(match([detection], planted)[0][0])
+
+
+def match(found: list[spotting.Detection], planted: list[Planted]) -> tuple[np.ndarray, np.ndarray]:
+    """Which detections are planted keywords (`is_hit`) and which planted keywords were heard, in
+    one sorted pass per keyword (an hour's stream plants thousands).
+
+    Returns:
+        hit: [len(found)] bool.
+        heard: [len(planted)] bool.
+    """
+    hit, heard = np.zeros(len(found), bool), np.zeros(len(planted), bool)
+    for label in {p.label for p in planted}:
+        mine = np.array([i for i, d in enumerate(found) if d.label == label], int)
+        if not len(mine):
+            continue
+        times = np.array([found[i].time_s for i in mine])
+        order = np.argsort(times, kind="stable")
+        mine, times = mine[order], times[order]
+        which = [j for j, p in enumerate(planted) if p.label == label]
+        first = np.searchsorted(times, [planted[j].start_s - HIT_TOLERANCE_S for j in which], "left")
+        after = np.searchsorted(times, [planted[j].end_s + HIT_TOLERANCE_S for j in which], "right")
+        heard[which] = after > first
+        cover = np.zeros(len(times) + 1, int)  # detections inside some planted word's span
+        np.add.at(cover, first, 1)
+        np.add.at(cover, after, -1)
+        hit[mine] = np.cumsum(cover)[:-1] > 0
+    return hit, heard
 
 
 def false_accepts(
     scan: spotting.Scan, labels: list[str], threshold: float, planted: list[Planted] = ()
 ) -> list[spotting.Detection]:
     """The detections the live detector makes over `scan` at `threshold` that are no planted keyword."""
-    return [d for d in spotting.detect(scan, labels, threshold) if not is_hit(d, list(planted))]
+    found = spotting.detect(scan, labels, threshold)
+    hit, _ = match(found, list(planted))
+    return [d for d, h in zip(found, hit, strict=True) if not h]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A false activation as the curve saw it: where, which keyword, its probability at the lowest
+    threshold, and `up_to`, the highest threshold at which it still fires."""
+
+    time_s: float
+    label: str
+    probability: float
+    up_to: float
+
+    def as_dict(self) -> dict:
+        return {"time_s": self.time_s, "label": self.label, "probability": round(self.probability, 4),
+                "up_to": self.up_to}  # fmt: skip
 
 
 @dataclass
@@ -59,6 +100,8 @@ class Curve:
     per_keyword: dict[str, list[int]] = field(default_factory=dict)  # false accepts by the keyword fired
     miss_rate: list[float | None] = field(default_factory=list)  # None where no keyword was planted
     planted: int = 0
+    misses_per_keyword: dict[str, list[float]] = field(default_factory=dict)  # by the keyword planted
+    alarms: list[Alarm] = field(default_factory=list)  # the false accepts at the lowest threshold
 
     def per_hour(self) -> list[float]:
         return [n * 3600 / self.seconds if self.seconds else 0.0 for n in self.false_accepts]
@@ -73,37 +116,79 @@ class Curve:
     def operating_point(self, target_per_hour: float = TARGET_PER_HOUR) -> dict[str, float | None] | None:
         """The lowest threshold whose false accepts per hour meet the target (the fewest misses that
         do), or None where none does."""
-        for i, rate in enumerate(self.per_hour()):
-            if rate <= target_per_hour:
-                return {**self.at(self.thresholds[i]), "target_per_hour": target_per_hour}
-        return None
+        i = lowest_meeting(self.per_hour(), target_per_hour)
+        return None if i is None else {**self.at(self.thresholds[i]), "target_per_hour": target_per_hour}
 
     def as_dict(self) -> dict:
         return {
             "thresholds": self.thresholds, "seconds": round(self.seconds, 1), "false_accepts": self.false_accepts,
             "per_hour": [round(r, 3) for r in self.per_hour()], "per_keyword": self.per_keyword,
-            "miss_rate": self.miss_rate, "planted": self.planted, "operating_point": self.operating_point(),
+            "miss_rate": self.miss_rate, "planted": self.planted, "misses_per_keyword": self.misses_per_keyword,
+            "operating_point": self.operating_point(),
         }  # fmt: skip
+
+
+def lowest_meeting(per_hour: list[float], target_per_hour: float) -> int | None:
+    """The index of the lowest threshold from which on false accepts per hour stay within the
+    target (a curve measured on little audio can dip and rise again), or None."""
+    for i in range(len(per_hour)):
+        if all(rate <= target_per_hour for rate in per_hour[i:]):
+            return i
+    return None
 
 
 def curve(
     scan: spotting.Scan, labels: list[str], planted: list[Planted] = (), thresholds: tuple[float, ...] = THRESHOLDS
 ) -> Curve:
     """False accepts (and, for planted keywords, misses) of the live detector over `scan` at each
-    threshold."""
+    threshold, and the false activations at the lowest one."""
     seconds = (scan.times[-1] + 0.5) if len(scan.times) else 0.0  # the last window's end
     planted = list(planted)
+    planted_labels = sorted({p.label for p in planted})
     counts, per_keyword, misses = [], {}, []
-    for t in thresholds:
+    misses_per_keyword: dict[str, list[float]] = {label: [] for label in planted_labels}
+    alarms: list[Alarm] = []
+    for n, t in enumerate(thresholds):
         found = spotting.detect(scan, labels, t)
-        wrong = [d for d in found if not is_hit(d, planted)]
+        hit, heard = match(found, planted)
+        wrong = [d for d, h in zip(found, hit, strict=True) if not h]
         counts.append(len(wrong))
         for d in wrong:
-            per_keyword.setdefault(d.label, [0] * len(thresholds))[len(counts) - 1] += 1
+            per_keyword.setdefault(d.label, [0] * len(thresholds))[n] += 1
+        alarms = _still_firing(alarms, wrong, t) if n else [Alarm(d.time_s, d.label, d.probability, t) for d in wrong]
         if planted:
-            heard = sum(any(is_hit(d, [p]) for d in found) for p in planted)
-            misses.append(round(1 - heard / len(planted), 4))
-    return Curve(list(thresholds), float(seconds), counts, per_keyword, misses, len(planted))
+            misses.append(round(float(1 - heard.mean()), 4))
+            for label in planted_labels:
+                mask = np.array([p.label == label for p in planted])
+                misses_per_keyword[label].append(round(float(1 - heard[mask].mean()), 4))
+    return Curve(
+        list(thresholds), float(seconds), counts, per_keyword, misses, len(planted), misses_per_keyword, alarms
+    )
+
+
+def _still_firing(alarms: list[Alarm], found: list[spotting.Detection], threshold: float) -> list[Alarm]:
+    """`alarms` with `up_to` raised to `threshold` for those a detection at it repeats (same
+    keyword, within the refractory time: a higher threshold can confirm a window later)."""
+    times: dict[str, np.ndarray] = {}
+    for label in {d.label for d in found}:
+        times[label] = np.sort([d.time_s for d in found if d.label == label])
+    out = []
+    for a in alarms:
+        near = times.get(a.label, np.zeros(0))
+        i = np.searchsorted(near, a.time_s)
+        again = any(abs(near[j] - a.time_s) < spotting.REFRACTORY_S for j in (i - 1, i) if 0 <= j < len(near))
+        out.append(Alarm(a.time_s, a.label, a.probability, threshold) if again else a)
+    return out
+
+
+def gated(scan: spotting.Scan, spans: list[tuple[float, float]], margin_s: float = 0.0) -> spotting.Scan:
+    """`scan` with every window that overlaps no speech span (widened by `margin_s`) scored as
+    quiet: what a voice gate in front of the detector would let through."""
+    half = spotting.WINDOW / TARGET_RATE / 2
+    heard = np.zeros(len(scan.times), bool)
+    for start, end in spans:
+        heard |= (scan.times + half > start - margin_s) & (scan.times - half < end + margin_s)
+    return spotting.Scan(scan.times, scan.probs, np.asarray(scan.quiet, bool) | ~heard)
 
 
 def clips_zip(samples: np.ndarray, detections: list[spotting.Detection]) -> bytes:

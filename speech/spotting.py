@@ -44,9 +44,9 @@ def fit_window(samples: np.ndarray) -> np.ndarray:
 BATCH = 64
 
 
-@model_work
-def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
-    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order.
+def score_windows(model, extractor, windows: list[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
+    """Softmax probabilities, one row per 1 s window, in `model.config.id2label` order; the
+    caller holds inference mode (`window_probs` in the app, a training run's own evaluation).
 
     Args:
         model: an audio classification model.
@@ -65,6 +65,9 @@ def window_probs(model, extractor, windows: list[np.ndarray], batch_size: int = 
         logits = model(to_model(model, inputs.input_values)).logits
         rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(rows)
+
+
+window_probs = model_work(score_windows)  # the app's: at the model-work priority
 
 
 def level_dbfs(samples: np.ndarray) -> float:
@@ -86,8 +89,24 @@ class Scan(NamedTuple):
     quiet: np.ndarray
 
 
+def sliding_windows(samples: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """A 1 s window every `HOP` samples over a clip (the end of the clip gets one too); a clip of
+    1 s or less is one window.
+
+    Returns:
+        windows: views of exactly WINDOW samples.
+        times: [W] window centres in seconds.
+    """
+    if len(samples) <= WINDOW:
+        return [fit_window(samples)], np.array([len(samples) / 2 / TARGET_RATE])
+    starts = list(range(0, len(samples) - WINDOW + 1, HOP))
+    if starts[-1] + WINDOW < len(samples):
+        starts.append(len(samples) - WINDOW)
+    return [samples[s : s + WINDOW] for s in starts], (np.array(starts) + WINDOW / 2) / TARGET_RATE
+
+
 def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
-    """A 1 s window every `HOP` samples over a clip; a clip of 1 s or less is one window.
+    """Every window of `sliding_windows` scored.
 
     Args:
         model: an audio classification model.
@@ -99,15 +118,7 @@ def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
         probs: [W, num_labels] probabilities.
         quiet: [W] bool, True for windows too quiet to hold a word.
     """
-    if len(samples) <= WINDOW:
-        windows = [fit_window(samples)]
-        times = np.array([len(samples) / 2 / TARGET_RATE])
-    else:
-        starts = list(range(0, len(samples) - WINDOW + 1, HOP))
-        if starts[-1] + WINDOW < len(samples):
-            starts.append(len(samples) - WINDOW)  # the end of the clip gets a window too
-        windows = [samples[s : s + WINDOW] for s in starts]
-        times = (np.array(starts) + WINDOW / 2) / TARGET_RATE
+    windows, times = sliding_windows(samples)
     quiet = np.array([is_quiet(w) for w in windows])
     return Scan(times, window_probs(model, extractor, windows), quiet)
 
@@ -173,12 +184,27 @@ class Debouncer:
 
 def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
     """The detections a live listener would log over a whole clip (`sliding_probs`' scan);
-    quiet windows score nothing, as live."""
-    debouncer = Debouncer()
-    found = []
-    for centre, p, silent in zip(scan.times, scan.probs, scan.quiet, strict=True):
-        found += debouncer.decide(float(centre), np.zeros_like(p) if silent else p, labels, threshold)
-    return found
+    quiet windows score nothing, as live.
+
+    The same decisions as a `Debouncer` fed window by window (a test holds the two equal), made
+    per keyword over runs of windows above the threshold, so a curve over many thresholds of an
+    hour's scan takes seconds: a run fires once, at its first window, when it is `CONFIRM` windows
+    long and starts `REFRACTORY_S` after the keyword last fired."""
+    above = (scan.probs >= threshold) & ~np.asarray(scan.quiet, bool)[:, None]
+    fired: list[tuple[int, int, Detection]] = []  # (confirming window, label column, detection)
+    for i, label in enumerate(labels):
+        if label not in keywords.KEYWORDS or not above[:, i].any():
+            continue
+        edges = np.diff(np.concatenate([[0], above[:, i].astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        last = -1e9
+        for start in starts[ends - starts >= CONFIRM]:
+            centre = float(scan.times[start])
+            if centre - last >= REFRACTORY_S:
+                confirm = start + CONFIRM - 1
+                fired.append((confirm, i, Detection(round(centre, 2), label, float(scan.probs[confirm, i]))))
+                last = centre
+    return [d for _, _, d in sorted(fired, key=lambda f: f[:2])]
 
 
 @dataclass

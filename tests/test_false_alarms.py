@@ -105,3 +105,69 @@ def test_on_a_learned_model_planted_keywords_are_hits_and_the_room_tuner_counts_
     with zipfile.ZipFile(io.BytesIO(fa.clips_zip(stream, found))) as archive:
         names = archive.namelist()
     assert names == [f"{d.label}/{d.time_s:08.2f}s_p{d.probability:.2f}.wav" for d in everything]
+
+
+def _by_debouncer(scan: spotting.Scan, labels: list[str], threshold: float) -> list[spotting.Detection]:
+    """The live tab's window-by-window decisions over a scan."""
+    debouncer, found = spotting.Debouncer(), []
+    for centre, p, silent in zip(scan.times, scan.probs, scan.quiet, strict=True):
+        found += debouncer.decide(float(centre), np.zeros_like(p) if silent else p, labels, threshold)
+    return found
+
+
+def test_the_offline_detector_decides_as_the_live_debouncer_does():
+    rng, fired = np.random.default_rng(0), 0
+    for trial in range(40):
+        n = int(rng.integers(1, 400))
+        # runs of a few windows above and below, as a word gives: smooth random walks per label
+        probs = np.clip(np.cumsum(rng.normal(0, 0.25, (n, len(LABELS))), axis=0) % 1.6 - 0.3, 0, 1).astype(np.float32)
+        scan = spotting.Scan(np.arange(n) * 0.25 + 0.5, probs, rng.random(n) < 0.1)
+        for threshold in (0.3, 0.5, 0.74, 0.9):
+            expected = _by_debouncer(scan, LABELS, threshold)
+            assert spotting.detect(scan, LABELS, threshold) == expected, (trial, threshold)
+            fired += len(expected)
+    assert fired > 500  # the walks do fire, refractory times and quiet windows included
+
+
+def test_matching_finds_each_planted_keyword_among_many():
+    planted = [fa.Planted("yes" if i % 2 else "no", 10.0 * i, 10.0 * i + 1) for i in range(200)]
+    found = [spotting.Detection(10.0 * i + 0.5, "yes", 0.9) for i in range(200)]  # every "yes", and at "no"s
+    found.append(spotting.Detection(5.0, "up", 0.9))
+    hit, heard = fa.match(found, planted)
+    assert hit.tolist() == [i % 2 == 1 for i in range(200)] + [False]
+    assert heard.tolist() == [i % 2 == 1 for i in range(200)]
+    assert [fa.is_hit(d, planted) for d in found] == hit.tolist()
+    edge = spotting.Detection(10.0 * 3 + 1 + fa.HIT_TOLERANCE_S, "yes", 0.9)  # just inside the tolerance
+    late = spotting.Detection(10.0 * 3 + 1 + fa.HIT_TOLERANCE_S + 0.01, "yes", 0.9)
+    assert fa.is_hit(edge, planted) and not fa.is_hit(late, planted)
+
+
+def test_each_false_alarm_says_up_to_which_threshold_it_fires():
+    curve = fa.curve(scan_of(10.0, EVENTS), LABELS)  # nothing planted: "yes" and "no" are false alarms
+    assert [(a.label, a.time_s, a.up_to) for a in curve.alarms] == [("yes", 2.0, 0.9), ("no", 6.0, 0.7)]
+    for a in curve.alarms:  # it fires at every threshold up to its own, and at none above
+        for t in curve.thresholds:
+            fired = any(d.label == a.label for d in fa.false_accepts(scan_of(10.0, EVENTS), LABELS, t))
+            assert fired == (t <= a.up_to)
+
+
+def test_a_stream_lays_words_with_pauses_over_noise_at_the_stated_snr():
+    from speech.streams import lay_out, rms
+
+    rng = np.random.default_rng(1)
+    tone = (0.3 * np.sin(np.arange(8000) * 0.2)).astype(np.float32)  # half a second
+    words = [("yes", tone), (None, tone * 0.1), ("no", tone * 1.5)]
+    noise = [rng.normal(0, 0.2, 16_000 * 3).astype(np.float32)]
+    stream, planted = lay_out(words, noise, 10.0, np.random.default_rng(2))
+    assert [p.label for p in planted] == ["yes", "no"]  # the other word is not planted
+    for p, (_, word) in zip(planted, (words[0], words[2]), strict=True):
+        start, end = round(p.start_s * 16_000), round(p.end_s * 16_000)
+        assert end - start == 8000
+        np.testing.assert_array_less(np.abs(stream[start:end] - word), 1.0)  # the word as recorded...
+        under = stream[start:end] - word  # ...over noise 10 dB below it
+        assert rms(under) == pytest.approx(rms(word) / 10 ** (10 / 20), rel=0.05)
+    first, last = stream[: round(planted[0].start_s * 16_000)], stream[round(planted[1].end_s * 16_000) :]
+    assert rms(first) == pytest.approx(rms(tone) / 10**0.5, rel=0.05)  # the first pause at the first word's noise
+    assert rms(last) == pytest.approx(rms(tone * 1.5) / 10**0.5, rel=0.05)  # the last at the last word's
+    assert 0.4 <= len(first) / 16_000 <= 1.2 and 0.4 <= len(last) / 16_000 <= 1.2
+    assert 2 * 0.4 + 0.5 <= planted[1].start_s - planted[0].end_s <= 2 * 1.2 + 0.5  # pause, other word, pause

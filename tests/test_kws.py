@@ -271,3 +271,16 @@ def test_browser_picks_a_confused_pair_and_plays_its_clips(learned_kws, launch):
         expect(player).to_have_text(re.compile(r"^\s*0:00\s+0:01"))  # a 1 s clip, not yet played
         player.get_by_role("button", name="Play", exact=True).click()
         expect(player).to_have_text(re.compile(r"^\s*0:01\s+0:01"), timeout=15_000)  # the clock ran: it played
+        # judged as deployed: the curve, the false alarms to play, and the Live tab starting at the
+        # operating point with what it means
+        streaming = read_metrics(checkpoints / "kws")["extra"]["streaming"]
+        point = streaming["operating_point"]["threshold"]
+        expect(page.get_by_text(f"Operating point {point:.2f}", exact=False)).to_be_visible()
+        curve = page.locator(".block", has=page.get_by_text("Missed keywords against false alarms per hour"))
+        expect(curve.locator(".js-plotly-plot").first).to_be_visible()
+        alarms = read_examples(checkpoints / "kws").alarms
+        top = max(alarms, key=lambda a: a["up_to"])
+        expect(page.get_by_text(f"at {top['time_s']:.2f} s, probability", exact=False).first).to_be_visible()
+        page.get_by_role("tab", name="Live").click()
+        expect(page.get_by_label("number input for Threshold")).to_have_value(f"{point:g}")
+        expect(page.get_by_text(f"The threshold starts at {point:.2f}", exact=False)).to_be_visible()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,10 @@ from train.frozen_head import (
     frozen_head,
 )
 from train.hub_data import HubDataset, OpenedDataset, dataset_record
+from train.kws_streams import StreamArguments, build_streams, headline, stored_alarms
+from train.kws_streams import evaluate as evaluate_streams
 from train.publish import command_line, publish_run
-from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, subset
+from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, noise_sources, subset
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -105,6 +108,7 @@ class Arguments:
     model: ModelArguments
     features: FeatureArguments
     data: DataArguments
+    streams: StreamArguments
     run: RunArguments
 
 
@@ -217,8 +221,9 @@ def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:
 
 def load_splits(
     data: DataArguments, subset_sizes: list[int] | None, seed: int
-) -> tuple[dict[str, list[Clip]], OpenedDataset | None]:
-    """The three splits, from `--data_dir` or the hub (then also the dataset at its commit)."""
+) -> tuple[dict[str, list[Clip]], list[Clip], OpenedDataset | None]:
+    """The three splits, from `--data_dir` or the hub (then also the dataset at its commit), and
+    the background-noise recordings the training split's silence is cut from."""
     opened = None
     if data.data_dir:
         splits = load_local(Path(data.data_dir), Path(data.test_dir) if data.test_dir else None)
@@ -226,12 +231,13 @@ def load_splits(
         # The parquet export declares no configs: `--dataset_config v0.01` names its folder.
         hub = HubDataset(data.dataset_name, data.dataset_revision, folder=data.dataset_config)
         splits, opened = load_hub(hub)
+    noise = noise_sources(splits["train"])
     splits["train"] = cut_silence(splits["train"], data.silence_clips, seed)
     if data.drop_silence:
         silence = keywords.LABEL2ID[keywords.SILENCE]
         splits = {s: [c for c in clips if c.label != silence] for s, clips in splits.items()}
     limits = dict(zip(SPLITS, subset_sizes or [], strict=False))  # a subset may omit test: all of it
-    return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}, opened
+    return {s: subset(splits[s], limits.get(s), seed) for s in SPLITS}, noise, opened
 
 
 def build_model(args: ModelArguments, head: str) -> torch.nn.Module:
@@ -290,13 +296,31 @@ def trainer_inputs(
     )
 
 
+def judge_as_deployed(model, extractor, clips: list[Clip], noise: list[Clip], args: StreamArguments, training_args):
+    """Step 7: the streams built from `clips` (`train.kws_streams`), scanned by `model` on the
+    training device; the result for metrics.json, the keyword-free stream and its false alarms."""
+    started = time.perf_counter()
+    negative, positive = build_streams(clips, noise, clip_audio, args, training_args.seed)
+    built_s = time.perf_counter() - started
+    model.to(training_args.device).eval()
+    result, alarms = evaluate_streams(model, extractor, negative, positive, args)
+    result["cost"]["build_s"] = round(built_s, 2)
+    return {"result": result, "negative": negative, "alarms": alarms}
+
+
+def clip_audio(clip: Clip) -> np.ndarray:
+    """A clip's audio as recorded (a stream lays whole clips; a long recording stays whole)."""
+    segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
+    return load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment)
+
+
 def main(argv: list[str] | None = None) -> Path:
     run = begin(Arguments, argv)
     args = run.arguments
 
     # 1. Data: 12-class clips from the hub or a local tree; silence cut from background noise.
     with run.reading_data():
-        clips, dataset = load_splits(args.data, args.run.subset, run.training_args.seed)
+        clips, noise, dataset = load_splits(args.data, args.run.subset, run.training_args.seed)
         extractor = AutoFeatureExtractor.from_pretrained(
             args.model.model_name_or_path, revision=args.model.model_revision
         )
@@ -342,16 +366,28 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 6. Final evaluation with per-class scores and confusion matrices; publish.
     #    The last split evaluated (test where there is one) is kept per clip for error analysis.
-    final, examples = {}, None
+    final, examples, judged = {}, None, None
     with run.phase("evaluate"):
         for split in ("validation", "test"):
             if len(datasets[split]):
+                judged = split  # the last split evaluated is also judged as deployed (step 7)
                 prediction = trainer.predict_in_order(datasets[split], metric_key_prefix=split)
                 labels = prediction.predictions.argmax(-1)
                 report = classification_report(prediction.label_ids, labels, keywords.LABELS)
                 final[split] = {**split_metrics(prediction.metrics, split), **report}
                 if args.run.examples:
                     examples = per_example(clips[split], prediction.predictions, split, args.run.examples_audio_mb)
+
+    # 7. The final model as deployed: the live detector over long streams of that split's clips.
+    streaming = None
+    if args.streams.stream_eval and judged and trainer.is_world_process_zero():
+        with run.phase("streaming"):
+            streaming = judge_as_deployed(model, extractor, clips[judged], noise, args.streams, run.training_args)
+            final[judged].update(headline(streaming["result"]))
+            if examples is not None:
+                examples.alarms = stored_alarms(
+                    streaming["negative"], streaming["alarms"], args.streams.false_alarm_clips
+                )
     logger.info("final: %s", {s: {k: v for k, v in m.items() if isinstance(v, float)} for s, m in final.items()})
     extra = {
         **dataset_record(dataset),
@@ -359,6 +395,7 @@ def main(argv: list[str] | None = None) -> Path:
         "class_weights": None if weights is None else dict(zip(keywords.LABELS, weights.tolist(), strict=True)),
         **inputs.cache_info,
         "cuda_graphs": graph_use(inputs.model),
+        "streaming": streaming and streaming["result"],
     }
     return publish_run(
         run,

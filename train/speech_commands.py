@@ -75,18 +75,22 @@ def load_hub(dataset: HubDataset) -> tuple[dict[str, list[Clip]], OpenedDataset]
     return splits, opened
 
 
+def noise_sources(clips: list[Clip]) -> list[Clip]:
+    """The `_silence_` sources longer than a clip: the background-noise recordings."""
+    silence_id = keywords.LABEL2ID[keywords.SILENCE]
+    return [c for c in clips if c.label == silence_id and c.start_s is None and file_duration_s(c.audio) > CLIP_S]
+
+
 def cut_silence(clips: list[Clip], count: int, seed: int) -> list[Clip]:
     """Replace `_silence_` sources longer than 1 s by `count` 1 s windows spread over them."""
-    silence_id = keywords.LABEL2ID[keywords.SILENCE]
-    long_sources = [(c, file_duration_s(c.audio)) for c in clips if c.label == silence_id and c.start_s is None]
-    long_sources = [(c, d) for c, d in long_sources if d > CLIP_S]
+    long_sources = [(c, file_duration_s(c.audio)) for c in noise_sources(clips)]
     if not long_sources or count <= 0:
         return clips
     rng = random.Random(seed)
     windows = []
     for i in range(count):
         source, seconds = long_sources[i % len(long_sources)]
-        windows.append(Clip(source.audio, silence_id, rng.uniform(0, seconds - CLIP_S)))
+        windows.append(Clip(source.audio, source.label, rng.uniform(0, seconds - CLIP_S)))
     kept = [c for c in clips if not any(c is s for s, _ in long_sources)]
     logger.info("cut %d silence windows from %d background-noise sources", count, len(long_sources))
     return kept + windows

@@ -18,7 +18,7 @@ from slots.registry import Registry
 from slots.sources import LoadedModel
 from speech import keywords, spotting
 from speech.audio import TARGET_RATE, duration_s
-from ui import kws_compare, kws_room, live
+from ui import kws_compare, kws_deployed, kws_room, live
 from ui.common import (
     audio_or_error,
     card_and_controls,
@@ -251,6 +251,7 @@ def build(registry: Registry) -> gr.Blocks:
                 )
                 gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
                 kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
+                kws_threshold_note = gr.Markdown()
                 kws_live_audio = gr.Audio(
                     sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
                 )
@@ -272,6 +273,7 @@ def build(registry: Registry) -> gr.Blocks:
                 with gr.Row():
                     kws_freq = gr.Plot(label="Training clips per class")
                     kws_loss = gr.Plot(label="Training and validation loss")
+                deployed = kws_deployed.Section()
                 errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
         kws_button.click(
@@ -295,24 +297,35 @@ def build(registry: Registry) -> gr.Blocks:
         eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss, kws_normalise]
         kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
 
-        def on_evaluation_and_errors(normalise, *cell):
-            return [*on_evaluation(normalise), *errors_refresh(*cell)]
+        def on_deployed(keyword, threshold):
+            return deployed.view(slot.peek(), keyword, threshold)
 
-        everything = [*eval_outputs, *errors_outputs]
+        for control in (deployed.keyword, kws_threshold):
+            control.change(on_deployed, inputs=[deployed.keyword, kws_threshold], outputs=deployed.outputs,
+                           api_name=False, show_progress="hidden")  # fmt: skip
+
+        def on_evaluation_and_errors(normalise, true, predicted, keyword, threshold, applied):
+            return [
+                *on_evaluation(normalise),
+                *errors_refresh(true, predicted),
+                *deployed.for_model(slot.peek(), keyword, threshold, applied),
+            ]
+
+        on_model = [*deployed.outputs, kws_threshold, deployed.applied, kws_threshold_note]
+        everything = [*eval_outputs, *errors_outputs, *on_model]
+        everything_in = [kws_normalise, *errors_inputs, deployed.keyword, kws_threshold, deployed.applied]
         controls = [kws_button, kws_audio, kws_live_audio]
         watch = status_watch(
             slot,
             kws_status,
             then=on_evaluation_and_errors,
-            inputs=[kws_normalise, *errors_inputs],
+            inputs=everything_in,
             outputs=everything,
             controls=controls,
         )
         demo.load(
             lambda: card_and_controls(slot, len(controls)), outputs=[kws_status, *controls], api_name=False
-        ).then(
-            watch.render, inputs=[kws_normalise, *errors_inputs], outputs=[*everything, watch.shown], api_name=False
-        )
+        ).then(watch.render, inputs=everything_in, outputs=[*everything, watch.shown], api_name=False)
         demo.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
         compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
 

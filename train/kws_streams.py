@@ -1,0 +1,204 @@
+"""The keyword spotter judged as it is deployed (step 7 of train.kws): the live tab's detector
+(`speech.spotting`) run over long streams made of the evaluated split's clips.
+
+- False accepts per hour on a stream with no keyword in it: the background-noise recordings as
+  recorded, the split's own `_silence_` clips, then its words outside the ten keywords laid one
+  after another with pauses over that noise.
+- Misses (false reject rate) per keyword on the split's keyword clips laid the same way over the
+  noise, once per stated SNR.
+- Both over thresholds (the curve), and the operating point: the lowest threshold whose false
+  accepts per hour meet the target, with its miss rate at each SNR.
+
+The noise recordings are the training split's (Speech Commands has no others); the model heard
+1 s windows of them as `_silence_` while training, which metrics.json records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from speech import false_alarms as fa
+from speech import keywords, spotting
+from speech.audio import TARGET_RATE
+from speech.streams import lay_out
+from train.speech_commands import Clip
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamArguments:
+    stream_eval: bool = field(
+        default=True,
+        metadata={"help": "Judge the final model as deployed: false accepts per hour and misses on long streams."},
+    )
+    stream_snr_db: list[float] = field(
+        default_factory=lambda: [20.0, 10.0, 5.0],
+        metadata={"help": "SNRs (dB) the keyword clips are laid over the background noise at, one stream each."},
+    )
+    stream_keyword_clips: int | None = field(
+        default=150,
+        metadata={"help": "Keyword clips per keyword in each SNR's stream (a seeded sample; null: all)."},
+    )
+    stream_batch_size: int = field(default=128, metadata={"help": "1 s windows per forward pass."})
+    stream_target_per_hour: float = field(
+        default=fa.TARGET_PER_HOUR, metadata={"help": "False accepts per hour the operating point must meet."}
+    )
+    false_alarm_clips: int = field(
+        default=40, metadata={"help": "False activations stored with the per-example results as 1 s clips."}
+    )
+
+
+@dataclass
+class Stream:
+    samples: np.ndarray
+    planted: list[fa.Planted]
+    about: dict
+
+
+def build_streams(
+    clips: list[Clip], noise: list[Clip], load: Callable[[Clip], np.ndarray], args: StreamArguments, seed: int
+) -> tuple[Stream, list[tuple[float, Stream]]]:
+    """The keyword-free stream and one keyword stream per SNR from an evaluated split's `clips`
+    and the background-noise recordings `noise`.
+
+    Raises:
+        ValueError: there is no noise to lay the words over.
+    """
+    rng = np.random.default_rng(seed)
+    silence, unknown = keywords.LABEL2ID[keywords.SILENCE], keywords.LABEL2ID[keywords.UNKNOWN]
+    recordings = [load(c) for c in noise]
+    silences = [load(c) for c in clips if c.label == silence]
+    if not recordings and not silences:
+        raise ValueError("no background noise: the streaming evaluation needs `_background_noise_` or `_silence_`")
+    bed = recordings or silences
+    snr = max(args.stream_snr_db)
+    others = [(None, load(c)) for c in clips if c.label == unknown]
+    said, _ = lay_out(others, bed, snr, rng) if others else (np.zeros(0, np.float32), [])
+    parts = [*recordings, *silences, said]
+    negative = Stream(
+        np.concatenate(parts).astype(np.float32),
+        [],
+        {
+            "noise_recordings": len(recordings),
+            "noise_s": round(sum(map(len, recordings)) / TARGET_RATE, 1),
+            "silence_clips": len(silences),
+            "other_words": len(others),
+            "other_words_snr_db": snr,
+            "other_words_s": round(len(said) / TARGET_RATE, 1),
+        },
+    )
+    by_keyword: dict[int, list[Clip]] = {}
+    for c in clips:
+        if keywords.ID2LABEL[c.label] in keywords.KEYWORDS:
+            by_keyword.setdefault(c.label, []).append(c)
+    chosen = []
+    for label in sorted(by_keyword):
+        group = by_keyword[label]
+        if args.stream_keyword_clips is not None and len(group) > args.stream_keyword_clips:
+            group = [group[i] for i in sorted(rng.choice(len(group), args.stream_keyword_clips, replace=False))]
+        chosen += [(keywords.ID2LABEL[label], load(c)) for c in group]
+    positive = []
+    if chosen:
+        for snr_db in args.stream_snr_db:
+            order = rng.permutation(len(chosen))
+            samples, planted = lay_out([chosen[i] for i in order], bed, snr_db, rng)
+            positive.append((snr_db, Stream(samples, planted, {"snr_db": snr_db, "keyword_clips": len(chosen)})))
+    return negative, positive
+
+
+def scan(model, extractor, samples: np.ndarray, batch_size: int) -> spotting.Scan:
+    """`spotting.sliding_probs` on the model's own device, in bfloat16 on a GPU (a stream's
+    hour of windows is some 14,400 forward passes of 1 s)."""
+    windows, times = spotting.sliding_windows(samples)
+    device = next(model.parameters()).device
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        probs = spotting.score_windows(model, extractor, windows, batch_size)
+    return spotting.Scan(times, probs, np.array([spotting.is_quiet(w) for w in windows]))
+
+
+def evaluate(
+    model, extractor, negative: Stream, positive: list[tuple[float, Stream]], args: StreamArguments
+) -> tuple[dict, list[fa.Alarm]]:
+    """The curve, the operating point and what it cost (metrics.json's "streaming"), and the false
+    activations on the keyword-free stream."""
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    started, windows = time.perf_counter(), 0
+
+    def scanned(stream: Stream) -> spotting.Scan:
+        nonlocal windows
+        result = scan(model, extractor, stream.samples, args.stream_batch_size)
+        windows += len(result.times)
+        return result
+
+    quiet_curve = fa.curve(scanned(negative), labels)
+    spoken = []
+    for _, stream in positive:
+        found = fa.curve(scanned(stream), labels, stream.planted)
+        spoken.append({**stream.about, "seconds": round(found.seconds, 1), "planted": found.planted,
+                       "miss_rate": found.miss_rate, "misses_per_keyword": found.misses_per_keyword})  # fmt: skip
+    audio_s = (len(negative.samples) + sum(len(s.samples) for _, s in positive)) / TARGET_RATE
+    wall_s = time.perf_counter() - started
+    per_hour = quiet_curve.per_hour()
+    i = fa.lowest_meeting(per_hour, args.stream_target_per_hour)
+    point = None
+    if i is not None:
+        point = {
+            "threshold": quiet_curve.thresholds[i],
+            "false_accepts": quiet_curve.false_accepts[i],
+            "per_hour": round(per_hour[i], 3),
+            "target_per_hour": args.stream_target_per_hour,
+            "miss_rate": {str(s["snr_db"]): s["miss_rate"][i] for s in spoken},
+        }
+    result = {
+        "detector": {
+            "window_s": spotting.WINDOW / TARGET_RATE,
+            "hop_s": spotting.HOP / TARGET_RATE,
+            "confirm_windows": spotting.CONFIRM,
+            "refractory_s": spotting.REFRACTORY_S,
+        },  # fmt: skip
+        "thresholds": quiet_curve.thresholds,
+        "keyword_free": {**negative.about, **{k: v for k, v in quiet_curve.as_dict().items() if k in KEYWORD_FREE}},
+        "keyword_streams": spoken,
+        "operating_point": point,
+        "noise_heard_in_training": negative.about["noise_recordings"] > 0,
+        "cost": {
+            "audio_s": round(audio_s, 1),
+            "windows": windows,
+            "wall_s": round(wall_s, 2),
+            "device": str(next(model.parameters()).device),
+        },  # fmt: skip
+    }
+    logger.info(
+        "streaming: %.1f min keyword-free, %d keyword streams; operating point %s; %.1f s for %d windows",
+        quiet_curve.seconds / 60, len(spoken), point, wall_s, windows,
+    )  # fmt: skip
+    return result, quiet_curve.alarms
+
+
+KEYWORD_FREE = ("seconds", "false_accepts", "per_hour", "per_keyword")
+
+
+def headline(result: dict) -> dict[str, float]:
+    """The operating point as scores for the final split's metrics (and so the model card's
+    results): its threshold, false accepts per hour and false reject rate at each SNR."""
+    point = result.get("operating_point")
+    if not point:
+        return {}
+    scores = {"stream_threshold": point["threshold"], "false_accepts_per_hour": point["per_hour"]}
+    for snr, miss in point["miss_rate"].items():
+        scores[f"false_reject_rate_snr{float(snr):g}db"] = miss
+    return scores
+
+
+def stored_alarms(negative: Stream, alarms: list[fa.Alarm], cap: int) -> list[tuple[dict, Callable[[], np.ndarray]]]:
+    """The false activations worth keeping, those that fire up to the highest thresholds first, each
+    with its 1 s window (the audio the detector scored)."""
+    kept = sorted(alarms, key=lambda a: (-a.up_to, -a.probability))[:cap]
+    return [(a.as_dict(), lambda a=a: fa.window_at(negative.samples, a.time_s)) for a in kept]
