@@ -5,10 +5,10 @@ depend on the weights' values).
     python -m bench.kws_streaming_cost [--seconds 60] [--batch 128]
 
 Measures, in one run on this machine: the streaming scan of `--seconds` of audio (1 s windows every
-250 ms, `train.kws_streams.scan`) against the raw forward pass over the same windows; the curve
-over every threshold; and the forward pass over 1 s clips that a frozen-encoder run makes once
-per clip (its feature pass). Then extrapolates both to Speech Commands v0.01 with the defaults
-(`StreamArguments`): the windows the streams hold against the clips the feature pass reads.
+250 ms, `train.kws_streams.scan`) against the raw forward pass over the same windows, the curve
+over every threshold and the voice gate's pass over the audio. Then extrapolates to Speech
+Commands v0.01 with the defaults (`StreamArguments`): the windows the streams hold against the
+clips a frozen-encoder run's feature pass reads once each, a forward pass of the same 1 s shape.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def main() -> None:
     started = time.perf_counter()
     fa.curve(scanned, list(keywords.LABELS))
     curve_s = time.perf_counter() - started
+    started = time.perf_counter()
+    spotting.speech_frames(audio)
+    vad_s = time.perf_counter() - started
 
     defaults = StreamArguments()
     real = stream_windows(defaults.stream_keyword_clips, len(defaults.stream_snr_db))
@@ -83,6 +86,7 @@ def main() -> None:
                 "scan_over_forward": round(scan_s / forward_s, 3),
                 "windows_per_s": round(len(windows) / scan_s, 1),
                 "curve_s": round(curve_s, 3),
+                "voice_gate_s": round(vad_s, 3),
                 "real_split": {
                     **{k: round(v) for k, v in real.items()},
                     "feature_pass_clips": clips,

@@ -1,7 +1,8 @@
 """Does a voice-activity gate in front of the keyword detector lower false alarms per hour at the
 same miss rate? Runs train.kws's streaming evaluation (the same streams, step 7) on a trained
-checkpoint twice: as the Live tab listens today, and with every 1 s window that overlaps no speech
-found by the live work's gate (`speech.vad`, Silero) scored as silence.
+checkpoint twice: without the voice gate, and with it, as the Live tab listens by default (every
+1 s window holding no frame that Silero VAD hears speech in scored as silence). train.kws records
+both in every checkpoint's metrics.json ("without_gate"); this runs them on any checkpoint.
 
     python -m bench.kws_vad_gate --checkpoint checkpoints/kws --data_dir DIR [--test_dir DIR]
 
@@ -34,7 +35,7 @@ def main() -> None:
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from speech import false_alarms as fa
-    from speech.vad import speech_spans
+    from speech import spotting
     from train import kws as train_kws
     from train.kws_streams import StreamArguments, build_streams, scan
 
@@ -49,13 +50,13 @@ def main() -> None:
     result = {"split": split, "keyword_free_s": round(len(negative.samples) / 16_000, 1), "snr_db": snr}
     for name, stream in (("keyword_free", negative), ("keywords", loud)):
         started = time.perf_counter()
-        spans = speech_spans(stream.samples)
+        speech = spotting.speech_frames(stream.samples)
         vad_s = time.perf_counter() - started
         scanned = scan(model, extractor, stream.samples, 128)
         plain = fa.curve(scanned, labels, stream.planted)
-        gate = fa.curve(fa.gated(scanned, spans), labels, stream.planted)
+        gate = fa.curve(fa.gated(scanned, speech), labels, stream.planted)
         result[name] = {
-            "speech_s": round(sum(e - s for s, e in spans), 1), "vad_s": round(vad_s, 2),
+            "speech_s": round(speech.sum() * 512 / 16_000, 1), "vad_s": round(vad_s, 2),
             "plain": plain.per_hour() if name == "keyword_free" else plain.miss_rate,
             "gated": gate.per_hour() if name == "keyword_free" else gate.miss_rate,
         }  # fmt: skip
@@ -71,7 +72,9 @@ def main() -> None:
         }  # fmt: skip
         for t, r, m in zip(thresholds, free["plain"], spoken["plain"], strict=True)
     ]
-    print(json.dumps({k: v for k, v in result.items() if k != "thresholds"}, indent=1, default=float))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("thresholds", "at_equal_misses")}, default=float))
+    for p in result["at_equal_misses"][::3]:
+        print(p)
     better = [
         p for p in result["at_equal_misses"] if p["gated_per_hour"] is not None and p["gated_per_hour"] < p["per_hour"]
     ]

@@ -181,14 +181,11 @@ def _still_firing(alarms: list[Alarm], found: list[spotting.Detection], threshol
     return out
 
 
-def gated(scan: spotting.Scan, spans: list[tuple[float, float]], margin_s: float = 0.0) -> spotting.Scan:
-    """`scan` with every window that overlaps no speech span (widened by `margin_s`) scored as
-    quiet: what a voice gate in front of the detector would let through."""
-    half = spotting.WINDOW / TARGET_RATE / 2
-    heard = np.zeros(len(scan.times), bool)
-    for start, end in spans:
-        heard |= (scan.times + half > start - margin_s) & (scan.times - half < end + margin_s)
-    return spotting.Scan(scan.times, scan.probs, np.asarray(scan.quiet, bool) | ~heard)
+def gated(scan: spotting.Scan, speech: np.ndarray) -> spotting.Scan:
+    """`scan` as the live listener with its voice gate sees it: every window without a speech
+    frame (`spotting.speech_frames` of the same audio) scored as quiet."""
+    starts = np.round(np.asarray(scan.times) * TARGET_RATE - spotting.WINDOW / 2).astype(int).clip(0)
+    return spotting.Scan(scan.times, scan.probs, np.asarray(scan.quiet, bool) | ~spotting.voiced(starts, speech))
 
 
 def clips_zip(samples: np.ndarray, detections: list[spotting.Detection]) -> bytes:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from core.inference import model_work, to_model
-from speech import keywords
+from speech import keywords, vad
 from speech.audio import TARGET_RATE, StreamResampler
 
 WINDOW = TARGET_RATE  # 1 s, the length the classifier was trained on
@@ -79,6 +79,23 @@ def level_dbfs(samples: np.ndarray) -> float:
 def is_quiet(window: np.ndarray) -> bool:
     """Whether a window is too quiet to hold a spoken word (RMS below `QUIET_RMS`)."""
     return float(np.sqrt(np.mean(np.square(window)))) < QUIET_RMS
+
+
+def speech_frames(samples: np.ndarray, scorer: vad.Scorer | None = None) -> np.ndarray:
+    """One flag per `vad.FRAME` samples of 16 kHz audio: whether the voice-activity detector hears
+    speech in it (`vad.THRESHOLD`). A `scorer` carries a live stream's state between calls."""
+    _, probs = (scorer or vad.Scorer()).push(samples)
+    return probs >= vad.THRESHOLD
+
+
+def voiced(starts: np.ndarray, speech: np.ndarray, first_frame: int = 0) -> np.ndarray:
+    """Whether each window (by its start sample) holds a speech frame; `speech[i]` is frame
+    `first_frame + i`'s flag (frames outside it count as silence)."""
+    starts = np.asarray(starts, int)
+    counts = np.concatenate([[0], np.cumsum(speech, dtype=int)])
+    first = np.clip(starts // vad.FRAME - first_frame, 0, len(speech))
+    last = np.clip((starts + WINDOW - 1) // vad.FRAME + 1 - first_frame, 0, len(speech))
+    return counts[last] - counts[first] > 0
 
 
 class Scan(NamedTuple):
@@ -210,7 +227,8 @@ def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
 @dataclass
 class Listener:
     """Live state: the newest audio, the next window to score, and the detection log (debounced
-    by a `Debouncer`)."""
+    by a `Debouncer`). With a voice gate (`gate`), a window the voice-activity detector hears no
+    speech in is not scored: it counts as quiet, and costs nothing."""
 
     resampler: StreamResampler = field(default_factory=StreamResampler)
     buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # final 16 kHz audio
@@ -218,30 +236,50 @@ class Listener:
     next_window: int = 0  # stream sample index where the next window starts
     debouncer: Debouncer = field(default_factory=Debouncer)
     detections: list[Detection] = field(default_factory=list)
-    latest: np.ndarray | None = None  # probabilities of the newest window
+    latest: np.ndarray | None = None  # probabilities of the newest window scored
     closest: tuple[str, float] | None = None  # the most probable keyword of any audible window so far
     missed_s: float = 0.0  # audio that never arrived (`skip`)
+    gate: vad.Scorer | None = None  # the voice gate's scorer; None: every window is scored
+    speech: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # frame flags from `first_frame` on
+    first_frame: int = 0
+    frame_origin: int = 0  # stream sample where the gate's frame 0 starts (a skip starts it afresh)
+    gated_windows: int = 0  # windows the gate kept from the model
 
     def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
         """Add a microphone chunk; score every window it completes; return new detections."""
         final, _ = self.resampler.push(rate, chunk)
         self.buffer = np.concatenate([self.buffer, final])
+        heard_until = self.buffer_start + len(self.buffer)
+        if self.gate is not None:  # a window waits for its last frame's verdict (at most 32 ms)
+            self.speech = np.concatenate([self.speech, speech_frames(final, self.gate)])
+            heard_until = self.frame_origin + (self.first_frame + len(self.speech)) * vad.FRAME
         starts = []
-        while self.next_window + WINDOW <= self.buffer_start + len(self.buffer):
+        while self.next_window + WINDOW <= heard_until:
             starts.append(self.next_window)
             self.next_window += HOP
         new = []
         if starts:
-            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
             labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-            for start, window, probs in zip(starts, windows, window_probs(model, extractor, windows), strict=True):
-                shown = np.zeros_like(probs) if is_quiet(window) else probs
+            spoken = np.ones(len(starts), bool)
+            if self.gate is not None:
+                spoken = voiced(np.array(starts) - self.frame_origin, self.speech, self.first_frame)
+                self.gated_windows += int((~spoken).sum())
+            windows = [self.buffer[s - self.buffer_start : s - self.buffer_start + WINDOW] for s in starts]
+            scored = [w for w, keep in zip(windows, spoken, strict=True) if keep]
+            probs = iter(window_probs(model, extractor, scored) if scored else [])
+            for start, window, keep in zip(starts, windows, spoken, strict=True):
+                row = next(probs) if keep else None
+                shown = np.zeros(len(labels), np.float32) if row is None or is_quiet(window) else row
                 new += self.debouncer.decide((start + WINDOW / 2) / TARGET_RATE, shown, labels, threshold)
-                self.latest = probs
+                if row is not None:
+                    self.latest = row
                 self._note_closest(shown, labels)
         keep_from = self.next_window - self.buffer_start  # older audio is never scored again
         self.buffer = self.buffer[keep_from:]
         self.buffer_start += keep_from
+        if self.gate is not None:
+            drop = max(0, (self.buffer_start - self.frame_origin) // vad.FRAME - self.first_frame)
+            self.speech, self.first_frame = self.speech[drop:], self.first_frame + drop
         self.detections += new
         return new
 
@@ -257,6 +295,9 @@ class Listener:
         self.next_window = end
         self.debouncer.streak.clear()
         self.missed_s += seconds
+        if self.gate is not None:  # the gate starts afresh on frames aligned to the new audio
+            self.gate = vad.Scorer()
+            self.speech, self.first_frame, self.frame_origin = np.zeros(0, bool), 0, end
 
     def _note_closest(self, probs: np.ndarray, labels: list[str]) -> None:
         """Remember the strongest keyword so far, so a visitor whose words never pass the

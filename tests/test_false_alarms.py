@@ -97,11 +97,15 @@ def test_on_a_learned_model_planted_keywords_are_hits_and_the_room_tuner_counts_
     path = tmp_path / "room.wav"
     sf.write(path, stream, 16_000, subtype="FLOAT")
     with served(checkpoints) as client:
-        report = client.predict(handle_file(str(path)), 0.8, api_name="/kws_false_alarms")
+        report = client.predict(handle_file(str(path)), 0.8, False, api_name="/kws_false_alarms")
+        gated = client.predict(handle_file(str(path)), 0.8, api_name="/kws_false_alarms")  # as Live: gated
     assert [(d["label"], d["time_s"]) for d in report["false_accepts"]] == [(d.label, d.time_s) for d in everything]
     assert report["per_hour"] == pytest.approx(round(2 * 3600 / (len(stream) / 16_000), 2))
     assert report["curve"]["false_accepts"] == fa.curve(whole, labels).false_accepts
-    local, found = room_report(loaded, stream, 0.8)
+    heard = fa.gated(whole, spotting.speech_frames(stream))
+    assert gated["voice_gate"] and gated["curve"]["false_accepts"] == fa.curve(heard, labels).false_accepts
+    assert [d["label"] for d in gated["false_accepts"]] == ["yes", "stop"]  # the words pass the gate
+    local, found = room_report(loaded, stream, 0.8, voice_gate=False)
     with zipfile.ZipFile(io.BytesIO(fa.clips_zip(stream, found))) as archive:
         names = archive.namelist()
     assert names == [f"{d.label}/{d.time_s:08.2f}s_p{d.probability:.2f}.wav" for d in everything]
@@ -171,3 +175,16 @@ def test_a_stream_lays_words_with_pauses_over_noise_at_the_stated_snr():
     assert rms(last) == pytest.approx(rms(tone * 1.5) / 10**0.5, rel=0.05)  # the last at the last word's
     assert 0.4 <= len(first) / 16_000 <= 1.2 and 0.4 <= len(last) / 16_000 <= 1.2
     assert 2 * 0.4 + 0.5 <= planted[1].start_s - planted[0].end_s <= 2 * 1.2 + 0.5  # pause, other word, pause
+
+
+def test_a_window_is_voiced_when_any_of_its_frames_holds_speech():
+    speech = np.zeros(100, bool)
+    speech[40] = True  # samples 20480-20991
+    starts = np.array([0, 4480, 4481, 5000, 20991, 20992])
+    # a window is 16,000 samples: from 4481 on it reaches frame 40; from 20992 on it has left it
+    assert spotting.voiced(starts, speech).tolist() == [False, False, True, True, True, False]
+    # frames counted from a later first frame (a live listener drops the old ones)
+    assert spotting.voiced(starts, speech[30:], first_frame=30).tolist() == [False, False, True, True, True, False]
+    scan = spotting.Scan(np.array([0.5, 0.78, 1.8]), np.zeros((3, len(LABELS))), np.zeros(3, bool))
+    # centres 0.5, 0.78 and 1.8 s: windows from 0, 4480 (both short of frame 40) and 20800
+    assert fa.gated(scan, speech).quiet.tolist() == [True, True, False]

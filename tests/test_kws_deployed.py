@@ -26,6 +26,8 @@ STREAMING = {
     ],
     "operating_point": {"threshold": 0.7, "per_hour": 0.0, "target_per_hour": 0.5,
                         "miss_rate": {"20.0": 0.1, "5.0": 0.35}},
+    "without_gate": {"per_hour": [30.0, 12.0, 3.0, 0.0],
+                     "miss_rate": {"20": [0.02, 0.05, 0.1, 0.4], "5": [0.08, 0.2, 0.3, 0.7]}},
     "noise_heard_in_training": True,
 }  # fmt: skip
 METRICS = {"extra": {"streaming": STREAMING}}
@@ -50,6 +52,9 @@ def test_the_curve_marks_the_operating_point_and_the_live_threshold_on_every_snr
     assert list(lines[0].x) == [18.0, 6.0, 0.0, 0.0] and list(lines[1].y) == [0.1, 0.2, 0.35, 0.7]
     marks = {(t.marker.symbol, t.x[0], t.y[0]) for t in fig.data if t.mode == "markers"}
     assert marks == {("diamond", 6.0, 0.05), ("star", 0.0, 0.1), ("diamond", 6.0, 0.2), ("star", 0.0, 0.35)}
+    ungated = [t for t in fig.data if t.mode == "lines"]  # the same streams without the voice gate, dotted
+    assert [t.name for t in ungated] == ["20 dB, no voice gate", "5 dB, no voice gate"]
+    assert list(ungated[0].x) == [30.0, 12.0, 3.0, 0.0] and list(ungated[1].y) == [0.08, 0.2, 0.3, 0.7]
     one = deployed.figure(STREAMING, 0.5, "no")  # one keyword: its own false alarms and misses
     assert list(one.data[0].x) == [12.0, 6.0, 0.0, 0.0] and list(one.data[0].y) == [0.0, 0.1, 0.2, 0.5]
 
@@ -60,6 +65,7 @@ def test_the_summary_reads_the_curve_at_the_live_threshold():
         "**20.0 minutes**" in text and "live threshold **0.50**: 2 false alarms (about 6 false alarms an hour" in text
     )
     assert "5% at 20 dB, 20% at 5 dB" in text and "Operating point **0.70**" in text
+    assert "without it, about 12 false alarms an hour at 0.50" in text
     assert "not judged" in deployed.summary(None, 0.5)
 
 
@@ -96,16 +102,26 @@ def test_training_judges_the_model_on_streams_as_the_live_detector_counts_them(l
     free = streaming["keyword_free"]
     assert free["noise_recordings"] == 3 and free["other_words"] == 6 * 6  # 6 other words, 6 unheard voices
     assert free["seconds"] == pytest.approx(len(negative.samples) / 16_000, abs=0.5)
-    quiet_scan = scan(model, extractor, negative.samples, 128)
-    for t, count, rate in zip(streaming["thresholds"], free["false_accepts"], free["per_hour"], strict=True):
+    # as the Live tab listens by default: windows the voice gate hears no speech in are silent
+    assert streaming["detector"]["voice_gate"] is True
+    ungated = scan(model, extractor, negative.samples, 128)
+    quiet_scan = fa.gated(ungated, spotting.speech_frames(negative.samples))
+    assert 0 < quiet_scan.quiet.sum() < len(quiet_scan.quiet)  # the gate silences the noise, not the words
+    plain = streaming["without_gate"]["per_hour"]
+    for t, count, rate, rate_ungated in zip(
+        streaming["thresholds"], free["false_accepts"], free["per_hour"], plain, strict=True
+    ):
         assert _hand_count(spotting.detect(quiet_scan, labels, t), [])[0] == count
         assert rate == pytest.approx(count * 3600 / free["seconds"], rel=1e-3)
+        ungated_count = _hand_count(spotting.detect(ungated, labels, t), [])[0]
+        assert rate_ungated == pytest.approx(ungated_count * 3600 / free["seconds"], rel=1e-3)
+        assert count <= ungated_count  # a gate only takes windows away
     assert sum(free["false_accepts"]) > 0  # the other words do fire at low thresholds
     # misses at 20 dB, counted by hand at every threshold
     loud = streaming["keyword_streams"][0]
     snr, stream = positive[0]
     assert loud["snr_db"] == snr == 20.0 and loud["planted"] == len(stream.planted) == 10 * 6
-    spoken_scan = scan(model, extractor, stream.samples, 128)
+    spoken_scan = fa.gated(scan(model, extractor, stream.samples, 128), spotting.speech_frames(stream.samples))
     for t, miss in zip(streaming["thresholds"], loud["miss_rate"], strict=True):
         _, heard = _hand_count(spotting.detect(spoken_scan, labels, t), stream.planted)
         assert miss == pytest.approx(1 - heard / len(stream.planted), abs=1e-4)

@@ -70,6 +70,31 @@ def test_live_listening_across_unheard_audio_keeps_times_since_record(learned_kw
     assert listener.missed_s == 0.0 and listener.buffer_start == 0
 
 
+def test_the_voice_gate_scores_only_speech_and_decides_as_the_gated_evaluation(learned_kws):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from scripts.make_smoke_data import noise
+    from speech import false_alarms as fa
+    from speech import vad
+
+    root, checkpoints = learned_kws
+    model = AutoModelForAudioClassification.from_pretrained(checkpoints / "kws").eval()
+    extractor = AutoFeatureExtractor.from_pretrained(checkpoints / "kws")
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    # 6 s of a quiet room, then "yes" at 7.0 s and "stop" at 9.5 s
+    stream = np.concatenate([0.1 * noise(6.0, seed=5), two_words(root)]).astype(np.float32)
+    listener = spotting.Listener(gate=vad.Scorer())
+    for start in range(0, len(stream), 4_000):  # 250 ms chunks
+        listener.push(model, extractor, 16_000, stream[start : start + 4_000], 0.8)
+    offline = spotting.detect(
+        fa.gated(spotting.sliding_probs(model, extractor, stream), spotting.speech_frames(stream)), labels, 0.8
+    )
+    assert [d.label for d in listener.detections] == ["yes", "stop"]
+    assert [(d.label, d.time_s) for d in listener.detections] == [(d.label, d.time_s) for d in offline]
+    scored = (len(stream) - 16_000) // 4_000 + 1
+    assert listener.gated_windows >= 20 and listener.gated_windows < scored  # the room alone is never scored
+
+
 def test_digital_silence_never_fires(learned_kws):
     _, checkpoints = learned_kws
     loaded = Registry(checkpoints)["kws"].get()

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from slots.registry import Registry
 from slots.sources import LoadedModel
-from speech import keywords, spotting
+from speech import keywords, spotting, vad
 from speech.audio import TARGET_RATE, duration_s
 from ui import kws_compare, kws_deployed, kws_room, live
 from ui.common import (
@@ -149,12 +149,14 @@ def listen(
     chunk: tuple[int, np.ndarray] | None,
     threshold: float,
     missing_s: float = 0.0,
+    voice_gate: bool = False,
 ) -> tuple[spotting.Listener, str, str, dict[str, float], str]:
     """One streaming chunk in: the detection log (newest first, or a hint while it is empty), the
     latest window's verdict (`verdict`) and scores, and the chunk's input level. `missing_s` of
     audio never arrived before the chunk (`live.Places.heard`): from `live.GAP_S` on, the listener skips over it
-    (`spotting.Listener.skip`), so logged times stay times since Record."""
-    listener = listener or spotting.Listener()
+    (`spotting.Listener.skip`), so logged times stay times since Record. With `voice_gate` a new
+    listener scores only the windows the voice-activity detector hears speech in."""
+    listener = listener or spotting.Listener(gate=vad.Scorer() if voice_gate else None)
     level = ""
     if chunk is not None and chunk[1] is not None and np.size(chunk[1]):
         if missing_s >= live.GAP_S:
@@ -218,8 +220,8 @@ def build(registry: Registry) -> gr.Blocks:
 
     places = live.places_of(slot)
 
-    def on_listen(chunk, listener, threshold, missing_s):
-        return listen(require(slot), listener, chunk, threshold, missing_s)
+    def on_listen(chunk, listener, threshold, gate, missing_s):
+        return listen(require(slot), listener, chunk, threshold, missing_s, gate)
 
     def on_evaluation(normalise):
         loaded = slot.peek()
@@ -252,6 +254,9 @@ def build(registry: Registry) -> gr.Blocks:
                 gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
                 kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
                 kws_threshold_note = gr.Markdown()
+                kws_gate = gr.Checkbox(
+                    value=True, label="Listen for speech: score only what a voice-activity detector hears as speech"
+                )
                 kws_live_audio = gr.Audio(
                     sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
                 )
@@ -290,7 +295,7 @@ def build(registry: Registry) -> gr.Blocks:
         kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
         # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
         live.stream(
-            kws_live_audio, places, on_listen, inputs=[kws_threshold],
+            kws_live_audio, places, on_listen, inputs=[kws_threshold, kws_gate],
             outputs=live_outputs, every_s=0.25,
         )  # fmt: skip
         live.watch(kws_live_audio, places, kws_level)

@@ -94,6 +94,16 @@ def figure(streaming: dict[str, Any], threshold: float, keyword: str = ALL) -> g
                     hovertemplate=f"{what} {thresholds[i]:.2f}: %{{x:.1f}} an hour, %{{y:.1%}} missed<extra></extra>",
                 )
             )  # fmt: skip
+    plain = streaming.get("without_gate") or {}
+    if keyword == ALL and plain.get("per_hour"):  # what the gate changes: the same streams ungated
+        for (snr, rates), colour in zip(plain.get("miss_rate", {}).items(), SNR_COLOURS, strict=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=plain["per_hour"], y=rates, mode="lines", name=f"{snr} dB, no voice gate",
+                    line={"color": colour, "dash": "dot", "width": 1}, customdata=thresholds,
+                    hovertemplate="no gate, threshold %{customdata:.2f}: %{x:.1f} an hour, %{y:.1%} missed",
+                )
+            )  # fmt: skip
     return compact(fig, height=360, xaxis_title="false alarms per hour (no keyword said)",
                    yaxis_title="keywords missed", yaxis_tickformat=".0%")  # fmt: skip
 
@@ -118,6 +128,12 @@ def summary(streaming: dict[str, Any] | None, threshold: float) -> str:
         f"({in_words(free['per_hour'][i])}; from {minutes:.0f} minutes, the true rate could be up to "
         f"{rate_bound(count, free['seconds']):.1f} an hour), keywords missed: {misses or 'not measured'}.",
     ]
+    plain = streaming.get("without_gate") or {}
+    if plain.get("per_hour"):
+        lines.append(
+            f"These are with the voice gate on, as the Live tab listens by default; without it, "
+            f"{in_words(plain['per_hour'][i])} at {thresholds[i]:.2f} (dotted lines)."
+        )
     point = streaming.get("operating_point")
     if point:
         lines.append(

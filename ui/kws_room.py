@@ -51,13 +51,16 @@ def scan_in_parts(loaded: LoadedModel, samples: np.ndarray, progress: Any = None
 
 
 def room_report(
-    loaded: LoadedModel, samples: np.ndarray, threshold: float, progress: Any = None
+    loaded: LoadedModel, samples: np.ndarray, threshold: float, progress: Any = None, voice_gate: bool = True
 ) -> tuple[dict[str, Any], list[spotting.Detection]]:
     """False alarms in a visitor's background audio at `threshold` (nothing in it is a keyword),
     the curve over every threshold, and the threshold that would have kept it quiet. JSON-ready,
-    with the false activations."""
+    with the false activations. With `voice_gate`, as the Live tab listens by default: windows
+    without speech are silent."""
     labels = labels_of(loaded)
     scan = scan_in_parts(loaded, samples, progress)
+    if voice_gate:
+        scan = fa.gated(scan, spotting.speech_frames(samples))
     found = fa.false_accepts(scan, labels, threshold)
     curve = fa.curve(scan, labels)
     seconds = len(samples) / TARGET_RATE
@@ -65,6 +68,7 @@ def room_report(
     report = {
         "seconds": round(seconds, 2),
         "threshold": threshold,
+        "voice_gate": voice_gate,
         "false_accepts": [
             {"time_s": d.time_s, "label": d.label, "probability": round(d.probability, 4)} for d in found
         ],
@@ -112,6 +116,7 @@ def section(slot: Slot, live_threshold: gr.Slider) -> None:
     )
     audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Your background audio")
     threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
+    gate = gr.Checkbox(value=True, label="Listen for speech, as the Live tab does by default")
     button = gr.Button("Count false alarms", variant="primary")
     note = gr.Markdown()
     plot = gr.Plot(label="False alarms per hour in your audio, by threshold", visible=False)
@@ -121,9 +126,9 @@ def section(slot: Slot, live_threshold: gr.Slider) -> None:
     suggested = gr.State(None)
     clips = ClipList()
 
-    def on_count(path: Any, chosen: float, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
+    def on_count(path: Any, chosen: float, gated: bool, progress: gr.Progress = gr.Progress()) -> list[Any]:  # noqa: B008
         samples = audio_or_error(path, max_duration_s=settings.AUDIO_MAX_SECONDS)
-        report, found = room_report(require(slot), samples, float(chosen), progress)
+        report, found = room_report(require(slot), samples, float(chosen), progress, bool(gated))
         entries = [(_clip_line(d), _clip_file(samples, d)) for d in found]
         archive = None
         if found:
@@ -142,16 +147,21 @@ def section(slot: Slot, live_threshold: gr.Slider) -> None:
         ]
 
     outputs = [note, plot, clips_zip, use, suggested, *clips.outputs]
-    button.click(fading(on_count, len(outputs), line=0), inputs=[audio, threshold], outputs=outputs, api_name=False)
+    button.click(
+        fading(on_count, len(outputs), line=0), inputs=[audio, threshold, gate], outputs=outputs, api_name=False
+    )
     use.click(lambda t: gr.update(value=t) if t is not None else gr.skip(), inputs=suggested, outputs=live_threshold,
               api_name=False)  # fmt: skip
 
-    def api_kws_false_alarms(audio: FileData | None = None, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    def api_kws_false_alarms(
+        audio: FileData | None = None, threshold: float = DEFAULT_THRESHOLD, voice_gate: bool = True
+    ) -> dict:
         """False alarms of the live keyword listener in an uploaded recording with no keyword in it:
         "false_accepts" (time_s, label, probability) at `threshold`, "per_hour", "curve" (false
-        accepts at every threshold from 0.30 to 0.98) and "quiet_from" (the lowest threshold with none)."""
+        accepts at every threshold from 0.30 to 0.98) and "quiet_from" (the lowest threshold with
+        none); with `voice_gate` (default), only windows holding speech are scored, as Live does."""
         samples = audio_or_error(uploaded_path(audio), max_duration_s=settings.AUDIO_MAX_SECONDS)
-        return room_report(require(slot), samples, float(threshold))[0]
+        return room_report(require(slot), samples, float(threshold), voice_gate=bool(voice_gate))[0]
 
     gr.api(api_kws_false_alarms, api_name="kws_false_alarms")
 
