@@ -3,6 +3,7 @@ a microphone stream, with a debounced detection log."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -158,6 +159,17 @@ def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None =
     return probs[audible[int(probs[audible][:, keyword_ids].max(axis=1).argmax())]]
 
 
+# One threshold for every keyword, or one per keyword (the evaluation's per-keyword operating
+# point); a keyword missing from the mapping keeps its "*" entry.
+Threshold = float | Mapping[str, float]
+
+
+def threshold_of(threshold: Threshold, label: str) -> float:
+    if not isinstance(threshold, Mapping):
+        return float(threshold)
+    return float(threshold[label] if label in threshold else threshold["*"])
+
+
 @dataclass
 class Detection:
     time_s: float  # centre of the window that fired, from the start of the stream
@@ -176,13 +188,13 @@ class Debouncer:
     streak: dict[str, list[float]] = field(default_factory=dict)  # centres of successive hits
     last_fired: dict[str, float] = field(default_factory=dict)
 
-    def decide(self, centre: float, probs: np.ndarray, labels: list[str], threshold: float) -> list[Detection]:
+    def decide(self, centre: float, probs: np.ndarray, labels: list[str], threshold: Threshold) -> list[Detection]:
         """The detections one window (centred at `centre` seconds) completes."""
         fired = []
         for i, label in enumerate(labels):
             if label not in keywords.KEYWORDS:
                 continue
-            if probs[i] < threshold:
+            if probs[i] < threshold_of(threshold, label):
                 self.armed[label] = True
                 self.streak[label] = []
                 continue
@@ -199,7 +211,7 @@ class Debouncer:
         return fired
 
 
-def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
+def detect(scan: Scan, labels: list[str], threshold: Threshold) -> list[Detection]:
     """The detections a live listener would log over a whole clip (`sliding_probs`' scan);
     quiet windows score nothing, as live.
 
@@ -207,7 +219,8 @@ def detect(scan: Scan, labels: list[str], threshold: float) -> list[Detection]:
     per keyword over runs of windows above the threshold, so a curve over many thresholds of an
     hour's scan takes seconds: a run fires once, at its first window, when it is `CONFIRM` windows
     long and starts `REFRACTORY_S` after the keyword last fired."""
-    above = (scan.probs >= threshold) & ~np.asarray(scan.quiet, bool)[:, None]
+    levels = np.array([threshold_of(threshold, label) for label in labels], np.float32)
+    above = (scan.probs >= levels) & ~np.asarray(scan.quiet, bool)[:, None]
     fired: list[tuple[int, int, Detection]] = []  # (confirming window, label column, detection)
     for i, label in enumerate(labels):
         if label not in keywords.KEYWORDS or not above[:, i].any():
@@ -245,7 +258,7 @@ class Listener:
     frame_origin: int = 0  # stream sample where the gate's frame 0 starts (a skip starts it afresh)
     gated_windows: int = 0  # windows the gate kept from the model
 
-    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: float) -> list[Detection]:
+    def push(self, model, extractor, rate: int, chunk: np.ndarray, threshold: Threshold) -> list[Detection]:
         """Add a microphone chunk; score every window it completes; return new detections."""
         final, _ = self.resampler.push(rate, chunk)
         self.buffer = np.concatenate([self.buffer, final])

@@ -126,7 +126,8 @@ def test_the_offline_detector_decides_as_the_live_debouncer_does():
         # runs of a few windows above and below, as a word gives: smooth random walks per label
         probs = np.clip(np.cumsum(rng.normal(0, 0.25, (n, len(LABELS))), axis=0) % 1.6 - 0.3, 0, 1).astype(np.float32)
         scan = spotting.Scan(np.arange(n) * 0.25 + 0.5, probs, rng.random(n) < 0.1)
-        for threshold in (0.3, 0.5, 0.74, 0.9):
+        own = {"yes": 0.9, "no": 0.35, "stop": 0.6, "*": 0.5}  # a threshold per keyword, the rest at 0.5
+        for threshold in (0.3, 0.5, 0.74, 0.9, own):
             expected = _by_debouncer(scan, LABELS, threshold)
             assert spotting.detect(scan, LABELS, threshold) == expected, (trial, threshold)
             fired += len(expected)
@@ -188,3 +189,27 @@ def test_a_window_is_voiced_when_any_of_its_frames_holds_speech():
     scan = spotting.Scan(np.array([0.5, 0.78, 1.8]), np.zeros((3, len(LABELS))), np.zeros(3, bool))
     # centres 0.5, 0.78 and 1.8 s: windows from 0, 4480 (both short of frame 40) and 20800
     assert fa.gated(scan, speech).quiet.tolist() == [True, True, False]
+
+
+def test_thresholds_per_keyword_decide_each_keyword_as_its_own_threshold_alone_would():
+    scan = scan_of(10.0, EVENTS)
+    own = spotting.detect(scan, LABELS, {"yes": 0.95, "*": 0.5})  # "yes" never reaches 0.95 twice
+    assert [(d.label, d.time_s) for d in own] == [("no", 6.0)]
+    alone = [d for d in spotting.detect(scan, LABELS, 0.5) if d.label != "yes"]
+    assert own == alone
+
+
+def test_each_keyword_gets_the_lowest_threshold_its_own_false_alarms_allow_when_that_misses_less():
+    from train.kws_streams import operating_point, per_keyword_point
+
+    free = fa.Curve([0.3, 0.5, 0.7], 3600.0, [3, 1, 0], per_keyword={"yes": [3, 1, 0]})  # an hour; only "yes" fires
+    spoken = [{"snr_db": 20.0, "planted_per_keyword": {"yes": 10, "no": 30}, "miss_rate": [0.05, 0.15, 0.4],
+               "misses_per_keyword": {"yes": [0.1, 0.2, 0.5], "no": [0.0, 0.1, 0.3]}}]  # fmt: skip
+    one = operating_point(free, spoken, 0.5)
+    assert one["threshold"] == 0.7 and one["miss_rate"] == {"20.0": 0.4}
+    each = per_keyword_point(free, spoken, 0.5, one)
+    assert each["thresholds"] == {**dict.fromkeys(keywords.KEYWORDS, 0.3), "yes": 0.7}  # "yes" alone needs 0.7
+    assert each["false_accepts"] == 0 and each["per_hour"] == 0.0
+    assert each["miss_rate"] == {"20.0": round((0.5 * 10 + 0.0 * 30) / 40, 4)}  # weighted by the words planted
+    worse = [{**spoken[0], "misses_per_keyword": {"yes": [0.1, 0.2, 0.5], "no": [0.45, 0.4, 0.3]}}]
+    assert per_keyword_point(free, worse, 0.5, operating_point(free, worse, 0.5)) is None  # not fewer misses

@@ -284,3 +284,8 @@ def test_browser_picks_a_confused_pair_and_plays_its_clips(learned_kws, launch):
         page.get_by_role("tab", name="Live").click()
         expect(page.get_by_label("number input for Threshold")).to_have_value(f"{point:g}")
         expect(page.get_by_text(f"The threshold starts at {point:.2f}", exact=False)).to_be_visible()
+        own = page.get_by_label("Each keyword's own threshold, from the evaluation")
+        expect(own).to_be_checked()  # the evaluation chose them: on, and the slider steps aside
+        expect(page.get_by_label("number input for Threshold")).to_be_disabled()
+        own.uncheck()
+        expect(page.get_by_label("number input for Threshold")).to_be_enabled()

@@ -28,6 +28,9 @@ STREAMING = {
                         "miss_rate": {"20.0": 0.1, "5.0": 0.35}},
     "without_gate": {"per_hour": [30.0, 12.0, 3.0, 0.0],
                      "miss_rate": {"20": [0.02, 0.05, 0.1, 0.4], "5": [0.08, 0.2, 0.3, 0.7]}},
+    "per_keyword_point": {"thresholds": {**dict.fromkeys(keywords.KEYWORDS, 0.3), "no": 0.7, "up": 0.5},
+                          "false_accepts": 0, "per_hour": 0.0, "target_per_hour": 0.5,
+                          "miss_rate": {"20.0": 0.04, "5.0": 0.15}},
     "noise_heard_in_training": True,
 }  # fmt: skip
 METRICS = {"extra": {"streaming": STREAMING}}
@@ -43,6 +46,12 @@ def test_the_live_threshold_starts_at_the_operating_point_and_says_what_it_means
     assert deployed.in_words(0.25) == "about one false alarm every 4 hours"
     assert deployed.in_words(3.2) == "about 3 false alarms an hour"
     assert deployed.rate_bound(0, 1200) == pytest.approx(-np.log(0.05) * 3)  # 0 in 20 min: under ~9 an hour
+    # each keyword's own threshold, where the evaluation chose them; the slider covers the rest
+    own = deployed.listening_threshold(METRICS, 0.8, each=True)
+    assert own["no"] == 0.7 and own["up"] == 0.5 and own["yes"] == 0.3 and own["*"] == 0.8
+    assert deployed.listening_threshold(METRICS, 0.8, each=False) == 0.8
+    assert deployed.listening_threshold({"extra": {}}, 0.8, each=True) == 0.8
+    assert "own threshold (yes 0.30, no 0.70, up 0.50," in note
 
 
 def test_the_curve_marks_the_operating_point_and_the_live_threshold_on_every_snr():
@@ -50,11 +59,13 @@ def test_the_curve_marks_the_operating_point_and_the_live_threshold_on_every_snr
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["20 dB SNR", "5 dB SNR"]
     assert list(lines[0].x) == [18.0, 6.0, 0.0, 0.0] and list(lines[1].y) == [0.1, 0.2, 0.35, 0.7]
-    marks = {(t.marker.symbol, t.x[0], t.y[0]) for t in fig.data if t.mode == "markers"}
+    marks = {(t.marker.symbol, t.x[0], t.y[0]) for t in fig.data if t.mode == "markers" and t.marker.symbol != "x"}
     assert marks == {("diamond", 6.0, 0.05), ("star", 0.0, 0.1), ("diamond", 6.0, 0.2), ("star", 0.0, 0.35)}
     ungated = [t for t in fig.data if t.mode == "lines"]  # the same streams without the voice gate, dotted
     assert [t.name for t in ungated] == ["20 dB, no voice gate", "5 dB, no voice gate"]
     assert list(ungated[0].x) == [30.0, 12.0, 3.0, 0.0] and list(ungated[1].y) == [0.08, 0.2, 0.3, 0.7]
+    crosses = {(t.x[0], t.y[0]) for t in fig.data if t.mode == "markers" and t.marker.symbol == "x"}
+    assert crosses == {(0.0, 0.04), (0.0, 0.15)}  # the keywords' own thresholds together
     one = deployed.figure(STREAMING, 0.5, "no")  # one keyword: its own false alarms and misses
     assert list(one.data[0].x) == [12.0, 6.0, 0.0, 0.0] and list(one.data[0].y) == [0.0, 0.1, 0.2, 0.5]
 
@@ -66,6 +77,7 @@ def test_the_summary_reads_the_curve_at_the_live_threshold():
     )
     assert "5% at 20 dB, 20% at 5 dB" in text and "Operating point **0.70**" in text
     assert "without it, about 12 false alarms an hour at 0.50" in text
+    assert "keywords missed: 4% at 20 dB, 15% at 5 dB. The Live tab uses them" in text
     assert "not judged" in deployed.summary(None, 0.5)
 
 
@@ -132,6 +144,17 @@ def test_training_judges_the_model_on_streams_as_the_live_detector_counts_them(l
     i = streaming["thresholds"].index(point["threshold"])
     assert all(r <= 0.5 for r in free["per_hour"][i:]) and (i == 0 or free["per_hour"][i - 1] > 0.5)
     assert point["miss_rate"]["20.0"] == loud["miss_rate"][i]
+    # each keyword's own threshold: the detector at those thresholds makes exactly the false accepts
+    # and misses the evaluation adds up from the curves
+    each = streaming["per_keyword_point"]
+    own = {**each["thresholds"], "*": 1.0}
+    assert _hand_count(spotting.detect(quiet_scan, labels, own), [])[0] == each["false_accepts"]
+    _, heard = _hand_count(spotting.detect(spoken_scan, labels, own), stream.planted)
+    assert each["miss_rate"]["20.0"] == pytest.approx(1 - heard / len(stream.planted), abs=1e-4)
+    assert each["per_hour"] <= 0.5 and np.mean(list(each["miss_rate"].values())) < np.mean(
+        list(point["miss_rate"].values())
+    )
+    assert min(each["thresholds"].values()) < point["threshold"]  # a keyword that never fires listens lower
     test = metrics["final"]["test"]
     assert (
         test["stream_threshold"] == point["threshold"]

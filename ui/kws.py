@@ -58,16 +58,19 @@ def spot(
 SAID = {keywords.SILENCE: "silence", keywords.UNKNOWN: "another word"}
 
 
-def verdict(scores: dict[str, float], threshold: float, found: list[spotting.Detection] | None = None) -> str:
+def verdict(
+    scores: dict[str, float], threshold: spotting.Threshold, found: list[spotting.Detection] | None = None
+) -> str:
     """The headline over the scores: the keyword heard, or "No keyword" with the closest class
     when none reaches `threshold` (the scores' best class is a guess, not a detection). For a clip
     longer than a window, `found` (the keywords logged) decides, as the timeline does."""
     best, p = max(scores.items(), key=lambda kv: kv[1])
+    needed = spotting.threshold_of(threshold, best)
     if found:
         return f"## {max(found, key=lambda d: d.probability).label}"
-    if found is None and best in keywords.KEYWORDS and p >= threshold:
+    if found is None and best in keywords.KEYWORDS and p >= needed:
         return f"## {best}"
-    return f"## No keyword\n<small>closest: {SAID.get(best, best)} at {p:.0%}; a keyword needs {threshold:.0%}</small>"
+    return f"## No keyword\n<small>closest: {SAID.get(best, best)} at {p:.0%}; a keyword needs {needed:.0%}</small>"
 
 
 def spot_input(loaded: LoadedModel, audio: Any) -> tuple[str, dict[str, float], str, go.Figure | None]:
@@ -147,7 +150,7 @@ def listen(
     loaded: LoadedModel,
     listener: spotting.Listener | None,
     chunk: tuple[int, np.ndarray] | None,
-    threshold: float,
+    threshold: spotting.Threshold,
     missing_s: float = 0.0,
     voice_gate: bool = False,
 ) -> tuple[spotting.Listener, str, str, dict[str, float], str]:
@@ -170,14 +173,14 @@ def listen(
     return listener, log or waiting_hint(listener, threshold), headline, latest, level
 
 
-def waiting_hint(listener: spotting.Listener, threshold: float) -> str:
+def waiting_hint(listener: spotting.Listener, threshold: spotting.Threshold) -> str:
     """What the empty log says: listening, and how close the best word came to the threshold."""
     if listener.closest is None:
         return "(listening: say one of the keywords)"
     label, p = listener.closest
     return (
-        f"(listening: nothing above the {threshold:.2f} threshold yet; the closest was “{label}” at "
-        f"{p:.2f}. Speak closer, or lower the threshold.)"
+        f"(listening: nothing above the {spotting.threshold_of(threshold, label):.2f} threshold yet; the closest "
+        f"was “{label}” at {p:.2f}. Speak closer, or lower the threshold.)"
     )
 
 
@@ -220,8 +223,10 @@ def build(registry: Registry) -> gr.Blocks:
 
     places = live.places_of(slot)
 
-    def on_listen(chunk, listener, threshold, gate, missing_s):
-        return listen(require(slot), listener, chunk, threshold, missing_s, gate)
+    def on_listen(chunk, listener, threshold, gate, each, missing_s):
+        loaded = require(slot)
+        used = kws_deployed.listening_threshold(loaded.metrics, threshold, each)
+        return listen(loaded, listener, chunk, used, missing_s, gate)
 
     def on_evaluation(normalise):
         loaded = slot.peek()
@@ -254,6 +259,9 @@ def build(registry: Registry) -> gr.Blocks:
                 gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
                 kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
                 kws_threshold_note = gr.Markdown()
+                kws_each = gr.Checkbox(
+                    value=False, visible=False, label="Each keyword's own threshold, from the evaluation"
+                )
                 kws_gate = gr.Checkbox(
                     value=True, label="Listen for speech: score only what a voice-activity detector hears as speech"
                 )
@@ -295,7 +303,7 @@ def build(registry: Registry) -> gr.Blocks:
         kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
         # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
         live.stream(
-            kws_live_audio, places, on_listen, inputs=[kws_threshold, kws_gate],
+            kws_live_audio, places, on_listen, inputs=[kws_threshold, kws_gate, kws_each],
             outputs=live_outputs, every_s=0.25,
         )  # fmt: skip
         live.watch(kws_live_audio, places, kws_level)
@@ -316,7 +324,10 @@ def build(registry: Registry) -> gr.Blocks:
                 *deployed.for_model(slot.peek(), keyword, threshold, applied),
             ]
 
-        on_model = [*deployed.outputs, kws_threshold, deployed.applied, kws_threshold_note]
+        on_model = [*deployed.outputs, kws_threshold, deployed.applied, kws_threshold_note, kws_each]
+        # With the keywords' own thresholds on, the slider only covers a keyword they leave out.
+        kws_each.change(lambda on: gr.update(interactive=not on), inputs=kws_each, outputs=kws_threshold,
+                        api_name=False, show_progress="hidden")  # fmt: skip
         everything = [*eval_outputs, *errors_outputs, *on_model]
         everything_in = [kws_normalise, *errors_inputs, deployed.keyword, kws_threshold, deployed.applied]
         controls = [kws_button, kws_audio, kws_live_audio]

@@ -35,6 +35,20 @@ def live_threshold(metrics: dict[str, Any] | None) -> float:
     return float(point["threshold"]) if point else DEFAULT_THRESHOLD
 
 
+def keyword_thresholds(metrics: dict[str, Any] | None) -> dict[str, float] | None:
+    """The evaluation's threshold per keyword, where it chose them (they miss fewer keywords than
+    one threshold for all at the same false-alarm target), or None."""
+    each = (streaming_of(metrics) or {}).get("per_keyword_point")
+    return dict(each["thresholds"]) if each and isinstance(each.get("thresholds"), dict) else None
+
+
+def listening_threshold(metrics: dict[str, Any] | None, slider: float, each: bool) -> float | dict[str, float]:
+    """What the Live listener fires at: the keywords' own thresholds when the visitor keeps them on
+    (the slider then covers any keyword they leave out), else the slider's one."""
+    chosen = keyword_thresholds(metrics) if each else None
+    return {**chosen, "*": float(slider)} if chosen else float(slider)
+
+
 def rate_bound(count: int, seconds: float) -> float:
     """The 95 % upper bound on false alarms per hour given `count` in `seconds` of audio (exact
     Poisson): 0 in 20 minutes still allows about 9 an hour."""
@@ -94,6 +108,23 @@ def figure(streaming: dict[str, Any], threshold: float, keyword: str = ALL) -> g
                     hovertemplate=f"{what} {thresholds[i]:.2f}: %{{x:.1f}} an hour, %{{y:.1%}} missed<extra></extra>",
                 )
             )  # fmt: skip
+    each = streaming.get("per_keyword_point")
+    if each:  # the keywords' own thresholds: a point of its own for all, a point on one keyword's curve
+        for stream, colour in zip(streaming["keyword_streams"], SNR_COLOURS, strict=False):
+            snr = f"{stream['snr_db']:g}"
+            if keyword == ALL:
+                x, y = each["per_hour"], each["miss_rate"].get(str(stream["snr_db"]))
+            else:
+                i = thresholds.index(each["thresholds"][keyword]) if keyword in each["thresholds"] else None
+                x, y = (per_hour[i], misses.get(f"{snr} dB SNR", [None] * (i + 1))[i]) if i is not None else (0, None)
+            if y is not None:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[x], y=[y], mode="markers", showlegend=False,
+                        marker={"symbol": "x", "size": 12, "color": colour, "line": {"width": 1, "color": "black"}},
+                        hovertemplate="each keyword's own threshold: %{x:.1f} an hour, %{y:.1%} missed<extra></extra>",
+                    )
+                )  # fmt: skip
     plain = streaming.get("without_gate") or {}
     if keyword == ALL and plain.get("per_hour"):  # what the gate changes: the same streams ungated
         for (snr, rates), colour in zip(plain.get("miss_rate", {}).items(), SNR_COLOURS, strict=False):
@@ -134,6 +165,14 @@ def summary(streaming: dict[str, Any] | None, threshold: float) -> str:
             f"These are with the voice gate on, as the Live tab listens by default; without it, "
             f"{in_words(plain['per_hour'][i])} at {thresholds[i]:.2f} (dotted lines)."
         )
+    each = streaming.get("per_keyword_point")
+    if each:
+        listed = ", ".join(f"{k} {t:.2f}" for k, t in each["thresholds"].items())
+        missed = ", ".join(f"{m:.0%} at {float(snr):g} dB" for snr, m in each["miss_rate"].items() if m is not None)
+        lines.append(
+            f"With each keyword's own threshold (✕: {listed}): {in_words(each['per_hour'])}, keywords missed: "
+            f"{missed}. The Live tab uses them unless you turn them off."
+        )
     point = streaming.get("operating_point")
     if point:
         lines.append(
@@ -170,11 +209,19 @@ def threshold_note(metrics: dict[str, Any] | None) -> str:
     if not point:
         return f"The threshold starts at {DEFAULT_THRESHOLD:.2f}; this model was not judged on long audio."
     minutes = streaming["keyword_free"]["seconds"] / 60
-    return (
+    text = (
         f"The threshold starts at **{point['threshold']:.2f}**, the model's operating point: "
         f"{in_words(point['per_hour'])} in {minutes:.0f} minutes of background noise and other words. "
         "Your room may differ: try **Your room**."
     )
+    each = streaming.get("per_keyword_point")
+    if each:
+        listed = ", ".join(f"{k} {t:.2f}" for k, t in each["thresholds"].items())
+        text += (
+            f" With each keyword's own threshold ({listed}) it misses fewer words for "
+            f"{in_words(each['per_hour'])} on the same audio."
+        )
+    return text
 
 
 class Section:
@@ -215,10 +262,13 @@ class Section:
         ]
 
     def for_model(self, loaded: LoadedModel | None, keyword: str, threshold: float, applied: float) -> list[Any]:
-        """`view`, the Live slider's start (only if the visitor left it where it was put) and its note."""
+        """`view`, the Live slider's start (only if the visitor left it where it was put), its note,
+        and the keywords' own thresholds switch (shown, and on, where the evaluation chose them)."""
         metrics = loaded.metrics if loaded else None
         start = live_threshold(metrics)
         moved = abs(float(threshold) - float(applied)) > 1e-9
         chosen = float(threshold) if moved else start
         slider = gr.skip() if moved else gr.update(value=start)
-        return [*self.view(loaded, keyword, chosen), slider, start, threshold_note(metrics)]
+        each = keyword_thresholds(metrics) is not None
+        own = gr.update(visible=each, value=each)
+        return [*self.view(loaded, keyword, chosen), slider, start, threshold_note(metrics), own]
