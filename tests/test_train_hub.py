@@ -79,6 +79,8 @@ def test_keyword_spotting_trains_from_the_parquet_export_of_v0_01_alone(dataset_
     # 24 clips a split; the 31 words map to the 12 classes; the silence sources become 4 windows.
     assert metrics["dataset_sizes"]["validation"] == metrics["dataset_sizes"]["test"] == 24
     assert sum(metrics["extra"]["class_counts"].values()) == metrics["dataset_sizes"]["train"]
+    # this miniature holds no `_silence_` rows: no noise to judge the model in, and the run says so
+    assert metrics["extra"]["streaming"] is None and "no background noise" in metrics["extra"]["streaming_skipped"]
     assert f"revision: {'e7' * 20}" in card and f"at commit `{'e7' * 20}`" in card
 
 

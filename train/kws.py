@@ -50,7 +50,7 @@ from train.frozen_head import (
     frozen_head,
 )
 from train.hub_data import HubDataset, OpenedDataset, dataset_record
-from train.kws_streams import StreamArguments, build_streams, headline, stored_alarms
+from train.kws_streams import NoNoise, StreamArguments, build_streams, headline, stored_alarms
 from train.kws_streams import evaluate as evaluate_streams
 from train.publish import command_line, publish_run
 from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, noise_sources, subset
@@ -379,10 +379,15 @@ def main(argv: list[str] | None = None) -> Path:
                     examples = per_example(clips[split], prediction.predictions, split, args.run.examples_audio_mb)
 
     # 7. The final model as deployed: the live detector over long streams of that split's clips.
-    streaming = None
+    streaming, skipped = None, None
     if args.streams.stream_eval and judged and trainer.is_world_process_zero():
         with run.phase("streaming"):
-            streaming = judge_as_deployed(model, extractor, clips[judged], noise, args.streams, run.training_args)
+            try:
+                streaming = judge_as_deployed(model, extractor, clips[judged], noise, args.streams, run.training_args)
+            except NoNoise as err:
+                skipped = f"not judged as deployed: {err}"
+                logger.warning(skipped)
+        if streaming is not None:
             final[judged].update(headline(streaming["result"]))
             if examples is not None:
                 examples.alarms = stored_alarms(
@@ -396,6 +401,7 @@ def main(argv: list[str] | None = None) -> Path:
         **inputs.cache_info,
         "cuda_graphs": graph_use(inputs.model),
         "streaming": streaming and streaming["result"],
+        "streaming_skipped": skipped,
     }
     return publish_run(
         run,

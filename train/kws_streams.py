@@ -56,6 +56,11 @@ class StreamArguments:
     )
 
 
+class NoNoise(ValueError):
+    """The data holds no background noise to lay the words over (neither `_background_noise_`
+    recordings nor `_silence_` clips): a miniature or filtered copy of the dataset."""
+
+
 @dataclass
 class Stream:
     samples: np.ndarray
@@ -70,14 +75,14 @@ def build_streams(
     and the background-noise recordings `noise`.
 
     Raises:
-        ValueError: there is no noise to lay the words over.
+        NoNoise: there is no noise to lay the words over.
     """
     rng = np.random.default_rng(seed)
     silence, unknown = keywords.LABEL2ID[keywords.SILENCE], keywords.LABEL2ID[keywords.UNKNOWN]
     recordings = [load(c) for c in noise]
     silences = [load(c) for c in clips if c.label == silence]
     if not recordings and not silences:
-        raise ValueError("no background noise: the streaming evaluation needs `_background_noise_` or `_silence_`")
+        raise NoNoise("the data has no background noise (`_background_noise_` recordings or `_silence_` clips)")
     bed = recordings or silences
     snr = max(args.stream_snr_db)
     others = [(None, load(c)) for c in clips if c.label == unknown]
