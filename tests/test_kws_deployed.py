@@ -68,6 +68,8 @@ def test_the_curve_marks_the_operating_point_and_the_live_threshold_on_every_snr
     assert crosses == {(0.0, 0.04), (0.0, 0.15)}  # the keywords' own thresholds together
     one = deployed.figure(STREAMING, 0.5, "no")  # one keyword: its own false alarms and misses
     assert list(one.data[0].x) == [12.0, 6.0, 0.0, 0.0] and list(one.data[0].y) == [0.0, 0.1, 0.2, 0.5]
+    own = {(t.x[0], t.y[0]) for t in one.data if t.mode == "markers" and t.marker.symbol == "x"}
+    assert own == {(0.0, 0.2), (0.0, 0.4)}  # "no" at its own 0.70, on both SNRs' lines
 
 
 def test_the_summary_reads_the_curve_at_the_live_threshold():

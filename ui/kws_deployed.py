@@ -84,11 +84,15 @@ def curve(streaming: dict[str, Any], keyword: str = ALL) -> tuple[list[float], l
 
 def figure(streaming: dict[str, Any], threshold: float, keyword: str = ALL) -> go.Figure:
     """Missed keywords against false alarms per hour, one line per SNR, each point a threshold;
-    the operating point and the live listener's `threshold` marked on every line."""
+    marked on every line: the live listener's `threshold` (◆), the operating point (★) and the
+    keywords' own thresholds (✕; for every keyword, the point they make together)."""
     thresholds, per_hour, misses = curve(streaming, keyword)
-    live = int(np.argmin(np.abs(np.array(thresholds) - threshold)))
-    point = streaming.get("operating_point")
-    chosen = thresholds.index(point["threshold"]) if point and point["threshold"] in thresholds else None
+    point, each = streaming.get("operating_point"), streaming.get("per_keyword_point")
+    marks = [(int(np.argmin(np.abs(np.array(thresholds) - threshold))), "diamond", "live threshold")]
+    if point and point["threshold"] in thresholds:
+        marks.append((thresholds.index(point["threshold"]), "star", "operating point"))
+    if each and keyword != ALL and each["thresholds"].get(keyword) in thresholds:
+        marks.append((thresholds.index(each["thresholds"][keyword]), "x", "its own threshold"))
     fig = go.Figure()
     for (name, rates), colour in zip(misses.items(), SNR_COLOURS, strict=False):
         fig.add_trace(
@@ -97,34 +101,12 @@ def figure(streaming: dict[str, Any], threshold: float, keyword: str = ALL) -> g
                 customdata=thresholds, hovertemplate="threshold %{customdata:.2f}: %{x:.1f} an hour, %{y:.1%} missed",
             )
         )  # fmt: skip
-        marks = [(live, "diamond", "live threshold")] + (
-            [(chosen, "star", "operating point")] if chosen is not None else []
-        )
         for i, symbol, what in marks:
-            fig.add_trace(
-                go.Scatter(
-                    x=[per_hour[i]], y=[rates[i]], mode="markers", showlegend=False,
-                    marker={"symbol": symbol, "size": 14, "color": colour, "line": {"width": 1, "color": "black"}},
-                    hovertemplate=f"{what} {thresholds[i]:.2f}: %{{x:.1f}} an hour, %{{y:.1%}} missed<extra></extra>",
-                )
-            )  # fmt: skip
-    each = streaming.get("per_keyword_point")
-    if each:  # the keywords' own thresholds: a point of its own for all, a point on one keyword's curve
+            _mark(fig, per_hour[i], rates[i], symbol, colour, f"{what} {thresholds[i]:.2f}")
+    if each and keyword == ALL:
         for stream, colour in zip(streaming["keyword_streams"], SNR_COLOURS, strict=False):
-            snr = f"{stream['snr_db']:g}"
-            if keyword == ALL:
-                x, y = each["per_hour"], each["miss_rate"].get(str(stream["snr_db"]))
-            else:
-                i = thresholds.index(each["thresholds"][keyword]) if keyword in each["thresholds"] else None
-                x, y = (per_hour[i], misses.get(f"{snr} dB SNR", [None] * (i + 1))[i]) if i is not None else (0, None)
-            if y is not None:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[x], y=[y], mode="markers", showlegend=False,
-                        marker={"symbol": "x", "size": 12, "color": colour, "line": {"width": 1, "color": "black"}},
-                        hovertemplate="each keyword's own threshold: %{x:.1f} an hour, %{y:.1%} missed<extra></extra>",
-                    )
-                )  # fmt: skip
+            if (missed := each["miss_rate"].get(str(stream["snr_db"]))) is not None:
+                _mark(fig, each["per_hour"], missed, "x", colour, "each keyword's own threshold")
     plain = streaming.get("without_gate") or {}
     if keyword == ALL and plain.get("per_hour"):  # what the gate changes: the same streams ungated
         for (snr, rates), colour in zip(plain.get("miss_rate", {}).items(), SNR_COLOURS, strict=False):
@@ -137,6 +119,16 @@ def figure(streaming: dict[str, Any], threshold: float, keyword: str = ALL) -> g
             )  # fmt: skip
     return compact(fig, height=360, xaxis_title="false alarms per hour (no keyword said)",
                    yaxis_title="keywords missed", yaxis_tickformat=".0%")  # fmt: skip
+
+
+def _mark(fig: go.Figure, x: float, y: float, symbol: str, colour: str, what: str) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=[x], y=[y], mode="markers", showlegend=False,
+            marker={"symbol": symbol, "size": 13, "color": colour, "line": {"width": 1, "color": "black"}},
+            hovertemplate=f"{what}: %{{x:.1f}} an hour, %{{y:.1%}} missed<extra></extra>",
+        )
+    )  # fmt: skip
 
 
 def summary(streaming: dict[str, Any] | None, threshold: float) -> str:
