@@ -17,7 +17,7 @@ $PY -m compileall -q -j 0 train core speech qa slots serving bench > /dev/null  
  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)") \
   | tee "$OUT/machine.txt"
 
-SECTIONS=${SECTIONS:-check speed build asr kws e2e profile loading compile}
+SECTIONS=${SECTIONS:-check speed build asr kws streams e2e profile loading compile}
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 # 0. The KWS head's CUDA-graph step against the eager one, step for step; the optimizer update from
@@ -72,11 +72,17 @@ on kws && for mode in graphs eager; do
   timeout 200 $PY -m train.kws train/configs/kws_hw4.json \
     --model_name_or_path $ENC --data_dir $SC --max_steps ${STEPS:-300} --eval_steps 150 --logging_steps 50 \
     --save_strategy no --dataloader_num_workers $WORKERS --output_dir /tmp/bench-kws-$mode --run_dir /tmp/bench-kws-run-$mode \
-    --feature_cache_dir /tmp/bench-kws-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|'loss'|Error|error" \
+    --feature_cache_dir /tmp/bench-kws-cache $extra 2>&1 | grep -E "feature cache|precision|final|wall|'loss'|streaming|Error|error" \
     | tee -a "$OUT/kws_runs.log"
   echo "$mode: wall $((SECONDS - start)) s" | tee -a "$OUT/kws_runs.log"
   cp /tmp/bench-kws-$mode/metrics.json "$OUT/kws_$mode.json"
 done
+
+# 3a. The keyword training's streaming evaluation (step 7) on the GPU: an hour of audio scanned
+#     in bfloat16, against the raw forward pass (bench/kws_streaming_cost.py).
+on streams && timeout 240 $PY -m bench.kws_streaming_cost --device "$([ -n "${TINY:-}" ] && echo cpu || echo cuda)" \
+  --seconds "${STREAM_S:-$([ -n "${TINY:-}" ] && echo 20 || echo 3600)}" --batch 256 2>&1 \
+  | grep -v -i warn | tee "$OUT/kws_streaming_cost.log"
 
 # 3b. The scripts end to end, as a user runs them (issue #17): train.kws and train.asr with the
 #     report's configs, the report's way (fp32, encoder on every batch) against the default (store

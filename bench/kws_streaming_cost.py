@@ -2,7 +2,7 @@
 the rest of a run, on a real-size DistilHuBERT classifier with random weights (speed does not
 depend on the weights' values).
 
-    python -m bench.kws_streaming_cost [--seconds 60] [--batch 128]
+    python -m bench.kws_streaming_cost [--seconds 60] [--batch 128] [--device cuda]
 
 Measures, in one run on this machine: the streaming scan of `--seconds` of audio (1 s windows every
 250 ms, `train.kws_streams.scan`) against the raw forward pass over the same windows, the curve
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="cpu", help="cuda: the scan in bfloat16 on the GPU, as train.kws runs it")
     args = parser.parse_args()
 
     import torch
@@ -49,7 +50,7 @@ def main() -> None:
     from train.kws_streams import StreamArguments, scan
 
     torch.manual_seed(0)
-    model = AutoModelForAudioClassification.from_config(hubert_config(False, num_labels=12)).eval()
+    model = AutoModelForAudioClassification.from_config(hubert_config(False, num_labels=12)).eval().to(args.device)
     model.config.id2label = keywords.ID2LABEL
     extractor = Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=False)
     audio = np.random.default_rng(0).normal(0, 0.05, int(args.seconds * 16_000)).astype(np.float32)
@@ -60,9 +61,12 @@ def main() -> None:
     scan_s = time.perf_counter() - started
     windows, _ = spotting.sliding_windows(audio)
     started = time.perf_counter()
-    with torch.inference_mode():
+    cuda = args.device.startswith("cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         for b in range(0, len(windows), args.batch):
-            model(torch.from_numpy(np.stack(windows[b : b + args.batch])))
+            model(torch.from_numpy(np.stack(windows[b : b + args.batch])).to(args.device))
+        if cuda:
+            torch.cuda.synchronize()
     forward_s = time.perf_counter() - started
     started = time.perf_counter()
     fa.curve(scanned, list(keywords.LABELS))
@@ -95,6 +99,7 @@ def main() -> None:
                     "estimated_feature_pass_s": round(clips * per_window),
                 },
                 "threads": torch.get_num_threads(),
+                "device": torch.cuda.get_device_name() if cuda else "cpu",
             },
             indent=2,
         )
