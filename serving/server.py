@@ -89,6 +89,10 @@ def serve(
             prevent_thread_lock=True,
             **launch,
         )
+        # On close, uvicorn waits for every open connection to end (a browser's or a client's
+        # keeps one open), without limit; Gradio gives up after 5 s, so every stop took 5 s. Requests
+        # still running get this long to finish.
+        demo.server.config.timeout_graceful_shutdown = SHUTDOWN_GRACE_S
         if started is not None:
             started()
     except KeyboardInterrupt:  # stopped while starting: close what started, as block_thread does
@@ -98,6 +102,9 @@ def serve(
         return
     if block:
         demo.block_thread()
+
+
+SHUTDOWN_GRACE_S = 1
 
 
 def stop_on_sigterm() -> None:
