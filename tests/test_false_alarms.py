@@ -208,8 +208,9 @@ def test_each_keyword_gets_the_lowest_threshold_its_own_false_alarms_allow_when_
     one = operating_point(free, spoken, 0.5)
     assert one["threshold"] == 0.7 and one["miss_rate"] == {"20.0": 0.4}
     each = per_keyword_point(free, spoken, 0.5, one)
-    assert each["thresholds"] == {**dict.fromkeys(keywords.KEYWORDS, 0.3), "yes": 0.7}  # "yes" alone needs 0.7
+    # "yes" alone needs 0.7; a keyword that never fired gets the floor, 0.5, not the lowest tried
+    assert each["thresholds"] == {**dict.fromkeys(keywords.KEYWORDS, 0.5), "yes": 0.7}
     assert each["false_accepts"] == 0 and each["per_hour"] == 0.0
-    assert each["miss_rate"] == {"20.0": round((0.5 * 10 + 0.0 * 30) / 40, 4)}  # weighted by the words planted
-    worse = [{**spoken[0], "misses_per_keyword": {"yes": [0.1, 0.2, 0.5], "no": [0.45, 0.4, 0.3]}}]
+    assert each["miss_rate"] == {"20.0": round((0.5 * 10 + 0.1 * 30) / 40, 4)}  # weighted by the words planted
+    worse = [{**spoken[0], "misses_per_keyword": {"yes": [0.1, 0.2, 0.5], "no": [0.45, 0.45, 0.3]}}]
     assert per_keyword_point(free, worse, 0.5, operating_point(free, worse, 0.5)) is None  # not fewer misses

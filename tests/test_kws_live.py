@@ -121,6 +121,11 @@ def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_leve
         recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
         page.get_by_role("tab", name="Live").click()
         page.get_by_text("Say one of:").wait_for()
+        # one threshold for every keyword, as this test was written for (the evaluation's own are
+        # tested with the Evaluation view, tests/test_kws.py)
+        page.get_by_label("Each keyword's own threshold, from the evaluation").uncheck()
+        page.get_by_label("number input for Threshold").fill("0.8")
+        page.get_by_label("number input for Threshold").press("Enter")
         page.get_by_role("button", name="Record").first.click()
         no_sound_note(page).wait_for()  # the page says nothing arrives, and what to do
         recorder.assert_held()

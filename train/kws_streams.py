@@ -210,7 +210,7 @@ def per_keyword_point(free: fa.Curve, spoken: list[dict], target_per_hour: float
     for keyword in keywords.KEYWORDS:
         counts = free.per_keyword.get(keyword, [0] * n)
         rates = [c * 3600 / free.seconds if free.seconds else 0.0 for c in counts]
-        i = fa.lowest_meeting(rates, target_per_hour / len(keywords.KEYWORDS))
+        i = lowest_allowed(free.thresholds, rates, target_per_hour / len(keywords.KEYWORDS))
         if i is None:
             return None
         chosen[keyword] = i
@@ -234,11 +234,24 @@ def per_keyword_point(free: fa.Curve, spoken: list[dict], target_per_hour: float
     return point
 
 
+# No operating point below this: under it another class can be as probable as the keyword, and a
+# few minutes of keyword-free audio cannot show that a lower threshold is safe (a keyword that
+# never fired in them would otherwise get the lowest threshold tried).
+FLOOR = 0.5
+
+
+def lowest_allowed(thresholds: list[float], per_hour: list[float], target_per_hour: float) -> int | None:
+    """`fa.lowest_meeting` among the thresholds from `FLOOR` on."""
+    first = next((i for i, t in enumerate(thresholds) if t >= FLOOR), len(thresholds))
+    i = fa.lowest_meeting(per_hour[first:], target_per_hour)
+    return None if i is None else first + i
+
+
 def operating_point(free: fa.Curve, spoken: list[dict], target_per_hour: float) -> dict | None:
     """The lowest threshold from which false accepts per hour stay within the target, with its
     miss rate at each SNR; None where no threshold does."""
     per_hour = free.per_hour()
-    i = fa.lowest_meeting(per_hour, target_per_hour)
+    i = lowest_allowed(free.thresholds, per_hour, target_per_hour)
     if i is None:
         return None
     return {
