@@ -245,8 +245,9 @@ class Section:
             f"**False alarms to listen to** ({len(entries)} kept with the model; {firing} fire at "
             f"{threshold:.2f}): 1 s of the keyword-free audio each, where the listener fired."
         )
+        note = summary(streaming, threshold) if loaded else "No model is loaded, so there is nothing to show here."
         return [
-            summary(streaming, threshold),
+            note,
             gr.update(visible=shown),
             gr.update(value=plot, visible=shown),
             gr.update(value=heading, visible=bool(entries)),
