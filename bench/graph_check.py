@@ -26,7 +26,7 @@ from transformers import HubertForSequenceClassification
 from bench.train_speed import hubert_config
 from train.frozen_head import FrozenEncoderHead
 from train.graphed_update import GraphedUpdate
-from train.kws import WeightedCrossEntropy
+from train.weighted_loss import WeightedCrossEntropy
 
 SHAPES = [(64, 49)] * 4 + [(64, 41), (64, 33), (17, 49), (64, 49), (64, 41), (64, 46)] * 2
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 
 def at_miss_rate(per_hour: list[float], misses: list[float], target: float) -> float | None:
@@ -35,9 +34,8 @@ def main() -> None:
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from speech import false_alarms as fa
-    from speech import spotting
     from train import kws as train_kws
-    from train.kws_streams import StreamArguments, build_streams, scan
+    from train.kws_streams import StreamArguments, build_streams, evaluate
 
     data = train_kws.DataArguments(data_dir=args.data_dir, test_dir=args.test_dir)
     clips, noise, _ = train_kws.load_splits(data, None, args.seed)
@@ -45,24 +43,15 @@ def main() -> None:
     negative, positive = build_streams(clips[split], noise, train_kws.clip_audio, StreamArguments(), args.seed)
     model = AutoModelForAudioClassification.from_pretrained(args.checkpoint).eval()
     extractor = AutoFeatureExtractor.from_pretrained(args.checkpoint)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    snr, loud = positive[0]
-    result = {"split": split, "keyword_free_s": round(len(negative.samples) / 16_000, 1), "snr_db": snr}
-    for name, stream in (("keyword_free", negative), ("keywords", loud)):
-        started = time.perf_counter()
-        speech = spotting.speech_frames(stream.samples)
-        vad_s = time.perf_counter() - started
-        scanned = scan(model, extractor, stream.samples, 128)
-        plain = fa.curve(scanned, labels, stream.planted)
-        gate = fa.curve(fa.gated(scanned, speech), labels, stream.planted)
-        result[name] = {
-            "speech_s": round(speech.sum() * 512 / 16_000, 1), "vad_s": round(vad_s, 2),
-            "plain": plain.per_hour() if name == "keyword_free" else plain.miss_rate,
-            "gated": gate.per_hour() if name == "keyword_free" else gate.miss_rate,
-        }  # fmt: skip
-    free, spoken = result["keyword_free"], result["keywords"]
+    snr, _ = positive[0]
+    # train.kws's own step 7 on the highest SNR's stream: the curves with the gate and "without_gate"
+    judged, _ = evaluate(model, extractor, negative, positive[:1], StreamArguments())
+    plain = judged["without_gate"]
+    free = {"gated": judged["keyword_free"]["per_hour"], "plain": plain["per_hour"]}
+    spoken = {"gated": judged["keyword_streams"][0]["miss_rate"], "plain": plain["miss_rate"][f"{snr:g}"]}
+    result = {"split": split, "keyword_free_s": round(len(negative.samples) / 16_000, 1), "snr_db": snr,
+              "keyword_free": free, "keywords": spoken, "cost": judged["cost"]}  # fmt: skip
     thresholds = list(fa.THRESHOLDS)
-    result["thresholds"] = thresholds
     result["at_equal_misses"] = [
         {
             "threshold": t,
@@ -72,7 +61,7 @@ def main() -> None:
         }  # fmt: skip
         for t, r, m in zip(thresholds, free["plain"], spoken["plain"], strict=True)
     ]
-    print(json.dumps({k: v for k, v in result.items() if k not in ("thresholds", "at_equal_misses")}, default=float))
+    print(json.dumps({k: v for k, v in result.items() if k != "at_equal_misses"}, default=float))
     for p in result["at_equal_misses"][::3]:
         print(p)
     better = [

@@ -147,6 +147,7 @@ def curve(
     planted_labels = sorted({p.label for p in planted})
     counts, per_keyword, misses = [], {}, []
     misses_per_keyword: dict[str, list[float]] = {label: [] for label in planted_labels}
+    said = {label: np.array([p.label == label for p in planted]) for label in planted_labels}
     alarms: list[Alarm] = []
     for n, t in enumerate(thresholds):
         found = spotting.detect(scan, labels, t)
@@ -158,8 +159,7 @@ def curve(
         alarms = _still_firing(alarms, wrong, t) if n else [Alarm(d.time_s, d.label, d.probability, t) for d in wrong]
         if planted:
             misses.append(round(float(1 - heard.mean()), 4))
-            for label in planted_labels:
-                mask = np.array([p.label == label for p in planted])
+            for label, mask in said.items():
                 misses_per_keyword[label].append(round(float(1 - heard[mask].mean()), 4))
     return Curve(
         list(thresholds), float(seconds), counts, per_keyword, misses, len(planted), misses_per_keyword, alarms

@@ -123,13 +123,16 @@ def sliding_windows(samples: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return [samples[s : s + WINDOW] for s in starts], (np.array(starts) + WINDOW / 2) / TARGET_RATE
 
 
-def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
+def sliding_probs(model, extractor, samples: np.ndarray, score=None, batch_size: int = BATCH) -> Scan:
     """Every window of `sliding_windows` scored.
 
     Args:
         model: an audio classification model.
         extractor: its feature extractor.
         samples: [S] 16 kHz mono float32.
+        score: what scores the windows: `window_probs` (the app's), or `score_windows` for a caller
+            holding inference mode itself (a training run's evaluation).
+        batch_size: windows per forward pass.
 
     Returns:
         times: [W] window centres in seconds.
@@ -138,7 +141,7 @@ def sliding_probs(model, extractor, samples: np.ndarray) -> Scan:
     """
     windows, times = sliding_windows(samples)
     quiet = np.array([is_quiet(w) for w in windows])
-    return Scan(times, window_probs(model, extractor, windows), quiet)
+    return Scan(times, (score or window_probs)(model, extractor, windows, batch_size), quiet)
 
 
 def best_window(probs: np.ndarray, labels: list[str], quiet: np.ndarray | None = None) -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +20,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from core.examples import ExampleSet
 from core.metrics import classification_report
 from speech import keywords
-from speech.audio import TARGET_RATE, load_audio, stored
+from speech.audio import TARGET_RATE, stored
 from speech.error_analysis import kws_listen_order, kws_rows
 from speech.spotting import fit_window
 from train.common import (
-    GroupedTrainer,
     Run,
     RunArguments,
     SpeechModelArguments,
@@ -42,7 +39,6 @@ from train.common import (
 from train.feature_store import audio_identity
 from train.frozen_head import (
     FeatureArguments,
-    FrozenEncoderHead,
     HeadTraining,
     SplitData,
     TrainerInputs,
@@ -50,10 +46,19 @@ from train.frozen_head import (
     frozen_head,
 )
 from train.hub_data import HubDataset, OpenedDataset, dataset_record
-from train.kws_streams import NoNoise, StreamArguments, build_streams, headline, stored_alarms
-from train.kws_streams import evaluate as evaluate_streams
+from train.kws_streams import NoNoise, StreamArguments, headline, judge_as_deployed, stored_alarms
 from train.publish import command_line, publish_run
-from train.speech_commands import CLIP_S, Clip, cut_silence, load_hub, load_local, noise_sources, subset
+from train.speech_commands import (
+    CLIP_S,
+    Clip,
+    clip_audio,
+    cut_silence,
+    load_hub,
+    load_local,
+    noise_sources,
+    subset,
+)
+from train.weighted_loss import WeightedCrossEntropy, WeightedTrainer
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -135,8 +140,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def clip_samples(clip: Clip, rng: np.random.Generator | None = None) -> np.ndarray:
     """The clip's 1 s of 16 kHz audio, as the model hears it (`fit_clip`)."""
-    segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
-    return fit_clip(load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment), rng)
+    return fit_clip(clip_audio(clip), rng)
 
 
 def clip_id(clip: Clip, index: int) -> str:
@@ -170,47 +174,6 @@ def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "input_values": torch.from_numpy(np.stack([f["input_values"] for f in features])),
         "labels": torch.tensor([f["labels"] for f in features]),
     }
-
-
-class WeightedCrossEntropy(torch.nn.Module):
-    """Cross-entropy with per-class weights (the course report's remedy for `_unknown_` dominating). A
-    module, so the weights move to the GPU with a frozen-encoder head that computes its own loss."""
-
-    def __init__(self, class_weights: np.ndarray | None):
-        super().__init__()
-        weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.register_buffer(
-            "weight",
-            weight,
-            persistent=False,
-        )
-
-    def forward(self, logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.to(logits.device)  # no-op once moved
-        return F.cross_entropy(logits.float(), labels, weight=weight)
-
-
-class WeightedTrainer(GroupedTrainer):
-    """The class-weighted loss, and optionally a sampler that draws classes equally often."""
-
-    def __init__(self, *args, loss: WeightedCrossEntropy, sample_weights=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.loss, self.sample_weights = loss, sample_weights
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        if isinstance(model, FrozenEncoderHead):  # computes the loss itself, inside its CUDA graph if any
-            outputs = model(**inputs, labels=labels)
-            loss = outputs.loss
-        else:
-            outputs = model(**inputs)
-            loss = self.loss(outputs.logits, None, labels)
-        return (loss, outputs) if return_outputs else loss
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.sample_weights is not None:
-            return torch.utils.data.WeightedRandomSampler(self.sample_weights, len(self.sample_weights))
-        return super()._get_train_sampler(train_dataset)
 
 
 def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:
@@ -296,24 +259,6 @@ def trainer_inputs(
     )
 
 
-def judge_as_deployed(model, extractor, clips: list[Clip], noise: list[Clip], args: StreamArguments, training_args):
-    """Step 7: the streams built from `clips` (`train.kws_streams`), scanned by `model` on the
-    training device; the result for metrics.json, the keyword-free stream and its false alarms."""
-    started = time.perf_counter()
-    negative, positive = build_streams(clips, noise, clip_audio, args, training_args.seed)
-    built_s = time.perf_counter() - started
-    model.to(training_args.device).eval()
-    result, alarms = evaluate_streams(model, extractor, negative, positive, args)
-    result["cost"]["build_s"] = round(built_s, 2)
-    return {"result": result, "negative": negative, "alarms": alarms}
-
-
-def clip_audio(clip: Clip) -> np.ndarray:
-    """A clip's audio as recorded (a stream lays whole clips; a long recording stays whole)."""
-    segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
-    return load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment)
-
-
 def main(argv: list[str] | None = None) -> Path:
     run = begin(Arguments, argv)
     args = run.arguments
@@ -383,7 +328,8 @@ def main(argv: list[str] | None = None) -> Path:
     if args.streams.stream_eval and judged and trainer.is_world_process_zero():
         with run.phase("streaming"):
             try:
-                streaming = judge_as_deployed(model, extractor, clips[judged], noise, args.streams, run.training_args)
+                device, seed = run.training_args.device, run.training_args.seed
+                streaming = judge_as_deployed(model, extractor, clips[judged], noise, args.streams, device, seed)
             except NoNoise as err:
                 skipped = f"not judged as deployed: {err}"
                 logger.warning(skipped)

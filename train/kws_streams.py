@@ -28,7 +28,7 @@ from speech import false_alarms as fa
 from speech import keywords, spotting
 from speech.audio import TARGET_RATE
 from speech.streams import lay_out
-from train.speech_commands import Clip
+from train.speech_commands import Clip, clip_audio
 
 logger = logging.getLogger(__name__)
 
@@ -119,14 +119,26 @@ def build_streams(
     return negative, positive
 
 
+def judge_as_deployed(
+    model, extractor, clips: list[Clip], noise: list[Clip], args: StreamArguments, device, seed: int
+) -> dict:
+    """Step 7 of train.kws: the streams built from `clips`, scanned by `model` on `device`; the
+    result for metrics.json, the keyword-free stream and its false alarms."""
+    started = time.perf_counter()
+    negative, positive = build_streams(clips, noise, clip_audio, args, seed)
+    built_s = time.perf_counter() - started
+    model.to(device).eval()
+    result, alarms = evaluate(model, extractor, negative, positive, args)
+    result["cost"]["build_s"] = round(built_s, 2)
+    return {"result": result, "negative": negative, "alarms": alarms}
+
+
 def scan(model, extractor, samples: np.ndarray, batch_size: int) -> spotting.Scan:
     """`spotting.sliding_probs` on the model's own device, in bfloat16 on a GPU (a stream's
     hour of windows is some 14,400 forward passes of 1 s)."""
-    windows, times = spotting.sliding_windows(samples)
     device = next(model.parameters()).device
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        probs = spotting.score_windows(model, extractor, windows, batch_size)
-    return spotting.Scan(times, probs, np.array([spotting.is_quiet(w) for w in windows]))
+        return spotting.sliding_probs(model, extractor, samples, spotting.score_windows, batch_size)
 
 
 def evaluate(

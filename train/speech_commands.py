@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from speech import keywords
-from speech.audio import file_duration_s
+from speech.audio import file_duration_s, load_audio
 from train.hub_data import HubDataset, OpenedDataset, audio_rows, open_splits, read_split
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,13 @@ class Clip:
     audio: Any  # a file path, or a dataset row's audio read when used (train.hub_data.DatasetAudio)
     label: int
     start_s: float | None = None  # a 1 s window of a longer source (silence from noise)
+
+
+def clip_audio(clip: Clip) -> np.ndarray:
+    """A clip's 16 kHz audio as recorded (a window cut from a longer source, that window; a long
+    recording stays whole)."""
+    segment = None if clip.start_s is None else (clip.start_s, CLIP_S)
+    return load_audio(clip.audio, max_duration_s=float("inf"), segment_s=segment)
 
 
 def _read_list(path: Path) -> set[str]:
