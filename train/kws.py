@@ -29,6 +29,7 @@ from speech.audio import TARGET_RATE, stored
 from speech.error_analysis import kws_listen_order, kws_rows
 from speech.spotting import fit_window
 from train.common import (
+    GroupedTrainer,
     Run,
     RunArguments,
     SpeechModelArguments,
@@ -39,6 +40,7 @@ from train.common import (
 from train.feature_store import audio_identity
 from train.frozen_head import (
     FeatureArguments,
+    FrozenEncoderHead,
     HeadTraining,
     SplitData,
     TrainerInputs,
@@ -58,7 +60,7 @@ from train.speech_commands import (
     noise_sources,
     subset,
 )
-from train.weighted_loss import WeightedCrossEntropy, WeightedTrainer
+from train.weighted_loss import WeightedCrossEntropy
 
 logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -174,6 +176,29 @@ def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "input_values": torch.from_numpy(np.stack([f["input_values"] for f in features])),
         "labels": torch.tensor([f["labels"] for f in features]),
     }
+
+
+class WeightedTrainer(GroupedTrainer):
+    """The class-weighted loss, and optionally a sampler that draws classes equally often."""
+
+    def __init__(self, *args, loss: WeightedCrossEntropy, sample_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss, self.sample_weights = loss, sample_weights
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        if isinstance(model, FrozenEncoderHead):  # computes the loss itself, inside its CUDA graph if any
+            outputs = model(**inputs, labels=labels)
+            loss = outputs.loss
+        else:
+            outputs = model(**inputs)
+            loss = self.loss(outputs.logits, None, labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.sample_weights is not None:
+            return torch.utils.data.WeightedRandomSampler(self.sample_weights, len(self.sample_weights))
+        return super()._get_train_sampler(train_dataset)
 
 
 def graph_use(trained: torch.nn.Module) -> dict[str, int] | None:

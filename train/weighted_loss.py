@@ -1,14 +1,11 @@
-"""The class-imbalance remedies of train.kws (`_unknown_` outnumbers each keyword ~10 to 1): a
-class-weighted cross-entropy, and optionally a sampler that draws each class equally often."""
+"""train.kws's remedy for class imbalance (`_unknown_` outnumbers each keyword ~10 to 1): a
+class-weighted cross-entropy, shared with the frozen-encoder head and the benchmarks."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from train.common import GroupedTrainer
-from train.frozen_head import FrozenEncoderHead
 
 
 class WeightedCrossEntropy(torch.nn.Module):
@@ -27,26 +24,3 @@ class WeightedCrossEntropy(torch.nn.Module):
     def forward(self, logits: torch.Tensor, lengths: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.device)  # no-op once moved
         return F.cross_entropy(logits.float(), labels, weight=weight)
-
-
-class WeightedTrainer(GroupedTrainer):
-    """The class-weighted loss, and optionally a sampler that draws classes equally often."""
-
-    def __init__(self, *args, loss: WeightedCrossEntropy, sample_weights=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.loss, self.sample_weights = loss, sample_weights
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
-        if isinstance(model, FrozenEncoderHead):  # computes the loss itself, inside its CUDA graph if any
-            outputs = model(**inputs, labels=labels)
-            loss = outputs.loss
-        else:
-            outputs = model(**inputs)
-            loss = self.loss(outputs.logits, None, labels)
-        return (loss, outputs) if return_outputs else loss
-
-    def _get_train_sampler(self, train_dataset=None):
-        if self.sample_weights is not None:
-            return torch.utils.data.WeightedRandomSampler(self.sample_weights, len(self.sample_weights))
-        return super()._get_train_sampler(train_dataset)
