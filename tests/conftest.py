@@ -11,8 +11,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # int8 models exported for serving (slots/onnx_serving.py) go to a folder of this session's.
 os.environ["ONNX_CACHE"] = __import__("tempfile").mkdtemp(prefix="onnx-cache-")
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from core.settings import CANDIDATE_VARIABLES
 from slots.table import SLOTS
 from tests.helpers import LONG_AUDIO_TEXT, ROOT, free_port
+from tests.learned import Learning
 
 pytest_plugins = ["tests.system_packages"]
 
@@ -30,10 +33,47 @@ SLOW_FIXTURES = {"learned_kws", "learned_asr", "learned_qa", "microphone_wav", "
 SLOW_FIXTURES |= {"two_asr", "every_container", "speech_app", "qa_app"}
 
 
+# The models trained from scratch (`tests/learned.py`), by fixture.
+LEARNED = {"learned_asr": "asr", "learned_kws": "kws", "learned_qa": "qa"}
+_learning: Learning | None = None
+
+
+def _learned(item: pytest.Item) -> set[str]:
+    return {LEARNED[name] for name in getattr(item, "fixturenames", ()) if name in LEARNED}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("beside") and _learned(item):
+            raise pytest.UsageError(f"{item.nodeid} needs a learned model: it cannot run beside the others (pytest.ini)")
+    # Test files that need a learned model run last, each file kept whole (its module fixtures
+    # are made once): their models train meanwhile.
+    learning = {item.module for item in items if _learned(item) and getattr(item, "module", None)}
+    items.sort(key=lambda item: getattr(item, "module", None) in learning)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start training the learned models the selected tests need, before the first test runs."""
+    global _learning
+    needed = set().union(*(_learned(item) for item in session.items))
+    if needed and not session.config.option.collectonly:
+        _learning = Learning(Path(tempfile.mkdtemp(prefix="learned-")))
+        _learning.start(needed)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _learning is not None:
+        _learning.close()
+        shutil.rmtree(_learning.base, ignore_errors=True)
+
+
+def _learned_model(task: str) -> tuple[Path, Path]:
+    global _learning
+    if _learning is None:  # asked for by a test the collection did not see (e.g. a plugin's)
+        _learning = Learning(Path(tempfile.mkdtemp(prefix="learned-")))
+    return _learning.result(task)
 
 
 @pytest.fixture(autouse=True)
@@ -55,11 +95,23 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def learned_kws(tmp_path_factory) -> tuple[Path, Path]:
+def learned_kws() -> tuple[Path, Path]:
     """The keyword model the KWS tests share (`tests/kws_learned.py`): its tree and checkpoints."""
-    from tests.kws_learned import learn
+    return _learned_model("kws")
 
-    return learn(tmp_path_factory.mktemp("kws"))
+
+@pytest.fixture(scope="session")
+def learned_asr() -> tuple[Path, Path]:
+    """A tiny Hubert trained from scratch until it transcribes its 4 utterances
+    (`tests/learned.py`): the root with its `librispeech/` tree, and the checkpoints."""
+    return _learned_model("asr")
+
+
+@pytest.fixture(scope="session")
+def learned_qa() -> tuple[Path, Path]:
+    """Tiny DistilBERT and XLM-R trained on 10 questions, 4 unanswerable (`tests/learned.py`):
+    the root with its `squad_v2.json`, and the checkpoints."""
+    return _learned_model("qa")
 
 
 @pytest.fixture

@@ -13,66 +13,15 @@ from gradio_client import Client, handle_file
 
 from core.checkpoint import read_metrics
 from core.examples import read_examples
-from scripts.make_smoke_data import SENTENCES, librispeech_tree, make_asr_smoke, tiny_hubert
+from scripts.make_smoke_data import SENTENCES, make_asr_smoke
 from speech.ctc import normalize_transcript
 from tests.card_check import assert_card_matches_metrics
 from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
+from tests.learned import ASR_SENTENCES
 from train import asr as train_asr
 from ui import asr as asr_tab
 
-# Four utterances without doubled letters: one spoken /l/ in "shells" must become "l, blank, l",
-# which a tiny model memorises only sometimes (repeat handling is tested in test_long_audio.py).
-UTTERANCES = [SENTENCES[i] for i in (0, 1, 3, 5)]
-# Evaluation one utterance at a time, as the app sees it: with group-norm convolutions, padding
-# in a batch shifts the features slightly, and a barely-learnt model can then pass the metric
-# but miss a letter when serving. 1,000 steps leave a margin (CER 0 is reached near step 250).
-LEARN = [
-    "--freeze",
-    "none",
-    "--mask_time_prob",
-    "0",
-    "--max_steps",
-    "1000",
-    "--warmup_steps",
-    "50",
-    "--learning_rate",
-    "1e-3",
-    "--max_grad_norm",
-    "1.0",
-    "--per_device_train_batch_size",
-    "4",
-    "--per_device_eval_batch_size",
-    "1",
-    "--eval_steps",
-    "250",
-    "--logging_steps",
-    "50",
-]
-
-
-@pytest.fixture(scope="module")
-def learned_asr(tmp_path_factory):
-    """A tiny Hubert trained from scratch until it transcribes its 4 utterances (~35 s on CPU)."""
-    root = tmp_path_factory.mktemp("learn")
-    splits = {"train-clean-100": UTTERANCES, "dev-clean": UTTERANCES, "test-clean": UTTERANCES}
-    librispeech_tree(root / "librispeech", splits)
-    tiny_hubert(root / "encoder")
-    checkpoints = root / "checkpoints"
-    train_asr.main(
-        [
-            "train/configs/asr_smoke.json",
-            "--model_name_or_path",
-            str(root / "encoder"),
-            "--data_dir",
-            str(root / "librispeech"),
-            "--output_dir",
-            str(checkpoints / "asr"),
-            "--run_dir",
-            str(root / "run"),
-            *LEARN,
-        ]
-    )
-    return root, checkpoints
+UTTERANCES = [SENTENCES[i] for i in ASR_SENTENCES]
 
 
 def test_training_overfits_four_utterances_to_exact_transcripts(learned_asr):
@@ -168,6 +117,7 @@ def test_results_panel_reads_metrics_json(learned_asr):
     assert asr_tab.results(None)[0] == "No model is loaded, so there is no evaluation to show."
 
 
+@pytest.mark.beside
 def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     tmp_path = smoke_workdir
     make_asr_smoke()

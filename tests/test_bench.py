@@ -13,6 +13,7 @@ from bench import data_loading, train_speed
 pytestmark = pytest.mark.slow  # each runs a whole benchmark
 
 
+@pytest.mark.beside
 def test_train_speed_runs_on_cpu_with_tiny_sizes_and_reports_consistent_ratios(tmp_path):
     out = tmp_path / "speed.json"
     rows = train_speed.main(["--tasks", "asr", "kws", "qa-distilbert", "--quantiles", "2", "--json", str(out)])
@@ -25,6 +26,7 @@ def test_train_speed_runs_on_cpu_with_tiny_sizes_and_reports_consistent_ratios(t
     assert json.loads(out.read_text()) == rows
 
 
+@pytest.mark.beside
 def test_data_loading_reports_utterances_and_build_throughput(tmp_path):
     rows = data_loading.main(
         ["--utterances", "8", "--workers", "0", "1", "--build_utterances", "0", "--store_batches", "3"]
@@ -65,6 +67,7 @@ def test_load_runs_concurrent_visitors_and_reports_every_endpoint_and_the_memory
     assert report["rss_growth_from_round_2"] == pytest.approx(growth, abs=1e-4)
 
 
+@pytest.mark.beside
 def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tmp_path):
     from bench import train_e2e
 
@@ -98,6 +101,7 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
         assert task["ratios"]["lean_loop_train_phase"] == round(reused["train"] / lean["train"], 2)
 
 
+@pytest.mark.beside
 def test_store_build_times_each_precision_with_and_without_the_padding_proof_front_end(tmp_path):
     from bench import store_build
 
@@ -117,6 +121,7 @@ def test_store_build_times_each_precision_with_and_without_the_padding_proof_fro
     assert results["tasks"]["asr"]["batches"][0] >= 1 and results["tasks"]["kws"]["batches"] == [8, 8]
 
 
+@pytest.mark.beside
 def test_step_profile_breaks_down_the_start_and_each_loops_step(tmp_path):
     from bench import step_profile
 
@@ -136,6 +141,7 @@ def test_step_profile_breaks_down_the_start_and_each_loops_step(tmp_path):
         assert 0 < max(callees.values()) <= run["epoch_ms_per_step"]
 
 
+@pytest.mark.beside
 def test_step_profile_breaks_down_the_ctc_heads_step_too(tmp_path):
     from bench import step_profile
 
@@ -149,6 +155,7 @@ def test_step_profile_breaks_down_the_ctc_heads_step_too(tmp_path):
     assert "trainer.py:training_step" in dict(trainer["callees_ms_per_step"])
 
 
+@pytest.mark.beside
 def test_live_decode_folds_committed_words_and_keeps_the_text(tmp_path):
     from bench import live_decode
 
@@ -210,6 +217,7 @@ def test_live_benchmarks_feed_speech_with_pauses_through_the_voice_gate(tiny_che
     assert len(run["latencies"]) >= 8 and max(run["latencies"]) < 2.0
 
 
+@pytest.mark.beside
 def test_render_loop_pages_of_clips_do_not_grow_the_disk(tmp_path):
     from bench import render_loop
 

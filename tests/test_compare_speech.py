@@ -173,6 +173,7 @@ def test_the_difference_matrix_is_green_where_b_does_better():
     ]  # B: one more "yes" right and one fewer wrong; "no" the reverse
 
 
+@pytest.mark.beside
 def test_two_smoke_trained_keyword_runs_compare_as_their_stored_rows_say(smoke_workdir):
     from core.examples import read_examples
     from scripts.make_smoke_data import make_kws_smoke

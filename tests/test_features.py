@@ -27,6 +27,8 @@ from train.augment import Augment
 from ui import asr as asr_tab
 from ui import kws as kws_tab
 
+pytestmark = pytest.mark.beside  # its slow tests train or build stores and read no clock
+
 SMOKE = "outputs/smoke"
 ASR_CLIP = f"{SMOKE}/librispeech/test-clean/19/198/19-198-0000.flac"
 # Enough steps for the trajectories to part if anything differed; fp32 so they must not.

@@ -184,6 +184,7 @@ def test_long_clip_gets_a_timeline_with_the_words_a_listener_would_log(learned_k
     assert kws_tab.spot(loaded, stream[16_000:32_000])[1:] == (None, [])
 
 
+@pytest.mark.beside
 def test_smoke_config_writes_a_checkpoint_the_app_serves(smoke_workdir, launch):
     tmp_path = smoke_workdir
     make_kws_smoke()

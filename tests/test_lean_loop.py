@@ -17,6 +17,8 @@ from train import graphed_update
 from train import kws as train_kws
 from train.lean_loop import LeanLoop
 
+pytestmark = pytest.mark.beside  # its slow tests train or build stores and read no clock
+
 # fp32, a log every step and two evaluations: trajectories that part if anything differs.
 STEPS = ["--max_steps", "12", "--logging_steps", "1", "--eval_steps", "6", "--precision", "fp32"]
 # The lean epoch is opt-in (experimental until a GPU run shows it pays): every run here asks for it.

@@ -14,27 +14,12 @@ from core.checkpoint import read_metrics
 from core.examples import read_examples
 from qa import extractive
 from qa.squad_metric import normalize_answer
-from scripts.make_smoke_data import QA_PARAGRAPHS, qa_corpus, squad_json, tiny_qa, wordpiece_tokenizer
+from scripts.make_smoke_data import QA_PARAGRAPHS, squad_json, wordpiece_tokenizer
 from slots.registry import Registry
 from tests.card_check import assert_card_matches_metrics
 from tests.helpers import QA_CONTEXT as CONTEXT
 from train import qa as train_qa
 from ui.qa_panels import batch_evaluate, comparison
-
-LEARN = [
-    "--max_steps",
-    "800",
-    "--eval_steps",
-    "400",
-    "--logging_steps",
-    "100",
-    "--warmup_steps",
-    "20",
-    "--per_device_train_batch_size",
-    "4",
-    "--learning_rate",
-    "1e-3",
-]
 
 
 def spans_logits(
@@ -111,35 +96,6 @@ def test_null_score_beats_a_weak_span(tokenizer):
     prediction = extractive.postprocess([example], features, starts, ends)[0]
     assert prediction.text == "" and prediction.best_span == "beta" and prediction.score_diff == pytest.approx(2.0)
     assert extractive.postprocess([example], features, starts, ends, null_threshold=3.0)[0].text == "beta"
-
-
-@pytest.fixture(scope="module")
-def learned_qa(tmp_path_factory):
-    """Tiny DistilBERT (WordPiece) and XLM-R (Unigram) trained by train.qa on 10 questions, 4 of
-    them unanswerable (~25 s together)."""
-    root = tmp_path_factory.mktemp("qa")
-    data = root / "squad_v2.json"
-    data.write_text(json.dumps(squad_json()))
-    checkpoints = root / "checkpoints"
-    for kind in ("distilbert", "xlmr"):
-        tiny_qa(root / f"base-{kind}", kind, qa_corpus())
-        train_qa.main(
-            [
-                f"train/configs/qa_{kind}_smoke.json",
-                "--model_name_or_path",
-                str(root / f"base-{kind}"),
-                "--train_file",
-                str(data),
-                "--validation_file",
-                str(data),
-                "--output_dir",
-                str(checkpoints / f"qa-{kind}"),
-                "--run_dir",
-                str(root / f"run-{kind}"),
-                *LEARN,
-            ]
-        )
-    return root, checkpoints
 
 
 def expected_answers() -> list[tuple[str, str, str]]:
@@ -290,6 +246,7 @@ def test_browser_shows_both_answers_highlighted(learned_qa, launch, tmp_path):
     assert paragraphs == [context, context]  # the context in one paragraph, words whole
 
 
+@pytest.mark.beside
 def test_smoke_configs_train_both_models_on_the_miniature_file(smoke_workdir, launch):
     from scripts.make_smoke_data import make_qa_smoke
 

@@ -17,6 +17,7 @@ def _run(code: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.beside
 def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tmp_path):
     # `python -m train.x` imports the package while sys.argv[0] is "-m"; this does the same.
     started = time.perf_counter()
@@ -46,5 +47,6 @@ def test_a_run_imports_without_collections_then_freezes_what_the_imports_made(tm
 
 
 @pytest.mark.slow
+@pytest.mark.beside
 def test_importing_the_package_anywhere_else_leaves_collection_alone():
     assert _run("import gc, train, train.common; print(gc.isenabled(), gc.get_freeze_count())") == "True 0"

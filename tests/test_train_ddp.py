@@ -28,7 +28,7 @@ from train import asr as train_asr
 from train import kws as train_kws
 from train import qa as train_qa
 
-pytestmark = pytest.mark.slow  # each case starts a two-process training job
+pytestmark = [pytest.mark.slow, pytest.mark.beside]  # each case starts a two-process training job
 
 
 class Case(NamedTuple):

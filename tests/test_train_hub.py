@@ -20,7 +20,7 @@ from tests import dataset_repos
 from tests.helpers import ROOT
 from tests.hub_standin import StandInHub
 
-pytestmark = pytest.mark.slow  # each test starts training processes
+pytestmark = [pytest.mark.slow, pytest.mark.beside]  # each test starts training processes
 CONFIGS = ROOT / "train" / "configs"
 DATASETS = {"google/speech_commands", "openslr/librispeech_asr", "rajpurkar/squad_v2"}
 
