@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("beside") and _learned(item):
-            raise pytest.UsageError(f"{item.nodeid} needs a learned model: it cannot run beside the others (pytest.ini)")
+            raise pytest.UsageError(f"{item.nodeid} needs a learned model: it cannot be marked beside (pytest.ini)")
     # Test files that need a learned model run last, each file kept whole (its module fixtures
     # are made once): their models train meanwhile.
     learning = {item.module for item in items if _learned(item) and getattr(item, "module", None)}
