@@ -6,6 +6,7 @@ table also gives the raw int8 forward on this machine's CPU and how far fp16 is 
     python -m bench.serve_speed                       # 7 calls per endpoint; a GPU where there is one
     python -m bench.serve_speed --repeat 11 --json out.json
     python -m bench.serve_speed --device cpu --precision fp16   # the GPU path's steps, on a CPU
+    python -m bench.serve_speed --tiny --repeat 1               # the same steps on tiny models (a rehearsal)
 
 The models: DistilHuBERT-size CTC and keyword classifier (HuBERT-base widths, 2 layers),
 DistilBERT-base and XLM-R-base QA, saved with the project's `save_checkpoint`. Both QA models get
@@ -167,9 +168,13 @@ def half_against_fp32(fp32: dict, half: dict, fp32_audio: dict, half_audio: dict
                 max(float((a.start_logits - b.start_logits.float()).abs().max()),
                     float((a.end_logits - b.end_logits.float()).abs().max())), 4,
             )  # fmt: skip
+            found[f"{name} same answer span"] = int(a.start_logits.argmax()) == int(b.start_logits.argmax()) and int(
+                a.end_logits.argmax()
+            ) == int(b.end_logits.argmax())
         a = torch.softmax(fp32["kws"](fp32_audio[1]).logits, -1)
         b = torch.softmax(half["kws"](half_audio[1]).logits.float(), -1)
         found["kws probabilities, max |difference|"] = round(float((a - b).abs().max()), 5)
+        found["kws same label"] = int(a.argmax()) == int(b.argmax())
         a = fp32["asr"](fp32_audio[30]).logits.argmax(-1)
         b = half["asr"](half_audio[30]).logits.argmax(-1)
         found["asr frames with the same argmax (30 s)"] = round(float((a == b).float().mean()), 4)
@@ -205,6 +210,7 @@ def launch_s(root: Path, timeout_s: float = 120) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--tiny", action="store_true", help="the tests' tiny models: every step, in seconds")
     parser.add_argument("--json", help="Also write the rows to this file.")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument(
@@ -225,7 +231,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     root = scratch_folder("serve-speed-")  # ~2.5 GB of models and exports: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
     onnx_serving.CACHE = Path(os.environ["ONNX_CACHE"])
-    build_checkpoints(root)
+    if args.tiny:
+        from scripts.tiny_models import build_all
+
+        build_all(root)
+    else:
+        build_checkpoints(root)
     torch_models = {name: from_pretrained(SLOTS[name].kind, root / name) for name in SLOTS}
     int8 = {
         name: onnx_serving.int8_model(SLOTS[name].kind, m, next((root / name).glob("*.safetensors")))
@@ -244,7 +255,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sf.write(clips[seconds], (rng.standard_normal(seconds * TARGET_RATE) * 0.1).astype(np.float32), TARGET_RATE)
     audio = {seconds: torch.from_numpy(sf.read(path, dtype="float32")[0])[None] for seconds, path in clips.items()}
     tokenizers = [torch_models[name][1] for name in QA_NAMES]
-    context = context_for(tokenizers)
+    # One window each: the app's, or a tiny model's whole position table.
+    positions = min(torch_models[n][0].config.max_position_embeddings - 2 for n in QA_NAMES)
+    context = context_for(tokenizers, min(extractive.WINDOW, positions))
     windows = {name: len(torch_models[name][1](QUESTION, context)["input_ids"]) for name in QA_NAMES}
 
     # 1. Raw forwards (int8 on the CPU; torch fp32 and what the app serves on `device`) of exactly

@@ -68,16 +68,22 @@ def test_load_runs_concurrent_visitors_and_reports_every_endpoint_and_the_memory
 
 
 @pytest.mark.beside
-def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tmp_path):
-    from bench import train_e2e
+def test_the_gpu_report_rehearses_every_section_on_the_cpu(tmp_path):
+    """`python -m bench.gpu_report --tiny`, the rehearsal of the GPU run: each section's benchmark,
+    the figures it reports and the checks it makes, on tiny models (targets not judged)."""
+    from bench import gpu_report, train_e2e
 
-    out = tmp_path / "e2e.json"
-    work = ["--work", str(tmp_path / "work"), "--json", str(out)]
-    # KWS only: ASR's four runs would double the test's time, and its scripts run in other tests.
-    results = train_e2e.main(["--tiny", "--epochs", "1", "--train", "kws=120", "--tasks", "kws", *work])
-    assert json.loads(out.read_text()) == results and set(results["tasks"]) == {"kws"}
-    # The training clips asked for, the others in the real tree's proportions.
-    assert results["tasks"]["kws"]["counts"] == [120, 12, 12]
+    out = tmp_path / "report"
+    args = ["--tiny", "--epochs", "1", "--kws_train", "120", "--asr_train", "8", "--repeat", "1", "--out", str(out)]
+    code = gpu_report.main(args)
+    report = json.loads((out / "report.json").read_text())
+    bad = [r for r in report["rows"] if r["verdict"].startswith(("FAILED", "CONTRADICTS", "cut short"))]
+    assert code == 0 and not bad, bad
+    rows = {(r["section"], r["what"]): r for r in report["rows"]}
+
+    # Training: each script five ways... four on a CPU (the CUDA-only A/B runs are left out).
+    results = report["results"]["training"]
+    assert results["tasks"]["kws"]["counts"] == [120, 12, 12] and results["tasks"]["asr"]["counts"] == [8, 1, 1]
     for name, task in results["tasks"].items():
         hw4, built, reused, lean = task["rows"]
         assert task["warm_up_s"] > 0.5  # the untimed import pass before the timed runs
@@ -96,9 +102,33 @@ def test_train_e2e_runs_each_script_four_ways_and_reports_where_the_time_goes(tm
             phases = sum(row[p] for p in train_e2e.PHASES)
             assert 0 < phases < row["process_s"] and row["publish + exit"] > 0
             assert 1 < row["start-up"] < row["process_s"]  # the interpreter and the imports, before main
-        assert task["ratios"]["built"] == round(hw4["process_s"] / built["process_s"], 2)
-        assert task["ratios"]["reused"] == round(hw4["process_s"] / reused["process_s"], 2)
-        assert task["ratios"]["lean_loop_train_phase"] == round(reused["train"] / lean["train"], 2)
+        ratios = task["ratios"]
+        assert ratios["built"] == round(hw4["process_s"] / built["process_s"], 2)
+        assert ratios["train_phase_reused"] == round(hw4["train"] / reused["train"], 2)
+        assert ratios["train_phase_built"] == round(hw4["train"] / (built["features"] + built["train"]), 2)
+        assert ratios["lean_loop_train_phase"] == round(reused["train"] / lean["train"], 2)
+        judged = rows[("training", f"{name}: training phase, recipe / default reusing its store")]
+        assert (judged["figure"], judged["verdict"]) == (f"{ratios['train_phase_reused']}x", "not judged: tiny sizes")
+        assert rows[("training", f"{name}: last loss of the default's runs")]["verdict"] == "holds"
+
+    # Serving: the GPU path's steps (bf16) on the CPU, every endpoint, and bf16 against fp32.
+    serving = report["results"]["serving"]
+    assert [r["endpoint"] for r in serving["rows"]] == ["/status", "/answer", "/spot 1 s", "/transcribe 5 s",
+                                                        "/transcribe 30 s"]  # fmt: skip
+    assert all(r["precision"] == "bf16" and r["http_p50_s"] > 0 for r in serving["rows"])
+    limits = [r for r in report["rows"] if r["section"] == "serving" and r["target"].startswith(("<=", ">="))]
+    assert len(limits) == 4 and all(r["verdict"] == "holds" for r in limits)  # 2 QA logits, kws, asr frames
+
+    # int8 on this CPU, on 2 cores and on all: the QA pair's share of the fp32 sum, from its raw figures.
+    for cores in ("2 cores", "all cores"):
+        raw = report["results"][f"cpu_int8_{cores.replace(' ', '_')}"]["rows"]
+        answer = next(r for r in raw if r["endpoint"] == "/answer")
+        assert answer["precision"] == "int8" and answer["device"] == "cpu"
+        row = rows[("cpu_int8", f"/answer, {cores}")]
+        share = answer["served_raw_s"] / answer["fp32_raw_s"]
+        assert f"= {share:.2f}x the fp32 sum" in row["figure"]
+        assert row["verdict"] == ("met" if share <= gpu_report.TARGET_QA_INT8 else "not met")
+    assert (out / "report.md").read_text().count("\n| ") == len(report["rows"]) + 1  # the table, a row each
 
 
 @pytest.mark.beside
