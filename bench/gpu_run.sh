@@ -5,6 +5,8 @@
 #   TINY=1 bash bench/gpu_run.sh                # the same steps with tiny sizes, to try it on a CPU
 #   SECTIONS="check speed kws" bash bench/gpu_run.sh   # some of them (serve: the app on CUDA)
 #   PYTHON=/path/to/python bash bench/gpu_run.sh       # another interpreter than .venv/bin/python
+# The open GPU questions (training at real sizes with the A/B, serving on CUDA, int8 on this CPU) in
+# one table with targets and checks: python -m bench.gpu_report (docs/benchmarks.md).
 set -uo pipefail
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
