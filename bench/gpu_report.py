@@ -13,7 +13,8 @@ Sections:
             default (store built, store reused), whole process and training phase; the lean epoch,
             the graphed update and the head's CUDA-graph step each against the run without it.
   serving   `bench.serve_speed`: every endpoint over HTTP on the GPU next to its raw forward, and
-            fp16 against fp32 (largest differences; same label and answer span).
+            fp16 against fp32 (largest differences; same label and answer span); `bench.live_latency`:
+            the Live tab's update on the served model, without and with the voice gate.
   cpu_int8  `bench.serve_speed --device cpu` twice, on 2 cores and on all of them, with the CPU's
             flags: the served QA pair's int8 forward against the fp32 sum (target at most 0.45x).
 
@@ -34,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SECTIONS = ("training", "serving", "cpu_int8")
-TIMEOUT_S = {"training": 480, "serving": 240, "cpu_int8": 300}
+TIMEOUT_S = {"training": 480, "serving": 240, "live": 150, "cpu_int8": 300}
 LEAST_S = 60  # a section is not started with less of the budget left
 # Training-phase targets (report's recipe / default): reusing the store, and with its first build.
 TARGET_REUSED, TARGET_BUILT = 5.0, 3.0
@@ -98,7 +99,13 @@ def commands(section: str, args: argparse.Namespace, out: Path) -> list[tuple[st
     repeat = ["--repeat", str(args.repeat)]
     if section == "serving":  # on a CPU, the GPU path's steps in bf16 (serve_speed's own rehearsal)
         device = ["--device", "cpu", "--precision", "bf16"] if args.tiny else ["--device", "cuda"]
-        return [("serving", [*py, "bench.serve_speed", *tiny, *repeat, *device])]
+        # The Live tab's update on the served model: one visitor speaking with pauses, gate off and on.
+        live = ["--model", "tiny", "--seconds", "6"] if args.tiny else ["--model", "distilhubert", "--seconds", "30"]
+        half = ["env", "SERVE_DEVICE=cpu", "SERVE_PRECISION=bf16"] if args.tiny else []
+        return [
+            ("serving", [*py, "bench.serve_speed", *tiny, *repeat, *device]),
+            ("live", [*half, *py, "bench.live_latency", *live]),
+        ]
     cpu = [*py, "bench.serve_speed", *tiny, *repeat, "--device", "cpu"]
     return [("cpu_int8_2_cores", ["taskset", "-c", "0,1", *cpu]), ("cpu_int8_all_cores", cpu)]
 
@@ -112,7 +119,7 @@ def run_section(section: str, args: argparse.Namespace, out: Path, deadline: flo
         if left < LEAST_S:
             found[name] = {"error": f"not run: {left:.0f} s of the budget left"}
             continue
-        timeout = min(TIMEOUT_S[section], left)
+        timeout = min(TIMEOUT_S.get(name, TIMEOUT_S[section]), left)
         print(f"\n# {name}: {' '.join(command)} (at most {timeout:.0f} s)", flush=True)
         json_path = out / f"{name}.json"
         json_path.unlink(missing_ok=True)
@@ -202,6 +209,20 @@ def judge_serving(result: dict) -> list[Row]:
     return rows
 
 
+def judge_live(result: dict) -> list[Row]:
+    where = f"{result['precision']}, {result['model']} model"
+    rows = []
+    for key, gate in (("without_vad", "every chunk"), ("with_vad", "voice gate")):
+        row = result[key]
+        latency = row["update_latency_s"]
+        figure = f"p50 {latency['p50']} s, p95 {latency['p95']} s ({latency['n']} updates)"
+        figure += f", heard {row['heard_share']:.0%}"
+        if "model_time_over_audio" in row:
+            figure += f", model time / audio {row['model_time_over_audio']}"
+        rows.append(Row("serving", f"Live update, {gate} ({where})", figure, "reported"))
+    return rows
+
+
 def judge_cpu(results: dict[str, dict], flags: list[str]) -> list[Row]:
     rows = [Row("cpu_int8", "CPU flags for int8", ", ".join(flags) or "none of " + ", ".join(FLAGS), "reported")]
     for name, result in results.items():
@@ -233,6 +254,8 @@ def judge(results: dict[str, dict], facts: dict, tiny: bool) -> list[Row]:
             rows.append(Row(name, "the section's run", "-", "runs", f"cut short ({result['cut_short']}): partial"))
     if "rows" in results.get("serving", {}) and "error" not in results["serving"]:
         rows += judge_serving(results["serving"])
+    if "with_vad" in results.get("live", {}):
+        rows += judge_live(results["live"])
     if "training" in results and "error" not in results["training"]:
         rows = judge_training(results["training"], tiny, cuda) + rows
     cpu = {n: r for n, r in results.items() if n.startswith("cpu_int8")}

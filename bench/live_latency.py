@@ -3,7 +3,7 @@ recognition tab's Live handler, fed at real time as a browser feeds it (a chunk 
 server takes the newest), with and without the voice gate, on a real-size model with random
 weights served as the app serves it (int8 ONNX Runtime on a CPU).
 
-    python -m bench.live_latency [--seconds 60] [--model wav2vec2-base|distilhubert]
+    python -m bench.live_latency [--seconds 60] [--model wav2vec2-base|distilhubert|tiny] [--json out.json]
 
 Prints, per path: each update's latency (from the chunk's arrival to its text), p50 and p95; the
 model time over the audio; and with the gate, its readouts over every sentence (`speech.utterances`:
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -51,7 +52,8 @@ def percentiles(values: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--model", choices=["wav2vec2-base", "distilhubert"], default="wav2vec2-base")
+    parser.add_argument("--model", choices=["wav2vec2-base", "distilhubert", "tiny"], default="wav2vec2-base")
+    parser.add_argument("--json", help="Also write the report to this file.")
     args = parser.parse_args(argv)
     root = scratch_folder("live-latency-")
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
@@ -60,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     ctc_checkpoint(root, args.model)
     loaded = Registry(root)["asr"].settled(wait_s=900)
     audio = speech_with_pauses(root)
-    report: dict = {"model": args.model, "precision": loaded.precision, "cores": os.cpu_count(),
-                    "seconds": args.seconds}  # fmt: skip
+    report: dict = {"model": args.model, "device": loaded.device, "precision": loaded.precision,
+                    "cores": os.cpu_count(), "seconds": args.seconds}  # fmt: skip
     for vad in (False, True):
         run = feed(loaded, audio, args.seconds, vad)
         row = {
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
         report["with_vad" if vad else "without_vad"] = row
     print(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
     return report
 
 

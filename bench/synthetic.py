@@ -172,7 +172,7 @@ def speech_with_pauses(folder: Path, pause_s: float = 1.5) -> np.ndarray:
 
 
 def ctc_checkpoint(root: Path, model: str) -> None:
-    """A CTC checkpoint of `model`'s architecture at real size, random weights."""
+    """A CTC checkpoint of `model`'s architecture at real size (or the tests' tiny one), random weights."""
     from transformers import HubertConfig, HubertForCTC, Wav2Vec2Config, Wav2Vec2ForCTC
 
     from core.checkpoint import Metrics, save_checkpoint
@@ -180,9 +180,12 @@ def ctc_checkpoint(root: Path, model: str) -> None:
 
     processor = make_processor(build_char_vocab(["the quick brown fox jumps over the lazy dog"]))
     vocab = len(processor.tokenizer)
-    net = (
-        Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=vocab))  # wav2vec 2.0 base: 12 layers, 768 wide
-        if model == "wav2vec2-base"
-        else HubertForCTC(HubertConfig(vocab_size=vocab, num_hidden_layers=2))  # DistilHuBERT's shape
-    )
+    if model == "wav2vec2-base":
+        net = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=vocab))  # wav2vec 2.0 base: 12 layers, 768 wide
+    elif model == "tiny":  # the tests' tiny HuBERT: every step of a benchmark in seconds
+        from scripts.tiny_configs import tiny_hubert_config
+
+        net = HubertForCTC(tiny_hubert_config(vocab_size=vocab))
+    else:
+        net = HubertForCTC(HubertConfig(vocab_size=vocab, num_hidden_layers=2))  # DistilHuBERT's shape
     save_checkpoint(root / "asr", net, processor, Metrics(task="asr", hyperparameters={"note": "random weights"}))

@@ -118,6 +118,13 @@ def test_the_gpu_report_rehearses_every_section_on_the_cpu(tmp_path):
     assert all(r["precision"] == "bf16" and r["http_p50_s"] > 0 for r in serving["rows"])
     limits = [r for r in report["rows"] if r["section"] == "serving" and r["target"].startswith(("<=", ">="))]
     assert len(limits) == 4 and all(r["verdict"] == "holds" for r in limits)  # 2 QA logits, kws, asr frames
+    live = report["results"]["live"]  # the Live tab's update on the served model, gate off and on
+    assert live["precision"].startswith("bf16") and live["model"] == "tiny"
+    assert live["with_vad"]["update_latency_s"]["n"] > 0 and 0 < live["with_vad"]["speech_share"] < 1
+    assert [r["what"] for r in report["rows"] if r["what"].startswith("Live update")] == [
+        "Live update, every chunk (bf16 (torch, cpu), tiny model)",
+        "Live update, voice gate (bf16 (torch, cpu), tiny model)",
+    ]
 
     # int8 on this CPU, on 2 cores and on all: the QA pair's share of the fp32 sum, from its raw figures.
     for cores in ("2 cores", "all cores"):
