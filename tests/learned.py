@@ -83,10 +83,10 @@ def learn(task: str, root: Path) -> tuple[Path, Path]:
 
 class Learning:
     """The learned models of one test session. `start` trains those asked for side by side, each
-    in a process of its own at the lowest priority, so they use what the other tests leave of the
-    CPU (`tests/conftest.py` starts them once the session's tests are known and runs the tests
-    that need them last); `result` waits for one and returns (root, checkpoints), or fails with
-    the end of its log."""
+    in a process of its own in the CPU's idle class, on what the other tests leave of the CPU
+    (`tests/conftest.py` starts them once the session's tests are known and runs the tests that
+    need them last); `result` waits for one and returns (root, checkpoints), or fails with the
+    end of its log."""
 
     def __init__(self, base: Path):
         self.base = Path(base)
@@ -130,7 +130,9 @@ class Learning:
 
 
 def main(argv: list[str]) -> None:
-    os.nice(19)  # the tests running meanwhile come first (espeak-ng's processes inherit it)
+    # The tests running meanwhile come first: the idle class runs only where they leave a core
+    # free, and yields it the moment one of theirs wakes (espeak-ng's processes inherit it).
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     import torch
 
     task, root, threads = argv
