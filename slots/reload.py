@@ -19,16 +19,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Self
 
 from core import settings
 from slots import hub
 from slots.errors import SlotUnavailable, plain_reasons
 from slots.sources import LoadedModel
-
-if TYPE_CHECKING:
-    from slots.slot import Slot
-    from slots.table import SlotSpec
+from slots.table import SlotSpec
 
 logger = logging.getLogger("slots.slot")
 
@@ -59,10 +56,10 @@ class Reloading:
     _attempts: list[dict[str, str]]
     _retry_origins: tuple | None
     _ready_after_s: float | None
-    _swap: Slot | HubCheck | None
+    _swap: Self | HubCheck | None  # a slot like this one
     _swap_warning: str | None
 
-    def _fresh(self) -> Slot:
+    def _fresh(self) -> Self:
         """A new slot like this one, to load a newer model in while this one serves."""
         fresh = type(self)(self.spec, self.checkpoints, self.launched)
         fresh.start()
@@ -117,7 +114,7 @@ class Reloading:
         logger.warning("slot %s: %s moved from %s to %s; loading it", self.spec.name, remote, loaded.commit, latest)
         self._swap_in(fresh, generation, loaded.source)
 
-    def _swap_in(self, fresh: Slot, generation: int, source: str | None) -> None:
+    def _swap_in(self, fresh: Self, generation: int, source: str | None) -> None:
         """Load `fresh` to its end (a hub that fails is not retried: the current model serves on)
         and put its model in place of the current one, or say why not. With `source`, only a
         model from that source replaces it (a newer hub commit that fails to load must not hand
