@@ -3,7 +3,7 @@
     python -m bench.candidates_memory [--limit 4]
 
 Eight candidates at the sizes this project trains (random weights): the four default slots
-(`bench.serve_speed.build_checkpoints`) and a second copy of each as another training run
+(`bench.synthetic.build_checkpoints`) and a second copy of each as another training run
 (`checkpoints/asr-b/` & co.). Two starts of `python app.py`, both with the int8 exports cached
 (a first start fills the cache; its exports are not part of the figures):
   1. no bound (MAX_LOADED_MODELS=0): the default slots load with the first /status, then a
@@ -36,7 +36,7 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 
 from bench.cold_start import CONTEXT, QUESTION, call
-from bench.serve_speed import build_checkpoints
+from bench.synthetic import build_checkpoints
 from scripts.local_app import ROOT, free_port
 from serving.scratch import scratch_folder
 

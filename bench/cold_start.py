@@ -3,7 +3,7 @@ export cache, then again with the cache filled, as a Space restarts.
 
     python -m bench.cold_start
 
-The four slots as this project trains them (`bench.serve_speed.build_checkpoints`: DistilHuBERT
+The four slots as this project trains them (`bench.synthetic.build_checkpoints`: DistilHuBERT
 CTC and keyword classifier, DistilBERT and XLM-R QA). Prints, per start: seconds from launch to
 the page, to the first `/answer` (and in what precision it came), to every slot serving int8;
 the serving process's RSS at its peak and once the exports are done; the export processes' peak
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.serve_speed import build_checkpoints
+from bench.synthetic import build_checkpoints
 from scripts.local_app import ROOT, free_port
 from serving.scratch import scratch_folder
 

@@ -229,8 +229,6 @@ def judge_cpu(results: dict[str, dict], flags: list[str]) -> list[Row]:
     rows = [Row("cpu_int8", "CPU flags for int8", ", ".join(flags) or "none of " + ", ".join(FLAGS), "reported")]
     for name, result in results.items():
         cores = name.removeprefix("cpu_int8_").replace("_", " ")
-        if "error" in result:
-            continue
         for row in result["rows"]:
             if row["endpoint"] == "/status":
                 continue
@@ -247,20 +245,19 @@ def judge_cpu(results: dict[str, dict], flags: list[str]) -> list[Row]:
 def judge(results: dict[str, dict], facts: dict, tiny: bool) -> list[Row]:
     """Every figure and check of the sections that ran; a section's failure is a row of its own."""
     cuda = facts["gpu"] is not None
-    rows = []
-    for name, result in results.items():
+    judges = {"training": lambda r: judge_training(r, tiny, cuda), "serving": judge_serving, "live": judge_live}
+    rows, cpu = [], {}
+    for name, result in results.items():  # in the sections' order
         if "error" in result:
             why = result["error"] + (f": ...{result['log_tail'][-300:]}" if "log_tail" in result else "")
             rows.append(Row(name, "the section's run", "-", "runs", f"FAILED: {why}"))
-        elif "cut_short" in result:
+            continue
+        if "cut_short" in result:
             rows.append(Row(name, "the section's run", "-", "runs", f"cut short ({result['cut_short']}): partial"))
-    if "rows" in results.get("serving", {}) and "error" not in results["serving"]:
-        rows += judge_serving(results["serving"])
-    if "with_vad" in results.get("live", {}):
-        rows += judge_live(results["live"])
-    if "training" in results and "error" not in results["training"]:
-        rows = judge_training(results["training"], tiny, cuda) + rows
-    cpu = {n: r for n, r in results.items() if n.startswith("cpu_int8")}
+        if name in judges:
+            rows += judges[name](result)
+        elif name.startswith("cpu_int8"):
+            cpu[name] = result
     if cpu:
         rows += judge_cpu(cpu, facts["cpu_flags"])
     return rows

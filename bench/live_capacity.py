@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     root = scratch_folder("live-capacity-")  # the models and their exports: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(root / "onnx-cache"))
-    from bench.serve_speed import build_checkpoints
+    from bench.synthetic import build_checkpoints
     from slots.registry import Registry
 
     build_checkpoints(root, speech_only=True)

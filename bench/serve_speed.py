@@ -39,62 +39,16 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from bench.synthetic import QA_QUESTION as QUESTION
+from bench.synthetic import QA_WORDS as WORDS
+from bench.synthetic import build_checkpoints
 from bench.timing import p50
-from core.checkpoint import Metrics, save_checkpoint
 from qa import extractive
 from serving.scratch import scratch_folder
 from slots import onnx_serving
 from speech.audio import TARGET_RATE
 
 QA_NAMES = ("qa-distilbert", "qa-xlmr")
-QUESTION = "when was the tower built"
-WORDS = "the tower was built in paris in eighteen eighty nine and it is the capital of france".split()  # noqa: SIM905
-
-
-def build_checkpoints(root: Path, speech_only: bool = False) -> None:
-    """The four slots at real sizes with random weights (only `asr` and `kws` with `speech_only`)."""
-    from transformers import (
-        DistilBertConfig,
-        DistilBertForQuestionAnswering,
-        HubertConfig,
-        HubertForCTC,
-        HubertForSequenceClassification,
-        XLMRobertaConfig,
-        XLMRobertaForQuestionAnswering,
-    )
-
-    from scripts.make_smoke_data import wordpiece_tokenizer
-    from scripts.tiny_configs import speech_extractor
-    from speech import keywords
-    from speech.ctc import build_char_vocab, make_processor
-
-    corpus = [" ".join(WORDS), QUESTION]
-
-    def metrics(task: str) -> Metrics:
-        return Metrics(task=task, hyperparameters={"note": "random weights, for timing"})
-
-    torch.manual_seed(0)
-    processor = make_processor(build_char_vocab(corpus))
-    distilhubert = {"num_hidden_layers": 2}  # ntu-spml/distilhubert: HuBERT-base widths, 2 layers
-    asr = HubertForCTC(HubertConfig(vocab_size=len(processor.tokenizer), **distilhubert))
-    save_checkpoint(root / "asr", asr, processor, metrics("asr"))
-    labels = {"num_labels": 12, "id2label": keywords.ID2LABEL, "label2id": keywords.LABEL2ID}
-    save_checkpoint(
-        root / "kws",
-        HubertForSequenceClassification(HubertConfig(**distilhubert, **labels)),
-        speech_extractor(),
-        metrics("kws"),
-    )
-    if speech_only:
-        return
-    save_checkpoint(
-        root / "qa-distilbert",
-        DistilBertForQuestionAnswering(DistilBertConfig()),
-        wordpiece_tokenizer(corpus),
-        metrics("qa"),
-    )
-    xlmr = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1)
-    save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), wordpiece_tokenizer(corpus), metrics("qa"))
 
 
 def context_for(tokenizers: list, tokens: int = extractive.WINDOW) -> str:
@@ -168,9 +122,8 @@ def half_against_fp32(fp32: dict, half: dict, fp32_audio: dict, half_audio: dict
                 max(float((a.start_logits - b.start_logits.float()).abs().max()),
                     float((a.end_logits - b.end_logits.float()).abs().max())), 4,
             )  # fmt: skip
-            found[f"{name} same answer span"] = int(a.start_logits.argmax()) == int(b.start_logits.argmax()) and int(
-                a.end_logits.argmax()
-            ) == int(b.end_logits.argmax())
+            span = [(int(o.start_logits.argmax()), int(o.end_logits.argmax())) for o in (a, b)]
+            found[f"{name} same answer span"] = span[0] == span[1]
         a = torch.softmax(fp32["kws"](fp32_audio[1]).logits, -1)
         b = torch.softmax(half["kws"](half_audio[1]).logits.float(), -1)
         found["kws probabilities, max |difference|"] = round(float((a - b).abs().max()), 5)

@@ -1,5 +1,5 @@
 """LibriSpeech- and Speech Commands-shaped trees of synthetic audio, for speed measurements only
-(no words in them).
+(no words in them), and the benchmarks' checkpoints: real architectures, random weights.
 
     python -m bench.synthetic /tmp/librispeech --train 400 --validation 40 --test 40
     python -m bench.synthetic /tmp/speech_commands --speech_commands --train 3000
@@ -169,6 +169,59 @@ def speech_with_pauses(folder: Path, pause_s: float = 1.5) -> np.ndarray:
         pieces += [sf.read(speak(text, folder / f"{i}.wav"), dtype="float32")[0], np.zeros(int(pause_s * 16_000))]
     audio = resample_poly(np.concatenate(pieces), 3, 1)
     return (audio / np.abs(audio).max() * 0.5 * 32767).astype(np.int16)
+
+
+# The QA benchmarks' question and the words their contexts repeat (the QA tokenizer's corpus).
+QA_QUESTION = "when was the tower built"
+QA_WORDS = "the tower was built in paris in eighteen eighty nine and it is the capital of france".split()  # noqa: SIM905
+
+
+def build_checkpoints(root: Path, speech_only: bool = False) -> None:
+    """The four slots at real sizes with random weights (only `asr` and `kws` with `speech_only`)."""
+    import torch
+    from transformers import (
+        DistilBertConfig,
+        DistilBertForQuestionAnswering,
+        HubertConfig,
+        HubertForCTC,
+        HubertForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForQuestionAnswering,
+    )
+
+    from core.checkpoint import Metrics, save_checkpoint
+    from scripts.make_smoke_data import wordpiece_tokenizer
+    from scripts.tiny_configs import speech_extractor
+    from speech import keywords
+    from speech.ctc import build_char_vocab, make_processor
+
+    corpus = [" ".join(QA_WORDS), QA_QUESTION]
+
+    def metrics(task: str) -> Metrics:
+        return Metrics(task=task, hyperparameters={"note": "random weights, for timing"})
+
+    torch.manual_seed(0)
+    processor = make_processor(build_char_vocab(corpus))
+    distilhubert = {"num_hidden_layers": 2}  # ntu-spml/distilhubert: HuBERT-base widths, 2 layers
+    asr = HubertForCTC(HubertConfig(vocab_size=len(processor.tokenizer), **distilhubert))
+    save_checkpoint(root / "asr", asr, processor, metrics("asr"))
+    labels = {"num_labels": 12, "id2label": keywords.ID2LABEL, "label2id": keywords.LABEL2ID}
+    save_checkpoint(
+        root / "kws",
+        HubertForSequenceClassification(HubertConfig(**distilhubert, **labels)),
+        speech_extractor(),
+        metrics("kws"),
+    )
+    if speech_only:
+        return
+    save_checkpoint(
+        root / "qa-distilbert",
+        DistilBertForQuestionAnswering(DistilBertConfig()),
+        wordpiece_tokenizer(corpus),
+        metrics("qa"),
+    )
+    xlmr = XLMRobertaConfig(vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1)
+    save_checkpoint(root / "qa-xlmr", XLMRobertaForQuestionAnswering(xlmr), wordpiece_tokenizer(corpus), metrics("qa"))
 
 
 def ctc_checkpoint(root: Path, model: str) -> None:

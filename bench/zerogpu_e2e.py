@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bench.serve_speed import build_checkpoints
+from bench.synthetic import build_checkpoints
 from scripts.local_app import ROOT
 from scripts.zerogpu_device_api import DeviceApi
 from serving.scratch import scratch_folder

@@ -56,11 +56,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start training the learned models the selected tests need, before the first test runs."""
-    global _learning
     needed = set().union(*(_learned(item) for item in session.items))
     if needed and not session.config.option.collectonly:
-        _learning = Learning(Path(tempfile.mkdtemp(prefix="learned-")))
-        _learning.start(needed)
+        _session_learning().start(needed)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -69,11 +67,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(_learning.base, ignore_errors=True)
 
 
-def _learned_model(task: str) -> tuple[Path, Path]:
+def _session_learning() -> Learning:
     global _learning
-    if _learning is None:  # asked for by a test the collection did not see (e.g. a plugin's)
+    if _learning is None:
         _learning = Learning(Path(tempfile.mkdtemp(prefix="learned-")))
-    return _learning.result(task)
+    return _learning
+
+
+def _learned_model(task: str) -> tuple[Path, Path]:
+    return _session_learning().result(task)  # started at collection unless the collection missed it
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 
 The suite trains every model its tests will need as soon as it knows them (`Learning`), side by
 side in background processes, while the tests that need none run. Each process runs
-`python -m tests.learned TASK ROOT THREADS` and leaves its log in `ROOT/learn.log`.
+`python -m tests.learned TASK ROOT` (its threads from `OMP_NUM_THREADS`) and leaves its log in
+`ROOT/learn.log`.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Learning:
             root.mkdir(parents=True, exist_ok=True)
             with open(root / "learn.log", "w") as log:
                 self.running[task] = subprocess.Popen(
-                    [sys.executable, "-m", "tests.learned", task, str(root), threads],
+                    [sys.executable, "-m", "tests.learned", task, str(root)],
                     cwd=ROOT,
                     env=env,
                     stdout=log,
@@ -133,10 +134,7 @@ def main(argv: list[str]) -> None:
     # The tests running meanwhile come first: the idle class runs only where they leave a core
     # free, and yields it the moment one of theirs wakes (espeak-ng's processes inherit it).
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    import torch
-
-    task, root, threads = argv
-    torch.set_num_threads(int(threads))
+    task, root = argv
     start = time.perf_counter()
     learn(task, Path(root))
     print(f"learned {task} in {time.perf_counter() - start:.1f} s", flush=True)

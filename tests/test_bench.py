@@ -82,7 +82,7 @@ def test_the_gpu_report_rehearses_every_section_on_the_cpu(tmp_path):
     assert code == 0 and not bad, bad
     rows = {(r["section"], r["what"]): r for r in report["rows"]}
 
-    # Training: each script five ways... four on a CPU (the CUDA-only A/B runs are left out).
+    # Training: each script four ways on a CPU (the A/B runs that need CUDA are left out).
     results = report["results"]["training"]
     assert results["tasks"]["kws"]["counts"] == [120, 12, 12] and results["tasks"]["asr"]["counts"] == [8, 1, 1]
     for name, task in results["tasks"].items():
