@@ -8,6 +8,7 @@ Prints the visible tab names, so a script or test can check what rendered.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,9 +78,24 @@ def open_pages(
                 page.goto(url)
                 page.get_by_role("tab").first.wait_for()
                 pages.append(page)
-            yield pages
+            try:
+                yield pages
+            except BaseException:
+                for page in pages:  # a failed check says what the visitor saw
+                    print(page_text(page), file=sys.stderr)
+                raise
         finally:
             browser.close()
+
+
+def page_text(page, limit: int = 4000) -> str:
+    """The notices and the text a visitor of `page` sees, for a failure report."""
+    try:
+        toasts = page.locator(".toast-body").all_inner_texts()
+        text = page.evaluate("() => document.body.innerText")
+    except Exception as error:  # the page itself may be what failed
+        return f"(the page could not be read: {error})"
+    return f"---- the page's notices: {toasts}\n---- its text (first {limit} characters):\n{text[:limit]}"
 
 
 def tab_names(page) -> list[str]:

@@ -111,6 +111,15 @@ def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
     raise AssertionError(f"no audio after {tries} presses of Record")
 
 
+def pick_example_clip(page) -> None:
+    """Click the open tab's first example clip and wait until a player for it appears: the pick is
+    a round trip to the server, and a Transcribe or Spot pressed before it lands sends no audio."""
+    players = "() => [...document.querySelectorAll('button[aria-label=Play]')].filter((e) => e.offsetParent).length"
+    before = page.evaluate(players)
+    page.locator("button.gallery-item").locator("visible=true").first.click()
+    page.wait_for_function(f"({players})() > {before}")
+
+
 def no_sound_note(page):
     """The page's "no sound has reached the app" note (`ui.live.watch`)."""
     from ui.live import NO_SOUND

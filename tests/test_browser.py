@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.screenshot import screenshot
-from tests.helpers import START_S, TAB_NAMES, wait_for_http
+from tests.helpers import START_S, TAB_NAMES, pick_example_clip, wait_for_http
 
 pytestmark = pytest.mark.browser
 
@@ -182,7 +182,7 @@ def test_a_refused_input_says_why_and_leaves_no_error_badge(launch, tiny_checkpo
         assert page.evaluate(visible, ".error") == []  # a raised gr.Error badges every output, for good
         # The line under the transcript says so too: a transcript there is not this input's.
         page.get_by_text("⚠️ Not done: No audio was received").wait_for()
-        page.locator("button.gallery-item").first.click()  # an example clip: transcribed, the line replaced
+        pick_example_clip(page)  # an example clip: transcribed, the line replaced
         page.get_by_role("button", name="Transcribe").click()
         page.get_by_text("s of audio transcribed in").wait_for()
         assert page.get_by_text("Not done").count() == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, START_S, wait_for_http
+from tests.helpers import ROOT, START_S, pick_example_clip, wait_for_http
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +74,7 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
     with open_page(launch(tiny_checkpoints), width=width, height=height) as page:
         page.get_by_text("About this model").first.wait_for()
         expect(page.locator("button.record-button:visible")).to_have_count(1)  # with a model, Record is there
-        page.locator("button.gallery-item").first.click()  # an example clip
+        pick_example_clip(page)
         page.get_by_role("button", name="Transcribe").click()
         page.get_by_text("s of audio transcribed in").wait_for()
         page.wait_for_timeout(800)  # the smooth scroll
@@ -82,7 +82,7 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
 
         open_tab(page, "Keyword spotting")
         page.get_by_text("About this model").locator("visible=true").first.wait_for()
-        page.locator("button.gallery-item").locator("visible=true").first.click()
+        pick_example_clip(page)
         page.get_by_role("button", name="Spot", exact=True).click()
         page.get_by_text("s of audio classified in").wait_for()
         page.wait_for_timeout(800)
@@ -99,6 +99,7 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         examples = page.locator("tr.tr-body").locator("visible=true")
         examples.first.locator("td").first.click()
         expect(examples).to_have_count(0)  # the pick closed the list
+        expect(page.get_by_label("Question (Enter to ask)")).not_to_have_value("")  # filled in by the server
         page.get_by_label("Question (Enter to ask)").press("Enter")  # Enter asks, as the button does
         expect(page.locator("#qa-answers")).to_contain_text("The models")  # agree or disagree: both answered
         page.wait_for_timeout(800)
