@@ -8,8 +8,15 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-# int8 models exported for serving (slots/onnx_serving.py) go to a folder of this session's.
+# int8 models exported for serving (slots/onnx_serving.py) go to a folder of this session's, and
+# Gradio's copies of uploads and examples too: an app that stops deletes every copy it handed out,
+# the example clips' among them, at content-hashed paths that every app sharing the folder uses.
+# With Gradio's default (/tmp/gradio, one per machine) the apps that CI's second test process
+# stopped took away the example clips of the app a browser test was using in the first. Both are
+# removed when the session ends (`pytest_sessionfinish`). An app started as `python app.py`
+# (`app_process`) makes a Gradio folder of its own, as it does for users.
 os.environ["ONNX_CACHE"] = __import__("tempfile").mkdtemp(prefix="onnx-cache-")
+os.environ["GRADIO_TEMP_DIR"] = __import__("tempfile").mkdtemp(prefix="gradio-tests-")
 
 import shutil
 import subprocess
@@ -21,7 +28,7 @@ import pytest
 
 from core.settings import CANDIDATE_VARIABLES
 from slots.table import SLOTS
-from tests.helpers import LONG_AUDIO_TEXT, ROOT, free_port
+from tests.helpers import LONG_AUDIO_TEXT, ROOT, close_app, free_port
 from tests.learned import Learning
 
 pytest_plugins = ["tests.system_packages"]
@@ -65,6 +72,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if _learning is not None:
         _learning.close()
         shutil.rmtree(_learning.base, ignore_errors=True)
+    for variable in ("ONNX_CACHE", "GRADIO_TEMP_DIR"):
+        shutil.rmtree(os.environ[variable], ignore_errors=True)
 
 
 def _session_learning() -> Learning:
@@ -132,7 +141,7 @@ def launch():
 
     yield _launch
     for demo in launched:
-        demo.close()
+        close_app(demo)
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +154,7 @@ def tiny_app(tiny_checkpoints):
     port = free_port()
     app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    close_app(demo)
 
 
 @pytest.fixture
@@ -163,7 +172,8 @@ def app_process():
         proc = subprocess.Popen(
             [sys.executable, "app.py", *args],
             cwd=ROOT,
-            env={**os.environ, **env},
+            # A Gradio folder of its own unless the test names one, as `python app.py` makes.
+            env={**{k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -148,7 +148,20 @@ def served(checkpoints: Path) -> Iterator[Client]:
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
-        demo.close()
+        close_app(demo)
+
+
+def close_app(demo) -> None:
+    """Close an app served in this process and wait until its server has stopped: the server's
+    last act deletes every file the app handed out, the example clips' copies among them, which
+    sit at one content-hashed path for every app of this process (`tests/conftest.py` gives the
+    process a Gradio folder of its own). Gradio's own close waits 5 s at most, and a server still
+    stopping after the next app has copied its examples would take them with it."""
+    server = demo.server
+    demo.close()
+    if server is not None:
+        server.thread.join(timeout=120)
+        assert not server.thread.is_alive(), "the app's server did not stop within 120 s"
 
 
 def serving_for_good(client: Client, names: list[str], timeout_s: float = 120) -> dict:

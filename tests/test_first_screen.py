@@ -6,9 +6,7 @@ each other's files."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -108,14 +106,15 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         assert page.evaluate(VISIBLE, ".toast-body") == []
 
 
-def test_two_apps_on_one_machine_keep_their_files_apart(app_process, tiny_checkpoints):
+def test_two_apps_on_one_machine_keep_their_files_apart(app_process, tiny_checkpoints, tmp_path):
     """Each app has a folder of its own for Gradio's copies of uploads and examples, so one's
     hourly sweep of old files never removes what the other serves; it goes when its app stops."""
-    tmp = Path(tempfile.gettempdir())
+    tmp = tmp_path / "tmp"  # the apps' temporary folder: other processes' folders stay out of sight
+    tmp.mkdir()
     apps, folders = [], []
     for _ in range(2):
         before = set(tmp.glob("gradio-*"))
-        proc, url = app_process("--checkpoints", str(tiny_checkpoints))
+        proc, url = app_process("--checkpoints", str(tiny_checkpoints), env={"TMPDIR": str(tmp)})
         wait_for_http(url, timeout_s=START_S)
         (folder,) = set(tmp.glob("gradio-*")) - before
         apps.append((proc, url))

@@ -8,7 +8,7 @@ from gradio.state_holder import SessionState
 
 import app
 from serving import sessions
-from tests.helpers import call, free_port
+from tests.helpers import call, close_app, free_port
 
 
 @pytest.fixture
@@ -76,4 +76,4 @@ def test_api_calls_answer_the_same_and_stop_copying_the_page(demo):
             assert set(call(url, "status")) >= {"asr", "kws", "qa-distilbert", "qa-xlmr"}
         assert [built(s) for s in list(holder.session_data.values())[-5:]] == [1] * 5  # its output only
     finally:
-        demo.close()
+        close_app(demo)
