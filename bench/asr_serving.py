@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    # Started as `python app.py` starts, its audio decoding workers too (`bench.serve_speed`).
+    app.serve(demo, "127.0.0.1", port, started=app.warm_start(registry, False), prevent_thread_lock=True, quiet=True)
     url = demo.local_url
     result = {
         "shape": args.shape,

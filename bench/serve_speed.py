@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     demo = app.build_app(registry)
     for slot in registry.slots.values():
         slot.settled(wait_s=600)
-    app.serve(demo, "127.0.0.1", None, prevent_thread_lock=True, quiet=True)
+    # Started as `python app.py` starts (its audio decoding workers too: a first upload on each
+    # would otherwise time a process start).
+    app.serve(demo, "127.0.0.1", None, started=app.warm_start(registry, False), prevent_thread_lock=True, quiet=True)
     url = demo.local_url
     files = {seconds: upload(url, path) for seconds, path in clips.items()}
 
