@@ -43,6 +43,16 @@ def fits(page, width: int) -> bool:
     return page.evaluate("() => document.documentElement.scrollWidth") <= width + 1
 
 
+def pickers_filled(page) -> None:
+    """Wait until the open tab's Model A and Model B hold a candidate each: the page fills them in a
+    round trip once it has loaded (and again when Compare opens), and a comparison asked for before
+    that lands is refused with "Choose two ... models"."""
+    from playwright.sync_api import expect
+
+    for name in ("Model A", "Model B"):
+        expect(page.get_by_label(name, exact=True).locator("visible=true").first).not_to_have_value("")
+
+
 @pytest.mark.parametrize("width", [1280, 390])
 def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path):
     from scripts.screenshot import open_page
@@ -53,6 +63,7 @@ def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path
         page.locator("#asr-compare-audio").get_by_label("Upload file").click()
         page.locator("#asr-compare-audio input[type=file]").set_input_files(str(CLIP))
         page.locator("#asr-compare-audio").get_by_label("Clear").wait_for()
+        pickers_filled(page)
         page.get_by_role("button", name="Transcribe with both").click()
         page.get_by_text("real-time factor below 1 is faster").wait_for()
         assert page.get_by_text("checkpoint asr-seed2").count() >= 1
@@ -65,6 +76,7 @@ def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path
         # Keyword spotting: both matrices and their difference over the same clips
         page.get_by_role("tab", name="Keyword spotting").first.click()
         page.get_by_role("tab", name="Compare", exact=True).first.click()
+        pickers_filled(page)
         page.get_by_role("button", name="Compare the two evaluations").first.click()
         page.get_by_text("accuracy A 60.0%, B 80.0%").wait_for()
         page.get_by_text("McNemar's exact test: p = 1").wait_for()
@@ -79,6 +91,7 @@ def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path
         picker.click()
         page.get_by_role("option", name="qa-seed2", exact=False).first.click()
         page.get_by_text("its training run scored it on 2 validation questions").first.wait_for()
+        pickers_filled(page)
         page.get_by_role("button", name="Compare the two evaluations").first.click()
         page.get_by_text("B's EM is lower by 25.0 points (worse)").wait_for()
         assert fits(page, width)
