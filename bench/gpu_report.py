@@ -62,10 +62,9 @@ class Row:
 
 
 def machine() -> dict:
-    """The GPU, the CPU's flags that decide int8 speed, and the versions."""
-    import platform
-
-    import torch
+    """Where the run happened (`core.checkpoint.hardware_info`), the CPU's flags that decide int8
+    speed and the commit."""
+    from core.checkpoint import hardware_info
 
     flags = set()
     cpuinfo = Path("/proc/cpuinfo")
@@ -74,17 +73,8 @@ def machine() -> dict:
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
-    return {
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "cpu_flags": [f for f in FLAGS if f in flags],
-        "torch": torch.__version__,
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        or None,
-    }
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {**hardware_info(), "cpu_flags": [f for f in FLAGS if f in flags], "commit": commit or None}
 
 
 def commands(section: str, args: argparse.Namespace, out: Path) -> list[tuple[str, list[str]]]:
@@ -244,7 +234,7 @@ def judge_cpu(results: dict[str, dict], flags: list[str]) -> list[Row]:
 
 def judge(results: dict[str, dict], facts: dict, tiny: bool) -> list[Row]:
     """Every figure and check of the sections that ran; a section's failure is a row of its own."""
-    cuda = facts["gpu"] is not None
+    cuda = facts.get("gpu") is not None  # (hardware_info names a GPU only where there is one)
     judges = {"training": lambda r: judge_training(r, tiny, cuda), "serving": judge_serving, "live": judge_live}
     rows, cpu = [], {}
     for name, result in results.items():  # in the sections' order

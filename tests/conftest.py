@@ -28,7 +28,7 @@ import pytest
 
 from core.settings import CANDIDATE_VARIABLES
 from slots.table import SLOTS
-from tests.helpers import LONG_AUDIO_TEXT, ROOT, close_app, free_port
+from tests.helpers import LONG_AUDIO_TEXT, ROOT, close_app, free_port, serve_here
 from tests.learned import Learning
 
 pytest_plugins = ["tests.system_packages"]
@@ -128,16 +128,12 @@ def learned_qa() -> tuple[Path, Path]:
 @pytest.fixture
 def launch():
     """Start the app on `checkpoints` in this process; yields a function returning its URL."""
-    import app
-
     launched = []
 
     def _launch(checkpoints: Path) -> str:
-        demo = app.build_app(app.open_registry(checkpoints))
-        port = free_port()
-        app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        demo, url = serve_here(checkpoints)
         launched.append(demo)
-        return f"http://127.0.0.1:{port}/"
+        return url
 
     yield _launch
     for demo in launched:
@@ -148,12 +144,8 @@ def launch():
 def tiny_app(tiny_checkpoints):
     """One app on the tiny checkpoints for the whole session (its URL), for tests that only send
     requests: fuzz cases need not start an app each."""
-    import app
-
-    demo = app.build_app(app.open_registry(tiny_checkpoints))
-    port = free_port()
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    demo, url = serve_here(tiny_checkpoints)
+    yield url
     close_app(demo)
 
 

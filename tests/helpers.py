@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gradio_client import Client
@@ -140,23 +141,28 @@ class Clock:
 @contextmanager
 def served(checkpoints: Path) -> Iterator[Client]:
     """The app on `checkpoints` in this process (no preload), and a client of it."""
-    import app
-
-    demo = app.build_app(app.open_registry(checkpoints, preload=False))
-    port = free_port()
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    demo, url = serve_here(checkpoints, preload=False)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield Client(url, verbose=False)
     finally:
         close_app(demo)
 
 
+def serve_here(checkpoints: Path, preload: bool | None = None) -> tuple[Any, str]:
+    """The app on `checkpoints` served in this process: (its Blocks, its URL). Stop it with
+    `close_app`."""
+    import app
+
+    demo = app.build_app(app.open_registry(checkpoints, preload=preload))
+    port = free_port()
+    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
 def close_app(demo) -> None:
-    """Close an app served in this process and wait until its server has stopped: the server's
-    last act deletes every file the app handed out, the example clips' copies among them, which
-    sit at one content-hashed path for every app of this process (`tests/conftest.py` gives the
-    process a Gradio folder of its own). Gradio's own close waits 5 s at most, and a server still
-    stopping after the next app has copied its examples would take them with it."""
+    """Close an app served in this process and wait until its server has stopped. The server's
+    last act deletes the files the app handed out, example clips included, at paths the next app
+    of this process shares (`tests/conftest.py`); Gradio's own close waits 5 s at most."""
     server = demo.server
     demo.close()
     if server is not None:
