@@ -1,11 +1,11 @@
 """Disk that rendering pages of stored clips ("Listen to the mistakes") takes over a while: each
 render hands Gradio the clips of one page, which it copies into its cache. Renders run through
 Gradio's own event processing (`Blocks.process_api`: the handler, then the copy into the cache),
-alternating two pages of a keyword checkpoint's clips, for `--seconds`; the folders the app and
-Gradio write are measured after the first round and at the end.
+alternating two pages of a keyword checkpoint's clips, for `--seconds` and at least `--renders`
+times; the folders the app and Gradio write are measured after the first round and at the end.
 
     python -m bench.render_loop --seconds 600          # the figure in docs/measurements.md
-    python -m bench.render_loop --seconds 3 --json out.json
+    python -m bench.render_loop --seconds 0 --renders 4 --json out.json
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def checkpoint_with_clips(folder: Path, clips: int) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--renders", type=int, default=4, help="at least this many, however long they take")
     parser.add_argument("--clips", type=int, default=16, help="stored clips: two pages of 8")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
     first = {name: round(folder_mb(f), 3) for name, f in folders.items()}
     renders = 2
     start = time.monotonic()
-    while time.monotonic() - start < args.seconds:
+    while renders < args.renders or time.monotonic() - start < args.seconds:
         render(renders % 2)
         renders += 1
     end = {name: round(folder_mb(f), 3) for name, f in folders.items()}
