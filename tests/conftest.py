@@ -55,6 +55,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("beside") and _learned(item):
             raise pytest.UsageError(f"{item.nodeid} needs a learned model: it cannot be marked beside (pytest.ini)")
+        marks = {mark.name for mark in item.iter_markers()}
+        if "quiet" in marks and ("beside" in marks or not marks & {"slow", "browser"}):
+            raise pytest.UsageError(f"{item.nodeid}: a quiet test is slow or browser, never beside (pytest.ini)")
     # Test files that need a learned model run last, each file kept whole (its module fixtures
     # are made once): their models train meanwhile.
     learning = {item.module for item in items if _learned(item) and getattr(item, "module", None)}

@@ -115,7 +115,7 @@ def test_the_gpu_report_rehearses_every_section_on_the_cpu(tmp_path):
     # Serving: the GPU path's steps (bf16) on the CPU, every endpoint, and bf16 against fp32.
     serving = report["results"]["serving"]
     assert [r["endpoint"] for r in serving["rows"]] == ["/status", "/answer", "/spot 1 s", "/transcribe 5 s",
-                                                        "/transcribe 30 s"]  # fmt: skip
+                                                        "/transcribe 10 s"]  # fmt: skip
     assert all(r["precision"] == "bf16" and r["http_p50_s"] > 0 for r in serving["rows"])
     limits = [r for r in report["rows"] if r["section"] == "serving" and r["target"].startswith(("<=", ">="))]
     assert len(limits) == 4 and all(r["verdict"] == "holds" for r in limits)  # 2 QA logits, kws, asr frames

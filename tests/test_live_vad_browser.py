@@ -13,7 +13,7 @@ from speech import vad
 from tests.helpers import call
 from tests.test_vad import voiced
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.quiet]  # times the page: CI runs it alone (.ci/run)
 RATE = 16_000
 PAUSE_S = 2.5
 SENTENCES = ("the quick brown fox jumps over the lazy dog", "speech recognition turns audio into text",
