@@ -150,12 +150,27 @@ def served(checkpoints: Path) -> Iterator[Client]:
 
 def serve_here(checkpoints: Path, preload: bool | None = None) -> tuple[Any, str]:
     """The app on `checkpoints` served in this process: (its Blocks, its URL). Stop it with
-    `close_app`."""
-    import app
+    `close_app`.
 
-    demo = app.build_app(app.open_registry(checkpoints, preload=preload))
+    As in `python app.py`, the models start loading (with `preload`, by default the app's) once
+    the app answers: loads begun before the launch (a tiny model's int8 export runs in this
+    process and holds the GIL) delayed the server's first answer to Gradio's reachability check
+    (0.72 s against 0.04 s on an idle box), past its 3 s in CI's loaded one, and `launch` gave
+    up. Unlike the app's start (`serving.server.warm_start`), the heap is not frozen (a test
+    process's objects are not meant to live forever) and the audio decoding workers start on the
+    first file (started with every app, they added 17 s to the quick tier)."""
+    import app
+    from serving.server import preload_default
+
+    registry = app.open_registry(checkpoints, preload=False)
+    demo = app.build_app(registry)
     port = free_port()
-    app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+
+    def started() -> None:
+        if preload_default() if preload is None else preload:
+            registry.preload()
+
+    app.serve(demo, "127.0.0.1", port, started=started, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
 
