@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ TURN_S = settings.LIVE_TURN_S
 PER_ADDRESS = settings.LIVE_PER_ADDRESS
 IDLE_S = 2.0  # no chunk for this long (and none being served): the stream gives up its seat or place in line
 GAP_S = 1.0  # audio missing between two chunks that the transcript marks (shorter: chunks jitter ~0.1 s)
+RECENT_S = 10.0  # the share of audio lost is the newest this many seconds' (a slow start is not "right now")
 NO_SOUND_S = 4.0  # no chunk this long after Record: the microphone sent none
 FORGET_S = 600.0  # a recording not heard from for this long is gone (a tab closed without Stop)
 AFTER_STOP_S = 3.0  # chunks the browser sends after Stop are its last words for this long; later ones are ignored
@@ -163,9 +164,21 @@ class Hearing:
     dropped_s: float = 0.0  # lost in small pieces: chunks replaced while the handler was busy
     gaps_s: float = 0.0  # lost in gaps of `GAP_S` or more: waiting for a seat
     waited_s: float = 0.0  # chunks that arrived while waiting in line, not yet counted in a gap
+    recent: deque = field(default_factory=deque)  # (heard, dropped) per served chunk, the newest `RECENT_S`
+
+    def add(self, heard_s: float, dropped_s: float) -> None:
+        """A chunk served: `heard_s` of audio, after `dropped_s` that never arrived."""
+        self.heard_s += heard_s
+        self.dropped_s += dropped_s
+        self.recent.append((heard_s, dropped_s))
+        while len(self.recent) > 1 and sum(h + d for h, d in self.recent) - sum(self.recent[0]) >= RECENT_S:
+            self.recent.popleft()
 
     def missing_share(self) -> float:
-        return self.dropped_s / max(self.heard_s + self.dropped_s, 1e-9)
+        """The share of the newest `RECENT_S` of audio that never arrived (dropped, not gaps): a
+        handler that fell behind at the start and keeps up since stops counting within seconds."""
+        heard, dropped = (sum(part) for part in zip(*self.recent, strict=True)) if self.recent else (0.0, 0.0)
+        return dropped / max(heard + dropped, 1e-9)
 
 
 @dataclass
@@ -289,7 +302,8 @@ class Places:
                 return 0.0
             hearing = recording.hearing
             if hearing is None:
-                recording.hearing = Hearing(began=now - seconds, last=now, heard_s=seconds)
+                recording.hearing = Hearing(began=now - seconds, last=now)
+                recording.hearing.add(seconds, 0.0)
                 return 0.0
             if now - hearing.began > DEFAULT_MAX_DURATION_S:
                 raise AudioInputError(
@@ -297,15 +311,13 @@ class Places:
                     "to start a new one."
                 )
             hearing.last = now
-            hearing.heard_s += seconds
-            accounted = hearing.heard_s + hearing.dropped_s + hearing.gaps_s + hearing.waited_s
+            accounted = hearing.heard_s + seconds + hearing.dropped_s + hearing.gaps_s + hearing.waited_s
             late = now - hearing.began - accounted
             missing = (late if late > 1e-9 else 0.0) + hearing.waited_s  # (1e-9: sums of floats are not audio)
             hearing.waited_s = 0.0
             if missing >= GAP_S:
                 hearing.gaps_s += missing
-            else:
-                hearing.dropped_s += missing
+            hearing.add(seconds, missing if missing < GAP_S else 0.0)
             return missing
 
     def hearing(self, session: str) -> Hearing | None:

@@ -188,6 +188,31 @@ def test_the_line_under_a_served_chunk_tells_of_dropped_audio_once_it_is_a_real_
     assert live.while_heard(other, "b", "Listening") == "Listening"
 
 
+def test_the_line_tells_of_dropped_audio_only_while_it_is_being_dropped():
+    clock = Clock()
+    places = live.Places(places=4, turn_s=15, clock=clock)
+    places.start("a")
+    places.heard("a", 0.5)
+    for _ in range(10):  # a slow start: 0.4 s of each 0.9 s never arrives
+        clock.t += 0.9
+        places.heard("a", 0.5)
+    assert live.while_heard(places, "a", "Listening") == live.skipping_note(4.0 / 9.5)
+    for _ in range(16):  # then every chunk on time, 8 s of them
+        clock.t += 0.5
+        places.heard("a", 0.5)
+    hearing = places.hearing("a")
+    # Since Record, 4 s of 17.5 s never arrived (over 15 %); of the newest chunks that cover 10 s
+    # (the 16 on time and the last 3 slow ones: 10.7 s), 1.2 s did not.
+    assert hearing.dropped_s / (hearing.heard_s + hearing.dropped_s) == pytest.approx(4.0 / 17.5)
+    assert hearing.missing_share() == pytest.approx(1.2 / 10.7)
+    assert live.while_heard(places, "a", "Listening") == "Listening"
+    for _ in range(4):  # it falls behind again: said within seconds
+        clock.t += 0.9
+        places.heard("a", 0.5)
+    assert live.while_heard(places, "a", "Listening") == live.skipping_note(hearing.missing_share())
+    assert hearing.missing_share() > live.MISSING_SHARE
+
+
 def test_a_refused_recording_says_why_once_gives_up_its_seat_and_never_reads_as_silent():
     clock = Clock()
     places = live.Places(places=1, turn_s=0, clock=clock)
