@@ -164,21 +164,22 @@ class Hearing:
     dropped_s: float = 0.0  # lost in small pieces: chunks replaced while the handler was busy
     gaps_s: float = 0.0  # lost in gaps of `GAP_S` or more: waiting for a seat
     waited_s: float = 0.0  # chunks that arrived while waiting in line, not yet counted in a gap
-    recent: deque = field(default_factory=deque)  # (heard, dropped) per served chunk, the newest `RECENT_S`
+    # (heard, dropped) per served chunk: the newest chunks that cover `RECENT_S` of audio
+    recent: deque[tuple[float, float]] = field(default_factory=deque)
 
     def add(self, heard_s: float, dropped_s: float) -> None:
         """A chunk served: `heard_s` of audio, after `dropped_s` that never arrived."""
         self.heard_s += heard_s
         self.dropped_s += dropped_s
         self.recent.append((heard_s, dropped_s))
-        while len(self.recent) > 1 and sum(h + d for h, d in self.recent) - sum(self.recent[0]) >= RECENT_S:
+        while sum(map(sum, self.recent)) - sum(self.recent[0]) >= RECENT_S:
             self.recent.popleft()
 
     def missing_share(self) -> float:
         """The share of the newest `RECENT_S` of audio that never arrived (dropped, not gaps): a
         handler that fell behind at the start and keeps up since stops counting within seconds."""
-        heard, dropped = (sum(part) for part in zip(*self.recent, strict=True)) if self.recent else (0.0, 0.0)
-        return dropped / max(heard + dropped, 1e-9)
+        dropped = sum(d for _, d in self.recent)
+        return dropped / max(sum(map(sum, self.recent)), 1e-9)
 
 
 @dataclass
@@ -317,7 +318,9 @@ class Places:
             hearing.waited_s = 0.0
             if missing >= GAP_S:
                 hearing.gaps_s += missing
-            hearing.add(seconds, missing if missing < GAP_S else 0.0)
+                hearing.add(seconds, 0.0)
+            else:
+                hearing.add(seconds, missing)
             return missing
 
     def hearing(self, session: str) -> Hearing | None:
