@@ -1,5 +1,5 @@
-"""The int8 export in processes of their own, one per step (export, fusion, quantization), each of
-which exits when done (`run`; the steps: `main`).
+"""The int8 export in processes of their own, one per step (export, the kind's fusion, quantization),
+each of which exits when done (`run`; the steps: `main`).
 
 Why processes: exporting and quantizing a model allocates several times its size, and a process
 keeps most of it afterwards (four real-size models exported in the app: 9.8 GB of RSS that stayed,
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from core import settings
@@ -43,21 +44,22 @@ def export(kind: str, model: Any, folder: Path, target: Path) -> dict[str, Any] 
 
 
 def run(kind: str, folder: Path, target: Path, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
-    """Export the model in `folder` to `target`, each step (export, fusion, quantization) in a
-    process of its own; what it cost (seconds, the largest step's peak RSS). Raises RuntimeError
-    with a step's last words if it fails."""
+    """Export the model in `folder` to `target`, each step (export, the kind's fusion if it has one,
+    quantization) in a process of its own; what it cost (seconds, the largest step's peak RSS).
+    Raises RuntimeError with a step's last words if it fails."""
+    from slots.onnx_graph import FUSIONS
+
     start = time.perf_counter()
-    peaks = []
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         graph, fused, staged = (str(Path(tmp) / name) for name in ("model.onnx", "fused.onnx", "model.int8.onnx"))
-        for step in (["export", kind, str(folder), graph], ["fuse", kind, str(folder), graph, fused]):
-            report = _step(step, timeout_s)
-            peaks.append(report["peak_rss_mb"])
-        report = _step(["quantize", report.get("graph", graph), staged], timeout_s)
-        peaks.append(report["peak_rss_mb"])
+        reports = [_step(["export", kind, str(folder), graph], timeout_s)]
+        if kind in FUSIONS:
+            reports.append(_step(["fuse", kind, str(folder), graph, fused], timeout_s))
+            graph = reports[-1]["graph"]
+        reports.append(_step(["quantize", graph, staged], timeout_s))
         os.replace(staged, target)  # a reader never sees half a file
-    return {"peak_rss_mb": max(peaks), "seconds": round(time.perf_counter() - start, 1)}
+    return {"peak_rss_mb": max(r["peak_rss_mb"] for r in reports), "seconds": round(time.perf_counter() - start, 1)}
 
 
 def _step(args: list[str], timeout_s: float) -> dict[str, Any]:
@@ -72,30 +74,31 @@ def _step(args: list[str], timeout_s: float) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     """One step: `export KIND FOLDER GRAPH`, `fuse KIND FOLDER GRAPH FUSED` (prints the graph to
-    quantize) or `quantize GRAPH TARGET`."""
+    quantize) or `quantize GRAPH TARGET`. Only the export imports torch."""
     from core.inference import STEP
 
     if STEP:
         os.nice(STEP)  # below the app, as its model threads run
-    from slots import onnx_serving
-
     step, *args = argv
     report: dict[str, Any] = {}
     if step == "export":
+        from slots import onnx_serving
         from slots.loading import load_model
 
         kind, folder, graph = args
         onnx_serving.export_graph(kind, load_model(kind, Path(folder)), Path(graph))
     elif step == "fuse":
-        from transformers import AutoConfig
+        from slots import onnx_graph
 
         kind, folder, graph, fused = args
-        report["graph"] = str(
-            onnx_serving.fuse_graph(kind, Path(graph), AutoConfig.from_pretrained(folder), Path(fused))
-        )
+        # The config's numbers as attributes: transformers' config classes would import torch.
+        config = SimpleNamespace(**json.loads((Path(folder) / "config.json").read_text()))
+        report["graph"] = str(onnx_graph.fuse(kind, Path(graph), config, Path(fused)))
     else:
+        from slots import onnx_graph
+
         graph, target = args
-        onnx_serving.quantize(Path(graph), Path(target))
+        onnx_graph.quantize(Path(graph), Path(target))
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report))
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from core import settings
+from slots import onnx_graph
 from speech.audio import TARGET_RATE
 
 logger = logging.getLogger(__name__)
@@ -53,14 +54,13 @@ _EXPORTING = threading.RLock()
 
 @dataclass(frozen=True)
 class Export:
-    """How one slot kind's models go to ONNX: which classes, their inputs and outputs, and the
-    rewrite (if any) their exported graph gets before quantization."""
+    """How one slot kind's models go to ONNX: which classes, their inputs and outputs (the rewrite
+    their graph gets before quantization, if any, is in `slots.onnx_graph.FUSIONS`)."""
 
     classes: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
-    fuse: Callable[[Path, Any, Path], Path] | None = None
 
     def example(self) -> tuple[torch.Tensor, ...]:
         """Inputs to trace with: 1 s of audio, or 16 tokens."""
@@ -68,27 +68,6 @@ class Export:
             return (torch.zeros(1, TARGET_RATE),)
         ids = torch.full((1, 16), 5, dtype=torch.long)
         return ids, torch.ones_like(ids)
-
-
-def fuse_text_attention(path: Path, config: Any, target: Path) -> Path:
-    """A text model's graph with each layer's attention as one `Attention` op (and the GELUs and
-    residual layer norms fused), which quantizes to `QAttention`: with the eager export the QA
-    pair ran in 535 ms against 550 unfused and 657 with SDPA's graph (docs/benchmarks.md)."""
-    from onnxruntime.transformers import optimizer
-
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", 0)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", 0)
-    try:
-        fused = optimizer.optimize_model(
-            str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0
-        )
-        if not fused.get_fused_operator_statistics().get("Attention"):
-            return path
-        fused.save_model_to_file(str(target))
-    except Exception as err:  # noqa: BLE001 - the unfused graph computes the same
-        logger.info("attention fusion failed (%s); serving the unfused graph", err)
-        return path
-    return target
 
 
 _AUDIO_AXES = {"input_values": {0: "batch", 1: "samples"}}
@@ -118,7 +97,6 @@ EXPORTS = {
         ("input_ids", "attention_mask"),
         ("start_logits", "end_logits"),
         _TEXT_AXES,
-        fuse_text_attention,
     ),
 }
 
@@ -254,50 +232,20 @@ def build(kind: str, model: Any, target: Path) -> None:
     process (`slots.int8_export` runs it in one of its own). A copy is traced: the model may be
     serving requests in fp32 meanwhile, and tracing a module that another thread runs fails
     ("state_dict changed after running the tracer")."""
-    _build(EXPORTS[kind], copy.deepcopy(model), target)
-
-
-def _build(spec: Export, model: Any, target: Path) -> None:
+    model = copy.deepcopy(model).eval()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        _export(spec, model.eval(), fp32)
-        if spec.fuse is not None:
-            fp32 = spec.fuse(fp32, model.config, Path(tmp) / "fused.onnx")
+        _export(EXPORTS[kind], model, fp32)
+        fp32 = onnx_graph.fuse(kind, fp32, model.config, Path(tmp) / "fused.onnx")
         staged = Path(tmp) / "model.int8.onnx"
-        quantize(fp32, staged)
+        onnx_graph.quantize(fp32, staged)
         os.replace(staged, target)  # a reader never sees half a file
-
-
-def quantize(graph: Path, target: Path) -> None:
-    """`graph`'s MatMul and Attention weights quantized to int8, written to `target`."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # ORT suggests a pre-processing pass, at WARNING
-    try:
-        quantize_dynamic(
-            graph,
-            target,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Attention"],
-            # The fused graph's contrib ops defeat shape inference; their outputs are float.
-            extra_options={"DefaultTensorType": 1},
-        )
-    finally:
-        logging.getLogger().setLevel(quiet)
 
 
 def export_graph(kind: str, model: Any, path: Path) -> None:
     """`model` (of slot kind `kind`) exported to an fp32 ONNX graph at `path` (the first step)."""
     _export(EXPORTS[kind], model.eval(), path)
-
-
-def fuse_graph(kind: str, path: Path, config: Any, target: Path) -> Path:
-    """The graph at `path` with the kind's fusion (`Export.fuse`) written to `target`, or `path`
-    itself where there is none or it does not apply (the second step)."""
-    fuse = EXPORTS[kind].fuse
-    return path if fuse is None else fuse(path, config, target)
 
 
 @contextmanager

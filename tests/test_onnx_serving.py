@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from scripts.tiny_models import build_asr
-from slots import onnx_serving
+from slots import onnx_graph, onnx_serving
 from slots.registry import Registry
 
 
@@ -91,7 +91,7 @@ def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_defau
         exported = tmp_path / f"{name}.onnx"
         onnx_serving._export(onnx_serving.EXPORTS["question-answering"], model, exported)
         assert model.config._attn_implementation == reference.model.config._attn_implementation != "eager"
-        fused = onnx_serving.fuse_text_attention(exported, model.config, tmp_path / f"{name}.fused.onnx")
+        fused = onnx_graph.fuse_text_attention(exported, model.config, tmp_path / f"{name}.fused.onnx")
         import onnx
 
         ops = [node.op_type for node in onnx.load(str(fused)).graph.node]
@@ -170,3 +170,26 @@ def test_an_export_that_fails_leaves_fp32_serving_and_says_why(tmp_path, monkeyp
     assert loaded.precision == "fp32 (torch, cpu; int8 export failed: the export process failed (-9): Killed)"
     assert not isinstance(loaded.model, onnx_serving.OnnxSpeech) and slot.state == "loaded"
     assert "upgrading" not in slot.status()
+
+
+@pytest.mark.slow
+def test_a_qa_model_exported_step_by_step_in_processes_of_its_own_is_the_one_built_in_process(tmp_path):
+    # The fusion's process reads the heads and the width from config.json without transformers:
+    # read wrong, the attention would go unfused (no QAttention) and the two graphs would differ.
+    import onnx
+
+    from scripts.tiny_models import build_qa_distilbert
+    from slots import int8_export
+
+    build_qa_distilbert(tmp_path / "qa-distilbert")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SERVE_PRECISION", "fp32")
+        reference = Registry(tmp_path)["qa-distilbert"].get()
+    report = int8_export.run("question-answering", tmp_path / "qa-distilbert", tmp_path / "steps.onnx")
+    assert set(report) == {"peak_rss_mb", "seconds"} and report["peak_rss_mb"] > 0
+    onnx_serving.build("question-answering", reference.model, tmp_path / "here.onnx")
+    steps, here = ([n.op_type for n in onnx.load(str(tmp_path / f)).graph.node] for f in ("steps.onnx", "here.onnx"))
+    assert steps == here and steps.count("QAttention") == reference.model.config.num_hidden_layers, steps
+    batch = reference.processor(["when was it built"], ["it was built in eighteen eighty nine"], return_tensors="pt")
+    outputs = [onnx_serving.OnnxQA(tmp_path / f, reference.model)(**batch) for f in ("steps.onnx", "here.onnx")]
+    np.testing.assert_array_equal(outputs[0].start_logits.numpy(), outputs[1].start_logits.numpy())
