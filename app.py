@@ -31,9 +31,6 @@ TABS = (("Speech recognition", asr), ("Keyword spotting", kws), ("Question answe
 
 def build_app(registry: Registry) -> gr.Blocks:
     """Compose the tabs around one registry of models."""
-    # Built outside the app's context: a Blocks created inside another renders itself there, and
-    # `.render()` would then place it a second time.
-    parts = [(title, module.build(registry)) for title, module in TABS]
     with gr.Blocks(title="Speech & QA transformers", delete_cache=CACHE_SWEEP_S) as demo:
         gr.Markdown(
             "# Speech & QA transformers\nTranscribe speech, spot spoken keywords, and ask two models a question "
@@ -42,9 +39,11 @@ def build_app(registry: Registry) -> gr.Blocks:
         )
         # "wrap": on a phone the four tabs take two rows instead of hiding behind a "..." menu.
         with gr.Tabs(overflow_behavior="wrap"):
-            for title, part in parts:
+            for title, module in TABS:
+                # Each tab places its components here rather than in a Blocks of its own: every
+                # Blocks builds a web app of its own at creation and again when closed.
                 with gr.Tab(title):
-                    part.render()
+                    module.build(registry, demo)
     return demo
 
 

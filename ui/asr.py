@@ -183,7 +183,7 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
     )
 
 
-def build(registry: Registry) -> gr.Blocks:
+def build(registry: Registry, page: gr.Blocks) -> None:
     slot = registry[SLOT]
 
     def on_transcribe(audio: Any) -> tuple[str, str, pd.DataFrame]:
@@ -203,101 +203,97 @@ def build(registry: Registry) -> gr.Blocks:
         shown = hide_empty(results(loaded.metrics if loaded else None, no_evaluation(loaded)))
         return [*shown, *errors_refresh()]
 
-    with gr.Blocks() as demo:
-        gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
-        asr_status = gr.Markdown(elem_classes=["about-model"])
-        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
-            with gr.Tab("Record or upload"):
-                asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
-                asr_button = gr.Button("Transcribe", variant="primary")
-                asr_text = gr.Textbox(
-                    label="Transcript", lines=4, max_lines=8, buttons=["copy"], elem_id="asr-transcript"
-                )
-                asr_timing = gr.Markdown()
-                # The times come with every transcript (the same frames); the box only shows them.
-                asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
-                asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
-                if EXAMPLES:
-                    gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (synthetic voices)")
-            with gr.Tab("Live"):
-                gr.Markdown(
-                    "Speak: the transcript updates every half second. Each update runs the model "
-                    f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio." + live.where_it_runs()
-                )
-                asr_live_audio = gr.Audio(
-                    sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
-                )
-                asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
-                asr_live_note = gr.Markdown()
-                # One under the other: side by side, a phone cuts their labels.
-                asr_listen = gr.Checkbox(
-                    value=True, label="Listen for speech: skip silence, and make each sentence final when you pause"
-                )
-                asr_autostop = gr.Checkbox(value=False, label="Stop recording when I stop talking")
-                asr_live_stop = gr.Checkbox(visible=False)  # set when the page should stop recording
-            with gr.Tab("Compare") as compare_tab:
-                refill, pickers = asr_compare.section(registry)
-            with gr.Tab("Evaluation"):
-                asr_summary = gr.Markdown()
-                with gr.Row():
-                    asr_loss_plot = gr.Plot(label="Training and validation loss")
-                    asr_wer_plot = gr.Plot(label="Validation WER and CER")
-                errors_refresh, errors_outputs = asr_panel(slot)
+    gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
+    asr_status = gr.Markdown(elem_classes=["about-model"])
+    with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
+        with gr.Tab("Record or upload"):
+            asr_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech")
+            asr_button = gr.Button("Transcribe", variant="primary")
+            asr_text = gr.Textbox(label="Transcript", lines=4, max_lines=8, buttons=["copy"], elem_id="asr-transcript")
+            asr_timing = gr.Markdown()
+            # The times come with every transcript (the same frames); the box only shows them.
+            asr_show_words = gr.Checkbox(label="Word timestamps", value=False)
+            asr_words = gr.Dataframe(label="When each word is spoken", interactive=False, visible=False)
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=asr_audio, label="Examples (synthetic voices)")
+        with gr.Tab("Live"):
+            gr.Markdown(
+                "Speak: the transcript updates every half second. Each update runs the model "
+                f"on at most one {long_audio.LIVE_WINDOW_S:g} s window of the newest audio." + live.where_it_runs()
+            )
+            asr_live_audio = gr.Audio(
+                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="asr-live-audio"
+            )
+            asr_live_text = gr.Textbox(label="Partial transcript", lines=4, max_lines=8, autoscroll=True)
+            asr_live_note = gr.Markdown()
+            # One under the other: side by side, a phone cuts their labels.
+            asr_listen = gr.Checkbox(
+                value=True, label="Listen for speech: skip silence, and make each sentence final when you pause"
+            )
+            asr_autostop = gr.Checkbox(value=False, label="Stop recording when I stop talking")
+            asr_live_stop = gr.Checkbox(visible=False)  # set when the page should stop recording
+        with gr.Tab("Compare") as compare_tab:
+            refill, pickers = asr_compare.section(registry)
+        with gr.Tab("Evaluation"):
+            asr_summary = gr.Markdown()
+            with gr.Row():
+                asr_loss_plot = gr.Plot(label="Training and validation loss")
+                asr_wer_plot = gr.Plot(label="Validation WER and CER")
+            errors_refresh, errors_outputs = asr_panel(slot)
 
-        asr_button.click(
-            fading(on_transcribe, 3, line=1),
-            inputs=asr_audio,
-            outputs=[asr_text, asr_timing, asr_words],
-            api_name=False,
-        ).then(None, js=scroll_into_view("asr-transcript"))
-        asr_show_words.change(
-            lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
-        )
-        # (No progress shown: over the text, a timer counting each event's seconds means nothing.)
-        asr_live_audio.start_recording(
-            lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False, show_progress="hidden"
-        )
-        # On a phone the transcript sits under the microphone: bring both into view while speaking.
-        asr_live_audio.start_recording(None, js=scroll_into_view("asr-live-audio", block="start"))
-        # Stop: at once a line saying the text is being finalised (not queued behind the model),
-        # then the final text; until then the partial text may still change.
-        asr_live_audio.stop_recording(
-            lambda: FINALISING, outputs=asr_live_note, queue=False, show_progress="hidden", api_name=False
-        ).then(
-            live.finishing(places, on_live_stop),
-            outputs=[asr_live_text, asr_live_note],
-            api_name=False,
-            show_progress="hidden",
-        )
-        live.stream(
-            asr_live_audio, places, on_live, inputs=[asr_listen, asr_autostop],
-            outputs=[asr_live_text, asr_live_stop, asr_live_note], every_s=LIVE_EVERY_S,
-        )  # fmt: skip
-        # Stop when quiet: the page presses Stop itself once a sentence has ended (as a visitor would).
-        asr_live_stop.change(None, inputs=asr_live_stop, js=STOP_JS, api_name=False)
-        live.watch(asr_live_audio, places, asr_live_note)
-        results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
-        controls = [asr_button, asr_audio, asr_live_audio]
-        watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=controls)
-        demo.load(
-            lambda: card_and_controls(slot, len(controls)), outputs=[asr_status, *controls], api_name=False
-        ).then(watch.render, outputs=[*results_outputs, watch.shown], api_name=False)
-        demo.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
-        compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
+    asr_button.click(
+        fading(on_transcribe, 3, line=1),
+        inputs=asr_audio,
+        outputs=[asr_text, asr_timing, asr_words],
+        api_name=False,
+    ).then(None, js=scroll_into_view("asr-transcript"))
+    asr_show_words.change(
+        lambda shown: gr.Dataframe(visible=shown), inputs=asr_show_words, outputs=asr_words, api_name=False
+    )
+    # (No progress shown: over the text, a timer counting each event's seconds means nothing.)
+    asr_live_audio.start_recording(
+        lambda: ("", LISTENING), outputs=[asr_live_text, asr_live_note], api_name=False, show_progress="hidden"
+    )
+    # On a phone the transcript sits under the microphone: bring both into view while speaking.
+    asr_live_audio.start_recording(None, js=scroll_into_view("asr-live-audio", block="start"))
+    # Stop: at once a line saying the text is being finalised (not queued behind the model),
+    # then the final text; until then the partial text may still change.
+    asr_live_audio.stop_recording(
+        lambda: FINALISING, outputs=asr_live_note, queue=False, show_progress="hidden", api_name=False
+    ).then(
+        live.finishing(places, on_live_stop),
+        outputs=[asr_live_text, asr_live_note],
+        api_name=False,
+        show_progress="hidden",
+    )
+    live.stream(
+        asr_live_audio, places, on_live, inputs=[asr_listen, asr_autostop],
+        outputs=[asr_live_text, asr_live_stop, asr_live_note], every_s=LIVE_EVERY_S,
+    )  # fmt: skip
+    # Stop when quiet: the page presses Stop itself once a sentence has ended (as a visitor would).
+    asr_live_stop.change(None, inputs=asr_live_stop, js=STOP_JS, api_name=False)
+    live.watch(asr_live_audio, places, asr_live_note)
+    results_outputs = [asr_summary, asr_loss_plot, asr_wer_plot, *errors_outputs]
+    controls = [asr_button, asr_audio, asr_live_audio]
+    watch = status_watch(slot, asr_status, then=on_results, outputs=results_outputs, controls=controls)
+    page.load(lambda: card_and_controls(slot, len(controls)), outputs=[asr_status, *controls], api_name=False).then(
+        watch.render, outputs=[*results_outputs, watch.shown], api_name=False
+    )
+    page.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
+    compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
 
-        def api_transcribe(audio: FileData | None = None) -> str:
-            """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in
-            overlapping windows)."""
-            path = uploaded_path(audio)
-            return transcribe_input(require(slot), path)[0]
+    def api_transcribe(audio: FileData | None = None) -> str:
+        """The transcript of an uploaded audio file (wav, flac, ogg, mp3 or m4a; long audio in
+        overlapping windows)."""
+        path = uploaded_path(audio)
+        return transcribe_input(require(slot), path)[0]
 
-        def api_transcribe_words(audio: FileData | None = None) -> dict:
-            """The transcript of an uploaded audio file and when each word is spoken:
-            {"text": ..., "words": [{"text", "start_s", "end_s"}]}, times in seconds from the start."""
-            path = uploaded_path(audio)
-            text, _, words = transcribe_input(require(slot), path)
-            return {"text": text, "words": [asdict(w) for w in words]}
+    def api_transcribe_words(audio: FileData | None = None) -> dict:
+        """The transcript of an uploaded audio file and when each word is spoken:
+        {"text": ..., "words": [{"text", "start_s", "end_s"}]}, times in seconds from the start."""
+        path = uploaded_path(audio)
+        text, _, words = transcribe_input(require(slot), path)
+        return {"text": text, "words": [asdict(w) for w in words]}
 
-        gr.api(api_transcribe, api_name="transcribe")
-        gr.api(api_transcribe_words, api_name="transcribe_words")
-    return demo
+    gr.api(api_transcribe, api_name="transcribe")
+    gr.api(api_transcribe_words, api_name="transcribe_words")

@@ -215,7 +215,7 @@ def evaluation(
     return key_value_markdown(rows), matrix, per_class, freq, loss
 
 
-def build(registry: Registry) -> gr.Blocks:
+def build(registry: Registry, page: gr.Blocks) -> None:
     slot = registry[SLOT]
 
     def on_spot(audio):
@@ -234,125 +234,123 @@ def build(registry: Registry) -> gr.Blocks:
         shown = hide_empty(evaluation(metrics, normalise == "row-normalised", no_evaluation(loaded)))
         return [*shown, gr.update(visible=shown[1]["visible"])]  # the matrix's switch, with the matrix
 
-    with gr.Blocks() as demo:
-        gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
-        kws_status = gr.Markdown(elem_classes=["about-model"])
-        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
-            with gr.Tab("Record or upload"):
-                kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
-                kws_button = gr.Button("Spot", variant="primary")
-                if EXAMPLES:
-                    gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (synthetic voices)")
-                # The headline is ours (`verdict`): gr.Label's would name the best class even below
-                # the threshold.
-                with gr.Column(elem_id="kws-result"):
-                    kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
-                    kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
-                kws_timing = gr.Markdown()
-                kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
-            with gr.Tab("Live"):
-                gr.Markdown(
-                    "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
-                    "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
-                    + live.where_it_runs()
-                )
-                gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
-                kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
-                kws_threshold_note = gr.Markdown()
-                kws_each = gr.Checkbox(
-                    value=False, visible=False, label="Each keyword's own threshold, from the evaluation"
-                )
-                kws_gate = gr.Checkbox(
-                    value=True, label="Listen for speech: score only what a voice-activity detector hears as speech"
-                )
-                kws_live_audio = gr.Audio(
-                    sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
-                )
-                kws_level = gr.Markdown()
-                with gr.Row():
-                    kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
-                    with gr.Column():
-                        kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
-                        kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
-            with gr.Tab("Your room"):
-                kws_room.section(slot, kws_threshold)
-            with gr.Tab("Compare") as compare_tab:
-                refill, pickers = kws_compare.section(registry)
-            with gr.Tab("Evaluation"):
-                kws_summary = gr.Markdown()
-                kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
-                kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
-                kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
-                with gr.Row():
-                    kws_freq = gr.Plot(label="Training clips per class")
-                    kws_loss = gr.Plot(label="Training and validation loss")
-                deployed = kws_deployed.Section()
-                errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
+    gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
+    kws_status = gr.Markdown(elem_classes=["about-model"])
+    with gr.Tabs(overflow_behavior="wrap"):  # on a phone every sub-tab stays in view
+        with gr.Tab("Record or upload"):
+            kws_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
+            kws_button = gr.Button("Spot", variant="primary")
+            if EXAMPLES:
+                gr.Examples(EXAMPLES, inputs=kws_audio, label="Examples (synthetic voices)")
+            # The headline is ours (`verdict`): gr.Label's would name the best class even below
+            # the threshold.
+            with gr.Column(elem_id="kws-result"):
+                kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
+                kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
+            kws_timing = gr.Markdown()
+            kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
+        with gr.Tab("Live"):
+            gr.Markdown(
+                "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "
+                "per utterance, once two successive windows agree (`_silence_` and `_unknown_` are never logged)."
+                + live.where_it_runs()
+            )
+            gr.Markdown("Say one of: " + ", ".join(f"**{k}**" for k in keywords.KEYWORDS) + ".")
+            kws_threshold = gr.Slider(0.3, 0.99, value=DEFAULT_THRESHOLD, step=0.01, label="Threshold")
+            kws_threshold_note = gr.Markdown()
+            kws_each = gr.Checkbox(
+                value=False, visible=False, label="Each keyword's own threshold, from the evaluation"
+            )
+            kws_gate = gr.Checkbox(
+                value=True, label="Listen for speech: score only what a voice-activity detector hears as speech"
+            )
+            kws_live_audio = gr.Audio(
+                sources=["microphone"], type="numpy", streaming=True, label="Microphone", elem_id="kws-live-audio"
+            )
+            kws_level = gr.Markdown()
+            with gr.Row():
+                kws_log = gr.Textbox(label="Detections (time since start, keyword, probability)", lines=8)
+                with gr.Column():
+                    kws_live_verdict = gr.Markdown(elem_classes=["verdict"])
+                    kws_live_label = gr.Label(num_top_classes=3, label="Current window", show_heading=False)
+        with gr.Tab("Your room"):
+            kws_room.section(slot, kws_threshold)
+        with gr.Tab("Compare") as compare_tab:
+            refill, pickers = kws_compare.section(registry)
+        with gr.Tab("Evaluation"):
+            kws_summary = gr.Markdown()
+            kws_normalise = gr.Radio(["counts", "row-normalised"], value="counts", label="Confusion matrix")
+            kws_matrix = gr.Plot(label="Confusion matrix", elem_classes=["scroll-x"])
+            kws_per_class = gr.Dataframe(label="Per-class precision / recall / F1 (test)", interactive=False)
+            with gr.Row():
+                kws_freq = gr.Plot(label="Training clips per class")
+                kws_loss = gr.Plot(label="Training and validation loss")
+            deployed = kws_deployed.Section()
+            errors_refresh, errors_inputs, errors_outputs = kws_panel(slot, list(keywords.LABELS))
 
-        kws_button.click(
-            fading(on_spot, 4, line=2),
-            inputs=kws_audio,
-            outputs=[kws_verdict, kws_label, kws_timing, kws_timeline],
-            api_name=False,
-        ).then(None, js=scroll_into_view("kws-result"))
-        live_outputs = [kws_log, kws_live_verdict, kws_live_label, kws_level]
-        kws_live_audio.start_recording(
-            lambda: ("", "", {}, ""), outputs=live_outputs, api_name=False, show_progress="hidden"
-        )
-        # On a phone the detections sit under the microphone: bring both into view while speaking.
-        kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
-        # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
-        live.stream(
-            kws_live_audio, places, on_listen, inputs=[kws_threshold, kws_gate, kws_each],
-            outputs=live_outputs, every_s=0.25,
-        )  # fmt: skip
-        live.watch(kws_live_audio, places, kws_level)
-        eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss, kws_normalise]
-        kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
+    kws_button.click(
+        fading(on_spot, 4, line=2),
+        inputs=kws_audio,
+        outputs=[kws_verdict, kws_label, kws_timing, kws_timeline],
+        api_name=False,
+    ).then(None, js=scroll_into_view("kws-result"))
+    live_outputs = [kws_log, kws_live_verdict, kws_live_label, kws_level]
+    kws_live_audio.start_recording(
+        lambda: ("", "", {}, ""), outputs=live_outputs, api_name=False, show_progress="hidden"
+    )
+    # On a phone the detections sit under the microphone: bring both into view while speaking.
+    kws_live_audio.start_recording(None, js=scroll_into_view("kws-live-audio", block="start"))
+    # (No progress shown: a timer over "Current window" every 250 ms would hide what it shows.)
+    live.stream(
+        kws_live_audio, places, on_listen, inputs=[kws_threshold, kws_gate, kws_each],
+        outputs=live_outputs, every_s=0.25,
+    )  # fmt: skip
+    live.watch(kws_live_audio, places, kws_level)
+    eval_outputs = [kws_summary, kws_matrix, kws_per_class, kws_freq, kws_loss, kws_normalise]
+    kws_normalise.change(on_evaluation, inputs=kws_normalise, outputs=eval_outputs, api_name=False)
 
-        def on_deployed(keyword, threshold):
-            return deployed.view(slot.peek(), keyword, threshold)
+    def on_deployed(keyword, threshold):
+        return deployed.view(slot.peek(), keyword, threshold)
 
-        for control in (deployed.keyword, kws_threshold):
-            control.change(on_deployed, inputs=[deployed.keyword, kws_threshold], outputs=deployed.outputs,
-                           api_name=False, show_progress="hidden")  # fmt: skip
+    for control in (deployed.keyword, kws_threshold):
+        control.change(on_deployed, inputs=[deployed.keyword, kws_threshold], outputs=deployed.outputs,
+                       api_name=False, show_progress="hidden")  # fmt: skip
 
-        def on_evaluation_and_errors(normalise, true, predicted, keyword, threshold, applied):
-            return [
-                *on_evaluation(normalise),
-                *errors_refresh(true, predicted),
-                *deployed.for_model(slot.peek(), keyword, threshold, applied),
-            ]
+    def on_evaluation_and_errors(normalise, true, predicted, keyword, threshold, applied):
+        return [
+            *on_evaluation(normalise),
+            *errors_refresh(true, predicted),
+            *deployed.for_model(slot.peek(), keyword, threshold, applied),
+        ]
 
-        on_model = [*deployed.outputs, kws_threshold, deployed.applied, kws_threshold_note, kws_each]
-        # With the keywords' own thresholds on, the slider only covers a keyword they leave out.
-        kws_each.change(lambda on: gr.update(interactive=not on), inputs=kws_each, outputs=kws_threshold,
-                        api_name=False, show_progress="hidden")  # fmt: skip
-        everything = [*eval_outputs, *errors_outputs, *on_model]
-        everything_in = [kws_normalise, *errors_inputs, deployed.keyword, kws_threshold, deployed.applied]
-        controls = [kws_button, kws_audio, kws_live_audio]
-        watch = status_watch(
-            slot,
-            kws_status,
-            then=on_evaluation_and_errors,
-            inputs=everything_in,
-            outputs=everything,
-            controls=controls,
-        )
-        demo.load(
-            lambda: card_and_controls(slot, len(controls)), outputs=[kws_status, *controls], api_name=False
-        ).then(watch.render, inputs=everything_in, outputs=[*everything, watch.shown], api_name=False)
-        demo.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
-        compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
+    on_model = [*deployed.outputs, kws_threshold, deployed.applied, kws_threshold_note, kws_each]
+    # With the keywords' own thresholds on, the slider only covers a keyword they leave out.
+    kws_each.change(lambda on: gr.update(interactive=not on), inputs=kws_each, outputs=kws_threshold,
+                    api_name=False, show_progress="hidden")  # fmt: skip
+    everything = [*eval_outputs, *errors_outputs, *on_model]
+    everything_in = [kws_normalise, *errors_inputs, deployed.keyword, kws_threshold, deployed.applied]
+    controls = [kws_button, kws_audio, kws_live_audio]
+    watch = status_watch(
+        slot,
+        kws_status,
+        then=on_evaluation_and_errors,
+        inputs=everything_in,
+        outputs=everything,
+        controls=controls,
+    )
+    page.load(lambda: card_and_controls(slot, len(controls)), outputs=[kws_status, *controls], api_name=False).then(
+        watch.render, inputs=everything_in, outputs=[*everything, watch.shown], api_name=False
+    )
+    page.load(refill, outputs=pickers, api_name=False, show_progress="hidden")
+    compare_tab.select(refill, inputs=pickers, outputs=pickers, api_name=False, show_progress="hidden")
 
-        def api_spot(audio: FileData | None = None) -> dict:
-            """The top 5 keywords of an uploaded clip (when longer than 1 s, of the window of the
-            keyword a live listener would log with the highest probability, else of its most
-            keyword-like window), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
-            path = uploaded_path(audio)
-            loaded = require(slot)
-            scores = clip_scores(loaded, audio_or_error(path))[0]  # no timeline: the API returns none
-            return top_classes(scores, 5)
+    def api_spot(audio: FileData | None = None) -> dict:
+        """The top 5 keywords of an uploaded clip (when longer than 1 s, of the window of the
+        keyword a live listener would log with the highest probability, else of its most
+        keyword-like window), as gr.Label gives them: {"label": best, "confidences": [{"label", "confidence"}]}."""
+        path = uploaded_path(audio)
+        loaded = require(slot)
+        scores = clip_scores(loaded, audio_or_error(path))[0]  # no timeline: the API returns none
+        return top_classes(scores, 5)
 
-        gr.api(api_spot, api_name="spot")
-    return demo
+    gr.api(api_spot, api_name="spot")

@@ -76,52 +76,50 @@ def reload(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
     return overview(registry)
 
 
-def build(registry: Registry) -> gr.Blocks:
-    with gr.Blocks() as demo:
-        gr.Markdown(
-            "Structure of the model behind each slot, read from its config "
-            "(the structure table of the course report this app recreates), and where each model comes from."
-        )
-        models_table = gr.Dataframe(label="Model structure", interactive=False, wrap=True)
-        models_cards = gr.Markdown()
-        with gr.Row():
-            models_refresh = gr.Button("Refresh status")
-            models_reload = gr.Button("Reload models", variant="secondary")
-        with gr.Accordion("For the operator: what each slot tried, folders and errors in full", open=False):
-            models_details = gr.Markdown()
-        with gr.Accordion("Status (JSON, as the status endpoint returns it)", open=False):
-            models_status = gr.JSON()
-        outputs = [models_table, models_cards, models_details, models_status]
-        # Status reads take microseconds: no concurrency limit, so no visitor waits for another's.
-        demo.load(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
-        models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
-        models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)
-        models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
-        models_timer.tick(
-            lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
-            outputs=[*outputs, models_timer],
-            api_name=False,
-            show_progress="hidden",
-            concurrency_limit=None,
-        )
+def build(registry: Registry, page: gr.Blocks) -> None:
+    gr.Markdown(
+        "Structure of the model behind each slot, read from its config "
+        "(the structure table of the course report this app recreates), and where each model comes from."
+    )
+    models_table = gr.Dataframe(label="Model structure", interactive=False, wrap=True)
+    models_cards = gr.Markdown()
+    with gr.Row():
+        models_refresh = gr.Button("Refresh status")
+        models_reload = gr.Button("Reload models", variant="secondary")
+    with gr.Accordion("For the operator: what each slot tried, folders and errors in full", open=False):
+        models_details = gr.Markdown()
+    with gr.Accordion("Status (JSON, as the status endpoint returns it)", open=False):
+        models_status = gr.JSON()
+    outputs = [models_table, models_cards, models_details, models_status]
+    # Status reads take microseconds: no concurrency limit, so no visitor waits for another's.
+    page.load(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
+    models_refresh.click(lambda: overview(registry), outputs=outputs, api_name=False, concurrency_limit=None)
+    models_reload.click(lambda: reload(registry), outputs=outputs, api_name=False)
+    models_timer = gr.Timer(2.0)  # refreshes while any slot downloads, loads or waits to retry
+    models_timer.tick(
+        lambda: (*overview(registry), gr.Timer(active=not all_settled(registry))),
+        outputs=[*outputs, models_timer],
+        api_name=False,
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
 
-        def slot_status() -> dict:
-            """Per slot: state, source, parameters, size on disk, device, load time or error;
-            under "app": whether slots preload and seconds from launch until all were ready."""
-            return status(registry)
+    def slot_status() -> dict:
+        """Per slot: state, source, parameters, size on disk, device, load time or error;
+        under "app": whether slots preload and seconds from launch until all were ready."""
+        return status(registry)
 
-        def reload_models() -> dict:
-            """Load what changed since launch (a checkpoint trained since, a slot that failed),
-            serving the current model until its successor is ready; returns the status, as /status
-            does, with what was done to each slot under "reload", once local reads are done."""
-            return status(registry, registry.reload())
+    def reload_models() -> dict:
+        """Load what changed since launch (a checkpoint trained since, a slot that failed),
+        serving the current model until its successor is ready; returns the status, as /status
+        does, with what was done to each slot under "reload", once local reads are done."""
+        return status(registry, registry.reload())
 
-        # Off the queue for a plain POST to /gradio_api/run/status; gradio_client joins the queue
-        # even so, where no concurrency limit makes it wait for other status calls. Either way it
-        # never waits behind inference (nor for a load).
-        gr.api(slot_status, api_name="status", queue=False, concurrency_limit=None)
-        gr.api(reload_models, api_name="reload")
-    return demo
+    # Off the queue for a plain POST to /gradio_api/run/status; gradio_client joins the queue
+    # even so, where no concurrency limit makes it wait for other status calls. Either way it
+    # never waits behind inference (nor for a load).
+    gr.api(slot_status, api_name="status", queue=False, concurrency_limit=None)
+    gr.api(reload_models, api_name="reload")
 
 
 def all_settled(registry: Registry) -> bool:
