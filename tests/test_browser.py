@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradio_client import Client
 
 from scripts.screenshot import screenshot
-from tests.helpers import START_S, TAB_NAMES, pick_example_clip, wait_for_http
+from slots.table import SLOTS
+from tests.helpers import START_S, TAB_NAMES, pick_example_clip, settled_status, wait_for_http
 
 pytestmark = pytest.mark.browser
 
 
 def test_screenshot_shows_four_tabs_and_the_models_table(app_process, tiny_checkpoints, tmp_path):
-    _, url = app_process("--checkpoints", str(tiny_checkpoints))
+    proc, url = app_process("--checkpoints", str(tiny_checkpoints))
     wait_for_http(url, timeout_s=START_S)
     out = tmp_path / "models.png"
     tabs = screenshot(url, out, tab="Models", wait_for="xlm-roberta")
     assert tabs == TAB_NAMES
     assert out.stat().st_size > 20_000  # a blank page is a few KB
+    status = settled_status(Client(url, verbose=False))
+    assert [status[name]["state"] for name in SLOTS] == ["loaded"] * len(SLOTS)
+    proc.terminate()
+    log = proc.communicate(timeout=30)[0]
+    # The operator's log holds what happened: no progress bars of four loads at once, no warnings
+    # about the page's own components.
+    assert "Running on local URL" in log and "Loading weights" not in log and "UserWarning" not in log, log
 
 
 def test_missing_models_say_so_in_one_line_and_the_operator_section_how_to_get_one(app_process, tmp_path):

@@ -91,7 +91,7 @@ def build(registry: Registry, page: gr.Blocks) -> None:
                         gr.Markdown(f"#### {title}: details")
                         columns[name] = ModelColumn(
                             summary=summaries[name],
-                            highlight=gr.HTML(label="Answer in context", show_label=True),
+                            highlight=gr.HTML(label="Answer in context"),
                             alternatives=gr.Dataframe(
                                 headers=["alternative", "probability", "span score"],
                                 label="Best spans",
