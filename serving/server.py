@@ -57,26 +57,12 @@ def warm_start(registry: Registry, preload: bool) -> Callable[[], None]:
     decoding workers started (`serving.audio_worker`)."""
 
     def start() -> None:
-        quiet_weight_loading()
         memory.freeze_heap(registry.loaded)
         if preload:
             registry.preload()
         audio_worker.warm()  # (two process starts; their imports run in them)
 
     return start
-
-
-def quiet_weight_loading() -> None:
-    """No "Loading weights" progress bars from transformers in the operator's log: four slots load
-    at once, and their bars interleave into lines of escape codes. The hub's download bars stay
-    (unless `HF_HUB_DISABLE_PROGRESS_BARS` turned them off): a long download is worth watching."""
-    import huggingface_hub.utils
-    from transformers.utils import logging as transformers_logging
-
-    downloads_shown = not huggingface_hub.utils.are_progress_bars_disabled()
-    transformers_logging.disable_progress_bar()  # (it turns the hub's bars off too)
-    if downloads_shown:
-        huggingface_hub.utils.enable_progress_bars()
 
 
 def serve(
