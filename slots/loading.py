@@ -11,7 +11,10 @@ from core.errors import NO_SAFETENSORS, NoModelFiles
 
 # transformers resolves its top-level names on first use, importing the module behind each; two
 # threads doing that at once can find it half-imported ("module 'transformers' has no attribute
-# 'AutoModelForCTC'"). The slots load in parallel at launch, so the lookups take turns.
+# 'AutoModelForCTC'"). The slots load in parallel at launch, so the lookups take turns. Importing
+# `transformers.utils` in the main thread just before the loads started (to mute its progress bars)
+# brought the same error back, turns or not, in half the starts against the stand-in hub
+# (tests/test_hub.py); why was not found, so nothing imports transformers before the loads do.
 _LOOKUP = threading.Lock()
 
 
