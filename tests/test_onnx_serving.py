@@ -173,6 +173,7 @@ def test_an_export_that_fails_leaves_fp32_serving_and_says_why(tmp_path, monkeyp
 
 
 @pytest.mark.slow
+@pytest.mark.beside
 def test_a_qa_model_exported_step_by_step_in_processes_of_its_own_is_the_one_built_in_process(tmp_path):
     # The fusion's process reads the heads and the width from config.json without transformers:
     # read wrong, the attention would go unfused (no QAttention) and the two graphs would differ.
