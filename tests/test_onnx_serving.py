@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.tiny_models import build_asr
 from slots import onnx_graph, onnx_serving
 from slots.registry import Registry
 
@@ -42,38 +41,44 @@ def _check_speech_graph(graph, model) -> None:
 
 
 def test_int8_is_the_cpu_default_built_once_and_fp32_is_one_setting_away(tmp_path, monkeypatch):
+    # A QA model: its export takes all three steps (export, fusion, quantization).
+    import onnx
+
+    from scripts.tiny_models import build_qa_distilbert
     from slots import int8_export
 
     monkeypatch.setattr(int8_export, "OWN_PROCESS_FROM", 0)  # as a real-size model exports
-    build_asr(tmp_path / "asr")
-    slot = Registry(tmp_path)["asr"]
-    first = slot.get()  # serves at once, in fp32, while the export runs in a process of its own
-    assert first.precision == "fp32 (torch, cpu; int8 on its way)" and not isinstance(
-        first.model, onnx_serving.OnnxSpeech
-    )
+    build_qa_distilbert(tmp_path / "qa-distilbert")
+    slot = Registry(tmp_path)["qa-distilbert"]
+    first = slot.get()  # serves at once, in fp32, while the export runs in processes of its own
+    assert first.precision == "fp32 (torch, cpu; int8 on its way)" and not isinstance(first.model, onnx_serving.OnnxQA)
     assert slot.status()["upgrading"] == "int8 export under way; fp32 serves meanwhile"
     loaded = slot.settled()
     assert loaded is first and "upgrading" not in slot.status()
     assert (
         set(loaded.export) == {"peak_rss_mb", "seconds"} and slot.status(detail=True)["int8_export"] == loaded.export
     )
-    assert loaded.precision == "int8 (onnxruntime, cpu)" and isinstance(loaded.model, onnx_serving.OnnxSpeech)
+    assert loaded.precision == "int8 (onnxruntime, cpu)" and isinstance(loaded.model, onnx_serving.OnnxQA)
     assert loaded.model.path.is_file() and loaded.model.path.is_relative_to(onnx_serving.CACHE)
+    # The fusion's process read the heads and the width from config.json (without transformers):
+    # read wrong, the attention would go unfused and unquantized.
+    ops = [node.op_type for node in onnx.load(str(loaded.model.path)).graph.node]
+    assert ops.count("QAttention") == loaded.model.config.num_hidden_layers, ops
     # Its workers do not spin after a run (they would slow the next model to run, see the code).
     options = loaded.model.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    status = Registry(tmp_path).status()["asr"]
+    status = Registry(tmp_path).status()["qa-distilbert"]
     assert status["precision"] == "int8 (onnxruntime, cpu)" and status["parameters"] == loaded.parameters
 
     def no_rebuild(*args):
         raise AssertionError("the cached int8 model should have been reused")
 
     monkeypatch.setattr(int8_export, "run", no_rebuild)
-    again = Registry(tmp_path)["asr"].get()  # from the cache: int8 at once
+    again = Registry(tmp_path)["qa-distilbert"].get()  # from the cache: int8 at once
     assert again.model.path == loaded.model.path and again.precision == "int8 (onnxruntime, cpu)"
     monkeypatch.setenv("SERVE_PRECISION", "fp32")
-    fp32 = Registry(tmp_path)["asr"].get()
-    assert fp32.precision == "fp32 (torch, cpu)" and not isinstance(fp32.model, onnx_serving.OnnxSpeech)
+    fp32 = Registry(tmp_path)["qa-distilbert"].get()
+    assert fp32.precision == "fp32 (torch, cpu)" and not isinstance(fp32.model, onnx_serving.OnnxQA)
 
 
 def test_qa_export_gives_torch_logits_on_a_padded_batch_and_int8_serves_by_default(tmp_path):
@@ -170,27 +175,3 @@ def test_an_export_that_fails_leaves_fp32_serving_and_says_why(tmp_path, monkeyp
     assert loaded.precision == "fp32 (torch, cpu; int8 export failed: the export process failed (-9): Killed)"
     assert not isinstance(loaded.model, onnx_serving.OnnxSpeech) and slot.state == "loaded"
     assert "upgrading" not in slot.status()
-
-
-@pytest.mark.slow
-@pytest.mark.beside
-def test_a_qa_model_exported_step_by_step_in_processes_of_its_own_is_the_one_built_in_process(tmp_path):
-    # The fusion's process reads the heads and the width from config.json without transformers:
-    # read wrong, the attention would go unfused (no QAttention) and the two graphs would differ.
-    import onnx
-
-    from scripts.tiny_models import build_qa_distilbert
-    from slots import int8_export
-
-    build_qa_distilbert(tmp_path / "qa-distilbert")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SERVE_PRECISION", "fp32")
-        reference = Registry(tmp_path)["qa-distilbert"].get()
-    report = int8_export.run("question-answering", tmp_path / "qa-distilbert", tmp_path / "steps.onnx")
-    assert set(report) == {"peak_rss_mb", "seconds"} and report["peak_rss_mb"] > 0
-    onnx_serving.build("question-answering", reference.model, tmp_path / "here.onnx")
-    steps, here = ([n.op_type for n in onnx.load(str(tmp_path / f)).graph.node] for f in ("steps.onnx", "here.onnx"))
-    assert steps == here and steps.count("QAttention") == reference.model.config.num_hidden_layers, steps
-    batch = reference.processor(["when was it built"], ["it was built in eighteen eighty nine"], return_tensors="pt")
-    outputs = [onnx_serving.OnnxQA(tmp_path / f, reference.model)(**batch) for f in ("steps.onnx", "here.onnx")]
-    np.testing.assert_array_equal(outputs[0].start_logits.numpy(), outputs[1].start_logits.numpy())
