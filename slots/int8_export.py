@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from core import settings
+from slots import onnx_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 1800.0
@@ -47,14 +48,12 @@ def run(kind: str, folder: Path, target: Path, timeout_s: float = TIMEOUT_S) -> 
     """Export the model in `folder` to `target`, each step (export, the kind's fusion if it has one,
     quantization) in a process of its own; what it cost (seconds, the largest step's peak RSS).
     Raises RuntimeError with a step's last words if it fails."""
-    from slots.onnx_graph import FUSIONS
-
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         graph, fused, staged = (str(Path(tmp) / name) for name in ("model.onnx", "fused.onnx", "model.int8.onnx"))
         reports = [_step(["export", kind, str(folder), graph], timeout_s)]
-        if kind in FUSIONS:
+        if kind in onnx_graph.FUSIONS:
             reports.append(_step(["fuse", kind, str(folder), graph, fused], timeout_s))
             graph = reports[-1]["graph"]
         reports.append(_step(["quantize", graph, staged], timeout_s))
@@ -88,15 +87,11 @@ def main(argv: list[str]) -> None:
         kind, folder, graph = args
         onnx_serving.export_graph(kind, load_model(kind, Path(folder)), Path(graph))
     elif step == "fuse":
-        from slots import onnx_graph
-
         kind, folder, graph, fused = args
         # The config's numbers as attributes: transformers' config classes would import torch.
         config = SimpleNamespace(**json.loads((Path(folder) / "config.json").read_text()))
         report["graph"] = str(onnx_graph.fuse(kind, Path(graph), config, Path(fused)))
     else:
-        from slots import onnx_graph
-
         graph, target = args
         onnx_graph.quantize(Path(graph), Path(target))
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -184,6 +184,8 @@ def results(metrics: dict[str, Any] | None, absent: str = "") -> tuple[str, Any,
 
 
 def build(registry: Registry, page: gr.Blocks) -> None:
+    """The Speech recognition tab's components, placed in the caller's layout; `page`, the app's Blocks,
+    runs their load events."""
     slot = registry[SLOT]
 
     def on_transcribe(audio: Any) -> tuple[str, str, pd.DataFrame]:

@@ -216,6 +216,8 @@ def evaluation(
 
 
 def build(registry: Registry, page: gr.Blocks) -> None:
+    """The Keyword spotting tab's components, placed in the caller's layout; `page`, the app's Blocks,
+    runs their load events."""
     slot = registry[SLOT]
 
     def on_spot(audio):

@@ -77,6 +77,8 @@ def reload(registry: Registry) -> tuple[pd.DataFrame, str, str, dict]:
 
 
 def build(registry: Registry, page: gr.Blocks) -> None:
+    """The Models tab's components, placed in the caller's layout; `page`, the app's Blocks,
+    runs their load events."""
     gr.Markdown(
         "Structure of the model behind each slot, read from its config "
         "(the structure table of the course report this app recreates), and where each model comes from."

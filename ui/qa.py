@@ -61,6 +61,8 @@ class ModelColumn(NamedTuple):
 
 
 def build(registry: Registry, page: gr.Blocks) -> None:
+    """The Question answering tab's components, placed in the caller's layout; `page`, the app's Blocks,
+    runs their load events."""
     examples = json.loads(EXAMPLES_FILE.read_text()) if EXAMPLES_FILE.is_file() else []
 
     gr.Markdown(INSTRUCTION, elem_classes=["instruction"])
