@@ -185,12 +185,13 @@ def close_app(demo) -> None:
         assert not server.thread.is_alive(), "the app's server did not stop within 120 s"
 
 
-def serving_for_good(client: Client, names: list[str], timeout_s: float = 120) -> dict:
-    """Ask for each of `names`' models through the server's /status until each is loaded with its
-    int8 export done (no "upgrading"): the precision it serves from now on, whichever finished first."""
+def serving_for_good(client: Client | str, names: list[str], timeout_s: float = 120) -> dict:
+    """Ask for each of `names`' models through the server's /status (of a client, or at a URL)
+    until each is loaded with its int8 export done (no "upgrading"): the precision it serves from
+    now on, whichever finished first."""
     start = time.monotonic()
     while True:
-        status = client.predict(api_name="/status")
+        status = call(client, "status") if isinstance(client, str) else client.predict(api_name="/status")
         if all(status[n]["state"] == "loaded" and "upgrading" not in status[n] for n in names):
             return status
         if time.monotonic() - start > timeout_s:
