@@ -98,13 +98,15 @@ def chunk_seconds(chunk: tuple[int, Any] | None) -> float:
 
 
 def while_heard(places: Places, session: str, note: Any) -> Any:
-    """The line a served chunk shows: `note`, or that audio is being dropped when a share of it
-    is (after `MISSING_AFTER_S` of audio, so one slow update early on says nothing; never after
-    Stop, when `note` is the final line)."""
+    """The line a served chunk shows: `note`, headed by the news that audio is being dropped when
+    a share of it is (after `MISSING_AFTER_S` of audio, so one slow update early on says nothing;
+    never after Stop, when `note` is the final line). The note stays under it: what is heard, the
+    input level, the sentences made final are what a visitor watches most when the app lags."""
     hearing = places.hearing(session)
     if hearing is None or hearing.heard_s < MISSING_AFTER_S or hearing.missing_share() < MISSING_SHARE:
         return note
-    return skipping_note(hearing.missing_share())
+    lagging = skipping_note(hearing.missing_share())
+    return f"{lagging}\n\n{note}" if isinstance(note, str) and note else lagging
 
 
 def session_of(request: gr.Request | None) -> str:
