@@ -54,16 +54,20 @@ def test_three_sentences_turn_final_without_stop(launch, tiny_checkpoints, tmp_p
         readouts = page.get_by_text("model time").first.inner_text()
         page.get_by_role("button", name="Stop").first.click()
         page.get_by_text("Final transcript of").wait_for()
-    # Each count shown: a count never drawn (two sentences ended in one update, or the line said
-    # that audio was lost instead) means the page did not keep up with the microphone.
+    # Each count shown: a count never drawn (two sentences ended in one update) means the page did
+    # not keep up with the microphone.
     assert all(str(n) in finals for n in (1, 2, 3)), (finals, started, ends)
     shown = [(finals[str(n)] - started) / 1000 for n in (1, 2, 3)]
-    # each sentence final about a second after it ends: the pause that ends it, a chunk, the work
-    # (the recording starts a little after the press; the gaps between finals follow the audio's)
-    assert shown[0] <= ends[0] + vad.END_SILENCE_S + 2.0, (shown, ends)
-    for n in (1, 2):
-        assert abs((shown[n] - shown[n - 1]) - (ends[n] - ends[n - 1])) <= 1.0, (shown, ends)
-    assert "first word" in readouts or "final" in readouts
     status = call(url, "status")
     summary = status["asr"]["live"]["readouts"]
     assert summary["recordings"] == 1 and summary["speech_share"] < 0.75  # the pauses cost no model time
+    # Each sentence final about a chunk after the pause that ends it, on the server's clock (from
+    # the arrival of the audio where the speech ended to the final text: `speech.utterances`).
+    assert summary["final_s"] <= vad.END_SILENCE_S + 1.0, summary
+    # On the page's clock too, which also holds the recorder's start after the press and the
+    # browser's delivery of each chunk (a busy host delays them: in CI once 1.3 s more between two
+    # finals than between their sentences' ends). The finals follow the sentences, not Stop.
+    assert shown[0] <= ends[0] + vad.END_SILENCE_S + 3.0, (shown, ends, summary)
+    for n in (1, 2):
+        assert abs((shown[n] - shown[n - 1]) - (ends[n] - ends[n - 1])) <= 2.0, (shown, ends, summary)
+    assert "first word" in readouts or "final" in readouts
