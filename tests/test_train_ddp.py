@@ -71,11 +71,16 @@ def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def launch_env(workdir: Path) -> dict[str, str]:
+    """A launch's environment: the repository importable, one thread per process, and its
+    temporary files (torchrun's `torchelastic_*` log folders, which it leaves) in the test's folder."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "TMPDIR": str(workdir)}
+
+
 def two_processes(launcher: list[str], name: str, args: list[str], cwd: Path) -> str:
     """Runs train.<name> as two processes; their log."""
     job = [*launcher, "-m", f"train.{name}", *args, "--output_dir", "out/two", "--run_dir", "runs/two"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(job, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(job, cwd=cwd, env=launch_env(cwd), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "parallel_mode != ParallelMode.DISTRIBUTED" not in done.stderr  # a real DDP job
     assert "find_unused_parameters=True" not in done.stderr  # every parameter takes part
@@ -142,7 +147,7 @@ def test_two_machines_sharing_a_disk_build_each_store_and_publish_one_checkpoint
     first process builds the feature stores into the one cache folder at the same time (a shared
     file system), and only the job's first process publishes."""
     make_kws_smoke()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = launch_env(smoke_workdir)
     nodes = [
         subprocess.Popen(
             [*TORCHRUN[:3], "--nnodes", "2", "--node_rank", str(rank), "--nproc_per_node", "1"]
