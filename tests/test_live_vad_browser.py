@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from scripts.make_smoke_data import speak
+from slots.table import SLOTS
 from speech import vad
 from tests.helpers import call, serving_for_good
 from tests.test_vad import voiced
@@ -35,7 +36,7 @@ def test_three_sentences_turn_final_without_stop(launch, tiny_checkpoints, tmp_p
     url = launch(tiny_checkpoints)
     # The page is timed alone: the int8 exports that begin with the app (a few seconds of both
     # cores) are over before Record, as on a Space whose visitor comes after its start.
-    serving_for_good(url, ["asr", "kws", "qa-distilbert", "qa-xlmr"])
+    serving_for_good(url, list(SLOTS))
     with open_page(url, fake_microphone=microphone, timeout_ms=60_000) as page:
         page.get_by_text("About this model").first.wait_for()
         page.get_by_role("tab", name="Live").click()
