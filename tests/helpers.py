@@ -66,17 +66,15 @@ def recordings(upload_dir: Path) -> list[Path]:
     return [p for p in Path(upload_dir).rglob("*.wav") if p.name not in examples]
 
 
-class HeldRecorder:
-    """Holds back the page's requests for Gradio's streaming-recorder scripts until `release`: a
-    Record pressed meanwhile is the one a slow connection gives (the recorder does not exist yet,
-    so nothing is recorded while the page shows a recording)."""
+class Held:
+    """Holds back the page's requests matching `pattern` until `release`: what the page does
+    meanwhile is what it does on a slow connection before their answers arrive."""
 
-    PATTERN = "**/assets/module-*.js"  # the chunks Gradio imports when a streaming microphone mounts
-
-    def __init__(self, page) -> None:
+    def __init__(self, page, pattern: str) -> None:
+        self.pattern = pattern
         self.held = []
         self.released = False
-        page.route(self.PATTERN, self._route)
+        page.route(pattern, self._route)
 
     def _route(self, route) -> None:
         if self.released:
@@ -85,12 +83,25 @@ class HeldRecorder:
             self.held.append(route)
 
     def assert_held(self) -> None:
-        assert self.held, f"no request matched {self.PATTERN}: has Gradio renamed its recorder's chunks?"
+        assert self.held, f"no request matched {self.pattern}: has Gradio renamed it?"
 
     def release(self) -> None:
         self.released = True
         for route in self.held:
             route.continue_()
+
+
+def held_recorder(page) -> Held:
+    """Gradio's streaming-recorder scripts, the chunks it imports when a streaming microphone
+    mounts, held: a Record pressed meanwhile finds no recorder (nothing is recorded while the page
+    shows a recording)."""
+    return Held(page, "**/assets/module-*.js")
+
+
+def held_pick(page) -> Held:
+    """Gradio's unqueued requests held: an example's pick (a POST to .../run/predict) has not
+    landed, and the inputs are still the old ones."""
+    return Held(page, "**/gradio_api/run/predict")
 
 
 def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
@@ -113,8 +124,8 @@ def record_until_heard(page, heard: Callable[[], bool], tries: int = 3) -> None:
 
 
 def pick_example_clip(page) -> None:
-    """Click the open tab's first example clip and wait until a player for it appears: the pick is
-    a round trip to the server, and a Transcribe or Spot pressed before it lands sends no audio."""
+    """Click the open tab's first example clip and wait until a player for it appears (the pick is
+    a round trip to the server)."""
     players = "() => [...document.querySelectorAll('button[aria-label=Play]')].filter((e) => e.offsetParent).length"
     before = page.evaluate(players)
     page.locator("button.gallery-item").locator("visible=true").first.click()

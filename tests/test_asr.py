@@ -16,7 +16,7 @@ from core.examples import read_examples
 from scripts.make_smoke_data import SENTENCES, make_asr_smoke
 from speech.ctc import normalize_transcript
 from tests.card_check import assert_card_matches_metrics
-from tests.helpers import HeldRecorder, no_sound_note, record_until_heard, recordings
+from tests.helpers import held_recorder, no_sound_note, record_until_heard, recordings
 from tests.learned import ASR_SENTENCES
 from train import asr as train_asr
 from ui import asr as asr_tab
@@ -243,7 +243,7 @@ def test_browser_live_mode_streams_and_shows_the_partial_transcript(learned_asr,
         page.get_by_text("About this model").first.wait_for()
         # A Record pressed before the recorder's scripts arrive records nothing: the page says so,
         # and Stop, Record again works once they are there.
-        recorder = HeldRecorder(page)
+        recorder = held_recorder(page)
         page.get_by_role("tab", name="Live").click()
         page.get_by_label("Listen for speech").uncheck()  # every chunk to the model: the path without the gate
         page.get_by_role("button", name="Record").first.click()

@@ -9,7 +9,7 @@ from gradio_client import Client
 
 from scripts.screenshot import screenshot
 from slots.table import SLOTS
-from tests.helpers import START_S, TAB_NAMES, pick_example_clip, settled_status, wait_for_http
+from tests.helpers import START_S, TAB_NAMES, held_pick, settled_status, wait_for_http
 
 pytestmark = pytest.mark.browser
 
@@ -190,8 +190,15 @@ def test_a_refused_input_says_why_and_leaves_no_error_badge(launch, tiny_checkpo
         assert page.evaluate(visible, ".error") == []  # a raised gr.Error badges every output, for good
         # The line under the transcript says so too: a transcript there is not this input's.
         page.get_by_text("⚠️ Not done: No audio was received").wait_for()
-        pick_example_clip(page)  # an example clip: transcribed, the line replaced
+        # An example clip, Transcribe pressed before the pick's answer lands (a slow connection):
+        # the press waits for the clip (assets/web/example_first.js), which is transcribed.
+        pick = held_pick(page)
+        page.locator("button.gallery-item").locator("visible=true").first.click()
         page.get_by_role("button", name="Transcribe").click()
+        page.wait_for_timeout(500)
+        pick.assert_held()
+        assert page.evaluate("window.exampleFirst.pending()") == 1
+        pick.release()
         page.get_by_text("s of audio transcribed in").wait_for()
         assert page.get_by_text("Not done").count() == 0
         page.get_by_role("tab", name="Question answering").first.click()

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import ROOT, START_S, pick_example_clip, wait_for_http
+from tests.helpers import ROOT, START_S, held_pick, pick_example_clip, wait_for_http
 
 pytestmark = pytest.mark.browser
 
@@ -80,8 +80,11 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
 
         open_tab(page, "Keyword spotting")
         page.get_by_text("About this model").locator("visible=true").first.wait_for()
-        pick_example_clip(page)
+        pick = held_pick(page)  # Spot pressed before the picked clip arrives: it waits for it
+        page.locator("button.gallery-item").locator("visible=true").first.click()
         page.get_by_role("button", name="Spot", exact=True).click()
+        page.wait_for_timeout(300)
+        pick.release()
         page.get_by_text("s of audio classified in").wait_for()
         page.wait_for_timeout(800)
         in_view(page, "#kws-result")  # the headline and the top-5 bars under it
@@ -95,10 +98,14 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         page.get_by_text("Examples: pick one to fill in both boxes").click()
         page.locator("#qa-answers").wait_for(state="attached")
         examples = page.locator("tr.tr-body").locator("visible=true")
+        pick = held_pick(page)  # Enter pressed before the picked example arrives: it waits for it
         examples.first.locator("td").first.click()
+        page.get_by_label("Question (Enter to ask)").press("Enter")  # Enter asks, as the button does
+        page.wait_for_timeout(300)
+        expect(page.get_by_label("Question (Enter to ask)")).to_have_value("")
+        pick.release()
         expect(examples).to_have_count(0)  # the pick closed the list
         expect(page.get_by_label("Question (Enter to ask)")).not_to_have_value("")  # filled in by the server
-        page.get_by_label("Question (Enter to ask)").press("Enter")  # Enter asks, as the button does
         expect(page.locator("#qa-answers")).to_contain_text("The models")  # agree or disagree: both answered
         page.wait_for_timeout(800)
         box = in_view(page, "#qa-answers")

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from slots.registry import Registry
 from speech import spotting
-from tests.helpers import HeldRecorder, no_sound_note, record_until_heard
+from tests.helpers import held_recorder, no_sound_note, record_until_heard
 from tests.kws_learned import training_clip, two_words, voiced_centre_s
 from ui import kws as kws_tab
 
@@ -118,7 +118,7 @@ def test_browser_live_listening_logs_the_spoken_keyword_and_shows_the_input_leve
     with open_page(launch(checkpoints), fake_microphone=str(mic)) as page:
         page.get_by_role("tab", name="Keyword spotting").click()
         page.get_by_text("About this model").first.wait_for()
-        recorder = HeldRecorder(page)  # a slow connection: Record before the recorder's scripts arrive
+        recorder = held_recorder(page)  # a slow connection: Record before the recorder's scripts arrive
         page.get_by_role("tab", name="Live").click()
         page.get_by_text("Say one of:").wait_for()
         # one threshold for every keyword, as this test was written for (the evaluation's own are

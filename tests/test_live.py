@@ -192,7 +192,7 @@ def test_browser_a_full_live_tab_says_so_and_takes_turns(launch, tiny_checkpoint
         for page in (first, second):
             page.get_by_text("About this model").first.wait_for()
             page.get_by_role("tab", name="Live").first.click()
-        first.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
+        first.wait_for_timeout(3000)  # the recorder's scripts (`held_recorder` tests that race)
         first.get_by_role("button", name="Record").first.click()
         wait_until(lambda: served, 30)
         assert served, "the first visitor was never heard"
@@ -241,7 +241,7 @@ def test_browser_a_recording_in_one_live_tab_takes_the_place_of_the_other(
         speech.get_by_role("tab", name="Live").first.click()
         keywords.get_by_role("tab", name="Keyword spotting").click()
         keywords.get_by_role("tab", name="Live").click()
-        speech.wait_for_timeout(3000)  # the recorder's scripts (`HeldRecorder` tests that race)
+        speech.wait_for_timeout(3000)  # the recorder's scripts (`held_recorder` tests that race)
         speech.get_by_role("button", name="Record").first.click()
         wait_until(lambda: served, 30)
         assert served, "the speech visitor was never heard"

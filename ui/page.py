@@ -12,7 +12,7 @@ SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica N
 MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
 WEB = Path(__file__).resolve().parents[1] / "assets" / "web"
 # Each script says why it is there in its own header.
-SCRIPTS = ("raw_microphone.js", "scroll_cue.js")
+SCRIPTS = ("raw_microphone.js", "scroll_cue.js", "example_first.js")
 
 
 def theme() -> gr.themes.Base:
@@ -20,8 +20,8 @@ def theme() -> gr.themes.Base:
 
 
 def head() -> str:
-    """What goes in the page's <head>: the script that asks for the microphone's raw signal and
-    the one that marks tables and plots scrolled sideways."""
+    """What goes in the page's <head>: the scripts that ask for the microphone's raw signal, mark
+    tables and plots scrolled sideways, and hold a press made while a picked example is on its way."""
     return "".join(f"<script>{(WEB / name).read_text(encoding='utf-8')}</script>" for name in SCRIPTS)
 
 
