@@ -3,6 +3,8 @@ code, the processor (tokenizer) first."""
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,19 +12,42 @@ from typing import Any
 from core.errors import NO_SAFETENSORS, NoModelFiles
 
 # transformers resolves its top-level names on first use, importing the module behind each; two
-# threads doing that at once can find it half-imported ("module 'transformers' has no attribute
-# 'AutoModelForCTC'"). The slots load in parallel at launch, so the lookups take turns. Importing
-# `transformers.utils` in the main thread just before the loads started (to mute its progress bars)
-# brought the same error back, turns or not, in half the starts against the stand-in hub
-# (tests/test_hub.py); why was not found, so nothing imports transformers before the loads do.
+# threads doing that at once can find it half-imported, so the slots' lookups take turns. And
+# `transformers/__init__.py` replaces itself in `sys.modules` with its lazy module when it ends: a
+# thread whose `import transformers` waited for another thread's import (one outside these turns:
+# anything that imports transformers first, in any thread) is handed the module object it found
+# before waiting, the half-built one without the lazy names ("module 'transformers' has no
+# attribute 'AutoModelForCTC'"). What `sys.modules` holds once the import is done is the real one.
 _LOOKUP = threading.Lock()
+
+
+def transformers_module() -> Any:
+    """The `transformers` package, imported in turn with the other slots' lookups."""
+    with _LOOKUP:
+        import transformers  # noqa: F401 - waits for an import under way in another thread
+
+        _quiet_weight_loading()
+        return sys.modules["transformers"]
+
+
+@functools.cache
+def _quiet_weight_loading() -> None:
+    """No "Loading weights" progress bars from transformers in the operator's log: the slots load
+    at once, and their bars interleave into lines of escape codes. The hub's download bars stay
+    (unless `HF_HUB_DISABLE_PROGRESS_BARS` turned them off): a long download is worth watching."""
+    import huggingface_hub.utils
+    from transformers.utils import logging
+
+    downloads_shown = not huggingface_hub.utils.are_progress_bars_disabled()
+    logging.disable_progress_bar()  # (it turns the hub's bars off too)
+    if downloads_shown:
+        huggingface_hub.utils.enable_progress_bars()
 
 
 def classes(kind: str) -> tuple[Any, Any]:
     """The (model class, processor class) of a slot kind: asr, kws or qa."""
+    tf = transformers_module()
     with _LOOKUP:
-        import transformers as tf
-
         return {
             "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
             "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
@@ -81,9 +106,10 @@ def load_model(kind: str, path: Path) -> Any:
         from core.structure import SUPERB_CTC
         from speech.heads import HubertSuperbForCTC
 
+        tf = transformers_module()
         with _LOOKUP:
-            from transformers import AutoConfig
-        if SUPERB_CTC in (AutoConfig.from_pretrained(path).architectures or []):
+            config_class = tf.AutoConfig
+        if SUPERB_CTC in (config_class.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
     return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
 

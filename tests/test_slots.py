@@ -235,39 +235,48 @@ def test_hub_models_and_missing_folders_have_no_fingerprint(tmp_path, two_asr):
 def test_the_four_slots_load_at_once_in_a_fresh_process(tiny_checkpoints):
     """At launch the slots load in parallel threads, each the first in its process to ask
     transformers for its Auto classes; resolved at the same time, those lazy names came back
-    missing ("no attribute 'AutoModelForCTC'") and slots went unavailable."""
+    missing ("no attribute 'AutoModelForCTC'") and slots went unavailable. The same came back when
+    another thread was importing transformers as the loads began (muting its progress bars at
+    start did): a thread that waits for that import is handed the half-built module."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
     script = """
-import json, sys, threading
+import json, sys, threading, time
 import app  # what the app has imported when its slots start loading
 from slots import loading, table
 from pathlib import Path
 kinds = {"asr": "ctc", "kws": "audio-classification", "qa-distilbert": "question-answering",
          "qa-xlmr": "question-answering"}
 loaded, errors = {}, []
-start = threading.Barrier(len(kinds))  # all four ask at the same moment, as at launch
+outside = sys.argv[2] == "outside"  # another thread imports transformers as the loads begin
+start = threading.Barrier(len(kinds) + outside)  # all four ask at the same moment, as at launch
 def load(slot, kind):
     start.wait()
+    if outside:
+        time.sleep(0.1)  # that import under way (it takes about a second)
     try:
         loaded[slot] = type(loading.from_pretrained(kind, Path(sys.argv[1]) / slot)[0]).__name__
     except Exception as err:
         errors.append(f"{slot}: {err!r}")
+def importer():
+    start.wait()
+    from transformers.utils import logging
 threads = [threading.Thread(target=load, args=item) for item in kinds.items()]
+threads += [threading.Thread(target=importer)] if outside else []
 [t.start() for t in threads]
 [t.join() for t in threads]
 print(json.dumps({"loaded": loaded, "errors": errors}))
 """
     root = Path(__file__).resolve().parents[1]
-    # The race is a matter of timing: three fresh processes side by side give it three chances.
+    # The race is a matter of timing: fresh processes side by side give it several chances.
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", script, str(tiny_checkpoints)], cwd=root, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", script, str(tiny_checkpoints), mode], cwd=root, stdout=subprocess.PIPE, text=True
         )
-        for _ in range(3)
+        for mode in ("alone", "outside", "outside")
     ]
     results = [json.loads(run.communicate(timeout=300)[0].strip().splitlines()[-1]) for run in runs]
     assert all(run.returncode == 0 for run in runs)
