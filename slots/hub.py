@@ -209,10 +209,11 @@ def require_safetensors(source: HubSource, files: dict[str, int]) -> None:
 def download(source: HubSource, patterns: list[str], progress: Progress | None = None) -> Path:
     """The snapshot folder holding the files of `source` that match `patterns`. Offline
     (`HF_HUB_OFFLINE=1`), only the local cache is consulted, so a machine without a network
-    fails at once."""
+    fails at once. Its bytes are counted in `progress`, if given; no progress bar is printed: the
+    slots download at once, and their bars interleaved in the server log (`/status` says how far
+    each download is)."""
     from huggingface_hub import snapshot_download
 
-    kwargs: dict[str, Any] = {"tqdm_class": progress.tqdm_class()} if progress else {}
     return Path(
         snapshot_download(
             source.repo_id,
@@ -220,7 +221,7 @@ def download(source: HubSource, patterns: list[str], progress: Progress | None =
             allow_patterns=patterns,
             etag_timeout=HUB_TIMEOUT_S,
             local_files_only=offline(),
-            **kwargs,
+            tqdm_class=(progress or Progress()).tqdm_class(),
         )
     )
 

@@ -33,8 +33,8 @@ def transformers_module() -> Any:
 @functools.cache
 def _quiet_weight_loading() -> None:
     """No "Loading weights" progress bars from transformers in the operator's log: the slots load
-    at once, and their bars interleave into lines of escape codes. The hub's download bars stay
-    (unless `HF_HUB_DISABLE_PROGRESS_BARS` turned them off): a long download is worth watching."""
+    at once, and their bars interleave into lines of escape codes (the slots' downloads print none
+    either: `slots.hub.download`). The hub's own setting for its bars is left as it was."""
     import huggingface_hub.utils
     from transformers.utils import logging
 

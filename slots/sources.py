@@ -188,7 +188,9 @@ def _from_hub(spec: SlotSpec, source: hub.HubSource, phase: Phase) -> tuple[Any,
     phase("resolving")
     files = hub.with_deadline(lambda: hub.list_files(source), progress, "listing files")
     hub.require_safetensors(source, files)
-    small = hub.with_deadline(lambda: hub.download(source, hub.PROCESSOR_PATTERNS), progress, "tokenizer and config")
+    small = hub.with_deadline(
+        lambda: hub.download(source, hub.PROCESSOR_PATTERNS, progress), progress, "tokenizer and config"
+    )
     processor = loading.load_processor(spec.kind, small)
     phase("downloading", progress)
     path = hub.with_deadline(lambda: hub.download(source, hub.SERVED_PATTERNS, progress), progress, "weights")
