@@ -5,6 +5,7 @@ depend on the values).
     python -m bench.asr_serving                          # facebook/wav2vec2-base-960h's shape
     python -m bench.asr_serving --seconds 5 30 60 --repeat 3 --json out.json
     python -m bench.asr_serving --shape distilhubert     # what train.asr fine-tunes (2 layers)
+    python -m bench.asr_serving --shape tiny --seconds 2 --repeat 1   # the steps in seconds, no figure
 
 Prints, per clip length: the endpoint's time over plain HTTP (`/transcribe`, after the upload)
 and its real-time factor, the serving model's single forward pass and torch fp32's forward pass
@@ -19,7 +20,6 @@ import json
 import os
 import socket
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,39 +28,15 @@ import soundfile as sf
 import torch
 
 from bench.serve_speed import call_http, upload
-from core.checkpoint import Metrics, save_checkpoint
+from bench.synthetic import ctc_checkpoint
 from serving.scratch import scratch_folder
 from speech.audio import TARGET_RATE
 
 RATE = TARGET_RATE
-UPPER = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"
-
-
-def random_checkpoint(folder: Path, shape: str = "base-960h") -> Path:
-    """A CTC checkpoint with random weights: facebook/wav2vec2-base-960h's config (95 M parameters)
-    or DistilHuBERT's (HuBERT-base widths, 2 transformer layers: what `train.asr` fine-tunes)."""
-    from transformers import (
-        HubertConfig,
-        HubertForCTC,
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(UPPER)}}
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        tokenizer = Wav2Vec2CTCTokenizer(str(Path(tmp) / "vocab.json"))
-    extractor = Wav2Vec2FeatureExtractor(return_attention_mask=False)
-    torch.manual_seed(0)
-    if shape == "distilhubert":
-        model = HubertForCTC(HubertConfig(vocab_size=len(vocab), num_hidden_layers=2))
-    else:
-        model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=len(vocab)))
-    metrics = Metrics(task="asr", hyperparameters={"note": "random weights, for timing"})
-    return save_checkpoint(folder / "asr", model, Wav2Vec2Processor(extractor, tokenizer), metrics)
+# The architectures measured (`bench.synthetic.ctc_checkpoint`): facebook/wav2vec2-base-960h's
+# (95 M parameters), DistilHuBERT's (HuBERT-base widths, 2 transformer layers: what `train.asr`
+# fine-tunes), and the tests' tiny HuBERT (every step in seconds, no figure to keep).
+SHAPES = {"base-960h": "wav2vec2-base", "distilhubert": "distilhubert", "tiny": "tiny"}
 
 
 def transcribe_http(url: str, path: Path) -> float:
@@ -95,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 30.0, 60.0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--shape", choices=("base-960h", "distilhubert"), default="base-960h")
+    parser.add_argument("--shape", choices=list(SHAPES), default="base-960h")
     args = parser.parse_args(argv)
     work = scratch_folder("asr-serving-")  # a 360 MB model and its export: removed at exit
     os.environ.setdefault("ONNX_CACHE", str(work / "onnx-cache"))
@@ -105,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import app
 
-    folder = random_checkpoint(work, args.shape)
+    ctc_checkpoint(work, SHAPES[args.shape])
+    folder = work / "asr"
     reference = AutoModelForCTC.from_pretrained(folder).eval()  # torch fp32, for the raw column
     start = time.perf_counter()
     registry = app.open_registry(work, preload=True)

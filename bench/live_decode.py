@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.asr_serving import UPPER
 from speech import long_audio
 from speech.ctc import PAD, UNK, WORD_DELIMITER, make_processor
 
@@ -32,6 +31,7 @@ UPDATE_FRAMES = FRAMES_PER_S // 2  # an update every 0.5 s
 COMMIT_FRAMES = 75  # 1.5 s: a 2.5 s window less 0.5 s of context each side
 SENTENCE = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG WHILE SHE SELLS SEA SHELLS BY THE SHORE"
 WORDS = SENTENCE.split(" ")
+LETTERS = "ETAOINSHRDLUCMFWYPVBGKQJXZ'"  # a character vocabulary as facebook/wav2vec2-base-960h's
 
 
 def spoken_ids(processor, frames: int) -> np.ndarray:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 30, 60])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    vocab = {PAD: 0, UNK: 1, WORD_DELIMITER: 2, **{c: i + 3 for i, c in enumerate(UPPER)}}
+    vocab = {PAD: 0, UNK: 1, WORD_DELIMITER: 2, **{c: i + 3 for i, c in enumerate(LETTERS)}}
     folded = make_processor(vocab)
     everything = copy.deepcopy(folded)
     everything.tokenizer.clean_up_tokenization_spaces = True  # decodes every id on every update

@@ -289,3 +289,29 @@ def test_hostile_uploads_leave_the_app_serving_with_each_answer_served_or_refuse
     assert "holds more audio data than this app decodes" in outcomes["dc8ch192k.flac"]
     assert "longer than the limit of 600 s; its header said 10.0 s" in outcomes["two_hours_header_says_10s.mp3"]
     assert "is not an audio file this app can read" in outcomes["text.mp3"]
+
+
+@pytest.mark.beside
+def test_asr_serving_puts_the_endpoint_beside_the_forward_passes_and_the_live_update(tmp_path):
+    """`python -m bench.asr_serving`, as a user runs it (the app in its own process), on the tiny
+    model: one row per clip length and the live update's costs, also written as JSON."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    out = tmp_path / "asr.json"
+    command = ["-m", "bench.asr_serving", "--shape", "tiny", "--seconds", "2", "4", "--repeat", "1"]
+    run = subprocess.run(
+        [sys.executable, *command, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["shape"] == "tiny" and result["precision"].startswith("int8")
+    assert [row["seconds"] for row in result["clips"]] == [2, 4]
+    for row in result["clips"]:
+        assert row["endpoint_s"] > 0 and row["serving_forward_s"] > 0 and row["torch_fp32_forward_s"] > 0
+        assert row["rtf"] == pytest.approx(row["endpoint_s"] / row["seconds"], abs=1e-3)
+    live = result["live"]  # 119 updates after the first
+    assert live["chunk_s"] == 0.5 and 0 < live["mean_s"] <= live["max_s"] and live["p95_s"] <= live["max_s"]
+    assert "endpoint/serving" in run.stdout and "live, 0.5 s chunks over 60 s" in run.stdout
