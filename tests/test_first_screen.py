@@ -98,6 +98,8 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         page.get_by_text("Examples: pick one to fill in both boxes").click()
         page.locator("#qa-answers").wait_for(state="attached")
         examples = page.locator("tr.tr-body").locator("visible=true")
+        spans = page.get_by_text("Best spans")
+        expect(spans).to_have_count(0)  # no empty tables before a question is asked
         pick = held_pick(page)  # Enter pressed before the picked example arrives: it waits for it
         examples.first.locator("td").first.click()
         page.get_by_label("Question (Enter to ask)").press("Enter")  # Enter asks, as the button does
@@ -107,6 +109,7 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         expect(examples).to_have_count(0)  # the pick closed the list
         expect(page.get_by_label("Question (Enter to ask)")).not_to_have_value("")  # filled in by the server
         expect(page.locator("#qa-answers")).to_contain_text("The models")  # agree or disagree: both answered
+        expect(spans.locator("visible=true")).to_have_count(2)  # each model's spans, in its details
         page.wait_for_timeout(800)
         box = in_view(page, "#qa-answers")
         assert box["height"] < height  # both answers together, the details after them

@@ -98,6 +98,7 @@ def build(registry: Registry, page: gr.Blocks) -> None:
                                 headers=["alternative", "probability", "span score"],
                                 label="Best spans",
                                 interactive=False,
+                                visible=False,  # until there are spans to list
                             ),
                             threshold=gr.Slider(
                                 -10,
@@ -182,7 +183,8 @@ def build(registry: Registry, page: gr.Blocks) -> None:
                 results[name] = result
                 shown = [agreement(results) if len(results) == len(NAMES) else ""]
                 for other in NAMES:
-                    shown += side(results.get(other), context)
+                    summary, marked, spans = side(results.get(other), context)
+                    shown += [summary, marked, gr.Dataframe(value=spans, visible=bool(spans))]
                 yield shown
 
     def on_load() -> list[Any]:
