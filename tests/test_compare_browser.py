@@ -3,6 +3,7 @@ candidates, compares A and B on an upload or a question and over the stored eval
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -55,6 +56,8 @@ def pickers_filled(page) -> None:
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path):
+    from playwright.sync_api import expect
+
     from scripts.screenshot import open_page
 
     with open_page(launch(compare_root), width=width, height=900 if width > 400 else 844, timeout_ms=60_000) as page:
@@ -77,6 +80,13 @@ def test_every_tab_compares_two_candidates(launch, compare_root, width, tmp_path
         page.get_by_role("tab", name="Keyword spotting").first.click()
         page.get_by_role("tab", name="Compare", exact=True).first.click()
         pickers_filled(page)
+        tops = page.get_by_text(re.compile(r"Model [AB]: top 5"))
+        expect(tops).to_have_count(0)  # no empty plots before a clip is spotted
+        page.locator("#kws-compare-audio").get_by_label("Upload file").click()
+        page.locator("#kws-compare-audio input[type=file]").set_input_files(str(CLIP))
+        page.locator("#kws-compare-audio").get_by_label("Clear").wait_for()
+        page.get_by_role("button", name="Spot with both").click()
+        expect(tops.locator("visible=true")).to_have_count(2)
         page.get_by_role("button", name="Compare the two evaluations").first.click()
         page.get_by_text("accuracy A 60.0%, B 80.0%").wait_for()
         page.get_by_text("McNemar's exact test: p = 1").wait_for()

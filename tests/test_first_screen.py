@@ -80,6 +80,9 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
 
         open_tab(page, "Keyword spotting")
         page.get_by_text("About this model").locator("visible=true").first.wait_for()
+        top5, timeline = page.get_by_text("Top 5", exact=True), page.get_by_text("Timeline: waveform")
+        expect(top5).to_have_count(0)  # no empty plots before there is a result
+        expect(timeline).to_have_count(0)
         pick = held_pick(page)  # Spot pressed before the picked clip arrives: it waits for it
         page.locator("button.gallery-item").locator("visible=true").first.click()
         page.get_by_role("button", name="Spot", exact=True).click()
@@ -88,6 +91,7 @@ def test_every_result_lands_in_view_and_a_guess_below_the_threshold_is_no_keywor
         page.get_by_text("s of audio classified in").wait_for()
         page.wait_for_timeout(800)
         in_view(page, "#kws-result")  # the headline and the top-5 bars under it
+        expect(top5.locator("visible=true")).to_have_count(1)
         verdict = page.locator("#kws-verdict").bounding_box()
         # A random tiny model gives each class about 1/12: the headline is no keyword, not its best guess.
         text = page.locator("#kws-verdict").inner_text()

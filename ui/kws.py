@@ -221,7 +221,9 @@ def build(registry: Registry, page: gr.Blocks) -> None:
     slot = registry[SLOT]
 
     def on_spot(audio):
-        return spot_input(require(slot), audio)
+        headline, scores, line, figure = spot_input(require(slot), audio)
+        # The bars and the timeline appear with a result (a clip of one window has no timeline).
+        return headline, gr.Label(scores, visible=True), line, gr.Plot(figure, visible=figure is not None)
 
     places = live.places_of(slot)
 
@@ -248,9 +250,11 @@ def build(registry: Registry, page: gr.Blocks) -> None:
             # the threshold.
             with gr.Column(elem_id="kws-result"):
                 kws_verdict = gr.Markdown(elem_id="kws-verdict", elem_classes=["verdict"])
-                kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False)
+                kws_label = gr.Label(num_top_classes=5, label="Top 5", show_heading=False, visible=False)
             kws_timing = gr.Markdown()
-            kws_timeline = gr.Plot(label="Timeline: waveform, keywords spotted, probability per 1 s window")
+            kws_timeline = gr.Plot(
+                label="Timeline: waveform, keywords spotted, probability per 1 s window", visible=False
+            )
         with gr.Tab("Live"):
             gr.Markdown(
                 "A 1 s window slides every 250 ms; a keyword above the threshold is logged once "

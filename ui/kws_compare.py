@@ -109,12 +109,12 @@ def section(registry: Registry) -> Any:
         "in accuracy is real."
     )
     pick_a, pick_b = compare.pickers(registry, TASK)
-    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword")
+    audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Keyword", elem_id="kws-compare-audio")
     button = gr.Button("Spot with both", variant="primary")
     note = gr.Markdown()
     with gr.Row():
-        label_a = gr.Label(num_top_classes=5, label="Model A: top 5")
-        label_b = gr.Label(num_top_classes=5, label="Model B: top 5")
+        label_a = gr.Label(num_top_classes=5, label="Model A: top 5", visible=False)  # until a clip is spotted
+        label_b = gr.Label(num_top_classes=5, label="Model B: top 5", visible=False)
     gr.Markdown("### Over the stored evaluations")
     stored_button = gr.Button("Compare the two evaluations")
     stored_note = gr.Markdown()
@@ -131,7 +131,8 @@ def section(registry: Registry) -> Any:
         line = " · ".join(
             f"{w.upper()} (`{result[w]['source']}`): {result[w]['seconds'] * 1000:.0f} ms" for w in ("a", "b")
         )
-        return [line, result["a"], result["b"]]
+        bars = [{c["label"]: c["confidence"] for c in result[w]["confidences"]} for w in ("a", "b")]
+        return [line, *(gr.Label(scores, visible=True) for scores in bars)]
 
     def on_stored(a: str, b: str) -> list[Any]:
         result, clip_of = stored_comparison(registry, a, b)
