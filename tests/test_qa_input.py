@@ -163,7 +163,7 @@ def test_a_long_batch_never_holds_up_answer(launch, tiny_checkpoints, tmp_path, 
 
 
 def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details_line():
-    from ui.qa import side
+    from ui.qa_answers import side, side_shown
 
     context = "The tower was built in 1889."
     answered = {
@@ -187,6 +187,10 @@ def test_each_column_says_the_answer_in_plain_words_and_the_numbers_in_a_details
         "<mark style='background:#fde68a;padding:0 2px' title='answer'>1889</mark>.</p></div>"
     )
     assert rows == [["1889", 0.623, 7.89]]
+    # The page shows the spans' table only with spans in it (not while answering, not for an error).
+    table = side_shown(answered, context)[2]
+    assert table.visible and table.value["data"] == rows
+    assert not side_shown(None, context)[2].visible and not side_shown({"error": "x"}, context)[2].visible
     abstained = {**answered, "text": "", "probability": 0.7, "score_diff": 1.5}
     summary, spans, _ = side(abstained, context)
     assert summary.startswith(
@@ -242,7 +246,7 @@ def test_a_batch_question_too_long_for_a_model_refuses_the_file_before_any_model
 
 
 def test_an_answer_from_the_visitors_own_text_is_shown_as_text_never_as_markup():
-    from ui import qa as qa_tab
+    from ui import qa_answers as qa_tab
 
     said = "<img src=x onerror=alert(1)> **bold** [link](http://x)"
     result = {

@@ -25,7 +25,7 @@ from ui.common import (
     uploaded_path,
     user_errors,
 )
-from ui.qa_answers import agreement, answer_both, answer_each, default_threshold, side
+from ui.qa_answers import agreement, answer_both, answer_each, default_threshold, side_shown
 from ui.qa_explorer import qa_explorer
 from ui.qa_panels import (
     BATCH_CONTEXT_CHARS,
@@ -183,8 +183,7 @@ def build(registry: Registry, page: gr.Blocks) -> None:
                 results[name] = result
                 shown = [agreement(results) if len(results) == len(NAMES) else ""]
                 for other in NAMES:
-                    summary, marked, spans = side(results.get(other), context)
-                    shown += [summary, marked, gr.Dataframe(value=spans, visible=bool(spans))]
+                    shown += side_shown(results.get(other), context)
                 yield shown
 
     def on_load() -> list[Any]:

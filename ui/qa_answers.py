@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import gradio as gr
+
 from qa import extractive
 from qa.squad_metric import normalize_answer
 from serving import gpu
@@ -107,6 +109,13 @@ def side(result: dict[str, Any] | None, context: str) -> tuple[str, str, list[li
     )
     rows = [[a["text"], round(a["probability"], 3), round(a["score"], 2)] for a in result["alternatives"]]
     return summary, in_context(context, result["start"], result["end"], answered=bool(result["text"])), rows
+
+
+def side_shown(result: dict[str, Any] | None, context: str) -> list[Any]:
+    """`side` as the page's three components take it: the best spans' table shown only when it
+    lists some (an empty one is a box of column headers)."""
+    summary, marked, spans = side(result, context)
+    return [summary, marked, gr.Dataframe(value=spans, visible=bool(spans))]
 
 
 def in_context(context: str, start: int | None = None, end: int | None = None, answered: bool = True) -> str:

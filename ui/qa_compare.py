@@ -17,7 +17,7 @@ from slots.registry import Registry
 from slots.slot import Slot
 from ui import compare
 from ui.common import fading, require, uploaded_path, user_errors
-from ui.qa_answers import agreement, answer_each, side
+from ui.qa_answers import agreement, answer_each, side_shown
 from ui.qa_panels import evaluate_examples, read_batch
 
 TASK = "qa"
@@ -115,7 +115,10 @@ def section(registry: Registry) -> Any:
             with gr.Column(min_width=160):
                 gr.Markdown(f"#### Model {which}")
                 spans = gr.Dataframe(
-                    headers=["alternative", "probability", "span score"], label="Best spans", interactive=False
+                    headers=["alternative", "probability", "span score"],
+                    label="Best spans",
+                    interactive=False,
+                    visible=False,  # until there are spans to list
                 )
                 columns.append((gr.Markdown(), gr.HTML(), spans))
     gr.Markdown("### Over the stored evaluations")
@@ -141,7 +144,7 @@ def section(registry: Registry) -> Any:
         result = answer_pair(registry, text, asked, a, b)
         shown = [result["agreement"]]
         for which in ("a", "b"):
-            shown += side(result[which], text)
+            shown += side_shown(result[which], text)
         return shown
 
     def where_from(a: str | None, b: str | None) -> str:
