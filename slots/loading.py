@@ -21,13 +21,13 @@ from core.errors import NO_SAFETENSORS, NoModelFiles
 _LOOKUP = threading.Lock()
 
 
-def transformers_module() -> Any:
-    """The `transformers` package, imported in turn with the other slots' lookups."""
+def from_transformers(*names: str) -> tuple[Any, ...]:
+    """transformers' top-level `names`, looked up in turn with the other slots' lookups."""
     with _LOOKUP:
         import transformers  # noqa: F401 - waits for an import under way in another thread
 
         _quiet_weight_loading()
-        return sys.modules["transformers"]
+        return tuple(getattr(sys.modules["transformers"], name) for name in names)
 
 
 @functools.cache
@@ -44,15 +44,18 @@ def _quiet_weight_loading() -> None:
         huggingface_hub.utils.enable_progress_bars()
 
 
+# A slot kind's (model class, processor class) in transformers.
+CLASSES = {
+    "ctc": ("AutoModelForCTC", "AutoProcessor"),
+    "audio-classification": ("AutoModelForAudioClassification", "AutoFeatureExtractor"),
+    "question-answering": ("AutoModelForQuestionAnswering", "AutoTokenizer"),
+}
+
+
 def classes(kind: str) -> tuple[Any, Any]:
     """The (model class, processor class) of a slot kind: asr, kws or qa."""
-    tf = transformers_module()
-    with _LOOKUP:
-        return {
-            "ctc": (tf.AutoModelForCTC, tf.AutoProcessor),
-            "audio-classification": (tf.AutoModelForAudioClassification, tf.AutoFeatureExtractor),
-            "question-answering": (tf.AutoModelForQuestionAnswering, tf.AutoTokenizer),
-        }[kind]
+    model_class, processor_class = from_transformers(*CLASSES[kind])
+    return model_class, processor_class
 
 
 def load_processor(kind: str, path: Path) -> Any:
@@ -106,9 +109,7 @@ def load_model(kind: str, path: Path) -> Any:
         from core.structure import SUPERB_CTC
         from speech.heads import HubertSuperbForCTC
 
-        tf = transformers_module()
-        with _LOOKUP:
-            config_class = tf.AutoConfig
+        (config_class,) = from_transformers("AutoConfig")
         if SUPERB_CTC in (config_class.from_pretrained(path).architectures or []):
             model_cls = HubertSuperbForCTC
     return model_cls.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
